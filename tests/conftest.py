@@ -1,0 +1,56 @@
+"""Shared fixtures: root detection and namespaces that are always removed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import netns as ns_helpers  # noqa: E402
+
+
+def _root_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, TAP and AF_PACKET); run `sudo make test`"
+    if not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun for TAP devices"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (`ip`); `make test` as root installs it"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _root_skip_reason()
+    if reason is None:
+        return
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def netns() -> Iterator[object]:
+    """Factory: ``netns("tag")`` creates a uniquely named namespace; all are removed at teardown."""
+    created: list[str] = []
+
+    def make(tag: str = "ns") -> str:
+        name = ns_helpers.unique_name(tag)
+        ns_helpers.create(name)
+        created.append(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in reversed(created):
+            ns_helpers.remove(name)
+
+
+def require_tool(name: str) -> None:
+    if shutil.which(name) is None:
+        pytest.skip(f"needs `{name}`; `make test` as root installs it")

@@ -1,0 +1,103 @@
+"""Test helpers for real network namespaces: unique names, commands inside them, sure teardown.
+
+Every namespace a test creates gets a unique name (``vt<tag><pid><n>``, at most 15 chars so it
+can also name links) and is removed at teardown even when the test fails. Processes still
+running inside a namespace are stopped by PID (found through /proc/*/ns/net), never by pattern.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+
+from pyroute2 import netns as pr_netns
+
+_counter = itertools.count()
+
+
+def unique_name(tag: str) -> str:
+    """A short name unique to this test process, safe for namespaces and links (<= 15 chars)."""
+    return f"vt{tag[:4]}{os.getpid() % 100000}{next(_counter)}"[:15]
+
+
+def netns_inode(name: str) -> int:
+    return os.stat(f"/run/netns/{name}").st_ino
+
+
+def pids_in(name: str) -> list[int]:
+    """PIDs whose network namespace is `name`."""
+    try:
+        ino = netns_inode(name)
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
+                pids.append(int(entry))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+    return pids
+
+
+def create(name: str) -> str:
+    pr_netns.create(name)
+    # lo up: many tools (iperf3, ping to self) expect it
+    run(name, ["ip", "link", "set", "lo", "up"])
+    return name
+
+
+def remove(name: str) -> None:
+    """Stop every process inside `name` (by PID) and delete it; silent when already gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = [p for p in pids_in(name) if p != os.getpid()]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.05)
+    try:
+        pr_netns.remove(name)
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def run(ns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
+        **kw) -> subprocess.CompletedProcess[str]:
+    """Run argv inside namespace `ns` (None: here) and return the completed process (text)."""
+    full = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(full)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def popen(ns: str | None, argv: Sequence[str], **kw) -> subprocess.Popen[str]:
+    full = ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+    return subprocess.Popen(full, text=True, **kw)
+
+
+def ping(ns: str, addr: str, *, count: int = 3, interval: float = 0.2, deadline: float = 10) -> bool:
+    """True when `ns` gets at least one reply from `addr`."""
+    proc = run(ns, ["ping", "-c", str(count), "-i", str(interval), "-w", str(deadline), addr],
+               check=False, timeout=deadline + 5)
+    return proc.returncode == 0
