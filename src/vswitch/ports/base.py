@@ -62,6 +62,7 @@ class Port(abc.ABC):
 
     def service(self, fd: int) -> None:
         """Handle readiness of one of :meth:`extra_fds` (accept a client, ...)."""
+        return None
 
     @abc.abstractmethod
     def recv(self) -> bytes | None:
