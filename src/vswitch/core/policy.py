@@ -1,0 +1,84 @@
+"""Per-port policy: admin state, learning, flooding, and VLAN membership (access or trunk).
+
+A port is either *access* (one VLAN, untagged on the wire; a priority tag VID 0 is accepted and
+classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and an optional
+native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
+Must not touch: the FDB, frames.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class VlanMode(enum.StrEnum):
+    ACCESS = "access"
+    TRUNK = "trunk"
+
+
+@dataclass(frozen=True)
+class PortPolicy:
+    """What a port admits, learns, floods and how it tags. Immutable: replace to change."""
+
+    admin_up: bool = True
+    learning: bool = True
+    flooding: bool = True
+    mode: VlanMode = VlanMode.ACCESS
+    access_vlan: int = 1
+    allowed_vlans: frozenset[int] = field(default_factory=frozenset)
+    native_vlan: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode == VlanMode.ACCESS:
+            if not 1 <= self.access_vlan <= 4094:
+                raise ValueError(f"access VLAN must be 1-4094, got {self.access_vlan}")
+        else:
+            if not self.allowed_vlans:
+                raise ValueError("a trunk port needs at least one allowed VLAN")
+            bad = [v for v in self.allowed_vlans if not 1 <= v <= 4094]
+            if bad:
+                raise ValueError(f"trunk VLANs must be 1-4094, got {sorted(bad)}")
+            if self.native_vlan is not None and not 1 <= self.native_vlan <= 4094:
+                raise ValueError(f"native VLAN must be 1-4094, got {self.native_vlan}")
+
+    @classmethod
+    def access(cls, vlan: int = 1, **kw: bool) -> PortPolicy:
+        return cls(mode=VlanMode.ACCESS, access_vlan=vlan, **kw)
+
+    @classmethod
+    def trunk(cls, allowed: set[int] | frozenset[int] | list[int], native: int | None = None,
+              **kw: bool) -> PortPolicy:
+        return cls(mode=VlanMode.TRUNK, allowed_vlans=frozenset(allowed), native_vlan=native, **kw)
+
+    def classify(self, vid: int | None) -> int | None:
+        """Ingress: the VLAN a frame belongs to (vid None = untagged), or None when not admitted."""
+        if self.mode == VlanMode.ACCESS:
+            return self.access_vlan if vid is None or vid == 0 else None
+        if vid is None or vid == 0:
+            return self.native_vlan
+        return vid if vid in self.allowed_vlans else None
+
+    def member_vlans(self) -> frozenset[int]:
+        if self.mode == VlanMode.ACCESS:
+            return frozenset((self.access_vlan,))
+        if self.native_vlan is None:
+            return self.allowed_vlans
+        return self.allowed_vlans | {self.native_vlan}
+
+    def is_member(self, vlan: int) -> bool:
+        if self.mode == VlanMode.ACCESS:
+            return vlan == self.access_vlan
+        return vlan in self.allowed_vlans or vlan == self.native_vlan
+
+    def egress_tagged(self, vlan: int) -> bool:
+        """Egress: does a frame of `vlan` leave this port tagged? (Only meaningful for members.)"""
+        if self.mode == VlanMode.ACCESS:
+            return False
+        return vlan != self.native_vlan
+
+    def describe(self) -> str:
+        if self.mode == VlanMode.ACCESS:
+            return f"access {self.access_vlan}"
+        text = "trunk " + ",".join(str(v) for v in sorted(self.allowed_vlans))
+        return text + (f" native {self.native_vlan}" if self.native_vlan is not None else "")

@@ -1,0 +1,42 @@
+"""Why the switch did what it did with a frame: one enumerated reason per outcome.
+
+Reasons feed per-port counters, `trace`, logs and test messages; logic compares reasons,
+never strings.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.Enum):
+    """Outcome of one forwarding decision."""
+
+    FORWARD_LEARNED = "known unicast: destination learned on one port"
+    FLOOD_UNKNOWN = "unknown unicast: destination not learned, flooding"
+    FLOOD_BROADCAST = "broadcast: flooding"
+    FLOOD_MULTICAST = "multicast: flooding"
+    DROP_SAME_PORT = "destination learned on the ingress port"
+    DROP_RESERVED_GROUP = "IEEE 802.1D reserved group address (01:80:C2:00:00:0X) is not forwarded"
+    DROP_MALFORMED = "malformed frame (runt or truncated VLAN tag)"
+    DROP_INVALID_SRC = "source MAC is multicast, broadcast or all-zero"
+    DROP_VLAN_INGRESS = "VLAN not admitted on the ingress port"
+    DROP_PORT_DOWN = "ingress port is administratively down"
+    DROP_EGRESS_DOWN = "the destination's port is down"
+    # Set by the datapath, not by the decision function:
+    DROP_QUEUE_FULL = "egress queue full"
+    DROP_LINK_DOWN = "egress link down"
+    DROP_TX_ERROR = "egress write failed"
+
+    @property
+    def is_drop(self) -> bool:
+        return self.name.startswith("DROP_")
+
+    @property
+    def is_flood(self) -> bool:
+        return self.name.startswith("FLOOD_")
+
+    @property
+    def label(self) -> str:
+        """Short lower-case name for counters and JSON: 'drop_same_port'."""
+        return self.name.lower()
