@@ -1,0 +1,427 @@
+"""Datapath: the forwarding loop of one switch, on its own thread.
+
+Owns: the epoll set over the switch's ports, per-port bounded egress queues, the coarse clock
+and ageing tick, and the command queue through which the control plane reads and changes the
+switch. Every change to the core (ports, policies, FDB) happens on this thread, so the core needs
+no locks; the control plane calls :meth:`Datapath.call`, which runs a function between batches
+and returns its result.
+
+Invariants:
+- A port is read until EAGAIN (at most ``BATCH`` frames per wake-up) so syscalls are amortised.
+- Writes never block: a port that would block gets a small drop-tail queue (``QUEUE_FRAMES``),
+  drained on EPOLLOUT; a full queue drops and counts (DROP_QUEUE_FULL) — one slow or stuck port
+  never stalls the others.
+- A port whose link is down for now (LinkDown: a TAP being moved to another namespace) keeps its
+  place: its frames are counted as DROP_LINK_DOWN, its FDB entries are flushed once, and it is back
+  as soon as a read or write succeeds. Any other error marks the port down (out of every flood and
+  lookup), flushes its FDB entries, and the port is reopened from the tick every few seconds.
+- Frames cross in the ingress port's format; `ports.offload.adapt` converts virtio-net headers
+  (and completes checksums / segments GSO frames in software) only when formats differ.
+Must not touch: switch types, persistence, netlink.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from vswitch.core.policy import PortPolicy
+from vswitch.core.reasons import Reason
+from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, SwitchCore, egress_frame
+from vswitch.ports.base import LinkDown, Port
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BATCH = 64
+QUEUE_FRAMES = 256
+TICK_S = 0.5
+REOPEN_EVERY_S = 2.0
+_VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+_FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
+
+
+class PortState:
+    """The datapath's view of one attached port."""
+
+    __slots__ = ("pid", "port", "hdr_len", "queue", "fds", "generation", "link_down", "failed",
+                 "error", "next_reopen", "want_out", "role")
+
+    def __init__(self, pid: Hashable, port: Port, role: str) -> None:
+        self.pid = pid
+        self.port = port
+        self.hdr_len = port.vnet_hdr_len
+        self.queue: deque[bytes | bytearray | memoryview] = deque()
+        self.fds: tuple[int, ...] = ()
+        self.generation = -1
+        self.link_down = False
+        self.failed = False
+        self.error = ""
+        self.next_reopen = 0.0
+        self.want_out = False
+        self.role = role
+
+
+def _shift_csum_start(frame: bytes | bytearray | memoryview, delta: int) -> bytes:
+    """A VLAN tag pushed/popped moves the L3 header: keep the vnet header's offsets true."""
+    out = bytearray(frame)
+    if out[0] & _VIRTIO_NET_HDR_F_NEEDS_CSUM:
+        start = int.from_bytes(out[6:8], "little") + delta
+        out[6:8] = start.to_bytes(2, "little")
+    hdr_len = int.from_bytes(out[2:4], "little")
+    if hdr_len:
+        out[2:4] = (hdr_len + delta).to_bytes(2, "little")
+    return bytes(out)
+
+
+class Datapath:
+    """The forwarding loop of one switch. Start it, attach ports, and talk to it through `call`."""
+
+    def __init__(self, name: str, core: SwitchCore, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.core = core
+        self._clock = clock
+        self._ports: dict[Hashable, PortState] = {}
+        self._fd_owner: dict[int, PortState] = {}
+        self._ep = select.epoll()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._ep.register(self._wake_r, select.EPOLLIN)
+        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._next_tick = 0.0
+        self.now = self._coarse_now()
+        #: observers of every forwarded frame (lab trace); called on the datapath thread
+        self.frame_observers: list[Callable[[Hashable, bytes, int, Decision], None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=f"datapath-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and close every port (the ports' own close decides what survives)."""
+        if self._thread is not None:
+            self._running = False
+            self._wake()
+            self._thread.join(timeout=5)
+            self._thread = None
+        for ps in list(self._ports.values()):
+            self._unregister(ps)
+            try:
+                ps.port.close()
+            except OSError as exc:
+                log.warning("%s: closing port %s: %s", self.name, ps.pid, exc)
+        self._ports.clear()
+        try:
+            self._ep.close()
+        finally:
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run `fn` on the datapath thread between batches and return its result (or raise)."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[T] = Future()
+        self._commands.put((fn, fut))
+        self._wake()
+        return fut.result(timeout=timeout)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    # -- ports (call these through `call` once started, or before start) -----------------------
+    def attach(self, pid: Hashable, port: Port, policy: PortPolicy | None = None, role: str = "vm") -> None:
+        """Add an opened port to the switch."""
+        def do() -> None:
+            if pid in self._ports:
+                raise ValueError(f"port {pid!r} already attached")
+            ps = PortState(pid, port, role)
+            self._ports[pid] = ps
+            self.core.add_port(pid, policy)
+            self._sync_fds(ps)
+        self.call(do)
+
+    def detach(self, pid: Hashable) -> Port:
+        """Remove a port from the switch (its FDB entries go); the caller closes the port."""
+        def do() -> Port:
+            ps = self._ports.pop(pid)
+            self._unregister(ps)
+            self.core.remove_port(pid)
+            return ps.port
+        return self.call(do)
+
+    def port_state(self, pid: Hashable) -> dict[str, Any]:
+        def do() -> dict[str, Any]:
+            ps = self._ports[pid]
+            return {"up": not ps.failed and not ps.link_down and self.core.is_up(pid),
+                    "link_down": ps.link_down, "failed": ps.failed, "error": ps.error,
+                    "queued": len(ps.queue), "role": ps.role}
+        return self.call(do)
+
+    # -- registration -------------------------------------------------------------------------
+    def _sync_fds(self, ps: PortState) -> None:
+        port = ps.port
+        if ps.generation == port.generation and ps.fds:
+            return
+        self._unregister(ps)
+        data = port.fileno()
+        fds = ((data,) if data >= 0 else ()) + tuple(port.extra_fds())
+        for fd in fds:
+            mask = select.EPOLLIN
+            if fd == data and ps.queue:
+                mask |= select.EPOLLOUT
+                ps.want_out = True
+            self._ep.register(fd, mask)
+            self._fd_owner[fd] = ps
+        ps.fds = fds
+        ps.generation = port.generation
+
+    def _unregister(self, ps: PortState) -> None:
+        for fd in ps.fds:
+            self._fd_owner.pop(fd, None)
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+        ps.fds = ()
+        ps.want_out = False
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _coarse_now(self) -> float:
+        # Whole seconds: the FDB refreshes an entry's LRU position only when `now` changes.
+        return float(int(self._clock()))
+
+    def _run(self) -> None:
+        poll = self._ep.poll
+        fd_owner = self._fd_owner
+        wake_r = self._wake_r
+        while self._running:
+            try:
+                events = poll(TICK_S)
+            except InterruptedError:
+                continue
+            self.now = self._coarse_now()
+            for fd, ev in events:
+                if fd == wake_r:
+                    self._run_commands()
+                    continue
+                ps = fd_owner.get(fd)
+                if ps is None:
+                    continue
+                if fd != ps.fds[0] or ps.port.fileno() != fd:
+                    self._service(ps, fd)
+                    continue
+                if ev & select.EPOLLOUT:
+                    self._drain_queue(ps)
+                if ev & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
+                    self._read_batch(ps)
+            if self._clock() >= self._next_tick:
+                self._tick()
+
+    def _run_commands(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the caller, never kills the loop
+                fut.set_exception(exc)
+
+    def _service(self, ps: PortState, fd: int) -> None:
+        try:
+            ps.port.service(fd)
+        except OSError as exc:
+            log.warning("%s: port %s: %s", self.name, ps.pid, exc)
+        self._sync_fds(ps)
+
+    def _read_batch(self, ps: PortState) -> None:
+        port = ps.port
+        recv = port.recv
+        process = self.core.process
+        deliver = self._deliver
+        pid = ps.pid
+        hdr = ps.hdr_len
+        now = self.now
+        observers = self.frame_observers
+        for _ in range(BATCH):
+            try:
+                buf = recv()
+            except LinkDown:
+                break
+            except OSError as exc:
+                self._fail(ps, exc)
+                return
+            if buf is None:
+                break
+            if ps.link_down:
+                self._link_back(ps)
+            d = process(pid, buf, hdr, now)
+            if observers:
+                for obs in observers:
+                    obs(pid, buf, hdr, d)
+            if d.out_ports:
+                deliver(d, buf, hdr)
+        if port.generation != ps.generation:
+            self._sync_fds(ps)
+
+    def _deliver(self, d: Decision, buf: bytes, in_hdr: int) -> None:
+        ports = self._ports
+        edits = d.edits
+        i = 0
+        for pid in d.out_ports:
+            ps = ports[pid]
+            frame: bytes | bytearray | memoryview = buf
+            if edits is not None:
+                edit = edits[i]
+                if edit != EDIT_KEEP:
+                    frame = egress_frame(buf, in_hdr, edit, d.vlan)
+                    if in_hdr and (edit == EDIT_PUSH or edit == EDIT_POP):
+                        frame = _shift_csum_start(frame, 4 if edit == EDIT_PUSH else -4 if edit == EDIT_POP else 0)
+            i += 1
+            if ps.hdr_len == in_hdr:
+                self._send(ps, frame)
+            else:
+                from vswitch.ports.offload import adapt
+                for seg in adapt(frame, in_hdr, ps.hdr_len):
+                    self._send(ps, seg)
+
+    def _send(self, ps: PortState, frame: bytes | bytearray | memoryview) -> None:
+        c = self.core.counters.get(ps.pid)
+        if c is None or ps.failed:
+            return
+        if ps.queue:
+            if len(ps.queue) >= QUEUE_FRAMES:
+                c.drop(Reason.DROP_QUEUE_FULL)
+            else:
+                ps.queue.append(frame)
+            return
+        try:
+            ok = ps.port.write(frame)
+        except LinkDown:
+            c.drop(Reason.DROP_LINK_DOWN)
+            if not ps.link_down:
+                ps.link_down = True
+                self.core.fdb.flush(port=ps.pid)
+            return
+        except OSError as exc:
+            if exc.errno in _FRAME_ERRNOS or type(exc).__name__ == "FrameRejected":
+                c.drop(Reason.DROP_TX_ERROR)
+                return
+            c.drop(Reason.DROP_TX_ERROR)
+            self._fail(ps, exc)
+            return
+        if ok:
+            c.tx_frames += 1
+            c.tx_bytes += len(frame) - ps.hdr_len
+            if ps.link_down:
+                self._link_back(ps)
+        else:
+            ps.queue.append(frame)
+            self._want_out(ps, True)
+
+    def _drain_queue(self, ps: PortState) -> None:
+        c = self.core.counters.get(ps.pid)
+        q = ps.queue
+        while q:
+            frame = q[0]
+            try:
+                ok = ps.port.write(frame)
+            except LinkDown:
+                if c:
+                    c.drop(Reason.DROP_LINK_DOWN)
+                q.popleft()
+                continue
+            except OSError as exc:
+                q.popleft()
+                if c:
+                    c.drop(Reason.DROP_TX_ERROR)
+                if exc.errno not in _FRAME_ERRNOS and type(exc).__name__ != "FrameRejected":
+                    self._fail(ps, exc)
+                    return
+                continue
+            if not ok:
+                return
+            q.popleft()
+            if c:
+                c.tx_frames += 1
+                c.tx_bytes += len(frame) - ps.hdr_len
+        self._want_out(ps, False)
+
+    def _want_out(self, ps: PortState, on: bool) -> None:
+        if ps.want_out == on or not ps.fds:
+            return
+        fd = ps.port.fileno()
+        if fd < 0:
+            return
+        try:
+            self._ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+            ps.want_out = on
+        except OSError:
+            pass
+
+    def _link_back(self, ps: PortState) -> None:
+        ps.link_down = False
+
+    def _fail(self, ps: PortState, exc: OSError) -> None:
+        """A real error: the port leaves forwarding (FDB flushed) and is reopened from the tick."""
+        log.warning("%s: port %s failed: %s", self.name, ps.pid, exc)
+        ps.failed = True
+        ps.error = str(exc)
+        ps.queue.clear()
+        self._unregister(ps)
+        self.core.set_oper_up(ps.pid, False)
+        try:
+            ps.port.close()
+        except OSError:
+            pass
+        ps.next_reopen = self._clock() + REOPEN_EVERY_S
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self._next_tick = now + TICK_S
+        self.core.expire(self.now)
+        for ps in self._ports.values():
+            if ps.failed and now >= ps.next_reopen:
+                try:
+                    ps.port.open()
+                except OSError as exc:
+                    ps.error = str(exc)
+                    ps.next_reopen = now + REOPEN_EVERY_S
+                    continue
+                ps.failed = False
+                ps.error = ""
+                ps.generation = -1
+                self._sync_fds(ps)
+                self.core.set_oper_up(ps.pid, True)
+                log.info("%s: port %s is back", self.name, ps.pid)
+            elif ps.generation != ps.port.generation:
+                self._sync_fds(ps)
