@@ -38,6 +38,8 @@ from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, SwitchCore, egress_frame
 from vswitch.ports.base import LinkDown, Port
+from vswitch.ports.errors import FrameRejected, OffloadError
+from vswitch.ports.offload import adapt, shift_csum_start
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +48,6 @@ BATCH = 64
 QUEUE_FRAMES = 256
 TICK_S = 0.5
 REOPEN_EVERY_S = 2.0
-_VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 _FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
 
 
@@ -71,18 +72,6 @@ class PortState:
         self.role = role
 
 
-def _shift_csum_start(frame: bytes | bytearray | memoryview, delta: int) -> bytes:
-    """A VLAN tag pushed/popped moves the L3 header: keep the vnet header's offsets true."""
-    out = bytearray(frame)
-    if out[0] & _VIRTIO_NET_HDR_F_NEEDS_CSUM:
-        start = int.from_bytes(out[6:8], "little") + delta
-        out[6:8] = start.to_bytes(2, "little")
-    hdr_len = int.from_bytes(out[2:4], "little")
-    if hdr_len:
-        out[2:4] = (hdr_len + delta).to_bytes(2, "little")
-    return bytes(out)
-
-
 class Datapath:
     """The forwarding loop of one switch. Start it, attach ports, and talk to it through `call`."""
 
@@ -98,6 +87,7 @@ class Datapath:
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._running = False
+        self._stopped = False
         self._next_tick = 0.0
         self.now = self._coarse_now()
         #: observers of every forwarded frame (lab trace); called on the datapath thread
@@ -112,7 +102,10 @@ class Datapath:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop and close every port (the ports' own close decides what survives)."""
+        """Stop the loop and close every port (the ports' own close decides what survives). Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._thread is not None:
             self._running = False
             self._wake()
@@ -305,13 +298,20 @@ class Datapath:
                 if edit != EDIT_KEEP:
                     frame = egress_frame(buf, in_hdr, edit, d.vlan)
                     if in_hdr and (edit == EDIT_PUSH or edit == EDIT_POP):
-                        frame = _shift_csum_start(frame, 4 if edit == EDIT_PUSH else -4 if edit == EDIT_POP else 0)
+                        # the tag moved the L3 header: keep the vnet header's checksum offset true
+                        frame = shift_csum_start(frame[:in_hdr], 4 if edit == EDIT_PUSH else -4) + frame[in_hdr:]
             i += 1
             if ps.hdr_len == in_hdr:
                 self._send(ps, frame)
             else:
-                from vswitch.ports.offload import adapt
-                for seg in adapt(frame, in_hdr, ps.hdr_len):
+                try:
+                    segments = adapt(frame, in_hdr, ps.hdr_len)
+                except OffloadError:
+                    c = self.core.counters.get(pid)
+                    if c is not None:
+                        c.drop(Reason.DROP_TX_ERROR)
+                    continue
+                for seg in segments:
                     self._send(ps, seg)
 
     def _send(self, ps: PortState, frame: bytes | bytearray | memoryview) -> None:
@@ -333,7 +333,7 @@ class Datapath:
                 self.core.fdb.flush(port=ps.pid)
             return
         except OSError as exc:
-            if exc.errno in _FRAME_ERRNOS or type(exc).__name__ == "FrameRejected":
+            if isinstance(exc, FrameRejected) or exc.errno in _FRAME_ERRNOS:
                 c.drop(Reason.DROP_TX_ERROR)
                 return
             c.drop(Reason.DROP_TX_ERROR)
@@ -364,7 +364,7 @@ class Datapath:
                 q.popleft()
                 if c:
                     c.drop(Reason.DROP_TX_ERROR)
-                if exc.errno not in _FRAME_ERRNOS and type(exc).__name__ != "FrameRejected":
+                if not isinstance(exc, FrameRejected) and exc.errno not in _FRAME_ERRNOS:
                     self._fail(ps, exc)
                     return
                 continue
