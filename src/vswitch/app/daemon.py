@@ -1,0 +1,356 @@
+"""`vswitchd`: the composition root. Store → SwitchManager → restore → REST on a unix socket (and TCP).
+
+Owns the process: arguments, logging (stderr; systemd adds timestamps), the listening sockets, the
+asyncio loop that runs the uvicorn servers, and the order of start and stop:
+
+    start: check the socket path (refuse if a live vswitchd answers there, remove a stale file),
+           bind it (mode 0660) and the optional TCP listener, open ConfigStore(DIR/config.sqlite),
+           SwitchManager(store), manager.restore(), then serve both listeners in one loop.
+    stop (SIGTERM/SIGINT): stop accepting, let in-flight requests finish, manager.shutdown()
+           (stops datapaths, gives NICs back, keeps the stored config), remove the socket, exit 0.
+
+Invariants:
+- foreground only, never daemonizes (systemd Type=simple);
+- the unix socket is trusted by file permissions (0660, parent dir created if missing); the TCP
+  listener always needs a bearer token (``--token-file``) and a loopback address unless
+  ``--allow-remote``;
+- the socket file is removed only if it is still the one this process bound;
+- the manager is imported inside `main()`, so this module imports even where it does not exist.
+
+Must not touch: switch logic (all of it is behind `SwitchApi`), the kernel, the datapath.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from vswitch.frontends.rest import make_app
+
+log = logging.getLogger("vswitchd")
+
+DEFAULT_STATE_DIR = "/var/lib/vswitch"
+DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
+SOCKET_MODE = 0o660
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why (exit code 1)."""
+
+
+# ---- arguments ------------------------------------------------------------------------------------
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port); ValueError with a message otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:8470), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"--listen port must be a number, got {port_text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"--listen port must be 1-65535, got {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``; host names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: str) -> str:
+    """The bearer token in `path` (surrounding whitespace stripped); StartupError if unusable."""
+    try:
+        st = os.stat(path)
+        with open(path) as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise StartupError(f"cannot read token file {path}: {e.strerror}") from None
+    if not token:
+        raise StartupError(f"token file {path} is empty")
+    if st.st_mode & 0o077:
+        log.warning("token file %s is readable by group/others (mode %o); consider chmod 600",
+                    path, stat.S_IMODE(st.st_mode))
+    return token
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vswitchd",
+        description="vswitch daemon: restores the configured switches and serves the REST API "
+                    "on a unix socket (and optionally on loopback TCP with a bearer token).")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                   help=f"where config.sqlite lives (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"unix socket to serve on (default {DEFAULT_SOCKET})")
+    p.add_argument("--listen", metavar="HOST:PORT", default=None,
+                   help="also serve on TCP (needs --token-file; loopback only unless --allow-remote)")
+    p.add_argument("--token-file", default=None, help="file holding the bearer token for --listen")
+    p.add_argument("--allow-remote", action="store_true", help="allow --listen on a non-loopback address")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+    return p
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr; without timestamps under systemd (the journal adds its own)."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=fmt, force=True)
+
+
+# ---- sockets --------------------------------------------------------------------------------------
+
+def bind_unix_socket(path: str) -> socket.socket:
+    """Bind and listen on `path` with mode 0660, creating its directory and removing a stale file.
+
+    StartupError when the path is not a socket, or when a live server answers there.
+    """
+    parent = Path(path).parent
+    parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StartupError(f"{path} exists and is not a socket; refusing to remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(2.0)
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("removing stale socket %s", path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError as e:
+            raise StartupError(f"cannot check existing socket {path}: {e.strerror or e}") from None
+        else:
+            raise StartupError(f"another vswitchd is already serving {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o117)  # the socket never exists with wider permissions, even for a moment
+    try:
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise StartupError(f"cannot bind unix socket {path}: {e.strerror or e}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, SOCKET_MODE)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def bind_tcp_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on (host, port); StartupError with the reason if that fails."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise StartupError(f"cannot resolve --listen host {host!r}: {e.strerror}") from None
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        hint = " (port in use)" if e.errno == errno.EADDRINUSE else ""
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def remove_socket_file(path: str, inode: int | None) -> None:
+    """Unlink `path` if it is still the socket this process bound (same inode)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if inode is None or st.st_ino == inode:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+# ---- serving --------------------------------------------------------------------------------------
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the daemon (several servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pending_signals: list[int]) -> bool:
+    """Serve each (app, socket) until SIGTERM/SIGINT; True when stopped by a signal, False if a server failed.
+
+    `pending_signals` holds signals noted before the loop's own handlers were in place; any there stop at once.
+    """
+    servers = [
+        _Server(uvicorn.Config(app, lifespan="off", log_config=None, log_level=log_level,
+                               access_log=log_level == "debug", timeout_graceful_shutdown=10))
+        for app, _ in listeners
+    ]
+    stop_requested = False
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signame: str) -> None:
+        nonlocal stop_requested
+        if stop_requested:
+            log.warning("%s again: forcing exit of in-flight requests", signame)
+            for s in servers:
+                s.force_exit = True
+            return
+        log.info("%s: stopping", signame)
+        stop_requested = True
+        for s in servers:
+            s.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, request_stop, sig.name)
+    if pending_signals:
+        request_stop(signal.Signals(pending_signals[0]).name)
+    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, (_, sock) in zip(servers, listeners, strict=True)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if not stop_requested:
+            log.error("a listener stopped unexpectedly; stopping the others")
+        for s in servers:
+            s.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    ok = stop_requested
+    for r in results:
+        if isinstance(r, BaseException):
+            log.error("listener failed: %r", r)
+            ok = False
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start, serve until told to stop, shut down. Return the exit code."""
+    token: str | None = None
+    tcp_addr: tuple[str, int] | None = None
+    if args.listen:
+        tcp_addr = parse_listen(args.listen)
+        token = read_token(args.token_file)
+
+    # Outside the serving loop, SIGTERM/SIGINT only note the request: a stop during start-up is honoured
+    # once restore is done and one during shutdown is ignored, so neither leaves a switch half-made.
+    noted: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        noted.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    unix_sock = bind_unix_socket(args.socket)
+    inode = os.stat(args.socket).st_ino
+    owned = [unix_sock]
+    listeners: list[tuple[Any, socket.socket]] = []
+    manager: Any = None
+    store: Any = None
+    try:
+        tcp_sock: socket.socket | None = None
+        if tcp_addr is not None:
+            tcp_sock = bind_tcp_socket(*tcp_addr)
+            owned.append(tcp_sock)
+        from vswitch.control.store import ConfigStore
+
+        store = ConfigStore(state_dir / "config.sqlite")
+        try:
+            from vswitch.control.manager import SwitchManager
+        except ImportError as e:
+            raise StartupError(f"the switch manager is not available: {e}") from None
+        manager = SwitchManager(store)
+        log.info("restoring configuration from %s", state_dir / "config.sqlite")
+        manager.restore()
+        listeners.append((make_app(manager), unix_sock))
+        log.info("serving on unix socket %s", args.socket)
+        if tcp_sock is not None and tcp_addr is not None:
+            listeners.append((make_app(manager, token=token), tcp_sock))
+            log.info("serving on http://%s:%d (bearer token required)", *tcp_addr)
+        ok = asyncio.run(serve(listeners, args.log_level, noted))
+        return 0 if ok else 1
+    finally:
+        for sig in previous:
+            signal.signal(sig, note)  # the loop's handlers are gone; keep a late signal from killing shutdown
+        if manager is not None:
+            log.info("shutting down switches (stored configuration is kept)")
+            try:
+                manager.shutdown()
+            except Exception:
+                log.exception("manager shutdown failed")
+        if store is not None:
+            store.close()
+        for sock in owned:
+            sock.close()
+        remove_socket_file(args.socket, inode)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `vswitchd`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.listen and not args.token_file:
+        parser.error("--listen needs --token-file (the TCP listener always requires a bearer token)")
+    if args.token_file and not args.listen:
+        parser.error("--token-file only applies with --listen")
+    if args.listen:
+        try:
+            host, _ = parse_listen(args.listen)
+        except ValueError as e:
+            parser.error(str(e))
+        if not is_loopback(host) and not args.allow_remote:
+            parser.error(f"--listen {args.listen} is not a loopback address; add --allow-remote to expose "
+                         "the API beyond this host")
+    setup_logging(args.log_level)
+    try:
+        code = run(args)
+    except StartupError as e:
+        log.error("%s", e)
+        code = 1
+    except Exception:
+        log.exception("vswitchd failed")
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

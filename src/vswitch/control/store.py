@@ -1,0 +1,235 @@
+"""Persistent configuration: the switches and ports a user asked for, in SQLite.
+
+Owns one SQLite database file (``<state-dir>/config.sqlite``) holding
+- ``switches``: one row per switch (its :class:`SwitchSpec` as JSON), in creation order;
+- ``ports``: one row per port (switch, name, :class:`PortSpec` as JSON, position), in insertion order;
+- ``snapshots``: a key/value table of uplink-takeover snapshots (what a NIC looked like before a
+  switch took it), so a daemon restarted after a crash can still give the NIC back;
+- ``schema_version``: the schema version, checked at open.
+
+Invariants:
+- Every write is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, ``ROLLBACK`` on any exception):
+  after a crash or kill the file holds either the old or the new state, never a mix. WAL journal,
+  ``synchronous=FULL`` so a committed write survives a power cut.
+- ``delete_switch`` removes the switch's ports and snapshot in the same transaction.
+- Safe from several threads: one connection (``check_same_thread=False``) behind a re-entrant lock.
+  :meth:`ConfigStore.transaction` groups several writes into one atomic unit.
+- Specs are stored as written by ``to_dict`` and validated again by ``from_dict`` on load; a row that
+  no longer validates is reported in the log and skipped, never silently "repaired".
+
+Must not touch: the datapath, netlink, the kernel; it records intent, it does not act on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from vswitch.control.model import NotFound, PortSpec, SwitchSpec, VswitchError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS switches (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ports (
+    switch   TEXT NOT NULL REFERENCES switches(name) ON DELETE CASCADE,
+    name     TEXT NOT NULL,
+    spec     TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (switch, name)
+);
+CREATE INDEX IF NOT EXISTS ports_by_position ON ports (switch, position);
+CREATE TABLE IF NOT EXISTS snapshots (
+    switch TEXT PRIMARY KEY,
+    data   TEXT NOT NULL
+);
+"""
+
+
+class StoreError(VswitchError):
+    """The configuration database cannot be used (unreadable, newer schema, corrupt)."""
+
+    status = 500
+
+
+class ConfigStore:
+    """Switch and port configuration in one SQLite file; every write is atomic and durable."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction() on the owning thread
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so there is no implicit
+            # transaction left open between calls.
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open configuration database {self.path}: {e}") from e
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise StoreError(f"configuration database {self.path} has schema version {row[0]}, "
+                                 f"newer than this vswitch understands ({SCHEMA_VERSION})")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one atomic unit: all of them are committed, or none (on any exception).
+
+        Re-entrant: a nested ``transaction()`` (or a write method called inside one) joins the
+        outer transaction. Other threads wait until the outermost one ends.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        """Close the database; further calls fail."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ConfigStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- switches and ports -----------------------------------------------------------------
+
+    def save_switch(self, spec: SwitchSpec) -> None:
+        """Insert or replace a switch's spec; an existing switch keeps its place and its ports."""
+        data = json.dumps(spec.to_dict(), sort_keys=True)
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO switches (name, spec) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+                (spec.name, data),
+            )
+
+    def delete_switch(self, name: str) -> bool:
+        """Forget a switch, its ports and its takeover snapshot. Return whether it was stored."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM ports WHERE switch = ?", (name,))
+            self._conn.execute("DELETE FROM snapshots WHERE switch = ?", (name,))
+            cur = self._conn.execute("DELETE FROM switches WHERE name = ?", (name,))
+            return cur.rowcount > 0
+
+    def save_port(self, switch: str, spec: PortSpec) -> None:
+        """Insert or replace a port of a stored switch; a new port goes last, an existing one keeps its place.
+
+        Raises NotFound when the switch is not stored.
+        """
+        data = json.dumps(spec.to_dict(), sort_keys=True)
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM switches WHERE name = ?", (switch,)).fetchone() is None:
+                raise NotFound(f"switch {switch!r} is not in the configuration store")
+            self._conn.execute(
+                "INSERT INTO ports (switch, name, spec, position) VALUES (?, ?, ?, "
+                "  (SELECT COALESCE(MAX(position), 0) + 1 FROM ports WHERE switch = ?)) "
+                "ON CONFLICT(switch, name) DO UPDATE SET spec = excluded.spec",
+                (switch, spec.name, data, switch),
+            )
+
+    def delete_port(self, switch: str, name: str) -> bool:
+        """Forget one port. Return whether it was stored."""
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM ports WHERE switch = ? AND name = ?", (switch, name))
+            return cur.rowcount > 0
+
+    def load(self) -> list[tuple[SwitchSpec, list[PortSpec]]]:
+        """Every stored switch (creation order) with its ports (insertion order).
+
+        Rows that no longer validate are logged and skipped.
+        """
+        with self._lock:
+            switches = self._conn.execute("SELECT name, spec FROM switches ORDER BY seq").fetchall()
+            ports = self._conn.execute("SELECT switch, name, spec FROM ports ORDER BY switch, position").fetchall()
+        by_switch: dict[str, list[PortSpec]] = {}
+        for switch, name, data in ports:
+            try:
+                by_switch.setdefault(switch, []).append(PortSpec.from_dict(json.loads(data)))
+            except (ValueError, TypeError, VswitchError) as e:
+                log.error("stored port %s/%s is invalid and is skipped: %s", switch, name, e)
+        result: list[tuple[SwitchSpec, list[PortSpec]]] = []
+        for name, data in switches:
+            try:
+                spec = SwitchSpec.from_dict(json.loads(data))
+            except (ValueError, TypeError, VswitchError) as e:
+                log.error("stored switch %s is invalid and is skipped (with its ports): %s", name, e)
+                continue
+            result.append((spec, by_switch.get(name, [])))
+        return result
+
+    # ---- takeover snapshots -------------------------------------------------------------------
+
+    def put_snapshot(self, switch: str, data: dict[str, Any]) -> None:
+        """Record (replace) the takeover snapshot of `switch`: what to restore to give its NIC back."""
+        text = json.dumps(data, sort_keys=True)
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO snapshots (switch, data) VALUES (?, ?) "
+                "ON CONFLICT(switch) DO UPDATE SET data = excluded.data",
+                (switch, text),
+            )
+
+    def get_snapshot(self, switch: str) -> dict[str, Any] | None:
+        """The takeover snapshot of `switch`, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM snapshots WHERE switch = ?", (switch,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def list_snapshots(self) -> dict[str, dict[str, Any]]:
+        """All takeover snapshots by switch name (e.g. to give NICs back after a crash)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT switch, data FROM snapshots ORDER BY switch").fetchall()
+        return {switch: json.loads(data) for switch, data in rows}
+
+    def drop_snapshot(self, switch: str) -> bool:
+        """Forget the takeover snapshot of `switch` (the NIC was given back). Return whether one existed."""
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM snapshots WHERE switch = ?", (switch,))
+            return cur.rowcount > 0

@@ -1,0 +1,398 @@
+"""QEMU socket ports: a VM's NIC over a unix socket, no root and no TAP needed.
+
+Owns the unix socket files it creates and the connections on them; never starts or stops QEMU.
+
+``QemuStreamPort`` listens on a SOCK_STREAM socket; QEMU 7.2 connects as a client
+(``-netdev stream,...,server=off``) and each frame travels as a 4-byte big-endian length followed by
+the frame. QEMU's stream client never reconnects, so the port must be listening before QEMU starts.
+
+``QemuDgramPort`` binds a SOCK_DGRAM socket; one datagram is one frame (``-netdev dgram``).
+Convention: QEMU binds ``<path>.qemu`` (its ``local.path``) and sends to ``<path>`` (its
+``remote.path``); we send to the address the last frame came from, or to ``peer_path``
+(default ``<path>.qemu``) before any arrived.
+
+Invariants (both):
+- ``vnet_hdr_len`` is 0: QEMU's socket netdevs carry bare Ethernet frames with complete checksums;
+  the datapath segments/completes offloaded frames before writing here.
+- Non-blocking throughout. ``write`` raises :class:`LinkDown` while no VM is there to take frames.
+- A frame shorter than 14 bytes from QEMU is dropped and counted in ``rx_runts``; the connection
+  stays. A stream length above 65535+18 (what QEMU itself refuses) or a stream that ends
+  mid-frame closes that connection, is counted, and the port goes back to accepting.
+- ``generation`` increases whenever the descriptor returned by ``fileno`` changes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import stat
+from typing import Any
+
+from vswitch.ports.base import LinkDown, Port
+from vswitch.ports.errors import FrameRejected
+
+#: Largest length QEMU accepts in a stream frame header (NET_BUFSIZE-ish: 64 KiB + VLAN headers).
+MAX_STREAM_FRAME = 65535 + 18
+MIN_FRAME = 14
+_SOCK_BUF_BYTES = 1 << 20
+_HUNG_UP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x2000)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file left by an earlier run; refuse to touch anything that is not a socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket; not removing it")
+    os.unlink(path)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class QemuStreamPort(Port):
+    """A listening unix stream socket for one QEMU ``-netdev stream`` client at a time.
+
+    ``QemuStreamPort(name, path)``; ``extra_fds()`` is the listening socket, ``service(fd)``
+    accepts. Counters: ``rx_runts``, ``rx_bad_length``, ``rx_truncated``, ``clients_accepted``,
+    ``clients_rejected``, ``disconnects``.
+    """
+
+    kind = "qemu-stream"
+
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name)
+        self.path = path
+        self._listener: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        # Bytes received but not yet returned: at most one partial frame plus the next header,
+        # because we never ask the kernel for more (see recv).
+        self._rx = bytearray()
+        # Tail of a frame the kernel took only partly; it must go out before any other frame.
+        self._tx = b""
+        self.rx_runts = 0
+        self.rx_bad_length = 0
+        self.rx_truncated = 0
+        self.clients_accepted = 0
+        self.clients_rejected = 0
+        self.disconnects = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Listen on ``path`` (a stale socket file there is removed first)."""
+        if self._listener is not None:
+            return
+        _remove_stale_socket(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(self.path)
+            sock.listen(4)
+        except BaseException:
+            sock.close()
+            raise
+        self._listener = sock
+        self.generation += 1
+
+    def close(self) -> None:
+        """Drop the client, stop listening and remove the socket file. Idempotent."""
+        if self._conn is not None:
+            self._drop_client(count=False)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            _unlink_quietly(self.path)
+            self.generation += 1
+
+    @property
+    def connected(self) -> bool:
+        """True while a QEMU client is attached."""
+        return self._conn is not None
+
+    def fileno(self) -> int:
+        """The client connection's descriptor, or -1 while no client is connected."""
+        return -1 if self._conn is None else self._conn.fileno()
+
+    def extra_fds(self) -> tuple[int, ...]:
+        """The listening socket, readable when a client is waiting to be accepted."""
+        return () if self._listener is None else (self._listener.fileno(),)
+
+    def service(self, fd: int) -> None:
+        """Accept waiting clients. A newcomer replaces a client that already hung up; while a live
+        client is attached, a second one is refused (closed) and counted."""
+        listener = self._listener
+        if listener is None:
+            return
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if self._conn is not None and self._client_hung_up():
+                self._drop_client(count=True)
+            if self._conn is not None:
+                conn.close()
+                self.clients_rejected += 1
+                continue
+            conn.setblocking(False)
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    conn.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
+                except OSError:
+                    pass
+            self._conn = conn
+            self._rx.clear()
+            self._tx = b""
+            self.clients_accepted += 1
+            self.generation += 1
+
+    def _client_hung_up(self) -> bool:
+        poller = select.poll()
+        poller.register(self._conn, _HUNG_UP)  # type: ignore[arg-type]
+        return any(ev & _HUNG_UP for _fd, ev in poller.poll(0))
+
+    def _drop_client(self, *, count: bool) -> None:
+        conn = self._conn
+        self._conn = None
+        self._rx.clear()
+        self._tx = b""
+        if conn is not None:
+            conn.close()
+            if count:
+                self.disconnects += 1
+            self.generation += 1
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def recv(self) -> bytes | None:
+        """One frame from the client, or None when no complete frame is ready (or the client left).
+
+        Reads never go past the next frame's length header, so a complete frame is never left in
+        our buffer while the kernel's is empty: level-triggered epoll stays truthful even when the
+        datapath caps how many frames it drains per wake-up.
+        """
+        if self._tx:
+            self._flush_quietly()  # may find the client gone
+        conn = self._conn
+        if conn is None:
+            return None
+        rx = self._rx
+        while True:
+            have = len(rx)
+            if have >= 4:
+                length = int.from_bytes(rx[:4], "big")
+                if length > MAX_STREAM_FRAME:
+                    self.rx_bad_length += 1
+                    self._drop_client(count=True)
+                    return None
+                end = 4 + length
+                if have >= end:
+                    frame = bytes(rx[4:end])
+                    del rx[:end]
+                    if length < MIN_FRAME:
+                        self.rx_runts += 1
+                        continue
+                    return frame
+                want = end - have + 4  # the rest of this frame and the next length header
+            else:
+                want = 4 - have
+            try:
+                data = conn.recv(want)
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as e:
+                if e.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
+                    self._drop_client(count=True)
+                    return None
+                raise
+            if not data:
+                if rx:
+                    self.rx_truncated += 1
+                self._drop_client(count=True)
+                return None
+            rx += data
+
+    def write(self, buf: bytes | bytearray | memoryview) -> bool:
+        """Queue one frame to the client. False: the previous frame is still half sent and the
+        socket is full. LinkDown: no client. FrameRejected: longer than QEMU accepts."""
+        conn = self._conn
+        if conn is None:
+            raise LinkDown(errno.ENOTCONN, f"no QEMU client on {self.path}")
+        if self._tx and not self._flush():
+            return False
+        n = len(buf)
+        if n > MAX_STREAM_FRAME:
+            raise FrameRejected(errno.EMSGSIZE, f"frame of {n} bytes is over QEMU's {MAX_STREAM_FRAME}")
+        hdr = n.to_bytes(4, "big")
+        try:
+            sent = conn.sendmsg((hdr, buf), (), socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self._drop_client(count=True)
+                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
+            raise
+        if sent < 4 + n:
+            # The stream must stay framed: keep the tail and send it before anything else.
+            self._tx = b"".join((hdr, buf))[sent:]
+        return True
+
+    @property
+    def tx_pending(self) -> int:
+        """Bytes of a partly sent frame still waiting for room in the socket."""
+        return len(self._tx)
+
+    def flush(self) -> bool:
+        """Try to send the pending tail of a partly sent frame. True when nothing is pending."""
+        if not self._tx:
+            return True
+        if self._conn is None:
+            return True
+        try:
+            return self._flush()
+        except LinkDown:
+            return True
+
+    def _flush(self) -> bool:
+        try:
+            sent = self._conn.send(self._tx, socket.MSG_NOSIGNAL)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self._drop_client(count=True)
+                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
+            raise
+        self._tx = self._tx[sent:]
+        return not self._tx
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except LinkDown:
+            pass
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, name, socket path, whether a client is attached, counters and the QEMU argument."""
+        d = super().describe()
+        d.update(path=self.path, connected=self.connected, rx_runts=self.rx_runts,
+                 rx_bad_length=self.rx_bad_length, rx_truncated=self.rx_truncated,
+                 clients_accepted=self.clients_accepted, clients_rejected=self.clients_rejected,
+                 disconnects=self.disconnects,
+                 qemu_arg=f"-netdev stream,id={self.name},server=off,addr.type=unix,addr.path={self.path}")
+        return d
+
+
+class QemuDgramPort(Port):
+    """A bound unix datagram socket talking to one QEMU ``-netdev dgram``: one frame per datagram.
+
+    ``QemuDgramPort(name, path, peer_path=None)``: we bind ``path``; QEMU binds ``peer_path``
+    (default ``path + ".qemu"``). With an explicit ``peer_path`` frames only go there; without one
+    the port also follows the sender of the latest frame (a restarted VM on another path).
+    """
+
+    kind = "qemu-dgram"
+
+    def __init__(self, name: str, path: str, peer_path: str | None = None) -> None:
+        super().__init__(name)
+        self.path = path
+        self.peer_fixed = peer_path is not None
+        self.peer_path = peer_path if peer_path is not None else path + ".qemu"
+        self._dest = self.peer_path
+        self._sock: socket.socket | None = None
+        self.rx_runts = 0
+        self.rx_truncated = 0
+
+    def open(self) -> None:
+        """Bind ``path`` (a stale socket file there is removed first)."""
+        if self._sock is not None:
+            return
+        _remove_stale_socket(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(self.path)
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
+                except OSError:
+                    pass
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.generation += 1
+
+    def close(self) -> None:
+        """Close the socket and remove the file we bound (QEMU's own file is QEMU's). Idempotent."""
+        if self._sock is None:
+            return
+        self._sock.close()
+        self._sock = None
+        _unlink_quietly(self.path)
+        self.generation += 1
+
+    def fileno(self) -> int:
+        """The datagram socket's descriptor, or -1 when closed."""
+        return -1 if self._sock is None else self._sock.fileno()
+
+    @property
+    def peer(self) -> str:
+        """Where frames are sent now."""
+        return self._dest
+
+    def recv(self) -> bytes | None:
+        """One frame (one datagram), or None when none is queued. Runts are dropped and counted."""
+        sock = self._sock
+        if sock is None:
+            raise OSError(errno.EBADF, f"qemu-dgram port {self.name} is not open")
+        while True:
+            try:
+                data, _anc, flags, addr = sock.recvmsg(MAX_STREAM_FRAME + 1)
+            except (BlockingIOError, InterruptedError):
+                return None
+            if flags & socket.MSG_TRUNC:
+                self.rx_truncated += 1
+                continue
+            if len(data) < MIN_FRAME:
+                self.rx_runts += 1
+                continue
+            if addr and not self.peer_fixed and addr != self._dest:
+                self._dest = addr  # an unbound (anonymous) sender gives "" and cannot be answered
+            return data
+
+    def write(self, buf: bytes | bytearray | memoryview) -> bool:
+        """Send one frame to QEMU. False: its queue is full. LinkDown: nobody bound at the peer path."""
+        try:
+            self._sock.sendto(buf, self._dest)  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            code = e.errno
+            if code == errno.ENOBUFS:
+                return False
+            if code in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN):
+                raise LinkDown(code, f"no QEMU bound at {self._dest}") from None
+            if code == errno.EMSGSIZE:
+                raise FrameRejected(code, f"frame of {len(buf)} bytes is too large for a datagram") from None
+            raise
+        except AttributeError:
+            raise OSError(errno.EBADF, f"qemu-dgram port {self.name} is not open") from None
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, name, both socket paths, counters and the QEMU argument."""
+        d = super().describe()
+        d.update(path=self.path, peer_path=self.peer_path, peer=self._dest, rx_runts=self.rx_runts,
+                 rx_truncated=self.rx_truncated,
+                 qemu_arg=(f"-netdev dgram,id={self.name},local.type=unix,local.path={self.peer_path},"
+                           f"remote.type=unix,remote.path={self.path}"))
+        return d

@@ -1,0 +1,169 @@
+"""An in-memory `SwitchApi` for front-end unit tests (REST, CLI, client): no kernel, no datapath.
+
+It follows the protocol's promises (validate, refuse with InvalidRequest/NotFound/Conflict, change
+nothing on refusal) so the front ends can be tested for their own work: shapes, statuses, messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from vswitch.control.model import (
+    Conflict,
+    FdbEntryInfo,
+    InvalidRequest,
+    NotFound,
+    PortInfo,
+    PortKind,
+    PortSpec,
+    PortStatsInfo,
+    SwitchInfo,
+    SwitchSpec,
+    SwitchType,
+    host_vnic_name,
+)
+
+
+def vlan_mode(spec: PortSpec) -> str:
+    if spec.trunk is not None:
+        text = "trunk " + ",".join(str(v) for v in spec.trunk)
+        return text + (f" native {spec.native}" if spec.native is not None else "")
+    return f"access {spec.access_vlan}"
+
+
+class FakeApi:
+    """Switches and ports in dicts; every call is recorded in `calls` (name, args)."""
+
+    def __init__(self) -> None:
+        self.switches: dict[str, SwitchInfo] = {}
+        self.fdb: dict[str, list[FdbEntryInfo]] = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _note(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        self.threads.add(threading.current_thread().name)
+
+    def _get(self, name: str) -> SwitchInfo:
+        try:
+            return self.switches[name]
+        except KeyError:
+            raise NotFound(f"no switch named {name!r}") from None
+
+    def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False) -> SwitchInfo | list[str]:
+        self._note("create_switch", spec, dry_run)
+        spec.validate()
+        if spec.name in self.switches:
+            raise Conflict(f"switch {spec.name!r} already exists")
+        if dry_run:
+            steps = [f"create switch {spec.name} ({spec.type})"]
+            if spec.nic:
+                steps.append(f"move addresses and routes of {spec.nic} to {host_vnic_name(spec.name)}")
+            return steps
+        ports = []
+        if spec.has_host_vnic:
+            vnic = host_vnic_name(spec.name)
+            ports.append(PortInfo(vnic, "tap", vnic, "access 1", True, role="host-vnic"))
+        if spec.nic:
+            ports.append(PortInfo("uplink", "link", spec.nic, "trunk 1-4094", True, role="uplink"))
+        info = SwitchInfo(
+            name=spec.name, type=str(spec.type), nic=spec.nic, allow_management_os=spec.allow_management_os,
+            host_vnic=host_vnic_name(spec.name) if spec.has_host_vnic else None,
+            state="awaiting-confirm" if spec.confirm_timeout_s else "up", ports=ports,
+            ageing_s=spec.ageing_s, max_entries=spec.max_entries, confirm_deadline_s=spec.confirm_timeout_s,
+        )
+        self.switches[spec.name] = info
+        self.fdb[spec.name] = []
+        return info
+
+    def delete_switch(self, name: str) -> None:
+        self._note("delete_switch", name)
+        self._get(name)
+        del self.switches[name]
+
+    def confirm_switch(self, name: str) -> SwitchInfo:
+        self._note("confirm_switch", name)
+        info = self._get(name)
+        if info.state != "awaiting-confirm":
+            raise Conflict(f"switch {name!r} is not awaiting confirmation")
+        info.state, info.confirm_deadline_s = "up", None
+        return info
+
+    def list_switches(self) -> list[SwitchInfo]:
+        self._note("list_switches")
+        return list(self.switches.values())
+
+    def get_switch(self, name: str) -> SwitchInfo:
+        self._note("get_switch", name)
+        return self._get(name)
+
+    def add_port(self, switch: str, spec: PortSpec) -> PortInfo:
+        self._note("add_port", switch, spec)
+        spec.validate()
+        info = self._get(switch)
+        if any(p.name == spec.name for p in info.ports):
+            raise Conflict(f"switch {switch!r} already has a port named {spec.name!r}")
+        details: dict[str, Any] = {}
+        if spec.kind == PortKind.QEMU_STREAM:
+            details["qemu_arg"] = (f"-netdev stream,id={spec.name},server=off,"
+                                   f"addr.type=unix,addr.path={spec.target}")
+        elif spec.kind == PortKind.QEMU_DGRAM:
+            details["qemu_arg"] = f"-netdev dgram,id={spec.name},remote.type=unix,remote.path={spec.target}"
+        port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), True, details=details)
+        info.ports.append(port)
+        return port
+
+    def remove_port(self, switch: str, port: str) -> None:
+        self._note("remove_port", switch, port)
+        info = self._get(switch)
+        for i, p in enumerate(info.ports):
+            if p.name == port:
+                del info.ports[i]
+                return
+        raise NotFound(f"switch {switch!r} has no port named {port!r}")
+
+    def list_ports(self, switch: str) -> list[PortInfo]:
+        self._note("list_ports", switch)
+        return list(self._get(switch).ports)
+
+    def fdb_show(self, switch: str) -> list[FdbEntryInfo]:
+        self._note("fdb_show", switch)
+        self._get(switch)
+        return list(self.fdb[switch])
+
+    def fdb_flush(self, switch: str) -> int:
+        self._note("fdb_flush", switch)
+        self._get(switch)
+        dynamic = [e for e in self.fdb[switch] if not e.static]
+        self.fdb[switch] = [e for e in self.fdb[switch] if e.static]
+        return len(dynamic)
+
+    def stats(self, switch: str) -> list[PortStatsInfo]:
+        self._note("stats", switch)
+        return [PortStatsInfo(p.name, 10, 1000, 8, 800, 3, 1, 0, drops={"DROP_SAME_PORT": 2})
+                for p in self._get(switch).ports]
+
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
+        self._note("trace", switch, in_port, src, dst, vlan)
+        info = self._get(switch)
+        if not any(p.name == in_port for p in info.ports):
+            raise NotFound(f"switch {switch!r} has no port named {in_port!r}")
+        if vlan is not None and not 1 <= vlan <= 4094:
+            raise InvalidRequest(f"VLAN must be 1-4094, got {vlan}")
+        out = [p.name for p in info.ports if p.name != in_port]
+        return {  # the shape SwitchManager.trace returns
+            "switch": switch, "in_port": in_port, "src": src, "dst": dst, "vlan": vlan,
+            "stages": [
+                {"stage": "ingress", "result": "admitted", "reason": None, "detail": "access VLAN 1"},
+                {"stage": "learn", "result": "learned", "reason": None, "detail": f"{src} on {in_port}"},
+                {"stage": "decide", "result": "flood", "reason": "FLOOD_UNKNOWN"},
+            ],
+            "decision": {"reason": "FLOOD_UNKNOWN", "explanation": "unknown unicast: flooded",
+                         "out_ports": out, "vlan": vlan or 1},
+        }
+
+
+def private(name: str) -> SwitchSpec:
+    return SwitchSpec(name, SwitchType.PRIVATE).validate()

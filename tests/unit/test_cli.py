@@ -1,0 +1,193 @@
+"""The `vswitch` CLI over an in-process fake SwitchApi: tables, --json shapes, errors, qemu argument."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from fake_api import FakeApi, private
+
+from vswitch.control.model import FdbEntryInfo, PortKind, PortSpec
+from vswitch.frontends import cli as cli_module
+from vswitch.frontends.cli import cli
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+def run(api: FakeApi, *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), obj=api)
+
+
+def ok(api: FakeApi, *args: str) -> str:
+    result = run(api, *args)
+    assert result.exit_code == 0, (result.output, result.stderr, result.exception)
+    return result.stdout
+
+
+def as_json(api: FakeApi, *args: str) -> Any:
+    return json.loads(ok(api, *args, "--json"))
+
+
+def test_switch_create_variants(api: FakeApi) -> None:
+    out = ok(api, "switch", "create", "int", "--internal", "--ageing", "60", "--max-entries", "1024")
+    assert "created internal switch 'int' (host vNIC vs-int)" in out
+    spec = api.calls[-1][1][0]
+    assert (spec.ageing_s, spec.max_entries) == (60, 1024)
+    ok(api, "switch", "create", "priv", "--private")
+    out = ok(api, "switch", "create", "ext", "--external", "eth0", "--no-allow-management-os",
+             "--confirm-timeout", "30")
+    assert "switch confirm ext" in out and "30 s" in out
+    spec = api.calls[-1][1][0]
+    assert spec.nic == "eth0" and spec.allow_management_os is False and spec.confirm_timeout_s == 30.0
+    assert [s.name for s in api.switches.values()] == ["int", "priv", "ext"]
+    assert "confirmed switch 'ext': up" in ok(api, "switch", "confirm", "ext")
+
+
+def test_switch_create_dry_run(api: FakeApi) -> None:
+    out = ok(api, "switch", "create", "ext", "--external", "eth0", "--dry-run")
+    assert "dry run" in out and "1. create switch ext" in out and "2. move addresses" in out
+    assert api.switches == {}
+    data = as_json(api, "switch", "create", "ext", "--external", "eth0", "--dry-run")
+    assert data["dry_run"] is True and len(data["steps"]) == 2
+
+
+@pytest.mark.parametrize("args", [["s"], ["s", "--internal", "--private"], ["s", "--private", "--external", "e"]])
+def test_switch_create_needs_exactly_one_type(api: FakeApi, args: list[str]) -> None:
+    result = run(api, "switch", "create", *args)
+    assert result.exit_code == 2 and "exactly one of" in result.stderr
+    assert api.calls == []
+
+
+def test_switch_list_and_show(api: FakeApi) -> None:
+    ok(api, "switch", "create", "lab", "--internal")
+    out = ok(api, "switch", "list")
+    assert "lab" in out and "internal" in out and "vs-lab" in out
+    data = as_json(api, "switch", "list")
+    assert isinstance(data, list) and data[0]["name"] == "lab" and data[0]["ports"][0]["role"] == "host-vnic"
+    out = ok(api, "switch", "show", "lab")
+    assert "ports of lab" in out and "host-vnic" in out
+    assert as_json(api, "switch", "show", "lab") == data[0]
+    assert "deleted switch 'lab'" in ok(api, "switch", "delete", "lab")
+    assert as_json(api, "switch", "list") == []
+
+
+def test_errors_exit_1_with_message_on_stderr(api: FakeApi) -> None:
+    result = run(api, "switch", "show", "nope")
+    assert result.exit_code == 1
+    assert "Error: no switch named 'nope'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    ok(api, "switch", "create", "a", "--private")
+    result = run(api, "switch", "create", "a", "--private")
+    assert result.exit_code == 1 and "already exists" in result.stderr
+    result = run(api, "switch", "create", "b", "--private", "--ageing", "1")  # model validation
+    assert result.exit_code == 1 and "ageing" in result.stderr
+    result = run(api, "switch", "create", "c", "--private", "--confirm-timeout", "5")
+    assert result.exit_code == 1 and "only applies to external" in result.stderr
+
+
+def test_port_add_prints_qemu_argument(api: FakeApi, tmp_path: Any) -> None:
+    api.create_switch(private("s"))
+    sock = str(tmp_path / "vm1.sock")
+    out = ok(api, "port", "add", "s", "vm1", "--qemu-stream", sock)
+    assert f"-netdev stream,id=vm1,server=off,addr.type=unix,addr.path={sock}" in out
+    out = ok(api, "port", "add", "s", "vm2", "--qemu-dgram", sock + "2", "--vlan", "10")
+    assert "-netdev dgram,id=vm2" in out and "access 10" in out
+    data = as_json(api, "port", "add", "s", "vm3", "--qemu-stream", sock + "3")
+    assert data["details"]["qemu_arg"].startswith("-netdev stream,id=vm3")
+
+
+def test_port_add_kinds_and_vlans(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    ok(api, "port", "add", "s", "t", "--tap", "tap0", "--trunk", "10,20-22", "--native", "10")
+    spec = api.calls[-1][1][1]
+    assert spec == PortSpec("t", PortKind.TAP, "tap0", trunk=(10, 20, 21, 22), native=10)
+    ok(api, "port", "add", "s", "l", "--link", "veth0")
+    assert api.calls[-1][1][1].kind == PortKind.LINK
+    result = run(api, "port", "add", "s", "x", "--tap", "a", "--link", "b")
+    assert result.exit_code == 2 and "exactly one of" in result.stderr
+    result = run(api, "port", "add", "s", "x", "--tap", "a", "--vlan", "5", "--trunk", "6")
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = run(api, "port", "add", "s", "x", "--tap", "a", "--native", "5")
+    assert result.exit_code == 2 and "--native" in result.stderr
+    result = run(api, "port", "add", "s", "x", "--tap", "a", "--trunk", "5-1")
+    assert result.exit_code == 1 and "reversed" in result.stderr
+    result = run(api, "port", "add", "s", "x", "--tap", "a", "--vlan", "4095")
+    assert result.exit_code == 1 and "4094" in result.stderr
+    out = ok(api, "port", "list", "s")
+    assert "trunk 10,20,21,22 native 10" in out and "veth0" in out
+    assert [p["name"] for p in as_json(api, "port", "list", "s")] == ["t", "l"]
+    assert "removed port 't'" in ok(api, "port", "remove", "s", "t")
+    result = run(api, "port", "remove", "s", "t")
+    assert result.exit_code == 1 and "no port named 't'" in result.stderr
+
+
+def test_fdb_show_and_flush(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.fdb["s"] = [FdbEntryInfo("02:00:00:00:00:01", 1, "vm1", 12.34, False),
+                    FdbEntryInfo("02:00:00:00:00:02", 10, "vm2", 0.0, True)]
+    out = ok(api, "fdb", "show", "s")
+    assert "02:00:00:00:00:01" in out and "12.3" in out and "static" in out and "learned" in out
+    data = as_json(api, "fdb", "show", "s")
+    assert data[0] == {"mac": "02:00:00:00:00:01", "vlan": 1, "port": "vm1", "age_s": 12.34, "static": False}
+    assert set(data[1]) == {"mac", "vlan", "port", "age_s", "static"}
+    assert "flushed 1 learned entry" in ok(api, "fdb", "flush", "s")
+    assert as_json(api, "fdb", "flush", "s") == {"removed": 0}
+
+
+def test_stats(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    out = ok(api, "stats", "s")
+    assert "vm1" in out and "DROP_SAME_PORT=2" in out and "rx frames" in out
+    data = as_json(api, "stats", "s")
+    assert data == [{"port": "vm1", "rx_frames": 10, "rx_bytes": 1000, "tx_frames": 8, "tx_bytes": 800,
+                     "floods": 3, "learned": 1, "moved": 0, "drops": {"DROP_SAME_PORT": 2}}]
+
+
+def test_trace(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    for name in ("a", "b", "c"):
+        api.add_port("s", PortSpec(name, PortKind.MEMORY, name))
+    args = ["trace", "s", "--in-port", "a", "--src", "02:00:00:00:00:01", "--dst", "ff:ff:ff:ff:ff:ff",
+            "--vlan", "1"]
+    out = ok(api, *args)
+    assert "frame: switch=s in_port=a src=02:00:00:00:00:01 dst=ff:ff:ff:ff:ff:ff vlan=1" in out
+    assert "1. ingress\n     result: admitted\n     detail: access VLAN 1" in out
+    assert "2. learn" in out and "3. decide: FLOOD_UNKNOWN" in out
+    assert "verdict: FLOOD_UNKNOWN (unknown unicast: flooded)" in out and "output ports: b, c" in out
+    assert api.calls[-1] == ("trace", ("s", "a", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", 1))
+    assert as_json(api, *args)["decision"]["out_ports"] == ["b", "c"]
+    result = run(api, "trace", "s", "--in-port", "a", "--src", "x")
+    assert result.exit_code == 2 and "--dst" in result.stderr
+
+
+def test_make_api_factory_and_socket_env(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def factory(socket_path: str | None, url: str | None, token: str | None) -> FakeApi:
+        seen.append((socket_path, url, token))
+        return api
+
+    monkeypatch.setattr(cli_module, "make_api", factory)
+    result = CliRunner().invoke(cli, ["switch", "list", "--json"], env={"VSWITCH_SOCKET": "/tmp/x.sock"})
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    assert seen == [("/tmp/x.sock", None, None)]
+    result = CliRunner().invoke(cli, ["--socket", "/tmp/y.sock", "switch", "list"])
+    assert seen[-1] == ("/tmp/y.sock", None, None)
+
+
+def test_unreachable_daemon_is_a_clean_error(tmp_path: Any) -> None:
+    result = CliRunner().invoke(cli, ["--socket", str(tmp_path / "none.sock"), "switch", "list"])
+    assert result.exit_code == 1
+    assert "cannot reach vswitchd at" in result.stderr and "is it running?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_group_is_extensible() -> None:
+    assert {"switch", "port", "fdb", "stats", "trace"} <= set(cli.commands)
+    assert callable(cli.add_command)
