@@ -38,3 +38,14 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+
+# The seed's lab on the built-in one-nic topology: needs root (namespaces, TAP, veth).
+demo: system-deps venv
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make demo needs root: it creates network namespaces, veth cables, TAP devices and a"; \
+	  echo "Linux bridge (the physical switch) to run the lab. Run: sudo make demo"; exit 1; fi
+	$(VENV)/bin/vswitch demo
+
+# Benchmarks against the Linux kernel bridge (root). BENCH_ARGS="--peers" adds VDE2 and OVS.
+bench: system-deps venv
+	$(PY) bench/run.py $(BENCH_ARGS)

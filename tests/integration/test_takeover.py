@@ -57,7 +57,8 @@ def topo(netns: Any) -> Topo:
     with Netlink(server) as nl:
         nl.create_veth(srv_if, srv_peer)
         nl.move_to_netns(srv_peer, physw)
-    _sh(physw, "ip link add br0 type bridge", f"ip link set {peer} master br0", f"ip link set {srv_peer} master br0",
+    _sh(physw, "ip link add br0 type bridge",
+        f"ip link set {peer} master br0", f"ip link set {srv_peer} master br0",
         f"ip link set {peer} up", f"ip link set {srv_peer} up", "ip link set br0 up")
     _sh(server, f"sysctl -qw net.ipv6.conf.{srv_if}.accept_dad=0", f"ip addr add 10.50.0.254/24 dev {srv_if}",
         f"ip addr add 2001:db8:50::fe/64 dev {srv_if}", f"ip link set {srv_if} up")
@@ -136,7 +137,8 @@ def test_dry_run_plan_describes_every_move_and_changes_nothing(topo: Topo) -> No
 def test_apply_moves_everything_and_restore_gives_it_back_exactly(topo: Topo) -> None:
     assert ping(topo.host, "10.50.0.254", count=1), "topology sanity: the host reaches its gateway"
     echos = icmp_in_echos(topo.host)
-    assert ping(topo.server, "10.50.0.1", count=1) and icmp_in_echos(topo.host) > echos, "sanity: counter moves"
+    assert ping(topo.server, "10.50.0.1", count=1), "topology sanity: the server reaches the host"
+    assert icmp_in_echos(topo.host) > echos, "sanity: the counter moves when the host stack answers"
     before = host_view(topo)
     takeover = Takeover(topo.nic, topo.vnic, netns=topo.host)
     takeover.apply()

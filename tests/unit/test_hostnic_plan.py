@@ -131,10 +131,12 @@ class FakeKernel:
         self._get(name)
         self.calls.append(f"add route {route} {name}")
         key = (route.family, route.table, route.dst, route.dst_len, route.priority)
-        if any((r.family, r.table, r.dst, r.dst_len, r.priority) == key for rs in self.routes_.values() for r in rs):
+        existing = [r for rs in self.routes_.values() for r in rs]
+        if any((r.family, r.table, r.dst, r.dst_len, r.priority) == key for r in existing):
             if exist_ok and route in self.routes_[name]:
                 return
-            raise NetlinkFailure(errno.EEXIST, f"route {route} exists")  # same key on another link, as IPv4 does
+            # the same key on another link is EEXIST too, as IPv4 and IPv6 do for `ip route add`
+            raise NetlinkFailure(errno.EEXIST, f"route {route} exists")
         self.routes_[name].append(route)
 
     def del_route(self, name: str, route: Route, *, missing_ok: bool = False) -> None:
@@ -175,8 +177,8 @@ def test_plan_order_follows_the_documented_phases(kernel: FakeKernel) -> None:
         f"nic-route {R_DEFAULT}", f"nic-route {R_VIA_LINK}", f"nic-route {R_TABLE}", f"nic-route {R_V6}",
         f"nic-route {R_LINK}",
         # installed on the vNIC: link route first
-        f"vnic-route {R_LINK}", f"vnic-route {R_DEFAULT}", f"vnic-route {R_VIA_LINK}", f"vnic-route {R_TABLE}",
-        f"vnic-route {R_V6}",
+        f"vnic-route {R_LINK}", f"vnic-route {R_DEFAULT}", f"vnic-route {R_VIA_LINK}",
+        f"vnic-route {R_TABLE}", f"vnic-route {R_V6}",
         # secondaries leave before their primary (deleting a primary takes its secondaries along)
         "nic-addr 2001:db8::10/64", "nic-addr 192.0.2.11/24", "nic-addr 192.0.2.10/24",
         "nic-sysctl net/ipv6/conf/eth1/disable_ipv6", "nic-sysctl net/ipv4/conf/eth1/arp_ignore",

@@ -54,3 +54,8 @@ class SwitchApi(Protocol):
     def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
         """What the switch would do with such a frame now (stages, reasons, output ports); sends nothing."""
         ...
+
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them:
+        time, in_port, src, dst, vlan, ethertype, length, reason, out_ports."""
+        ...

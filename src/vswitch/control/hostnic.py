@@ -56,6 +56,7 @@ ARP_IGNORE_NO_LOCAL = "8"  # "do not reply for all local addresses"
 IFA_F_NODAD = 0x02
 
 FailAt = int | str | Callable[[int, "Step"], bool] | None
+RevertHook = Callable[["Takeover", BaseException | None], None]
 
 
 class TakeoverRefused(ValueError):
@@ -103,7 +104,8 @@ class Step:
 # -- reading the kernel ---------------------------------------------------------------------------
 
 def _sysctl_paths(nic: str) -> dict[str, str]:
-    return {"disable_ipv6": f"net/ipv6/conf/{nic}/disable_ipv6", "arp_ignore": f"net/ipv4/conf/{nic}/arp_ignore"}
+    return {"disable_ipv6": f"net/ipv6/conf/{nic}/disable_ipv6",
+            "arp_ignore": f"net/ipv4/conf/{nic}/arp_ignore"}
 
 
 def validate(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool) -> None:
@@ -115,7 +117,8 @@ def validate(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool)
         raise TakeoverRefused(f"NIC {nic!r} is the loopback; an External switch needs a physical NIC")
     if info.master is not None:
         what = "a port of a bridge" if info.slave_kind == "bridge" else f"enslaved ({info.slave_kind})"
-        raise TakeoverRefused(f"NIC {nic!r} is already {what} (master ifindex {info.master}); release it first")
+        raise TakeoverRefused(f"NIC {nic!r} is already {what} (master ifindex {info.master}); "
+                              "release it first")
     if nl.ingress_qdisc_kind(nic):
         raise TakeoverRefused(f"NIC {nic!r} already has an {nl.ingress_qdisc_kind(nic)} qdisc; "
                               "vswitch would have to replace it and could not give it back")
@@ -137,7 +140,8 @@ def capture(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool) 
         vnic_link = {"mac": v.mac, "mtu": v.mtu, "up": v.up}
     sysctls = {path: nl.get_sysctl(path) for path in _sysctl_paths(nic).values() if nl.has_sysctl(path)}
     return {
-        "version": SNAPSHOT_VERSION, "netns": nl.netns, "nic": nic, "vnic": vnic if allow_management_os else None,
+        "version": SNAPSHOT_VERSION, "netns": nl.netns, "nic": nic,
+        "vnic": vnic if allow_management_os else None,
         "allow_management_os": allow_management_os, "captured_at": time.time(),
         "nic_link": {"mac": info.mac, "mtu": info.mtu, "up": info.up, "promisc": info.promisc},
         "vnic_link": vnic_link,
@@ -191,7 +195,8 @@ def _vnic_steps(snap: dict[str, Any], addrs: list[Address]) -> list[Step]:
 def _route_steps(snap: dict[str, Any], routes: list[Route]) -> tuple[list[Step], list[Step]]:
     nic, vnic = snap["nic"], snap["vnic"]
     # scope universe (0) routes may depend on scope link (253) routes for their gateway
-    withdraw = [Step(f"nic-route {r}", f"withdraw route {r} from {nic}" + (f" (moving to {vnic})" if vnic else ""),
+    moving = f" (moving to {vnic})" if vnic else ""
+    withdraw = [Step(f"nic-route {r}", f"withdraw route {r} from {nic}{moving}",
                      lambda nl, r=r: nl.del_route(nic, r),
                      lambda nl, r=r: nl.add_route(nic, r, exist_ok=True))
                 for r in sorted(routes, key=lambda r: r.scope)]
@@ -210,7 +215,8 @@ def _nic_steps(snap: dict[str, Any], addrs: list[Address]) -> list[Step]:
         if aged is not None:
             nl.add_address(nic, aged, exist_ok=True)
 
-    steps = [Step(f"nic-addr {a}", f"remove {a} from {nic}" + (f" (now on {snap['vnic']})" if snap["vnic"] else ""),
+    now_on = f" (now on {snap['vnic']})" if snap["vnic"] else ""
+    steps = [Step(f"nic-addr {a}", f"remove {a} from {nic}{now_on}",
                   lambda nl, a=a: nl.del_address(nic, a), lambda nl, a=a: readd(nl, a))
              for a in reversed(addrs)]
     paths = _sysctl_paths(nic)
@@ -266,7 +272,8 @@ class Takeover:
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> Takeover:
         """A takeover that may have been (partly) applied by an earlier process; ``restore()`` undoes it."""
-        self = cls(snap["nic"], snap["vnic"], allow_management_os=snap["allow_management_os"], netns=snap["netns"])
+        self = cls(snap["nic"], snap["vnic"], allow_management_os=snap["allow_management_os"],
+                   netns=snap["netns"])
         self._snapshot = copy.deepcopy(snap)
         self._done = build_plan(self._snapshot)  # every undo is idempotent, so replaying all is safe
         return self
@@ -295,7 +302,8 @@ class Takeover:
                 raise TakeoverRefused(f"NIC {self.nic!r} is already taken over; restore() first")
             with Netlink(self.netns) as nl:
                 validate(nl, self.nic, self.vnic, self.allow_management_os)
-                self._snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)  # fresh, not a dry run's
+                # captured afresh: a dry run's snapshot may be stale by now
+                self._snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
                 steps = build_plan(self._snapshot)
                 errors: list[tuple[Step, BaseException]] = []
                 current: Step | None = None
@@ -326,8 +334,8 @@ class Takeover:
 
     # -- confirm or revert ------------------------------------------------------------------------
 
-    def arm_confirm_timeout(self, seconds: float, on_revert: Callable[[Takeover, BaseException | None], None]
-                            | None = None, *, before_revert: Callable[[Takeover], None] | None = None) -> None:
+    def arm_confirm_timeout(self, seconds: float, on_revert: RevertHook | None = None, *,
+                            before_revert: Callable[[Takeover], None] | None = None) -> None:
         """Revert automatically unless ``confirm()`` is called within ``seconds``.
 
         ``before_revert(self)`` runs first (stop the uplink, see the module docstring), then
@@ -344,7 +352,7 @@ class Takeover:
         with self._lock:
             return self._cancel_timer()
 
-    def _revert_unconfirmed(self, on_revert: Callable[[Takeover, BaseException | None], None] | None,
+    def _revert_unconfirmed(self, on_revert: RevertHook | None,
                             before_revert: Callable[[Takeover], None] | None) -> None:
         with self._lock:
             if self._timer is None:  # confirmed while this thread waited for the lock

@@ -388,6 +388,38 @@ class SwitchManager:
             }
         return dp.call(run)
 
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+        if not (isinstance(seconds, int | float) and 0 < seconds <= 60):
+            raise InvalidRequest(f"watch time must be 0-60 s, got {seconds!r}")
+        if not (isinstance(limit, int) and 1 <= limit <= 100_000):
+            raise InvalidRequest(f"watch limit must be 1-100000 events, got {limit!r}")
+        dp = self.datapath(switch)
+        events: list[dict[str, Any]] = []
+        done = threading.Event()
+
+        def observe(pid: Any, buf: bytes, hdr: int, d: Any) -> None:
+            # runs on the datapath thread, only while someone watches
+            if len(events) >= limit:
+                done.set()
+                return
+            f = buf[hdr:]
+            ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
+            vid = None
+            if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
+                vid = int.from_bytes(f[14:16], "big") & 0x0FFF
+                ethertype = int.from_bytes(f[16:18], "big")
+            events.append({"t": time.time(), "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
+                           "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": d.vlan or None,
+                           "ethertype": ethertype, "length": len(f), "reason": d.reason.name,
+                           "out_ports": [str(p) for p in d.out_ports]})
+
+        dp.call(lambda: dp.frame_observers.append(observe))
+        try:
+            done.wait(seconds)
+        finally:
+            dp.call(lambda: dp.frame_observers.remove(observe))
+        return list(events)
+
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
         """Recreate every stored switch and port; first give back whatever a crashed run left."""

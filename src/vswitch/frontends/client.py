@@ -183,6 +183,10 @@ class RestSwitchApi:
             params["vlan"] = vlan
         return self._call("GET", f"/switches/{_seg(switch)}/trace", params=params)
 
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """The switch's per-frame decisions recorded over `seconds`."""
+        return self._call("GET", f"/switches/{_seg(switch)}/watch", params={"seconds": seconds, "limit": limit})
+
 
 def _seg(name: str) -> str:
     """One URL path segment (names are validated server-side; this only keeps the URL well-formed)."""

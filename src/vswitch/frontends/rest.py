@@ -242,6 +242,15 @@ def make_app(api: SwitchApi, token: str | None = None) -> FastAPI:
         """What the switch would do with such a frame now: stages, reasons, output ports. Sends nothing."""
         return to_jsonable(api.trace(name, in_port, src, dst, vlan))
 
+    @app.get("/switches/{name}/watch", tags=["trace"], responses=_doc(list[dict[str, Any]]))
+    def watch(
+        name: str,
+        seconds: Annotated[float, Query(description="How long to record, 0-60 s")] = 1.0,
+        limit: Annotated[int, Query(description="At most this many events")] = 1000,
+    ) -> Any:
+        """Record the switch's per-frame decisions for a while and return them."""
+        return api.watch(name, seconds, limit)
+
     if token:
         app.add_middleware(BearerAuth, token=token)
     return app
