@@ -10,10 +10,10 @@ import json
 import time
 
 import pytest
-from conftest import require_tool
+from switchlab import move_and_address
 
 import netns as ns_helpers
-from switchlab import move_and_address
+from conftest import require_tool
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
 
