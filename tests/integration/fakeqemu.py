@@ -20,11 +20,16 @@ IFF_NO_PI = 0x1000
 
 
 class FakeQemu:
-    """Relay frames between TAP `ifname` (created here) and the stream socket at `path`."""
+    """Relay frames between TAP `ifname` (created here) and the switch's socket at `path`.
 
-    def __init__(self, ifname: str, path: str) -> None:
+    `dgram=False`: `-netdev stream` (client of a stream socket, length-prefixed frames).
+    `dgram=True`: `-netdev dgram` (binds `path + ".qemu"`, one frame per datagram to `path`).
+    """
+
+    def __init__(self, ifname: str, path: str, *, dgram: bool = False) -> None:
         self.ifname = ifname
         self.path = path
+        self.dgram = dgram
         self.tap = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
         fcntl.ioctl(self.tap, TUNSETIFF, struct.pack("16sH", ifname.encode(), IFF_TAP | IFF_NO_PI))
         self.sock: socket.socket | None = None
@@ -34,8 +39,15 @@ class FakeQemu:
         self.frames_out = 0
 
     def connect(self) -> FakeQemu:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
+        if self.dgram:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            if os.path.exists(self.path + ".qemu"):
+                os.unlink(self.path + ".qemu")
+            self.sock.bind(self.path + ".qemu")
+            self.sock.connect(self.path)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(self.path)
         self._thread = threading.Thread(target=self._relay, daemon=True)
         self._thread.start()
         return self
@@ -54,9 +66,22 @@ class FakeQemu:
                 except OSError:
                     frame = b""
                 if frame:
-                    sock.sendall(struct.pack(">I", len(frame)) + frame)
+                    if self.dgram:
+                        try:
+                            sock.send(frame)
+                        except OSError:
+                            continue  # the switch's socket is full: a lost frame, as on a wire
+                    else:
+                        sock.sendall(struct.pack(">I", len(frame)) + frame)
                     self.frames_out += 1
-            if sock in ready:
+            if sock in ready and self.dgram:
+                frame = sock.recv(65536)
+                try:
+                    os.write(tap, frame)
+                    self.frames_in += 1
+                except OSError:
+                    pass
+            elif sock in ready:
                 data = sock.recv(262144)
                 if not data:
                     return
@@ -81,6 +106,8 @@ class FakeQemu:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+            if self.dgram and os.path.exists(self.path + ".qemu"):
+                os.unlink(self.path + ".qemu")
         os.read(self._stop_r, 16)
 
     def close(self) -> None:
