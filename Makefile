@@ -48,4 +48,5 @@ demo: system-deps venv
 
 # Benchmarks against the Linux kernel bridge (root). BENCH_ARGS="--peers" adds VDE2 and OVS.
 bench: system-deps venv
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
