@@ -57,5 +57,6 @@ class SwitchApi(Protocol):
 
     def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them:
-        time, in_port, src, dst, vlan, ethertype, length, reason, out_ports."""
+        time, in_port, src, dst, vlan, ethertype, length, reason, out_ports, and for an ICMPv4 echo
+        request/reply ``icmp`` = {type, id, seq} (else None)."""
         ...

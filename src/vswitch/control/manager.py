@@ -411,7 +411,8 @@ class SwitchManager:
             events.append({"t": time.time(), "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
                            "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": d.vlan or None,
                            "ethertype": ethertype, "length": len(f), "reason": d.reason.name,
-                           "out_ports": [str(p) for p in d.out_ports]})
+                           "out_ports": [str(p) for p in d.out_ports],
+                           "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None})
 
         dp.call(lambda: dp.frame_observers.append(observe))
         try:
@@ -496,6 +497,19 @@ class SwitchManager:
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline)
+
+
+def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:
+    """ICMPv4 echo request/reply identity (type, id, seq) of a frame whose IPv4 header starts at `l3`.
+
+    Lets `lab trace` match the switch's decisions to the pings it sent and captured elsewhere."""
+    if len(f) < l3 + 20 or f[l3] >> 4 != 4 or f[l3 + 9] != 1:
+        return None
+    icmp = l3 + (f[l3] & 0x0F) * 4
+    if len(f) < icmp + 8 or f[icmp] not in (0, 8):
+        return None
+    return {"type": f[icmp], "id": int.from_bytes(f[icmp + 4:icmp + 6], "big"),
+            "seq": int.from_bytes(f[icmp + 6:icmp + 8], "big")}
 
 
 def make_manager(state_dir: str | None) -> SwitchManager:
