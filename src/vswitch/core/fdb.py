@@ -159,6 +159,8 @@ class MacTable:
             return LEARN_MOVED
         if self._dynamic >= self.max_entries:
             self._evict_one()
+            # the victim may have been its VLAN's last entry, and _remove drops an empty VLAN dict
+            table = self.by_vlan.setdefault(vlan, table)
         e = FdbEntry(mac, vlan, port, now)
         table[mac] = e
         self._port_lru(port).append(e)
@@ -192,6 +194,9 @@ class MacTable:
                 self.version += 1
                 return
             self._remove(e)
+            # _remove drops a VLAN's dict when it empties: fetch it again, or the static lands in
+            # an orphaned dict and is lost
+            table = self.by_vlan.setdefault(vlan, {})
         # seen=+inf: a static entry is never older than the ageing time, with no extra test
         # on the hot path
         table[mac] = FdbEntry(mac, vlan, port, _NEVER_AGES, static=True)

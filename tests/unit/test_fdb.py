@@ -1,0 +1,312 @@
+"""The MAC table: learn / lookup / expire / flush, ageing bounds, fair eviction, statics, moves.
+
+Time is the `now` argument: a 300 s ageing test runs in microseconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from l2frames import mac
+from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, LEARN_STATIC_KEPT, MacTable, MoveEvent
+
+A, B, C = mac("a"), mac("b"), mac("c")
+
+
+def m(i: int) -> bytes:
+    """The i-th distinct unicast MAC."""
+    return bytes((2, 0)) + i.to_bytes(4, "big")
+
+
+# -- learn / lookup -------------------------------------------------------------------------------
+
+def test_learn_then_lookup() -> None:
+    t = MacTable()
+    assert t.lookup(A, 1, 0) is None
+    assert t.learn(A, 1, "p1", 0) == LEARN_NEW
+    assert t.lookup(A, 1, 0) == "p1"
+    assert len(t) == t.dynamic_count == 1 and t.port_count("p1") == 1
+
+
+def test_the_key_is_mac_and_vlan() -> None:
+    t = MacTable()
+    t.learn(A, 10, "p1", 0)
+    t.learn(A, 20, "p2", 0)
+    assert t.lookup(A, 10, 0) == "p1" and t.lookup(A, 20, 0) == "p2"
+    assert t.lookup(A, 30, 0) is None
+    assert t.moves == 0, "the same MAC in another VLAN is another entry, not a move"
+
+
+def test_learning_again_on_the_same_port_refreshes() -> None:
+    t = MacTable(ageing_s=10)
+    t.learn(A, 1, "p1", 0)
+    assert t.learn(A, 1, "p1", 8) == LEARN_REFRESHED
+    assert t.lookup(A, 1, 18) == "p1", "refreshed at 8: alive until 18"
+    assert t.lookup(A, 1, 19) is None
+    assert len(t) == 1
+
+
+def test_ports_are_opaque_hashables() -> None:
+    t = MacTable()
+    t.learn(A, 1, ("vm", 3), 0)
+    t.learn(B, 1, 7, 0)
+    assert t.lookup(A, 1, 0) == ("vm", 3) and t.lookup(B, 1, 0) == 7
+
+
+# -- ageing ---------------------------------------------------------------------------------------
+
+def test_default_ageing_is_300_s_present_at_exactly_t_gone_at_t_plus_1() -> None:
+    t = MacTable()
+    assert t.ageing_s == 300
+    t.learn(A, 1, "p1", 1000)
+    assert t.lookup(A, 1, 1300) == "p1", "an entry is still there exactly 300 s after its last frame"
+    assert t.expire(1300) == [] and len(t) == 1
+    assert t.lookup(A, 1, 1301) is None, "and gone one second later"
+    gone = t.expire(1301)
+    assert [(e.mac, e.vlan, e.port) for e in gone] == [(A, 1, "p1")]
+    assert len(t) == 0 and t.get(A, 1) is None and t.port_count("p1") == 0
+
+
+@pytest.mark.parametrize("ageing", [10, 45, 3600])
+def test_configured_ageing_at_t_and_t_plus_1(ageing: int) -> None:
+    t = MacTable(ageing_s=ageing)
+    t.learn(A, 1, "p1", 0)
+    assert t.lookup(A, 1, ageing) == "p1"
+    assert [e.mac for e in t.entries(ageing)] == [A]
+    assert t.lookup(A, 1, ageing + 1) is None
+    assert t.entries(ageing + 1) == []
+
+
+def test_aged_entry_is_ignored_before_expire_removes_it() -> None:
+    t = MacTable(ageing_s=10)
+    t.learn(A, 1, "p1", 0)
+    assert t.lookup(A, 1, 11) is None
+    assert t.get(A, 1) is not None, "get shows the raw entry until expire runs"
+
+
+def test_expire_removes_only_what_aged() -> None:
+    t = MacTable(ageing_s=10)
+    t.learn(A, 1, "p1", 0)
+    t.learn(C, 2, "p2", 1)
+    t.learn(B, 1, "p1", 2)
+    t.learn(A, 1, "p1", 4)  # refresh: A is now younger than C and B
+    assert [e.mac for e in t.expire(12)] == [C]
+    assert t.lookup(A, 1, 12) == "p1" and t.lookup(B, 1, 12) == "p1"
+    assert [e.mac for e in t.expire(13)] == [B]
+    assert t.expire(14) == [] and t.lookup(A, 1, 14) == "p1"
+    assert [e.mac for e in t.expire(15)] == [A]
+
+
+@pytest.mark.parametrize("ageing", [9, 9.99, 3600.5, 3601, 0, -1])
+def test_ageing_outside_10_to_3600_is_refused(ageing: float) -> None:
+    with pytest.raises(ValueError, match="ageing must be 10-3600 s"):
+        MacTable(ageing_s=ageing)
+
+
+@pytest.mark.parametrize("cap", [15, 0, 1_000_001])
+def test_capacity_outside_16_to_1000000_is_refused(cap: int) -> None:
+    with pytest.raises(ValueError, match="capacity must be 16-1000000"):
+        MacTable(max_entries=cap)
+
+
+def test_bounds_themselves_are_accepted() -> None:
+    assert MacTable(ageing_s=10, max_entries=16).max_entries == 16
+    assert MacTable(ageing_s=3600, max_entries=1_000_000).ageing_s == 3600
+    assert MacTable().max_entries == 8192
+
+
+# -- flush ----------------------------------------------------------------------------------------
+
+def _three_entries() -> MacTable:
+    t = MacTable()
+    t.learn(A, 10, "p1", 0)
+    t.learn(B, 10, "p2", 0)
+    t.learn(C, 20, "p1", 0)
+    return t
+
+
+def test_flush_all() -> None:
+    t = _three_entries()
+    assert t.flush() == 3
+    assert len(t) == 0 and all(t.lookup(x, v, 0) is None for x, v in ((A, 10), (B, 10), (C, 20)))
+
+
+def test_flush_by_port() -> None:
+    t = _three_entries()
+    assert t.flush(port="p1") == 2
+    assert t.lookup(B, 10, 0) == "p2" and t.lookup(A, 10, 0) is None and t.lookup(C, 20, 0) is None
+    assert t.port_count("p1") == 0 and t.port_count("p2") == 1
+
+
+def test_flush_by_vlan() -> None:
+    t = _three_entries()
+    assert t.flush(vlan=10) == 2
+    assert t.lookup(C, 20, 0) == "p1" and len(t) == 1
+
+
+def test_flush_by_port_and_vlan() -> None:
+    t = _three_entries()
+    assert t.flush(port="p1", vlan=20) == 1
+    assert t.lookup(A, 10, 0) == "p1" and t.lookup(C, 20, 0) is None
+
+
+def test_flush_keeps_statics_unless_asked() -> None:
+    t = _three_entries()
+    t.add_static(mac("s"), 10, "p1")
+    assert t.flush(port="p1") == 2
+    assert t.lookup(mac("s"), 10, 0) == "p1"
+    assert t.flush(include_static=True) == 2
+    assert len(t) == 0
+
+
+def test_table_works_after_flush() -> None:
+    t = _three_entries()
+    t.flush()
+    assert t.learn(A, 10, "p3", 1) == LEARN_NEW and t.lookup(A, 10, 1) == "p3"
+
+
+# -- capacity and fair eviction ---------------------------------------------------------------------
+
+def test_eviction_is_fair_the_noisy_port_evicts_its_own_lru() -> None:
+    """Capacity 16: 10 entries over 5 ports, then 16 new MACs on a 6th port."""
+    t = MacTable(max_entries=16)
+    old = {}
+    for i in range(10):
+        port = f"p{i % 5}"
+        t.learn(m(i), 1, port, i)
+        old[m(i)] = port
+    noisy = [m(100 + i) for i in range(16)]
+    for i, x in enumerate(noisy):
+        t.learn(x, 1, "noisy", 20 + i)
+    assert t.dynamic_count == 16
+    for x, port in old.items():
+        assert t.lookup(x, 1, 40) == port, "the older ports keep every entry when one port floods the table"
+    assert t.port_count("noisy") == 6
+    assert [x for x in noisy if t.lookup(x, 1, 40)] == noisy[-6:], "the 6th port evicts its own least recent"
+    assert t.evictions == 10
+
+
+def test_eviction_takes_the_least_recently_used_not_the_first_learned() -> None:
+    t = MacTable(max_entries=16)
+    for i in range(16):
+        t.learn(m(i), 1, "p", i)
+    t.learn(m(0), 1, "p", 100)  # m(0) is fresh again; m(1) is now the least recently seen
+    t.learn(m(99), 1, "p", 101)
+    assert t.lookup(m(0), 1, 101) == "p"
+    assert t.get(m(1), 1) is None
+    assert t.dynamic_count == 16
+
+
+def test_eviction_hits_the_port_with_most_entries() -> None:
+    t = MacTable(max_entries=16)
+    for i in range(12):
+        t.learn(m(i), 1, "big", i)
+    for i in range(4):
+        t.learn(m(50 + i), 1, "small", 20 + i)
+    t.learn(m(99), 1, "small", 30)
+    assert t.port_count("big") == 11 and t.port_count("small") == 5
+    assert t.get(m(0), 1) is None, "the biggest port's least recent entry goes, even if another port learns"
+
+
+def test_statics_do_not_count_and_are_never_evicted() -> None:
+    t = MacTable(max_entries=16)
+    statics = [m(1000 + i) for i in range(20)]
+    for x in statics:
+        t.add_static(x, 1, "p0")
+    for i in range(40):
+        t.learn(m(i), 1, "p0", i)
+    assert t.dynamic_count == 16 and len(t) == 36
+    assert all(t.lookup(x, 1, 50) == "p0" for x in statics)
+
+
+# -- static entries ---------------------------------------------------------------------------------
+
+def test_static_entries_never_age() -> None:
+    t = MacTable(ageing_s=10)
+    t.add_static(A, 1, "p1")
+    assert t.expire(10**9) == []
+    assert t.lookup(A, 1, 10**9) == "p1"
+    assert [e.mac for e in t.entries(10**9)] == [A]
+
+
+def test_static_entries_never_move() -> None:
+    t = MacTable()
+    t.add_static(A, 1, "p1")
+    assert t.learn(A, 1, "p2", 5) == LEARN_STATIC_KEPT
+    assert t.lookup(A, 1, 5) == "p1" and t.moves == 0 and t.events.maxlen and not t.events
+
+
+def test_static_replaces_a_dynamic_entry_and_can_be_removed() -> None:
+    t = MacTable()
+    t.learn(A, 1, "p1", 0)
+    t.add_static(A, 1, "p2")
+    e = t.get(A, 1)
+    assert e is not None and e.static and e.port == "p2"
+    assert t.dynamic_count == 0 and len(t) == 1 and t.port_count("p1") == 0
+    t.add_static(A, 1, "p3")
+    assert t.lookup(A, 1, 0) == "p3" and len(t) == 1
+    assert t.remove_static(A, 1) is True
+    assert t.remove_static(A, 1) is False and len(t) == 0
+    t.learn(B, 1, "p1", 0)
+    assert t.remove_static(B, 1) is False, "remove_static leaves dynamic entries alone"
+
+
+# -- moves --------------------------------------------------------------------------------------------
+
+def test_a_move_happens_at_once_and_is_recorded() -> None:
+    t = MacTable()
+    t.learn(A, 7, "p1", 0)
+    assert t.learn(A, 7, "p2", 3) == LEARN_MOVED
+    assert t.lookup(A, 7, 3) == "p2"
+    assert t.moves == 1
+    assert list(t.events) == [MoveEvent(A, 7, "p1", "p2", 3)]
+    assert t.port_count("p1") == 0 and t.port_count("p2") == 1 and len(t) == 1
+
+
+def test_flapping_records_every_move_and_drain_empties() -> None:
+    t = MacTable()
+    t.learn(A, 1, "p1", 0)
+    for i in range(1, 5):
+        t.learn(A, 1, "p2" if i % 2 else "p1", i)
+    assert t.moves == 4
+    events = t.drain_events()
+    assert [(e.old_port, e.new_port) for e in events] == [("p1", "p2"), ("p2", "p1")] * 2
+    assert t.drain_events() == [] and t.moves == 4
+
+
+def test_move_events_are_bounded() -> None:
+    t = MacTable(max_events=3)
+    t.learn(A, 1, 0, 0)
+    for i in range(1, 10):
+        t.learn(A, 1, i, i)
+    assert t.moves == 9 and [e.new_port for e in t.events] == [7, 8, 9]
+
+
+def test_moved_entry_ages_from_the_move() -> None:
+    t = MacTable(ageing_s=10)
+    t.learn(A, 1, "p1", 0)
+    t.learn(A, 1, "p2", 5)
+    assert t.expire(15) == [] and t.lookup(A, 1, 15) == "p2"
+    assert len(t.expire(16)) == 1
+
+
+def test_version_changes_when_answers_may_change() -> None:
+    t = MacTable()
+    v0 = t.version
+    t.learn(A, 1, "p1", 0)
+    v1 = t.version
+    t.learn(A, 1, "p1", 1)
+    assert t.version == v1, "a refresh does not invalidate cached answers"
+    t.learn(A, 1, "p2", 2)
+    assert v0 < v1 < t.version
+
+
+def test_eviction_that_empties_the_learning_vlan_keeps_the_new_entry() -> None:
+    t = MacTable(max_entries=16)
+    t.learn(m(0), 2, "big", 0)  # the only entry of VLAN 2, and the biggest port's least recent
+    for i in range(1, 16):
+        t.learn(m(i), 1, "big", i)
+    t.learn(A, 2, "q", 20)
+    assert t.get(m(0), 2) is None
+    assert t.lookup(A, 2, 20) == "q", "the entry learned while evicting its VLAN's last entry is kept"
+    assert len(t.expire(10**6)) == 16 and len(t) == 0
