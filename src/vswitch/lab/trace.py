@@ -1,0 +1,149 @@
+"""`lab trace`: send pings between two lab nodes and observe the path they take, hop by hop.
+
+Owns the orchestration: ask each switch for its ports (port → link), start packet capture on
+every capture point of the lab and a `watch` of every switch, run the real `ping` inside the
+source node's namespace with an ICMP identifier of our own, stop, and hand everything to
+`hops.build_echoes`. The lab is anything shaped like `TraceableLab` (the builder's `Lab`, or a
+test's hand-made lab); switches are reached through a `SwitchApi` the caller supplies
+(`api_for(socket_path)`, the lab's `ApiFactory`), so this module does not know whether that is a
+REST client or an in-process manager.
+
+Invariants:
+- Capture and watches start before the first ping, and stop only after ping has exited (its last
+  reply or timeout) plus a short grace; nothing is left running when `trace` returns or raises.
+- What cannot be observed (a link that could not be captured on, a switch that could not be
+  watched) is reported in `errors`, never filled in from the topology.
+Must not touch: the topology (it only reads the lab's capture points and switches).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from vswitch.control.api import SwitchApi
+from vswitch.lab.capture import Capture, CapturePointLike, run_in_netns
+from vswitch.lab.hops import SwitchPortMap, build_echoes, record_to_dict
+
+INTERVAL_S = 0.2
+REPLY_TIMEOUT_S = 1
+#: time for a watch request to reach the daemon and register before the first ping
+WATCH_SETTLE_S = 0.4
+GRACE_S = 0.2
+
+
+class LabSwitchLike(Protocol):
+    name: str
+    node: str
+    type: str
+    socket: str
+
+
+class TraceableLab(Protocol):
+    """What `trace` needs from a lab."""
+
+    name: str
+
+    def netns(self, node: str) -> str: ...
+
+    def address(self, node: str) -> str: ...
+
+    def capture_points(self) -> Sequence[CapturePointLike]: ...
+
+    def switches(self) -> Sequence[LabSwitchLike]: ...
+
+
+class TraceError(Exception):
+    """The trace could not run at all (unknown node, no ping, ...)."""
+
+
+def _watch_thread(api: SwitchApi, switch: str, seconds: float, out: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        try:
+            out["events"] = api.watch(switch, seconds, 5000)
+        except Exception as exc:  # reported in the result: this switch's decisions were not observed
+            out["error"] = f"switch {switch}: decisions not observed: {exc}"
+    th = threading.Thread(target=run, name=f"watch-{switch}", daemon=True)
+    th.start()
+    return th
+
+
+def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
+          api_for: Callable[[str], SwitchApi] | None = None,
+          icmp_id: int | None = None) -> dict[str, Any]:
+    """Ping `dst` from `src` `count` times and return what was observed (see `hops.build_echoes`)."""
+    if not 1 <= count <= 20:
+        raise TraceError(f"--count must be 1-20, got {count}")
+    try:
+        src_ns = lab.netns(src)
+        dst_ip = lab.address(dst).split("/")[0]
+    except (KeyError, ValueError) as exc:
+        raise TraceError(f"lab {lab.name}: {exc}") from None
+    icmp_id = icmp_id if icmp_id is not None else random.randint(1, 0xFFFF)
+    errors: list[str] = []
+
+    ports: list[SwitchPortMap] = []
+    apis: list[tuple[LabSwitchLike, SwitchApi]] = []
+    for sw in lab.switches() if api_for is not None else ():
+        try:
+            api = api_for(sw.socket)
+            links = {p.name: p.target for p in api.list_ports(sw.name)}
+        except Exception as exc:
+            errors.append(f"switch {sw.name}: cannot read its ports: {exc}")
+            continue
+        ports.append(SwitchPortMap(sw.name, sw.node, links))
+        apis.append((sw, api))
+
+    points = list(lab.capture_points())
+    watch_s = WATCH_SETTLE_S + count * INTERVAL_S + REPLY_TIMEOUT_S + 1.0
+    capture = Capture(points).start()
+    watches: list[tuple[str, threading.Thread, dict[str, Any]]] = []
+    ping_out = ""
+    try:
+        for sw, api in apis:
+            box: dict[str, Any] = {}
+            watches.append((sw.name, _watch_thread(api, sw.name, watch_s, box), box))
+        time.sleep(WATCH_SETTLE_S if watches else 0.05)
+        argv = ["ping", "-n", "-c", str(count), "-i", str(INTERVAL_S), "-W", str(REPLY_TIMEOUT_S),
+                "-e", str(icmp_id), dst_ip]
+        try:
+            proc = run_in_netns(src_ns, argv, timeout=count * INTERVAL_S + REPLY_TIMEOUT_S + 10)
+        except FileNotFoundError:
+            raise TraceError("`ping` is not installed (Debian: apt-get install iputils-ping)") from None
+        ping_out = proc.stdout + proc.stderr
+        time.sleep(GRACE_S)
+    finally:
+        records = capture.stop()
+        for _, th, _ in watches:
+            th.join(timeout=watch_s + 15)
+    errors += capture.errors
+    events: list[dict[str, Any]] = []
+    for name, _, box in watches:
+        if "error" in box:
+            errors.append(box["error"])
+        for ev in box.get("events", []):
+            events.append({**ev, "switch": name})
+
+    sent, received = _ping_counts(ping_out)
+    seqs = list(range(1, count + 1))
+    echoes = build_echoes(records, events, icmp_id=icmp_id, seqs=seqs, ports=ports, points=points,
+                          watched=[name for name, _, box in watches if "error" not in box])
+    return {
+        "lab": lab.name, "from": src, "to": dst, "dst_ip": dst_ip, "icmp_id": icmp_id, "count": count,
+        "sent": sent, "received": received, "echoes": echoes,
+        "switch_ports": {m.switch: dict(m.links) for m in ports},
+        "capture_points": [{"node": p.node, "netns": p.netns, "link": p.ifname, "label": p.label, "kind": p.kind}
+                           for p in points],
+        "records": [record_to_dict(r) for r in records if r.icmp_id == icmp_id],
+        "errors": errors,
+        "ping_output": ping_out,
+    }
+
+
+def _ping_counts(out: str) -> tuple[int, int]:
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
