@@ -7,6 +7,7 @@ the way a VM's NIC is a TAP on the host.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -76,3 +77,27 @@ def test_removing_a_port_deletes_its_tap_and_keeps_the_others_forwarding(manager
     assert tap3 not in links, "a removed tap port's device must disappear"
     assert all(e.port != "vm3" for e in manager.fdb_show(sw)), "no FDB entry may point to a removed port"
     assert ns_helpers.ping(ns1, "10.78.0.2"), "the other ports must keep forwarding"
+
+
+def _thread_cpu_s(native_id: int) -> float:
+    fields = open(f"/proc/self/task/{native_id}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_busy_poll_forwards_and_sleeps_when_idle(netns):
+    m = SwitchManager(busy_poll_us=2000)
+    try:
+        sw = ns_helpers.unique_name("sw")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        ns1, _ = _tap_vm(m, netns, sw, "vm1", "10.79.0.1/24")
+        _tap_vm(m, netns, sw, "vm2", "10.79.0.2/24")
+        assert ns_helpers.ping(ns1, "10.79.0.2"), "a busy-polling switch must forward like any other"
+        thread = m.datapath(sw)._thread
+        assert thread is not None and thread.native_id is not None
+        time.sleep(0.2)  # past the busy-poll window
+        before = _thread_cpu_s(thread.native_id)
+        time.sleep(1.0)
+        used = _thread_cpu_s(thread.native_id) - before
+        assert used < 0.3, f"an idle switch must sleep, not spin: its datapath used {used:.2f} s of CPU in 1 s"
+    finally:
+        m.shutdown()

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", default=None, help="file holding the bearer token for --listen")
     p.add_argument("--allow-remote", action="store_true", help="allow --listen on a non-loopback address")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+    p.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
+                   help="after forwarding, keep polling ports for US microseconds before sleeping: "
+                        "lower latency for more CPU (0-100000, default 0 = off)")
     return p
 
 
@@ -262,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
     """Start, serve until told to stop, shut down. Return the exit code."""
     token: str | None = None
     tcp_addr: tuple[str, int] | None = None
+    if not 0 <= args.busy_poll_us <= 100_000:
+        raise StartupError(f"--busy-poll-us must be 0-100000, got {args.busy_poll_us}")
     if args.listen:
         tcp_addr = parse_listen(args.listen)
         token = read_token(args.token_file)
@@ -295,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
             from vswitch.control.manager import SwitchManager
         except ImportError as e:
             raise StartupError(f"the switch manager is not available: {e}") from None
-        manager = SwitchManager(store)
+        manager = SwitchManager(store, busy_poll_us=args.busy_poll_us)
         log.info("restoring configuration from %s", state_dir / "config.sqlite")
         manager.restore()
         listeners.append((make_app(manager), unix_sock))

@@ -86,8 +86,12 @@ def policy_for(spec: PortSpec) -> PortPolicy:
 class SwitchManager:
     """Creates and deletes switches and ports; serves `SwitchApi` in-process (thread-safe)."""
 
-    def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None) -> None:
+    def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
+                 busy_poll_us: int = 0) -> None:
+        if not 0 <= busy_poll_us <= 100_000:
+            raise InvalidRequest(f"busy_poll_us must be 0-100000, got {busy_poll_us}")
         self.store = store
+        self.busy_poll_us = busy_poll_us
         self._switches: dict[str, _Switch] = {}
         self._lock = threading.RLock()
         self._takeover_fail_at = takeover_fail_at  # tests inject a failure into the NIC takeover
@@ -151,7 +155,7 @@ class SwitchManager:
 
     def _build(self, spec: SwitchSpec, vnic_name: str | None) -> _Switch:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
-        dp = Datapath(spec.name, core)
+        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6)
         sw = _Switch(spec, core, dp)
         with ExitStack() as undo:
             dp.start()
