@@ -62,7 +62,7 @@ class SwitchPortMap:
         return next((p for p, link in self.links.items() if link == ifname), None)
 
 
-def _link(ifname: str, label: str, kind: str) -> str:
+def link_text(ifname: str, label: str, kind: str) -> str:
     """'eth1 (physical NIC)': the lab's label when it already names the link, else link + label."""
     if label and ifname in label:
         return label
@@ -83,7 +83,7 @@ def _short_reason(reason: str) -> tuple[str, str]:
 
 
 def _capture_hop(r: CaptureRecord, ports: Sequence[SwitchPortMap]) -> dict[str, Any]:
-    link = _link(r.ifname, r.label, r.kind)
+    link = link_text(r.ifname, r.label, r.kind)
     if r.kind == PHYSICAL_NIC:
         owner = next(((m.switch, m.port_of(r.ifname)) for m in ports
                       if m.node == r.node and m.port_of(r.ifname)), None)
@@ -223,31 +223,3 @@ def build_echoes(records: Iterable[CaptureRecord], events: Iterable[Mapping[str,
 
 def record_to_dict(r: CaptureRecord) -> dict[str, Any]:
     return asdict(r)
-
-
-def render_lines(result: Mapping[str, Any]) -> list[str]:
-    """The human form of a trace result: a header, then per echo its numbered hops or 'same path as'."""
-    lines = [f"lab {result['lab']}: ping {result['from']} → {result['to']} ({result['dst_ip']}), "
-             f"ICMP id {result['icmp_id']}, {result['received']}/{result['sent']} replies"]
-    for err in result.get("errors", []):
-        lines.append(f"  note: {err}")
-    for echo in result["echoes"]:
-        lines.append("")
-        if echo["same_path_as"] is not None:
-            lines.append(f"echo seq {echo['seq']}: same observed path as seq {echo['same_path_as']} "
-                         f"({len(echo['request']) + len(echo['reply'])} hops)")
-            continue
-        lines.append(f"echo seq {echo['seq']}:")
-        for kind in ("request", "reply"):
-            hops = echo[kind]
-            lines.append(f"  {kind}:")
-            if not hops:
-                lines.append(f"    (no {kind} observed at any capture point or switch)")
-            for h in hops:
-                lines.append(f"    {h['n']:>2}  +{h['dt_ms']:8.3f} ms  {h['text']}")
-        if echo["not_seen_at"]:
-            lines.append("  not observed at: " + ", ".join(
-                f"{p['node']} {_link(p['link'], p['label'], p['kind'])}" for p in echo["not_seen_at"]))
-        if echo["switches_without_decision"]:
-            lines.append("  no decision observed on switch: " + ", ".join(echo["switches_without_decision"]))
-    return lines

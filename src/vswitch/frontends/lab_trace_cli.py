@@ -1,0 +1,109 @@
+"""`vswitch lab trace NAME --from NODE --to NODE [--count N] [--json]`: the observed path of pings.
+
+Owns the presentation of a `vswitch.lab.trace` result (Rich for humans, JSON for machines) and
+the command itself; `attach(group)` adds it to the `lab` click group (frontends/lab_cli.py).
+Every line printed comes from the trace result, which holds only what was captured or reported
+by a switch; where nothing was observed it says so.
+Must not touch: the kernel, namespaces, pyroute2 (all in vswitch.lab).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from vswitch.frontends.client import RestSwitchApi
+from vswitch.lab.hops import link_text
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)
+    return console
+
+
+def _style(hop: Mapping[str, Any]) -> str:
+    if hop.get("source") == "switch":
+        if hop.get("step") == "decide":
+            return "bold yellow" if hop.get("flooded") else ("bold red" if not hop.get("out_ports") else "bold green")
+        return "green"
+    if hop.get("flooded"):
+        return "yellow"
+    if hop.get("pkttype") == "otherhost":
+        return "dim"
+    return ""
+
+
+def print_trace(result: Mapping[str, Any], console: Console | None = None) -> None:
+    """The human form of a trace: header, per echo its numbered hops (request, then reply), what was not seen."""
+    console = console or _console()
+    console.print(f"[bold]lab {escape(result['lab'])}[/]: ping {escape(result['from'])} → {escape(result['to'])} "
+                  f"({result['dst_ip']}), ICMP id {result['icmp_id']}: "
+                  f"{result['received']}/{result['sent']} replies")
+    for err in result.get("errors", []):
+        console.print(f"  [yellow]not observed:[/] {escape(err)}")
+    for echo in result["echoes"]:
+        if echo["same_path_as"] is not None:
+            console.print(f"echo seq {echo['seq']}: same observed path as seq {echo['same_path_as']} "
+                          f"({len(echo['request']) + len(echo['reply'])} hops)")
+            continue
+        console.print(f"[bold]echo seq {echo['seq']}[/]")
+        for kind in ("request", "reply"):
+            console.print(f"  {kind}")
+            if not echo[kind]:
+                console.print(f"    [red]no echo {kind} observed at any capture point or switch[/]")
+            for hop in echo[kind]:
+                style = _style(hop)
+                text = escape(hop["text"])
+                console.print(f"    {hop['n']:>2}  [dim]+{hop['dt_ms']:7.3f} ms[/]  "
+                              + (f"[{style}]{text}[/]" if style else text))
+        if echo["not_seen_at"]:
+            console.print("  [dim]not observed at: " + escape(", ".join(
+                f"{p['node']} {link_text(p['link'], p['label'], p['kind'])}" for p in echo["not_seen_at"])) + "[/]")
+        if echo["switches_without_decision"]:
+            console.print("  [dim]no decision observed on switch: "
+                          + escape(", ".join(echo["switches_without_decision"])) + "[/]")
+
+
+def run_trace(lab_name: str, src: str, dst: str, count: int) -> dict[str, Any]:
+    """Load running lab `lab_name` and trace `count` pings from `src` to `dst` (click errors on refusal)."""
+    from vswitch.lab import Lab, LabError
+    from vswitch.lab.trace import TraceError, trace
+
+    try:
+        lab = Lab.load(lab_name)
+        return trace(lab, src, dst, count=count, api_for=lambda s: RestSwitchApi(socket_path=s))
+    except (LabError, TraceError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("trace")
+@click.argument("name")
+@click.option("--from", "src", required=True, metavar="NODE", help="Node that sends the pings.")
+@click.option("--to", "dst", required=True, metavar="NODE", help="Node whose address is pinged.")
+@click.option("--count", type=click.IntRange(1, 20), default=3, show_default=True, help="Pings to send.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (hops, capture records, switch ports).")
+def lab_trace(name: str, src: str, dst: str, count: int, as_json: bool) -> None:
+    """Ping NODE → NODE in lab NAME and print the path the frames were OBSERVED taking, hop by hop.
+
+    Captures on every link of the lab and records the switches' own decisions while the pings run;
+    nothing is inferred from the topology file.
+    """
+    result = run_trace(name, src, dst, count)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_trace(result)
+    if result["received"] == 0:
+        raise SystemExit(1)
+
+
+def attach(group: click.Group) -> None:
+    """Add `trace` to the `lab` group."""
+    group.add_command(lab_trace, "trace")

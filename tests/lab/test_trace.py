@@ -1,0 +1,147 @@
+"""`lab trace` on the one-nic story: the printed path is what was captured, in time order.
+
+The lab is built by hand (handlab.OneNicByHand: namespaces, veth, a Linux bridge, vswitchd with an
+External switch and a VM on a TAP port), so these tests check the trace, not the lab builder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from handlab import OneNicByHand
+
+from vswitch.frontends.client import RestSwitchApi
+from vswitch.lab.trace import trace
+
+pytestmark = pytest.mark.root
+
+
+def _api(socket_path: str) -> RestSwitchApi:
+    return RestSwitchApi(socket_path=socket_path)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[OneNicByHand]:
+    with OneNicByHand() as built:
+        yield built
+
+
+def _shape(hops: list[dict]) -> list[tuple]:
+    """(what, node or switch, direction/step) of each hop, the order the test cares about."""
+    out = []
+    for h in hops:
+        if h["source"] == "switch":
+            out.append(("switch", h["switch"], h["step"]))
+        else:
+            out.append((h["kind"], h["node"], h.get("direction")))
+    return out
+
+
+def _check_times(echo: dict) -> None:
+    times = [h["t"] for h in echo["request"] + echo["reply"]]
+    assert times == sorted(times), f"hops must be in time order: {times}"
+    assert echo["request"] and echo["reply"]
+    assert max(h["t"] for h in echo["request"]) <= min(h["t"] for h in echo["reply"]), \
+        "the whole request path comes before the reply path"
+
+
+def test_host_to_server_path_is_observed_hop_by_hop(lab: OneNicByHand) -> None:
+    result = trace(lab, "host", "server", count=2, api_for=_api)
+    assert result["received"] == 2, result["ping_output"]
+    assert result["errors"] == []
+    echo = result["echoes"][-1]  # the second ping: everything learned by then
+    _check_times(echo)
+    sw = lab.sw
+    assert _shape(echo["request"]) == [
+        ("host-vnic", "host", "out"),
+        ("switch", sw, "arrive"),
+        ("switch", sw, "decide"),
+        ("physical-nic", "host", "out"),
+        ("physical-switch-port", "physical-switch", None),
+        ("server-nic", "server", "in"),
+    ], json.dumps(echo["request"], indent=1)
+    assert _shape(echo["reply"]) == [
+        ("server-nic", "server", "out"),
+        ("physical-switch-port", "physical-switch", None),
+        ("physical-nic", "host", "in"),
+        ("switch", sw, "arrive"),
+        ("switch", sw, "decide"),
+        ("host-vnic", "host", "in"),
+    ], json.dumps(echo["reply"], indent=1)
+    decide = echo["request"][2]
+    assert decide["in_port"] == "host" and decide["out_ports"] == ["uplink"]
+    assert decide["reason"] == "FORWARD_LEARNED" and "FORWARD_LEARNED" in decide["text"]
+    assert echo["request"][1]["link"] == lab.vnic, "the switch reported the host vNIC as its port 'host'"
+    psw = echo["request"][4]
+    assert (psw["in_ports"], psw["out_ports"]) == ([lab.p1], [lab.p2])
+    assert echo["request"][0]["link"] == lab.vnic and echo["request"][3]["link"] == lab.nic
+    assert echo["request"][5]["link"] == lab.srv_if and "echo request received" in echo["request"][5]["text"]
+    assert [p["link"] for p in echo["not_seen_at"]] == [lab.vm_if], "a learned unicast never reaches the VM"
+    # every capture hop names a link that really was captured, with its timestamp
+    captured = {(r["node"], r["ifname"], r["t"]) for r in result["records"]}
+    for h in echo["request"] + echo["reply"]:
+        if h["source"] == "capture" and h["kind"] != "physical-switch-port":
+            assert (h["node"], h["link"], h["t"]) in captured, h
+
+
+class _Blind:
+    """The same lab, but without capture on the physical switch's ports."""
+
+    def __init__(self, lab: OneNicByHand) -> None:
+        self._lab = lab
+        self.name = lab.name
+
+    def netns(self, node: str) -> str:
+        return self._lab.netns(node)
+
+    def address(self, node: str) -> str:
+        return self._lab.address(node)
+
+    def capture_points(self) -> list:
+        return [p for p in self._lab.capture_points() if p.kind != "physical-switch-port"]
+
+    def switches(self) -> list:
+        return self._lab.switches()
+
+
+def test_a_link_not_captured_gives_no_hop(lab: OneNicByHand) -> None:
+    """The topology still has the physical switch, but nothing captured there: no physical-switch hop."""
+    result = trace(_Blind(lab), "host", "server", count=1, api_for=_api)
+    assert result["received"] == 1
+    hops = result["echoes"][0]["request"] + result["echoes"][0]["reply"]
+    assert not any(h["kind"] == "physical-switch-port" for h in hops if h["source"] == "capture")
+    assert any(h["kind"] == "server-nic" for h in hops if h["source"] == "capture")
+
+
+def test_first_frame_to_an_unlearned_mac_is_flooded_then_unicast(lab: OneNicByHand) -> None:
+    """After an fdb flush the host's first request is flooded (the VM sees a copy); the second is not."""
+    assert trace(lab, "host", "server", count=1, api_for=_api)["received"] == 1  # warm the ARP caches
+    _api(lab.daemon.socket).fdb_flush(lab.sw)
+    result = trace(lab, "host", "server", count=2, api_for=_api)
+    assert result["received"] == 2
+    first, second = result["echoes"]
+    decide = next(h for h in first["request"] if h["source"] == "switch" and h["step"] == "decide")
+    assert decide["reason"] == "FLOOD_UNKNOWN" and sorted(decide["out_ports"]) == ["uplink", "vm1"]
+    assert "flooded to ports" in decide["text"]
+    vm_copy = [h for h in first["request"] if h["source"] == "capture" and h["kind"] == "vm-nic"]
+    assert vm_copy and vm_copy[0]["pkttype"] == "otherhost", "the flooded copy was captured on the VM's NIC"
+    decide2 = next(h for h in second["request"] if h["source"] == "switch" and h["step"] == "decide")
+    assert decide2["reason"] == "FORWARD_LEARNED" and decide2["out_ports"] == ["uplink"]
+    assert not any(h.get("kind") == "vm-nic" for h in second["request"] + second["reply"])
+
+
+def test_vm_to_host_stays_inside_the_switch(lab: OneNicByHand) -> None:
+    result = trace(lab, "vm", "host", count=2, api_for=_api)
+    assert result["received"] == 2
+    echo = result["echoes"][-1]
+    _check_times(echo)
+    sw = lab.sw
+    assert _shape(echo["request"]) == [("vm-nic", "vm", "out"), ("switch", sw, "arrive"),
+                                       ("switch", sw, "decide"), ("host-vnic", "host", "in")]
+    assert _shape(echo["reply"]) == [("host-vnic", "host", "out"), ("switch", sw, "arrive"),
+                                     ("switch", sw, "decide"), ("vm-nic", "vm", "in")]
+    assert not any(h.get("kind") in ("physical-nic", "physical-switch-port")
+                   for h in echo["request"] + echo["reply"]), "once learned, nothing leaves through the uplink"
+    assert lab.nic in [p["link"] for p in echo["not_seen_at"]]

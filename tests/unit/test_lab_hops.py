@@ -1,0 +1,103 @@
+"""lab trace's pure part: synthetic capture records + switch events → ordered, merged, worded hops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vswitch.lab.hops import CaptureRecord, SwitchPortMap, build_echoes
+
+ID = 4242
+HOST_MAC, SRV_MAC = "02:00:00:00:00:0a", "02:00:00:00:00:01"
+
+
+@dataclass(frozen=True)
+class P:
+    node: str
+    netns: str
+    ifname: str
+    label: str
+    kind: str
+
+
+POINTS = [P("host", "h", "vs-ext", "vs-ext (host vNIC)", "host-vnic"),
+          P("host", "h", "eth1", "eth1 (physical NIC)", "physical-nic"),
+          P("vm1", "v", "eth0", "eth0 (VM NIC)", "vm-nic"),
+          P("psw", "p", "p1", "psw port to host", "physical-switch-port"),
+          P("psw", "p", "p2", "psw port to server", "physical-switch-port"),
+          P("server", "s", "eth0", "eth0 (server NIC)", "server-nic")]
+PORTS = [SwitchPortMap("ext", "host", {"host": "vs-ext", "uplink": "eth1", "vm1": "eth0"})]
+
+
+def rec(t: float, ifname: str, node: str, direction: str, icmp_type: int = 8, seq: int = 1, icmp_id: int = ID,
+        pkttype: str | None = None) -> CaptureRecord:
+    p = next(p for p in POINTS if p.ifname == ifname and p.node == node)
+    src, dst = (HOST_MAC, SRV_MAC) if icmp_type == 8 else (SRV_MAC, HOST_MAC)
+    return CaptureRecord(t, node, p.netns, ifname, p.label, p.kind, direction,
+                         pkttype or ("outgoing" if direction == "out" else "host"), src, dst,
+                         "10.0.0.10", "10.0.0.1", icmp_type, icmp_id, seq)
+
+
+def ev(t: float, in_port: str, out_ports: list[str], reason: str, icmp_type: int = 8, seq: int = 1) -> dict:
+    return {"t": t, "switch": "ext", "in_port": in_port, "out_ports": out_ports, "reason": reason,
+            "icmp": {"type": icmp_type, "id": ID, "seq": seq}}
+
+
+def test_hops_are_in_time_order_request_before_reply_whatever_order_they_arrive_in() -> None:
+    records = [
+        rec(1.006, "eth0", "server", "in"),
+        rec(1.000, "vs-ext", "host", "out"),
+        rec(1.004, "p2", "psw", "out"), rec(1.003, "p1", "psw", "in"),
+        rec(1.002, "eth1", "host", "out"),
+        rec(1.010, "eth0", "server", "out", 0), rec(1.011, "p2", "psw", "in", 0), rec(1.012, "p1", "psw", "out", 0),
+        rec(1.013, "eth1", "host", "in", 0), rec(1.020, "vs-ext", "host", "in", 0),
+        rec(1.001, "vs-ext", "host", "out", icmp_id=ID + 1),  # somebody else's ping: ignored
+    ]
+    events = [ev(1.015, "uplink", ["host"], "FORWARD_LEARNED", 0), ev(1.001, "host", ["uplink"], "FORWARD_LEARNED")]
+    (echo,) = build_echoes(records, events, icmp_id=ID, seqs=[1], ports=PORTS, points=POINTS, watched=["ext"])
+    texts = [h["text"] for h in echo["request"] + echo["reply"]]
+    assert texts == [
+        "host stack → vs-ext (host vNIC): echo request sent",
+        "vs-ext → switch ext port host",
+        "switch ext: known unicast → port uplink (FORWARD_LEARNED)",
+        "switch ext port uplink → eth1 (physical NIC): sent on the wire",
+        "physical switch psw: in port p1 → out port p2",
+        "eth0 (server NIC) → server stack: echo request received",
+        "server stack → eth0 (server NIC): echo reply sent",
+        "physical switch psw: in port p2 → out port p1",
+        "wire → eth1 (physical NIC): arrived",
+        "eth1 → switch ext port uplink",
+        "switch ext: known unicast → port host (FORWARD_LEARNED)",
+        "vs-ext (host vNIC) → host stack: echo reply received",
+    ]
+    assert [h["n"] for h in echo["request"] + echo["reply"]] == list(range(1, 13))
+    assert echo["request"][0]["dt_ms"] == 0.0 and echo["reply"][-1]["dt_ms"] == 20.0
+    assert [p["link"] for p in echo["not_seen_at"]] == ["eth0"] and echo["not_seen_at"][0]["node"] == "vm1"
+    assert echo["switches_without_decision"] == []
+
+
+def test_a_flood_names_every_out_port_and_the_copy_that_was_not_for_its_receiver() -> None:
+    p3 = CaptureRecord(1.0052, "psw", "p", "p3", "psw port to x", "physical-switch-port", "out", "outgoing",
+                       HOST_MAC, SRV_MAC, "10.0.0.10", "10.0.0.1", 8, ID, 1)
+    records = [rec(1.0, "vs-ext", "host", "out"), rec(1.002, "eth1", "host", "out"),
+               rec(1.003, "eth0", "vm1", "in", pkttype="otherhost"),
+               rec(1.004, "p1", "psw", "in"), rec(1.005, "p2", "psw", "out"), p3]
+    events = [ev(1.001, "host", ["uplink", "vm1"], "FLOOD_UNKNOWN")]
+    (echo,) = build_echoes(records, events, icmp_id=ID, seqs=[1], ports=PORTS, points=POINTS)
+    texts = [h["text"] for h in echo["request"]]
+    assert "switch ext: unknown unicast → flooded to ports uplink, vm1 (FLOOD_UNKNOWN)" in texts
+    assert "eth0 (VM NIC) on vm1: a flooded copy arrived, not addressed to vm1 (its stack drops it)" in texts
+    assert "physical switch psw: in port p1 → flooded out ports p2, p3" in texts
+    assert echo["reply"] == [] and not echo["reply_observed"]
+
+
+def test_nothing_observed_is_said_and_repeated_paths_are_folded() -> None:
+    records = [rec(1.0 + s, "vs-ext", "host", "out", seq=s) for s in (1, 2)] + \
+              [rec(1.001 + s, "vs-ext", "host", "in", 0, seq=s) for s in (1, 2)]
+    events = [e for s in (1, 2) for e in (ev(1.0005 + s, "host", [], "DROP_SAME_PORT", seq=s),)]
+    echoes = build_echoes(records, events, icmp_id=ID, seqs=[1, 2, 3], ports=PORTS, points=POINTS,
+                          watched=["ext"])
+    assert echoes[0]["same_path_as"] is None and echoes[1]["same_path_as"] == 1
+    assert "dropped" in echoes[0]["request"][2]["text"] and "DROP_SAME_PORT" in echoes[0]["request"][2]["text"]
+    third = echoes[2]
+    assert third["request"] == [] and third["reply"] == [] and third["same_path_as"] is None
+    assert len(third["not_seen_at"]) == len(POINTS) and third["switches_without_decision"] == ["ext"]
