@@ -265,31 +265,39 @@ class SwitchCore:
         if in_port not in self.policies:
             raise KeyError(f"no port {in_port!r}")
         pol = self.policies[in_port]
-        h = parse_header(frame)
-        if h is None:
-            stages.append(TraceStage("parse", "malformed", Reason.DROP_MALFORMED))
+        # The checks run in `process`'s order (runt, admin, reserved, source, then the tag), so a
+        # truncated tag on a down port is explained as `process` counts it.
+        if len(frame) < 14:
+            stages.append(TraceStage("parse", "malformed: shorter than 14 bytes", Reason.DROP_MALFORMED))
             return _D_MALFORMED, stages
-        tag = f"tagged VID {h.vid}" if h.tagged else "untagged"
-        stages.append(TraceStage("parse", f"{format_mac(h.src)} → {format_mac(h.dst)}, {tag}",
-                                 detail={"src": format_mac(h.src), "dst": format_mac(h.dst),
-                                         "vid": h.vid if h.tagged else None}))
+        dst, src = bytes(frame[0:6]), bytes(frame[6:12])
+        h = parse_header(frame)
+        tag = "truncated VLAN tag" if h is None else f"tagged VID {h.vid}" if h.tagged else "untagged"
+        stages.append(TraceStage("parse", f"{format_mac(src)} → {format_mac(dst)}, {tag}",
+                                 detail={"src": format_mac(src), "dst": format_mac(dst),
+                                         "vid": h.vid if h is not None and h.tagged else None}))
         if not pol.admin_up:
             stages.append(TraceStage("ingress", "port administratively down", Reason.DROP_PORT_DOWN))
             return _D_PORT_DOWN, stages
-        if h.dst[:5] == RESERVED_PREFIX and h.dst[5] < 16 and not (self._group_fwd_mask >> h.dst[5]) & 1:
+        if dst[:5] == RESERVED_PREFIX and dst[5] < 16 and not (self._group_fwd_mask >> dst[5]) & 1:
             stages.append(TraceStage("ingress", "reserved group address", Reason.DROP_RESERVED_GROUP))
             return _D_RESERVED, stages
-        if h.src[0] & 1 or h.src == ZERO:
+        if src[0] & 1 or src == ZERO:
             stages.append(TraceStage("ingress", "invalid source MAC", Reason.DROP_INVALID_SRC))
             return _D_INVALID_SRC, stages
+        if h is None:
+            stages.append(TraceStage("parse", "malformed: truncated VLAN tag", Reason.DROP_MALFORMED))
+            return _D_MALFORMED, stages
         vlan = pol.classify(h.vid if h.tagged else None)
         if vlan is None:
             stages.append(TraceStage("vlan", f"{tag} not admitted on {pol.describe()}", Reason.DROP_VLAN_INGRESS))
             return _D_VLAN, stages
         stages.append(TraceStage("vlan", f"admitted to VLAN {vlan} ({pol.describe()})", detail={"vlan": vlan}))
         tagstate = (_IN_TAGGED if h.vid else _IN_PRIORITY) if h.tagged else _IN_UNTAGGED
+        learns_src_here = False
         if pol.learning:
             e = self.fdb.get(h.src, vlan)
+            learns_src_here = e is None or not e.static
             if e is None:
                 what = f"would learn {format_mac(h.src)} on {in_port}"
             elif e.static:
@@ -308,6 +316,8 @@ class SwitchCore:
             stages.append(TraceStage("lookup", "group address: no lookup"))
         else:
             out = self.fdb.lookup(h.dst, vlan, now)
+            if learns_src_here and h.dst == h.src:
+                out = in_port  # `process` learns the source before it looks the destination up
             if out is None:
                 ports = self.flood_ports(in_port, vlan)
                 d = Decision(ports, Reason.FLOOD_UNKNOWN, vlan, self._edits(ports, vlan, tagstate))

@@ -1,0 +1,222 @@
+"""Properties over arbitrary input (hypothesis): the parser and the core never raise, `trace`
+says what `process` does, and the MAC table behaves like a plain dict model through any sequence
+of learn / lookup / clock / flush / static steps.
+
+Budgets are small (max_examples) so the whole module runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from vswitch.core.fdb import MacTable
+from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header
+from vswitch.core.policy import PortPolicy
+from vswitch.core.reasons import Reason
+from vswitch.core.switch import SwitchCore
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# A few MACs so that frames hit learned entries, plus the interesting classes.
+MACS = [bytes((2, 0, 0, 0, 0, i)) for i in range(1, 5)] + [
+    b"\xff" * 6, b"\x00" * 6, bytes.fromhex("01005e0000fb"), bytes.fromhex("0180c2000000"),
+    bytes.fromhex("0180c200000e"), bytes.fromhex("0180c2000010"),
+]
+macs = st.sampled_from(MACS) | st.binary(min_size=6, max_size=6)
+vids = st.sampled_from([0, 1, 10, 20, 30, 4095]) | st.integers(0, 0xFFFF)
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> bytes:
+    """Mostly well-formed L2 headers (tagged or not), cut at any length, sometimes pure noise."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=64))
+    head = draw(macs) + draw(macs)
+    tpid = draw(st.sampled_from([None, TPID_8021Q, TPID_8021AD, 0x0800, 0x0806]))
+    if tpid in (TPID_8021Q, TPID_8021AD):
+        head += struct.pack("!HH", tpid, draw(vids)) + struct.pack("!H", draw(st.sampled_from([0x0800, 0x8100])))
+    elif tpid is not None:
+        head += struct.pack("!H", tpid)
+    else:
+        head += draw(st.binary(min_size=2, max_size=2))
+    body = head + draw(st.binary(max_size=40))
+    cut = draw(st.none() | st.integers(0, len(body)))
+    return body if cut is None else body[:cut]
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+@FAST
+@given(st.binary(max_size=80), st.integers(0, 20))
+def test_parser_never_raises_on_arbitrary_bytes(buf: bytes, offset: int) -> None:
+    h = parse_header(buf, offset)
+    if len(buf) - offset < 14:
+        assert h is None, "fewer than 14 bytes after the offset is malformed"
+    if h is not None:
+        assert len(h.dst) == len(h.src) == 6
+        assert h.l3_offset <= len(buf)
+        assert 0 <= h.vid < 4096 and 0 <= h.pcp < 8
+
+
+@FAST
+@given(frames())
+def test_parser_agrees_with_memoryview_and_bytearray(buf: bytes) -> None:
+    assert parse_header(memoryview(buf)) == parse_header(bytearray(buf)) == parse_header(buf)
+
+
+# -- the core ----------------------------------------------------------------------------------------
+
+PORTS = {
+    "a": PortPolicy(), "b": PortPolicy(), "c": PortPolicy(learning=False), "d": PortPolicy(flooding=False),
+    "x10": PortPolicy.access(10), "x20": PortPolicy.access(20),
+    "t": PortPolicy.trunk([10, 20]), "n": PortPolicy.trunk([10, 30], native=1),
+    "down": PortPolicy(admin_up=False),
+}
+ports = st.sampled_from(sorted(PORTS))
+
+
+def fresh_core() -> SwitchCore:
+    sw = SwitchCore(ageing_s=10)
+    for p, pol in PORTS.items():
+        sw.add_port(p, pol)
+    sw.fdb.add_static(MACS[3], 1, "b")
+    return sw
+
+
+@FAST
+@given(st.lists(st.tuples(ports, frames(), st.integers(0, 3)), max_size=25))
+def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple[str, bytes, int]]) -> None:
+    sw = fresh_core()
+    now = 0
+    for port, buf, dt in steps:
+        now += dt
+        traced, stages = sw.trace(port, buf, now)
+        rx = sw.counters[port].rx_frames
+        d = sw.process(port, buf, 0, now)
+        assert d == traced, f"trace must say what process does: {[(s.stage, s.result) for s in stages]}"
+        assert sw.counters[port].rx_frames == rx + 1
+        assert port not in d.out_ports, "a frame never goes back out of its ingress port"
+        assert (d.reason.is_drop) == (not d.out_ports) or d.reason.is_flood
+        if d.edits is not None:
+            assert len(d.edits) == len(d.out_ports)
+        if d.reason is Reason.DROP_MALFORMED:
+            assert len(buf) < 18
+        for out in d.out_ports:
+            assert sw.is_up(out) and PORTS[out].is_member(d.vlan)
+        if d.reason.is_flood:
+            assert all(PORTS[p].flooding for p in d.out_ports)
+
+
+# -- the MAC table against a model --------------------------------------------------------------------
+
+AGEING = 10
+MODEL_MACS = st.sampled_from([bytes((2, 0, 0, 0, 0, i)) for i in range(6)])
+MODEL_VLANS = st.sampled_from([1, 2, 3])
+MODEL_PORTS = st.sampled_from(["p1", "p2", "p3"])
+
+
+class MacTableMachine(RuleBasedStateMachine):
+    """MacTable vs a dict {(mac, vlan): (port, seen | None for static)}. Capacity is large enough
+    (6 MACs x 3 VLANs < 16) that eviction never applies; test_fdb covers eviction."""
+
+    keys = Bundle("keys")
+
+    @initialize()
+    def setup(self) -> None:
+        self.t = MacTable(ageing_s=AGEING, max_entries=16)
+        self.model: dict[tuple[bytes, int], tuple[str, int | None]] = {}
+        self.now = 0
+        self.moves = 0
+
+    def _alive(self, key: tuple[bytes, int]) -> str | None:
+        entry = self.model.get(key)
+        if entry is None:
+            return None
+        port, seen = entry
+        return port if seen is None or self.now - seen <= AGEING else None
+
+    @rule(target=keys, mac=MODEL_MACS, vlan=MODEL_VLANS, port=MODEL_PORTS)
+    def learn(self, mac: bytes, vlan: int, port: str) -> tuple[bytes, int]:
+        key = (mac, vlan)
+        self.t.learn(mac, vlan, port, self.now)
+        old = self.model.get(key)
+        if old is None or old[1] is not None:
+            if old is not None and old[0] != port:
+                self.moves += 1
+            self.model[key] = (port, self.now)
+        return key
+
+    @rule(key=keys)
+    def lookup_known(self, key: tuple[bytes, int]) -> None:
+        assert self.t.lookup(key[0], key[1], self.now) == self._alive(key)
+
+    @rule(mac=MODEL_MACS, vlan=MODEL_VLANS)
+    def lookup_any(self, mac: bytes, vlan: int) -> None:
+        assert self.t.lookup(mac, vlan, self.now) == self._alive((mac, vlan))
+
+    @rule(dt=st.sampled_from([0, 1, 5, 9, 10, 11, 30]))
+    def advance_clock(self, dt: int) -> None:
+        self.now += dt
+
+    @rule()
+    def expire(self) -> None:
+        gone = {(e.mac, e.vlan) for e in self.t.expire(self.now)}
+        expected = {k for k, (_, seen) in self.model.items() if seen is not None and self.now - seen > AGEING}
+        assert gone == expected
+        for k in expected:
+            del self.model[k]
+
+    @rule(include_static=st.booleans())
+    def flush_all(self, include_static: bool) -> None:
+        n = self.t.flush(include_static=include_static)
+        doomed = [k for k, (_, seen) in self.model.items() if include_static or seen is not None]
+        assert n == len(doomed)
+        for k in doomed:
+            del self.model[k]
+
+    @rule(port=MODEL_PORTS)
+    def flush_port(self, port: str) -> None:
+        n = self.t.flush(port=port)
+        doomed = [k for k, (p, seen) in self.model.items() if p == port and seen is not None]
+        assert n == len(doomed)
+        for k in doomed:
+            del self.model[k]
+
+    @rule(vlan=MODEL_VLANS)
+    def flush_vlan(self, vlan: int) -> None:
+        n = self.t.flush(vlan=vlan)
+        doomed = [k for k, (_, seen) in self.model.items() if k[1] == vlan and seen is not None]
+        assert n == len(doomed)
+        for k in doomed:
+            del self.model[k]
+
+    @rule(target=keys, mac=MODEL_MACS, vlan=MODEL_VLANS, port=MODEL_PORTS)
+    def add_static(self, mac: bytes, vlan: int, port: str) -> tuple[bytes, int]:
+        self.t.add_static(mac, vlan, port)
+        self.model[(mac, vlan)] = (port, None)
+        return (mac, vlan)
+
+    @precondition(lambda self: any(seen is None for _, seen in self.model.values()))
+    @rule(data=st.data())
+    def remove_static(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(k for k, (_, seen) in self.model.items() if seen is None)))
+        assert self.t.remove_static(*key)
+        del self.model[key]
+
+    @invariant()
+    def same_contents(self) -> None:
+        live = {(e.mac, e.vlan): e.port for e in self.t.entries(self.now)}
+        assert live == {k: p for k in self.model if (p := self._alive(k)) is not None}
+        assert len(self.t) == len(self.model)
+        assert self.t.dynamic_count == sum(seen is not None for _, seen in self.model.values())
+        assert self.t.moves == self.moves
+        for port in ("p1", "p2", "p3"):
+            assert self.t.port_count(port) == sum(p == port and s is not None for p, s in self.model.values())
+
+
+MacTableMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+test_mac_table_matches_the_model = MacTableMachine.TestCase
