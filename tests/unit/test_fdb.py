@@ -310,3 +310,12 @@ def test_eviction_that_empties_the_learning_vlan_keeps_the_new_entry() -> None:
     assert t.get(m(0), 2) is None
     assert t.lookup(A, 2, 20) == "q", "the entry learned while evicting its VLAN's last entry is kept"
     assert len(t.expire(10**6)) == 16 and len(t) == 0
+
+
+@pytest.mark.parametrize(("seen", "now"), [(41.3, 341.3), (78.65213345498266, 378.6521334549827), (0.1, 300.1)])
+def test_lookup_entries_and_expire_agree_on_fractional_times(seen: float, now: float) -> None:
+    t = MacTable(ageing_s=300)
+    t.learn(A, 1, "p1", seen)
+    alive = t.lookup(A, 1, now) is not None
+    assert bool(t.entries(now)) == alive
+    assert (t.expire(now) == []) == alive, "an entry lookup still answers must not be expired, and vice versa"

@@ -213,12 +213,14 @@ class MacTable:
     # -- ageing / flushing ------------------------------------------------------------------
     def expire(self, now: float) -> list[FdbEntry]:
         """Remove dynamic entries not seen for more than `ageing_s`; return them."""
+        # The same expression as `lookup` (now - seen > ageing): `seen < now - ageing` rounds
+        # differently for fractional times, and an entry would be both alive and expired.
         gone: list[FdbEntry] = []
-        limit = now - self.ageing_s
+        ageing = self.ageing_s
         for lru in list(self._lru.values()):
             while True:
                 e = lru.oldest()
-                if e is None or e.seen >= limit:
+                if e is None or now - e.seen <= ageing:
                     break
                 gone.append(e)
                 self._remove(e)
@@ -236,8 +238,8 @@ class MacTable:
 
     def entries(self, now: float) -> list[FdbEntry]:
         """Live entries (aged ones excluded), statics included."""
-        limit = now - self.ageing_s
-        return [e for e in self._iter_entries() if e.static or e.seen >= limit]
+        ageing = self.ageing_s
+        return [e for e in self._iter_entries() if now - e.seen <= ageing]  # statics: seen=+inf
 
     def drain_events(self) -> list[MoveEvent]:
         out = list(self.events)
