@@ -11,9 +11,9 @@ replace it), which by default talks to vswitchd through `RestSwitchApi` on ``--s
 Invariants:
 - every read command has a human table and ``--json`` (the `to_jsonable` shapes of the REST API);
 - a refused request (`VswitchError`) exits 1 with ``Error: <message>`` on stderr, never a traceback;
-- the group is extensible: ``cli.add_command(...)``; ``vswitch lab …`` comes from
-  `vswitch.frontends.lab_cli` when that module exists (a click command named ``lab``, or a
-  ``register(cli)`` function).
+- the group is extensible: ``cli.add_command(...)``; ``vswitch lab …`` and ``vswitch demo`` come from
+  `vswitch.frontends.lab_cli` / `vswitch.frontends.demo` when those modules exist (a click command of
+  that name, or a ``register(cli)`` function) — see `EXTENSIONS`.
 
 Must not touch: the manager, the store, the datapath or the kernel directly.
 """
@@ -461,23 +461,28 @@ def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, v
 
 # ---- extensions ---------------------------------------------------------------------------------
 
+#: optional command modules: (command name, module); each has a `register(cli)` or a command of that name
+EXTENSIONS = (("lab", "vswitch.frontends.lab_cli"), ("demo", "vswitch.frontends.demo"))
+
+
 def _load_extensions() -> None:
-    """Add `vswitch lab …` when `vswitch.frontends.lab_cli` exists (a `register(cli)` or a `lab` command)."""
-    try:
-        mod = importlib.import_module("vswitch.frontends.lab_cli")
-    except ModuleNotFoundError as e:
-        if e.name == "vswitch.frontends.lab_cli":
-            return
-        _broken_extension("lab", e)
-        return
-    except Exception as e:  # a broken extension must not take the whole CLI down
-        _broken_extension("lab", e)
-        return
-    register = getattr(mod, "register", None)
-    if callable(register):
-        register(cli)
-    elif isinstance(getattr(mod, "lab", None), click.Command):
-        cli.add_command(mod.lab, "lab")
+    """Add `vswitch lab …` and `vswitch demo` when their modules exist (a `register(cli)` or a command)."""
+    for name, module in EXTENSIONS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            _broken_extension(name, e)
+            continue
+        except Exception as e:  # a broken extension must not take the whole CLI down
+            _broken_extension(name, e)
+            continue
+        register = getattr(mod, "register", None)
+        if callable(register):
+            register(cli)
+        elif isinstance(getattr(mod, name, None), click.Command):
+            cli.add_command(getattr(mod, name), name)
 
 
 def _broken_extension(name: str, error: BaseException) -> None:
