@@ -189,6 +189,8 @@ class Lab:
             elif name in uplinks:
                 role = f"carries only the switch (uplink of {uplinks[name]})" if not has_proto \
                     else f"uplink of {uplinks[name]}, still holds host addresses"
+            elif name in labels and labels[name]["kind"] == "vm-nic":
+                role = f"the VM's NIC ({labels[name]['label'].split('(', 1)[1].rstrip(')')})"
             elif f.get("kind") == "bridge":
                 role = "the physical switch (kernel bridge)"
             elif f.get("master"):
