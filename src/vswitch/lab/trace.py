@@ -81,8 +81,8 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
     try:
         src_ns = lab.netns(src)
         dst_ip = lab.address(dst).split("/")[0]
-    except (KeyError, ValueError) as exc:
-        raise TraceError(f"lab {lab.name}: {exc}") from None
+    except Exception as exc:  # the lab's own refusal (unknown node, no address) says what is wrong
+        raise TraceError(str(exc) if lab.name in str(exc) else f"lab {lab.name}: {exc}") from None
     icmp_id = icmp_id if icmp_id is not None else random.randint(1, 0xFFFF)
     errors: list[str] = []
 

@@ -1,0 +1,64 @@
+"""`vswitch demo` (what `make demo` runs): the whole one-nic story, exit 0, nothing left behind.
+
+Not root: it explains why it needs root and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+VSWITCH = str(Path(sys.executable).parent / "vswitch")
+
+
+def _namespaces() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _cmdlines_mentioning(word: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if word in cmd and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def test_demo_tells_the_story_and_leaves_nothing_behind() -> None:
+    proc = subprocess.run([VSWITCH, "demo"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "160"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for words in ("bindings BEFORE", "bindings AFTER", "create the External switch", "learning, observed",
+                  "FLOOD_UNKNOWN", "FORWARD_LEARNED", "vm1", "the MAC table", "tear down", "demo finished"):
+        assert words in out, f"{words!r} missing from the demo's output:\n{out}"
+    assert re.search(r"echo seq 1\b", out) and "physical switch" in out, out
+    m = re.search(r"lab (\S+) removed", out)
+    assert m, out
+    name = m.group(1)
+    left = [ns for ns in _namespaces() if name in ns]
+    assert left == [], f"namespaces of lab {name} left behind: {left}"
+    assert _cmdlines_mentioning(name) == [], "processes of the demo's lab left behind"
+    listed = subprocess.run([VSWITCH, "lab", "list", "--json"], capture_output=True, text=True, timeout=30)
+    assert name not in listed.stdout, listed.stdout
+
+
+def test_demo_without_root_explains_and_does_nothing() -> None:
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", VSWITCH, "demo"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "needs root" in proc.stderr and "namespaces" in proc.stderr, proc.stderr
+    assert proc.stdout == "", f"nothing may start without root:\n{proc.stdout}"
