@@ -49,11 +49,17 @@ def test_demo_tells_the_story_and_leaves_nothing_behind() -> None:
     m = re.search(r"lab (\S+) removed", out)
     assert m, out
     name = m.group(1)
-    left = [ns for ns in _namespaces() if name in ns]
-    assert left == [], f"namespaces of lab {name} left behind: {left}"
-    assert _cmdlines_mentioning(name) == [], "processes of the demo's lab left behind"
+    namespaces = re.search(r"namespaces removed: (.*)", out).group(1).split()
+    pids = re.search(r"vswitchd stopped: PID (.*)", out).group(1).split()
+    assert len(namespaces) == 4 and pids, out
+    assert not [ns for ns in namespaces if os.path.exists(f"/run/netns/{ns}")], "lab namespaces left behind"
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], "the lab's vswitchd is still running"
+    assert "still present" not in out and "still running" not in out
+    lab_id = namespaces[0][2:6]
+    assert _cmdlines_mentioning(f"/{name}/") == [], "processes of the demo's lab left behind"
+    assert not any(ns.startswith(f"vl{lab_id}-") for ns in _namespaces())
     listed = subprocess.run([VSWITCH, "lab", "list", "--json"], capture_output=True, text=True, timeout=30)
-    assert name not in listed.stdout, listed.stdout
+    assert f'"{name}"' not in listed.stdout, listed.stdout
 
 
 def test_demo_without_root_explains_and_does_nothing() -> None:

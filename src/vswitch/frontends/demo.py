@@ -39,7 +39,7 @@ STEPS = 7
 def _console() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=120)
+        console = Console(highlight=False, width=150)
     return console
 
 
@@ -50,7 +50,13 @@ class DemoFailed(Exception):
 @contextmanager
 def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
     """SIGTERM/SIGHUP raise KeyboardInterrupt in the main thread, so the teardown in `finally` runs."""
+    me = os.getpid()
+
     def raise_interrupt(signum: int, _frame: Any) -> None:
+        if os.getpid() != me:  # a forked helper (pyroute2's NetNS) inherited the handler: die as usual
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise KeyboardInterrupt(signal.Signals(signum).name)
     old = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -207,7 +213,7 @@ class Demo:
 
     @staticmethod
     def stats_delta(switch: str, before: dict[str, Any], after: dict[str, Any]) -> Table:
-        table = Table(title=f"port counters of {switch} during those pings (stats, difference)", title_justify="left")
+        table = Table(title=f"counters of {switch} during those pings", title_justify="left")
         for col in ("port", "frames in", "frames out", "floods started here"):
             table.add_column(col, justify="left" if col == "port" else "right", no_wrap=True)
         for port, a in after.items():
@@ -219,7 +225,7 @@ class Demo:
         return table
 
     def teardown(self) -> None:
-        from vswitch.lab import down
+        from vswitch.lab import Lab, down
 
         if self.lab_name is None:
             return
@@ -227,14 +233,27 @@ class Demo:
         self.step("tear down", "Delete the switch (eth1 gets its address back), stop vswitchd, remove every "
                   "namespace and cable the lab made.")
         try:
-            down(self.lab_name)
-        except KeyboardInterrupt:
-            down(self.lab_name)  # a second Ctrl-C must not leave the lab half removed
+            state = Lab.load(self.lab_name).state
+        except Exception:
+            state = self.lab.state if self.lab is not None else {}
+        namespaces = sorted(state.get("namespaces", {}).values())
+        pids = sorted(d["pid"] for d in state.get("daemons", {}).values() if d.get("pid"))
+        try:
+            try:
+                down(self.lab_name)
+            except KeyboardInterrupt:
+                down(self.lab_name)  # a second Ctrl-C must not leave the lab half removed
         except Exception as exc:
             self.c.print(f"[bold red]teardown failed:[/] {escape(str(exc))} — run `vswitch lab down "
                          f"{self.lab_name}` to finish it")
             return
+        left = [ns for ns in namespaces if os.path.exists(f"/run/netns/{ns}")]
+        running = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
         self.c.print(f"lab {self.lab_name} removed")
+        self.c.print(f"  namespaces removed: {' '.join(namespaces) or '-'}"
+                     + (f" [red](still present: {' '.join(left)})[/]" if left else ""))
+        self.c.print(f"  vswitchd stopped: PID {' '.join(map(str, pids)) or '-'}"
+                     + (f" [red](still running: {' '.join(map(str, running))})[/]" if running else ""))
 
 
 @click.command("demo")

@@ -121,7 +121,8 @@ def _physical_switch_hop(visit: list[CaptureRecord]) -> dict[str, Any]:
             "links": [r.ifname for r in visit], "text": " ".join(parts)}
 
 
-def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap]) -> list[dict[str, Any]]:
+def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap],
+                 captured: set[tuple[str, str]]) -> list[dict[str, Any]]:
     sw = str(ev["switch"])
     pm = ports.get(sw)
     in_port = str(ev["in_port"])
@@ -130,9 +131,13 @@ def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap]) -> l
     short, explanation = _short_reason(str(ev["reason"]))
     base = {"t": float(ev["t"]), "source": "switch", "switch": sw, "node": pm.node if pm else None,
             "in_port": in_port, "reason": str(ev["reason"]), "src_mac": ev.get("src"), "dst_mac": ev.get("dst")}
-    arrive = dict(base, step="arrive", link=in_link,
-                  text=(f"{in_link} → switch {sw} port {in_port}" if in_link
-                        else f"switch {sw} port {in_port}: frame received"))
+    if in_link and pm and (pm.node, in_link) in captured:
+        arrive_text = f"{in_link} → switch {sw} port {in_port}"
+    elif in_link:  # e.g. a VM's TAP, moved to the VM's namespace and renamed there after the switch made it
+        arrive_text = f"frame in at switch {sw} port {in_port} (the switch's link {in_link})"
+    else:
+        arrive_text = f"frame in at switch {sw} port {in_port}"
+    arrive = dict(base, step="arrive", link=in_link, text=arrive_text)
     if not out_ports:
         text = f"switch {sw}: dropped — {explanation} ({ev['reason']})"
     elif len(out_ports) == 1:
@@ -145,7 +150,7 @@ def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap]) -> l
 
 
 def _message_hops(records: Sequence[CaptureRecord], events: Sequence[Mapping[str, Any]],
-                  ports: Sequence[SwitchPortMap]) -> list[dict[str, Any]]:
+                  ports: Sequence[SwitchPortMap], captured: set[tuple[str, str]]) -> list[dict[str, Any]]:
     """Hops of one frame's journey (the request, or the reply), in time order."""
     by_switch = {m.switch: m for m in ports}
     items: list[tuple[float, int, list[dict[str, Any]]]] = []
@@ -166,7 +171,7 @@ def _message_hops(records: Sequence[CaptureRecord], events: Sequence[Mapping[str
         items.append((r.t, order, [_capture_hop(r, ports)]))
     for ev in events:
         order += 1
-        items.append((float(ev["t"]), order, _switch_hops(ev, by_switch)))
+        items.append((float(ev["t"]), order, _switch_hops(ev, by_switch, captured)))
     for t, o, visit in visit_slots:
         items.append((t, o, [_physical_switch_hop(visit)]))
     items.sort(key=lambda i: (i[0], i[1]))
@@ -191,13 +196,14 @@ def build_echoes(records: Iterable[CaptureRecord], events: Iterable[Mapping[str,
     mine = [r for r in records if r.icmp_id == icmp_id]
     evs = [e for e in events if isinstance(e.get("icmp"), Mapping) and e["icmp"].get("id") == icmp_id]
     echoes: list[dict[str, Any]] = []
+    capture_links = {(p.node, p.ifname) for p in points}
     seen_sigs: dict[tuple[Any, ...], int] = {}
     for seq in seqs:
         parts: dict[str, list[dict[str, Any]]] = {}
         for kind, icmp_type in (("request", ECHO_REQUEST), ("reply", ECHO_REPLY)):
             recs = [r for r in mine if r.icmp_seq == seq and r.icmp_type == icmp_type]
             es = [e for e in evs if e["icmp"].get("seq") == seq and e["icmp"].get("type") == icmp_type]
-            parts[kind] = _message_hops(recs, es, ports)
+            parts[kind] = _message_hops(recs, es, ports, capture_links)
         n = 0
         t0 = min((h["t"] for hs in parts.values() for h in hs), default=0.0)
         for kind in ("request", "reply"):

@@ -32,7 +32,7 @@ from vswitch.lab.hops import SwitchPortMap, build_echoes, record_to_dict
 INTERVAL_S = 0.2
 REPLY_TIMEOUT_S = 1
 #: time for a watch request to reach the daemon and register before the first ping
-WATCH_SETTLE_S = 0.4
+WATCH_SETTLE_S = 0.5
 GRACE_S = 0.2
 
 
