@@ -35,7 +35,7 @@ def unique_name(tag: str) -> str:
 
 
 def install_signal_handlers() -> None:
-    """Make SIGTERM/SIGHUP unwind like Ctrl-C, so every Lab removes what it created.
+    """Make SIGINT/SIGTERM/SIGHUP unwind like Ctrl-C, so every Lab removes what it created.
 
     Only in this process: pyroute2's NetNS forks helpers that inherit the handler and are stopped
     with SIGTERM; they must simply die, never run our teardown."""
@@ -48,7 +48,8 @@ def install_signal_handlers() -> None:
             return
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Ctrl-C must still unwind
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, raise_interrupt)
 
 
