@@ -144,13 +144,13 @@ class Demo:
 
         self.step("bindings BEFORE the switch",
                   "Today the host's protocols (its IP address and routes) are bound to the physical NIC itself.")
-        self.c.print(self.bindings_table("host", "host links before"))
+        self.c.print(self.bindings_table("host", "host bindings BEFORE the switch"))
 
         self.step("create the External switch 'ext' on eth1 (allow management OS)",
                   "The switch takes eth1 as its uplink; the host gets a virtual NIC (vs-ext) on the switch, which "
                   "takes eth1's MAC, address and routes. The VM vm1 gets a NIC on the switch too.")
         self.lab = create_switches(self.lab, api_factory)
-        self.c.print(self.bindings_table("host", "host links after"))
+        self.c.print(self.bindings_table("host", "host bindings AFTER the switch"))
         sw = self.lab.switches()[0]
         api = api_factory(sw.socket)
 
