@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,29 @@ def test_demo_without_root_explains_and_does_nothing() -> None:
     assert proc.returncode != 0
     assert "needs root" in proc.stderr and "namespaces" in proc.stderr, proc.stderr
     assert proc.stdout == "", f"nothing may start without root:\n{proc.stdout}"
+
+
+def test_demo_interrupted_midway_still_tears_everything_down() -> None:
+    proc = subprocess.Popen([VSWITCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            if "Step 4/7" in line:  # the lab and its switch exist now
+                proc.send_signal(signal.SIGINT)
+                break
+        out.append(proc.stdout.read())
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(out)
+    assert rc != 0 and "interrupted" in text, text
+    namespaces = re.search(r"namespaces removed: (.*)", text).group(1).split()
+    assert len(namespaces) == 4, text
+    assert not [ns for ns in namespaces if os.path.exists(f"/run/netns/{ns}")], "Ctrl-C left namespaces behind"
+    pids = re.search(r"vswitchd stopped: PID (.*)", text).group(1).split()
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")], "Ctrl-C left vswitchd running"
