@@ -7,7 +7,11 @@ External switch and a VM on a TAP port), so these tests check the trace, not the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from handlab import OneNicByHand
@@ -145,3 +149,30 @@ def test_vm_to_host_stays_inside_the_switch(lab: OneNicByHand) -> None:
     assert not any(h.get("kind") in ("physical-nic", "physical-switch-port")
                    for h in echo["request"] + echo["reply"]), "once learned, nothing leaves through the uplink"
     assert lab.nic in [p["link"] for p in echo["not_seen_at"]]
+
+
+def test_cli_trace_on_the_builtin_one_nic_lab() -> None:
+    """`vswitch lab trace` on the lab builder's one-nic: VM → host, human and --json."""
+    vswitch = str(Path(sys.executable).parent / "vswitch")
+    name = f"trace{os.getpid()}"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([vswitch, "lab", *args], capture_output=True, text=True, timeout=120)
+
+    up = run("up", "--builtin", "one-nic", "--name", name)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        human = run("trace", name, "--from", "vm1", "--to", "host", "--count", "1")
+        assert human.returncode == 0, human.stdout + human.stderr
+        assert "switch ext: known unicast → port host (FORWARD_LEARNED)" in human.stdout, human.stdout
+        assert "not observed at: host eth1" in human.stdout, human.stdout
+        data = json.loads(run("trace", name, "--from", "vm1", "--to", "host", "--count", "2", "--json").stdout)
+        echo = data["echoes"][-1]
+        kinds = [h.get("kind") for h in echo["request"] + echo["reply"] if h["source"] == "capture"]
+        assert kinds == ["vm-nic", "host-vnic", "host-vnic", "vm-nic"], json.dumps(echo, indent=1)
+        assert data["records"] and all(r["icmp_id"] == data["icmp_id"] for r in data["records"])
+        refused = run("trace", name, "--from", "vm1", "--to", "nosuch")
+        assert refused.returncode == 1 and "no node 'nosuch'" in refused.stderr, refused.stderr
+    finally:
+        down = run("down", name)
+        assert down.returncode == 0, down.stdout + down.stderr
