@@ -1,0 +1,63 @@
+"""The internal-private story: who can reach whom, and MAC learning observed on a third port.
+
+One subnet for every node, so only the switches decide: the Internal switch joins the host (vNIC
+vs-int) and vm1; the Private switch joins vm2, vm3 and vm4 and nothing else.
+"""
+
+from __future__ import annotations
+
+import pytest
+from labkit import fdb, flush, kernel_counters, mac, ping, running_lab, stats, unreachable
+
+from vswitch.lab import builtin_topology
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with running_lab(builtin_topology("internal-private"), "ip") as lab:
+        yield lab
+
+
+def test_internal_switch_joins_the_host_and_its_vm(lab):
+    assert ping(lab, "vm1", "host"), "a VM on the internal switch reaches the host"
+    assert ping(lab, "host", "vm1"), "and the host reaches it"
+
+
+def test_private_switch_vms_reach_each_other_but_not_the_host(lab):
+    assert ping(lab, "vm2", "vm3") and ping(lab, "vm4", "vm2"), "VMs on the private switch reach each other"
+    got_through = unreachable(lab, ("vm2", lab.address("host")), ("host", lab.address("vm3")))
+    assert got_through == [], f"private switch VMs and the host must not reach each other: {got_through} did"
+
+
+def test_nothing_crosses_between_the_switches(lab):
+    got_through = unreachable(lab, ("vm1", lab.address("vm2")), ("vm3", lab.address("vm1")))
+    assert got_through == [], f"nothing may cross between the internal and the private switch: {got_through} did"
+    on_int, on_priv = fdb(lab, "int"), fdb(lab, "priv")
+    priv_macs = {mac(lab, vm, "eth0") for vm in ("vm2", "vm3", "vm4")}
+    int_macs = {mac(lab, "vm1", "eth0"), mac(lab, "host", "vs-int")}
+    assert not priv_macs & set(on_int), f"no private VM's MAC may appear on the internal switch: {on_int}"
+    assert not int_macs & set(on_priv), f"no internal MAC may appear on the private switch: {on_priv}"
+
+
+def test_unknown_destination_is_flooded_then_only_its_owner_gets_frames(lab):
+    """vm2 → vm3 with vm4 as the third port: flooded while vm3's MAC is unknown, then unicast."""
+    assert ping(lab, "vm2", "vm3", count=1), "warm-up: both VMs know each other's MAC (ARP)"
+    flush(lab, "priv")  # the switch forgets every MAC; the VMs' ARP caches still hold them
+
+    s0, k0 = stats(lab, "priv"), kernel_counters(lab, "vm4", "eth0")
+    assert ping(lab, "vm2", "vm3", count=1), "the first echo toward the now unknown MAC"
+    s1, k1 = stats(lab, "priv"), kernel_counters(lab, "vm4", "eth0")
+    assert s1["vm2"].floods - s0["vm2"].floods >= 1, "vm2's echo to an unknown MAC is counted as a flood"
+    assert s1["vm4"].tx_frames - s0["vm4"].tx_frames >= 1, "the flood goes out of the third port (vm4)"
+    assert k1[0] - k0[0] >= 1, "and vm4's NIC receives it"
+    table = fdb(lab, "priv")
+    assert table.get(mac(lab, "vm3", "eth0")) == "vm3", f"vm3's reply teaches the switch its port: {table}"
+
+    assert ping(lab, "vm2", "vm3", count=5, interval=0.05)
+    s2, k2 = stats(lab, "priv"), kernel_counters(lab, "vm4", "eth0")
+    assert s2["vm3"].tx_frames - s1["vm3"].tx_frames >= 5, "the echoes now go to vm3's port"
+    assert s2["vm4"].tx_frames - s1["vm4"].tx_frames == 0, "and the third port sees none of them"
+    assert k2[0] - k1[0] == 0, "vm4's NIC receives nothing"
+    assert s2["vm2"].floods - s1["vm2"].floods == 0, "no more floods once the owner is known"
