@@ -42,10 +42,10 @@ from vswitch.lab import daemons
 from vswitch.lab import netns as nsops
 from vswitch.lab.model import ApiFactory, LabError, LabSummary
 from vswitch.lab.state import (
-    LAB_ROOT,
     STATE_VERSION,
     Lab,
     lab_names,
+    lab_root,
     read_state,
     state_path,
     write_state,
@@ -137,7 +137,7 @@ class _Steps:
 
 def _claim_name(topology: Topology, name: str | None) -> str:
     """Pick (or check) the lab's name and create its state file exclusively, so no two labs share one."""
-    LAB_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
+    lab_root().mkdir(parents=True, exist_ok=True, mode=0o755)
     if name is not None:
         if not _LAB_NAME_RE.match(name) or len(name) > LAB_NAME_MAX:
             raise LabError(f"lab name {name!r} must be letters, digits, '_', '.', '-' (max {LAB_NAME_MAX})")
@@ -185,7 +185,7 @@ def build_network(topology: Topology, name: str | None = None, *, source: str | 
     require_root()
     name = _claim_name(topology, name)
     lab_id = _new_id()
-    lab_dir = LAB_ROOT / name
+    lab_dir = lab_root() / name
     state: dict[str, Any] = {
         "version": STATE_VERSION, "name": name, "id": lab_id, "source": source or topology.name,
         "phase": "building", "dir": str(lab_dir), "created_at": time.time(),
@@ -358,8 +358,8 @@ def up(topology: Topology, name: str | None = None, *, api_factory: ApiFactory, 
 def down(name: str) -> None:
     """Undo everything lab `name` made, in reverse: daemons (by PID; they give NICs back), links,
     namespaces (and whatever still runs in them), files. Carries on past failures, then reports them."""
+    state = read_state(name)  # an unknown lab is named as such, root or not
     require_root()
-    state = read_state(name)
     errors = _undo_all(state.get("undo", []))
     # a lab interrupted before it recorded a namespace may still have made it: names are the lab's own
     for ns in state.get("namespaces", {}).values():

@@ -36,8 +36,13 @@ STATE_VERSION = 1
 LAB_ROOT = Path(os.environ.get("VSWITCH_LAB_ROOT", "/run/vswitch/labs"))
 
 
+def lab_root() -> Path:
+    """The directory holding every lab's state file and per-lab directory (read at each call)."""
+    return LAB_ROOT
+
+
 def state_path(name: str) -> Path:
-    return LAB_ROOT / f"{name}.json"
+    return lab_root() / f"{name}.json"
 
 
 def read_state(name: str) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def write_state(state: dict[str, Any]) -> None:
 def lab_names() -> list[str]:
     """Names of every lab with a state file."""
     try:
-        return sorted(p.stem for p in LAB_ROOT.glob("*.json"))
+        return sorted(p.stem for p in lab_root().glob("*.json"))
     except OSError:
         return []
 
