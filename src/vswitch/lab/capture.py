@@ -254,12 +254,8 @@ class Capture:
 
 
 def run_in_netns(netns: str, argv: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run `argv` inside namespace `netns` (empty: here) and wait for it; output captured as text."""
-    path = netns_path(netns) if netns else None
+    """Run `argv` inside namespace `netns` (empty: here) and wait for it; output captured as text.
 
-    def enter() -> None:  # runs in the child between fork and exec
-        if path is not None:
-            _setns_path(path)
-
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=enter if path else None)  # noqa: PLW1509 - only setns(2) runs there
+    The child is started from a thread that has entered the namespace, so it is born there (no
+    preexec_fn, no `ip netns exec`)."""
+    return _in_namespace(netns, lambda: subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout))
