@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ REPLY_TIMEOUT_S = 1
 #: time for a watch request to reach the daemon and register before the first ping
 WATCH_SETTLE_S = 0.5
 GRACE_S = 0.2
+#: most decisions one watch records (other traffic counts too); reaching it is reported
+WATCH_LIMIT = 20_000
 
 
 class LabSwitchLike(Protocol):
@@ -64,7 +67,7 @@ class TraceError(Exception):
 def _watch_thread(api: SwitchApi, switch: str, seconds: float, out: dict[str, Any]) -> threading.Thread:
     def run() -> None:
         try:
-            out["events"] = api.watch(switch, seconds, 5000)
+            out["events"] = api.watch(switch, seconds, WATCH_LIMIT)
         except Exception as exc:  # reported in the result: this switch's decisions were not observed
             out["error"] = f"switch {switch}: decisions not observed: {exc}"
     th = threading.Thread(target=run, name=f"watch-{switch}", daemon=True)
@@ -114,6 +117,8 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
             proc = run_in_netns(src_ns, argv, timeout=count * INTERVAL_S + REPLY_TIMEOUT_S + 10)
         except FileNotFoundError:
             raise TraceError("`ping` is not installed (Debian: apt-get install iputils-ping)") from None
+        except subprocess.TimeoutExpired:
+            raise TraceError(f"ping {dst_ip} from {src} did not finish in time") from None
         ping_out = proc.stdout + proc.stderr
         time.sleep(GRACE_S)
     finally:
@@ -125,6 +130,9 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
     for name, _, box in watches:
         if "error" in box:
             errors.append(box["error"])
+        elif len(box.get("events", [])) >= WATCH_LIMIT:
+            errors.append(f"switch {name}: more than {WATCH_LIMIT} frames while tracing; later decisions "
+                          "not observed")
         for ev in box.get("events", []):
             events.append({**ev, "switch": name})
 
