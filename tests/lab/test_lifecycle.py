@@ -18,13 +18,24 @@ pytestmark = pytest.mark.root
 TALKERS = {"one-nic": ("vm1", "server"), "two-nics": ("vm1", "server"), "internal-private": ("vm1", "host")}
 
 
-@pytest.mark.parametrize("builtin", sorted(TALKERS))
-def test_two_labs_of_one_topology_coexist_and_down_leaves_nothing_behind(builtin):
-    topo = builtin_topology(builtin)
+@pytest.mark.parametrize("builtin", ["internal-private", "two-nics"])
+def test_down_leaves_nothing_behind(builtin):
     src, dst = TALKERS[builtin]
-    a = up(topo, lab_name(f"a-{builtin}"), api_factory=api_factory)
+    lab = up(builtin_topology(builtin), lab_name(builtin), api_factory=api_factory)
     try:
-        b = up(topo, lab_name(f"b-{builtin}"), api_factory=api_factory)
+        assert ping(lab, src, dst)
+    finally:
+        state = lab.state
+        down(lab.name)
+    assert leftovers(state) == [], f"lab {lab.name} left things behind"
+
+
+def test_two_labs_of_one_topology_coexist_and_down_leaves_nothing_behind():
+    topo = builtin_topology("one-nic")
+    src, dst = TALKERS["one-nic"]
+    a = up(topo, lab_name("a-one-nic"), api_factory=api_factory)
+    try:
+        b = up(topo, lab_name("b-one-nic"), api_factory=api_factory)
         try:
             assert a.id != b.id and not set(a.state["namespaces"].values()) & set(b.state["namespaces"].values())
             assert {a.name, b.name} <= {s.name for s in list_labs()}

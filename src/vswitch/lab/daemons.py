@@ -112,8 +112,10 @@ def is_ours(pid: int, socket_path: str) -> bool:
 
 def stop(pid: int, socket_path: str, grace_s: float = 15.0) -> None:
     """SIGTERM, wait up to `grace_s`, then SIGKILL; silent when it is already gone."""
+    # our own child is ours even between fork and exec, when its cmdline is still our own
+    ours = pid in _children or is_ours(pid, socket_path)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if not alive(pid) or not is_ours(pid, socket_path):
+        if not ours or not alive(pid):
             break
         try:
             os.kill(pid, sig)
@@ -128,7 +130,7 @@ def stop(pid: int, socket_path: str, grace_s: float = 15.0) -> None:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-    if alive(pid) and is_ours(pid, socket_path):
+    if ours and alive(pid):
         raise DaemonError(f"vswitchd (pid {pid}) did not stop")
     try:
         os.unlink(socket_path)  # only left behind after SIGKILL
