@@ -62,7 +62,18 @@ def _inject_cost(d: Vswitchd, ns: str, switch: str, tap0: str, dst: str, frames:
     return 1e6 * max(cpu, 0.0) / rx
 
 
-def flood_cost(frames: int = 10_000, rate: float = 5_000, counts: tuple[int, ...] = PORT_COUNTS) -> dict[str, Any]:
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least squares y = a + b·x: (a, b, R²)."""
+    slope, intercept = statistics.linear_regression(xs, ys)
+    mean = statistics.fmean(ys)
+    ss_tot = sum((y - mean) ** 2 for y in ys) or 1e-12
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    return intercept, slope, 1 - ss_res / ss_tot
+
+
+def flood_cost(frames: int = 6_000, rate: float = 5_000, reps: int = 3,
+               counts: tuple[int, ...] = PORT_COUNTS) -> dict[str, Any]:
+    """Per port count: ``reps`` alternating flood/unicast injections, medians."""
     with Lab() as lab:
         ns = lab.netns("fl")
         d = Vswitchd(lab, ns, None)
@@ -78,22 +89,23 @@ def flood_cost(frames: int = 10_000, rate: float = 5_000, counts: tuple[int, ...
                 taps.append(tap)
             # the unicast destination lives behind p1: one frame from it teaches the switch
             run(ns, [sys.executable, str(HERE / "inject.py"), taps[1], BCAST, DST_MAC, "1", "1000"])
+            time.sleep(0.1)
             idle = _idle_cpu_per_s(d)
-            rows.append({"ports": n, "idle_cpu_pct": 100 * idle,
-                         "flood_us": _inject_cost(d, ns, sw, taps[0], BCAST, frames, rate, idle),
-                         "unicast_us": _inject_cost(d, ns, sw, taps[0], DST_MAC, frames, rate, idle)})
+            flood, unicast = [], []
+            for _ in range(reps):
+                flood.append(_inject_cost(d, ns, sw, taps[0], BCAST, frames, rate, idle))
+                unicast.append(_inject_cost(d, ns, sw, taps[0], DST_MAC, frames, rate, idle))
+            rows.append({"ports": n, "idle_cpu_pct": 100 * idle, "flood_us": statistics.median(flood),
+                         "unicast_us": statistics.median(unicast), "flood_all": flood, "unicast_all": unicast})
             print(f"  flood cost, {n:2d} ports: flood {rows[-1]['flood_us']:.2f} µs/frame, "
                   f"unicast {rows[-1]['unicast_us']:.2f} µs/frame", flush=True)
-    xs = [r["ports"] - 1 for r in rows]
-    ys = [r["flood_us"] for r in rows]
-    slope, intercept = statistics.linear_regression(xs, ys)
-    fitted = [intercept + slope * x for x in xs]
-    mean = statistics.fmean(ys)
-    ss_tot = sum((y - mean) ** 2 for y in ys) or 1e-12
-    r2 = 1 - sum((y - f) ** 2 for y, f in zip(ys, fitted, strict=True)) / ss_tot
-    return {"rows": rows, "flood_us_per_output_port": slope, "flood_us_fixed": intercept, "flood_r2": r2,
+    xs = [float(r["ports"] - 1) for r in rows]
+    f_fixed, f_slope, f_r2 = _fit(xs, [r["flood_us"] for r in rows])
+    _u_fixed, u_slope, _ = _fit(xs, [r["unicast_us"] for r in rows])
+    return {"rows": rows, "flood_us_per_output_port": f_slope, "flood_us_fixed": f_fixed, "flood_r2": f_r2,
+            "unicast_us_per_port": u_slope, "unicast_slope_share": u_slope / f_slope if f_slope > 0 else float("inf"),
             "unicast_ratio_max_min": rows[-1]["unicast_us"] / rows[0]["unicast_us"],
-            "frames": frames, "rate_fps": rate}
+            "frames": frames, "rate_fps": rate, "reps": reps}
 
 
 # -- MAC table -----------------------------------------------------------------------------------
@@ -180,7 +192,7 @@ def run_all(*, quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     print("scale: flood cost against port count", flush=True)
     try:
-        out["flood"] = flood_cost(frames=2000 if quick else 10_000)
+        out["flood"] = flood_cost(frames=2000 if quick else 6_000, reps=1 if quick else 3)
     except Exception as exc:  # one failed scale test must not lose the others
         out["flood_error"] = f"{type(exc).__name__}: {exc}"
     print("scale: MAC table", flush=True)
@@ -202,13 +214,15 @@ def markdown(res: dict[str, Any]) -> str:
     if fl:
         lines += [f"Flood and unicast cost as ports grow: {fl['frames']} frames of 60 B injected into port 0 at "
                   f"{fl['rate_fps']:.0f} frames/s; vswitchd CPU per frame read, minus its idle CPU over the same "
-                  "window (TAP ports).", "",
+                  f"window (TAP ports); median of {fl['reps']} alternating flood/unicast runs per port count.", "",
                   "| ports | flood µs/frame | flood µs per output port | unicast µs/frame |", "|---|---|---|---|"]
         lines += [f"| {r['ports']} | {r['flood_us']:.2f} | {r['flood_us'] / (r['ports'] - 1):.2f} | "
                   f"{r['unicast_us']:.2f} |" for r in fl["rows"]]
         lines += ["", f"Flood fit: {fl['flood_us_fixed']:.2f} µs + {fl['flood_us_per_output_port']:.2f} µs × "
-                      f"(ports − 1), R² = {fl['flood_r2']:.3f}. Unicast at {fl['rows'][-1]['ports']} ports / "
-                      f"{fl['rows'][0]['ports']} ports = {fl['unicast_ratio_max_min']:.2f}×.", ""]
+                      f"(ports − 1), R² = {fl['flood_r2']:.3f}. Unicast: {fl['unicast_us_per_port']:+.3f} µs per "
+                      f"added port ({100 * fl['unicast_slope_share']:.0f} % of flood's), "
+                      f"{fl['rows'][-1]['ports']} ports / {fl['rows'][0]['ports']} ports = "
+                      f"{fl['unicast_ratio_max_min']:.2f}×.", ""]
     elif res.get("flood_error"):
         lines += [f"Flood cost: error — {res['flood_error']}", ""]
     mt = res.get("mac_table")
