@@ -25,6 +25,8 @@ COLUMNS: list[tuple[str, str, str, bool | None]] = [
     ("tcp1_cpu_pct", "switch CPU % (TCP 1)", "{:.0f}", None),
 ]
 BRIDGE = "kernel-bridge"
+#: targets that are ratios to the kernel bridge, drawn on the plot
+PLOT_TARGETS = {"tcp1_gbps": 0.8, "tcp4_gbps": 0.6, "ping_avg_us": 1.5}
 OURS = ("vswitch-tap", "vswitch-link")
 
 
@@ -134,6 +136,7 @@ def plot(path: str, runs: dict[str, dict[str, dict[str, float]]], order: Sequenc
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         return False
     metrics = [c for c in COLUMNS if c[3] is not None]
@@ -148,10 +151,18 @@ def plot(path: str, runs: dict[str, dict[str, dict[str, float]]], order: Sequenc
             xs = [j + i * width for j in range(len(metrics))]
             ax.bar(xs, ys, width, label=setup)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        for j, (key, *_rest) in enumerate(metrics):
+            if key in PLOT_TARGETS:  # the target for this metric, as a red tick over its group
+                ax.hlines(PLOT_TARGETS[key], j - width / 2, j + width * (len(setups) - 0.5), colors="red",
+                          linewidth=1.5)
         ax.set_xticks([j + width * (len(setups) - 1) / 2 for j in range(len(metrics))])
         ax.set_xticklabels([c[1] for c in metrics], rotation=25, ha="right", fontsize=8)
-        ax.set_ylabel("ratio to kernel bridge (same run)")
-        ax.set_title(f"{mode} (ping: lower is better)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.FixedLocator([0.1, 0.2, 0.5, 0.8, 1, 1.5, 2, 5, 10, 20, 50, 100]))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda y, _pos: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_ylabel("ratio to kernel bridge (same run, log scale)")
+        ax.set_title(f"{mode}: red = target (ping: lower is better)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
