@@ -261,3 +261,12 @@ MacTableMachine.TestCase.settings = settings(max_examples=80, stateful_step_coun
 # Passing takes ~1 s; a failure may shrink for up to hypothesis's 5-minute limit, which must not be
 # cut short by the suite's 300 s timeout (that would hide the minimal example).
 test_mac_table_matches_the_model = pytest.mark.timeout(600)(MacTableMachine.TestCase)
+
+
+@FAST
+@given(st.lists(st.tuples(ports, st.binary(max_size=12), frames()), max_size=10))
+def test_process_never_raises_behind_any_prefix(steps: list[tuple[str, bytes, bytes]]) -> None:
+    """A vnet header (or any prefix) before the Ethernet header changes nothing but the offset."""
+    sw, plain = fresh_core(), fresh_core()
+    for port, prefix, buf in steps:
+        assert sw.process(port, prefix + buf, len(prefix), 0) == plain.process(port, buf, 0, 0)
