@@ -176,7 +176,8 @@ def lab_list(as_json: bool) -> None:
     for col in ("name", "topology", "id", "phase", "nodes", "vswitchd pids"):
         t.add_column(col)
     for s in labs:
-        t.add_row(s.name, s.topology, s.id, s.phase, ", ".join(s.nodes), ", ".join(map(str, s.daemons)) or "-")
+        phase = s.phase if not s.problems else f"{s.phase} [red]({'; '.join(s.problems)})[/]"
+        t.add_row(s.name, s.topology, s.id, phase, ", ".join(s.nodes), ", ".join(map(str, s.daemons)) or "-")
     _console().print(t)
 
 

@@ -386,10 +386,15 @@ def list_labs() -> list[LabSummary]:
             st = read_state(name)
         except LabError:
             continue
+        problems = tuple(f"vswitchd of {node} (pid {d['pid']}) is not running"
+                         for node, d in st.get("daemons", {}).items()
+                         if not (daemons.alive(d["pid"]) and daemons.is_ours(d["pid"], d["socket"])))
+        problems += tuple(f"namespace {ns} is missing" for ns in st.get("namespaces", {}).values()
+                          if st.get("phase") in ("network", "up") and not nsops.exists(ns))
         out.append(LabSummary(
             name=name, id=st.get("id", "?"), topology=st.get("topology", {}).get("name", "?"),
             phase=st.get("phase", "?"), nodes=tuple(st.get("namespaces", {})),
             namespaces=tuple(st.get("namespaces", {}).values()),
             daemons=tuple(d["pid"] for d in st.get("daemons", {}).values()),
-            state_file=str(state_path(name))))
+            state_file=str(state_path(name)), problems=problems))
     return out

@@ -59,3 +59,4 @@ class LabSummary:
     namespaces: tuple[str, ...]
     daemons: tuple[int, ...]   # vswitchd PIDs
     state_file: str
+    problems: tuple[str, ...] = ()   # e.g. "vswitchd of host (pid 123) is not running"

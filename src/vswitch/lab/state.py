@@ -157,7 +157,11 @@ class Lab:
         raise LabError(f"node {vm!r} of lab {self.name!r} is not a VM attached to a switch")
 
     def capture_points(self) -> list[CapturePoint]:
-        """Every link the lab made (cables, bridge ports, VM NICs) and each created switch's host vNIC."""
+        """Every link the lab made (cables, bridge ports, VM NICs) and each created switch's host vNIC.
+
+        A host NIC is ``host-nic`` while the host's stack uses it and ``physical-nic`` once it is a
+        switch's uplink. The bridge device of a physical switch is not listed: frames cross its ports.
+        """
         points = [CapturePoint(lk["node"], lk["netns"], lk["ifname"], lk["label"], lk["kind"])
                   for lk in self.state.get("links", [])]
         for sw in self.state.get("switches", []):
