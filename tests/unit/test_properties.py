@@ -80,8 +80,8 @@ PORTS = {
 ports = st.sampled_from(sorted(PORTS))
 
 
-def fresh_core() -> SwitchCore:
-    sw = SwitchCore(ageing_s=10)
+def fresh_core(max_entries: int = 8192) -> SwitchCore:
+    sw = SwitchCore(ageing_s=10, max_entries=max_entries)
     for p, pol in PORTS.items():
         sw.add_port(p, pol)
     sw.fdb.add_static(MACS[3], 1, "b")
@@ -89,9 +89,10 @@ def fresh_core() -> SwitchCore:
 
 
 @FAST
-@given(st.lists(st.tuples(ports, frames(), st.integers(0, 3)), max_size=25))
-def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple[str, bytes, int]]) -> None:
-    sw = fresh_core()
+@given(st.lists(st.tuples(ports, frames(), st.integers(0, 3)), max_size=40), st.sampled_from([16, 8192]))
+def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple[str, bytes, int]],
+                                                               max_entries: int) -> None:
+    sw = fresh_core(max_entries)  # 16: a full table, where learning the source evicts
     now = 0
     for port, buf, dt in steps:
         now += dt

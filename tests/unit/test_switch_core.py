@@ -411,3 +411,19 @@ def test_switch_refuses_bad_ageing_and_capacity() -> None:
         SwitchCore(ageing_s=5)
     with pytest.raises(ValueError, match="capacity must be 16-1000000"):
         SwitchCore(max_entries=2_000_000)
+
+
+def test_trace_knows_learning_into_a_full_table_evicts_the_destination() -> None:
+    sw = SwitchCore(max_entries=16)
+    for p in "AB":
+        sw.add_port(p)
+    sw.process("B", frame(BROADCAST, "b"), 0, 0)  # the oldest entry of the biggest (only) port
+    others = [bytes((2, 0, 0, 0, 9, i)) for i in range(15)]
+    for x in others:
+        sw.process("B", frame(BROADCAST, x), 0, 1)
+    moved, _ = sw.trace("A", frame("b", others[0]), 2)
+    assert moved.reason is Reason.FORWARD_LEARNED, "a move evicts nothing: b is still on B"
+    f = frame("b", "n")
+    traced, _ = sw.trace("A", f, 2)
+    assert traced.reason is Reason.FLOOD_UNKNOWN, "learning n into the full table evicts b first"
+    assert sw.process("A", f, 0, 2) == traced

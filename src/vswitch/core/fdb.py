@@ -272,10 +272,16 @@ class MacTable:
             self._dynamic -= 1
         self.version += 1
 
-    def _evict_one(self) -> None:
+    def next_victim(self) -> FdbEntry | None:
+        """The entry learning a new MAC would evict now (None while the table has room)."""
+        if self._dynamic < self.max_entries:
+            return None
         # The port holding the most entries pays; ties go to the port that filled up first.
         port = max(self._lru, key=lambda p: self._lru[p].count)
-        victim = self._lru[port].oldest()
+        return self._lru[port].oldest()
+
+    def _evict_one(self) -> None:
+        victim = self.next_victim()
         assert victim is not None
         self._remove(victim)
         self.evictions += 1

@@ -316,8 +316,14 @@ class SwitchCore:
             stages.append(TraceStage("lookup", "group address: no lookup"))
         else:
             out = self.fdb.lookup(h.dst, vlan, now)
+            # `process` learns the source before it looks the destination up: the source may be
+            # the destination, and learning a new MAC into a full table may evict the destination
             if learns_src_here and h.dst == h.src:
-                out = in_port  # `process` learns the source before it looks the destination up
+                out = in_port
+            elif learns_src_here and self.fdb.get(h.src, vlan) is None:
+                victim = self.fdb.next_victim()
+                if victim is not None and victim.mac == h.dst and victim.vlan == vlan:
+                    out = None
             if out is None:
                 ports = self.flood_ports(in_port, vlan)
                 d = Decision(ports, Reason.FLOOD_UNKNOWN, vlan, self._edits(ports, vlan, tagstate))
