@@ -39,11 +39,13 @@ $(VENV)/.installed: pyproject.toml
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
 
-# The seed's lab on the built-in one-nic topology: needs root (namespaces, TAP, veth).
-demo: system-deps venv
+# The seed's lab on the built-in one-nic topology: needs root (namespaces, TAP, veth). The root check
+# comes first so that without root nothing at all is done (no packages, no .venv).
+demo:
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make demo needs root: it creates network namespaces, veth cables, TAP devices and a"; \
 	  echo "Linux bridge (the physical switch) to run the lab. Run: sudo make demo"; exit 1; fi
+	@$(MAKE) --no-print-directory system-deps venv
 	$(VENV)/bin/vswitch demo
 
 # Benchmarks against the Linux kernel bridge (root). BENCH_ARGS="--peers" adds VDE2 and OVS.
