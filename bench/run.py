@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -43,11 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pings", type=int, default=None, help="pings per RTT test, 2 ms apart (default 500)")
     p.add_argument("--only", default=None, help="comma-separated setups (kernel-bridge is always included)")
     p.add_argument("--modes", default=None, help="unpinned,pinned (default both; --quick unpinned)")
+    p.add_argument("--vswitchd-args", default="", help='extra vswitchd arguments, e.g. "--busy-poll-us 50"')
     p.add_argument("--no-scale", action="store_true", help="skip flood / MAC-table / fan-in tests")
     p.add_argument("--integrity", action="store_true", help="only the offload integrity check (1 GiB)")
     p.add_argument("--no-integrity", action="store_true", help="skip the offload integrity check")
     p.add_argument("--integrity-bytes", type=int, default=1 << 30)
     p.add_argument("--out", default=str(HERE / "results"), help="directory for latest.md/png/json")
+    p.add_argument("--update-docs", action="store_true",
+                   help="also replace the 'Latest results' section of docs/performance.md with this run")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (1.0 if args.quick else 3.0)
@@ -137,8 +141,9 @@ UDP with 64-byte payloads at unlimited rate (`-u -b 0 -l 64`: packets/s received
 reports them, plus frames the switch delivered into B from B's rx counter), tear down. The whole list
 is repeated round after round (A B C … A B C …) so drift and other load hit every setup alike;
 tables show medians, and ratios are to the kernel bridge's median in the same run and mode.
-Switch CPU: utime+stime of the switch process (all threads) from /proc/PID/stat; per packet =
-CPU during the UDP test ÷ frames delivered into B. The kernel bridge has no process (it forwards in
+Switch CPU: user+system time of the switch process (all threads), read from the kernel's
+per-process CPU clock (the ns-precise form of /proc/PID/stat utime+stime); per packet = CPU during
+the UDP test ÷ frames delivered into B. The kernel bridge has no process (it forwards in
 the sender's softirq), hence "–". *Unpinned*: the scheduler decides (the targets apply here).
 *Pinned*: the switch process on CPU 1, iperf3/ping on CPU 0 — the kernel bridge then gets one core
 for sender + bridge + receiver, so ratios above 1× there are partly that artefact."""
@@ -171,9 +176,30 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
         lines += ["![ratios to the kernel bridge](latest.png)", ""]
     text = "\n".join(lines)
     (out / "latest.md").write_text(text)
+    if args.update_docs:
+        update_docs(lines, out)
     (out / "latest.json").write_text(json.dumps({"records": records, "medians": runs, **extra.get("json", {})},
                                                 indent=1, default=str))
     return text
+
+
+DOCS = HERE.parent / "docs" / "performance.md"
+DOCS_MARKER = "<!-- latest -->"
+
+
+def update_docs(lines: list[str], out: Path) -> None:
+    """Replace everything after the marker in docs/performance.md with this run's header and tables."""
+    doc = DOCS.read_text()
+    if DOCS_MARKER not in doc:
+        print(f"{DOCS} has no {DOCS_MARKER} marker; not updated", file=sys.stderr)
+        return
+    head = lines[2:6]  # date, machine, command, rounds
+    after = lines.index("## Method") + 1
+    method_end = next(i for i in range(after, len(lines)) if lines[i].startswith("## "))
+    png = os.path.relpath(out / "latest.png", DOCS.parent)
+    body = [ln.replace("](latest.png)", f"]({png})").replace("## ", "### ") for ln in lines[method_end:]]
+    DOCS.write_text(doc.split(DOCS_MARKER)[0] + DOCS_MARKER + "\n\n" + "\n".join(head + [""] + body) + "\n")
+    print(f"updated {DOCS}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     install_signal_handlers()
+    if args.vswitchd_args:
+        import setups
+
+        setups.VSWITCHD_EXTRA_ARGS[:] = shlex.split(args.vswitchd_args)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     t0 = time.monotonic()

@@ -30,6 +30,8 @@ from netlab import Lab, move_link, run, set_up, unique_name
 IP_A, IP_B = "10.201.0.1", "10.201.0.2"
 PLEN = 24
 VENV_BIN = Path(sys.executable).parent
+#: extra vswitchd arguments for every vswitch setup (run.py --vswitchd-args, e.g. "--busy-poll-us 50")
+VSWITCHD_EXTRA_ARGS: list[str] = []
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Vswitchd:
         log = open(self.log_path, "w")
         lab.callback(log.close)
         argv = [str(VENV_BIN / "vswitchd"), "--state-dir", os.path.join(tmp.name, "state"),
-                "--socket", self.socket, "--log-level", "warning"]
+                "--socket", self.socket, "--log-level", "warning", *VSWITCHD_EXTRA_ARGS]
         self.proc = lab.popen(ns, argv, cpus=cpus, stdout=log, stderr=subprocess.STDOUT)
         self.api = RestSwitchApi(self.socket)
         lab.callback(self.api.close)
