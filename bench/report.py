@@ -141,6 +141,8 @@ def plot(path: str, runs: dict[str, dict[str, dict[str, float]]], order: Sequenc
         return False
     metrics = [c for c in COLUMNS if c[3] is not None]
     modes = [m for m in ("unpinned", "pinned") if m in runs]
+    if not modes:
+        return False
     fig, axes = plt.subplots(1, len(modes), figsize=(7 * len(modes), 4.5), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         med = runs[mode]

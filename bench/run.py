@@ -153,6 +153,10 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
                   extra: dict[str, Any], started: str, elapsed_s: float, host: str) -> str:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.integrity:  # alone: its own file, so the full run's latest.md stays
+        text = "\n".join([f"# Offload integrity — {started}", "", f"- machine: {host}", "", *extra["sections"]])
+        (out / "integrity.md").write_text(text + "\n")
+        return text
     runs = {mode: report.medians(records, mode) for mode in args.modes}
     lines = ["# vswitch benchmark — latest run", "",
              f"- date: {started} (took {elapsed_s / 60:.1f} min)",
@@ -247,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     text = write_outputs(args, names, records, extra, started, time.monotonic() - t0, host)
     print()
     print(text)
-    print(f"\nwritten: {Path(args.out) / 'latest.md'}")
+    print(f"\nwritten: {Path(args.out) / ('integrity.md' if args.integrity else 'latest.md')}")
+    if args.integrity or "integrity" in extra["json"]:
+        if not all(r.get("ok") for r in extra["json"]["integrity"]):
+            return 1
     if any(r.get("error") for r in records) and all(r.get("error") for r in records if r["setup"] == "vswitch-tap"):
         return 1
     return 0
