@@ -168,8 +168,11 @@ def fan_in(seconds: float = 4, ab_mbps: int = 100, slow_rate: str = "1mbit", bla
         for who in "bs":  # ARP + learning before timing
             src = "a" if who == "b" else "c"
             run(nss[src], ["ping", "-c", "2", "-i", "0.2", "-w", "10", ips[who]], timeout=20)
+        cpu0, t0 = proc_cpu_s([d.pid]), time.monotonic()
         baseline = _udp_ab(nss, ips, ab_mbps, seconds)
+        cpu_alone = 100 * (proc_cpu_s([d.pid]) - cpu0) / (time.monotonic() - t0)
         stats0 = {s.port: s for s in d.api.stats(sw)}
+        cpu0, t0 = proc_cpu_s([d.pid]), time.monotonic()
         blast = lab.popen(nss["c"], [sys.executable, "-c", BLAST, ips["s"], str(blast_pps), str(seconds + 1.5)],
                           stdout=subprocess.PIPE)
         time.sleep(0.5)
@@ -178,11 +181,13 @@ def fan_in(seconds: float = 4, ab_mbps: int = 100, slow_rate: str = "1mbit", bla
         t.start()
         t.join()
         blast_sent = int((blast.communicate(timeout=30)[0] or "0").strip() or 0)
+        cpu_slow = 100 * (proc_cpu_s([d.pid]) - cpu0) / (time.monotonic() - t0)
         stats1 = {s.port: s for s in d.api.stats(sw)}
     s0, s1 = stats0["s"], stats1["s"]
     return {"ab_mbps": ab_mbps, "slow_rate": slow_rate, "blast_pps": blast_pps, "seconds": seconds,
             "ab_loss_alone_pct": baseline["loss_pct"], "ab_loss_with_slow_port_pct": result["loss_pct"],
             "c_to_s_sent": blast_sent, "s_tx_frames": s1.tx_frames - s0.tx_frames,
+            "switch_cpu_pct_alone": cpu_alone, "switch_cpu_pct_with_slow_port": cpu_slow,
             "ok": result["loss_pct"] <= max(1.0, baseline["loss_pct"] + 1.0)}
 
 
@@ -239,7 +244,8 @@ def markdown(res: dict[str, Any]) -> str:
                   f"C sends {fi['blast_pps']:.0f} × 1400 B/s to S while iperf3 sends UDP A → B at "
                   f"{fi['ab_mbps']} Mb/s for {fi['seconds']:g} s): A → B loss {fi['ab_loss_with_slow_port_pct']:.2f} % "
                   f"(alone: {fi['ab_loss_alone_pct']:.2f} %); C → S: {fi['c_to_s_sent']} sent, "
-                  f"{fi['s_tx_frames']} passed to S — **{'met' if fi['ok'] else 'MISSED'}** "
+                  f"{fi['s_tx_frames']} passed to S; vswitchd CPU {fi['switch_cpu_pct_with_slow_port']:.0f} % "
+                  f"(A → B alone: {fi['switch_cpu_pct_alone']:.0f} %) — **{'met' if fi['ok'] else 'MISSED'}** "
                   "(the slow port must not cause loss between the others).", ""]
     elif res.get("fan_in_error"):
         lines += [f"Fan-in: error — {res['fan_in_error']}", ""]
