@@ -26,7 +26,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from netns import popen, run, unique_name
-from vswitch.ports import FrameRejected, LinkDown, LinkPort, Port, TapPort, adapt
+from vswitch.ports import EgressDropped, FrameRejected, LinkDown, LinkPort, Port, TapPort, adapt
 
 pytestmark = pytest.mark.root
 
@@ -292,6 +292,33 @@ class Forwarder(threading.Thread):
             except LinkDown:
                 return
             time.sleep(0.0005)
+
+
+def test_link_port_on_a_shaped_link_reports_drops_not_would_block(root_links: list[str]) -> None:
+    # A tbf qdisc that is full drops the frame and send() says ENOBUFS; the socket stays writable.
+    # Reporting that as "would block" made the datapath retry on EPOLLOUT forever (100% CPU).
+    a, b = make_veth(root_links)
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=b)[0], state="up")
+        ipr.tc("add", "tbf", index=ipr.link_lookup(ifname=a)[0], handle="1:", rate="8kbit",
+               burst=4096, latency="20ms")
+    port = LinkPort("slow", a, vnet=False)
+    port.open()
+    try:
+        frame = bytes(Ether(dst="02:00:00:77:00:09", src=OUR_MAC) / IP(src=OUR_IP, dst=THEIR_IP)
+                      / UDP(dport=9) / Raw(bytes(1000)))
+        sent = dropped = 0
+        for _ in range(100):
+            try:
+                assert port.write(frame), "a dropping qdisc is not a full socket buffer"
+                sent += 1
+            except EgressDropped as exc:
+                assert a in str(exc)
+                dropped += 1
+        assert sent >= 1, "the burst allowance lets the first frames through"
+        assert dropped >= 80, f"8 kbit/s cannot take 100 kB at once: only {dropped} drops reported"
+    finally:
+        port.close()
 
 
 @pytest.mark.parametrize("tap_vnet", [True, False], ids=["vnet-both", "software-gso"])

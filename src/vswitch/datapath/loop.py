@@ -10,7 +10,9 @@ Invariants:
 - A port is read until EAGAIN (at most ``BATCH`` frames per wake-up) so syscalls are amortised.
 - Writes never block: a port that would block gets a small drop-tail queue (``QUEUE_FRAMES``),
   drained on EPOLLOUT; a full queue drops and counts (DROP_QUEUE_FULL) — one slow or stuck port
-  never stalls the others.
+  never stalls the others. A frame the kernel's own egress queue drops (EgressDropped: a shaped
+  link's qdisc is full) is counted the same way and never retried: the socket stays writable, so
+  retrying would spin on EPOLLOUT.
 - A port whose link is down for now (LinkDown: a TAP being moved to another namespace) keeps its
   place: its frames are counted as DROP_LINK_DOWN, its FDB entries are flushed once, and it is back
   as soon as a read or write succeeds. Any other error marks the port down (out of every flood and
@@ -41,7 +43,7 @@ from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, SwitchCore, egress_frame
 from vswitch.ports.base import LinkDown, Port
-from vswitch.ports.errors import FrameRejected, OffloadError
+from vswitch.ports.errors import EgressDropped, FrameRejected, OffloadError
 from vswitch.ports.offload import adapt, shift_csum_start
 
 log = logging.getLogger(__name__)
@@ -338,6 +340,9 @@ class Datapath:
             return
         try:
             ok = ps.port.write(frame)
+        except EgressDropped:
+            c.drop(Reason.DROP_QUEUE_FULL)
+            return
         except LinkDown:
             c.drop(Reason.DROP_LINK_DOWN)
             if not ps.link_down:
@@ -367,9 +372,9 @@ class Datapath:
             frame = q[0]
             try:
                 ok = ps.port.write(frame)
-            except LinkDown:
+            except (LinkDown, EgressDropped) as exc:
                 if c:
-                    c.drop(Reason.DROP_LINK_DOWN)
+                    c.drop(Reason.DROP_QUEUE_FULL if isinstance(exc, EgressDropped) else Reason.DROP_LINK_DOWN)
                 q.popleft()
                 continue
             except OSError as exc:

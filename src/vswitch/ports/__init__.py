@@ -8,7 +8,7 @@ kind names used in port specs to their classes; it is the one registry of kinds.
 from __future__ import annotations
 
 from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port
-from vswitch.ports.errors import FrameRejected, OffloadError
+from vswitch.ports.errors import EgressDropped, FrameRejected, OffloadError
 from vswitch.ports.link import LinkPort
 from vswitch.ports.memory import MemoryPort
 from vswitch.ports.offload import adapt, parse_vnet_hdr, shift_csum_start
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "PORT_KINDS",
     "VNET_HDR_LEN",
+    "EgressDropped",
     "FrameRejected",
     "LinkDown",
     "LinkPort",

@@ -16,6 +16,12 @@ class FrameRejected(OSError):
     """
 
 
+class EgressDropped(OSError):
+    """The endpoint's kernel transmit queue dropped this frame (ENOBUFS from a full qdisc, e.g. a
+    tbf shaper). The frame is gone: retrying it would only spin, since the socket stays writable.
+    The datapath counts it as DROP_QUEUE_FULL; the port stays usable."""
+
+
 class OffloadError(ValueError):
     """A vnet-header frame cannot be converted for the egress port (malformed, or an
     offload we do not implement such as UFO). Drop the frame; nothing is wrong with any port."""

@@ -17,7 +17,9 @@ Invariants:
   never silently vanish.
 - The link is promiscuous through PACKET_ADD_MEMBERSHIP (reference-counted by the kernel and
   dropped with the socket), never by flipping IFF_PROMISC.
-- ``send`` errors: EAGAIN/ENOBUFS → False (retry); ENETDOWN/ENXIO → :class:`LinkDown`;
+- ``send`` errors: EAGAIN → False (retry); ENOBUFS → :class:`EgressDropped` (the link's qdisc
+  dropped the frame: it is gone, and the socket stays writable, so retrying would spin on
+  EPOLLOUT); ENETDOWN/ENXIO → :class:`LinkDown`;
   EINVAL/EMSGSIZE (under 14 bytes, over MTU+14, bad vnet header) → :class:`FrameRejected`.
 """
 
@@ -29,7 +31,7 @@ import struct
 from typing import Any
 
 from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port
-from vswitch.ports.errors import FrameRejected
+from vswitch.ports.errors import EgressDropped, FrameRejected
 from vswitch.ports.offload import insert_vlan
 
 SOL_PACKET = 263
@@ -164,8 +166,8 @@ class LinkPort(Port):
             return data
 
     def write(self, buf: bytes | bytearray | memoryview) -> bool:
-        """Send one frame on the link. False: queue full. LinkDown: link down or gone.
-        FrameRejected: this frame is too short/too long/badly offloaded."""
+        """Send one frame on the link. False: socket buffer full. LinkDown: link down or gone.
+        EgressDropped: the link's qdisc dropped it. FrameRejected: too short/too long/badly offloaded."""
         try:
             self._sock.send(buf)  # type: ignore[union-attr]
         except BlockingIOError:
@@ -173,7 +175,7 @@ class LinkPort(Port):
         except OSError as e:
             code = e.errno
             if code == errno.ENOBUFS:
-                return False
+                raise EgressDropped(code, f"{self.ifname}'s transmit queue dropped a frame") from None
             if code in (errno.ENETDOWN, errno.ENXIO):
                 raise LinkDown(code, f"link {self.ifname} is down") from None
             if code in (errno.EINVAL, errno.EMSGSIZE):
