@@ -236,7 +236,8 @@ class Datapath:
                 if ps is None:
                     continue
                 if fd != ps.fds[0] or ps.port.fileno() != fd:
-                    self._service(ps, fd)
+                    if self._service(ps, fd):
+                        self._read_batch(ps)
                     continue
                 if ev & select.EPOLLOUT:
                     self._drain_queue(ps)
@@ -263,12 +264,14 @@ class Datapath:
             except BaseException as exc:  # handed to the caller, never kills the loop
                 fut.set_exception(exc)
 
-    def _service(self, ps: PortState, fd: int) -> None:
+    def _service(self, ps: PortState, fd: int) -> bool:
+        ready = False
         try:
-            ps.port.service(fd)
+            ready = bool(ps.port.service(fd))
         except OSError as exc:
             log.warning("%s: port %s: %s", self.name, ps.pid, exc)
         self._sync_fds(ps)
+        return ready and not ps.failed
 
     def _read_batch(self, ps: PortState) -> None:
         port = ps.port

@@ -60,8 +60,9 @@ class Port(abc.ABC):
         """Other descriptors to watch for readability (e.g. a listening socket); see :meth:`service`."""
         return ()
 
-    def service(self, fd: int) -> None:
-        """Handle readiness of one of :meth:`extra_fds` (accept a client, ...)."""
+    def service(self, fd: int) -> bool | None:
+        """Handle readiness of one of :meth:`extra_fds` (accept a client, ...). True means frames
+        are waiting behind that descriptor: the caller reads them through :meth:`recv` now."""
         return None
 
     @abc.abstractmethod
