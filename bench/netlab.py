@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as pr_netns
 
+from vswitch.lab import netns as lab_netns
+
 _counter = itertools.count()
 
 
@@ -58,55 +60,6 @@ def cpu_prefix(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus else []
 
 
-def _ns_pids(name: str) -> list[int]:
-    try:
-        ino = os.stat(f"/run/netns/{name}").st_ino
-    except FileNotFoundError:
-        return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
-                    pids.append(int(entry))
-            except OSError:
-                continue
-    return [p for p in pids if p != os.getpid()]
-
-
-def _stop_pids(pids: Sequence[int], grace_s: float = 2.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = []
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-                alive.append(pid)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while alive and time.monotonic() < deadline:
-            alive = [p for p in alive if _alive(p)]
-            time.sleep(0.02)
-        if not alive:
-            return
-        pids = alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # reap our own children so they do not linger as zombies
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def run(ns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
         cpus: str | None = None, **kw) -> subprocess.CompletedProcess[str]:
     """Run argv in namespace ``ns`` (None: here), optionally pinned to ``cpus``."""
@@ -132,9 +85,8 @@ class Lab(contextlib.ExitStack):
 
     @staticmethod
     def _remove_netns(name: str) -> None:
-        _stop_pids(_ns_pids(name))
-        with contextlib.suppress(OSError):
-            pr_netns.remove(name)
+        with contextlib.suppress(lab_netns.NetnsError):
+            lab_netns.remove(name, grace_s=2.0)  # stops what runs inside, by PID
 
     def popen(self, ns: str | None, argv: Sequence[str], *, cpus: str | None = None,
               **kw) -> subprocess.Popen[str]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 
 from pyroute2 import netns as pr_netns
+
+from vswitch.lab import netns as lab_netns
 
 _counter = itertools.count()
 
@@ -22,28 +22,6 @@ _counter = itertools.count()
 def unique_name(tag: str) -> str:
     """A short name unique to this test process, safe for namespaces and links (<= 15 chars)."""
     return f"vt{tag[:4]}{os.getpid() % 100000}{next(_counter)}"[:15]
-
-
-def netns_inode(name: str) -> int:
-    return os.stat(f"/run/netns/{name}").st_ino
-
-
-def pids_in(name: str) -> list[int]:
-    """PIDs whose network namespace is `name`."""
-    try:
-        ino = netns_inode(name)
-    except FileNotFoundError:
-        return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == ino:
-                pids.append(int(entry))
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-    return pids
 
 
 def create(name: str) -> str:
@@ -54,31 +32,12 @@ def create(name: str) -> str:
 
 
 def remove(name: str) -> None:
-    """Stop every process inside `name` (by PID) and delete it; silent when already gone."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = [p for p in pids_in(name) if p != os.getpid()]
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.05)
+    """Stop every process inside `name` (by PID) and delete it; silent when already gone, so a
+    teardown goes on to the next namespace."""
     try:
-        pr_netns.remove(name)
-    except OSError:
+        lab_netns.remove(name, grace_s=2.0)
+    except lab_netns.NetnsError:
         pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def run(ns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
