@@ -25,7 +25,10 @@ Invariants:
   dropped with the socket), never by flipping IFF_PROMISC.
 - ``send`` errors: EAGAIN → False (retry); ENOBUFS → :class:`EgressDropped` (the link's qdisc
   dropped the frame: it is gone, and the socket stays writable, so retrying would spin on
-  EPOLLOUT); ENETDOWN/ENXIO → :class:`LinkDown`;
+  EPOLLOUT); ENETDOWN → :class:`LinkDown`;
+- A deleted link is a failed port, not a down one: the sockets are bound to its ifindex and would
+  stay dead if a link of the same name came back. ``recv``/``write`` raise a plain OSError
+  (ENODEV), the datapath closes the port and reopens it by name once the link exists again.
   EINVAL/EMSGSIZE (under 14 bytes, over MTU+14, bad vnet header) → :class:`FrameRejected`.
 """
 
@@ -100,7 +103,10 @@ class LinkPort(Port):
         """Create, configure and bind both sockets. Raises OSError when the link does not exist."""
         if self._sock is not None:
             return
-        self.ifindex = socket.if_nametoindex(self.ifname)
+        try:
+            self.ifindex = socket.if_nametoindex(self.ifname)
+        except OSError:
+            raise OSError(errno.ENODEV, f"link {self.ifname} does not exist") from None
         self.vnet_hdr_len = VNET_HDR_LEN if self.want_vnet else 0
         data = self._packet_socket(tagged=False)
         try:
@@ -197,7 +203,8 @@ class LinkPort(Port):
                 return None
             except OSError as e:
                 if e.errno == errno.ENETDOWN:
-                    # The link went down: reported once as a socket error, then cleared.
+                    # Down, or deleted: reported once as a socket error, then cleared.
+                    self._raise_if_deleted()
                     return None
                 raise
             # The buffer holds the largest frame there is: filling it means it was cut short.
@@ -216,6 +223,7 @@ class LinkPort(Port):
                 return None
             except OSError as e:
                 if e.errno == errno.ENETDOWN:
+                    self._raise_if_deleted()
                     return None
                 raise
             if msg_flags & socket.MSG_TRUNC:
@@ -242,7 +250,10 @@ class LinkPort(Port):
             code = e.errno
             if code == errno.ENOBUFS:
                 raise EgressDropped(code, f"{self.ifname}'s transmit queue dropped a frame") from None
-            if code in (errno.ENETDOWN, errno.ENXIO):
+            if code == errno.ENETDOWN:
+                raise LinkDown(code, f"link {self.ifname} is down") from None
+            if code in (errno.ENXIO, errno.ENODEV):
+                self._raise_if_deleted()
                 raise LinkDown(code, f"link {self.ifname} is down") from None
             if code in (errno.EINVAL, errno.EMSGSIZE):
                 raise FrameRejected(code, f"{self.ifname} refused a frame of {len(buf)} bytes: "
@@ -251,6 +262,17 @@ class LinkPort(Port):
         except AttributeError:
             raise OSError(errno.EBADF, f"link port {self.name} is not open") from None
         return True
+
+    def _raise_if_deleted(self) -> None:
+        # Our sockets are bound to an ifindex: once that link is deleted they stay dead even if a
+        # link of the same name comes back. A plain OSError makes the datapath close the port and
+        # reopen it by name from its tick.
+        try:
+            same = socket.if_indextoname(self.ifindex) == self.ifname
+        except OSError:
+            same = False
+        if not same:
+            raise OSError(errno.ENODEV, f"link {self.ifname} (ifindex {self.ifindex}) was deleted")
 
     def describe(self) -> dict[str, Any]:
         """Kind, name, link, whether vnet headers are in use and whether the link is promiscuous."""

@@ -1,0 +1,58 @@
+"""A link port whose link is deleted and created again (a VM's veth rebuilt, a NIC driver reloaded).
+
+AF_PACKET sockets are bound to an interface index: after the link is deleted they stay dead even
+when a link of the same name comes back. The switch must treat the deletion as a failed port,
+keep the other ports forwarding, and reopen the port by name once the link exists again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pyroute2 import IPRoute
+from switchlab import address_in, delete_link, move_and_address, veth_pair
+
+import netns as ns_helpers
+from vswitch.control.manager import SwitchManager
+from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+
+pytestmark = pytest.mark.root
+
+
+def _cable(side: str, inner: str, ns: str) -> None:
+    veth_pair(side, inner, None, ns)
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=side)[0], state="up")
+    address_in(ns, inner, "10.83.0.1/24")
+
+
+def test_a_deleted_and_recreated_link_comes_back_as_the_same_port(netns):
+    m = SwitchManager()
+    side, inner = ns_helpers.unique_name("rc"), ns_helpers.unique_name("ri")
+    try:
+        sw = ns_helpers.unique_name("sw")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        ns_a, ns_b = netns("rca"), netns("rcb")
+        _cable(side, inner, ns_a)
+        m.add_port(sw, PortSpec("a", PortKind.LINK, side))
+        tap = ns_helpers.unique_name("rt")
+        m.add_port(sw, PortSpec("b", PortKind.TAP, tap))
+        move_and_address(tap, ns_b, "10.83.0.2/24")
+        assert ns_helpers.ping(ns_a, "10.83.0.2"), "A reaches B over the link port"
+
+        delete_link(side)  # takes its peer in A with it
+        assert not ns_helpers.ping(ns_b, "10.83.0.1", count=2, deadline=2), "A is gone"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and m.datapath(sw).port_state("a")["up"]:
+            time.sleep(0.1)
+        state = m.datapath(sw).port_state("a")
+        assert state["failed"] and side in state["error"], "a deleted link is a failed port, named"
+
+        _cable(side, inner, ns_a)
+        assert ns_helpers.ping(ns_a, "10.83.0.2", count=3, deadline=10), \
+            "the port is reopened on the new link of the same name"
+        assert m.datapath(sw).port_state("a")["up"]
+    finally:
+        m.shutdown()
+        delete_link(side)
