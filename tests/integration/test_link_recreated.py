@@ -48,6 +48,9 @@ def test_a_deleted_and_recreated_link_comes_back_as_the_same_port(netns):
             time.sleep(0.1)
         state = m.datapath(sw).port_state("a")
         assert state["failed"] and side in state["error"], "a deleted link is a failed port, named"
+        info = {p.name: p for p in m.list_ports(sw)}["a"]
+        assert not info.up and side in info.details["down_reason"], "port list says why it is down"
+        assert {p.name: p for p in m.list_ports(sw)}["b"].up, "the other port is untouched"
 
         _cable(side, inner, ns_a)
         assert ns_helpers.ping(ns_a, "10.83.0.2", count=3, deadline=10), \

@@ -147,7 +147,8 @@ def _port_table(ports: list[PortInfo], title: str) -> Table:
     for col in ("port", "kind", "target", "vlan", "role", "up"):
         table.add_column(col, no_wrap=col != "target")
     for p in ports:
-        table.add_row(p.name, p.kind, p.target, p.vlan_mode, p.role, "yes" if p.up else "no")
+        table.add_row(p.name, p.kind, p.target, p.vlan_mode, p.role,
+                      "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")
     return table
 
 
