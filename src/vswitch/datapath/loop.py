@@ -415,7 +415,7 @@ class Datapath:
         """A real error: the port leaves forwarding (FDB flushed) and is reopened from the tick."""
         log.warning("%s: port %s failed: %s", self.name, ps.pid, exc)
         ps.failed = True
-        ps.error = str(exc)
+        ps.error = _error_text(exc)
         ps.queue.clear()
         self._unregister(ps)
         self.core.set_oper_up(ps.pid, False)
@@ -434,7 +434,7 @@ class Datapath:
                 try:
                     ps.port.open()
                 except OSError as exc:
-                    ps.error = str(exc)
+                    ps.error = _error_text(exc)
                     ps.next_reopen = now + REOPEN_EVERY_S
                     continue
                 ps.failed = False
@@ -445,3 +445,10 @@ class Datapath:
                 log.info("%s: port %s is back", self.name, ps.pid)
             elif ps.generation != ps.port.generation:
                 self._sync_fds(ps)
+
+
+def _error_text(exc: OSError) -> str:
+    """The message without Python's "[Errno N]" prefix when there is one (shown by `port list`)."""
+    if exc.strerror and exc.filename is None:
+        return exc.strerror
+    return str(exc)
