@@ -1,7 +1,8 @@
-"""Link port: an AF_PACKET socket on a kernel link (a physical NIC uplink, a veth, a guest's TAP).
+"""Link port: AF_PACKET sockets on a kernel link (a physical NIC uplink, a veth, a guest's TAP).
 
-Owns one AF_PACKET/SOCK_RAW socket bound to ``ifname``. It does not configure the link (up/down,
-addresses, offloads on the peer): that is control/'s and lab/'s business.
+Owns two AF_PACKET/SOCK_RAW sockets bound to ``ifname`` (untagged and VLAN-tagged frames). It does
+not configure the link (up/down, addresses, offloads on the peer): that is control/'s and lab/'s
+business.
 
 Invariants:
 - Two sockets on the link, split by a classic BPF filter in the kernel: the data socket gets the
@@ -25,11 +26,11 @@ Invariants:
   dropped with the socket), never by flipping IFF_PROMISC.
 - ``send`` errors: EAGAIN → False (retry); ENOBUFS → :class:`EgressDropped` (the link's qdisc
   dropped the frame: it is gone, and the socket stays writable, so retrying would spin on
-  EPOLLOUT); ENETDOWN → :class:`LinkDown`;
+  EPOLLOUT); ENETDOWN → :class:`LinkDown`; EINVAL/EMSGSIZE (under 14 bytes, over MTU+14, bad
+  vnet header) → :class:`FrameRejected`.
 - A deleted link is a failed port, not a down one: the sockets are bound to its ifindex and would
   stay dead if a link of the same name came back. ``recv``/``write`` raise a plain OSError
   (ENODEV), the datapath closes the port and reopens it by name once the link exists again.
-  EINVAL/EMSGSIZE (under 14 bytes, over MTU+14, bad vnet header) → :class:`FrameRejected`.
 """
 
 from __future__ import annotations
