@@ -124,6 +124,9 @@ def leftovers(state: dict[str, Any]) -> list[str]:
                 found.append(f"vswitchd of {node} (pid {d['pid']})")
         if os.path.exists(d["socket"]):
             found.append(f"socket {d['socket']}")
+    for node, g in state.get("guests", {}).items():
+        if os.path.exists(f"/proc/{g['pid']}"):
+            found.append(f"QEMU guest {node} (pid {g['pid']})")
     root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     marks = (f"lt{state['id']}", f"vl{state['id']}")
     found += [f"link in the root namespace: {line}" for line in root_links.splitlines()

@@ -101,3 +101,12 @@ def test_nothing_observed_is_said_and_repeated_paths_are_folded() -> None:
     third = echoes[2]
     assert third["request"] == [] and third["reply"] == [] and third["same_path_as"] is None
     assert len(third["not_seen_at"]) == len(POINTS) and third["switches_without_decision"] == ["ext"]
+
+
+def test_a_frame_from_a_qemu_guest_socket_port_says_so() -> None:
+    ports = [SwitchPortMap("ext", "host", {"host": "vs-ext", "uplink": "eth1", "vm1": "/run/vswitch/labs/x/vm1.sock"})]
+    events = [ev(1.0, "vm1", ["uplink"], "FORWARD_LEARNED")]
+    (echo,) = build_echoes([], events, icmp_id=ID, seqs=[1], ports=ports, points=POINTS, watched=["ext"])
+    texts = [h["text"] for h in echo["request"]]
+    assert texts[0] == "frame in at switch ext port vm1 (from the QEMU guest on socket /run/vswitch/labs/x/vm1.sock)"
+    assert texts[1] == "switch ext: known unicast → port uplink (FORWARD_LEARNED)"

@@ -86,10 +86,28 @@ def test_a_good_file_parses_with_defaults():
     ("  - [host:eth1, psw:p1]\n", "  - [vm1:eth0, psw:p1]\n", "gets its NIC from a switch"),
     ("name: small", "name: Small!", "topology name"),
     ("links:", "linkz:", "unknown top-level key(s): linkz"),
+    ("kind: server,", "kind: server, qemu: true,", "only a vm can be a QEMU guest"),
+    ("vm1: {kind: vm,", "vm1: {kind: vm, qemu: yes please,", "qemu must be true or false"),
+    ("vm1: {kind: vm,", "vm1: {kind: vm, qemu: true,", None),
 ])
 def test_each_mistake_is_named(old, new, words):
+    if words is None:  # the control case: the edit is fine
+        assert parse_topology(edit(old, new))
+        return
     found = problems(edit(old, new))
     assert any(words in p for p in found), f"{words!r} not in {found}"
+
+
+def test_a_qemu_vm_has_one_nic_named_eth0_and_round_trips():
+    topo = parse_topology(edit("vm1: {kind: vm,", "vm1: {kind: vm, qemu: true,"))
+    assert topo.nodes["vm1"].qemu and not topo.nodes["host"].qemu
+    assert Topology.from_dict(topo.to_dict()) == topo
+    two = edit("vm1: {kind: vm,", "vm1: {kind: vm, qemu: true,") + "  - {vm: vm1, switch: ext, ifname: eth1}\n"
+    assert any("a QEMU guest has one NIC" in p for p in problems(two))
+    other = edit("vm1: {kind: vm,", "vm1: {kind: vm, qemu: true,").replace(
+        "{vm: vm1, switch: ext, vlan: 10}", "{vm: vm1, switch: ext, ifname: ens3}").replace(
+        "interfaces: {eth0: {address: 10.0.0.21/24}}", "interfaces: {ens3: {address: 10.0.0.21/24}}")
+    assert any("a QEMU guest's NIC is eth0, not 'ens3'" in p for p in problems(other))
 
 
 def test_duplicate_node_names_are_refused():

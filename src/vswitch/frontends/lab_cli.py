@@ -5,7 +5,7 @@
     vswitch lab down NAME
     vswitch lab list [--json]
     vswitch lab show NAME [--json]            nodes, switches, capture points
-    vswitch lab exec NAME NODE -- CMD…        CMD in NODE's namespace; its exit code is ours
+    vswitch lab exec NAME NODE -- CMD…        CMD in NODE's namespace (a QEMU vm: in its shell); its exit code is ours
     vswitch lab bindings NAME NODE [--json]   which link holds the addresses/routes, which only the switch
     vswitch lab trace …                       (frontends/lab_trace_cli.py, when present)
 
@@ -21,8 +21,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import signal
 import subprocess
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -44,6 +46,10 @@ from vswitch.lab import (
     load_topology,
     up,
 )
+from vswitch.lab.guest import QemuGuest
+
+#: a command in a QEMU guest runs until it ends or this long (there is no Ctrl-C across the console)
+GUEST_EXEC_TIMEOUT_S = 600
 
 
 def api_factory(socket_path: str) -> SwitchApi:
@@ -212,9 +218,19 @@ def lab_exec(name: str, node: str, cmd: tuple[str, ...]) -> None:
         cmd = cmd[1:]
     if not cmd:
         raise click.UsageError("give a command to run after --")
-    ns = Lab.load(name).netns(node)
+    lab_ = Lab.load(name)
+    ns = lab_.netns(node)
     if os.geteuid() != 0:
         raise LabError("entering a lab namespace needs root (run it with sudo)")
+    vm = lab_.guest(node)
+    if vm is not None:  # a QEMU guest: the command runs in its shell, over its serial console
+        handle = QemuGuest.attach(vm["console"])
+        try:
+            rc, out = handle.exec(shlex.join(cmd), timeout=GUEST_EXEC_TIMEOUT_S)
+        finally:
+            handle.stop()
+        sys.stdout.write(out.replace("\r\n", "\n"))
+        raise SystemExit(rc)
     # Ctrl-C belongs to CMD (same terminal, same process group); we only wait for it
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

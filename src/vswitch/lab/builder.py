@@ -6,7 +6,9 @@ Two phases, so a story can show the host before and after its switches exist:
                     default routes, a vswitchd per host node (detached, in the host's namespace);
   `create_switches` each switch on its host's daemon (through `SwitchApi`), an internal switch's
                     vNIC address, and each VM NIC: a TAP port the daemon creates in the host's
-                    namespace, which the lab moves into the VM's namespace and names as declared.
+                    namespace, which the lab moves into the VM's namespace and names as declared —
+                    or, for a ``qemu: true`` VM, a qemu-stream port and a real QEMU guest started
+                    on it (inside the VM's namespace, detached; `vswitch.lab.guest`).
 `up` runs both. Kernel work is in `netns`, daemons in `daemons`, the state file in `state`.
 
 Invariants:
@@ -26,6 +28,7 @@ Must not touch: anything outside the lab's namespaces and directory; switches ot
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType, VswitchError
-from vswitch.lab import daemons
+from vswitch.lab import daemons, guest
 from vswitch.lab import netns as nsops
 from vswitch.lab.model import ApiFactory, LabError, LabSummary
 from vswitch.lab.state import (
@@ -80,6 +83,8 @@ def undo_step(entry: dict[str, Any]) -> None:
     kind = entry["kind"]
     if kind == "daemon":
         daemons.stop(entry["pid"], entry["socket"])
+    elif kind == "guest":
+        guest.stop_pid(entry["pid"], entry["console"])
     elif kind == "link":
         nsops.delete_link(entry["netns"], entry["ifname"])
     elif kind == "netns":
@@ -305,6 +310,9 @@ def create_switches(lab: Lab, api_factory: ApiFactory) -> Lab:
             for n, att in enumerate(topology.attachments):
                 sw = topology.switches[att.switch]
                 host_ns, vm_ns = nsmap[sw.host], nsmap[att.vm]
+                if topology.nodes[att.vm].qemu:
+                    _start_guest(lab, att, api_for(sw.host), steps)
+                    continue
                 tap = f"lt{lab.id}v{n}"
                 steps.doing(f"attach vm {att.vm!r} to switch {sw.name!r} (TAP port {att.port!r})")
                 api_for(sw.host).add_port(sw.name, PortSpec(att.port, PortKind.TAP, tap, vlan=att.vlan))
@@ -326,6 +334,7 @@ def create_switches(lab: Lab, api_factory: ApiFactory) -> Lab:
             steps.stack.pop_all()
     except Exception as e:
         state["switches"] = []
+        state["guests"] = {}
         state["links"] = [lk for lk in state["links"] if lk["kind"] != "vm-nic"]
         steps.save()
         if isinstance(e, VswitchError):
@@ -338,6 +347,38 @@ def create_switches(lab: Lab, api_factory: ApiFactory) -> Lab:
             if callable(close):
                 close()
     return lab
+
+
+def guest_mac(lab_id: str, vm: str) -> str:
+    """A QEMU guest's MAC: QEMU's 52:54:00 prefix, then bytes of the lab id and VM name (stable per lab)."""
+    digest = hashlib.sha256(f"{lab_id}/{vm}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def _start_guest(lab: Lab, att: Any, api: Any, steps: _Steps) -> None:
+    """A qemu-stream port for `att.vm` and a QEMU guest on it, booted, with its address and route."""
+    state = lab.state
+    sw = lab.topology.switches[att.switch]
+    vm_ns = state["namespaces"][att.vm]
+    lab_dir = Path(state["dir"])
+    files = {"socket": str(lab_dir / f"{att.vm}.sock"), "console": str(lab_dir / f"{att.vm}.console"),
+             "log": str(lab_dir / f"{att.vm}.qemu.log")}
+    steps.doing(f"attach QEMU vm {att.vm!r} to switch {sw.name!r} (qemu-stream port {att.port!r})")
+    info = api.add_port(sw.name, PortSpec(att.port, PortKind.QEMU_STREAM, files["socket"], vlan=att.vlan))
+    steps.did_in_process(api.remove_port, sw.name, att.port)
+    steps.doing(f"build the QEMU guest image for {att.vm!r}")
+    image = guest.ensure_image()
+    iface = lab.topology.nodes[att.vm].interfaces.get(att.ifname)
+    mac = guest_mac(lab.id, att.vm)
+    steps.doing(f"boot QEMU guest {att.vm!r} (log: {files['log']})")
+    g = guest.QemuGuest(image, files["console"])
+    g.start(info.details["qemu_arg"], mac, addresses=iface.addresses if iface else (),
+            gateway=iface.gateway if iface else None, netns=vm_ns, log_path=files["log"])
+    assert g.pid is not None
+    state.setdefault("guests", {})[att.vm] = {"pid": g.pid, "mac": mac, "port": att.port, "switch": sw.name,
+                                              **files}
+    steps.did({"kind": "guest", "pid": g.pid, "console": files["console"], "node": att.vm})
+    g.detach()
 
 
 def up(topology: Topology, name: str | None = None, *, api_factory: ApiFactory, source: str | None = None) -> Lab:
@@ -391,6 +432,8 @@ def list_labs() -> list[LabSummary]:
                          if not (daemons.alive(d["pid"]) and daemons.is_ours(d["pid"], d["socket"])))
         problems += tuple(f"namespace {ns} is missing" for ns in st.get("namespaces", {}).values()
                           if st.get("phase") in ("network", "up") and not nsops.exists(ns))
+        problems += tuple(f"QEMU guest {node} (pid {g['pid']}) is not running"
+                          for node, g in st.get("guests", {}).items() if not guest.running(g["pid"], g["console"]))
         out.append(LabSummary(
             name=name, id=st.get("id", "?"), topology=st.get("topology", {}).get("name", "?"),
             phase=st.get("phase", "?"), nodes=tuple(st.get("namespaces", {})),

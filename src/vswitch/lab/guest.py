@@ -17,6 +17,7 @@ caller gives is written. Must not touch: switches (the caller adds the port), na
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -222,7 +223,9 @@ class QemuGuest:
             argv = ["ip", "netns", "exec", netns, *argv]
         log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            # its own session: a Ctrl-C meant for whoever started it does not stop the guest
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         finally:
             if log_path:
                 log.close()  # type: ignore[union-attr]
@@ -233,6 +236,20 @@ class QemuGuest:
             self.stop()
             raise
         return self
+
+    @classmethod
+    def attach(cls, console_path: str, timeout: float = 5) -> QemuGuest:
+        """A handle on a guest another process started, through its console (for `exec`)."""
+        guest = cls(GuestImage(Path(), Path()), console_path)
+        guest._connect(timeout)
+        return guest
+
+    def detach(self) -> None:
+        """Let the guest run on without us: close the console, forget the process (not stopped)."""
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        self.proc = None
 
     def _connect(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -282,7 +299,8 @@ class QemuGuest:
         return int(m.group(1)), output
 
     def stop(self) -> None:
-        """Stop QEMU (SIGTERM, then SIGKILL) by PID and close the console. Idempotent."""
+        """Stop QEMU (SIGTERM, then SIGKILL) by PID and close the console. Idempotent. A handle
+        from :meth:`attach` only closes the console: the guest belongs to whoever started it."""
         if self._console is not None:
             self._console.close()
             self._console = None
@@ -294,5 +312,41 @@ class QemuGuest:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        if os.path.exists(self.console_path):
+        if proc is not None and os.path.exists(self.console_path):
             os.unlink(self.console_path)
+
+
+def running(pid: int, console_path: str) -> bool:
+    """True while `pid` is the QEMU serving `console_path` (a PID can be reused by anything)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return (bool(cmdline) and cmdline[0].endswith(QEMU.encode()) and not _zombie(pid)
+            and any(console_path.encode() in a for a in cmdline))
+
+
+def stop_pid(pid: int, console_path: str, grace_s: float = 5.0) -> None:
+    """Stop the QEMU guest `pid` started elsewhere (SIGTERM, then SIGKILL), only if it still is that
+    guest. "Already gone" is success."""
+    if not running(pid, console_path):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+                return
+            time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

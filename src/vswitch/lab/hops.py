@@ -133,6 +133,8 @@ def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap],
             "in_port": in_port, "reason": str(ev["reason"]), "src_mac": ev.get("src"), "dst_mac": ev.get("dst")}
     if in_link and pm and (pm.node, in_link) in captured:
         arrive_text = f"{in_link} → switch {sw} port {in_port}"
+    elif in_link and in_link.startswith("/"):  # a QEMU guest's socket port
+        arrive_text = f"frame in at switch {sw} port {in_port} (from the QEMU guest on socket {in_link})"
     elif in_link:  # e.g. a VM's TAP, moved to the VM's namespace and renamed there after the switch made it
         arrive_text = f"frame in at switch {sw} port {in_port} (the switch's link {in_link})"
     else:

@@ -129,6 +129,11 @@ class Lab:
                 return sw["address"].split("/")[0]
         raise LabError(f"node {node!r} of lab {self.name!r} has no IPv4 address")
 
+    def guest(self, node: str) -> dict[str, Any] | None:
+        """The QEMU guest of vm `node` (pid, console, log, mac, port), or None when it is a namespace."""
+        self.netns(node)
+        return self.state.get("guests", {}).get(node)
+
     def socket(self, node: str) -> str:
         """The unix socket of the vswitchd running in host node `node`."""
         self.netns(node)
@@ -218,5 +223,6 @@ class Lab:
                 "phase": self.phase, "nodes": self.nodes,
                 "namespaces": list(self.state["namespaces"].values()),
                 "daemons": {n: d["pid"] for n, d in self.state.get("daemons", {}).items()},
+                "guests": {n: g["pid"] for n, g in self.state.get("guests", {}).items()},
                 "switches": [s["name"] for s in self.state.get("switches", [])],
                 "state_file": str(state_path(self.name))}

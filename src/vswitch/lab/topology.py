@@ -19,8 +19,10 @@ the vswitch switches each host runs and the VMs attached to them::
       - {vm: vm1, switch: ext, vlan: 10}
 
 Node kinds: ``host`` (a computer holding physical NICs and running vswitchd), ``vm`` (its NIC is a
-port of a switch on a host), ``physical-switch`` (a Linux bridge; its interfaces are bridge ports),
-``server`` (a computer on the physical switch). ``address`` is an IPv4 CIDR (or a list of them);
+port of a switch on a host: a TAP moved into the vm's namespace, or with ``qemu: true`` a real QEMU
+guest — Debian's kernel and busybox, see `vswitch.lab.guest` — on a qemu-stream port),
+``physical-switch`` (a Linux bridge; its interfaces are bridge ports), ``server`` (a computer on the
+physical switch). ``address`` is an IPv4 CIDR (or a list of them);
 ``gateway`` adds a default route. An internal switch may carry ``address``: its host vNIC's.
 
 Invariants: a `Topology` that exists is valid — every reference resolves, names fit the kernel's
@@ -76,6 +78,8 @@ class Node:
     name: str
     kind: str
     interfaces: dict[str, Interface] = field(default_factory=dict)
+    #: a vm that is a real QEMU guest (on a qemu-stream port) instead of a namespace on a TAP port
+    qemu: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ class Topology:
         nodes: dict[str, Any] = {}
         for n in self.nodes.values():
             d: dict[str, Any] = {"kind": n.kind}
+            if n.qemu:
+                d["qemu"] = True
             if n.interfaces:
                 d["interfaces"] = {i.name: _iface_dict(i) for i in n.interfaces.values()}
             nodes[n.name] = d
@@ -277,9 +283,16 @@ class _Parser:
             if not isinstance(spec, dict):
                 self.bad(f"{where}: must be a mapping with at least 'kind'")
                 continue
-            unknown = sorted(set(spec) - {"kind", "interfaces"})
+            unknown = sorted(set(spec) - {"kind", "interfaces", "qemu"})
             if unknown:
-                self.bad(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (expected kind, interfaces)")
+                self.bad(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (expected kind, interfaces, qemu)")
+            qemu = spec.get("qemu", False)
+            if not isinstance(qemu, bool):
+                self.bad(f"{where}: qemu must be true or false, got {qemu!r}")
+                qemu = False
+            if qemu and spec.get("kind") != "vm":
+                self.bad(f"{where}: only a vm can be a QEMU guest (qemu: true)")
+                qemu = False
             kind = spec.get("kind")
             if kind not in NODE_KINDS:
                 self.bad(f"{where}: unknown node kind {kind!r} (expected one of {', '.join(NODE_KINDS)})")
@@ -287,7 +300,7 @@ class _Parser:
             interfaces = self._interfaces(where, spec.get("interfaces") or {})
             if kind == "physical-switch" and any(i.addresses or i.gateway for i in interfaces.values()):
                 self.bad(f"{where}: a physical switch's interfaces are bridge ports and take no addresses")
-            nodes[name] = Node(name, kind, interfaces)
+            nodes[name] = Node(name, kind, interfaces, qemu)
         return nodes
 
     def _interfaces(self, where: str, raw: Any) -> dict[str, Interface]:
@@ -535,6 +548,11 @@ class _Parser:
         for node in nodes.values():
             if node.kind == "vm" and node.name not in per_vm:
                 self.bad(f"vm {node.name!r} is attached to no switch (add it to 'attachments')")
+            if node.qemu and per_vm.get(node.name, 0) > 1:
+                self.bad(f"vm {node.name!r}: a QEMU guest has one NIC (eth0); it has {per_vm[node.name]} attachments")
+        for vm, _sw, ifname, _vlan in items:
+            if nodes[vm].qemu and ifname != "eth0":
+                self.bad(f"vm {vm!r}: a QEMU guest's NIC is eth0, not {ifname!r}")
         return out
 
     # -- cross checks --

@@ -86,6 +86,10 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
         dst_ip = lab.address(dst).split("/")[0]
     except Exception as exc:  # the lab's own refusal (unknown node, no address) says what is wrong
         raise TraceError(str(exc) if lab.name in str(exc) else f"lab {lab.name}: {exc}") from None
+    guest_of = getattr(lab, "guest", None)
+    if guest_of is not None and guest_of(src) is not None:
+        raise TraceError(f"{src} is a QEMU guest: a trace from it is not supported (its ping would run inside "
+                         f"QEMU, out of reach of the captures); trace towards it: --from <node> --to {src}")
     icmp_id = icmp_id if icmp_id is not None else random.randint(1, 0xFFFF)
     errors: list[str] = []
 
