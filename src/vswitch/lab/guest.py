@@ -178,6 +178,7 @@ def ensure_image(cache_dir: Path = DEFAULT_CACHE) -> GuestImage:
     part.write_bytes(gzip.compress(_cpio(entries), 6))
     shutil.copyfile(vmlinuz, kernel)
     part.rename(initrd)
+    shutil.rmtree(extract, ignore_errors=True)  # ~400 MB of modules; the kernel and initrd are all we keep
     return GuestImage(kernel, initrd)
 
 
