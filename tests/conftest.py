@@ -54,3 +54,14 @@ def netns() -> Iterator[object]:
 def require_tool(name: str) -> None:
     if shutil.which(name) is None:
         pytest.skip(f"needs `{name}`; `make test` as root installs it")
+
+
+@pytest.fixture(scope="session")
+def guest_image():
+    """The QEMU guest image (vswitch.lab.guest), built once; the test is skipped, saying why, without it."""
+    from vswitch.lab.guest import GuestError, ensure_image
+
+    try:
+        return ensure_image()
+    except GuestError as e:
+        pytest.skip(f"no QEMU guest here: {e}")

@@ -21,7 +21,7 @@ from switchlab import move_and_address
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
-from vswitch.lab.guest import GuestError, QemuGuest, ensure_image
+from vswitch.lab.guest import QemuGuest
 
 pytestmark = pytest.mark.root
 
@@ -38,19 +38,12 @@ c.sendall(data); c.close()
 """
 
 
-@pytest.fixture(scope="module")
-def image():
-    try:
-        return ensure_image()
-    except GuestError as e:
-        pytest.skip(f"no QEMU guest here: {e}")
-
 
 @pytest.mark.parametrize("kind", [PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM], ids=["stream", "dgram"])
-def test_a_real_qemu_guest_on_the_printed_netdev_argument(image, netns, kind):
+def test_a_real_qemu_guest_on_the_printed_netdev_argument(guest_image, netns, kind):
     m = SwitchManager()
     tmp = tempfile.TemporaryDirectory(prefix="vsg-")
-    guest = QemuGuest(image, os.path.join(tmp.name, "console.sock"))
+    guest = QemuGuest(guest_image, os.path.join(tmp.name, "console.sock"))
     try:
         sw = ns_helpers.unique_name("sg")
         m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))

@@ -14,18 +14,10 @@ import pytest
 from labkit import fdb, leftovers, ping, running_lab
 
 from vswitch.lab import builtin_topology
-from vswitch.lab.guest import GuestError, ensure_image
 from vswitch.lab.topology import Topology
 
 pytestmark = pytest.mark.root
 
-
-@pytest.fixture(scope="module")
-def image():
-    try:
-        return ensure_image()
-    except GuestError as e:
-        pytest.skip(f"no QEMU guest here: {e}")
 
 
 def _one_nic_with_qemu_vm() -> Topology:
@@ -39,7 +31,7 @@ def vswitch(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def test_a_qemu_guest_vm_in_the_one_nic_story(image):
+def test_a_qemu_guest_vm_in_the_one_nic_story(guest_image):
     with running_lab(_one_nic_with_qemu_vm(), "qemu") as lab:
         vm = lab.guest("vm1")
         assert vm is not None and vm["pid"] > 0
