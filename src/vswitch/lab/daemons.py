@@ -110,20 +110,27 @@ def is_ours(pid: int, socket_path: str) -> bool:
     return DAEMON_MODULE.encode() in argv and socket_path.encode() in argv
 
 
+def terminate(pid: int, grace_s: float) -> None:
+    """SIGTERM, wait up to `grace_s`, then SIGKILL and wait up to 5 s. The caller has made sure
+    `pid` is the process it means (PIDs are recycled); never by name or pattern."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        if not alive(pid):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.05)
+
+
 def stop(pid: int, socket_path: str, grace_s: float = 15.0) -> None:
     """SIGTERM, wait up to `grace_s`, then SIGKILL; silent when it is already gone."""
     # our own child is ours even between fork and exec, when its cmdline is still our own
     ours = pid in _children or is_ours(pid, socket_path)
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if not ours or not alive(pid):
-            break
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.05)
+    if ours:
+        terminate(pid, grace_s)
     proc = _children.pop(pid, None)
     if proc is not None:
         try:

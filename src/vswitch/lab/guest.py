@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vswitch.lab import daemons
+
 DEFAULT_CACHE = Path("/var/cache/vswitch/guest")
 QEMU = "qemu-system-x86_64"
 BUSYBOX_PATHS = ("/usr/bin/busybox", "/bin/busybox")
@@ -323,31 +325,13 @@ def running(pid: int, console_path: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return (bool(cmdline) and cmdline[0].endswith(QEMU.encode()) and not _zombie(pid)
+    return (bool(cmdline) and cmdline[0].endswith(QEMU.encode()) and daemons.alive(pid)
             and any(console_path.encode() in a for a in cmdline))
 
 
 def stop_pid(pid: int, console_path: str, grace_s: float = 5.0) -> None:
-    """Stop the QEMU guest `pid` started elsewhere (SIGTERM, then SIGKILL), only if it still is that
-    guest. "Already gone" is success."""
-    if not running(pid, console_path):
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-                return
-            time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    """Stop the QEMU guest `pid` started elsewhere, only if it still is that guest. "Already gone" is success."""
+    if running(pid, console_path):
+        daemons.terminate(pid, grace_s)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # our own child (a lab built by this process): no zombie left
