@@ -53,7 +53,7 @@ from vswitch.lab.state import (
     state_path,
     write_state,
 )
-from vswitch.lab.topology import Topology
+from vswitch.lab.topology import Attachment, Topology
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def guest_mac(lab_id: str, vm: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def _start_guest(lab: Lab, att: Any, api: Any, steps: _Steps) -> None:
+def _start_guest(lab: Lab, att: Attachment, api: Any, steps: _Steps) -> None:
     """A qemu-stream port for `att.vm` and a QEMU guest on it, booted, with its address and route."""
     state = lab.state
     sw = lab.topology.switches[att.switch]
@@ -374,10 +374,10 @@ def _start_guest(lab: Lab, att: Any, api: Any, steps: _Steps) -> None:
     g = guest.QemuGuest(image, files["console"])
     g.start(info.details["qemu_arg"], mac, addresses=iface.addresses if iface else (),
             gateway=iface.gateway if iface else None, netns=vm_ns, log_path=files["log"])
-    assert g.pid is not None
-    state.setdefault("guests", {})[att.vm] = {"pid": g.pid, "mac": mac, "port": att.port, "switch": sw.name,
+    pid = g.pid or 0
+    state.setdefault("guests", {})[att.vm] = {"pid": pid, "mac": mac, "port": att.port, "switch": sw.name,
                                               **files}
-    steps.did({"kind": "guest", "pid": g.pid, "console": files["console"], "node": att.vm})
+    steps.did({"kind": "guest", "pid": pid, "console": files["console"], "node": att.vm})
     g.detach()
 
 
