@@ -203,11 +203,8 @@ class LinkPort(Port):
             except BlockingIOError:
                 return None
             except OSError as e:
-                if e.errno == errno.ENETDOWN:
-                    # Down, or deleted: reported once as a socket error, then cleared.
-                    self._raise_if_deleted()
-                    return None
-                raise
+                self._recv_failed(e)
+                return None
             # The buffer holds the largest frame there is: filling it means it was cut short.
             if len(data) < bufsize:
                 return data
@@ -223,10 +220,8 @@ class LinkPort(Port):
             except BlockingIOError:
                 return None
             except OSError as e:
-                if e.errno == errno.ENETDOWN:
-                    self._raise_if_deleted()
-                    return None
-                raise
+                self._recv_failed(e)
+                return None
             if msg_flags & socket.MSG_TRUNC:
                 self.rx_truncated += 1
                 continue
@@ -263,6 +258,13 @@ class LinkPort(Port):
         except AttributeError:
             raise OSError(errno.EBADF, f"link port {self.name} is not open") from None
         return True
+
+    def _recv_failed(self, e: OSError) -> None:
+        # ENETDOWN is reported once as a socket error, then cleared: the link went down (read nothing
+        # now) or was deleted (a failed port). Anything else is a real error.
+        if e.errno != errno.ENETDOWN:
+            raise e
+        self._raise_if_deleted()
 
     def _raise_if_deleted(self) -> None:
         # Our sockets are bound to an ifindex: once that link is deleted they stay dead even if a
