@@ -90,7 +90,11 @@ def _print_lab(lab_: Lab) -> None:
             addr = lab_.address(node)
         except LabError:
             addr = "-"
-        t.add_row(node, lab_.node_kind(node), lab_.netns(node), addr)
+        kind = lab_.node_kind(node)
+        vm = lab_.guest(node)
+        if vm is not None:
+            kind += f" (QEMU guest, pid {vm['pid']}, console {vm['console']})"
+        t.add_row(node, kind, lab_.netns(node), addr)
     c.print(t)
     sws = lab_.switches()
     if sws:
