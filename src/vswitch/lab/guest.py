@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -234,7 +233,7 @@ class QemuGuest:
                 log.close()  # type: ignore[union-attr]
         try:
             self._connect(timeout)
-            self._read_until(READY.encode(), time.monotonic() + timeout)
+            self._read_until(re.compile(re.escape(READY.encode())), time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
@@ -270,11 +269,11 @@ class QemuGuest:
                     raise GuestError(f"the guest console {self.console_path} did not open") from None
                 time.sleep(0.05)
 
-    def _read_until(self, marker: bytes | re.Pattern[bytes], deadline: float) -> re.Match[bytes] | int:
+    def _read_until(self, marker: re.Pattern[bytes], deadline: float) -> re.Match[bytes]:
         assert self._console is not None
         while True:
-            found = marker.search(self._buf) if isinstance(marker, re.Pattern) else self._buf.find(marker)
-            if found is not None and found != -1:
+            found = marker.search(self._buf)
+            if found is not None:
                 return found
             left = deadline - time.monotonic()
             if left <= 0:
@@ -296,7 +295,6 @@ class QemuGuest:
         self._buf = b""
         self._console.sendall(f"{command}\necho @@{token}=$?@@\n".encode())
         m = self._read_until(re.compile(rb"@@" + token.encode() + rb"=(\d+)@@"), time.monotonic() + timeout)
-        assert isinstance(m, re.Match)
         output = self._buf[:m.start()].decode(errors="replace")
         self._buf = self._buf[m.end():]
         return int(m.group(1)), output
@@ -308,14 +306,11 @@ class QemuGuest:
             self._console.close()
             self._console = None
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc is not None and os.path.exists(self.console_path):
+        if proc is None:
+            return
+        daemons.terminate(proc.pid, grace_s=5.0)
+        proc.wait(timeout=5)
+        if os.path.exists(self.console_path):
             os.unlink(self.console_path)
 
 
