@@ -12,11 +12,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS
 
 import netns as ns_helpers
+from vswitch.control.manager import SwitchManager
+from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.lab.guest import GuestImage, QemuGuest
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -118,3 +124,32 @@ class Daemon:
     def cleanup(self) -> None:
         self.stop()
         self._tmp.cleanup()
+
+
+@dataclass
+class GuestSwitch:
+    """A private switch (in this process) with a QEMU port, and the guest for it (not started yet)."""
+
+    manager: SwitchManager
+    switch: str
+    guest: QemuGuest
+    qemu_arg: str      # the -netdev argument the port printed
+    dir: str           # a temporary directory for sockets and logs
+
+
+@contextmanager
+def switch_with_guest_port(image: GuestImage, port: str, kind: PortKind = PortKind.QEMU_STREAM
+                           ) -> Iterator[GuestSwitch]:
+    """Everything is stopped and removed afterwards, the guest first."""
+    m = SwitchManager()
+    tmp = tempfile.TemporaryDirectory(prefix="vsg-")
+    guest = QemuGuest(image, os.path.join(tmp.name, "console.sock"))
+    try:
+        sw = ns_helpers.unique_name("sg")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        info = m.add_port(sw, PortSpec(port, kind, os.path.join(tmp.name, f"{port}.sock")))
+        yield GuestSwitch(m, sw, guest, info.details["qemu_arg"], tmp.name)
+    finally:
+        guest.stop()
+        m.shutdown()
+        tmp.cleanup()

@@ -13,15 +13,12 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 
 import pytest
-from switchlab import move_and_address
+from switchlab import move_and_address, switch_with_guest_port
 
 import netns as ns_helpers
-from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
-from vswitch.lab.guest import QemuGuest
+from vswitch.control.model import PortKind, PortSpec
 
 pytestmark = pytest.mark.root
 
@@ -41,19 +38,13 @@ c.sendall(data); c.close()
 
 @pytest.mark.parametrize("kind", [PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM], ids=["stream", "dgram"])
 def test_a_real_qemu_guest_on_the_printed_netdev_argument(guest_image, netns, kind):
-    m = SwitchManager()
-    tmp = tempfile.TemporaryDirectory(prefix="vsg-")
-    guest = QemuGuest(guest_image, os.path.join(tmp.name, "console.sock"))
-    try:
-        sw = ns_helpers.unique_name("sg")
-        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
-        info = m.add_port(sw, PortSpec("vm1", kind, os.path.join(tmp.name, "vm1.sock")))
+    with switch_with_guest_port(guest_image, "vm1", kind) as gs:
+        m, sw, guest = gs.manager, gs.switch, gs.guest
         ns = netns("sgn")
         tap = ns_helpers.unique_name("sgt")
         m.add_port(sw, PortSpec("vm2", PortKind.TAP, tap))
         move_and_address(tap, ns, "10.87.0.2/24")
-        guest.start(info.details["qemu_arg"], GUEST_MAC, addresses=("10.87.0.5/24",),
-                    log_path=os.path.join(tmp.name, "qemu.log"))
+        guest.start(gs.qemu_arg, GUEST_MAC, addresses=("10.87.0.5/24",), log_path=os.path.join(gs.dir, "qemu.log"))
 
         assert ns_helpers.ping(ns, "10.87.0.5"), "the namespace reaches the QEMU guest"
         rc, out = guest.exec("ping -c 2 -W 5 10.87.0.2")
@@ -71,7 +62,3 @@ def test_a_real_qemu_guest_on_the_printed_netdev_argument(guest_image, netns, ki
         assert sender.returncode == 0, err
         rc, out = guest.exec("wait; cat /tmp/sum", timeout=60)
         assert out.split()[:1] == [expected], f"the guest received the bytes intact: {out!r}"
-    finally:
-        guest.stop()
-        m.shutdown()
-        tmp.cleanup()

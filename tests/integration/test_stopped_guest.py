@@ -9,15 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
-from switchlab import move_and_address
+from switchlab import move_and_address, switch_with_guest_port
 
 import netns as ns_helpers
-from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
-from vswitch.lab.guest import QemuGuest
+from vswitch.control.model import PortKind, PortSpec
 
 pytestmark = pytest.mark.root
 
@@ -38,20 +35,15 @@ print(n)
 
 
 def test_a_stopped_qemu_guest_costs_the_other_ports_nothing(guest_image, netns):
-    m = SwitchManager()
-    tmp = tempfile.TemporaryDirectory(prefix="vss-")
-    guest = QemuGuest(guest_image, os.path.join(tmp.name, "console.sock"))
-    try:
-        sw = ns_helpers.unique_name("ss")
-        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
-        info = m.add_port(sw, PortSpec("vm", PortKind.QEMU_STREAM, os.path.join(tmp.name, "vm.sock")))
+    with switch_with_guest_port(guest_image, "vm") as gs:
+        m, sw, guest = gs.manager, gs.switch, gs.guest
         nss = {}
         for i, who in enumerate("ab", 1):
             nss[who] = netns("ss" + who)
             tap = ns_helpers.unique_name("st" + who)
             m.add_port(sw, PortSpec(who, PortKind.TAP, tap))
             move_and_address(tap, nss[who], f"10.88.0.{i}/24")
-        guest.start(info.details["qemu_arg"], "52:54:00:88:00:05", addresses=("10.88.0.5/24",))
+        guest.start(gs.qemu_arg, "52:54:00:88:00:05", addresses=("10.88.0.5/24",))
         assert ns_helpers.ping(nss["a"], "10.88.0.5"), "the guest answers before it is stopped"
         assert guest.pid is not None
 
@@ -71,7 +63,3 @@ def test_a_stopped_qemu_guest_costs_the_other_ports_nothing(guest_image, netns):
             os.kill(guest.pid, signal.SIGCONT)
         rc, out = guest.exec("ping -c 2 -W 5 10.88.0.2")
         assert rc == 0, f"the guest is back once continued: {out}"
-    finally:
-        guest.stop()
-        m.shutdown()
-        tmp.cleanup()
