@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from socket import AF_INET6
 from typing import Any
 
+from vswitch.control.crashpoint import crashpoint
 from vswitch.control.netlink import Address, LinkNotFound, Netlink, Route
 
 __all__ = [
@@ -295,15 +296,19 @@ class Takeover:
         """Validate and describe what ``apply()`` would do (``--dry-run``); changes nothing."""
         return build_plan(self.snapshot())
 
-    def apply(self) -> None:
-        """Run the plan. On any failure undo what was done and raise ``TakeoverError``."""
+    def apply(self, snapshot: dict[str, Any] | None = None) -> None:
+        """Run the plan. On any failure undo what was done and raise ``TakeoverError``.
+
+        ``snapshot``: the one the caller stored (crash safety: the plan run is exactly the one a
+        restarted daemon would undo); None captures the NIC afresh (a dry run's may be stale)."""
         with self._lock:
             if self._done:
                 raise TakeoverRefused(f"NIC {self.nic!r} is already taken over; restore() first")
             with Netlink(self.netns) as nl:
                 validate(nl, self.nic, self.vnic, self.allow_management_os)
-                # captured afresh: a dry run's snapshot may be stale by now
-                self._snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
+                if snapshot is None:
+                    snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
+                self._snapshot = copy.deepcopy(snapshot)
                 steps = build_plan(self._snapshot)
                 errors: list[tuple[Step, BaseException]] = []
                 current: Step | None = None
@@ -313,6 +318,7 @@ class Takeover:
                             self._maybe_inject(index, current)
                             current.do(nl)
                             undo.callback(self._undo_step, nl, current, errors)  # registered at once
+                            crashpoint(f"takeover.step{index}")
                         undo.pop_all()  # success: the undos live on in self._done
                 except Exception as exc:
                     raise TakeoverError(current, exc, errors) from exc
@@ -326,8 +332,9 @@ class Takeover:
                 return
             errors: list[tuple[Step, BaseException]] = []
             with Netlink(self.netns) as nl:
-                for step in reversed(self._done):
+                for index, step in enumerate(reversed(self._done)):
                     self._undo_step(nl, step, errors)
+                    crashpoint(f"giveback.step{index}")
             if errors:  # keep self._done: a later restore() may finish the job
                 raise TakeoverError(None, errors[0][1], errors)
             self._done = []

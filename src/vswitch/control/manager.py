@@ -8,12 +8,21 @@ addresses and routes moved to the host vNIC).
 Invariants:
 - Every request is validated first; a refused request changes nothing (InvalidRequest / NotFound /
   Conflict carry the message).
-- Creating a switch registers the undo of each step at once; a failure unwinds them in reverse, so
-  a NIC is never left half taken over. The takeover snapshot is stored *before* the NIC is touched,
-  so a daemon killed midway can still give everything back on its next start.
+- Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
+  port) first writes an intent to the store (one transaction), then applies its steps (each
+  registering its undo at once; a failure unwinds them in reverse), then commits the result and
+  ends the intent in one transaction. A store that cannot be written (StoreError, HTTP 503) undoes
+  what was applied. On start, `restore` finishes or undoes every intent it finds (create and add:
+  undone; delete and remove: finished), replays orphaned takeover snapshots, then recreates the
+  stored switches, *adopting* what the kernel kept (the persistent host vNIC with its addresses, a
+  takeover marked applied) instead of rebuilding it. The takeover snapshot stored before the NIC is
+  touched is the very one applied, so a restarted daemon undoes exactly what was done.
+- Confirm deadlines are absolute (epoch seconds, stored); `confirm` is stored before it is answered.
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
-- The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it.
+- The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it. A clean
+  shutdown keeps an Internal switch's vNIC (and its addresses) for the next start and gives an
+  External switch's NIC back (so the host is never cut off while no switch runs).
 Must not touch: HTTP, argument parsing, frames.
 """
 
@@ -27,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitch.control import hostnic
+from vswitch.control.crashpoint import crashpoint
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -43,7 +53,7 @@ from vswitch.control.model import (
     host_vnic_name,
 )
 from vswitch.control.netlink import Netlink
-from vswitch.control.store import ConfigStore
+from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy
@@ -74,7 +84,8 @@ class _Switch:
     vnic: TapPort | None = None
     takeover: hostnic.Takeover | None = None
     undo: ExitStack = field(default_factory=ExitStack)
-    confirm_deadline: float | None = None
+    confirm_deadline: float | None = None   # epoch seconds (time.time()), None once confirmed
+    deleting: bool = False                  # teardown for good (delete, revert), not a shutdown
 
 
 def policy_for(spec: PortSpec) -> PortPolicy:
@@ -99,23 +110,56 @@ class SwitchManager:
         self.restore_errors: list[str] = []
 
     # -- switches -----------------------------------------------------------------------------
-    def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True
-                      ) -> SwitchInfo | list[str]:
+    def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True,
+                      confirm_deadline: float | None = None) -> SwitchInfo | list[str]:
+        """Create (or, with ``persist=False``, restore) a switch; see the module docstring for the steps.
+
+        ``confirm_deadline`` (restore only): the stored absolute deadline. Raises InvalidRequest,
+        Conflict, StoreError (nothing changed)."""
         spec = spec.validate()
         with self._lock:
             if spec.name in self._switches:
                 raise Conflict(f"switch {spec.name!r} already exists")
             vnic_name = host_vnic_name(spec.name) if spec.has_host_vnic else None
-            self._check_links(spec, vnic_name)
+            # restore: a takeover the previous run completed and left in place is adopted as it is
+            adopted = None if persist or spec.type != SwitchType.EXTERNAL else self._adoptable_takeover(spec)
+            self._check_links(spec, vnic_name, nic_taken_by_us=adopted is not None, restoring=not persist)
             if dry_run:
                 return self._plan(spec, vnic_name)
-            sw = self._build(spec, vnic_name)
+            store = self.store if persist else None
+            if persist and spec.confirm_timeout_s:
+                confirm_deadline = time.time() + spec.confirm_timeout_s
+            intent = store.begin_intent("create-switch", spec.name, data={"spec": spec.to_dict()}) if store else None
+            crashpoint("create-switch.intent")
+            try:
+                sw = self._build(spec, vnic_name, confirm_deadline, adopted)
+            except BaseException:
+                self._end_intent_quietly(intent)
+                raise
+            if store is not None:
+                try:
+                    with store.transaction():
+                        store.save_switch(spec, confirm_deadline=confirm_deadline)
+                        store.end_intent(intent)  # type: ignore[arg-type]
+                except StoreError:
+                    self._teardown(sw, delete=True)
+                    self._end_intent_quietly(intent)
+                    raise
+                crashpoint("create-switch.committed")
             self._switches[spec.name] = sw
-            if persist and self.store is not None:
-                self.store.save_switch(spec)
             return self._info(sw)
 
-    def _check_links(self, spec: SwitchSpec, vnic_name: str | None) -> None:
+    def _end_intent_quietly(self, intent: int | None) -> None:
+        """Forget an intent whose change was undone; if the store fails, the next start undoes it again."""
+        if intent is None or self.store is None:
+            return
+        try:
+            self.store.end_intent(intent)
+        except StoreError as exc:
+            log.warning("intent %d stays for the next start: %s", intent, exc)
+
+    def _check_links(self, spec: SwitchSpec, vnic_name: str | None, *, nic_taken_by_us: bool = False,
+                     restoring: bool = False) -> None:
         with Netlink() as nl:
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
@@ -125,12 +169,13 @@ class SwitchManager:
                     if other.vnic is not None and other.vnic.ifname == spec.nic:
                         raise InvalidRequest(f"{spec.nic!r} is the host vNIC of switch {other.spec.name!r}")
                 try:
-                    hostnic.validate(nl, spec.nic, None, False)
+                    if not nic_taken_by_us:  # our own ingress drop is on it: that is what is adopted
+                        hostnic.validate(nl, spec.nic, None, False)
                 except hostnic.TakeoverRefused as exc:
                     raise InvalidRequest(str(exc)) from None
-            if vnic_name is not None and nl.link_exists(vnic_name):
+            if vnic_name is not None and nl.link_exists(vnic_name) and not _adoptable_vnic(nl, vnic_name, restoring):
                 raise Conflict(f"a link named {vnic_name!r} (the host vNIC name of switch {spec.name!r}) "
-                               "already exists")
+                               "already exists and is not a TAP of ours without addresses")
 
     def _plan(self, spec: SwitchSpec, vnic_name: str | None) -> list[str]:
         steps = [f"create switch {spec.name!r} ({spec.type}; MAC table: {spec.max_entries} entries, "
@@ -153,21 +198,25 @@ class SwitchManager:
             steps.append(f"bring {vnic_name} up (the host's adapter on this internal switch)")
         return steps
 
-    def _build(self, spec: SwitchSpec, vnic_name: str | None) -> _Switch:
+    def _build(self, spec: SwitchSpec, vnic_name: str | None, confirm_deadline: float | None,
+               adopted: hostnic.Takeover | None = None) -> _Switch:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
         dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6)
         sw = _Switch(spec, core, dp)
+        sw.deleting = True  # until built, any unwinding removes everything it made
         with ExitStack() as undo:
             dp.start()
             undo.callback(dp.stop)
             if vnic_name is not None:
+                # attaches to a persistent vNIC the kernel kept (restart, crashed create): adopted
                 vnic = TapPort(HOST_PORT, vnic_name, persist=True)
                 try:
                     vnic.open()
                 except OSError as exc:
                     raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
-                undo.callback(vnic.destroy)
+                undo.callback(self._release_vnic, sw, vnic)
                 sw.vnic = vnic
+                crashpoint("create-switch.vnic")
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
                 uplink = LinkPort(UPLINK_PORT, spec.nic)
@@ -183,30 +232,88 @@ class SwitchManager:
                 sw.ports[HOST_PORT] = _Attached(None, sw.vnic, "host-vnic")
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
-                takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
-                                            fail_at=self._takeover_fail_at)
-                if self.store is not None:
-                    # stored before the NIC is touched: a crash midway can still be undone on restart
-                    self.store.put_snapshot(spec.name, takeover.snapshot())
-                    undo.callback(self.store.drop_snapshot, spec.name)
-                try:
-                    takeover.apply()
-                except hostnic.TakeoverError as exc:
-                    raise InvalidRequest(f"taking over {spec.nic} failed and was rolled back: {exc}") from exc
-                except hostnic.TakeoverRefused as exc:
-                    raise InvalidRequest(str(exc)) from exc
+                takeover = adopted or self._take_over(spec, vnic_name, undo)
                 undo.callback(self._give_back, sw, takeover)
                 sw.takeover = takeover
-                if spec.confirm_timeout_s:
-                    sw.confirm_deadline = time.monotonic() + spec.confirm_timeout_s
-                    takeover.arm_confirm_timeout(spec.confirm_timeout_s,
+                if confirm_deadline is not None:
+                    sw.confirm_deadline = confirm_deadline
+                    takeover.arm_confirm_timeout(max(0.0, confirm_deadline - time.time()),
                                                  on_revert=lambda _t, err, name=spec.name: self._reverted(name, err),
                                                  before_revert=lambda _t, dp=dp: dp.stop())
             elif vnic_name is not None:
                 with Netlink() as nl:
                     nl.set_up(vnic_name, True)
+                crashpoint("create-switch.vnic-up")
             sw.undo = undo.pop_all()
+        sw.deleting = False
         return sw
+
+    def _take_over(self, spec: SwitchSpec, vnic_name: str | None, undo: ExitStack) -> hostnic.Takeover:
+        """Run the NIC takeover from a snapshot stored first; the snapshot is marked applied after."""
+        assert spec.nic is not None
+        takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
+                                    fail_at=self._takeover_fail_at)
+        try:
+            snap = takeover.snapshot()
+        except hostnic.TakeoverRefused as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if self.store is not None:
+            # stored before the NIC is touched, and the very plan applied: a crash at any step is
+            # undone on restart from exactly this
+            self.store.put_snapshot(spec.name, snap)
+            undo.callback(self._drop_snapshot_quietly, spec.name)
+            crashpoint("create-switch.snapshot")
+        try:
+            takeover.apply(snap)
+        except hostnic.TakeoverError as exc:
+            raise InvalidRequest(f"taking over {spec.nic} failed and was rolled back: {exc}") from exc
+        except hostnic.TakeoverRefused as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if self.store is not None:
+            try:
+                self.store.put_snapshot(spec.name, {**snap, "applied": True})
+            except StoreError:
+                takeover.restore()
+                raise
+            crashpoint("create-switch.applied")
+        return takeover
+
+    def _adoptable_takeover(self, spec: SwitchSpec) -> hostnic.Takeover | None:
+        """A takeover a previous run applied in full and left in place (SIGKILL): adopt it, NIC untouched.
+
+        One begun but not finished is given back first (its undos are idempotent) and None is
+        returned, so the caller takes the NIC over afresh."""
+        if self.store is None:
+            return None
+        snap = self.store.get_snapshot(spec.name)
+        if snap is None:
+            return None
+        if snap.get("applied") and snap.get("vnic") == (host_vnic_name(spec.name) if spec.allow_management_os
+                                                      else None):
+            with Netlink() as nl:
+                intact = nl.ingress_qdisc_kind(spec.nic) is not None and (
+                    snap["vnic"] is None or nl.link_exists(snap["vnic"]))
+            if intact:
+                log.info("switch %s: adopting the takeover of %s left by the previous run", spec.name, spec.nic)
+                return hostnic.Takeover.from_snapshot(snap)
+        log.info("switch %s: giving back %s as the previous run left it", spec.name, snap.get("nic"))
+        hostnic.Takeover.from_snapshot(snap).restore()
+        self.store.drop_snapshot(spec.name)
+        return None
+
+    def _release_vnic(self, sw: _Switch, vnic: TapPort) -> None:
+        """Remove the host vNIC, or on a clean shutdown of an Internal switch keep it with its addresses."""
+        if sw.deleting or sw.takeover is not None or sw.spec.type == SwitchType.EXTERNAL:
+            vnic.destroy()
+        else:
+            vnic.close()
+
+    def _drop_snapshot_quietly(self, name: str) -> None:
+        assert self.store is not None
+        try:
+            self.store.drop_snapshot(name)
+        except StoreError as exc:  # replayed (idempotently) at the next start
+            log.warning("switch %s: takeover snapshot stays for the next start: %s", name, exc)
 
     @staticmethod
     def _give_back(sw: _Switch, takeover: hostnic.Takeover) -> None:
@@ -221,31 +328,52 @@ class SwitchManager:
             sw = self._switches.pop(name, None)
             if sw is None:
                 return
-            sw.takeover = None
-            self._teardown(sw)
+            self._teardown(sw, delete=True)
             if self.store is not None:
-                self.store.delete_switch(name)
+                try:
+                    self.store.delete_switch(name)
+                except StoreError as exc:  # the next start finds the deadline passed and reverts again
+                    log.error("switch %s: reverted, but the store could not forget it: %s", name, exc)
 
-    def _teardown(self, sw: _Switch) -> None:
+    def _teardown(self, sw: _Switch, *, delete: bool) -> None:
+        """Undo the switch's steps in reverse; `delete` removes what a shutdown would keep."""
+        sw.deleting = delete
         try:
             sw.undo.close()
         finally:
             if self.store is not None:
-                self.store.drop_snapshot(sw.spec.name)
+                self._drop_snapshot_quietly(sw.spec.name)
 
     def delete_switch(self, name: str) -> None:
+        """Delete a switch and give its NIC back. Raises NotFound, StoreError (nothing changed)."""
         with self._lock:
             sw = self._get(name)
+            intent = self.store.begin_intent("delete-switch", name) if self.store is not None else None
+            crashpoint("delete-switch.intent")
             del self._switches[name]
-            self._teardown(sw)
-            if self.store is not None:
-                self.store.delete_switch(name)
+            try:
+                self._teardown(sw, delete=True)
+            finally:
+                if self.store is not None:
+                    try:
+                        with self.store.transaction():
+                            self.store.delete_switch(name)
+                            self.store.end_intent(intent)  # type: ignore[arg-type]
+                    except StoreError as exc:  # the switch is gone from the kernel; the next start finishes
+                        log.error("switch %s: deleted, the store is finished at the next start: %s", name, exc)
+                    crashpoint("delete-switch.committed")
 
     def confirm_switch(self, name: str) -> SwitchInfo:
+        """Keep an External switch created with a confirm timeout; stored before it is answered.
+
+        Raises NotFound, InvalidRequest (not awaiting confirmation), StoreError (not confirmed)."""
         with self._lock:
             sw = self._get(name)
             if sw.takeover is None or sw.confirm_deadline is None:
                 raise InvalidRequest(f"switch {name!r} is not waiting for confirmation")
+            if self.store is not None:
+                self.store.set_confirmed(name)
+                crashpoint("confirm-switch.stored")
             sw.takeover.confirm()
             sw.confirm_deadline = None
             return self._info(sw)
@@ -268,20 +396,32 @@ class SwitchManager:
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
             self._check_target(spec)
+            store = self.store if persist else None
+            intent = store.begin_intent("add-port", switch, spec.name, {"spec": spec.to_dict()}) if store else None
+            crashpoint("add-port.intent")
             port = self._make_port(spec)
             try:
                 port.open()
             except OSError as exc:
+                self._end_intent_quietly(intent)
                 raise InvalidRequest(f"cannot open {spec.kind} port {spec.name!r} on {spec.target!r}: "
                                      f"{exc.strerror or exc}") from exc
+            crashpoint("add-port.opened")
             try:
                 sw.datapath.attach(spec.name, port, policy_for(spec), role="vm")
-            except Exception:
-                port.close()
+                crashpoint("add-port.attached")
+                if store is not None:
+                    with store.transaction():
+                        store.save_port(switch, spec)
+                        store.end_intent(intent)  # type: ignore[arg-type]
+            except BaseException:
+                if spec.name in sw.datapath.core.policies:
+                    sw.datapath.detach(spec.name)
+                _discard_port(port)
+                self._end_intent_quietly(intent)
                 raise
+            crashpoint("add-port.committed")
             sw.ports[spec.name] = _Attached(spec, port, "vm")
-            if persist and self.store is not None:
-                self.store.save_port(switch, spec)
             return self._port_info(sw, spec.name)
 
     def _check_target(self, spec: PortSpec) -> None:
@@ -314,13 +454,24 @@ class SwitchManager:
                 raise NotFound(f"switch {switch!r} has no port {port!r}")
             if att.spec is None:
                 raise InvalidRequest(f"port {port!r} belongs to the switch itself; delete the switch instead")
+            intent = self.store.begin_intent("remove-port", switch, port, {"spec": att.spec.to_dict()}) \
+                if self.store is not None else None
+            crashpoint("remove-port.intent")
             sw.datapath.detach(port)
             del sw.ports[port]
             try:
-                att.port.close()
+                _discard_port(att.port)
+                crashpoint("remove-port.closed")
             finally:
                 if self.store is not None:
-                    self.store.delete_port(switch, port)
+                    try:
+                        with self.store.transaction():
+                            self.store.delete_port(switch, port)
+                            self.store.end_intent(intent)  # type: ignore[arg-type]
+                    except StoreError as exc:  # the port is gone; the next start finishes forgetting it
+                        log.error("port %s/%s: removed, the store is finished at the next start: %s",
+                                  switch, port, exc)
+                    crashpoint("remove-port.committed")
 
     def list_ports(self, switch: str) -> list[PortInfo]:
         with self._lock:
@@ -427,37 +578,90 @@ class SwitchManager:
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
-        """Recreate every stored switch and port; first give back whatever a crashed run left."""
+        """Start-up: finish or undo every interrupted change, then recreate every stored switch and port.
+
+        Problems are logged and collected in ``restore_errors``; one broken switch never keeps the
+        others from coming back."""
         if self.store is None:
             return
-        for spec, ports in self.store.load():
+        for intent in self.store.intents():
             try:
-                self._reconcile_leftovers(spec)
-                self.create_switch(spec, persist=False)
+                self._recover(intent)
             except (VswitchError, OSError, hostnic.TakeoverError) as exc:
-                msg = f"switch {spec.name!r} could not be restored: {exc}"
-                log.error(msg)
-                self.restore_errors.append(msg)
+                self._restore_error(f"interrupted {intent.op} of {intent.switch!r} could not be finished: {exc}")
+        stored = self.store.load()
+        names = {spec.name for spec, _ in stored}
+        for name, snap in self.store.list_snapshots().items():
+            if name not in names:  # a takeover whose switch was never committed: give the NIC back
+                try:
+                    self._undo_switch_leftovers(name, snap)
+                except (VswitchError, OSError, hostnic.TakeoverError) as exc:
+                    self._restore_error(f"orphaned takeover of {snap.get('nic')!r} could not be given back: {exc}")
+        for spec, ports in stored:
+            deadline = self.store.confirm_deadline(spec.name)
+            try:
+                if deadline is not None and deadline <= time.time():
+                    log.warning("switch %s was not confirmed before its deadline: reverted", spec.name)
+                    self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
+                    self.store.delete_switch(spec.name)
+                    continue
+                self.create_switch(spec, persist=False, confirm_deadline=deadline)
+            except (VswitchError, OSError, hostnic.TakeoverError) as exc:
+                self._restore_error(f"switch {spec.name!r} could not be restored: {exc}")
                 continue
             for pspec in ports:
                 try:
                     self.add_port(spec.name, pspec, persist=False)
                 except (VswitchError, OSError) as exc:
-                    msg = f"port {pspec.name!r} of switch {spec.name!r} could not be restored: {exc}"
-                    log.error(msg)
-                    self.restore_errors.append(msg)
+                    self._restore_error(f"port {pspec.name!r} of switch {spec.name!r} could not be restored: {exc}")
 
-    def _reconcile_leftovers(self, spec: SwitchSpec) -> None:
-        """After a crash: undo a takeover still in place and delete a stale host vNIC."""
+    def _restore_error(self, msg: str) -> None:
+        log.error("%s", msg)
+        self.restore_errors.append(msg)
+
+    def _recover(self, intent: Intent) -> None:
+        """Finish (delete, remove) or undo (create, add) one change a crash interrupted."""
         assert self.store is not None
-        snap = self.store.get_snapshot(spec.name)
+        log.info("finishing an interrupted %s of %s%s", intent.op, intent.switch,
+                 f"/{intent.port}" if intent.port else "")
+        if intent.op == "create-switch":
+            spec = SwitchSpec.from_dict(intent.data["spec"])
+            self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
+            with self.store.transaction():
+                self.store.delete_switch(spec.name)  # never committed; removes its snapshot too
+                self.store.end_intent(intent.id)
+        elif intent.op == "delete-switch":
+            for spec, ports in self.store.load():
+                if spec.name == intent.switch:
+                    for pspec in ports:
+                        _discard_port(self._make_port(pspec))
+                    self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
+            with self.store.transaction():
+                self.store.delete_switch(intent.switch)
+                self.store.end_intent(intent.id)
+        elif intent.op in ("add-port", "remove-port"):
+            pspec = PortSpec.from_dict(intent.data["spec"])
+            _discard_port(self._make_port(pspec))
+            with self.store.transaction():
+                self.store.delete_port(intent.switch, pspec.name)
+                self.store.end_intent(intent.id)
+        else:
+            raise InvalidRequest(f"unknown intent {intent.op!r} (written by a newer vswitch?)")
+
+    def _undo_switch_leftovers(self, name: str, snap: dict[str, Any] | None, spec: SwitchSpec | None = None
+                               ) -> None:
+        """Give back a takeover from its snapshot (idempotent undos) and remove the switch's host vNIC."""
+        assert self.store is not None
         if snap is not None:
-            log.info("switch %s: giving back %s as the previous run left it", spec.name, snap.get("nic"))
+            log.info("switch %s: giving back %s as the previous run left it", name, snap.get("nic"))
             hostnic.Takeover.from_snapshot(snap).restore()
-            self.store.drop_snapshot(spec.name)
-        if spec.has_host_vnic:
+            self.store.drop_snapshot(name)
+        vnic = snap.get("vnic") if snap else None
+        if spec is not None and spec.has_host_vnic:
+            vnic = host_vnic_name(spec.name)
+        if vnic:
             with Netlink() as nl:
-                nl.delete_link(host_vnic_name(spec.name), missing_ok=True)
+                nl.delete_link(vnic, missing_ok=True)
 
     def shutdown(self) -> None:
         """Stop every switch and give every NIC back; the stored configuration stays."""
@@ -465,7 +669,7 @@ class SwitchManager:
             for name in list(self._switches):
                 sw = self._switches.pop(name)
                 try:
-                    self._teardown(sw)
+                    self._teardown(sw, delete=False)
                 except Exception as exc:  # keep going: every other NIC must still be given back
                     log.error("switch %s: shutdown: %s", name, exc)
 
@@ -497,13 +701,32 @@ class SwitchManager:
         spec = sw.spec
         deadline = None
         if sw.confirm_deadline is not None:
-            deadline = max(0.0, round(sw.confirm_deadline - time.monotonic(), 1))
+            deadline = max(0.0, round(sw.confirm_deadline - time.time(), 1))
         return SwitchInfo(
             name=spec.name, type=str(spec.type), nic=spec.nic, allow_management_os=spec.allow_management_os,
             host_vnic=sw.vnic.ifname if sw.vnic else None,
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline)
+
+
+def _adoptable_vnic(nl: Netlink, name: str, restoring: bool) -> bool:
+    """A host vNIC the kernel kept (a persistent TAP) that a switch may adopt: when restoring its own
+    switch, with its addresses (that is the point); for a new switch only without an address of its
+    own (kernel-owned IPv6 link-local aside), so nothing stale comes with it."""
+    try:
+        return nl.link(name).kind == "tun" and (restoring or not nl.addresses(name))
+    except LookupError:
+        return False
+
+
+def _discard_port(port: Port) -> None:
+    """Release a port for good: a TAP it made (persistent or not) is removed, sockets closed."""
+    destroy = getattr(port, "destroy", None)
+    if destroy is not None:
+        destroy()
+    else:
+        port.close()
 
 
 def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:

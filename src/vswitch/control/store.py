@@ -5,9 +5,17 @@ Owns one SQLite database file (``<state-dir>/config.sqlite``) holding
 - ``ports``: one row per port (switch, name, :class:`PortSpec` as JSON, position), in insertion order;
 - ``snapshots``: a key/value table of uplink-takeover snapshots (what a NIC looked like before a
   switch took it), so a daemon restarted after a crash can still give the NIC back;
-- ``schema_version``: the schema version, checked at open.
+- ``intents``: changes begun but not finished (create/delete a switch, add/remove a port). An
+  intent is written in its own transaction before the kernel is touched and removed in the same
+  transaction that records the result; one still present at start-up is a change a crash
+  interrupted, which the manager then finishes or undoes;
+- ``switches.confirm_deadline``: the wall-clock time (epoch seconds) by which an External switch must
+  be confirmed, NULL once confirmed — absolute, so a restart neither forgets nor restarts it;
+- ``schema_version``: the schema version, checked at open (version 1 files are upgraded in place).
 
 Invariants:
+- A write that cannot get the database (locked by another process past ``BUSY_TIMEOUT_S``, disk
+  full, read-only) raises :class:`StoreError` (HTTP 503) and has changed nothing.
 - Every write is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, ``ROLLBACK`` on any exception):
   after a crash or kill the file holds either the old or the new state, never a mix. WAL journal,
   ``synchronous=FULL`` so a committed write survives a power cut.
@@ -29,13 +37,15 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from vswitch.control.model import NotFound, PortSpec, SwitchSpec, VswitchError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -44,7 +54,8 @@ CREATE TABLE IF NOT EXISTS schema_version (
 CREATE TABLE IF NOT EXISTS switches (
     seq  INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
-    spec TEXT NOT NULL
+    spec TEXT NOT NULL,
+    confirm_deadline REAL
 );
 CREATE TABLE IF NOT EXISTS ports (
     switch   TEXT NOT NULL REFERENCES switches(name) ON DELETE CASCADE,
@@ -58,13 +69,33 @@ CREATE TABLE IF NOT EXISTS snapshots (
     switch TEXT PRIMARY KEY,
     data   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS intents (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    op     TEXT NOT NULL,
+    switch TEXT NOT NULL,
+    port   TEXT,
+    data   TEXT NOT NULL
+);
 """
 
 
 class StoreError(VswitchError):
-    """The configuration database cannot be used (unreadable, newer schema, corrupt)."""
+    """The configuration database cannot be used (locked, unreadable, newer schema, corrupt).
 
-    status = 500
+    A request refused with it changed nothing: HTTP 503, try again later."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A change begun and not finished: ``op`` on ``switch`` (and ``port``), with its ``data``."""
+
+    id: int
+    op: str
+    switch: str
+    port: str | None
+    data: dict[str, Any]
 
 
 class ConfigStore:
@@ -78,7 +109,8 @@ class ConfigStore:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so there is no implicit
             # transaction left open between calls.
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                         timeout=BUSY_TIMEOUT_S)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -99,6 +131,11 @@ class ConfigStore:
             elif row[0] > SCHEMA_VERSION:
                 raise StoreError(f"configuration database {self.path} has schema version {row[0]}, "
                                  f"newer than this vswitch understands ({SCHEMA_VERSION})")
+            elif row[0] < SCHEMA_VERSION:
+                columns = {r[1] for r in self._conn.execute("PRAGMA table_info(switches)")}
+                if "confirm_deadline" not in columns:  # version 1 → 2
+                    self._conn.execute("ALTER TABLE switches ADD COLUMN confirm_deadline REAL")
+                self._conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -115,17 +152,36 @@ class ConfigStore:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise StoreError(f"configuration store {self.path} is unavailable ({e}); nothing was changed, "
+                                 "try again") from None
             self._depth = 1
             try:
                 yield
+            except sqlite3.OperationalError as e:
+                self._rollback_quietly()
+                raise StoreError(f"configuration store {self.path} could not be written ({e}); nothing was "
+                                 "changed, try again") from None
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback_quietly()
                 raise
             else:
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    self._rollback_quietly()
+                    raise StoreError(f"configuration store {self.path} could not commit ({e}); nothing was "
+                                     "changed, try again") from None
             finally:
                 self._depth = 0
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction left to roll back (SQLite already did)
 
     def close(self) -> None:
         """Close the database; further calls fail."""
@@ -140,15 +196,27 @@ class ConfigStore:
 
     # ---- switches and ports -----------------------------------------------------------------
 
-    def save_switch(self, spec: SwitchSpec) -> None:
-        """Insert or replace a switch's spec; an existing switch keeps its place and its ports."""
+    def save_switch(self, spec: SwitchSpec, *, confirm_deadline: float | None = None) -> None:
+        """Insert or replace a switch's spec (and its confirm deadline, epoch seconds or None);
+        an existing switch keeps its place and its ports."""
         data = json.dumps(spec.to_dict(), sort_keys=True)
         with self.transaction():
             self._conn.execute(
-                "INSERT INTO switches (name, spec) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
-                (spec.name, data),
+                "INSERT INTO switches (name, spec, confirm_deadline) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, confirm_deadline = excluded.confirm_deadline",
+                (spec.name, data, confirm_deadline),
             )
+
+    def confirm_deadline(self, name: str) -> float | None:
+        """When switch `name` must be confirmed by (epoch seconds), or None (confirmed, or none asked)."""
+        with self._lock:
+            row = self._conn.execute("SELECT confirm_deadline FROM switches WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_confirmed(self, name: str) -> None:
+        """Record that switch `name` was confirmed: it no longer reverts, across restarts too."""
+        with self.transaction():
+            self._conn.execute("UPDATE switches SET confirm_deadline = NULL WHERE name = ?", (name,))
 
     def delete_switch(self, name: str) -> bool:
         """Forget a switch, its ports and its takeover snapshot. Return whether it was stored."""
@@ -223,7 +291,8 @@ class ConfigStore:
         return None if row is None else json.loads(row[0])
 
     def list_snapshots(self) -> dict[str, dict[str, Any]]:
-        """All takeover snapshots by switch name (e.g. to give NICs back after a crash)."""
+        """All takeover snapshots by switch name: at start-up, one whose switch is not stored is an
+        orphan of a crash and is replayed (the NIC given back)."""
         with self._lock:
             rows = self._conn.execute("SELECT switch, data FROM snapshots ORDER BY switch").fetchall()
         return {switch: json.loads(data) for switch, data in rows}
@@ -233,3 +302,27 @@ class ConfigStore:
         with self.transaction():
             cur = self._conn.execute("DELETE FROM snapshots WHERE switch = ?", (switch,))
             return cur.rowcount > 0
+
+    # ---- intents --------------------------------------------------------------------------------
+
+    def begin_intent(self, op: str, switch: str, port: str | None = None, data: dict[str, Any] | None = None) -> int:
+        """Record that `op` on `switch` (/`port`) is about to change the kernel; return its id.
+
+        Written (and durable) before the first change, so a crash at any later step is seen at start-up."""
+        text = json.dumps(data or {}, sort_keys=True)
+        with self.transaction():
+            cur = self._conn.execute("INSERT INTO intents (op, switch, port, data) VALUES (?, ?, ?, ?)",
+                                     (op, switch, port, text))
+            return int(cur.lastrowid or 0)
+
+    def end_intent(self, intent_id: int) -> None:
+        """The change is finished (or undone): forget its intent. Call inside the transaction that
+        records the change's result, so the result and the intent's end are one atomic unit."""
+        with self.transaction():
+            self._conn.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+
+    def intents(self) -> list[Intent]:
+        """Every unfinished intent, oldest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT id, op, switch, port, data FROM intents ORDER BY id").fetchall()
+        return [Intent(i, op, sw, port, json.loads(data)) for i, op, sw, port, data in rows]
