@@ -22,6 +22,7 @@ from pyroute2 import IPRoute, NetNS
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.frontends.client import RestSwitchApi
 from vswitch.lab.guest import GuestImage, QemuGuest
 
 VENV_BIN = Path(sys.executable).parent
@@ -70,8 +71,9 @@ def delete_link(name: str, ns: str | None = None) -> None:
 class Daemon:
     """`vswitchd` running inside namespace `ns` (None: here), driven through the `vswitch` CLI."""
 
-    def __init__(self, ns: str | None, state_dir: str | None = None) -> None:
+    def __init__(self, ns: str | None, state_dir: str | None = None, env: dict[str, str] | None = None) -> None:
         self.ns = ns
+        self.env = {**os.environ, **env} if env else None
         self._tmp = tempfile.TemporaryDirectory(prefix="vswitchd-")
         self.state_dir = state_dir or os.path.join(self._tmp.name, "state")
         self.socket = os.path.join(self._tmp.name, "vswitchd.sock")
@@ -82,15 +84,28 @@ class Daemon:
         argv = [str(VENV_BIN / "vswitchd"), "--state-dir", self.state_dir, "--socket", self.socket]
         full = ["ip", "netns", "exec", self.ns, *argv] if self.ns else argv
         self._log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(full, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(full, stdout=self._log, stderr=subprocess.STDOUT, text=True, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"vswitchd exited with {self.proc.returncode}:\n{self.log()}")
-            if os.path.exists(self.socket) and self.cli("switch", "list", check=False).returncode == 0:
+            if os.path.exists(self.socket) and self._answers():
                 return self
             time.sleep(0.1)
         raise AssertionError(f"vswitchd did not come up in {timeout} s:\n{self.log()}")
+
+    def _answers(self) -> bool:
+        # in-process over the socket: a CLI process per probe costs a second or more on a loaded machine
+        try:
+            with self.api() as api:
+                api.list_switches()
+            return True
+        except Exception:
+            return False
+
+    def api(self) -> RestSwitchApi:
+        """A REST client of this daemon (in this process; close it, or use it as a context manager)."""
+        return RestSwitchApi(self.socket)
 
     def log(self) -> str:
         try:

@@ -1,0 +1,203 @@
+"""Kill -9 at every step: create/delete of each switch type and port add/remove, then restart.
+
+For each operation the test first runs it once with ``VSWITCH_CRASHPOINTS_LOG`` to learn its steps
+(every intent, link, netlink step of the takeover, store commit: see vswitch.control.crashpoint),
+then, for each step, starts a fresh `vswitchd` with ``VSWITCH_CRASH_AT=<step>`` — it SIGKILLs itself
+there — restarts it on the same state directory and checks what the user relies on:
+- the configuration is the acknowledged one: the old state before the change's commit, the new one
+  from its commit on — never a half;
+- the host reaches the server (through the switch when it exists, through its NIC when not);
+- once the switch is deleted and the daemon stopped, nothing is left behind: the host namespace's
+  links, addresses, routes and qdiscs are as before, no socket file remains.
+
+Topology: the one of test_external_switch (host ns with a veth "NIC" → Linux bridge → server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from switchlab import Daemon
+from test_external_switch import lab  # noqa: F401  (the fixture: host ns, NIC, physical switch, server)
+
+import netns as ns_helpers
+from vswitch.control.model import PortKind, PortSpec, SwitchInfo, SwitchSpec, SwitchType
+from vswitch.frontends.client import DaemonUnreachable, RestSwitchApi
+
+pytestmark = pytest.mark.root
+
+
+def _host_state(ns: str) -> dict[str, list[str]]:
+    """Links, addresses, routes and qdiscs of the host namespace, comparable before/after."""
+    links = json.loads(ns_helpers.run(ns, ["ip", "-j", "link"]).stdout)
+    addrs = json.loads(ns_helpers.run(ns, ["ip", "-j", "addr"]).stdout)
+    routes = json.loads(ns_helpers.run(ns, ["ip", "-j", "route", "show", "table", "all"]).stdout)
+    qdiscs = ns_helpers.run(ns, ["tc", "qdisc", "show"]).stdout.splitlines()
+    return {
+        "links": sorted(f"{li['ifname']} {li['address']} {'UP' in li['flags']} {'PROMISC' in li['flags']}"
+                        for li in links),
+        "addrs": sorted(f"{a['ifname']} {i['local']}/{i['prefixlen']}" for a in addrs
+                        for i in a.get("addr_info", [])),
+        "routes": sorted(f"{r.get('table', 'main')} {r['dst']} {r.get('gateway', '')} {r.get('dev', '')}"
+                         for r in routes if r.get("table") != "local"),
+        "qdiscs": sorted(q for q in qdiscs if "ingress" in q or "clsact" in q),
+    }
+
+
+Call = Callable[[RestSwitchApi], object]
+
+
+def _ext(nic: str, **kw: object) -> Call:
+    return lambda api: api.create_switch(SwitchSpec("cx", SwitchType.EXTERNAL, nic=nic, **kw))  # type: ignore[arg-type]
+
+
+def _new(name: str, kind: SwitchType) -> Call:
+    return lambda api: api.create_switch(SwitchSpec(name, kind))
+
+
+def _port(name: str, kind: PortKind, target: str) -> Call:
+    return lambda api: api.add_port("cp", PortSpec(name, kind, target))
+
+
+@dataclass
+class Op:
+    """One change: `setup` brings the switch to the old state, `action` makes the change.
+
+    `rolls_forward`: a crash after the intent is finished at restart (delete, remove), so the new
+    state holds from the first step; otherwise (create, add) the old state holds until the commit."""
+
+    name: str
+    switch: str
+    setup: list[Call]
+    action: Call
+    port: str | None = None
+
+    @property
+    def rolls_forward(self) -> bool:
+        return self.name in ("delete-switch", "remove-port")
+
+    def exists_after(self, step: str) -> bool:
+        """Whether the switch (the port) exists once the daemon killed at `step` has restarted."""
+        creates = self.name in ("create-switch", "add-port", "confirm-switch")
+        new_state = self.rolls_forward or step.startswith(f"{self.name}.committed")
+        return creates if new_state else not creates
+
+
+def _ops(nic: str, sock: str) -> list[Op]:
+    private, tap = _new("cp", SwitchType.PRIVATE), _port("p1", PortKind.TAP, "cktap0")
+    return [
+        Op("create-switch", "cx", [], _ext(nic)),
+        Op("delete-switch", "cx", [_ext(nic)], lambda api: api.delete_switch("cx")),
+        Op("confirm-switch", "cx", [_ext(nic, confirm_timeout_s=600.0)], lambda api: api.confirm_switch("cx")),
+        Op("create-switch", "ci", [], _new("ci", SwitchType.INTERNAL)),
+        Op("delete-switch", "ci", [_new("ci", SwitchType.INTERNAL)], lambda api: api.delete_switch("ci")),
+        Op("create-switch", "cp", [], private),
+        Op("add-port", "cp", [private], tap, port="p1"),
+        Op("add-port", "cp", [private], _port("q1", PortKind.QEMU_STREAM, sock), port="q1"),
+        Op("remove-port", "cp", [private, tap], lambda api: api.remove_port("cp", "p1"), port="p1"),
+        Op("delete-switch", "cp", [private, tap], lambda api: api.delete_switch("cp")),
+    ]
+
+
+def _switches(d: Daemon) -> dict[str, SwitchInfo]:
+    with d.api() as api:
+        return {s.name: s for s in api.list_switches()}
+
+
+def _steps_of(lab_host: str, op: Op) -> list[str]:
+    """The crash points `op.action` passes, in order (learned by running it once)."""
+    with tempfile.NamedTemporaryFile("r", prefix="crashpoints-") as log:
+        d = Daemon(lab_host, env={"VSWITCH_CRASHPOINTS_LOG": log.name}).start()
+        try:
+            with d.api() as api:
+                for call in op.setup:
+                    call(api)
+                mark = len(open(log.name).read().splitlines())
+                op.action(api)
+                steps = open(log.name).read().splitlines()[mark:]
+                if op.switch in {s.name for s in api.list_switches()}:
+                    api.delete_switch(op.switch)
+        finally:
+            d.cleanup()
+    assert steps, f"{op.name} of {op.switch} passed no crash point"
+    return steps
+
+
+def _crash_and_check(lab, op: Op, step: str, baseline: dict[str, list[str]], sock: str) -> None:  # noqa: F811
+    print(f"crash {op.name} {op.switch} @ {step}", flush=True)
+    d = Daemon(lab.host, env={"VSWITCH_CRASH_AT": step}).start()
+    d2 = None
+    try:
+        with d.api() as api:
+            for call in op.setup:
+                call(api)
+            with contextlib.suppress(DaemonUnreachable):
+                op.action(api)
+        assert d.proc is not None
+        d.proc.wait(timeout=30)
+        assert d.proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), \
+            f"vswitchd did not die at {step} (rc {d.proc.returncode}):\n{d.log()}"
+        d.stop()
+
+        d2 = Daemon(lab.host, state_dir=d.state_dir).start()
+        switches = _switches(d2)
+        where = f"after a kill at {step} of {op.name} {op.switch} and a restart"
+        if op.name == "confirm-switch":
+            want = "up" if step.startswith("confirm-switch.stored") else "awaiting-confirm"
+            assert switches[op.switch].state == want, f"{where}: {switches[op.switch].state}, want {want}\n{d2.log()}"
+        elif op.port is None:
+            assert (op.switch in switches) == op.exists_after(step), f"{where}: {list(switches)}\n{d2.log()}"
+        else:
+            ports = [p.name for p in switches[op.switch].ports]
+            assert (op.port in ports) == op.exists_after(step), f"{where}: ports {ports}\n{d2.log()}"
+        assert "could not" not in d2.log(), f"{where}, vswitchd reported a problem:\n{d2.log()}"
+        assert ns_helpers.ping(lab.host, lab.server_ip, count=1, deadline=5), \
+            f"{where}, the host must reach the server\n{d2.log()}"
+        if op.switch in switches:
+            with d2.api() as api:
+                api.delete_switch(op.switch)
+        assert d2.stop() == 0
+        d2 = None
+        assert _host_state(lab.host) == baseline, f"{where}, something was left behind"
+        assert not os.path.exists(sock), f"{where}, the port's socket file {sock} was left behind"
+    finally:
+        d.cleanup()
+        if d2 is not None:
+            d2.cleanup()
+
+
+def test_kill_at_every_step_leaves_the_old_or_the_new_state_and_nothing_behind(lab):  # noqa: F811
+    baseline = _host_state(lab.host)
+    sock = os.path.join(tempfile.gettempdir(), f"{ns_helpers.unique_name('ck')}.sock")
+    tried: list[str] = []
+    for op in _ops(lab.nic, sock):
+        for step in _steps_of(lab.host, op):
+            _crash_and_check(lab, op, step, baseline, sock)
+            tried.append(f"{op.name} {op.switch} @ {step}")
+    assert len(tried) > 30, tried
+    print(f"killed at {len(tried)} steps:", *tried, sep="\n  ")
+
+
+def test_internal_vnic_keeps_its_address_across_sigkill_and_sigterm_restarts(lab):  # noqa: F811
+    d = Daemon(lab.host).start()
+    try:
+        d.cli("switch", "create", "ka", "--internal")
+        ns_helpers.run(lab.host, ["ip", "addr", "add", "192.0.2.7/24", "dev", "vs-ka"])
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            d.stop(sig=sig)
+            d = Daemon(lab.host, state_dir=d.state_dir).start()
+            out = ns_helpers.run(lab.host, ["ip", "-j", "addr", "show", "dev", "vs-ka"]).stdout
+            addrs = [i["local"] for a in json.loads(out) for i in a["addr_info"]]
+            assert "192.0.2.7" in addrs, f"after a {sig.name} restart the Internal vNIC lost its address: {addrs}"
+            assert _switches(d)["ka"].host_vnic == "vs-ka"
+        d.cli("switch", "delete", "ka")
+        assert "vs-ka" not in ns_helpers.run(lab.host, ["ip", "-o", "link"]).stdout
+    finally:
+        d.cleanup()
