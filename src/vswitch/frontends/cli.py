@@ -288,8 +288,10 @@ def port_add(state: CliState, switch_name: str, name: str, vlan: int | None, tru
     if native is not None and trunk is None:
         raise click.UsageError("--native only applies to trunk ports (--trunk)")
     kind, target = chosen[0]
-    if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target:
-        target = os.path.abspath(target)
+    if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target and "/" in target:
+        # relative to where the command runs, not the daemon; joined, not normalised, so that the
+        # daemon refuses a '..' instead of us guessing. A plain name goes as is: vswitchd places it.
+        target = os.path.join(os.getcwd(), target)
     spec = PortSpec.from_dict({
         "name": name, "kind": kind, "target": target, "vlan": vlan,
         "trunk": parse_vlan_list(trunk) if trunk is not None else None, "native": native,
