@@ -14,6 +14,9 @@ Invariants:
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
 - The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it.
+- One owner per target: a link or socket path is held by one port, uplink or vNIC across kinds and
+  switches; the rule is control/ownership.py, asked by `_check_links` and `_check_target` (so by
+  create, add and restore alike).
 Must not touch: HTTP, argument parsing, frames.
 """
 
