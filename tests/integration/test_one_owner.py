@@ -174,8 +174,10 @@ def test_vswitchd_api_socket_and_state_dir_are_never_a_port(tmp: str) -> None:
     try:
         with RestSwitchApi(socket_path=d.socket) as api:
             api.create_switch(SwitchSpec("lab", SwitchType.PRIVATE))
+            alias = os.path.join(tmp, "alias")
+            os.symlink(d.state_dir, alias)  # the same directory by another name
             for target in (d.socket, d.state_dir, os.path.join(d.state_dir, "x.sock"),
-                           os.path.join(d.state_dir, "config.sqlite")):
+                           os.path.join(d.state_dir, "config.sqlite"), os.path.join(alias, "x.sock")):
                 for kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
                     with pytest.raises(Conflict, match="reserved for vswitchd itself"):
                         api.add_port("lab", PortSpec("vm", kind, target))

@@ -100,3 +100,20 @@ def test_close_leaves_a_socket_file_someone_else_put_there(cls, tmp_path) -> Non
         c.close()
     finally:
         newcomer.close()
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM])
+def test_stale_socket_file_of_either_type_is_replaced(kind: int, tmp_path) -> None:
+    """What a SIGKILLed run leaves: a socket file nobody answers on. A restart must get its path back."""
+    path = str(tmp_path / "stale.sock")
+    s = socket.socket(socket.AF_UNIX, kind)
+    s.bind(path)
+    s.close()
+    assert socket_listener(path) is None
+    for cls in (QemuStreamPort, QemuDgramPort):
+        port = cls("p", path)
+        port.open()
+        port.close()
+        s = socket.socket(socket.AF_UNIX, kind)
+        s.bind(path)
+        s.close()
