@@ -300,7 +300,9 @@ def run(args: argparse.Namespace) -> int:
             from vswitch.control.manager import SwitchManager
         except ImportError as e:
             raise StartupError(f"the switch manager is not available: {e}") from None
-        manager = SwitchManager(store, busy_poll_us=args.busy_poll_us)
+        manager = SwitchManager(store, busy_poll_us=args.busy_poll_us,
+                                # a port on either would take the API over or write into our state
+                                reserved_paths=[args.socket, str(state_dir)])
         log.info("restoring configuration from %s", state_dir / "config.sqlite")
         manager.restore()
         listeners.append((make_app(manager), unix_sock))

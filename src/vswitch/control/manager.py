@@ -23,19 +23,24 @@ Invariants:
 - The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it. A clean
   shutdown keeps an Internal switch's vNIC (and its addresses) for the next start and gives an
   External switch's NIC back (so the host is never cut off while no switch runs).
+- One owner per target: a link or socket path is held by one port, uplink or vNIC across kinds and
+  switches; the rule is control/ownership.py, asked by `_check_links` and `_check_target` (so by
+  create, add and restore alike).
 Must not touch: HTTP, argument parsing, frames.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vswitch.control import hostnic
+from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.model import (
     Conflict,
@@ -60,12 +65,16 @@ from vswitch.core.policy import PortPolicy
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.ports import PORT_KINDS, LinkPort, Port, TapPort
+from vswitch.ports.qemu import socket_listener
 
 log = logging.getLogger(__name__)
 
 UPLINK_PORT = "uplink"
 HOST_PORT = "host"
 RESERVED_PORT_NAMES = {UPLINK_PORT, HOST_PORT}
+#: Where a socket port given a plain name (``--qemu-stream vm2``) gets its socket: ``DIR/vm2.sock``.
+DEFAULT_PORT_SOCKET_DIR = "/run/vswitch/ports"
+_SOCKET_KINDS = (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM)
 
 
 @dataclass
@@ -95,10 +104,16 @@ def policy_for(spec: PortSpec) -> PortPolicy:
 
 
 class SwitchManager:
-    """Creates and deletes switches and ports; serves `SwitchApi` in-process (thread-safe)."""
+    """Creates and deletes switches and ports; serves `SwitchApi` in-process (thread-safe).
+
+    `reserved_paths` (vswitchd's API socket, its state directory) are never a port's socket, nor
+    anything under them; `port_socket_dir` holds the sockets of ports given a plain name.
+    Raises InvalidRequest for a bad `busy_poll_us`.
+    """
 
     def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
-                 busy_poll_us: int = 0) -> None:
+                 busy_poll_us: int = 0,
+                 reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR) -> None:
         if not 0 <= busy_poll_us <= 100_000:
             raise InvalidRequest(f"busy_poll_us must be 0-100000, got {busy_poll_us}")
         self.store = store
@@ -108,6 +123,10 @@ class SwitchManager:
         self._takeover_fail_at = takeover_fail_at  # tests inject a failure into the NIC takeover
         #: what went wrong while restoring from the store (a switch that could not come back)
         self.restore_errors: list[str] = []
+        self.port_socket_dir = os.path.abspath(port_socket_dir)
+        # compared as given and with symlinks resolved: /var/run/x and /run/x are one file
+        self._reserved_paths = sorted({q for p in reserved_paths
+                                       for q in (os.path.abspath(p), os.path.realpath(p))})
 
     # -- switches -----------------------------------------------------------------------------
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True,
@@ -160,22 +179,34 @@ class SwitchManager:
 
     def _check_links(self, spec: SwitchSpec, vnic_name: str | None, *, nic_taken_by_us: bool = False,
                      restoring: bool = False) -> None:
+        """Conflict / InvalidRequest unless the NIC and the vNIC name are free (see control/ownership.py)."""
+        owners = self._owner_index()
         with Netlink() as nl:
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
-                for other in self._switches.values():
-                    if other.spec.nic == spec.nic:
-                        raise Conflict(f"NIC {spec.nic!r} is already the uplink of switch {other.spec.name!r}")
-                    if other.vnic is not None and other.vnic.ifname == spec.nic:
-                        raise InvalidRequest(f"{spec.nic!r} is the host vNIC of switch {other.spec.name!r}")
+                wanted = f"the uplink of switch {spec.name!r}"
+                owners.refuse_taken([(ownership.LINK, spec.nic)], wanted)
+                ownership.refuse_reserved_link(spec.nic, wanted)
                 try:
                     if not nic_taken_by_us:  # our own ingress drop is on it: that is what is adopted
                         hostnic.validate(nl, spec.nic, None, False)
                 except hostnic.TakeoverRefused as exc:
                     raise InvalidRequest(str(exc)) from None
-            if vnic_name is not None and nl.link_exists(vnic_name) and not _adoptable_vnic(nl, vnic_name, restoring):
-                raise Conflict(f"a link named {vnic_name!r} (the host vNIC name of switch {spec.name!r}) "
-                               "already exists and is not a TAP of ours without addresses")
+            if vnic_name is not None:
+                owners.refuse_taken([(ownership.LINK, vnic_name)], f"the host vNIC of switch {spec.name!r}")
+                if nl.link_exists(vnic_name) and not _adoptable_vnic(nl, vnic_name, restoring):
+                    raise Conflict(f"a link named {vnic_name!r} (the host vNIC name of switch {spec.name!r}) "
+                                   "already exists and is not a TAP of ours without addresses")
+
+    def _owner_index(self) -> ownership.OwnerIndex:
+        """Every link and socket path the running switches hold."""
+        owners = ownership.OwnerIndex()
+        for sw in self._switches.values():
+            owners.add_switch(sw.spec.name, sw.spec.nic, sw.vnic.ifname if sw.vnic else None)
+            for att in sw.ports.values():
+                if att.spec is not None:
+                    owners.add_port(sw.spec.name, att.spec)
+        return owners
 
     def _plan(self, spec: SwitchSpec, vnic_name: str | None) -> list[str]:
         steps = [f"create switch {spec.name!r} ({spec.type}; MAC table: {spec.max_entries} entries, "
@@ -395,7 +426,7 @@ class SwitchManager:
                 raise InvalidRequest(f"port name {spec.name!r} is reserved for the switch's own ports")
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
-            self._check_target(spec)
+            spec = self._check_target(switch, spec)
             store = self.store if persist else None
             intent = store.begin_intent("add-port", switch, spec.name, {"spec": spec.to_dict()}) if store else None
             crashpoint("add-port.intent")
@@ -424,20 +455,40 @@ class SwitchManager:
             sw.ports[spec.name] = _Attached(spec, port, "vm")
             return self._port_info(sw, spec.name)
 
-    def _check_target(self, spec: PortSpec) -> None:
-        for other in self._switches.values():
-            if spec.kind in (PortKind.TAP, PortKind.LINK):
-                if other.spec.nic == spec.target:
-                    raise Conflict(f"{spec.target!r} is the uplink of switch {other.spec.name!r}")
-                if other.vnic is not None and other.vnic.ifname == spec.target:
-                    raise Conflict(f"{spec.target!r} is the host vNIC of switch {other.spec.name!r}")
-            for name, att in other.ports.items():
-                if att.spec is not None and att.spec.kind == spec.kind and att.spec.target == spec.target:
-                    raise Conflict(f"{spec.target!r} is already port {name!r} of switch {other.spec.name!r}")
+    def _check_target(self, switch: str, spec: PortSpec) -> PortSpec:
+        """`spec` with a plain socket name resolved under `port_socket_dir`, once its target is free.
+
+        Conflict when another switch, port, uplink or vNIC holds the target (control/ownership.py),
+        when it is reserved for vswitchd, or when a live socket is there (naming who listens);
+        InvalidRequest for a missing link or a path that cannot be a socket."""
+        wanted = f"{spec.kind} port {spec.name!r} of switch {switch!r}"
+        if spec.kind in _SOCKET_KINDS:
+            spec = replace(spec, target=ownership.resolve_socket_name(spec.target, self.port_socket_dir)).validate()
+        self._owner_index().refuse_taken(ownership.port_targets(spec), wanted)
+        if spec.kind in (PortKind.TAP, PortKind.LINK):
+            ownership.refuse_reserved_link(spec.target, wanted)
         if spec.kind == PortKind.LINK:
             with Netlink() as nl:
                 if not nl.link_exists(spec.target):
                     raise InvalidRequest(f"interface {spec.target!r} does not exist")
+        if spec.kind in _SOCKET_KINDS:
+            for _ns, path in ownership.port_targets(spec):
+                for form in {path, os.path.realpath(path)}:
+                    ownership.refuse_reserved_path(form, self._reserved_paths, wanted)
+            try:
+                who = socket_listener(spec.target)
+            except OSError as exc:
+                raise InvalidRequest(f"socket path {spec.target!r} cannot be used: {exc.strerror or exc}") from None
+            if who is not None:
+                raise Conflict(f"socket path {spec.target!r} is a live socket of {who}; it is not removed or "
+                               f"taken over for {wanted}")
+            if ownership.is_under(spec.target, self.port_socket_dir):
+                try:
+                    os.makedirs(os.path.dirname(spec.target), mode=0o755, exist_ok=True)
+                except OSError as exc:
+                    raise InvalidRequest(f"cannot create the port socket directory {self.port_socket_dir}: "
+                                         f"{exc.strerror or exc}") from None
+        return spec
 
     @staticmethod
     def _make_port(spec: PortSpec) -> Port:
@@ -721,7 +772,7 @@ def _adoptable_vnic(nl: Netlink, name: str, restoring: bool) -> bool:
 
 
 def _discard_port(port: Port) -> None:
-    """Release a port for good: a TAP it made (persistent or not) is removed, sockets closed."""
+    """Release a port for good: a TAP it made (persistent or not) is removed, a socket port's stale file too."""
     destroy = getattr(port, "destroy", None)
     if destroy is not None:
         destroy()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -105,6 +105,55 @@ def parse_vlan_list(text: str) -> list[int]:
     return sorted(vids)
 
 
+#: A unix socket address holds 108 bytes; a qemu-dgram port's peer adds ".qemu" to its path.
+SOCKET_PATH_MAX = 100
+LOOPBACK = "lo"
+
+
+def normalise_socket_path(path: str) -> str:
+    """`path` as a normalised absolute path: no '//', no '.' components, no trailing '/'.
+
+    A plain name (no '/') is returned unchanged: the manager puts it under its port socket directory.
+    Raises InvalidRequest for a relative path, a '..' component (refused, never resolved: the caller
+    must say which directory it means), NUL, the root itself, or a path too long for a unix socket.
+    """
+    if "\0" in path:
+        raise InvalidRequest("socket path must not contain NUL")
+    if "/" not in path:
+        return validate_name("socket", path)
+    if not path.startswith("/"):
+        raise InvalidRequest(f"socket path {path[:120]!r} must be absolute (or a plain name, "
+                             "for a socket in vswitchd's port socket directory)")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidRequest(f"socket path {path[:120]!r} has a '..' component; give the path without it "
+                             "(it is refused, not resolved)")
+    if not parts:
+        raise InvalidRequest(f"socket path {path!r} names no file")
+    norm = "/" + "/".join(parts)
+    if len(norm.encode()) > SOCKET_PATH_MAX:
+        raise InvalidRequest(f"socket path {norm[:120]!r} is too long for a unix socket "
+                             f"(max {SOCKET_PATH_MAX} bytes)")
+    return norm
+
+
+def validate_port_target(kind: PortKind, target: object) -> str:
+    """The target of a port of `kind`, normalised; InvalidRequest naming what is wrong.
+
+    tap/link: an interface name, never the loopback device. qemu-stream/qemu-dgram: see
+    `normalise_socket_path`. Who owns a target is decided elsewhere (control/ownership.py)."""
+    if not isinstance(target, str) or not target:
+        raise InvalidRequest("a port needs a target (interface name or socket path)")
+    if kind in (PortKind.TAP, PortKind.LINK):
+        validate_ifname("interface", target)
+        if target == LOOPBACK:
+            raise InvalidRequest("the loopback device 'lo' cannot be a port")
+        return target
+    if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
+        return normalise_socket_path(target)
+    return target
+
+
 def host_vnic_name(switch: str) -> str:
     """The host vNIC (management OS adapter) of a switch: ``vs-<switch>`` cut to 15 bytes."""
     return ("vs-" + switch)[:IFNAME_MAX]
@@ -193,13 +242,9 @@ class PortSpec:
                                  f"got {self.kind!r}") from None
         if not isinstance(self.target, str) or not self.target:
             raise InvalidRequest(f"port {self.name!r} needs a target (interface name or socket path)")
-        if kind in (PortKind.TAP, PortKind.LINK):
-            validate_ifname("interface", self.target)
-        elif kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
-            if not self.target.startswith("/"):
-                raise InvalidRequest(f"socket path {self.target!r} must be absolute")
-            if len(self.target.encode()) > 100:
-                raise InvalidRequest(f"socket path {self.target!r} is too long for a unix socket (max 100 bytes)")
+        target = validate_port_target(kind, self.target)
+        if target != self.target:
+            return replace(self, target=target).validate()  # validation runs on what will be stored
         if self.trunk is not None:
             if self.vlan is not None:
                 raise InvalidRequest("a port is either access (--vlan) or trunk (--trunk), not both")

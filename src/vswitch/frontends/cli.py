@@ -268,8 +268,10 @@ _PORT_KINDS = (("tap", PortKind.TAP), ("link", PortKind.LINK), ("qemu_stream", P
 @click.argument("name", metavar="PORT")
 @click.option("--tap", metavar="IFNAME", help="A TAP device the switch creates and owns (e.g. a namespace's NIC).")
 @click.option("--link", metavar="IFNAME", help="An existing kernel link (veth, a QEMU-owned TAP), via AF_PACKET.")
-@click.option("--qemu-stream", metavar="PATH", help="A unix stream socket for `qemu -netdev stream` (rootless).")
-@click.option("--qemu-dgram", metavar="PATH", help="A unix datagram socket for `qemu -netdev dgram` (rootless).")
+@click.option("--qemu-stream", metavar="PATH", help="A unix stream socket for `qemu -netdev stream` (rootless); "
+              "a plain NAME puts it in vswitchd's port socket directory.")
+@click.option("--qemu-dgram", metavar="PATH", help="A unix datagram socket for `qemu -netdev dgram` (rootless); "
+              "a plain NAME puts it in vswitchd's port socket directory.")
 @click.option("--memory", metavar="ID", hidden=True, help="An in-memory port (tests).")
 @click.option("--vlan", type=int, metavar="N", default=None, help="Access port in VLAN N (default 1).")
 @click.option("--trunk", metavar="LIST", default=None, help="Trunk port carrying these VLANs, e.g. 10,20,30-32.")
@@ -288,8 +290,10 @@ def port_add(state: CliState, switch_name: str, name: str, vlan: int | None, tru
     if native is not None and trunk is None:
         raise click.UsageError("--native only applies to trunk ports (--trunk)")
     kind, target = chosen[0]
-    if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target:
-        target = os.path.abspath(target)
+    if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target and "/" in target:
+        # relative to where the command runs, not the daemon; joined, not normalised, so that the
+        # daemon refuses a '..' instead of us guessing. A plain name goes as is: vswitchd places it.
+        target = os.path.join(os.getcwd(), target)
     spec = PortSpec.from_dict({
         "name": name, "kind": kind, "target": target, "vlan": vlan,
         "trunk": parse_vlan_list(trunk) if trunk is not None else None, "native": native,

@@ -1,6 +1,9 @@
 """QEMU socket ports: a VM's NIC over a unix socket, no root and no TAP needed.
 
 Owns the unix socket files it creates and the connections on them; never starts or stops QEMU.
+A path holding a live socket (someone answers a connect) is never unlinked or taken over
+(`SocketInUse`); ``close`` removes the socket file only while it still is the one this port bound
+(same device and inode), so a file someone else put there since stays.
 
 ``QemuStreamPort`` listens on a SOCK_STREAM socket; QEMU 7.2 connects as a client
 (``-netdev stream,...,server=off``) and each frame travels as a 4-byte big-endian length followed by
@@ -28,6 +31,7 @@ import os
 import select
 import socket
 import stat
+import struct
 from typing import Any
 
 from vswitch.ports.base import LinkDown, Port
@@ -40,25 +44,107 @@ _SOCK_BUF_BYTES = 1 << 20
 _HUNG_UP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x2000)
 
 
-def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file left by an earlier run; refuse to touch anything that is not a socket."""
+class SocketInUse(FileExistsError):
+    """A live socket (someone answers there) holds the path; it is never unlinked."""
+
+
+def _peer_name(sock: socket.socket) -> str:
+    """Who is on the other end of a connected unix socket: 'process PID (comm)' or 'a live socket'."""
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+    except OSError:
+        pid = 0
+    if pid <= 0:  # datagram sockets carry no credentials
+        return "a live socket"
+    if pid == os.getpid():
+        return f"this vswitchd (pid {pid})"
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f"process {pid} ({f.read().strip()})"
+    except OSError:
+        return f"process {pid}"
+
+
+def socket_listener(path: str) -> str | None:
+    """Who answers on the unix socket at `path`, or None when nothing does (no file, a stale socket).
+
+    A stream connect reaches a listener; EPROTOTYPE means the file is a datagram socket, which a
+    datagram connect tells bound (success) from stale (ECONNREFUSED). Raises FileExistsError when
+    `path` is not a socket, OSError when it cannot be checked (e.g. EACCES).
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return
+        return None
     if not stat.S_ISSOCK(st.st_mode):
         raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket; not removing it")
-    os.unlink(path)
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        probe = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        except BlockingIOError:  # a listener with a full backlog is still a listener
+            return "a live socket (busy)"
+        except OSError as e:
+            if e.errno == errno.EPROTOTYPE:
+                continue
+            raise
+        else:
+            return _peer_name(probe)
+        finally:
+            probe.close()
+    return "a live socket"
 
 
-def _unlink_quietly(path: str) -> None:
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file nobody answers on (left by an earlier run). SocketInUse for a live one,
+    FileExistsError for anything that is not a socket: neither is touched."""
+    who = socket_listener(path)
+    if who is not None:
+        raise SocketInUse(errno.EADDRINUSE, f"{path} is a live socket of {who}; not taking it over")
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-class QemuStreamPort(Port):
+def _bound_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the socket file just bound at `path`: what `_unlink_quietly` checks."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _unlink_quietly(path: str, identity: tuple[int, int] | None) -> None:
+    """Unlink `path` only if it still is the file we bound: someone may have replaced it since."""
+    if identity is None or _bound_identity(path) != identity:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _SocketFilePort(Port):
+    """What both socket ports share: ``path`` is the socket file they bind."""
+
+    path: str
+
+    def destroy(self) -> None:
+        """Release the port for good, and remove a stale socket file at its path that a crashed run
+        left behind (a live socket or a non-socket stays untouched)."""
+        self.close()
+        try:
+            _remove_stale_socket(self.path)
+        except FileExistsError:  # SocketInUse included: somebody else's now
+            pass
+
+
+class QemuStreamPort(_SocketFilePort):
     """A listening unix stream socket for one QEMU ``-netdev stream`` client at a time.
 
     ``QemuStreamPort(name, path)``; ``extra_fds()`` is the listening socket, ``service(fd)``
@@ -71,6 +157,7 @@ class QemuStreamPort(Port):
     def __init__(self, name: str, path: str) -> None:
         super().__init__(name)
         self.path = path
+        self._identity: tuple[int, int] | None = None  # the socket file we bound (see close)
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         # Bytes received but not yet returned: at most one partial frame plus the next header,
@@ -88,13 +175,15 @@ class QemuStreamPort(Port):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Listen on ``path`` (a stale socket file there is removed first)."""
+        """Listen on ``path``. A stale socket file there is removed first; SocketInUse for a live
+        one, FileExistsError for a file that is not a socket (neither is touched)."""
         if self._listener is not None:
             return
         _remove_stale_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             sock.bind(self.path)
+            self._identity = _bound_identity(self.path)
             sock.listen(4)
         except BaseException:
             sock.close()
@@ -103,13 +192,13 @@ class QemuStreamPort(Port):
         self.generation += 1
 
     def close(self) -> None:
-        """Drop the client, stop listening and remove the socket file. Idempotent."""
+        """Drop the client, stop listening and remove the socket file if it still is ours. Idempotent."""
         if self._conn is not None:
             self._drop_client(count=False)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-            _unlink_quietly(self.path)
+            _unlink_quietly(self.path, self._identity)
             self.generation += 1
 
     @property
@@ -292,7 +381,7 @@ class QemuStreamPort(Port):
         return d
 
 
-class QemuDgramPort(Port):
+class QemuDgramPort(_SocketFilePort):
     """A bound unix datagram socket talking to one QEMU ``-netdev dgram``: one frame per datagram.
 
     ``QemuDgramPort(name, path, peer_path=None)``: we bind ``path``; QEMU binds ``peer_path``
@@ -305,6 +394,7 @@ class QemuDgramPort(Port):
     def __init__(self, name: str, path: str, peer_path: str | None = None) -> None:
         super().__init__(name)
         self.path = path
+        self._identity: tuple[int, int] | None = None  # the socket file we bound (see close)
         self.peer_fixed = peer_path is not None
         self.peer_path = peer_path if peer_path is not None else path + ".qemu"
         self._dest = self.peer_path
@@ -313,13 +403,15 @@ class QemuDgramPort(Port):
         self.rx_truncated = 0
 
     def open(self) -> None:
-        """Bind ``path`` (a stale socket file there is removed first)."""
+        """Bind ``path``. A stale socket file there is removed first; SocketInUse for a live one,
+        FileExistsError for a file that is not a socket (neither is touched)."""
         if self._sock is not None:
             return
         _remove_stale_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             sock.bind(self.path)
+            self._identity = _bound_identity(self.path)
             for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
@@ -332,12 +424,13 @@ class QemuDgramPort(Port):
         self.generation += 1
 
     def close(self) -> None:
-        """Close the socket and remove the file we bound (QEMU's own file is QEMU's). Idempotent."""
+        """Close the socket and remove the file we bound if it still is ours (QEMU's own file is
+        QEMU's). Idempotent."""
         if self._sock is None:
             return
         self._sock.close()
         self._sock = None
-        _unlink_quietly(self.path)
+        _unlink_quietly(self.path, self._identity)
         self.generation += 1
 
     def fileno(self) -> int:
