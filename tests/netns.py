@@ -10,11 +10,13 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from pyroute2 import netns as pr_netns
 
 from vswitch.lab import netns as lab_netns
+from waiting import wait_until
 
 _counter = itertools.count()
 
@@ -60,3 +62,25 @@ def ping(ns: str, addr: str, *, count: int = 3, interval: float = 0.2, deadline:
     proc = run(ns, ["ping", "-c", str(count), "-i", str(interval), "-w", str(deadline), addr],
                check=False, timeout=deadline + 5)
     return proc.returncode == 0
+
+
+def tcp_listening(ns: str, port: int) -> bool:
+    """True when something inside `ns` listens on TCP `port`."""
+    return bool(run(ns, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip())
+
+
+@contextmanager
+def iperf3_server(ns: str, addr: str, port: int = 5201) -> Iterator[subprocess.Popen[str]]:
+    """A one-shot ``iperf3 -s`` bound to `addr` inside `ns`, yielded once it listens (waited for, not
+    slept for: a client started before the listen fails with "connection refused"); stopped by PID."""
+    server = popen(ns, ["iperf3", "-s", "-1", "-B", addr, "-p", str(port)])
+    try:
+        wait_until(lambda: server.poll() is not None or tcp_listening(ns, port),
+                   what=f"iperf3 to listen on {addr}:{port} in {ns}")
+        if server.poll() is not None:
+            raise AssertionError(f"iperf3 -s in {ns} exited with {server.returncode} before listening")
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
