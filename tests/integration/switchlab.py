@@ -22,6 +22,7 @@ from pyroute2 import IPRoute, NetNS
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.datapath.loop import Datapath
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.lab.guest import GuestImage, QemuGuest
 
@@ -168,3 +169,23 @@ def switch_with_guest_port(image: GuestImage, port: str, kind: PortKind = PortKi
         guest.stop()
         m.shutdown()
         tmp.cleanup()
+
+
+def datapath_cpu_share(dp: Datapath, window_s: float = 2.0) -> float:
+    """The share of one CPU the datapath's thread used over the next `window_s` seconds of wall time.
+
+    A share, not CPU seconds, so that the bound means the same on any machine: a thread that spins
+    takes most of a core (still ~2/3 of one with a busy loop on each of two cores), an idle one
+    wakes only for its tick (well under 1 %). Raises AssertionError when the datapath has no thread.
+    """
+    thread = dp._thread
+    assert thread is not None and thread.native_id is not None, "the datapath runs no thread"
+    stat = f"/proc/self/task/{thread.native_id}/stat"
+
+    def cpu_s() -> float:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    wall0, cpu0 = time.monotonic(), cpu_s()
+    time.sleep(window_s)  # a measuring window, not a wait for an event
+    return (cpu_s() - cpu0) / (time.monotonic() - wall0)

@@ -7,8 +7,6 @@ keep the other ports forwarding, and reopen the port by name once the link exist
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pyroute2 import IPRoute
 from switchlab import address_in, delete_link, move_and_address, veth_pair
@@ -16,6 +14,7 @@ from switchlab import address_in, delete_link, move_and_address, veth_pair
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -43,18 +42,17 @@ def test_a_deleted_and_recreated_link_comes_back_as_the_same_port(netns):
 
         delete_link(side)  # takes its peer in A with it
         assert not ns_helpers.ping(ns_b, "10.83.0.1", count=2, deadline=2), "A is gone"
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and m.datapath(sw).port_state("a")["up"]:
-            time.sleep(0.1)
-        state = m.datapath(sw).port_state("a")
+        state = wait_until(lambda: (st := m.datapath(sw).port_state("a"))["failed"] and st,
+                           what="the switch to see port a's link deleted")
         assert state["failed"] and side in state["error"], "a deleted link is a failed port, named"
         info = {p.name: p for p in m.list_ports(sw)}["a"]
         assert not info.up and side in info.details["down_reason"], "port list says why it is down"
         assert {p.name: p for p in m.list_ports(sw)}["b"].up, "the other port is untouched"
 
         _cable(side, inner, ns_a)
-        assert ns_helpers.ping(ns_a, "10.83.0.2", count=3, deadline=10), \
-            "the port is reopened on the new link of the same name"
+        wait_until(lambda: m.datapath(sw).port_state("a")["up"],
+                   what="port a to be reopened on the new link of the same name")
+        assert ns_helpers.ping(ns_a, "10.83.0.2", count=3, deadline=10), "and to forward again"
         assert m.datapath(sw).port_state("a")["up"]
     finally:
         m.shutdown()

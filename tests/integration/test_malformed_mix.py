@@ -39,11 +39,14 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: hold every datagram of a burst
 s.bind((sys.argv[1], 9999))
 print("ready", flush=True)
-s.settimeout(3)
+# Done when every good frame is in, or when none came for a long while (then some were lost): an
+# idle timer that started at "ready" would race the test building and sending its stream.
+s.settimeout(60)
 seqs = []
 try:
-    while True:
+    while len(seqs) < int(sys.argv[2]):
         seqs.append(int(s.recv(2048)[:8]))
+        s.settimeout(10)
 except socket.timeout:
     pass
 print(json.dumps(seqs), flush=True)
@@ -87,7 +90,7 @@ def test_one_bad_frame_in_ten_is_counted_and_no_good_frame_is_lost(netns):
         tap = ns_helpers.unique_name("smt")
         m.add_port(sw, PortSpec("sink", PortKind.TAP, tap))
         move_and_address(tap, ns_sink, f"{SINK_IP}/24", mac=SINK_MAC)
-        sink = ns_helpers.popen(ns_sink, [sys.executable, "-c", SINK, SINK_IP], stdout=subprocess.PIPE)
+        sink = ns_helpers.popen(ns_sink, [sys.executable, "-c", SINK, SINK_IP, str(GOOD)], stdout=subprocess.PIPE)
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         guest.connect(path)
 
@@ -103,9 +106,9 @@ def test_one_bad_frame_in_ten_is_counted_and_no_good_frame_is_lost(netns):
                 expected[counter] = expected.get(counter, 0) + 1
         for i in range(0, len(stream), 8192):  # chunks that split frames and length headers anywhere
             guest.sendall(stream[i:i + 8192])
-            time.sleep(0.002)
+            time.sleep(0.002)  # not a wait: keeps the chunks apart, so the switch reads them split
 
-        out, _ = sink.communicate(timeout=30)
+        out, _ = sink.communicate(timeout=90)
         seqs = json.loads(out.strip().splitlines()[-1])
         assert sorted(seqs) == list(range(GOOD)), \
             f"every good frame arrives: {GOOD - len(set(seqs))} of {GOOD} lost"

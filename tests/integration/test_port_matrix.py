@@ -8,10 +8,8 @@ QEMU socket the switch must complete checksums and segment super-frames itself.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,13 +17,13 @@ from fakeqemu import FakeQemu
 from switchlab import address_in, delete_link, move_and_address, veth_pair
 
 import netns as ns_helpers
-from conftest import require_tool
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
 
 pytestmark = pytest.mark.root
 
 KINDS = ["tap", "link", "qemu-stream", "qemu-dgram"]
+TCP_BYTES = 4_000_000
 
 
 @pytest.fixture
@@ -67,25 +65,11 @@ def attach(netns):
         tmp.cleanup()
 
 
-def _tcp_bytes(client_ns: str, server_ns: str, server_ip: str, reverse: bool) -> int:
-    server = ns_helpers.popen(server_ns, ["iperf3", "-s", "-1", "-B", server_ip])
-    try:
-        time.sleep(0.3)
-        argv = ["iperf3", "-c", server_ip, "-t", "1", "-J"] + (["-R"] if reverse else [])
-        out = ns_helpers.run(client_ns, argv, timeout=30)
-    finally:
-        server.kill()
-        server.wait()
-    return int(json.loads(out.stdout)["end"]["sum_received"]["bytes"])
-
-
 @pytest.mark.parametrize("kind_a,kind_b", list(itertools.combinations_with_replacement(KINDS, 2)))
 def test_tcp_between_port_kinds(attach, kind_a, kind_b):
-    require_tool("iperf3")
     a = attach(kind_a, "pa", "10.81.0.1/24")
     b = attach(kind_b, "pb", "10.81.0.2/24")
     assert ns_helpers.ping(a, "10.81.0.2"), f"{kind_a} → {kind_b}: ping must work"
-    forward = _tcp_bytes(a, b, "10.81.0.2", reverse=False)
-    backward = _tcp_bytes(a, b, "10.81.0.2", reverse=True)
-    assert forward > 1_000_000, f"TCP {kind_a} → {kind_b} must carry data, got {forward} bytes in 1 s"
-    assert backward > 1_000_000, f"TCP {kind_b} → {kind_a} must carry data, got {backward} bytes in 1 s"
+    # every byte, both ways (super-frames one way, segments the other); no rate floor
+    ns_helpers.tcp_transfer(a, b, "10.81.0.2", TCP_BYTES)
+    ns_helpers.tcp_transfer(b, a, "10.81.0.1", TCP_BYTES)

@@ -26,7 +26,7 @@ GUEST_MAC = "52:54:00:86:00:05"
 SEND = """
 import socket, sys, time
 data = bytes((i * 7) & 0xff for i in range(1 << 16)) * int(sys.argv[2])
-for _ in range(100):
+for _ in range(600):  # up to a minute for the guest's nc to listen (an emulated CPU may be slow)
     try:
         c = socket.create_connection((sys.argv[1], 5001), timeout=30); break
     except OSError:

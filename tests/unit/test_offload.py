@@ -224,9 +224,21 @@ def test_internet_checksum_known_value() -> None:
 
 
 def test_segmentation_of_64k_is_fast() -> None:
+    # Against a yardstick timed on the same machine, not in milliseconds: segmenting (checksums
+    # included) must beat one pure-Python pass over the frame's bytes, which a per-byte
+    # implementation cannot (here: ~6x faster). Best of 20 each filters out preemption.
     buf, _ = gso_frame(payload_len=65000, mss=1448)
     best = min(_timed(offload.adapt, buf, 10, 0) for _ in range(20))
-    assert best < 0.005, f"64 KB segmentation took {best * 1e3:.2f} ms"
+    yardstick = min(_timed(_touch_every_byte, buf) for _ in range(20))
+    assert best < yardstick / 2, \
+        f"64 KB segmentation took {best * 1e3:.2f} ms, a Python pass over its bytes {yardstick * 1e3:.2f} ms"
+
+
+def _touch_every_byte(buf: bytes) -> int:
+    total = 0
+    for b in buf:
+        total += b
+    return total
 
 
 def _timed(fn, *args) -> float:
