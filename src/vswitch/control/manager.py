@@ -485,7 +485,8 @@ class SwitchManager:
             details["error"] = state["error"]
         if not state["up"]:
             # why, in words: a failed back-end's error, or a link that is down for now
-            details["down_reason"] = state["error"] or ("link down" if state["link_down"] else "administratively down")
+            details["down_reason"] = (state["error"] or state["down_reason"]
+                                      or ("link down" if state["link_down"] else "administratively down"))
         if att.spec is not None:
             kind, target = str(att.spec.kind), att.spec.target
         else:
