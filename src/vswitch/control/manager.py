@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitch.control import hostnic
+from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -97,6 +98,7 @@ class SwitchManager:
         self._takeover_fail_at = takeover_fail_at  # tests inject a failure into the NIC takeover
         #: what went wrong while restoring from the store (a switch that could not come back)
         self.restore_errors: list[str] = []
+        self._linkwatch = LinkWatch()  # netlink link events → every datapath's port state
 
     # -- switches -----------------------------------------------------------------------------
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True
@@ -155,7 +157,7 @@ class SwitchManager:
 
     def _build(self, spec: SwitchSpec, vnic_name: str | None) -> _Switch:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
-        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6)
+        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6, link_watch=self._linkwatch)
         sw = _Switch(spec, core, dp)
         with ExitStack() as undo:
             dp.start()
@@ -468,6 +470,7 @@ class SwitchManager:
                     self._teardown(sw)
                 except Exception as exc:  # keep going: every other NIC must still be given back
                     log.error("switch %s: shutdown: %s", name, exc)
+            self._linkwatch.close()
 
     # -- helpers --------------------------------------------------------------------------------
     def _get(self, name: str) -> _Switch:
