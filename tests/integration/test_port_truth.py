@@ -178,6 +178,13 @@ def test_tap_set_down_inside_its_namespace_is_seen_within_1s(switch, netns) -> N
     m.add_port(sw, PortSpec("vm", PortKind.TAP, tap))
     move_and_address(tap, ns, "10.81.0.1/24")
     _down_then_up(m, sw, "vm", ns, tap)
+    ns_helpers.run(ns, ["ip", "link", "set", tap, "mtu", "1400"])
+    wait_for(lambda: m.datapath(sw).port_state("vm")["mtu"] == 1400, "the new MTU in the datapath", 1.0)
+    # moved on into a second namespace: watched there too
+    ns2 = netns("ptm")
+    ns_helpers.run(ns, ["ip", "link", "set", tap, "netns", ns2])
+    ns_helpers.run(ns2, ["ip", "link", "set", tap, "up"])
+    _down_then_up(m, sw, "vm", ns2, tap)
 
 
 def test_link_port_set_down_is_seen_within_1s(switch, netns) -> None:
@@ -189,6 +196,11 @@ def test_link_port_set_down_is_seen_within_1s(switch, netns) -> None:
         ns_helpers.run(None, ["ip", "link", "set", a, "up"])
         ns_helpers.run(ns, ["ip", "link", "set", b, "up"])
         m.add_port(sw, PortSpec("ln", PortKind.LINK, a))
+        assert m.datapath(sw).port_state("ln")["mtu"] == 1500, "a link port knows its link's MTU"
         _down_then_up(m, sw, "ln", None, a)
+        ns_helpers.run(ns, ["ip", "link", "set", b, "down"])
+        wait_for(lambda: not port(m, sw, "ln").up, "no carrier when the peer goes down", 1.0)
+        ns_helpers.run(ns, ["ip", "link", "set", b, "up"])
+        wait_for(lambda: port(m, sw, "ln").up, "carrier back", 1.0)
     finally:
         delete_link(a)
