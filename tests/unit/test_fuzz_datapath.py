@@ -238,3 +238,23 @@ def test_dgram_framing(sockdir: str, datagram: bytes) -> None:
         assert got is None and drops.reasons == [Reason.DROP_OVERSIZE]
     else:
         assert got == datagram and not drops.reasons
+
+
+# -- rtnetlink link messages (control.linkwatch) -----------------------------------------------
+
+@example(struct.pack("=IHHII", 0xFFFF, 16, 0, 0, 0))
+@example(struct.pack("=IHHII", 36, 16, 0, 0, 0) + bytes(16) + struct.pack("=HH", 2, 3) + bytes(2))
+@given(st.binary(max_size=120))
+@FUZZ
+def test_parse_links_never_raises(data: bytes) -> None:
+    from vswitch.control.linkwatch import parse_links
+    parse_links(data)
+
+
+def test_parse_links_reads_name_flags_and_mtu() -> None:
+    from vswitch.control.linkwatch import IFF_RUNNING, IFF_UP, RTM_NEWLINK, parse_links
+    name = b"veth0\0\0\0"
+    attrs = struct.pack("=HH", 4 + 6, 3) + name + struct.pack("=HH", 8, 4) + struct.pack("=I", 1400)
+    body = struct.pack("=BxHiII", 0, 1, 7, IFF_UP | IFF_RUNNING, 0) + attrs
+    msg = struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, 0, 0, 0) + body
+    assert parse_links(msg + msg) == [(RTM_NEWLINK, 7, "veth0", IFF_UP | IFF_RUNNING, 1400)] * 2

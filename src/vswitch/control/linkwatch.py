@@ -265,13 +265,18 @@ class LinkWatch:
                 if isinstance(e.port, TapPort):
                     if e.port.fileno() < 0:
                         continue  # closed (failed, being reopened): nothing to ask about yet
-                    nsfd = e.port.device_netns()
                     try:
-                        ns = os.fstat(nsfd).st_ino
-                        e.ifname = _tap_name(e.port)
-                        s = self._socket_for(ns, nsfd)
-                    finally:
-                        os.close(nsfd)
+                        nsfd = e.port.device_netns()
+                    except OSError:  # a kernel without TUNGETDEVNETNS: the netdev is taken to be here
+                        ns, e.ifname = self._own, _tap_name(e.port)
+                        s = self._socket_for(ns, None)
+                    else:
+                        try:
+                            ns = os.fstat(nsfd).st_ino
+                            e.ifname = _tap_name(e.port)
+                            s = self._socket_for(ns, nsfd)
+                        finally:
+                            os.close(nsfd)
                 else:
                     ns, e.ifname = self._own, e.port.ifname  # type: ignore[attr-defined]
                     s = self._socket_for(ns, None)

@@ -147,6 +147,7 @@ class Datapath:
             self._wake()
             self._thread.join(timeout=5)
             self._thread = None
+            self._fail_pending_calls()
         for ps in list(self._ports.values()):
             self._unregister(ps)
             self._unwatch(ps.pid)
@@ -173,6 +174,16 @@ class Datapath:
         self._commands.put((fn, fut))
         self._wake()
         return fut.result(timeout=timeout)
+
+    def _fail_pending_calls(self) -> None:
+        # A call queued while the loop was stopping would otherwise wait for its whole timeout.
+        while True:
+            try:
+                _fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(RuntimeError(f"datapath {self.name} is stopped"))
 
     def _wake(self) -> None:
         try:
