@@ -16,14 +16,14 @@ from test_external_switch import _link_state, lab  # noqa: F401  (fixture)
 
 import netns as ns_helpers
 from vswitch.control.model import SwitchSpec, SwitchType
+from waiting import wait_until
 
 pytestmark = pytest.mark.root
 
 
 def _wait_past(deadline_epoch: float) -> None:
     # the behaviour under test is what happens once this wall-clock time has passed
-    while time.time() < deadline_epoch:
-        time.sleep(min(0.2, max(0.0, deadline_epoch - time.time())))
+    wait_until(lambda: time.time() >= deadline_epoch, what="the confirm deadline to pass")
 
 
 def test_a_confirmed_switch_stays_across_sigterm_and_sigkill_restarts(lab):  # noqa: F811

@@ -151,15 +151,20 @@ def test_garbage_length_closes_and_port_accepts_again(stream: QemuStreamPort) ->
 
 
 def test_largest_legal_length_is_accepted(stream: QemuStreamPort) -> None:
+    # the largest legal frame is a tagged one: 65,535 bytes after 18 bytes of L2 header
     big = frame(65535 + 18, 5)
+    big = big[:12] + b"\x81\x00\x00\x05" + big[16:]
+    # untagged, 65,535 + 14 is the most: one byte more is oversize, dropped, connection kept
+    over = frame(65535 + 15, 6)
     with connect(stream) as client:
-        client.sendall(wire(big))
+        client.sendall(wire(over) + wire(big))
         got = None
         for _ in range(100):
             got = recv_wait(stream)
             if got is not None:
                 break
         assert got == big
+        assert stream.rx_oversize == 1 and stream.connected
         with pytest.raises(FrameRejected):
             stream.write(big + b"x")
 

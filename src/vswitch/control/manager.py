@@ -42,6 +42,7 @@ from typing import Any
 
 from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
+from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -127,6 +128,7 @@ class SwitchManager:
         # compared as given and with symlinks resolved: /var/run/x and /run/x are one file
         self._reserved_paths = sorted({q for p in reserved_paths
                                        for q in (os.path.abspath(p), os.path.realpath(p))})
+        self._linkwatch = LinkWatch()  # netlink link events → every datapath's port state
 
     # -- switches -----------------------------------------------------------------------------
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True,
@@ -232,7 +234,7 @@ class SwitchManager:
     def _build(self, spec: SwitchSpec, vnic_name: str | None, confirm_deadline: float | None,
                adopted: hostnic.Takeover | None = None) -> _Switch:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
-        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6)
+        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6, link_watch=self._linkwatch)
         sw = _Switch(spec, core, dp)
         sw.deleting = True  # until built, any unwinding removes everything it made
         with ExitStack() as undo:
@@ -723,6 +725,7 @@ class SwitchManager:
                     self._teardown(sw, delete=False)
                 except Exception as exc:  # keep going: every other NIC must still be given back
                     log.error("switch %s: shutdown: %s", name, exc)
+            self._linkwatch.close()
 
     # -- helpers --------------------------------------------------------------------------------
     def _get(self, name: str) -> _Switch:
@@ -740,7 +743,8 @@ class SwitchManager:
             details["error"] = state["error"]
         if not state["up"]:
             # why, in words: a failed back-end's error, or a link that is down for now
-            details["down_reason"] = state["error"] or ("link down" if state["link_down"] else "administratively down")
+            details["down_reason"] = (state["error"] or state["down_reason"]
+                                      or ("link down" if state["link_down"] else "administratively down"))
         if att.spec is not None:
             kind, target = str(att.spec.kind), att.spec.target
         else:

@@ -23,10 +23,16 @@ class Reason(enum.Enum):
     DROP_VLAN_INGRESS = "VLAN not admitted on the ingress port"
     DROP_PORT_DOWN = "ingress port is administratively down"
     DROP_EGRESS_DOWN = "the destination's port is down"
-    # Set by the datapath, not by the decision function:
+    # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"
     DROP_TX_ERROR = "egress write failed"
+    DROP_OVERSIZE = "frame larger than the egress port's MTU + L2 headers (or than 65,535 + headers)"
+    DROP_INTERNAL_ERROR = "the switch failed on this frame (a bug; the first traceback is logged)"
+    # Counted by a port back-end on receive, before the frame reaches the core:
+    DROP_RUNT = "received frame shorter than an Ethernet header (14 bytes)"
+    DROP_BAD_LENGTH = "stream length prefix out of range (the connection is closed)"
+    DROP_TRUNCATED = "frame cut short (stream ended mid-frame, or larger than the receive buffer)"
 
     @property
     def is_drop(self) -> bool:

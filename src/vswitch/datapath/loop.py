@@ -20,6 +20,16 @@ Invariants:
 - Busy polling is opt-in (``busy_poll_s``, like the kernel's net.core.busy_poll): after a batch the
   loop keeps polling without sleeping for that long, so a frame arriving soon after (a reply, the
   next TCP segment) is taken without a thread wake-up. It trades CPU for latency; 0 (default) sleeps.
+- The datapath never dies of a frame: an exception while handling one frame (the core, offload
+  conversion, an egress edit, a frame observer) drops that frame as DROP_INTERNAL_ERROR on its
+  ingress port, the first traceback is logged (at most once a minute per switch), and the loop
+  goes on. A port whose ``recv`` raises something other than OSError is failed like a broken one.
+- Nothing longer than the egress port's MTU + L2 header (``ports.base.over_mtu``; GSO super-frames
+  excepted) is written: it is counted as DROP_OVERSIZE on the egress port. A port's receive-side
+  drops go to its own counters through ``Port.count_rx_drop``, set on attach.
+- Link state pushed by the control plane (``set_link_state``, from netlink link events) is the
+  truth about a TAP/link's carrier and MTU: a port reported down leaves every flood and lookup
+  until it is reported up; a port's ``down_reason`` (no QEMU client) makes it show as down.
 - Frames cross in the ingress port's format; `ports.offload.adapt` converts virtio-net headers
   (and completes checksums / segments GSO frames in software) only when formats differ.
 Must not touch: switch types, persistence, netlink.
@@ -37,12 +47,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, SwitchCore, egress_frame
-from vswitch.ports.base import LinkDown, Port
+from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, over_mtu
 from vswitch.ports.errors import EgressDropped, FrameRejected, OffloadError
 from vswitch.ports.offload import adapt, shift_csum_start
 
@@ -53,14 +63,24 @@ BATCH = 64
 QUEUE_FRAMES = 256
 TICK_S = 0.5
 REOPEN_EVERY_S = 2.0
+INTERNAL_ERROR_LOG_EVERY_S = 60.0
 _FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
+
+
+class LinkWatcher(Protocol):
+    """Who tells a datapath about its ports' links (control/'s LinkWatch): told of every port
+    attached and detached; it answers through :meth:`Datapath.set_link_state`."""
+
+    def watch(self, dp: Datapath, pid: Hashable, port: Port) -> None: ...
+
+    def unwatch(self, dp: Datapath, pid: Hashable) -> None: ...
 
 
 class PortState:
     """The datapath's view of one attached port."""
 
     __slots__ = ("pid", "port", "hdr_len", "queue", "fds", "generation", "link_down", "failed",
-                 "error", "next_reopen", "want_out", "role")
+                 "error", "next_reopen", "want_out", "role", "max_len", "carrier_down")
 
     def __init__(self, pid: Hashable, port: Port, role: str) -> None:
         self.pid = pid
@@ -75,13 +95,17 @@ class PortState:
         self.next_reopen = 0.0
         self.want_out = False
         self.role = role
+        #: a frame longer than this (vnet header included) may be over the MTU: see _send
+        self.max_len = self.hdr_len + port.mtu + ETH_HLEN
+        #: the link is down by netlink's word (set_link_state), not just by a failed write
+        self.carrier_down = False
 
 
 class Datapath:
     """The forwarding loop of one switch. Start it, attach ports, and talk to it through `call`."""
 
     def __init__(self, name: str, core: SwitchCore, *, clock: Callable[[], float] = time.monotonic,
-                 busy_poll_s: float = 0.0) -> None:
+                 busy_poll_s: float = 0.0, link_watch: LinkWatcher | None = None) -> None:
         if not 0 <= busy_poll_s <= 0.1:
             raise ValueError(f"busy_poll_s must be 0-0.1 s, got {busy_poll_s}")
         self.name = name
@@ -101,6 +125,9 @@ class Datapath:
         self.now = self._coarse_now()
         #: observers of every forwarded frame (lab trace); called on the datapath thread
         self.frame_observers: list[Callable[[Hashable, bytes, int, Decision], None]] = []
+        self.link_watch = link_watch
+        self._error_logged_at = -INTERNAL_ERROR_LOG_EVERY_S
+        self._errors_unlogged = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -120,8 +147,11 @@ class Datapath:
             self._wake()
             self._thread.join(timeout=5)
             self._thread = None
+            self._fail_pending_calls()
         for ps in list(self._ports.values()):
             self._unregister(ps)
+            self._unwatch(ps.pid)
+            ps.port.count_rx_drop = ignore_rx_drop
             try:
                 ps.port.close()
             except OSError as exc:
@@ -145,6 +175,16 @@ class Datapath:
         self._wake()
         return fut.result(timeout=timeout)
 
+    def _fail_pending_calls(self) -> None:
+        # A call queued while the loop was stopping would otherwise wait for its whole timeout.
+        while True:
+            try:
+                _fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(RuntimeError(f"datapath {self.name} is stopped"))
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -160,8 +200,11 @@ class Datapath:
             ps = PortState(pid, port, role)
             self._ports[pid] = ps
             self.core.add_port(pid, policy)
+            port.count_rx_drop = self.core.counters[pid].drop
             self._sync_fds(ps)
         self.call(do)
+        if self.link_watch is not None:
+            self.link_watch.watch(self, pid, port)
 
     def detach(self, pid: Hashable) -> Port:
         """Remove a port from the switch (its FDB entries go); the caller closes the port."""
@@ -169,15 +212,42 @@ class Datapath:
             ps = self._ports.pop(pid)
             self._unregister(ps)
             self.core.remove_port(pid)
+            ps.port.count_rx_drop = ignore_rx_drop
             return ps.port
-        return self.call(do)
+        port = self.call(do)
+        self._unwatch(pid)
+        return port
+
+    def _unwatch(self, pid: Hashable) -> None:
+        if self.link_watch is not None:
+            self.link_watch.unwatch(self, pid)
+
+    def set_link_state(self, pid: Hashable, up: bool, mtu: int | None = None) -> None:
+        """What netlink says of a port's link: carrier up/down and its MTU. Down takes the port
+        out of floods and lookups (its FDB entries go) until it is reported up. Unknown ports
+        (detached meanwhile) are ignored."""
+        def do() -> None:
+            ps = self._ports.get(pid)
+            if ps is None:
+                return
+            if mtu is not None and mtu > 0:
+                ps.port.mtu = mtu
+                ps.max_len = ps.hdr_len + mtu + ETH_HLEN
+            ps.carrier_down = not up
+            if up:
+                ps.link_down = False
+            if not ps.failed:
+                self.core.set_oper_up(pid, up)
+        self.call(do)
 
     def port_state(self, pid: Hashable) -> dict[str, Any]:
         def do() -> dict[str, Any]:
             ps = self._ports[pid]
-            return {"up": not ps.failed and not ps.link_down and self.core.is_up(pid),
-                    "link_down": ps.link_down, "failed": ps.failed, "error": ps.error,
-                    "queued": len(ps.queue), "role": ps.role}
+            waiting = None if ps.failed else ps.port.down_reason
+            return {"up": not ps.failed and not ps.link_down and not ps.carrier_down and not waiting
+                    and self.core.is_up(pid),
+                    "link_down": ps.link_down or ps.carrier_down, "failed": ps.failed, "error": ps.error,
+                    "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role}
         return self.call(do)
 
     # -- registration -------------------------------------------------------------------------
@@ -197,6 +267,7 @@ class Datapath:
             self._fd_owner[fd] = ps
         ps.fds = fds
         ps.generation = port.generation
+        ps.max_len = ps.hdr_len + port.mtu + ETH_HLEN  # a reopened link may have a new MTU
 
     def _unregister(self, ps: PortState) -> None:
         for fd in ps.fds:
@@ -229,22 +300,29 @@ class Datapath:
                 spin_until = perf() + spin_s
             self.now = self._coarse_now()
             for fd, ev in events:
-                if fd == wake_r:
-                    self._run_commands()
-                    continue
-                ps = fd_owner.get(fd)
-                if ps is None:
-                    continue
-                if fd != ps.fds[0] or ps.port.fileno() != fd:
-                    if self._service(ps, fd):
+                ps = None
+                try:
+                    if fd == wake_r:
+                        self._run_commands()
+                        continue
+                    ps = fd_owner.get(fd)
+                    if ps is None:
+                        continue
+                    if fd != ps.fds[0] or ps.port.fileno() != fd:
+                        if self._service(ps, fd):
+                            self._read_batch(ps)
+                        continue
+                    if ev & select.EPOLLOUT:
+                        self._drain_queue(ps)
+                    if ev & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
                         self._read_batch(ps)
-                    continue
-                if ev & select.EPOLLOUT:
-                    self._drain_queue(ps)
-                if ev & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
-                    self._read_batch(ps)
+                except Exception as exc:  # a bug outside the per-frame body: log it, keep running
+                    self._internal_error(ps, exc, count=False)
             if self._clock() >= self._next_tick:
-                self._tick()
+                try:
+                    self._tick()
+                except Exception as exc:
+                    self._internal_error(None, exc, count=False)
 
     def _run_commands(self) -> None:
         try:
@@ -290,18 +368,42 @@ class Datapath:
             except OSError as exc:
                 self._fail(ps, exc)
                 return
+            except Exception as exc:  # the back-end's own state is suspect: fail it like a broken one
+                self._internal_error(ps, exc)
+                self._fail(ps, OSError(f"internal error: {exc!r}"))
+                return
             if buf is None:
                 break
-            if ps.link_down:
-                self._link_back(ps)
-            d = process(pid, buf, hdr, now)
-            if observers:
-                for obs in observers:
-                    obs(pid, buf, hdr, d)
-            if d.out_ports:
-                deliver(d, buf, hdr)
+            try:
+                if ps.link_down:
+                    self._link_back(ps)
+                d = process(pid, buf, hdr, now)
+                if observers:
+                    for obs in observers:
+                        obs(pid, buf, hdr, d)
+                if d.out_ports:
+                    deliver(d, buf, hdr)
+            except Exception as exc:  # one frame, not the switch: count it and go on
+                self._internal_error(ps, exc)
         if port.generation != ps.generation:
             self._sync_fds(ps)
+
+    def _internal_error(self, ps: PortState | None, exc: Exception, *, count: bool = True) -> None:
+        """Count a frame the datapath failed on (DROP_INTERNAL_ERROR on its ingress port) and log
+        the traceback, at most once per INTERNAL_ERROR_LOG_EVERY_S for this switch."""
+        if count and ps is not None:
+            c = self.core.counters.get(ps.pid)
+            if c is not None:
+                c.drop(Reason.DROP_INTERNAL_ERROR)
+        now = self._clock()
+        if now - self._error_logged_at < INTERNAL_ERROR_LOG_EVERY_S:
+            self._errors_unlogged += 1
+            return
+        self._error_logged_at = now
+        more = f" ({self._errors_unlogged} more since the last report)" if self._errors_unlogged else ""
+        self._errors_unlogged = 0
+        log.error("%s: internal error on a frame from port %s, dropped%s", self.name,
+                  ps.pid if ps is not None else "-", more, exc_info=exc)
 
     def _deliver(self, d: Decision, buf: bytes, in_hdr: int) -> None:
         ports = self._ports
@@ -334,6 +436,9 @@ class Datapath:
     def _send(self, ps: PortState, frame: bytes | bytearray | memoryview) -> None:
         c = self.core.counters.get(ps.pid)
         if c is None or ps.failed:
+            return
+        if len(frame) > ps.max_len and over_mtu(frame, ps.hdr_len, ps.port.mtu):
+            c.drop(Reason.DROP_OVERSIZE)
             return
         if ps.queue:
             if len(ps.queue) >= QUEUE_FRAMES:
@@ -441,7 +546,7 @@ class Datapath:
                 ps.error = ""
                 ps.generation = -1
                 self._sync_fds(ps)
-                self.core.set_oper_up(ps.pid, True)
+                self.core.set_oper_up(ps.pid, not ps.carrier_down)
                 log.info("%s: port %s is back", self.name, ps.pid)
             elif ps.generation != ps.port.generation:
                 self._sync_fds(ps)

@@ -41,7 +41,8 @@ import socket
 import struct
 from typing import Any
 
-from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port
+from vswitch.core.reasons import Reason
+from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port, link_mtu
 from vswitch.ports.errors import EgressDropped, FrameRejected
 from vswitch.ports.offload import insert_vlan
 
@@ -116,6 +117,7 @@ class LinkPort(Port):
             data.close()
             raise
         self._bufsize = MAX_FRAME_BYTES + 64 + self.vnet_hdr_len
+        self.mtu = link_mtu(data, self.ifname, self.mtu)
         self._sock, self._tagged, self._tagged_fd = data, tagged, tagged.fileno()
         self._tagged_ready = False
         self.generation += 1
@@ -209,6 +211,7 @@ class LinkPort(Port):
             if len(data) < bufsize:
                 return data
             self.rx_truncated += 1
+            self.count_rx_drop(Reason.DROP_TRUNCATED)
 
     def _recv_tagged(self) -> bytes | None:
         sock = self._tagged
@@ -224,6 +227,7 @@ class LinkPort(Port):
                 return None
             if msg_flags & socket.MSG_TRUNC:
                 self.rx_truncated += 1
+                self.count_rx_drop(Reason.DROP_TRUNCATED)
                 continue
             for level, ctype, cdata in anc:
                 if level == SOL_PACKET and ctype == PACKET_AUXDATA and len(cdata) >= _AUXDATA.size:

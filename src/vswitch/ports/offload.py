@@ -125,6 +125,8 @@ def _l4_offset(frame: memoryview, flags: int, csum_start: int, l3: int, etype: i
     if flags & F_NEEDS_CSUM:
         return csum_start
     # GSO without NEEDS_CSUM breaks the virtio spec; be lenient when the header chain is simple.
+    if l3 >= len(frame):
+        raise OffloadError(f"GSO frame of {len(frame)} bytes ends before its L3 header")
     if etype == _ETH_IPV4:
         return l3 + (frame[l3] & 0x0F) * 4
     if etype == _ETH_IPV6:

@@ -18,9 +18,11 @@ Invariants (both):
 - ``vnet_hdr_len`` is 0: QEMU's socket netdevs carry bare Ethernet frames with complete checksums;
   the datapath segments/completes offloaded frames before writing here.
 - Non-blocking throughout. ``write`` raises :class:`LinkDown` while no VM is there to take frames.
-- A frame shorter than 14 bytes from QEMU is dropped and counted in ``rx_runts``; the connection
-  stays. A stream length above 65535+18 (what QEMU itself refuses) or a stream that ends
-  mid-frame closes that connection, is counted, and the port goes back to accepting.
+- A frame shorter than 14 bytes from QEMU is dropped and counted in ``rx_runts`` (DROP_RUNT); a
+  frame carrying more than 65,535 bytes after its L2 header in ``rx_oversize`` (DROP_OVERSIZE);
+  the connection stays. A stream length above 65535+18 (what QEMU itself refuses; DROP_BAD_LENGTH)
+  or a stream that ends mid-frame (DROP_TRUNCATED) closes that connection, is counted, and the
+  port goes back to accepting. Every such drop also goes to ``count_rx_drop`` (see ports.base).
 - ``generation`` increases whenever the descriptor returned by ``fileno`` changes.
 """
 
@@ -34,12 +36,14 @@ import stat
 import struct
 from typing import Any
 
-from vswitch.ports.base import LinkDown, Port
+from vswitch.core.reasons import Reason
+from vswitch.ports.base import MAX_MTU, LinkDown, Port, over_mtu
 from vswitch.ports.errors import FrameRejected
 
 #: Largest length QEMU accepts in a stream frame header (NET_BUFSIZE-ish: 64 KiB + VLAN headers).
 MAX_STREAM_FRAME = 65535 + 18
 MIN_FRAME = 14
+_UNTAGGED_MAX = MAX_MTU + 14  # longer than this may still fit when tagged: over_mtu decides
 _SOCK_BUF_BYTES = 1 << 20
 _HUNG_UP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x2000)
 
@@ -148,8 +152,8 @@ class QemuStreamPort(_SocketFilePort):
     """A listening unix stream socket for one QEMU ``-netdev stream`` client at a time.
 
     ``QemuStreamPort(name, path)``; ``extra_fds()`` is the listening socket, ``service(fd)``
-    accepts. Counters: ``rx_runts``, ``rx_bad_length``, ``rx_truncated``, ``clients_accepted``,
-    ``clients_rejected``, ``disconnects``.
+    accepts. Counters: ``rx_runts``, ``rx_bad_length``, ``rx_truncated``, ``rx_oversize``,
+    ``clients_accepted``, ``clients_rejected``, ``disconnects``.
     """
 
     kind = "qemu-stream"
@@ -168,6 +172,7 @@ class QemuStreamPort(_SocketFilePort):
         self.rx_runts = 0
         self.rx_bad_length = 0
         self.rx_truncated = 0
+        self.rx_oversize = 0
         self.clients_accepted = 0
         self.clients_rejected = 0
         self.disconnects = 0
@@ -205,6 +210,11 @@ class QemuStreamPort(_SocketFilePort):
     def connected(self) -> bool:
         """True while a QEMU client is attached."""
         return self._conn is not None
+
+    @property
+    def down_reason(self) -> str | None:
+        """"waiting for QEMU to connect" while no client is attached (never connected, or left)."""
+        return None if self._conn is not None else "waiting for QEMU to connect"
 
     def fileno(self) -> int:
         """The client connection's descriptor, or -1 while no client is connected."""
@@ -280,6 +290,7 @@ class QemuStreamPort(_SocketFilePort):
                 length = int.from_bytes(rx[:4], "big")
                 if length > MAX_STREAM_FRAME:
                     self.rx_bad_length += 1
+                    self.count_rx_drop(Reason.DROP_BAD_LENGTH)
                     self._drop_client(count=True)
                     return None
                 end = 4 + length
@@ -288,6 +299,11 @@ class QemuStreamPort(_SocketFilePort):
                     del rx[:end]
                     if length < MIN_FRAME:
                         self.rx_runts += 1
+                        self.count_rx_drop(Reason.DROP_RUNT)
+                        continue
+                    if length > _UNTAGGED_MAX and over_mtu(frame, 0, MAX_MTU):
+                        self.rx_oversize += 1
+                        self.count_rx_drop(Reason.DROP_OVERSIZE)
                         continue
                     return frame
                 want = end - have + 4  # the rest of this frame and the next length header
@@ -305,6 +321,7 @@ class QemuStreamPort(_SocketFilePort):
             if not data:
                 if rx:
                     self.rx_truncated += 1
+                    self.count_rx_drop(Reason.DROP_TRUNCATED)
                 self._drop_client(count=True)
                 return None
             rx += data
@@ -375,6 +392,7 @@ class QemuStreamPort(_SocketFilePort):
         d = super().describe()
         d.update(path=self.path, connected=self.connected, rx_runts=self.rx_runts,
                  rx_bad_length=self.rx_bad_length, rx_truncated=self.rx_truncated,
+                 rx_oversize=self.rx_oversize,
                  clients_accepted=self.clients_accepted, clients_rejected=self.clients_rejected,
                  disconnects=self.disconnects,
                  qemu_arg=f"-netdev stream,id={self.name},server=off,addr.type=unix,addr.path={self.path}")
@@ -400,7 +418,8 @@ class QemuDgramPort(_SocketFilePort):
         self._dest = self.peer_path
         self._sock: socket.socket | None = None
         self.rx_runts = 0
-        self.rx_truncated = 0
+        #: datagrams carrying more than 65,535 bytes after the L2 header (MSG_TRUNC included)
+        self.rx_oversize = 0
 
     def open(self) -> None:
         """Bind ``path``. A stale socket file there is removed first; SocketInUse for a live one,
@@ -443,7 +462,9 @@ class QemuDgramPort(_SocketFilePort):
         return self._dest
 
     def recv(self) -> bytes | None:
-        """One frame (one datagram), or None when none is queued. Runts are dropped and counted."""
+        """One frame (one datagram), or None when none is queued. Runts and oversize datagrams
+        (more than 65,535 bytes after the L2 header, or too large for the buffer) are dropped
+        and counted."""
         sock = self._sock
         if sock is None:
             raise OSError(errno.EBADF, f"qemu-dgram port {self.name} is not open")
@@ -452,11 +473,14 @@ class QemuDgramPort(_SocketFilePort):
                 data, _anc, flags, addr = sock.recvmsg(MAX_STREAM_FRAME + 1)
             except (BlockingIOError, InterruptedError):
                 return None
-            if flags & socket.MSG_TRUNC:
-                self.rx_truncated += 1
+            n = len(data)
+            if flags & socket.MSG_TRUNC or (n > _UNTAGGED_MAX and over_mtu(data, 0, MAX_MTU)):
+                self.rx_oversize += 1
+                self.count_rx_drop(Reason.DROP_OVERSIZE)
                 continue
-            if len(data) < MIN_FRAME:
+            if n < MIN_FRAME:
                 self.rx_runts += 1
+                self.count_rx_drop(Reason.DROP_RUNT)
                 continue
             if addr and not self.peer_fixed and addr != self._dest:
                 self._dest = addr  # an unbound (anonymous) sender gives "" and cannot be answered
@@ -485,7 +509,7 @@ class QemuDgramPort(_SocketFilePort):
         """Kind, name, both socket paths, counters and the QEMU argument."""
         d = super().describe()
         d.update(path=self.path, peer_path=self.peer_path, peer=self._dest, rx_runts=self.rx_runts,
-                 rx_truncated=self.rx_truncated,
+                 rx_oversize=self.rx_oversize,
                  qemu_arg=(f"-netdev dgram,id={self.name},local.type=unix,local.path={self.peer_path},"
                            f"remote.type=unix,remote.path={self.path}"))
         return d

@@ -24,13 +24,14 @@ import os
 import struct
 from typing import Any
 
-from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port
+from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port, link_mtu
 
 # <linux/if_tun.h>: _IOW('T', nr, int) = 0x40045400 | nr
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
+TUNGETDEVNETNS = 0x54E3  # _IO('T', 227): a new descriptor of the netdev's network namespace
 
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
@@ -101,6 +102,7 @@ class TapPort(Port):
             os.close(fd)
             raise
         self._fd = fd
+        self.mtu = link_mtu(None, self.ifname, self.mtu)  # the netdev is here while we attach it
         self.generation += 1
 
     def close(self, remove: bool = False) -> None:
@@ -159,3 +161,11 @@ class TapPort(Port):
         d = super().describe()
         d.update(ifname=self.ifname, persist=self.persist, offloads=self.offloads, open=self._fd is not None)
         return d
+
+    def device_netns(self) -> int:
+        """A new descriptor (the caller closes it) of the network namespace the TAP's netdev is in
+        now, which may not be ours once someone moved it (TUNGETDEVNETNS, Linux 5.3+).
+        Raises OSError when the port is closed or the kernel cannot say."""
+        if self._fd is None:
+            raise OSError(errno.EBADF, f"TAP port {self.name} is not open")
+        return fcntl.ioctl(self._fd, TUNGETDEVNETNS)
