@@ -5,6 +5,9 @@ Owns one SQLite database file (``<state-dir>/config.sqlite``) holding
 - ``ports``: one row per port (switch, name, :class:`PortSpec` as JSON, position), in insertion order;
 - ``snapshots``: a key/value table of uplink-takeover snapshots (what a NIC looked like before a
   switch took it), so a daemon restarted after a crash can still give the NIC back;
+- ``port_runtime``: what the kernel did to a stored port since it was added (e.g. the namespace a
+  TAP was moved into), as JSON — facts to find it again, not intent; a row goes with its port
+  (foreign key, ON DELETE CASCADE);
 - ``schema_version``: the schema version, checked at open.
 
 Invariants:
@@ -57,6 +60,13 @@ CREATE INDEX IF NOT EXISTS ports_by_position ON ports (switch, position);
 CREATE TABLE IF NOT EXISTS snapshots (
     switch TEXT PRIMARY KEY,
     data   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS port_runtime (
+    switch TEXT NOT NULL,
+    port   TEXT NOT NULL,
+    data   TEXT NOT NULL,
+    PRIMARY KEY (switch, port),
+    FOREIGN KEY (switch, port) REFERENCES ports(switch, name) ON DELETE CASCADE
 );
 """
 
@@ -233,3 +243,25 @@ class ConfigStore:
         with self.transaction():
             cur = self._conn.execute("DELETE FROM snapshots WHERE switch = ?", (switch,))
             return cur.rowcount > 0
+
+    # ---- port runtime facts -------------------------------------------------------------------
+
+    def put_port_runtime(self, switch: str, port: str, data: dict[str, Any]) -> bool:
+        """Record (replace) the runtime facts of a stored port. False (nothing written) when the
+        port is not stored: facts about a port the store does not know would outlive it."""
+        text = json.dumps(data, sort_keys=True)
+        with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO port_runtime (switch, port, data) "
+                "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM ports WHERE switch = ? AND name = ?) "
+                "ON CONFLICT(switch, port) DO UPDATE SET data = excluded.data",
+                (switch, port, text, switch, port),
+            )
+            return cur.rowcount > 0
+
+    def get_port_runtime(self, switch: str, port: str) -> dict[str, Any] | None:
+        """The runtime facts of a port, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM port_runtime WHERE switch = ? AND port = ?",
+                                     (switch, port)).fetchone()
+        return None if row is None else json.loads(row[0])
