@@ -116,3 +116,32 @@ def test_a_tap_that_vanishes_with_its_namespace_is_not_recreated_in_ours(lab):
     a = _wait_port(setup, "a", lambda p: "is gone" in p.details.get("down_reason", ""), "'namespace is gone'")
     assert not a.up
     assert _link(setup.ns_s, setup.if_a) is None, "the TAP must not be re-created in vswitchd's namespace"
+
+
+def test_a_tap_in_a_namespace_only_a_process_holds_is_reattached_there(lab):
+    """Like QEMU's or a container's: no /run/netns name, so vswitchd remembers the PID (and checks the
+    namespace's identity, not just the PID, on the way back)."""
+    setup = rt.build(lab, "tap")
+    holder = lab.popen(None, ["unshare", "--net", "sleep", "600"])
+    ns_file = f"/proc/{holder.pid}/ns/net"
+    deadline = time.monotonic() + 10
+    while os.stat(ns_file).st_ino == os.stat("/proc/self/ns/net").st_ino:  # unshare has not exec'd sleep yet
+        assert time.monotonic() < deadline, "unshare --net did not start"
+        time.sleep(0.02)
+    subprocess.run(["ip", "-n", setup.ns_a, "link", "set", setup.if_a, "netns", str(holder.pid)], check=True)
+    _wait_port(setup, "a", lambda p: f"pid {holder.pid}" in p.details.get("netns", ""), "the holder's namespace")
+
+    def mac_there() -> str | None:
+        proc = subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "ip", "-j", "link", "show", "dev", setup.if_a],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout)[0]["address"] if proc.returncode == 0 else None
+
+    mac = mac_there()
+    assert mac is not None
+    setup.daemon.stop(signal.SIGKILL)
+    setup.daemon.start()
+    setup.daemon.wait_ready()
+    a = _wait_port(setup, "a", lambda p: p.details.get("open"), "re-attached")
+    assert f"pid {holder.pid}" in a.details["netns"], a.details
+    assert mac_there() == mac, "the TAP must still be in the holder's namespace, with its MAC"
+    assert _link(setup.ns_s, setup.if_a) is None, "no new TAP in vswitchd's namespace"
