@@ -360,7 +360,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         log.exception("vswitchd failed")
         code = 1
-    sys.exit(code)
+    # run() has closed what needs closing (datapaths, store, sockets). Skip the interpreter's teardown:
+    # freeing every module's objects costs ~0.5 s of CPU, which a restart adds to the VMs' outage.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
