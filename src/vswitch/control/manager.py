@@ -67,6 +67,7 @@ from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.ports import PORT_KINDS, LinkPort, Port, TapPort
 from vswitch.ports.qemu import socket_listener
+from vswitch.ports.tap import TapGone
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ RESERVED_PORT_NAMES = {UPLINK_PORT, HOST_PORT}
 #: Where a socket port given a plain name (``--qemu-stream vm2``) gets its socket: ``DIR/vm2.sock``.
 DEFAULT_PORT_SOCKET_DIR = "/run/vswitch/ports"
 _SOCKET_KINDS = (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM)
+#: how often to note where each TAP port's netdev is (one ioctl per TAP); a SIGKILL within this
+#: long of a move finds the TAP where it was seen before
+TAP_NETNS_CHECK_S = 1.0
 
 
 @dataclass
@@ -374,6 +378,8 @@ class SwitchManager:
         try:
             sw.undo.close()
         finally:
+            if delete:
+                self._destroy_tap_ports(sw)
             if self.store is not None:
                 self._drop_snapshot_quietly(sw.spec.name)
 
@@ -432,7 +438,7 @@ class SwitchManager:
             store = self.store if persist else None
             intent = store.begin_intent("add-port", switch, spec.name, {"spec": spec.to_dict()}) if store else None
             crashpoint("add-port.intent")
-            port = self._make_port(spec)
+            port = self._make_port(spec, switch)
             try:
                 port.open()
             except OSError as exc:
@@ -492,11 +498,17 @@ class SwitchManager:
                                          f"{exc.strerror or exc}") from None
         return spec
 
-    @staticmethod
-    def _make_port(spec: PortSpec) -> Port:
+    def _make_port(self, spec: PortSpec, switch: str | None = None) -> Port:
         cls = PORT_KINDS[str(spec.kind)]
         if spec.kind == PortKind.MEMORY:
             return cls(spec.name)  # type: ignore[call-arg]
+        if spec.kind == PortKind.TAP:
+            # Persistent: a VM's NIC outlives a daemon restart or crash, in the namespace the VM
+            # moved it to, with its MAC, addresses and up state; re-attached there on the next start.
+            facts = self.store.get_port_runtime(switch, spec.name) if self.store is not None and switch else None
+            where = facts["netns"] if facts and facts.get("ifname") == spec.target else None
+            self._track_tap_netns()
+            return TapPort(spec.name, spec.target, persist=True, netns=where)
         return cls(spec.name, spec.target)  # type: ignore[call-arg]
 
     def remove_port(self, switch: str, port: str) -> None:
@@ -666,7 +678,9 @@ class SwitchManager:
                 try:
                     self.add_port(spec.name, pspec, persist=False)
                 except (VswitchError, OSError) as exc:
-                    self._restore_error(f"port {pspec.name!r} of switch {spec.name!r} could not be restored: {exc}")
+                    if not self._attach_down_tap_port(spec.name, pspec, exc):
+                        self._restore_error(f"port {pspec.name!r} of switch {spec.name!r} could not be restored: "
+                                            f"{exc}")
 
     def _restore_error(self, msg: str) -> None:
         log.error("%s", msg)
@@ -687,14 +701,14 @@ class SwitchManager:
             for spec, ports in self.store.load():
                 if spec.name == intent.switch:
                     for pspec in ports:
-                        _discard_port(self._make_port(pspec))
+                        _discard_port(self._make_port(pspec, spec.name))
                     self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
             with self.store.transaction():
                 self.store.delete_switch(intent.switch)
                 self.store.end_intent(intent.id)
         elif intent.op in ("add-port", "remove-port"):
             pspec = PortSpec.from_dict(intent.data["spec"])
-            _discard_port(self._make_port(pspec))
+            _discard_port(self._make_port(pspec, intent.switch))
             with self.store.transaction():
                 self.store.delete_port(intent.switch, pspec.name)
                 self.store.end_intent(intent.id)
@@ -717,7 +731,8 @@ class SwitchManager:
                 nl.delete_link(vnic, missing_ok=True)
 
     def shutdown(self) -> None:
-        """Stop every switch and give every NIC back; the stored configuration stays."""
+        """Stop every switch and give every NIC back; the stored configuration stays (and VM TAPs too)."""
+        self._stop_tap_tracker()
         with self._lock:
             for name in list(self._switches):
                 sw = self._switches.pop(name)
@@ -726,6 +741,109 @@ class SwitchManager:
                 except Exception as exc:  # keep going: every other NIC must still be given back
                     log.error("switch %s: shutdown: %s", name, exc)
             self._linkwatch.close()
+
+    # -- TAP ports: where their netdevs live, so a restart re-attaches them there -----------------
+    _tap_tracker: threading.Thread | None = None
+    _tap_tracker_stop: threading.Event | None = None
+
+    def _track_tap_netns(self) -> None:
+        """Start (once) the thread that notes, every TAP_NETNS_CHECK_S, where each TAP port's netdev is.
+
+        Polled, not event-driven: a TAP moved between two other namespaces sends no event to ours,
+        and the check is one ioctl per TAP (the namespace scan runs only when one moved).
+        """
+        with self._lock:
+            if self._tap_tracker is not None:
+                return
+            stop = threading.Event()
+            self._tap_tracker = threading.Thread(target=self._tap_tracker_loop, args=(stop,),
+                                                 name="tap-netns", daemon=True)
+            self._tap_tracker_stop = stop
+            self._tap_tracker.start()
+
+    def _tap_tracker_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(TAP_NETNS_CHECK_S):
+            try:
+                self.record_tap_netns()
+            except Exception:  # keep watching: the next round may succeed
+                log.exception("noting where TAP ports are")
+
+    def _stop_tap_tracker(self) -> None:
+        """Note where every TAP is one last time (a clean stop), then stop watching."""
+        stop, thread = self._tap_tracker_stop, self._tap_tracker
+        if stop is None or thread is None:
+            return
+        stop.set()
+        thread.join(timeout=5)
+        self.record_tap_netns()
+
+    def record_tap_netns(self) -> None:
+        """Note where each open TAP port's netdev is now; store it for the next start when it moved."""
+        with self._lock:
+            work = [(sw, [(name, att.port) for name, att in sw.ports.items()
+                          if att.spec is not None and isinstance(att.port, TapPort)])
+                    for sw in self._switches.values()]
+        for sw, taps in work:
+            if not taps:
+                continue
+
+            def grab(taps: list[tuple[str, Port]] = taps) -> list[tuple[str, TapPort, int]]:
+                # on the datapath thread: it alone opens and closes the ports' descriptors
+                found = []
+                for name, port in taps:
+                    assert isinstance(port, TapPort)
+                    try:
+                        found.append((name, port, port.device_netns()))
+                    except OSError:
+                        pass  # closed, or its netdev is gone: keep what we knew
+                return found
+            try:
+                found = sw.datapath.call(grab, timeout=2.0)
+            except Exception as exc:
+                log.debug("switch %s: cannot check its TAP ports now: %s", sw.spec.name, exc)
+                continue
+            for name, port, ns_fd in found:
+                before = port.netns
+                try:
+                    moved = port.note_netns(ns_fd)
+                finally:
+                    os.close(ns_fd)
+                if not moved:
+                    continue
+                log.info("switch %s: TAP %s of port %s is in %s", sw.spec.name, port.ifname, name,
+                         port.describe()["netns"])
+                if self.store is not None:
+                    try:
+                        self.store.put_port_runtime(sw.spec.name, name, {"netns": port.netns, "ifname": port.ifname})
+                    except Exception:
+                        port.netns = before  # not stored: the next round tries again
+                        raise
+
+    def _attach_down_tap_port(self, switch: str, spec: PortSpec, exc: BaseException) -> bool:
+        """Restore: a TAP port whose TAP is gone (its namespace went, taking it along) comes back down,
+        with the reason, rather than missing or as a new TAP in our namespace. False: not that case."""
+        gone = exc.__cause__ if isinstance(exc.__cause__, TapGone) else exc
+        if not isinstance(gone, TapGone):
+            return False
+        with self._lock:
+            sw = self._get(switch)
+            if spec.name in sw.ports:
+                return False
+            port = self._make_port(spec, switch)
+            sw.datapath.attach_failed(spec.name, port, gone, policy_for(spec), role="vm")
+            sw.ports[spec.name] = _Attached(spec, port, "vm")
+        log.warning("switch %s: port %s is down: %s", switch, spec.name, gone.strerror)
+        return True
+
+    @staticmethod
+    def _destroy_tap_ports(sw: _Switch) -> None:
+        """A deleted switch's VM TAPs go with it (persistent, so closing them is not enough)."""
+        for name, att in sw.ports.items():
+            if att.spec is not None and isinstance(att.port, TapPort):
+                try:
+                    att.port.destroy()
+                except OSError as exc:
+                    log.warning("switch %s: removing the TAP of port %s: %s", sw.spec.name, name, exc)
 
     # -- helpers --------------------------------------------------------------------------------
     def _get(self, name: str) -> _Switch:

@@ -11,6 +11,9 @@ Owns one SQLite database file (``<state-dir>/config.sqlite``) holding
   interrupted, which the manager then finishes or undoes;
 - ``switches.confirm_deadline``: the wall-clock time (epoch seconds) by which an External switch must
   be confirmed, NULL once confirmed — absolute, so a restart neither forgets nor restarts it;
+- ``port_runtime``: what the kernel did to a stored port since it was added (e.g. the namespace a
+  TAP was moved into), as JSON — facts to find it again, not intent; a row goes with its port
+  (foreign key, ON DELETE CASCADE);
 - ``schema_version``: the schema version, checked at open (version 1 files are upgraded in place).
 
 Invariants:
@@ -75,6 +78,13 @@ CREATE TABLE IF NOT EXISTS intents (
     switch TEXT NOT NULL,
     port   TEXT,
     data   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS port_runtime (
+    switch TEXT NOT NULL,
+    port   TEXT NOT NULL,
+    data   TEXT NOT NULL,
+    PRIMARY KEY (switch, port),
+    FOREIGN KEY (switch, port) REFERENCES ports(switch, name) ON DELETE CASCADE
 );
 """
 
@@ -326,3 +336,25 @@ class ConfigStore:
         with self._lock:
             rows = self._conn.execute("SELECT id, op, switch, port, data FROM intents ORDER BY id").fetchall()
         return [Intent(i, op, sw, port, json.loads(data)) for i, op, sw, port, data in rows]
+
+    # ---- port runtime facts -------------------------------------------------------------------
+
+    def put_port_runtime(self, switch: str, port: str, data: dict[str, Any]) -> bool:
+        """Record (replace) the runtime facts of a stored port. False (nothing written) when the
+        port is not stored: facts about a port the store does not know would outlive it."""
+        text = json.dumps(data, sort_keys=True)
+        with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO port_runtime (switch, port, data) "
+                "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM ports WHERE switch = ? AND name = ?) "
+                "ON CONFLICT(switch, port) DO UPDATE SET data = excluded.data",
+                (switch, port, text, switch, port),
+            )
+            return cur.rowcount > 0
+
+    def get_port_runtime(self, switch: str, port: str) -> dict[str, Any] | None:
+        """The runtime facts of a port, or None."""
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM port_runtime WHERE switch = ? AND port = ?",
+                                     (switch, port)).fetchone()
+        return None if row is None else json.loads(row[0])

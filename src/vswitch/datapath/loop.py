@@ -250,6 +250,15 @@ class Datapath:
                     "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role}
         return self.call(do)
 
+    def attach_failed(self, pid: Hashable, port: Port, error: OSError, policy: PortPolicy | None = None,
+                      role: str = "vm") -> None:
+        """Add a port that could not be opened: it starts down with `error` (what `port list` shows)
+        and the tick retries opening it, like any failed port."""
+        def do() -> None:
+            self.attach(pid, port, policy, role)
+            self._fail(self._ports[pid], error)
+        self.call(do)
+
     # -- registration -------------------------------------------------------------------------
     def _sync_fds(self, ps: PortState) -> None:
         port = ps.port

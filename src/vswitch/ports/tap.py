@@ -13,7 +13,13 @@ Invariants:
 - Writing while the netdev is down (or moving to another namespace) fails with EIO in the kernel;
   that is :class:`LinkDown`, not a dead port. The descriptor stays valid across namespaces.
 - A TAP dies with its last descriptor unless persistent (TUNSETPERSIST): ``persist=True`` keeps a
-  host vNIC alive across a daemon crash; ``close(remove=True)`` / ``destroy()`` clear it again.
+  host vNIC or a VM's NIC alive across a daemon crash or restart; ``close(remove=True)`` /
+  ``destroy()`` clear it again.
+- TUNSETIFF finds (or creates) a TAP by name in the namespace of the /dev/net/tun *file*, which is
+  the namespace of the thread that opened it. ``netns`` is where the netdev was last seen (a
+  :mod:`vswitch.ports.netns` reference, updated by :meth:`TapPort.note_netns`); ``open`` attaches
+  there. A TAP is only ever *created* in vswitchd's own namespace: elsewhere a missing TAP (or a
+  namespace that is gone, taking its TAP with it) is :class:`TapGone`, never a new device.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import struct
 from typing import Any
 
+from vswitch.ports import netns as _netns
 from vswitch.ports.base import MAX_FRAME_BYTES, VNET_HDR_LEN, LinkDown, Port, link_mtu
 
 # <linux/if_tun.h>: _IOW('T', nr, int) = 0x40045400 | nr
@@ -31,10 +39,12 @@ TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
-TUNGETDEVNETNS = 0x54E3  # _IO('T', 227): a new descriptor of the netdev's network namespace
+TUNGETIFF = 0x800454D2      # _IOR('T', 210, unsigned int)
+TUNGETDEVNETNS = 0x54E3     # _IO('T', 227): a new fd of the netdev's namespace
 
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_PERSIST = 0x0800
 IFF_VNET_HDR = 0x4000
 
 TUN_F_CSUM = 0x01
@@ -49,17 +59,23 @@ _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name, flags, padding to 40 by
 _INT = struct.Struct("i")
 
 
+class TapGone(OSError):
+    """The TAP is not where it was: its namespace is gone (the TAP went with it) or it was deleted
+    there. Reopening never creates a new TAP in vswitchd's namespace in its place."""
+
+
 class TapPort(Port):
     """A TAP device whose descriptor this port owns.
 
-    ``TapPort(name, ifname, vnet=True, persist=False, offloads=DEFAULT_OFFLOADS)``; ``ifname`` may
-    be a pattern such as ``"vs%d"``: after :meth:`open` it holds the name the kernel chose.
+    ``TapPort(name, ifname, vnet=True, persist=False, offloads=DEFAULT_OFFLOADS, netns=None)``;
+    ``ifname`` may be a pattern such as ``"vs%d"``: after :meth:`open` it holds the name the kernel
+    chose. ``netns``: where the TAP was last seen (None: vswitchd's own namespace).
     """
 
     kind = "tap"
 
     def __init__(self, name: str, ifname: str, vnet: bool = True, *, persist: bool = False,
-                 offloads: int = DEFAULT_OFFLOADS) -> None:
+                 offloads: int = DEFAULT_OFFLOADS, netns: _netns.NetnsRef | None = None) -> None:
         super().__init__(name)
         if not ifname or len(ifname.encode()) > 15:
             raise ValueError(f"TAP name must be 1-15 bytes, got {ifname!r}")
@@ -69,15 +85,23 @@ class TapPort(Port):
         self.offloads = offloads if vnet else 0
         self.vnet_hdr_len = VNET_HDR_LEN if vnet else 0
         self._fd: int | None = None
+        #: where the netdev was last seen; None or {"self": True, ...}: vswitchd's own namespace
+        self.netns = netns
+        self._gone: TapGone | None = None  # its namespace is gone: nothing will ever bring it back
+        self._may_create = True
         # A TSO super-frame (64 KiB + Ethernet/VLAN) plus the vnet header must fit one read,
         # or the kernel truncates it silently.
         self._read_size = MAX_FRAME_BYTES + self.vnet_hdr_len + 64
 
     def open(self) -> None:
-        """Create or attach the TAP, set the vnet header size, offloads and persistence."""
+        """Create or attach the TAP, set the vnet header size, offloads and persistence.
+
+        Attaches in the namespace the TAP was last seen in (``netns``); creates one only in
+        vswitchd's own. Raises TapGone when the TAP is not there any more, OSError otherwise.
+        """
         if self._fd is not None:
             return
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = self._open_tun(create=self.netns is None or bool(self.netns.get("self")))
         try:
             flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if self.vnet else 0)
             try:
@@ -91,6 +115,12 @@ class TapPort(Port):
                                            "or the TAP was created with other flags") from None
                 raise
             self.ifname = res[:16].split(b"\0", 1)[0].decode()
+            if not self._may_create:
+                # It vanished between the look-up and TUNSETIFF, which then made a new one: a fresh
+                # TAP is not persistent yet. Closing the descriptor removes it again.
+                _, got = _IFREQ.unpack(fcntl.ioctl(fd, TUNGETIFF, bytes(_IFREQ.size)))
+                if not got & IFF_PERSIST:
+                    raise TapGone(errno.ENODEV, f"TAP {self.ifname} is no longer in {_netns.label(self.netns)}")
             if self.vnet:
                 fcntl.ioctl(fd, TUNSETVNETHDRSZ, _INT.pack(VNET_HDR_LEN))
             # Always set: attaching to an existing TAP must not inherit someone else's offloads
@@ -104,6 +134,30 @@ class TapPort(Port):
         self._fd = fd
         self.mtu = link_mtu(None, self.ifname, self.mtu)  # the netdev is here while we attach it
         self.generation += 1
+
+    def _open_tun(self, *, create: bool) -> int:
+        """A /dev/net/tun descriptor in the TAP's namespace. With ``create=False`` the TAP must exist
+        there already (TapGone otherwise)."""
+        self._may_create = create
+        if create:
+            return _open_dev()
+        if self._gone is not None:
+            raise self._gone
+        assert self.netns is not None
+        try:
+            ns_fd = _netns.open_ref(self.netns)
+        except _netns.NamespaceGone as e:
+            self._gone = TapGone(errno.ENODEV, f"{e.strerror}: TAP {self.ifname} went with it "
+                                               "(remove and re-add the port to create a new TAP)")
+            raise self._gone from None
+        try:
+            def attach_there() -> int:
+                if not _exists_here(self.ifname):
+                    raise TapGone(errno.ENODEV, f"TAP {self.ifname} is no longer in {_netns.label(self.netns)}")
+                return _open_dev()
+            return _netns.run_in(ns_fd, attach_there)
+        finally:
+            os.close(ns_fd)
 
     def close(self, remove: bool = False) -> None:
         """Close the descriptor. A non-persistent TAP vanishes now; ``remove=True`` also clears
@@ -122,11 +176,15 @@ class TapPort(Port):
 
     def destroy(self) -> None:
         """Remove the TAP for good (clear persistence, close). Re-attaches first if closed and the
-        TAP still exists in this namespace, so a persistent TAP left by a crash can be removed."""
+        TAP still exists where it was last seen, so a persistent TAP left by a crash or a restart
+        can be removed; never creates one to do so."""
         if self._fd is None:
-            if not os.path.exists(f"/sys/class/net/{self.ifname}/tun_flags"):
+            if (self.netns is None or self.netns.get("self")) and not _exists_here(self.ifname):
                 return  # gone, or not ours to find in this namespace: never create one here
-            self.open()
+            try:
+                self.open()
+            except TapGone:
+                return
         self.close(remove=True)
 
     def fileno(self) -> int:
@@ -159,13 +217,41 @@ class TapPort(Port):
     def describe(self) -> dict[str, Any]:
         """Kind, name, the TAP's name, vnet header and persistence."""
         d = super().describe()
-        d.update(ifname=self.ifname, persist=self.persist, offloads=self.offloads, open=self._fd is not None)
+        d.update(ifname=self.ifname, persist=self.persist, offloads=self.offloads, open=self._fd is not None,
+                 netns=_netns.label(self.netns))
         return d
 
+    def note_netns(self, ns_fd: int) -> bool:
+        """Record that the netdev is now in the namespace of `ns_fd` (from :meth:`device_netns`).
+
+        Cheap when nothing moved (one fstat); True when the location changed and ``netns`` was
+        updated (then it is worth storing for the next start). The caller closes `ns_fd`.
+        """
+        ino = os.fstat(ns_fd).st_ino
+        if self.netns is not None and self.netns.get("ino") == ino:
+            return False
+        if self.netns is None and ino == _netns.own_inode():
+            self.netns = {"self": True, "ino": ino}
+            return False  # where it was created; nothing new to remember
+        self.netns = _netns.locate(ns_fd)
+        return True
+
     def device_netns(self) -> int:
-        """A new descriptor (the caller closes it) of the network namespace the TAP's netdev is in
-        now, which may not be ours once someone moved it (TUNGETDEVNETNS, Linux 5.3+).
-        Raises OSError when the port is closed or the kernel cannot say."""
+        """A new descriptor of the network namespace the TAP's netdev is in now (TUNGETDEVNETNS);
+        the caller closes it. OSError when the port is closed or the netdev is gone (EBADFD)."""
         if self._fd is None:
             raise OSError(errno.EBADF, f"TAP port {self.name} is not open")
         return fcntl.ioctl(self._fd, TUNGETDEVNETNS)
+
+
+def _open_dev() -> int:
+    return os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def _exists_here(ifname: str) -> bool:
+    """Whether a link named `ifname` exists in the calling thread's namespace (SIOCGIFINDEX)."""
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        return False
+    return True
