@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -195,9 +196,14 @@ def test_stream_framing_keeps_legal_frames_and_counts_the_rest(sockdir: str, dat
         client.connect(port.path)
         port.service(port.extra_fds()[0])
         assert port.connected
-        client.sendall(raw)
-        client.shutdown(socket.SHUT_WR)  # the stream ends: a cut record is truncation
+        def send() -> None:
+            # on its own thread: a stream longer than the socket buffers blocks until we read
+            client.sendall(raw)
+            client.shutdown(socket.SHUT_WR)  # the stream ends: a cut record is truncation
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
         got = _drain(port)
+        sender.join(timeout=10)
         client.close()
     finally:
         port.close()
