@@ -28,6 +28,8 @@ from typing import Any
 
 from vswitch.control import hostnic
 from vswitch.control.model import (
+    WATCH_MAX_EVENTS,
+    WATCH_MAX_S,
     Conflict,
     FdbEntryInfo,
     InvalidRequest,
@@ -40,6 +42,7 @@ from vswitch.control.model import (
     SwitchSpec,
     SwitchType,
     VswitchError,
+    clip,
     host_vnic_name,
 )
 from vswitch.control.netlink import Netlink
@@ -393,37 +396,34 @@ class SwitchManager:
         return dp.call(run)
 
     def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
-        if not (isinstance(seconds, int | float) and 0 < seconds <= 60):
-            raise InvalidRequest(f"watch time must be 0-60 s, got {seconds!r}")
-        if not (isinstance(limit, int) and 1 <= limit <= 100_000):
-            raise InvalidRequest(f"watch limit must be 1-100000 events, got {limit!r}")
+        """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
+
+        Raises InvalidRequest when `seconds` is not in (0, WATCH_MAX_S] or `limit` not in
+        1..WATCH_MAX_EVENTS, NotFound for an unknown switch. While recording, each event is one small
+        tuple holding the frame's first bytes (never the frame), turned into a dict only at the end.
+        """
+        if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds <= WATCH_MAX_S):
+            raise InvalidRequest(f"watch time must be more than 0 and at most {WATCH_MAX_S:.0f} s, got {clip(seconds)}")
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= WATCH_MAX_EVENTS):
+            raise InvalidRequest(f"watch limit must be 1-{WATCH_MAX_EVENTS} events, got {clip(limit)}")
         dp = self.datapath(switch)
-        events: list[dict[str, Any]] = []
+        raw: list[tuple[Any, ...]] = []
         done = threading.Event()
 
         def observe(pid: Any, buf: bytes, hdr: int, d: Any) -> None:
-            # runs on the datapath thread, only while someone watches
-            if len(events) >= limit:
+            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple
+            if len(raw) >= limit:
                 done.set()
                 return
-            f = buf[hdr:]
-            ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
-            vid = None
-            if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
-                vid = int.from_bytes(f[14:16], "big") & 0x0FFF
-                ethertype = int.from_bytes(f[16:18], "big")
-            events.append({"t": time.time(), "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
-                           "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": d.vlan or None,
-                           "ethertype": ethertype, "length": len(f), "reason": d.reason.name,
-                           "out_ports": [str(p) for p in d.out_ports],
-                           "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None})
+            # 18 bytes of L2 header + 60 of IPv4 header + 8 of ICMP are all _event() reads
+            raw.append((time.time(), pid, buf[hdr:hdr + 86], len(buf) - hdr, d.reason, d.vlan, d.out_ports))
 
         dp.call(lambda: dp.frame_observers.append(observe))
         try:
             done.wait(seconds)
         finally:
             dp.call(lambda: dp.frame_observers.remove(observe))
-        return list(events)
+        return [_event(*r) for r in raw[:limit]]
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -504,6 +504,21 @@ class SwitchManager:
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline)
+
+
+def _event(t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
+           out_ports: Any) -> dict[str, Any]:
+    """One `watch` event from what the datapath thread kept of a frame (its first bytes)."""
+    ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
+    vid = None
+    if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
+        vid = int.from_bytes(f[14:16], "big") & 0x0FFF
+        ethertype = int.from_bytes(f[16:18], "big")
+    return {"t": t, "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
+            "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": vlan or None,
+            "ethertype": ethertype, "length": length, "reason": reason.name,
+            "out_ports": [str(p) for p in out_ports],
+            "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None}
 
 
 def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:
