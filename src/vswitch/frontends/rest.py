@@ -45,7 +45,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -95,7 +95,17 @@ _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
-Vlan = Annotated[int, Field(ge=VLAN_MIN, le=VLAN_MAX)]
+
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" includes 10.0; strict validation would refuse it
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: an integer as JSON Schema means it (10 or 10.0), nothing looser (no "10", no true)
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+Vlan = Annotated[JsonInt, Field(ge=VLAN_MIN, le=VLAN_MAX)]
 SwitchName = Annotated[str, Path(description="Switch name", json_schema_extra=_NAME)]
 PortName = Annotated[str, Path(description="Port name", json_schema_extra=_NAME)]
 
@@ -133,8 +143,8 @@ class SwitchCreate(BaseModel):
     confirm_timeout_s: float | None = Field(
         None, gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False,
         description="External only: undo the takeover unless confirmed within this many seconds.")
-    ageing_s: int = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
-    max_entries: int = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
+    ageing_s: JsonInt = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
+    max_entries: JsonInt = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
     dry_run: bool = Field(False, description="Return the steps the creation would take; change nothing.")
 
 
