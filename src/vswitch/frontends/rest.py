@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
+from annotated_types import Interval
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -105,7 +106,7 @@ def _integral(value: Any) -> Any:
 
 #: an integer as JSON Schema means it (10 or 10.0), nothing looser (no "10", no true)
 JsonInt = Annotated[int, BeforeValidator(_integral)]
-Vlan = Annotated[JsonInt, Field(ge=VLAN_MIN, le=VLAN_MAX)]
+Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX), BeforeValidator(_integral)]
 SwitchName = Annotated[str, Path(description="Switch name", json_schema_extra=_NAME)]
 PortName = Annotated[str, Path(description="Port name", json_schema_extra=_NAME)]
 
