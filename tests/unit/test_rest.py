@@ -228,7 +228,8 @@ def test_client_roundtrip(served: str, api: FakeApi) -> None:
         assert remote.fdb_show("s") == api.fdb["s"]
         assert remote.fdb_flush("s") == 1
         assert remote.stats("s")[1].drops == {"DROP_SAME_PORT": 2}
-        assert remote.trace("s", "vm", "02:00:00:00:00:01", "02:00:00:00:00:02", vlan=3)["decision"]["out_ports"] == ["vs-s"]
+        traced = remote.trace("s", "vm", "02:00:00:00:00:01", "02:00:00:00:00:02", vlan=3)
+        assert traced["decision"]["out_ports"] == ["vs-s"]
         remote.remove_port("s", "vm")
         remote.delete_switch("s")
         assert remote.list_switches() == []
