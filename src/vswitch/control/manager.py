@@ -423,7 +423,15 @@ class SwitchManager:
             done.wait(seconds)
         finally:
             dp.call(lambda: dp.frame_observers.remove(observe))
-        return [_event(*r) for r in raw[:limit]]
+        del raw[limit:]
+        # converted oldest first while the tuples are dropped, so both forms never coexist in full;
+        # equal MACs and output lists are one shared object each (a watch sees few distinct ones)
+        shared: dict[Any, Any] = {}
+        raw.reverse()
+        events = []
+        while raw:
+            events.append(_event(*raw.pop(), shared))
+        return events
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -507,18 +515,23 @@ class SwitchManager:
 
 
 def _event(t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
-           out_ports: Any) -> dict[str, Any]:
-    """One `watch` event from what the datapath thread kept of a frame (its first bytes)."""
+           out_ports: Any, shared: dict[Any, Any]) -> dict[str, Any]:
+    """One `watch` event from what the datapath thread kept of a frame (its first bytes).
+
+    `shared` holds the strings and lists already made for this watch, reused for equal values."""
     ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
     vid = None
     if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
         vid = int.from_bytes(f[14:16], "big") & 0x0FFF
         ethertype = int.from_bytes(f[16:18], "big")
-    return {"t": t, "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
-            "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": vlan or None,
-            "ethertype": ethertype, "length": length, "reason": reason.name,
-            "out_ports": [str(p) for p in out_ports],
-            "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None}
+    src = shared.setdefault(f[6:12], format_mac(f[6:12])) if len(f) >= 12 else None
+    dst = shared.setdefault(f[0:6], format_mac(f[0:6])) if len(f) >= 6 else None
+    outs = shared.get(("out", *out_ports))
+    if outs is None:
+        outs = shared[("out", *out_ports)] = [str(p) for p in out_ports]
+    return {"t": t, "in_port": shared.setdefault(("in", pid), str(pid)), "src": src, "dst": dst, "vid": vid,
+            "vlan": vlan or None, "ethertype": ethertype, "length": length, "reason": reason.name,
+            "out_ports": outs, "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None}
 
 
 def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:
