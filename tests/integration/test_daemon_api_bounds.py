@@ -196,3 +196,31 @@ def test_state_dir_and_config_are_private(paths: tuple[Path, Path], daemons: lis
             assert stat.S_IMODE((state / extra).stat().st_mode) & 0o077 == 0, extra
     assert "tightened" in d.output()
     assert d.stop() == 0, d.output()
+
+
+@needs_manager
+def test_sigterm_does_not_wait_for_open_watches(paths: tuple[Path, Path], daemons: list[Daemon]) -> None:  # noqa: F811
+    """A 60 s watch is answered 503 at SIGTERM and the daemon exits (before, it waited out the watch)."""
+    state, sock = paths
+    d = start(daemons, state, sock)
+    with RestSwitchApi(socket_path=str(sock)) as api:
+        api.create_switch(SwitchSpec("longw", SwitchType.PRIVATE))
+
+    async def watch_then_stop() -> tuple[int, float]:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://vswitchd",
+                                     timeout=90) as c:
+            task = asyncio.create_task(c.get("/switches/longw/watch", params={"seconds": 60}))
+            deadline = time.monotonic() + 20
+            while "watch of switch 'longw'" not in d.output():  # logged (debug) as the watch starts
+                assert time.monotonic() < deadline, d.output()
+                await asyncio.sleep(0.05)
+            t0 = time.monotonic()
+            d.proc.terminate()
+            status = (await task).status_code
+            await asyncio.to_thread(d.proc.wait, 60)
+            return status, time.monotonic() - t0
+
+    status, took = asyncio.run(watch_then_stop())
+    assert status == 503
+    assert took < 30, f"vswitchd took {took:.1f} s to stop with a 60 s watch open"
+    assert d.stop() == 0, d.output()

@@ -256,11 +256,12 @@ class _Server(uvicorn.Server):
 
 
 async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pending_signals: list[int],
-                tls: dict[int, tuple[str, str]] | None = None) -> bool:
+                tls: dict[int, tuple[str, str]] | None = None, on_stop: Any = None) -> bool:
     """Serve each (app, socket) until SIGTERM/SIGINT; True when stopped by a signal, False if a server failed.
 
     `pending_signals` holds signals noted before the loop's own handlers were in place; any there stop at once.
-    `tls` maps a listener's index to its (certificate, key) files: that one speaks HTTPS.
+    `tls` maps a listener's index to its (certificate, key) files: that one speaks HTTPS. `on_stop()` is
+    called on the loop when the stop begins (it ends long requests such as watches).
     """
     tls = tls or {}
     servers = [
@@ -282,6 +283,8 @@ async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pend
             return
         log.info("%s: stopping", signame)
         stop_requested = True
+        if on_stop is not None:
+            on_stop()
         for s in servers:
             s.should_exit = True
 
@@ -369,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
             roles = ", ".join(f"{sum(r is role for r in tokens.values())} {role}" for role in Role)
             log.info("serving on %s://%s:%d (bearer token required; tokens: %s)",
                      "https" if tls else "http", *tcp_addr, roles)
-        ok = asyncio.run(serve(listeners, args.log_level, noted, {1: tls} if tls else None))
+        ok = asyncio.run(serve(listeners, args.log_level, noted, {1: tls} if tls else None, watches.stop))
         return 0 if ok else 1
     finally:
         for sig in previous:

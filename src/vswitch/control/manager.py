@@ -419,8 +419,14 @@ class SwitchManager:
             raw.append((time.time(), pid, buf[hdr:hdr + 86], len(buf) - hdr, d.reason, d.vlan, d.out_ports))
 
         dp.call(lambda: dp.frame_observers.append(observe))
+        end = time.monotonic() + seconds
         try:
-            done.wait(seconds)
+            # in slices: a switch deleted (or a daemon shutting down) ends its watches within a slice
+            while not done.wait(min(0.25, max(0.0, end - time.monotonic()))) and time.monotonic() < end:
+                with self._lock:
+                    current = self._switches.get(switch)
+                if current is None or current.datapath is not dp:
+                    break
         finally:
             dp.call(lambda: dp.frame_observers.remove(observe))
         del raw[limit:]

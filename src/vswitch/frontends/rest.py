@@ -313,6 +313,10 @@ class TooManyWatches(VswitchError):
     status = 429
 
 
+class Stopping(VswitchError):
+    status = 503
+
+
 class WatchPool:
     """At most `size` watches at once, each on one of the pool's own threads.
 
@@ -325,6 +329,8 @@ class WatchPool:
         self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="watch")
         self._lock = threading.Lock()
         self._running = 0
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self._stopping = False
 
     def _release(self, _: object) -> None:
         with self._lock:
@@ -333,6 +339,8 @@ class WatchPool:
     async def run(self, fn: Callable[[], Any]) -> Any:
         """`fn()`'s result, run on a pool thread; TooManyWatches (429) when `size` already run."""
         with self._lock:
+            if self._stopping:
+                raise Stopping("vswitchd is stopping")
             if self._running >= self.size:
                 raise TooManyWatches(f"{self.size} watches are already running on this daemon (the most it "
                                      "runs at once); try again when one ends")
@@ -340,10 +348,29 @@ class WatchPool:
         future = self._executor.submit(fn)
         # the slot frees when the thread is done, not when a client gives up waiting
         future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+        waiting = asyncio.wrap_future(future)
+        self._waiting.add(waiting)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if self._stopping:
+                raise Stopping("vswitchd is stopping: the watch ended early") from None
+            raise
+        finally:
+            self._waiting.discard(waiting)
+
+    def stop(self) -> None:
+        """Answer every open watch with 503 now (call on the event loop), so a stop does not wait for them.
+
+        Their threads end when the manager stops the switches (see `SwitchManager.watch`).
+        """
+        self._stopping = True
+        for waiting in list(self._waiting):
+            waiting.cancel()
 
     def shutdown(self) -> None:
-        """Stop taking watches; running ones end on their own (within WATCH_MAX_S)."""
+        """Stop taking watches and let the pool's threads go."""
+        self._stopping = True
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -467,6 +494,7 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         limit: Annotated[int, Query(ge=1, le=WATCH_MAX_EVENTS, description="At most this many events")] = 1000,
     ) -> Any:
         """Record the switch's per-frame decisions for a while and return them."""
+        log.debug("watch of switch %s: up to %g s, %d events", clip(name), seconds, limit)
         # encoded on the pool thread too: 10,000 events must not hold the event loop either
         body = await watch_pool.run(lambda: json.dumps(api.watch(name, seconds, limit)).encode())
         return Response(content=body, media_type="application/json")
