@@ -297,3 +297,11 @@ def test_token_file_format() -> None:
     with pytest.raises(TokenFileError) as e:
         parse_tokens("admin:s3cr3t\nbogus s3cr3t\n", "f")
     assert "s3cr3t" not in str(e.value), "a token never appears in a message"
+
+
+def test_long_path_and_query_values_are_refused_without_echo(client: TestClient) -> None:
+    r = client.get("/switches/" + "n" * 10_000, headers=auth(READER))
+    assert r.status_code == 400 and len(r.text) < 400, r.text[:500]
+    r = client.get("/switches/s/trace", headers=auth(READER),
+                   params={"in_port": "p", "src": "0" * 10_000, "dst": "02:00:00:00:00:01"})
+    assert r.status_code == 400 and len(r.text) < 400, r.text[:500]

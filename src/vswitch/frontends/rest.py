@@ -96,6 +96,7 @@ _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
+MAC_TEXT_MAX = 32
 
 
 
@@ -107,8 +108,9 @@ def _integral(value: Any) -> Any:
 #: an integer as JSON Schema means it (10 or 10.0), nothing looser (no "10", no true)
 JsonInt = Annotated[int, BeforeValidator(_integral)]
 Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX), BeforeValidator(_integral)]
-SwitchName = Annotated[str, Path(description="Switch name", json_schema_extra=_NAME)]
-PortName = Annotated[str, Path(description="Port name", json_schema_extra=_NAME)]
+# the length is checked here too, so a 10 KB path segment is refused before any message repeats it
+SwitchName = Annotated[str, Path(description="Switch name", max_length=NAME_MAX, json_schema_extra=_NAME)]
+PortName = Annotated[str, Path(description="Port name", max_length=NAME_MAX, json_schema_extra=_NAME)]
 
 
 def _switch_schema(schema: dict[str, Any]) -> None:
@@ -475,10 +477,12 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
     @app.get("/switches/{name}/trace", tags=["trace"], responses=_doc(dict[str, Any]))
     def trace(
         name: SwitchName,
-        in_port: Annotated[str, Query(description="Port the frame would arrive on", json_schema_extra=_NAME)],
-        src: Annotated[str, Query(description="Source MAC, e.g. 52:54:00:12:34:56",
+        in_port: Annotated[str, Query(description="Port the frame would arrive on", max_length=NAME_MAX,
+                                      json_schema_extra=_NAME)],
+        src: Annotated[str, Query(description="Source MAC, e.g. 52:54:00:12:34:56", max_length=MAC_TEXT_MAX,
                                   json_schema_extra={"pattern": _MAC})],
-        dst: Annotated[str, Query(description="Destination MAC", json_schema_extra={"pattern": _MAC})],
+        dst: Annotated[str, Query(description="Destination MAC", max_length=MAC_TEXT_MAX,
+                                  json_schema_extra={"pattern": _MAC})],
         vlan: Annotated[int | None, Query(ge=0, le=VLAN_MAX, description="VLAN id of the frame (tagged)")] = None,
     ) -> Any:
         """What the switch would do with such a frame now: stages, reasons, output ports. Sends nothing."""
