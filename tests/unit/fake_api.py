@@ -23,11 +23,13 @@ from vswitch.control.model import (
     SwitchType,
     host_vnic_name,
 )
+from vswitch.core.mac import parse_mac
+from vswitch.core.policy import format_vlan_list
 
 
 def vlan_mode(spec: PortSpec) -> str:
     if spec.trunk is not None:
-        text = "trunk " + ",".join(str(v) for v in spec.trunk)
+        text = "trunk " + format_vlan_list(spec.trunk)
         return text + (f" native {spec.native}" if spec.native is not None else "")
     return f"access {spec.access_vlan}"
 
@@ -41,6 +43,8 @@ class FakeApi:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()
+        #: when set to an Event, `watch` waits on it: lets a test hold watches open
+        self.watch_gate: threading.Event | None = None
 
     def _note(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -150,8 +154,13 @@ class FakeApi:
         info = self._get(switch)
         if not any(p.name == in_port for p in info.ports):
             raise NotFound(f"switch {switch!r} has no port named {in_port!r}")
-        if vlan is not None and not 1 <= vlan <= 4094:
-            raise InvalidRequest(f"VLAN must be 1-4094, got {vlan}")
+        for mac in (src, dst):  # as SwitchManager.trace
+            try:
+                parse_mac(mac)
+            except ValueError as e:
+                raise InvalidRequest(str(e)) from None
+        if vlan is not None and not 0 <= vlan <= 4094:  # as SwitchManager.trace: 0 is a priority tag
+            raise InvalidRequest(f"VLAN must be 0-4094, got {vlan}")
         out = [p.name for p in info.ports if p.name != in_port]
         return {  # the shape SwitchManager.trace returns
             "switch": switch, "in_port": in_port, "src": src, "dst": dst, "vlan": vlan,
@@ -163,6 +172,15 @@ class FakeApi:
             "decision": {"reason": "FLOOD_UNKNOWN", "explanation": "unknown unicast: flooded",
                          "out_ports": out, "vlan": vlan or 1},
         }
+
+
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """One event per port; blocks until `watch_gate` is set when a test sets one (or `seconds` pass)."""
+        self._note("watch", switch, seconds, limit)
+        info = self._get(switch)
+        if self.watch_gate is not None:
+            self.watch_gate.wait(seconds)
+        return [{"in_port": p.name, "reason": "FLOOD_UNKNOWN"} for p in info.ports][:limit]
 
 
 def private(name: str) -> SwitchSpec:

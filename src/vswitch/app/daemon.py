@@ -11,9 +11,14 @@ asyncio loop that runs the uvicorn servers, and the order of start and stop:
 
 Invariants:
 - foreground only, never daemonizes (systemd Type=simple);
-- the unix socket is trusted by file permissions (0660, parent dir created if missing); the TCP
-  listener always needs a bearer token (``--token-file``) and a loopback address unless
-  ``--allow-remote``;
+- the unix socket is trusted by file permissions (0660, parent dir created if missing; every request
+  there is admin); the TCP listener always needs a bearer token from ``--token-file`` (one
+  ``role:token`` per line, role admin or reader; the file must be mode 0600 or stricter and owned by
+  root or by the daemon's uid, else the daemon refuses to start) and a loopback address unless
+  ``--allow-remote``; ``--tls-cert``/``--tls-key`` make it HTTPS (uvicorn's own TLS);
+- the state directory is 0700 and config.sqlite 0600: wider modes found at start are tightened,
+  and the log says so;
+- at most `WATCH_CONCURRENCY` watches run at once across both listeners (one shared pool);
 - the socket file is removed only if it is still the one this process bound;
 - the manager is imported inside `main()`, so this module imports even where it does not exist;
   uvicorn and the REST app (FastAPI: most of the start-up time) only after ``restore()``, so VMs'
@@ -33,17 +38,22 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vswitch.frontends.tokens import Role, TokenFileError, read_token_file
+
 log = logging.getLogger("vswitchd")
 
 DEFAULT_STATE_DIR = "/var/lib/vswitch"
 DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 SOCKET_MODE = 0o660
+STATE_DIR_MODE = 0o700
+CONFIG_MODE = 0o600
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -79,20 +89,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_token(path: str) -> str:
-    """The bearer token in `path` (surrounding whitespace stripped); StartupError if unusable."""
+def read_tokens(path: str) -> dict[str, Role]:
+    """The tokens (with their roles) in the token file at `path`.
+
+    StartupError when the file is unreadable, not mode 0600 or stricter, not owned by root or by
+    this process's uid, or malformed (the message says which line, never a token).
+    """
     try:
-        st = os.stat(path)
-        with open(path) as f:
-            token = f.read().strip()
+        return read_token_file(path, require_private=True)
+    except TokenFileError as e:
+        raise StartupError(str(e)) from None
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """Check that `cert` and `key` load as a server certificate; StartupError saying why not."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
     except OSError as e:
-        raise StartupError(f"cannot read token file {path}: {e.strerror}") from None
-    if not token:
-        raise StartupError(f"token file {path} is empty")
-    if st.st_mode & 0o077:
-        log.warning("token file %s is readable by group/others (mode %o); consider chmod 600",
-                    path, stat.S_IMODE(st.st_mode))
-    return token
+        raise StartupError(f"cannot read TLS certificate {cert} or key {key}: {e.strerror or e}") from None
+    except ssl.SSLError as e:
+        raise StartupError(f"TLS certificate {cert} and key {key} do not load: {e.reason or e}") from None
+    return context
+
+
+def private_path(path: Path, mode: int, *, directory: bool) -> None:
+    """Create `path` with `mode` (a directory or an empty file), or tighten it to `mode` if it is wider.
+
+    Tightening is logged; StartupError when the path is of the wrong type or cannot be changed.
+    """
+    try:
+        if directory:
+            path.mkdir(parents=True, exist_ok=True, mode=mode)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode))
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) != directory or stat.S_ISLNK(st.st_mode):
+            raise StartupError(f"{path} exists but is not a {'directory' if directory else 'regular file'}")
+        current = stat.S_IMODE(st.st_mode)
+        if current & ~mode:
+            os.chmod(path, current & mode)
+            log.warning("%s had mode %04o, wider than %04o: tightened to %04o", path, current, mode, current & mode)
+    except OSError as e:
+        raise StartupError(f"cannot prepare {path}: {e.strerror or e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"unix socket to serve on (default {DEFAULT_SOCKET})")
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="also serve on TCP (needs --token-file; loopback only unless --allow-remote)")
-    p.add_argument("--token-file", default=None, help="file holding the bearer token for --listen")
+    p.add_argument("--token-file", default=None,
+                   help="tokens for --listen, one 'admin:TOKEN' or 'reader:TOKEN' per line (# comments; a "
+                        "single bare token is admin); must be mode 0600 and owned by root")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve --listen over HTTPS with this certificate")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--allow-remote", action="store_true", help="allow --listen on a non-loopback address")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     p.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
@@ -214,18 +257,24 @@ def _server_class() -> Any:
     return _Server
 
 
-async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pending_signals: list[int]) -> bool:
+async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pending_signals: list[int],
+                tls: dict[int, tuple[str, str]] | None = None, on_stop: Any = None) -> bool:
     """Serve each (app, socket) until SIGTERM/SIGINT; True when stopped by a signal, False if a server failed.
 
     `pending_signals` holds signals noted before the loop's own handlers were in place; any there stop at once.
+    `tls` maps a listener's index to its (certificate, key) files: that one speaks HTTPS. `on_stop()` is
+    called on the loop when the stop begins (it ends long requests such as watches).
     """
     import uvicorn
 
     server_cls = _server_class()
+    tls = tls or {}
     servers = [
         server_cls(uvicorn.Config(app, lifespan="off", log_config=None, log_level=log_level,
-                               access_log=log_level == "debug", timeout_graceful_shutdown=10))
-        for app, _ in listeners
+                                  access_log=log_level == "debug", timeout_graceful_shutdown=10,
+                                  ssl_certfile=tls[i][0] if i in tls else None,
+                                  ssl_keyfile=tls[i][1] if i in tls else None))
+        for i, (app, _) in enumerate(listeners)
     ]
     stop_requested = False
     loop = asyncio.get_running_loop()
@@ -239,6 +288,8 @@ async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pend
             return
         log.info("%s: stopping", signame)
         stop_requested = True
+        if on_stop is not None:
+            on_stop()
         for s in servers:
             s.should_exit = True
 
@@ -267,13 +318,20 @@ async def serve(listeners: list[tuple[Any, socket.socket]], log_level: str, pend
 
 def run(args: argparse.Namespace) -> int:
     """Start, serve until told to stop, shut down. Return the exit code."""
-    token: str | None = None
+    tokens: dict[str, Role] = {}
     tcp_addr: tuple[str, int] | None = None
+    tls: tuple[str, str] | None = None
     if not 0 <= args.busy_poll_us <= 100_000:
         raise StartupError(f"--busy-poll-us must be 0-100000, got {args.busy_poll_us}")
     if args.listen:
         tcp_addr = parse_listen(args.listen)
-        token = read_token(args.token_file)
+        tokens = read_tokens(args.token_file)
+        if args.tls_cert:
+            tls_context(args.tls_cert, args.tls_key)
+            tls = (args.tls_cert, args.tls_key)
+        elif not is_loopback(tcp_addr[0]):
+            log.warning("--listen %s without --tls-cert: tokens and configuration cross the network in clear text",
+                        args.listen)
 
     # Outside the serving loop, SIGTERM/SIGINT only note the request: a stop during start-up is honoured
     # once restore is done and one during shutdown is ignored, so neither leaves a switch half-made.
@@ -285,13 +343,18 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     state_dir = Path(args.state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_path(state_dir, STATE_DIR_MODE, directory=True)
+    # SQLite gives its -wal and -shm files the mode of the database file, so they are private too
+    for name in ("config.sqlite", "config.sqlite-wal", "config.sqlite-shm"):
+        if name == "config.sqlite" or (state_dir / name).exists():
+            private_path(state_dir / name, CONFIG_MODE, directory=False)
     unix_sock = bind_unix_socket(args.socket)
     inode = os.stat(args.socket).st_ino
     owned = [unix_sock]
     listeners: list[tuple[Any, socket.socket]] = []
     manager: Any = None
     store: Any = None
+    watches: Any = None  # the REST side is imported after restore (see the module docstring)
     try:
         tcp_sock: socket.socket | None = None
         if tcp_addr is not None:
@@ -309,14 +372,17 @@ def run(args: argparse.Namespace) -> int:
                                 reserved_paths=[args.socket, str(state_dir)])
         log.info("restoring configuration from %s", state_dir / "config.sqlite")
         manager.restore()
-        from vswitch.frontends.rest import make_app
+        from vswitch.frontends.rest import WatchPool, make_app
 
-        listeners.append((make_app(manager), unix_sock))
+        watches = WatchPool()
+        listeners.append((make_app(manager, watches=watches), unix_sock))
         log.info("serving on unix socket %s", args.socket)
         if tcp_sock is not None and tcp_addr is not None:
-            listeners.append((make_app(manager, token=token), tcp_sock))
-            log.info("serving on http://%s:%d (bearer token required)", *tcp_addr)
-        ok = asyncio.run(serve(listeners, args.log_level, noted))
+            listeners.append((make_app(manager, tokens=tokens, watches=watches), tcp_sock))
+            roles = ", ".join(f"{sum(r is role for r in tokens.values())} {role}" for role in Role)
+            log.info("serving on %s://%s:%d (bearer token required; tokens: %s)",
+                     "https" if tls else "http", *tcp_addr, roles)
+        ok = asyncio.run(serve(listeners, args.log_level, noted, {1: tls} if tls else None, watches.stop))
         return 0 if ok else 1
     finally:
         for sig in previous:
@@ -327,6 +393,8 @@ def run(args: argparse.Namespace) -> int:
                 manager.shutdown()
             except Exception:
                 log.exception("manager shutdown failed")
+        if watches is not None:
+            watches.shutdown()
         if store is not None:
             store.close()
         for sock in owned:
@@ -345,6 +413,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--listen needs --token-file (the TCP listener always requires a bearer token)")
     if args.token_file and not args.listen:
         parser.error("--token-file only applies with --listen")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert and not args.listen:
+        parser.error("--tls-cert only applies with --listen")
     if args.listen:
         try:
             host, _ = parse_listen(args.listen)

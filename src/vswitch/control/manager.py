@@ -44,6 +44,8 @@ from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
+    WATCH_MAX_EVENTS,
+    WATCH_MAX_S,
     Conflict,
     FdbEntryInfo,
     InvalidRequest,
@@ -56,6 +58,7 @@ from vswitch.control.model import (
     SwitchSpec,
     SwitchType,
     VswitchError,
+    clip,
     host_vnic_name,
 )
 from vswitch.control.netlink import Netlink
@@ -609,37 +612,48 @@ class SwitchManager:
         return dp.call(run)
 
     def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
-        if not (isinstance(seconds, int | float) and 0 < seconds <= 60):
-            raise InvalidRequest(f"watch time must be 0-60 s, got {seconds!r}")
-        if not (isinstance(limit, int) and 1 <= limit <= 100_000):
-            raise InvalidRequest(f"watch limit must be 1-100000 events, got {limit!r}")
+        """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
+
+        Raises InvalidRequest when `seconds` is not in (0, WATCH_MAX_S] or `limit` not in
+        1..WATCH_MAX_EVENTS, NotFound for an unknown switch. While recording, each event is one small
+        tuple holding the frame's first bytes (never the frame), turned into a dict only at the end.
+        """
+        if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds <= WATCH_MAX_S):
+            raise InvalidRequest(f"watch time must be more than 0 and at most {WATCH_MAX_S:.0f} s, got {clip(seconds)}")
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= WATCH_MAX_EVENTS):
+            raise InvalidRequest(f"watch limit must be 1-{WATCH_MAX_EVENTS} events, got {clip(limit)}")
         dp = self.datapath(switch)
-        events: list[dict[str, Any]] = []
+        raw: list[tuple[Any, ...]] = []
         done = threading.Event()
 
         def observe(pid: Any, buf: bytes, hdr: int, d: Any) -> None:
-            # runs on the datapath thread, only while someone watches
-            if len(events) >= limit:
+            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple
+            if len(raw) >= limit:
                 done.set()
                 return
-            f = buf[hdr:]
-            ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
-            vid = None
-            if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
-                vid = int.from_bytes(f[14:16], "big") & 0x0FFF
-                ethertype = int.from_bytes(f[16:18], "big")
-            events.append({"t": time.time(), "in_port": str(pid), "src": format_mac(f[6:12]) if len(f) >= 12 else None,
-                           "dst": format_mac(f[0:6]) if len(f) >= 6 else None, "vid": vid, "vlan": d.vlan or None,
-                           "ethertype": ethertype, "length": len(f), "reason": d.reason.name,
-                           "out_ports": [str(p) for p in d.out_ports],
-                           "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None})
+            # 18 bytes of L2 header + 60 of IPv4 header + 8 of ICMP are all _event() reads
+            raw.append((time.time(), pid, buf[hdr:hdr + 86], len(buf) - hdr, d.reason, d.vlan, d.out_ports))
 
         dp.call(lambda: dp.frame_observers.append(observe))
+        end = time.monotonic() + seconds
         try:
-            done.wait(seconds)
+            # in slices: a switch deleted (or a daemon shutting down) ends its watches within a slice
+            while not done.wait(min(0.25, max(0.0, end - time.monotonic()))) and time.monotonic() < end:
+                with self._lock:
+                    current = self._switches.get(switch)
+                if current is None or current.datapath is not dp:
+                    break
         finally:
             dp.call(lambda: dp.frame_observers.remove(observe))
-        return list(events)
+        del raw[limit:]
+        # converted oldest first while the tuples are dropped, so both forms never coexist in full;
+        # equal MACs and output lists are one shared object each (a watch sees few distinct ones)
+        shared: dict[Any, Any] = {}
+        raw.reverse()
+        events = []
+        while raw:
+            events.append(_event(*raw.pop(), shared))
+        return events
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -900,6 +914,26 @@ def _discard_port(port: Port) -> None:
         destroy()
     else:
         port.close()
+
+
+def _event(t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
+           out_ports: Any, shared: dict[Any, Any]) -> dict[str, Any]:
+    """One `watch` event from what the datapath thread kept of a frame (its first bytes).
+
+    `shared` holds the strings and lists already made for this watch, reused for equal values."""
+    ethertype = int.from_bytes(f[12:14], "big") if len(f) >= 14 else None
+    vid = None
+    if ethertype in (0x8100, 0x88A8) and len(f) >= 18:
+        vid = int.from_bytes(f[14:16], "big") & 0x0FFF
+        ethertype = int.from_bytes(f[16:18], "big")
+    src = shared.setdefault(f[6:12], format_mac(f[6:12])) if len(f) >= 12 else None
+    dst = shared.setdefault(f[0:6], format_mac(f[0:6])) if len(f) >= 6 else None
+    outs = shared.get(("out", *out_ports))
+    if outs is None:
+        outs = shared[("out", *out_ports)] = [str(p) for p in out_ports]
+    return {"t": t, "in_port": shared.setdefault(("in", pid), str(pid)), "src": src, "dst": dst, "vid": vid,
+            "vlan": vlan or None, "ethertype": ethertype, "length": length, "reason": reason.name,
+            "out_ports": outs, "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None}
 
 
 def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:

@@ -10,16 +10,46 @@ Must not touch: sockets, netlink, the datapath.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
+
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
 NAME_MAX = 32
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: what a switch, port or interface name may look like (the OpenAPI schema states the same pattern)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_NAME_RE = re.compile(NAME_PATTERN)
 AGEING_MIN_S, AGEING_MAX_S, AGEING_DEFAULT_S = 10, 3600, 300
 CAPACITY_MIN, CAPACITY_MAX, CAPACITY_DEFAULT = 16, 1_000_000, 8192
+#: longest confirm timeout: an hour is plenty to check a host is reachable; finite, so a timer can hold it
+CONFIRM_TIMEOUT_MAX_S = 3600.0
+VLAN_MIN, VLAN_MAX = 1, 4094
+#: a trunk names each VLAN at most once, so no list (or range text) may be longer than this
+TRUNK_MAX_VLANS = VLAN_MAX - VLAN_MIN + 1
+#: longest trunk range text ("1,3,5,...": every other VLAN written out is about 10 KB)
+TRUNK_TEXT_MAX = 20_000
+#: a `watch` records for at most this long and returns at most this many events
+WATCH_MAX_S, WATCH_MAX_EVENTS = 60.0, 10_000
+#: how much of a refused input an error message repeats
+ECHO_MAX = 64
+
+
+def clip(value: object, limit: int = ECHO_MAX) -> str:
+    """`repr(value)` cut to `limit` characters (plus "…"): what an error message may echo of an input.
+
+    Keeps a refused 1 MB string from coming back in the answer, the log and the terminal.
+    """
+    if isinstance(value, str | bytes) and len(value) > 4 * limit:
+        value = value[:4 * limit]  # the repr of a huge string is never built
+    if isinstance(value, list | tuple | dict | set) and len(value) > limit:
+        text = f"<{type(value).__name__} of {len(value)} items>"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class VswitchError(Exception):
@@ -65,11 +95,12 @@ def validate_name(what: str, name: object, *, max_len: int = NAME_MAX) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"{what} name must be a non-empty string")
     if len(name.encode()) > max_len:
-        raise InvalidRequest(f"{what} name {name!r} is too long ({len(name.encode())} bytes, max {max_len})")
+        raise InvalidRequest(f"{what} name {clip(name)} is too long ({len(name.encode())} bytes, max {max_len})")
     if "/" in name or "\0" in name or name in (".", ".."):
-        raise InvalidRequest(f"{what} name {name!r} must not contain '/', NUL or be '.'/'..'")
-    if not _NAME_RE.match(name):
-        raise InvalidRequest(f"{what} name {name!r} may only use letters, digits, '_', '.', '-'")
+        raise InvalidRequest(f"{what} name {clip(name)} must not contain '/', NUL or be '.'/'..'")
+    if not _NAME_RE.fullmatch(name):  # match() would let a trailing newline through
+        raise InvalidRequest(f"{what} name {clip(name)} may only use letters, digits, '_', '.', '-' "
+                             "(and start with a letter or digit)")
     return name
 
 
@@ -78,31 +109,68 @@ def validate_ifname(what: str, name: object) -> str:
 
 
 def validate_vlan(what: str, vid: object) -> int:
-    if not isinstance(vid, int) or isinstance(vid, bool) or not 1 <= vid <= 4094:
-        raise InvalidRequest(f"{what} must be a VLAN id between 1 and 4094, got {vid!r}")
+    if not isinstance(vid, int) or isinstance(vid, bool) or not VLAN_MIN <= vid <= VLAN_MAX:
+        raise InvalidRequest(f"{what} must be a VLAN id between {VLAN_MIN} and {VLAN_MAX}, got {clip(vid)}")
     return vid
 
 
+_RANGE_RE = re.compile(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", re.ASCII)
+
+
 def parse_vlan_list(text: str) -> list[int]:
-    """Parse '10,20,30-32' into [10, 20, 30, 31, 32]; InvalidRequest on anything else."""
-    vids: set[int] = set()
+    """Parse '10,20,30-32' into [10, 20, 30, 31, 32] (sorted, each VLAN once).
+
+    Raises InvalidRequest for anything else: a text over `TRUNK_TEXT_MAX` characters (refused before
+    it is parsed), a part that is not a number or ``LO-HI`` range, a reversed range, a VLAN outside
+    1-4094, or no VLAN at all. Ranges are merged before they are expanded, so at most 4094 ids are
+    ever built whatever the text repeats.
+    """
+    if not isinstance(text, str):
+        raise InvalidRequest(f"a VLAN list must be text like '10,20-30', got {clip(text)}")
+    if len(text) > TRUNK_TEXT_MAX:
+        raise InvalidRequest(f"VLAN list is too long ({len(text)} characters, max {TRUNK_TEXT_MAX})")
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
-        part = part.strip()
-        if not part:
+        if not part.strip():
             continue
-        lo, sep, hi = part.partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if sep else a
-        except ValueError:
-            raise InvalidRequest(f"bad VLAN list {text!r}: {part!r} is not a number or range") from None
+        m = _RANGE_RE.fullmatch(part)
+        if m is None:
+            raise InvalidRequest(f"bad VLAN list {clip(text)}: {clip(part.strip())} is not a number or range")
+        a = int(m.group(1))
+        b = int(m.group(2)) if m.group(2) is not None else a
         if a > b:
-            raise InvalidRequest(f"bad VLAN list {text!r}: range {part!r} is reversed")
-        for v in range(a, b + 1):
-            vids.add(validate_vlan("trunk VLAN", v))
-    if not vids:
-        raise InvalidRequest(f"bad VLAN list {text!r}: it names no VLAN")
-    return sorted(vids)
+            raise InvalidRequest(f"bad VLAN list {clip(text)}: range {clip(part.strip())} is reversed")
+        validate_vlan("trunk VLAN", a)
+        validate_vlan("trunk VLAN", b)
+        ranges.append((a, b))
+    if not ranges:
+        raise InvalidRequest(f"bad VLAN list {clip(text)}: it names no VLAN")
+    vids: list[int] = []
+    for a, b in merge_vlan_ranges(ranges):
+        vids.extend(range(a, b + 1))
+    return vids
+
+
+def trunk_vlans(value: object) -> tuple[int, ...]:
+    """A trunk's allowed VLANs, sorted and each once, from a list of ids or a range text ('10,20-30').
+
+    Raises InvalidRequest for a list over `TRUNK_MAX_VLANS` entries (refused before any is looked
+    at), a non-integer or out-of-range id, an empty list, or a bad range text (see `parse_vlan_list`).
+    Stored rows of older versions hold a JSON list of ints and load through here too.
+    """
+    if isinstance(value, str):
+        return tuple(parse_vlan_list(value))
+    if not isinstance(value, list | tuple):
+        raise InvalidRequest(f"trunk must be a list of VLAN ids or a range text like '10,20-30', got {clip(value)}")
+    if len(value) > TRUNK_MAX_VLANS:
+        raise InvalidRequest(f"a trunk carries at most {TRUNK_MAX_VLANS} VLANs; the list has {len(value)} entries")
+    if not value:
+        raise InvalidRequest("a trunk port needs at least one allowed VLAN")
+    return tuple(sorted({validate_vlan("trunk VLAN", v) for v in value}))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 #: A unix socket address holds 108 bytes; a qemu-dgram port's peer adds ".qemu" to its path.
@@ -176,7 +244,8 @@ class SwitchSpec:
         try:
             SwitchType(self.type)
         except ValueError:
-            raise InvalidRequest(f"switch type must be one of external/internal/private, got {self.type!r}") from None
+            raise InvalidRequest(
+                f"switch type must be one of external/internal/private, got {clip(self.type)}") from None
         if self.type == SwitchType.EXTERNAL:
             if not self.nic:
                 raise InvalidRequest("an external switch needs a physical NIC (--external NIC)")
@@ -184,17 +253,21 @@ class SwitchSpec:
             if self.nic == "lo":
                 raise InvalidRequest("the loopback device cannot be the uplink of an external switch")
         elif self.nic:
-            raise InvalidRequest(f"a {self.type} switch has no physical NIC (got {self.nic!r})")
+            raise InvalidRequest(f"a {self.type} switch has no physical NIC (got {clip(self.nic)})")
         if self.confirm_timeout_s is not None:
             if self.type != SwitchType.EXTERNAL:
                 raise InvalidRequest("--confirm-timeout only applies to external switches")
-            if not (isinstance(self.confirm_timeout_s, int | float) and self.confirm_timeout_s > 0):
-                raise InvalidRequest(
-                    f"confirm timeout must be a positive number of seconds, got {self.confirm_timeout_s!r}")
-        if not isinstance(self.ageing_s, int) or not AGEING_MIN_S <= self.ageing_s <= AGEING_MAX_S:
-            raise InvalidRequest(f"ageing must be {AGEING_MIN_S}-{AGEING_MAX_S} s, got {self.ageing_s!r}")
-        if not isinstance(self.max_entries, int) or not CAPACITY_MIN <= self.max_entries <= CAPACITY_MAX:
-            raise InvalidRequest(f"MAC table capacity must be {CAPACITY_MIN}-{CAPACITY_MAX}, got {self.max_entries!r}")
+            t = self.confirm_timeout_s
+            # finite and bounded: the revert timer must be able to hold it (1e308 overflowed it)
+            if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+                    and 0 < t <= CONFIRM_TIMEOUT_MAX_S):
+                raise InvalidRequest(f"confirm timeout must be a number of seconds in (0, "
+                                     f"{CONFIRM_TIMEOUT_MAX_S:.0f}], got {clip(t)}")
+        if not _is_int(self.ageing_s) or not AGEING_MIN_S <= self.ageing_s <= AGEING_MAX_S:
+            raise InvalidRequest(f"ageing must be {AGEING_MIN_S}-{AGEING_MAX_S} s, got {clip(self.ageing_s)}")
+        if not _is_int(self.max_entries) or not CAPACITY_MIN <= self.max_entries <= CAPACITY_MAX:
+            raise InvalidRequest(f"MAC table capacity must be {CAPACITY_MIN}-{CAPACITY_MAX}, "
+                                 f"got {clip(self.max_entries)}")
         return self
 
     @property
@@ -212,13 +285,14 @@ class SwitchSpec:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise InvalidRequest(f"unknown switch field(s): {', '.join(unknown)}")
+            raise InvalidRequest(f"unknown switch field(s): {', '.join(clip(k) for k in unknown[:8])}")
         if "name" not in known or "type" not in known:
             raise InvalidRequest("a switch needs 'name' and 'type'")
         try:
             known["type"] = SwitchType(known["type"])
         except ValueError:
-            raise InvalidRequest(f"switch type must be one of external/internal/private, got {d['type']!r}") from None
+            raise InvalidRequest(f"switch type must be one of external/internal/private, got {clip(d['type'])}"
+                                 ) from None
         return cls(**known).validate()
 
 
@@ -239,7 +313,7 @@ class PortSpec:
             kind = PortKind(self.kind)
         except ValueError:
             raise InvalidRequest(f"port kind must be one of {', '.join(k.value for k in PortKind)}, "
-                                 f"got {self.kind!r}") from None
+                                 f"got {clip(self.kind)}") from None
         if not isinstance(self.target, str) or not self.target:
             raise InvalidRequest(f"port {self.name!r} needs a target (interface name or socket path)")
         target = validate_port_target(kind, self.target)
@@ -250,6 +324,8 @@ class PortSpec:
                 raise InvalidRequest("a port is either access (--vlan) or trunk (--trunk), not both")
             if not self.trunk:
                 raise InvalidRequest("a trunk port needs at least one allowed VLAN")
+            if len(self.trunk) > TRUNK_MAX_VLANS:
+                raise InvalidRequest(f"a trunk carries at most {TRUNK_MAX_VLANS} VLANs, got {len(self.trunk)}")
             for v in self.trunk:
                 validate_vlan("trunk VLAN", v)
             if self.native is not None:
@@ -268,14 +344,15 @@ class PortSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["kind"] = str(self.kind)
-        d["trunk"] = list(self.trunk) if self.trunk is not None else None
+        # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
+        d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PortSpec:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise InvalidRequest(f"unknown port field(s): {', '.join(unknown)}")
+            raise InvalidRequest(f"unknown port field(s): {', '.join(clip(k) for k in unknown[:8])}")
         for k in ("name", "kind", "target"):
             if k not in d:
                 raise InvalidRequest(f"a port needs {k!r}")
@@ -284,11 +361,9 @@ class PortSpec:
             known["kind"] = PortKind(known["kind"])
         except ValueError:
             raise InvalidRequest(f"port kind must be one of {', '.join(k.value for k in PortKind)}, "
-                                 f"got {d['kind']!r}") from None
+                                 f"got {clip(d['kind'])}") from None
         if known.get("trunk") is not None:
-            if not isinstance(known["trunk"], list | tuple):
-                raise InvalidRequest("trunk must be a list of VLAN ids")
-            known["trunk"] = tuple(known["trunk"])
+            known["trunk"] = trunk_vlans(known["trunk"])
         return cls(**known).validate()
 
 

@@ -9,6 +9,7 @@ Must not touch: the FDB, frames.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -80,5 +81,21 @@ class PortPolicy:
     def describe(self) -> str:
         if self.mode == VlanMode.ACCESS:
             return f"access {self.access_vlan}"
-        text = "trunk " + ",".join(str(v) for v in sorted(self.allowed_vlans))
+        text = "trunk " + format_vlan_list(self.allowed_vlans)
         return text + (f" native {self.native_vlan}" if self.native_vlan is not None else "")
+
+
+def merge_vlan_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping, non-adjacent (lo, hi) ranges covering the same VLANs."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def format_vlan_list(vids: Iterable[int]) -> str:
+    """VLAN ids as ranges, e.g. {10, 20, 21, 22} → '10,20-22': a trunk of 4094 VLANs is '1-4094'."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in merge_vlan_ranges((v, v) for v in vids))

@@ -46,29 +46,32 @@ from vswitch.control.model import (
 DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 
 
-def default_make_api(socket_path: str | None, url: str | None, token: str | None) -> SwitchApi:
+def default_make_api(socket_path: str | None, url: str | None, token: str | None,
+                     ca_cert: str | None = None) -> SwitchApi:
     """The api the CLI uses when none is injected: vswitchd over its unix socket or a URL."""
     from vswitch.frontends.client import RestSwitchApi
 
-    return RestSwitchApi(socket_path=socket_path, url=url, token=token)
+    return RestSwitchApi(socket_path=socket_path, url=url, token=token, ca_cert=ca_cert)
 
 
-#: Factory for the api; tests may replace it (or pass ``obj=`` to CliRunner.invoke).
-make_api: Callable[[str | None, str | None, str | None], SwitchApi] = default_make_api
+#: Factory for the api (socket, url, token[, ca_cert=]); tests may replace it (or pass ``obj=`` to
+#: CliRunner.invoke).
+make_api: Callable[..., SwitchApi] = default_make_api
 
 
 class CliState:
     """What the group callback learned; builds the api on first use."""
 
     def __init__(self, socket_path: str | None, url: str | None, token: str | None,
-                 api: SwitchApi | None = None) -> None:
-        self.socket_path, self.url, self.token = socket_path, url, token
+                 api: SwitchApi | None = None, ca_cert: str | None = None) -> None:
+        self.socket_path, self.url, self.token, self.ca_cert = socket_path, url, token, ca_cert
         self._api = api
 
     @property
     def api(self) -> SwitchApi:
         if self._api is None:
-            self._api = make_api(self.socket_path, self.url, self.token)
+            extra = {"ca_cert": self.ca_cert} if self.ca_cert else {}
+            self._api = make_api(self.socket_path, self.url, self.token, **extra)
         return self._api
 
 
@@ -105,23 +108,29 @@ def _print_json(obj: Any) -> None:
 @click.option("--socket", "socket_path", envvar="VSWITCH_SOCKET", default=DEFAULT_SOCKET, show_default=True,
               help="vswitchd's unix socket (env VSWITCH_SOCKET).")
 @click.option("--url", envvar="VSWITCH_URL", default=None,
-              help="Talk to vswitchd over TCP instead, e.g. http://127.0.0.1:8470 (env VSWITCH_URL).")
+              help="Talk to vswitchd over TCP instead, e.g. http://127.0.0.1:8470 or https://host:8470 "
+                   "(env VSWITCH_URL).")
 @click.option("--token-file", type=click.Path(dir_okay=False), envvar="VSWITCH_TOKEN_FILE", default=None,
-              help="File holding the bearer token for --url (env VSWITCH_TOKEN_FILE).")
+              help="File holding the bearer token for --url, bare or as ROLE:TOKEN (env VSWITCH_TOKEN_FILE; "
+                   "or give the token itself in env VSWITCH_TOKEN).")
+@click.option("--ca-cert", type=click.Path(dir_okay=False), envvar="VSWITCH_CA_CERT", default=None,
+              help="CA certificate (PEM) to verify an https --url against (env VSWITCH_CA_CERT).")
 @click.pass_context
-def cli(ctx: click.Context, socket_path: str, url: str | None, token_file: str | None) -> None:
+def cli(ctx: click.Context, socket_path: str, url: str | None, token_file: str | None,
+        ca_cert: str | None) -> None:
     """Hyper-V-style virtual switches for Linux: External, Internal and Private."""
-    token = None
+    token = os.environ.get("VSWITCH_TOKEN") or None
     if token_file:
+        from vswitch.frontends.tokens import TokenFileError, client_token
+
         try:
-            with open(token_file) as f:
-                token = f.read().strip()
-        except OSError as e:
-            raise click.ClickException(f"cannot read token file {token_file}: {e.strerror}") from None
+            token = client_token(token_file)
+        except TokenFileError as e:
+            raise click.ClickException(str(e)) from None
     injected = ctx.obj
     if isinstance(injected, CliState):
         return
-    ctx.obj = CliState(socket_path, url, token, api=injected)
+    ctx.obj = CliState(socket_path, url, token, api=injected, ca_cert=ca_cert)
 
 
 # ---- switch -------------------------------------------------------------------------------------
@@ -159,8 +168,9 @@ def _port_table(ports: list[PortInfo], title: str) -> Table:
 @click.option("--private", is_flag=True, help="Private switch: VMs only.")
 @click.option("--allow-management-os/--no-allow-management-os", default=True, show_default=True,
               help="External only: give the host a vNIC on the switch (it takes the NIC's addresses).")
-@click.option("--confirm-timeout", type=click.FloatRange(min=0, min_open=True), metavar="S", default=None,
-              help="External only: undo the takeover unless `vswitch switch confirm` comes within S seconds.")
+@click.option("--confirm-timeout", type=float, metavar="S", default=None,
+              help="External only: undo the takeover unless `vswitch switch confirm` comes within S seconds "
+                   "(at most 3600).")
 @click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @click.option("--ageing", type=int, metavar="S", default=None, help="MAC ageing time in seconds (default 300).")
 @click.option("--max-entries", type=int, metavar="N", default=None, help="MAC table capacity (default 8192).")

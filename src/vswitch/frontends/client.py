@@ -15,6 +15,7 @@ Must not touch: FastAPI (kept out of the CLI's import path), the manager, the st
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -37,8 +38,6 @@ DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 #: Creating an external switch moves addresses and routes; give it time.
 DEFAULT_TIMEOUT_S = 60.0
 
-_BY_STATUS: dict[int, type[VswitchError]] = {400: InvalidRequest, 404: NotFound, 409: Conflict}
-
 T = TypeVar("T")
 
 
@@ -52,6 +51,15 @@ class AuthenticationFailed(VswitchError):
     """The daemon refused the bearer token (or none was given)."""
 
     status = 401
+
+
+class Forbidden(VswitchError):
+    """The token is valid but its role may not do this (a reader asked for a change)."""
+
+    status = 403
+
+
+_BY_STATUS: dict[int, type[VswitchError]] = {400: InvalidRequest, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
 def _record(cls: type[T], data: Any) -> T:
@@ -83,15 +91,25 @@ def _error_message(response: httpx.Response) -> str:
 
 
 class RestSwitchApi:
-    """`SwitchApi` over HTTP: `socket_path` (unix socket, the default) or `url` (``http://host:port``)."""
+    """`SwitchApi` over HTTP: `socket_path` (unix socket, the default) or `url` (``http://host:port``,
+    ``https://host:port`` verified against the system's CAs or `ca_cert`)."""
 
     def __init__(self, socket_path: str | None = None, url: str | None = None, token: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        """Connect lazily: nothing is contacted until the first call."""
+                 timeout_s: float = DEFAULT_TIMEOUT_S, ca_cert: str | None = None) -> None:
+        """Connect lazily: nothing is contacted until the first call.
+
+        Raises VswitchError when `ca_cert` cannot be loaded.
+        """
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if url is not None:
             self.where = url
-            self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+            verify: ssl.SSLContext | bool = True
+            if ca_cert is not None:
+                try:
+                    verify = ssl.create_default_context(cafile=ca_cert)
+                except (OSError, ssl.SSLError) as e:
+                    raise VswitchError(f"cannot load CA certificate {ca_cert}: {e}") from None
+            self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s, verify=verify)
         else:
             self.where = socket_path or DEFAULT_SOCKET
             self._client = httpx.Client(base_url="http://vswitchd", headers=headers, timeout=timeout_s,
@@ -111,6 +129,9 @@ class RestSwitchApi:
         try:
             response = self._client.request(method, path, json=json, params=params)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
+            if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                raise DaemonUnreachable(f"vswitchd at {self.where} has a TLS certificate this client does not "
+                                        f"trust: {e} (give its CA with --ca-cert)") from None
             raise DaemonUnreachable(f"cannot reach vswitchd at {self.where}: {e} (is it running?)") from None
         except httpx.TimeoutException as e:
             raise DaemonUnreachable(f"vswitchd at {self.where} did not answer in time: {e}") from None
@@ -158,7 +179,10 @@ class RestSwitchApi:
         return _switch(self._call("GET", f"/switches/{_seg(name)}"))
 
     def add_port(self, switch: str, spec: PortSpec) -> PortInfo:
-        return _record(PortInfo, self._call("POST", f"/switches/{_seg(switch)}/ports", json=spec.to_dict()))
+        body = spec.to_dict()
+        if spec.trunk is not None:
+            body["trunk"] = list(spec.trunk)  # the API takes a list of ids (the store keeps ranges)
+        return _record(PortInfo, self._call("POST", f"/switches/{_seg(switch)}/ports", json=body))
 
     def remove_port(self, switch: str, port: str) -> None:
         self._call("DELETE", f"/switches/{_seg(switch)}/ports/{_seg(port)}")

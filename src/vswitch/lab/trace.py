@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from vswitch.control.api import SwitchApi
+from vswitch.control.model import WATCH_MAX_EVENTS
 from vswitch.lab.capture import Capture, CapturePointLike, run_in_netns
 from vswitch.lab.hops import SwitchPortMap, build_echoes, record_to_dict
 
@@ -36,7 +37,7 @@ REPLY_TIMEOUT_S = 1
 WATCH_SETTLE_S = 0.5
 GRACE_S = 0.2
 #: most decisions one watch records (other traffic counts too); reaching it is reported
-WATCH_LIMIT = 20_000
+WATCH_LIMIT = WATCH_MAX_EVENTS
 
 
 class LabSwitchLike(Protocol):

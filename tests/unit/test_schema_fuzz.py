@@ -1,0 +1,41 @@
+"""Schemathesis against the REST app's own OpenAPI (over the fake SwitchApi): no 5xx, and no request
+valid per the schema refused with a 400 — the schema states what the server enforces.
+
+Bounded for `make test`: a few examples per operation (the whole run takes some seconds). The api is
+the in-memory fake, not a SwitchManager: generated requests would otherwise create TAPs and take
+over NICs on the test host.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fake_api import FakeApi, private
+from hypothesis import HealthCheck, settings
+
+from vswitch.control.model import PortKind, PortSpec
+from vswitch.frontends.rest import make_app
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in the test extras: pip install -e .[test]")
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    positive_data_acceptance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+
+def _app() -> object:
+    api = FakeApi()
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("p", PortKind.MEMORY, "p"))
+    return make_app(api)
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+    case.call_and_validate(checks=[not_a_server_error, positive_data_acceptance, status_code_conformance,
+                                   response_schema_conformance])
