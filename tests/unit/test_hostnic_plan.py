@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import errno
 import json
-import threading
 from socket import AF_INET, AF_INET6
 from typing import Any
 
@@ -275,26 +274,6 @@ def test_a_failing_undo_is_reported_and_restore_can_be_retried(kernel: FakeKerne
     kernel.links["eth1"] = nic
     takeover.restore()
     assert kernel.state() == before and not takeover.applied
-
-
-def test_confirm_timeout_reverts_and_confirm_cancels(kernel: FakeKernel) -> None:
-    before = kernel.state()
-    takeover = Takeover("eth1", "vs-ext0")
-    takeover.apply()
-    order: list[str] = []
-    done = threading.Event()
-    takeover.arm_confirm_timeout(0.05, lambda t, err: (order.append(f"after {err}"), done.set()),
-                                 before_revert=lambda t: order.append("before"))
-    assert done.wait(2) and order == ["before", "after None"]
-    assert kernel.state() == before
-
-    takeover.apply()
-    takeover.arm_confirm_timeout(0.05, lambda t, err: done.set())
-    done.clear()
-    assert takeover.confirm() is True
-    assert not done.wait(0.2) and takeover.applied
-    assert takeover.confirm() is False, "nothing left to confirm"
-    takeover.restore()
 
 
 @pytest.mark.parametrize("nic, vnic, setup, message", [

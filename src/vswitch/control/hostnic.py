@@ -2,7 +2,8 @@
 
 Owns: the decision of *what* moves and *in which order* when an External switch binds a
 physical NIC, the undo of every step, the snapshot of the NIC's original state (JSON, so a
-restarted daemon can still give everything back) and the confirm-or-revert timer.
+restarted daemon can still give everything back). The confirm-or-revert deadline is the manager's
+(it must stop the switch and forget it under one lock).
 
 Hyper-V semantics. With *allow management OS* the host vNIC (a TAP ``vs-<switch>`` made by
 someone else) takes the NIC's MAC and MTU, is brought up, and receives the NIC's IPv4/IPv6
@@ -57,7 +58,6 @@ ARP_IGNORE_NO_LOCAL = "8"  # "do not reply for all local addresses"
 IFA_F_NODAD = 0x02
 
 FailAt = int | str | Callable[[int, "Step"], bool] | None
-RevertHook = Callable[["Takeover", BaseException | None], None]
 
 
 class TakeoverRefused(ValueError):
@@ -268,7 +268,6 @@ class Takeover:
         self._snapshot: dict[str, Any] | None = None
         self._done: list[Step] = []
         self._lock = threading.RLock()
-        self._timer: threading.Timer | None = None
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> Takeover:
@@ -327,7 +326,6 @@ class Takeover:
     def restore(self) -> None:
         """Give everything back, in reverse. Idempotent; raises ``TakeoverError`` if an undo failed."""
         with self._lock:
-            self._cancel_timer()
             if not self._done:
                 return
             errors: list[tuple[Step, BaseException]] = []
@@ -338,49 +336,6 @@ class Takeover:
             if errors:  # keep self._done: a later restore() may finish the job
                 raise TakeoverError(None, errors[0][1], errors)
             self._done = []
-
-    # -- confirm or revert ------------------------------------------------------------------------
-
-    def arm_confirm_timeout(self, seconds: float, on_revert: RevertHook | None = None, *,
-                            before_revert: Callable[[Takeover], None] | None = None) -> None:
-        """Revert automatically unless ``confirm()`` is called within ``seconds``.
-
-        ``before_revert(self)`` runs first (stop the uplink, see the module docstring), then
-        ``restore()``, then ``on_revert(self, error_or_None)``. Runs on a timer thread.
-        """
-        with self._lock:
-            self._cancel_timer()
-            self._timer = threading.Timer(seconds, self._revert_unconfirmed, (on_revert, before_revert))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def confirm(self) -> bool:
-        """Keep the takeover. True when a pending confirm timeout was cancelled."""
-        with self._lock:
-            return self._cancel_timer()
-
-    def _revert_unconfirmed(self, on_revert: RevertHook | None,
-                            before_revert: Callable[[Takeover], None] | None) -> None:
-        with self._lock:
-            if self._timer is None:  # confirmed while this thread waited for the lock
-                return
-            self._timer = None
-            error: BaseException | None = None
-            try:
-                if before_revert is not None:
-                    before_revert(self)
-                self.restore()
-            except Exception as exc:  # reported to on_revert; a timer thread has nobody else to tell
-                error = exc
-        if on_revert is not None:
-            on_revert(self, error)
-
-    def _cancel_timer(self) -> bool:
-        timer, self._timer = self._timer, None
-        if timer is None:
-            return False
-        timer.cancel()
-        return True
 
     # -- helpers ----------------------------------------------------------------------------------
 

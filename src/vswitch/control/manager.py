@@ -103,6 +103,7 @@ class _Switch:
     undo: ExitStack = field(default_factory=ExitStack)
     confirm_deadline: float | None = None   # epoch seconds (time.time()), None once confirmed
     deleting: bool = False                  # teardown for good (delete, revert), not a shutdown
+    confirm_timer: threading.Timer | None = None
 
 
 def policy_for(spec: PortSpec) -> PortPolicy:
@@ -277,9 +278,11 @@ class SwitchManager:
                 sw.takeover = takeover
                 if confirm_deadline is not None:
                     sw.confirm_deadline = confirm_deadline
-                    takeover.arm_confirm_timeout(max(0.0, confirm_deadline - time.time()),
-                                                 on_revert=lambda _t, err, name=spec.name: self._reverted(name, err),
-                                                 before_revert=lambda _t, dp=dp: dp.stop())
+                    timer = threading.Timer(max(0.0, confirm_deadline - time.time()), self._confirm_expired, (sw,))
+                    timer.daemon = True
+                    timer.start()
+                    undo.callback(timer.cancel)
+                    sw.confirm_timer = timer
             elif vnic_name is not None:
                 with Netlink() as nl:
                     nl.set_up(vnic_name, True)
@@ -360,15 +363,21 @@ class SwitchManager:
         sw.datapath.stop()  # stop bridging NIC and vNIC before the NIC's stack comes back
         takeover.restore()
 
-    def _reverted(self, name: str, error: BaseException | None) -> None:
-        """The confirm timeout fired: the takeover is undone; remove what is left of the switch."""
-        log.warning("switch %s was not confirmed in time: reverted%s", name,
-                    f" (with errors: {error})" if error else "")
+    def _confirm_expired(self, sw: _Switch) -> None:
+        """Timer thread: the confirm deadline passed. Revert the takeover and forget the switch, all
+        under the manager's lock, so no reader sees a switch whose datapath is already stopped."""
         with self._lock:
-            sw = self._switches.pop(name, None)
-            if sw is None:
-                return
-            self._teardown(sw, delete=True)
+            name = sw.spec.name
+            if self._switches.get(name) is not sw or sw.confirm_deadline is None:
+                return  # confirmed or deleted while this thread waited for the lock
+            del self._switches[name]
+            error: Exception | None = None
+            try:
+                self._teardown(sw, delete=True)  # stops the datapath before giving the NIC back
+            except Exception as exc:  # a timer thread has nobody else to tell
+                error = exc
+            log.warning("switch %s was not confirmed in time: reverted%s", name,
+                        f" (with errors: {error})" if error else "")
             if self.store is not None:
                 try:
                     self.store.delete_switch(name)
@@ -416,8 +425,9 @@ class SwitchManager:
             if self.store is not None:
                 self.store.set_confirmed(name)
                 crashpoint("confirm-switch.stored")
-            sw.takeover.confirm()
-            sw.confirm_deadline = None
+            sw.confirm_deadline = None  # a timer already waiting for this lock sees it and does nothing
+            if sw.confirm_timer is not None:
+                sw.confirm_timer.cancel()
             return self._info(sw)
 
     def list_switches(self) -> list[SwitchInfo]:
