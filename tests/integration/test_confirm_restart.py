@@ -26,16 +26,24 @@ def _wait_past(deadline_epoch: float) -> None:
     wait_until(lambda: time.time() >= deadline_epoch, what="the confirm deadline to pass")
 
 
+def _restart(d: Daemon, sig: signal.Signals | None, kept: list[Daemon]) -> Daemon:
+    """Stop `d` with `sig` (None: already stopped) and start a daemon on its state directory."""
+    if sig is not None:
+        d.stop(sig=sig)
+    kept.append(Daemon(d.ns, state_dir=d.state_dir).start())
+    return kept[-1]
+
+
 def test_a_confirmed_switch_stays_across_sigterm_and_sigkill_restarts(lab):  # noqa: F811
     d = Daemon(lab.host).start()
+    kept = [d]  # a Daemon's temporary directory holds the state directory: keep each until the end
     try:
         with d.api() as api:
             api.create_switch(SwitchSpec("cf", SwitchType.EXTERNAL, nic=lab.nic, confirm_timeout_s=3.0))
             deadline = time.time() + 3.0
             assert api.confirm_switch("cf").state == "up"
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            d.stop(sig=sig)
-            d = Daemon(lab.host, state_dir=d.state_dir).start()
+            d = _restart(d, sig, kept)
             with d.api() as api:
                 assert api.get_switch("cf").state == "up", f"after a {sig.name} restart the confirm must hold"
         _wait_past(deadline + 1.0)
@@ -44,18 +52,19 @@ def test_a_confirmed_switch_stays_across_sigterm_and_sigkill_restarts(lab):  # n
             assert api.get_switch("cf").state == "up"
         assert ns_helpers.ping(lab.host, lab.server_ip), "the host reaches the server through the switch"
     finally:
-        d.cleanup()
+        for old in reversed(kept):
+            old.cleanup()
 
 
 def test_the_confirm_deadline_is_absolute_across_restarts(lab):  # noqa: F811
     before = _link_state(lab.host, lab.nic)
     d = Daemon(lab.host).start()
+    kept = [d]  # a Daemon's temporary directory holds the state directory: keep each until the end
     try:
         with d.api() as api:
             api.create_switch(SwitchSpec("cd", SwitchType.EXTERNAL, nic=lab.nic, confirm_timeout_s=600.0))
         created = time.monotonic()
-        d.stop(sig=signal.SIGKILL)
-        d = Daemon(lab.host, state_dir=d.state_dir).start()
+        d = _restart(d, signal.SIGKILL, kept)
         with d.api() as api:
             info = api.get_switch("cd")
         assert info.state == "awaiting-confirm"
@@ -70,11 +79,12 @@ def test_the_confirm_deadline_is_absolute_across_restarts(lab):  # noqa: F811
             deadline = time.time() + 2.0
         d.stop(sig=signal.SIGKILL)
         _wait_past(deadline + 0.5)
-        d = Daemon(lab.host, state_dir=d.state_dir).start()
+        d = _restart(d, None, kept)
         with d.api() as api:
             assert api.list_switches() == [], "a switch whose deadline passed while vswitchd was down is reverted"
         assert _link_state(lab.host, lab.nic) == before, "the revert gives the NIC back exactly"
         assert "vs-cd" not in ns_helpers.run(lab.host, ["ip", "-o", "link"]).stdout
         assert ns_helpers.ping(lab.host, lab.server_ip)
     finally:
-        d.cleanup()
+        for old in reversed(kept):
+            old.cleanup()

@@ -191,12 +191,14 @@ def test_kill_at_every_step_leaves_the_old_or_the_new_state_and_nothing_behind(l
 
 def test_internal_vnic_keeps_its_address_across_sigkill_and_sigterm_restarts(lab):  # noqa: F811
     d = Daemon(lab.host).start()
+    kept = [d]  # a Daemon's temporary directory holds the state directory: keep each until the end
     try:
         d.cli("switch", "create", "ka", "--internal")
         ns_helpers.run(lab.host, ["ip", "addr", "add", "192.0.2.7/24", "dev", "vs-ka"])
         for sig in (signal.SIGKILL, signal.SIGTERM):
             d.stop(sig=sig)
             d = Daemon(lab.host, state_dir=d.state_dir).start()
+            kept.append(d)
             out = ns_helpers.run(lab.host, ["ip", "-j", "addr", "show", "dev", "vs-ka"]).stdout
             addrs = [i["local"] for a in json.loads(out) for i in a["addr_info"]]
             assert "192.0.2.7" in addrs, f"after a {sig.name} restart the Internal vNIC lost its address: {addrs}"
@@ -204,4 +206,5 @@ def test_internal_vnic_keeps_its_address_across_sigkill_and_sigterm_restarts(lab
         d.cli("switch", "delete", "ka")
         assert "vs-ka" not in ns_helpers.run(lab.host, ["ip", "-o", "link"]).stdout
     finally:
-        d.cleanup()
+        for old in reversed(kept):
+            old.cleanup()
