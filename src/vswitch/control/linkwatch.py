@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vswitch.ports import LinkPort, Port, TapPort
+from vswitch.ports import netns as _netns
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,9 @@ def _open_netlink_in(nsfd: int) -> socket.socket:
     return result[0]
 
 
+RELEASE_EVERY_S = 1.0  # how often to look for abandoned namespaces (a /proc scan)
+
+
 def _own_ns() -> int:
     return os.stat("/proc/self/ns/net").st_ino
 
@@ -187,6 +191,8 @@ class LinkWatch:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._own = _own_ns()
+        self._abandoned: set[int] = set()  # namespaces released for good (see _release_abandoned)
+        self._next_release = 0.0
 
     def watch(self, dp: Any, pid: Hashable, port: Port) -> None:
         """Start watching the link behind `port` (a TapPort or LinkPort) for `dp`."""
@@ -241,6 +247,9 @@ class LinkWatch:
                 for s in socks:
                     if s.sock in ready:
                         self._read(s)
+                if time.monotonic() >= self._next_release:
+                    self._next_release = time.monotonic() + RELEASE_EVERY_S
+                    self._release_abandoned()
             except Exception:  # never die: a dead watch would hide every later link change
                 log.exception("linkwatch: unexpected error")
                 time.sleep(RETRY_S)
@@ -273,6 +282,8 @@ class LinkWatch:
                     else:
                         try:
                             ns = os.fstat(nsfd).st_ino
+                            if ns in self._abandoned:
+                                continue  # dying: a new socket would keep it alive again
                             e.ifname = _tap_name(e.port)
                             s = self._socket_for(ns, nsfd)
                         finally:
@@ -287,6 +298,30 @@ class LinkWatch:
             s.ask(e.ifname)
         self._drop_idle_sockets()
         return bool(todo)
+
+    def _release_abandoned(self) -> None:
+        """Close our socket in a namespace nothing else holds any more (`ip netns del` of a VM's
+        namespace): our socket alone would keep it, and the TAPs in it, alive for ever. Its ports
+        are down; the TAP then vanishes with the namespace and the datapath fails the port."""
+        for ns in [n for n in list(self._socks) if n != self._own]:
+            if _netns.held_elsewhere(ns):
+                continue
+            log.info("linkwatch: namespace %d was abandoned; releasing it", ns)
+            self._abandoned.add(ns)
+            pushes = []
+            with self._lock:
+                self._socks.pop(ns).sock.close()
+                for e in self._entries.values():
+                    if e.ns == ns:
+                        e.ifindex, e.ns = 0, 0
+                        if e.state != (False, 0):
+                            e.state = (False, 0)
+                            pushes.append(e)
+            for e in pushes:
+                try:
+                    e.dp.set_link_state(e.pid, False, None)
+                except Exception as exc:  # a stopped datapath, a detached port: nothing to tell
+                    log.debug("linkwatch: telling %s: %s", e.pid, exc)
 
     def _drop_idle_sockets(self) -> None:
         with self._lock:

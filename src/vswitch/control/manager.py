@@ -31,6 +31,7 @@ Must not touch: HTTP, argument parsing, frames.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -811,15 +812,17 @@ class SwitchManager:
             if not taps:
                 continue
 
-            def grab(taps: list[tuple[str, Port]] = taps) -> list[tuple[str, TapPort, int]]:
+            def grab(taps: list[tuple[str, Port]] = taps, dp: Datapath = sw.datapath) -> list[tuple[str, TapPort, int]]:
                 # on the datapath thread: it alone opens and closes the ports' descriptors
                 found = []
                 for name, port in taps:
                     assert isinstance(port, TapPort)
                     try:
                         found.append((name, port, port.device_netns()))
-                    except OSError:
-                        pass  # closed, or its netdev is gone: keep what we knew
+                    except OSError as exc:
+                        if exc.errno == errno.EBADFD:  # its netdev is gone (with its namespace): fail it
+                            dp.port_failed(name, exc)
+                        # else closed: keep what we knew
                 return found
             try:
                 found = sw.datapath.call(grab, timeout=2.0)

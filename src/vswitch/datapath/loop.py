@@ -250,6 +250,15 @@ class Datapath:
                     "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role}
         return self.call(do)
 
+    def port_failed(self, pid: Hashable, error: OSError) -> None:
+        """The control plane found the port's endpoint dead (e.g. a TAP whose netdev went with its
+        namespace, which an idle descriptor never reports): fail it like a failed read; the tick retries."""
+        def do() -> None:
+            ps = self._ports.get(pid)
+            if ps is not None and not ps.failed:
+                self._fail(ps, error)
+        self.call(do)
+
     def attach_failed(self, pid: Hashable, port: Port, error: OSError, policy: PortPolicy | None = None,
                       role: str = "vm") -> None:
         """Add a port that could not be opened: it starts down with `error` (what `port list` shows)

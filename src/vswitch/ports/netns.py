@@ -65,11 +65,23 @@ def locate(ns_fd: int) -> NetnsRef:
     ino = os.fstat(ns_fd).st_ino
     if ino == own_inode():
         return {"self": True, "ino": ino}
+    return _holder(ino)
+
+
+def held_elsewhere(ino: int) -> bool:
+    """Whether namespace `ino` is named (/run/netns) or some other process is in it — i.e. it lives
+    on without the descriptors and sockets this daemon holds there (which alone would keep a deleted
+    VM namespace, and the TAPs in it, alive)."""
+    holder = _holder(ino, skip_pid=os.getpid())
+    return ino == own_inode() or "name" in holder or "pid" in holder
+
+
+def _holder(ino: int, skip_pid: int | None = None) -> NetnsRef:
     for name in _listdir(NETNS_DIR):
         if _ino(os.path.join(NETNS_DIR, name)) == ino:
             return {"name": name, "ino": ino}
     for pid in _pids():
-        if _ino(f"/proc/{pid}/ns/net") == ino:
+        if pid != skip_pid and _ino(f"/proc/{pid}/ns/net") == ino:
             return {"pid": pid, "ino": ino}
     return {"ino": ino}
 
