@@ -19,13 +19,15 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from switchlab import Daemon
-from test_external_switch import lab  # noqa: F401  (the fixture: host ns, NIC, physical switch, server)
+from test_external_switch import _link_state, lab  # noqa: F401  (the fixture: host ns, NIC, physical switch, server)
 
 import netns as ns_helpers
 from vswitch.control.model import PortKind, PortSpec, SwitchInfo, SwitchSpec, SwitchType
@@ -208,3 +210,33 @@ def test_internal_vnic_keeps_its_address_across_sigkill_and_sigterm_restarts(lab
     finally:
         for old in reversed(kept):
             old.cleanup()
+
+
+def test_a_takeover_that_cannot_be_adopted_after_a_crash_gives_the_nic_back(lab):  # noqa: F811
+    """After a SIGKILL the takeover is adopted; if the switch then cannot come back (here: another
+    process holds its vNIC), the host gets its NIC back instead of staying cut off."""
+    before = _link_state(lab.host, lab.nic)
+    d = Daemon(lab.host).start()
+    kept = [d]
+    holder = None
+    try:
+        with d.api() as api:
+            api.create_switch(SwitchSpec("ho", SwitchType.EXTERNAL, nic=lab.nic))
+        d.stop(sig=signal.SIGKILL)
+        holder = ns_helpers.popen(lab.host, [sys.executable, "-c", (
+            "from vswitch.ports.tap import TapPort\n"
+            "t = TapPort('x', 'vs-ho', persist=True); t.open(); print('held', flush=True); input()")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        d = Daemon(lab.host, state_dir=d.state_dir).start()
+        kept.append(d)
+        assert "could not be restored" in d.log(), d.log()
+        assert _link_state(lab.host, lab.nic) == before, "the NIC must get its addresses and routes back"
+        assert ns_helpers.ping(lab.host, lab.server_ip), "the host must reach the server through its NIC"
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+        for old in reversed(kept):
+            old.cleanup()
+        ns_helpers.run(lab.host, ["ip", "link", "del", "vs-ho"], check=False)

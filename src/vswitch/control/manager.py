@@ -165,6 +165,9 @@ class SwitchManager:
                 sw = self._build(spec, vnic_name, confirm_deadline, adopted)
             except BaseException:
                 self._end_intent_quietly(intent)
+                if adopted is not None and self.store is not None:
+                    # no switch will forward for the host: give it its NIC back rather than cut it off
+                    self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
                 raise
             if store is not None:
                 try:
