@@ -23,6 +23,7 @@ import pytest
 from switchlab import Daemon
 
 import netns as ns_helpers
+from listener import GREETING, other_process_listening
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
@@ -134,27 +135,10 @@ def test_dgram_on_a_stream_ports_path_is_refused(manager: SwitchManager, tmp: st
         c.connect(path)
 
 
-LISTENER = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sys.argv[1]); s.listen(8)
-print("ready", flush=True)
-while True:
-    c, _ = s.accept()
-    try:
-        c.sendall(b"still mine")
-    except OSError:
-        pass
-    c.close()
-"""
-
-
 def test_live_socket_of_another_process_is_refused_and_keeps_working(manager: SwitchManager, tmp: str) -> None:
     _switches(manager, "a")
     path = os.path.join(tmp, "service.sock")
-    proc = subprocess.Popen([sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with other_process_listening(path) as proc:
         for kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
             with pytest.raises(Conflict) as exc:
                 manager.add_port("a", PortSpec("vm", kind, path))
@@ -162,11 +146,8 @@ def test_live_socket_of_another_process_is_refused_and_keeps_working(manager: Sw
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
             c.connect(path)
             c.settimeout(10)
-            assert c.recv(100) == b"still mine", "the other service's socket still answers"
+            assert c.recv(100) == GREETING, "the other service's socket still answers"
         assert manager.list_ports("a") == []
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_vswitchd_api_socket_and_state_dir_are_never_a_port(tmp: str) -> None:

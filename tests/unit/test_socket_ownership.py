@@ -10,34 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from listener import GREETING, other_process_listening
 from vswitch.ports.qemu import QemuDgramPort, QemuStreamPort, SocketInUse, socket_listener
-
-LISTENER = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sys.argv[1]); s.listen(8)
-print("ready", flush=True)
-while True:  # every client (our probe too) gets the greeting
-    c, _ = s.accept()
-    try:
-        c.sendall(b"still mine")
-    except OSError:
-        pass
-    c.close()
-"""
 
 
 @pytest.fixture
 def other_listener(tmp_path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A unix stream socket served by another process (its pid is what a refusal must name)."""
     path = str(tmp_path / "live.sock")
-    proc = subprocess.Popen([sys.executable, "-c", LISTENER, path], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    with other_process_listening(path) as proc:
         yield path, proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("cls", [QemuStreamPort, QemuDgramPort])
@@ -49,7 +31,7 @@ def test_live_stream_socket_of_another_process_is_left_alone(cls, other_listener
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.connect(path)  # blocking: a unix connect with a timeout fails at once on a full backlog
     c.settimeout(5)
-    assert c.recv(100) == b"still mine", "the other process's socket still works"
+    assert c.recv(100) == GREETING, "the other process's socket still works"
     c.close()
 
 
