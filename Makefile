@@ -12,8 +12,11 @@ test: SYSTEM_PACKAGES += busybox-static
 
 .PHONY: test lint demo bench system-deps venv clean
 
+# two workers: most integration tests wait on kernels, guests and daemons, not on the CPU
+TEST_WORKERS ?= 2
+
 test: system-deps venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
