@@ -129,3 +129,22 @@ def test_link_state_takes_a_port_out_of_forwarding_and_back(dp) -> None:
     assert d.port_state("q")["up"]
     ports["p"].inject(eth(BCAST, A))
     wait_for(lambda: len(ports["q"].sent) >= 1, "the flood on q once it is up")
+
+
+def test_a_queued_frame_meeting_a_down_link_is_judged_as_a_direct_send_would_be(dp) -> None:
+    # the queue's drain and the direct send share one judgement of write errors: a link found down
+    # takes the port's MAC entries with it (they would black-hole traffic), whichever path wrote
+    d, ports = dp
+    ports["q"].inject(eth(A, B))
+    wait_for(lambda: d.call(lambda: d.core.fdb.get(B, 1) is not None), "B learned on q")
+
+    def drain_into_a_down_link() -> tuple[bool, dict[Reason, int], bool]:
+        ps = d._ports["q"]
+        ps.queue.append(eth(B, A))
+        ports["q"].down = True
+        d._drain_queue(ps)
+        return ps.link_down, dict(d.core.counters["q"].drops), d.core.fdb.get(B, 1) is None
+
+    link_down, q_drops, forgotten = d.call(drain_into_a_down_link)
+    assert q_drops == {Reason.DROP_LINK_DOWN: 1}
+    assert link_down and forgotten, "a down link found by the queue's drain must flush the port's MACs"

@@ -17,6 +17,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
+from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH
 from vswitch.ports import offload
 from vswitch.ports.errors import OffloadError
 
@@ -202,6 +203,17 @@ def test_insert_vlan_shifts_csum_start() -> None:
     assert bytes(frame[TCP]) == Ether(buf[10:])[TCP].build()
     plain = bytes(Ether(src=MAC_A, dst=MAC_B) / IP())
     assert Ether(offload.insert_vlan(plain, 0, 0x88A8, 9)).type == 0x88A8
+    assert Ether(offload.insert_vlan(plain, 0, 0x8100, 0xF00A))[Dot1Q].id == 1, "DEI is put back as it came"
+
+
+def test_edit_tag_moves_csum_start_with_the_tag() -> None:
+    buf, _ = gso_frame(payload_len=200)
+    start = offload.parse_vnet_hdr(buf)[4]
+    pushed = offload.edit_tag(buf, 10, EDIT_PUSH, 7)
+    assert offload.parse_vnet_hdr(pushed)[4] == start + 4 and Ether(pushed[10:])[Dot1Q].vlan == 7
+    popped = offload.edit_tag(pushed, 10, EDIT_POP, 7)
+    assert bytes(popped) == bytes(buf)
+    assert bytes(offload.edit_tag(buf, 10, EDIT_KEEP, 7)) == bytes(buf)
 
 
 def test_unsupported_and_malformed_raise_offload_error() -> None:

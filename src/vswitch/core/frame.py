@@ -58,10 +58,10 @@ def is_tagged(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
     return et == _TPID_8021Q_BYTES or et == _TPID_8021AD_BYTES
 
 
-def push_vlan(buf: bytes | bytearray | memoryview, vid: int, *, offset: int = 0, pcp: int = 0,
+def push_vlan(buf: bytes | bytearray | memoryview, vid: int, *, offset: int = 0, pcp: int = 0, dei: int = 0,
               tpid: int = TPID_8021Q) -> bytes:
     """Insert a tag after the MAC addresses; bytes before `offset` (a vnet header) are kept."""
-    tag = bytes(((tpid >> 8) & 0xFF, tpid & 0xFF, (pcp << 5) | ((vid >> 8) & 0x0F), vid & 0xFF))
+    tag = bytes(((tpid >> 8) & 0xFF, tpid & 0xFF, (pcp << 5) | (dei << 4) | ((vid >> 8) & 0x0F), vid & 0xFF))
     return bytes(buf[:offset + 12]) + tag + bytes(buf[offset + 12:])
 
 

@@ -49,12 +49,13 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
+from vswitch.core.counters import PortCounters
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
-from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, SwitchCore, egress_frame
+from vswitch.core.switch import EDIT_KEEP, Decision, SwitchCore
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, over_mtu
 from vswitch.ports.errors import EgressDropped, FrameRejected, OffloadError
-from vswitch.ports.offload import adapt, shift_csum_start
+from vswitch.ports.offload import adapt, edit_tag
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -433,10 +434,7 @@ class Datapath:
             if edits is not None:
                 edit = edits[i]
                 if edit != EDIT_KEEP:
-                    frame = egress_frame(buf, in_hdr, edit, d.vlan)
-                    if in_hdr and (edit == EDIT_PUSH or edit == EDIT_POP):
-                        # the tag moved the L3 header: keep the vnet header's checksum offset true
-                        frame = shift_csum_start(frame[:in_hdr], 4 if edit == EDIT_PUSH else -4) + frame[in_hdr:]
+                    frame = edit_tag(buf, in_hdr, edit, d.vlan)
             i += 1
             if ps.hdr_len == in_hdr:
                 self._send(ps, frame)
@@ -466,21 +464,8 @@ class Datapath:
             return
         try:
             ok = ps.port.write(frame)
-        except EgressDropped:
-            c.drop(Reason.DROP_QUEUE_FULL)
-            return
-        except LinkDown:
-            c.drop(Reason.DROP_LINK_DOWN)
-            if not ps.link_down:
-                ps.link_down = True
-                self.core.fdb.flush(port=ps.pid)
-            return
         except OSError as exc:
-            if isinstance(exc, FrameRejected) or exc.errno in _FRAME_ERRNOS:
-                c.drop(Reason.DROP_TX_ERROR)
-                return
-            c.drop(Reason.DROP_TX_ERROR)
-            self._fail(ps, exc)
+            self._write_failed(ps, c, exc)
             return
         if ok:
             c.tx_frames += 1
@@ -494,30 +479,44 @@ class Datapath:
     def _drain_queue(self, ps: PortState) -> None:
         c = self.core.counters.get(ps.pid)
         q = ps.queue
+        if c is None:  # the port is being removed: nothing will read its queue
+            q.clear()
+            return
         while q:
             frame = q[0]
             try:
                 ok = ps.port.write(frame)
-            except (LinkDown, EgressDropped) as exc:
-                if c:
-                    c.drop(Reason.DROP_QUEUE_FULL if isinstance(exc, EgressDropped) else Reason.DROP_LINK_DOWN)
-                q.popleft()
-                continue
             except OSError as exc:
                 q.popleft()
-                if c:
-                    c.drop(Reason.DROP_TX_ERROR)
-                if not isinstance(exc, FrameRejected) and exc.errno not in _FRAME_ERRNOS:
-                    self._fail(ps, exc)
+                if not self._write_failed(ps, c, exc):
                     return
                 continue
             if not ok:
                 return
             q.popleft()
-            if c:
-                c.tx_frames += 1
-                c.tx_bytes += len(frame) - ps.hdr_len
+            c.tx_frames += 1
+            c.tx_bytes += len(frame) - ps.hdr_len
+            if ps.link_down:
+                self._link_back(ps)
         self._want_out(ps, False)
+
+    def _write_failed(self, ps: PortState, c: PortCounters, exc: OSError) -> bool:
+        """Count a frame the port's write refused, the one place write errors are judged (a direct
+        send and a queued one alike); False when the port has failed and must not be written again."""
+        if isinstance(exc, EgressDropped):
+            c.drop(Reason.DROP_QUEUE_FULL)
+            return True
+        if isinstance(exc, LinkDown):
+            c.drop(Reason.DROP_LINK_DOWN)
+            if not ps.link_down:
+                ps.link_down = True
+                self.core.fdb.flush(port=ps.pid)
+            return True
+        c.drop(Reason.DROP_TX_ERROR)
+        if isinstance(exc, FrameRejected) or exc.errno in _FRAME_ERRNOS:
+            return True
+        self._fail(ps, exc)
+        return False
 
     def _want_out(self, ps: PortState, on: bool) -> None:
         if ps.want_out == on or not ps.fds:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import struct
 
+from vswitch.core.frame import push_vlan
+from vswitch.core.switch import EDIT_POP, EDIT_PUSH, egress_frame
 from vswitch.ports.errors import OffloadError
 
 VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
@@ -77,14 +79,23 @@ def shift_csum_start(hdr: Buffer, delta: int) -> bytes:
     return bytes(out)
 
 
+def edit_tag(buf: Buffer, hdr_len: int, edit: int, vlan: int) -> Buffer:
+    """The core's egress edit (`EDIT_*`, see core.switch.egress_frame) applied to a frame behind a
+    vnet header of ``hdr_len`` bytes: a pushed or popped tag moves the L3 header, so the header's
+    ``csum_start`` moves with it. The one place a tag is edited under a vnet header."""
+    frame = egress_frame(buf, hdr_len, edit, vlan)
+    if hdr_len and (edit == EDIT_PUSH or edit == EDIT_POP):
+        frame = shift_csum_start(frame[:hdr_len], 4 if edit == EDIT_PUSH else -4) + frame[hdr_len:]
+    return frame
+
+
 def insert_vlan(buf: Buffer, hdr_len: int, tpid: int, tci: int) -> bytes:
-    """``buf`` (vnet header of ``hdr_len`` bytes, then the frame) with a tag inserted after the MACs."""
-    mv = memoryview(buf)
-    tag = _U16.pack(tpid) + _U16.pack(tci)
+    """``buf`` (vnet header of ``hdr_len`` bytes, then the frame) with the tag ``tpid``/``tci`` the
+    kernel took off on receive put back after the MACs (PCP and DEI kept)."""
+    frame = push_vlan(buf, tci & 0x0FFF, offset=hdr_len, pcp=tci >> 13, dei=(tci >> 12) & 1, tpid=tpid)
     if hdr_len:
-        return b"".join((shift_csum_start(mv[:hdr_len], 4), mv[hdr_len:hdr_len + 12], tag,
-                         mv[hdr_len + 12:]))
-    return b"".join((mv[:12], tag, mv[12:]))
+        return shift_csum_start(frame[:hdr_len], 4) + frame[hdr_len:]
+    return frame
 
 
 def _sum16(data: Buffer) -> int:
