@@ -548,7 +548,7 @@ def _completion_api(ctx: click.Context) -> SwitchApi:
     if isinstance(root.obj, CliState):
         return root.obj.api
     if root.obj is not None:  # injected, as in the tests
-        return root.obj  # type: ignore[no-any-return]
+        return root.obj
     params = root.params
     extra = {"ca_cert": params["ca_cert"]} if params.get("ca_cert") else {}
     return make_api(params.get("socket_path"), params.get("url"), _token(params.get("token_file")),
