@@ -1,7 +1,13 @@
-# vswitch — the two entry points are `make demo` and `make test`.
+# vswitch — the two entry points are `make demo` and `make test`; `make install` puts the programs on PATH.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# `make install`: links to this checkout's .venv in $(PREFIX)/bin (contrib/vswitchd.service runs
+# /usr/local/bin/vswitchd) and bash completion where bash-completion looks for it
+PREFIX ?= /usr/local
+BINDIR := $(DESTDIR)$(PREFIX)/bin
+COMPLETIONDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+PROGRAMS := vswitch vswitchd
 # command -> Debian package that provides it
 SYSTEM_TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 tcpdump:tcpdump ethtool:ethtool
 # packages checked by name (a dynamic busybox would also answer to `busybox`; the QEMU guest needs the static one)
@@ -10,7 +16,7 @@ SYSTEM_PACKAGES :=
 test: SYSTEM_TOOLS += qemu-system-x86_64:qemu-system-x86
 test: SYSTEM_PACKAGES += busybox-static
 
-.PHONY: test lint demo bench system-deps venv clean
+.PHONY: test lint demo bench system-deps venv clean install uninstall
 
 # two workers: most integration tests wait on kernels, guests and daemons, not on the CPU
 TEST_WORKERS ?= 2
@@ -49,6 +55,33 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+
+# Idempotent; refuses to replace a program that is not a link (e.g. another installation's). The links
+# point into this checkout: after moving it, run `make install` again. PREFIX=~/.local works without root.
+install: venv
+	@if ! mkdir -p "$(BINDIR)" "$(COMPLETIONDIR)" 2>/dev/null || [ ! -w "$(BINDIR)" ]; then \
+	  echo "make install writes to $(BINDIR): run it as root (sudo make install), or: make install PREFIX=~/.local"; \
+	  exit 1; fi
+	@for prog in $(PROGRAMS); do \
+	  link="$(BINDIR)/$$prog"; target="$(abspath $(VENV))/bin/$$prog"; \
+	  if [ -e "$$link" ] && [ ! -L "$$link" ]; then \
+	    echo "$$link exists and is not a link made by make install: remove it first"; exit 1; fi; \
+	  ln -sfn "$$target" "$$link" && echo "$$link -> $$target"; \
+	done
+	@$(VENV)/bin/vswitch completion bash > "$(COMPLETIONDIR)/vswitch"
+	@echo "$(COMPLETIONDIR)/vswitch: bash completion (new shells; zsh, fish: vswitch completion --help)"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: $(PREFIX)/bin is not on PATH";; esac
+
+# Removes only what `make install` made from this checkout (links into its .venv, the completion script).
+uninstall:
+	@for prog in $(PROGRAMS); do \
+	  link="$(BINDIR)/$$prog"; \
+	  if [ -L "$$link" ] && [ "$$(readlink "$$link")" = "$(abspath $(VENV))/bin/$$prog" ]; then \
+	    rm -f "$$link" && echo "removed $$link"; \
+	  elif [ -e "$$link" ] || [ -L "$$link" ]; then echo "kept $$link: not a link to this checkout"; fi; \
+	done
+	@if grep -qs _VSWITCH_COMPLETE "$(COMPLETIONDIR)/vswitch"; then \
+	  rm -f "$(COMPLETIONDIR)/vswitch" && echo "removed $(COMPLETIONDIR)/vswitch"; fi
 
 # The seed's lab on the built-in one-nic topology: needs root (namespaces, TAP, veth). The root check
 # comes first so that without root nothing at all is done (no packages, no .venv).

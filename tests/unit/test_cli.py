@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from importlib import metadata
 from typing import Any
 
+import click
 import pytest
+from click.shell_completion import get_completion_class
 from click.testing import CliRunner, Result
 from fake_api import FakeApi, private
 
@@ -189,5 +195,92 @@ def test_unreachable_daemon_is_a_clean_error(tmp_path: Any) -> None:
 
 
 def test_group_is_extensible() -> None:
-    assert {"switch", "port", "fdb", "stats", "trace"} <= set(cli.commands)
+    assert {"switch", "port", "fdb", "stats", "trace", "lab", "demo", "completion"} <= set(cli.commands)
+    lab = cli.commands["lab"]
+    assert isinstance(lab, click.Group) and "trace" in lab.commands, "lab trace is registered, not discovered"
     assert callable(cli.add_command)
+
+
+def test_version_comes_from_the_package_metadata(api: FakeApi) -> None:
+    assert ok(api, "--version") == f"vswitch {metadata.version('vswitch')}\n"
+    assert api.calls == [], "--version asks nothing of the daemon"
+
+
+def test_help_documents_the_exit_status(api: FakeApi) -> None:
+    out = ok(api, "--help")
+    assert "Exit status:" in out
+    assert "1  refused" in out and "2  usage error" in out
+    assert "vswitch completion bash" in out
+
+
+@pytest.mark.parametrize(("args", "status"), [
+    (["switch", "show", "nope"], 1),                                  # NotFound from the daemon
+    (["switch", "create", "s", "--private", "--ageing", "1"], 1),     # InvalidRequest from the model
+    (["--socket", "/nonexistent/vswitchd.sock", "switch", "list"], 1),  # unreachable (a VswitchError too)
+    (["switch", "create", "s"], 2),                                   # conflicting/missing options
+    (["port", "add", "s", "p", "--tap", "t", "--vlan", "ten"], 2),    # a value of the wrong type
+    (["switch", "frobnicate"], 2),                                    # unknown command
+    (["stats"], 2),                                                   # missing argument
+    (["--bogus"], 2),                                                 # unknown option
+    (["completion", "tcsh"], 2),                                      # not a shell we complete
+])
+def test_exit_status_is_1_when_refused_and_2_for_usage(api: FakeApi, args: list[str], status: int) -> None:
+    api.create_switch(private("s"))
+    injected = None if args[0] == "--socket" else api
+    result = CliRunner().invoke(cli, args, obj=injected)
+    assert result.exit_code == status, (result.output, result.stderr, result.exception)
+    assert "Traceback" not in result.output + result.stderr
+    assert result.stderr.startswith("Error:" if status == 1 else "Usage:"), result.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_clicks_script(api: FakeApi, shell: str) -> None:
+    out = ok(api, "completion", shell)
+    assert "_VSWITCH_COMPLETE" in out and f"{shell}_complete" in out, out
+    assert api.calls == []
+
+
+def complete(api: FakeApi | None, line: str) -> list[str]:
+    """What the shell would offer after `vswitch LINE` (an incomplete last word, or a new one after a space)."""
+    words = line.split(" ")
+    shell = get_completion_class("bash")(cli, {} if api is None else {"obj": api}, "vswitch", "_VSWITCH_COMPLETE")
+    return [item.value for item in shell.get_completions(words[:-1], words[-1])]
+
+
+def test_completes_switch_and_port_names(api: FakeApi) -> None:
+    for name in ("lab", "lan", "dmz"):
+        api.create_switch(private(name))
+    for port in ("vm1", "vm2", "uplink"):
+        api.add_port("lab", PortSpec(port, PortKind.MEMORY, port))
+    assert complete(api, "switch show ") == ["lab", "lan", "dmz"]
+    assert complete(api, "switch delete la") == ["lab", "lan"]
+    assert complete(api, "fdb show d") == ["dmz"]
+    assert complete(api, "port remove lab vm") == ["vm1", "vm2"]
+    assert complete(api, "port list ") == ["lab", "lan", "dmz"]
+    assert complete(api, "trace lab --in-port ") == ["vm1", "vm2", "uplink"], "an option shown as PORT"
+    assert complete(api, "trace lab --src 02:00:00:00:00:01 --in-port u") == ["uplink"]
+    assert complete(api, "port add lab ") == [], "a new port's name has nothing to complete"
+    assert complete(api, "port remove nope ") == [], "an unknown switch: no candidates, no error"
+    assert complete(api, "switch create ") == [], "a new switch's name neither"
+
+
+def test_completion_asks_the_daemon_briefly_and_is_silent_when_it_does_not_answer(
+        api: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    api.create_switch(private("lab"))
+    seen: list[tuple[Any, ...]] = []
+
+    def factory(socket_path: str | None, url: str | None, token: str | None, **options: Any) -> FakeApi:
+        seen.append((socket_path, options))
+        return api
+
+    monkeypatch.setattr(cli_module, "make_api", factory)
+    assert complete(None, "--socket /tmp/x.sock switch show ") == ["lab"]
+    assert seen == [("/tmp/x.sock", {"timeout_s": cli_module.COMPLETION_TIMEOUT_S})], "a shell must not wait 60 s"
+    monkeypatch.undo()
+    assert complete(None, f"--socket {tmp_path / 'none.sock'} switch show ") == []
+    # through the real entry point, as the shell's script calls it: nothing on stdout or stderr, status 0
+    env = {**os.environ, "_VSWITCH_COMPLETE": "bash_complete", "COMP_CWORD": "5",
+           "COMP_WORDS": f"vswitch --socket {tmp_path / 'none.sock'} switch show "}
+    done = subprocess.run([sys.executable, "-m", "vswitch.frontends.cli"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "", "")

@@ -16,3 +16,14 @@ def test_busy_poll_out_of_range_is_refused_before_binding(tmp_path, value):
         run(args)
     assert not sock.exists(), "a refused start must not leave a socket behind"
     assert not (tmp_path / "state").exists(), "a refused start must not create the state dir"
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib import metadata
+
+    from vswitch.app.daemon import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"vswitchd {metadata.version('vswitch')}\n"

@@ -290,17 +290,6 @@ def test_moved_entry_ages_from_the_move() -> None:
     assert len(t.expire(16)) == 1
 
 
-def test_version_changes_when_answers_may_change() -> None:
-    t = MacTable()
-    v0 = t.version
-    t.learn(A, 1, "p1", 0)
-    v1 = t.version
-    t.learn(A, 1, "p1", 1)
-    assert t.version == v1, "a refresh does not invalidate cached answers"
-    t.learn(A, 1, "p2", 2)
-    assert v0 < v1 < t.version
-
-
 def test_eviction_that_empties_the_learning_vlan_keeps_the_new_entry() -> None:
     t = MacTable(max_entries=16)
     t.learn(m(0), 2, "big", 0)  # the only entry of VLAN 2, and the biggest port's least recent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -191,6 +192,35 @@ def test_openapi_lists_routes(client: TestClient) -> None:
         assert methods <= set(paths[path]), path
     assert "SwitchCreate" in spec["components"]["schemas"]
     assert "SwitchInfo" in spec["components"]["schemas"]
+
+
+_ASSET_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+
+
+def _referenced(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]*)"', html)
+
+
+@pytest.mark.parametrize(("page", "script", "marker"), [
+    ("/docs", "swagger-ui-bundle.js", "SwaggerUIBundle"),
+    ("/redoc", "redoc.standalone.js", "Redoc"),
+])
+def test_docs_pages_work_offline(client: TestClient, page: str, script: str, marker: str) -> None:
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "http://" not in r.text and "https://" not in r.text, f"{page} must not load anything from elsewhere"
+    urls = _referenced(r.text)
+    assert any(u.endswith("/" + script) for u in urls), urls
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), f"{page} references {url}: not served here"
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        kind = next(v for k, v in _ASSET_TYPES.items() if url.endswith(k))
+        assert kind in asset.headers["content-type"], (url, asset.headers["content-type"])
+        assert len(asset.content) > 1000, url
+    js = client.get(next(u for u in urls if u.endswith(script))).text
+    assert marker in js, f"{script} is the real bundle"
+    assert "'/openapi.json'" in r.text or '"/openapi.json"' in r.text, "the page reads our own schema"
 
 
 # ---- RestSwitchApi against the same app, served by uvicorn on a unix socket ----------------------

@@ -45,12 +45,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import vswitch
+from vswitch.control.api import DEFAULT_SOCKET
 from vswitch.frontends.tokens import Role, TokenFileError, read_token_file
 
 log = logging.getLogger("vswitchd")
 
 DEFAULT_STATE_DIR = "/var/lib/vswitch"
-DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 SOCKET_MODE = 0o660
 STATE_DIR_MODE = 0o700
 CONFIG_MODE = 0o600
@@ -134,11 +135,27 @@ def private_path(path: Path, mode: int, *, directory: bool) -> None:
         raise StartupError(f"cannot prepare {path}: {e.strerror or e}") from None
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: reads the package metadata only when asked, not on every start."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog} {vswitch.version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vswitchd",
         description="vswitch daemon: restores the configured switches and serves the REST API "
-                    "on a unix socket (and optionally on loopback TCP with a bearer token).")
+                    "on a unix socket (and optionally on loopback TCP with a bearer token).",
+        epilog="exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start or fails "
+               "(the log says why), 2 for a usage error")
+    p.add_argument("--version", action=_PrintVersion)
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                    help=f"where config.sqlite lives (default {DEFAULT_STATE_DIR})")
     p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"unix socket to serve on (default {DEFAULT_SOCKET})")

@@ -19,6 +19,10 @@ from vswitch.control.model import (
     SwitchSpec,
 )
 
+#: Where vswitchd serves this protocol unless told otherwise (`vswitchd --socket`, `vswitch --socket`,
+#: contrib/vswitchd.service): the daemon binds it, the CLI and the REST client connect to it.
+DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
+
 
 class SwitchApi(Protocol):
     """Create, inspect and delete switches and their ports."""

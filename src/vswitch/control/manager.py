@@ -965,13 +965,3 @@ def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:
             "seq": int.from_bytes(f[icmp + 6:icmp + 8], "big")}
 
 
-def make_manager(state_dir: str | None) -> SwitchManager:
-    """A manager with its SQLite store under `state_dir` (None: in memory only)."""
-    import os
-
-    if state_dir is None:
-        return SwitchManager()
-    os.makedirs(state_dir, exist_ok=True)
-    return SwitchManager(ConfigStore(os.path.join(state_dir, "config.sqlite")))
-
-

@@ -302,11 +302,6 @@ class Netlink:
     def is_loopback(self, name: str) -> bool:
         return self.link(name).loopback
 
-    def is_bridge_port(self, name: str) -> bool:
-        """True when ``name`` is enslaved to a Linux bridge."""
-        info = self.link(name)
-        return info.master is not None and info.slave_kind == "bridge"
-
     def set_up(self, name: str, up: bool) -> None:
         self._call(f"set {name} {'up' if up else 'down'}", self._ipr.link, "set",
                    index=self.link(name).index, state="up" if up else "down")

@@ -116,8 +116,6 @@ class MacTable:
         self.moves = 0
         self.evictions = 0
         self.events: deque[MoveEvent] = deque(maxlen=max_events)
-        #: bumped on every change a cached forwarding answer could depend on
-        self.version = 0
 
     # -- size ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -154,7 +152,6 @@ class MacTable:
             e.seen = now
             self._port_lru(port).append(e)
             self.moves += 1
-            self.version += 1
             self.events.append(MoveEvent(mac, vlan, old, port, now))
             return LEARN_MOVED
         if self._dynamic >= self.max_entries:
@@ -165,7 +162,6 @@ class MacTable:
         table[mac] = e
         self._port_lru(port).append(e)
         self._dynamic += 1
-        self.version += 1
         return LEARN_NEW
 
     def lookup(self, mac: bytes, vlan: int, now: float) -> PortId | None:
@@ -191,7 +187,6 @@ class MacTable:
         if e is not None:
             if e.static:
                 e.port = port
-                self.version += 1
                 return
             self._remove(e)
             # _remove drops a VLAN's dict when it empties: fetch it again, or the static lands in
@@ -201,7 +196,6 @@ class MacTable:
         # on the hot path
         table[mac] = FdbEntry(mac, vlan, port, _NEVER_AGES, static=True)
         self._static += 1
-        self.version += 1
 
     def remove_static(self, mac: bytes, vlan: int) -> bool:
         e = self.get(mac, vlan)
@@ -270,7 +264,6 @@ class MacTable:
             if not lru.count:
                 del self._lru[e.port]
             self._dynamic -= 1
-        self.version += 1
 
     def next_victim(self) -> FdbEntry | None:
         """The entry learning a new MAC would evict now (None while the table has room)."""

@@ -10,27 +10,33 @@ replace it), which by default talks to vswitchd through `RestSwitchApi` on ``--s
 
 Invariants:
 - every read command has a human table and ``--json`` (the `to_jsonable` shapes of the REST API);
-- a refused request (`VswitchError`) exits 1 with ``Error: <message>`` on stderr, never a traceback;
-- the group is extensible: ``cli.add_command(...)``; ``vswitch lab …`` and ``vswitch demo`` come from
-  `vswitch.frontends.lab_cli` / `vswitch.frontends.demo` when those modules exist (a click command of
-  that name, or a ``register(cli)`` function) — see `EXTENSIONS`.
+- exit status (`EXIT_STATUS`, also in ``vswitch --help``): 0 done; 1 refused — a `VswitchError`
+  (vswitchd said no, or cannot be reached) or a `LabError`, printed as ``Error: <message>`` on
+  stderr, never a traceback; 2 a usage error (click's: unknown option, missing or conflicting
+  arguments); ``lab exec`` passes its command's status through;
+- an argument or option shown as ``SWITCH`` completes switch names and one shown as ``PORT`` the
+  ports of that switch, asked of vswitchd (`complete_names`); silently nothing when it does not
+  answer. ``vswitch completion bash|zsh|fish`` prints click's script that drives it;
+- ``vswitch lab …`` (`vswitch.frontends.lab_cli`) and ``vswitch demo`` (`vswitch.frontends.demo`) are
+  added to the group like any other command.
 
 Must not touch: the manager, the store, the datapath or the kernel directly.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem, get_completion_class
 from rich.console import Console
 from rich.table import Table
 
-from vswitch.control.api import SwitchApi
+import vswitch
+from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
     PortInfo,
     PortKind,
@@ -42,20 +48,40 @@ from vswitch.control.model import (
     parse_vlan_list,
     to_jsonable,
 )
+from vswitch.frontends.demo import demo
+from vswitch.frontends.lab_cli import lab
 
-DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
+PROG = "vswitch"
+#: the environment variable click's completion scripts set when they ask `vswitch` for candidates
+COMPLETE_VAR = "_VSWITCH_COMPLETE"
+#: a shell waits for completion: a daemon that does not answer within this gives no candidates
+COMPLETION_TIMEOUT_S = 2.0
+
+EXIT_STATUS = """\b
+Exit status:
+  0  done
+  1  refused: vswitchd said no (the message names the problem) or cannot
+     be reached; a lab that cannot be built or a lab trace without reply
+  2  usage error: unknown option, missing or conflicting arguments
+  `vswitch lab exec` exits with its command's status.
+\b
+Completion of commands, switch and port names:
+  bash, zsh:  eval "$(vswitch completion bash)"   (or zsh)
+  fish:       vswitch completion fish | source"""
 
 
-def default_make_api(socket_path: str | None, url: str | None, token: str | None,
-                     ca_cert: str | None = None) -> SwitchApi:
-    """The api the CLI uses when none is injected: vswitchd over its unix socket or a URL."""
+def default_make_api(socket_path: str | None, url: str | None, token: str | None, **options: Any) -> SwitchApi:
+    """The api the CLI uses when none is injected: vswitchd over its unix socket or a URL.
+
+    `options` go to `RestSwitchApi` (``ca_cert``, ``timeout_s``); raises VswitchError when the CA
+    certificate cannot be loaded."""
     from vswitch.frontends.client import RestSwitchApi
 
-    return RestSwitchApi(socket_path=socket_path, url=url, token=token, ca_cert=ca_cert)
+    return RestSwitchApi(socket_path=socket_path, url=url, token=token, **options)
 
 
-#: Factory for the api (socket, url, token[, ca_cert=]); tests may replace it (or pass ``obj=`` to
-#: CliRunner.invoke).
+#: Factory for the api (socket, url, token[, ca_cert=, timeout_s=]); tests may replace it (or pass
+#: ``obj=`` to CliRunner.invoke).
 make_api: Callable[..., SwitchApi] = default_make_api
 
 
@@ -85,7 +111,7 @@ class VswitchGroup(click.Group):
             raise click.ClickException(e.message) from None
 
 
-#: Passes the CliState (``state.api`` is the SwitchApi) to a command; for extensions such as lab_cli.
+#: Passes the CliState (``state.api`` is the SwitchApi) to a command.
 pass_state = click.make_pass_decorator(CliState)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -104,7 +130,30 @@ def _print_json(obj: Any) -> None:
 
 # ---- the group ----------------------------------------------------------------------------------
 
-@click.group(cls=VswitchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _token(token_file: str | None) -> str | None:
+    """The bearer token: from `token_file` when given, else ``$VSWITCH_TOKEN``; raises TokenFileError."""
+    if token_file:
+        from vswitch.frontends.tokens import client_token
+
+        return client_token(token_file)
+    return os.environ.get("VSWITCH_TOKEN") or None
+
+
+def new_name(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """``shell_complete=`` of an argument that names something new (port add's PORT): no candidates,
+    though it is shown as PORT (see `complete_names`)."""
+    return []
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{PROG} {vswitch.version()}")
+        ctx.exit()
+
+
+@click.group(cls=VswitchGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version and exit.")
 @click.option("--socket", "socket_path", envvar="VSWITCH_SOCKET", default=DEFAULT_SOCKET, show_default=True,
               help="vswitchd's unix socket (env VSWITCH_SOCKET).")
 @click.option("--url", envvar="VSWITCH_URL", default=None,
@@ -119,14 +168,12 @@ def _print_json(obj: Any) -> None:
 def cli(ctx: click.Context, socket_path: str, url: str | None, token_file: str | None,
         ca_cert: str | None) -> None:
     """Hyper-V-style virtual switches for Linux: External, Internal and Private."""
-    token = os.environ.get("VSWITCH_TOKEN") or None
-    if token_file:
-        from vswitch.frontends.tokens import TokenFileError, client_token
+    from vswitch.frontends.tokens import TokenFileError
 
-        try:
-            token = client_token(token_file)
-        except TokenFileError as e:
-            raise click.ClickException(str(e)) from None
+    try:
+        token = _token(token_file)
+    except TokenFileError as e:
+        raise click.ClickException(str(e)) from None
     injected = ctx.obj
     if isinstance(injected, CliState):
         return
@@ -226,7 +273,7 @@ def switch_list(state: CliState, as_json: bool) -> None:
 
 
 @switch.command("show")
-@click.argument("name")
+@click.argument("name", metavar="SWITCH")
 @json_option
 @pass_state
 def switch_show(state: CliState, name: str, as_json: bool) -> None:
@@ -241,7 +288,7 @@ def switch_show(state: CliState, name: str, as_json: bool) -> None:
 
 
 @switch.command("delete")
-@click.argument("name")
+@click.argument("name", metavar="SWITCH")
 @pass_state
 def switch_delete(state: CliState, name: str) -> None:
     """Delete a switch (an external switch gives its NIC back)."""
@@ -250,7 +297,7 @@ def switch_delete(state: CliState, name: str) -> None:
 
 
 @switch.command("confirm")
-@click.argument("name")
+@click.argument("name", metavar="SWITCH")
 @json_option
 @pass_state
 def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
@@ -275,7 +322,7 @@ _PORT_KINDS = (("tap", PortKind.TAP), ("link", PortKind.LINK), ("qemu_stream", P
 
 @port.command("add")
 @click.argument("switch_name", metavar="SWITCH")
-@click.argument("name", metavar="PORT")
+@click.argument("name", metavar="PORT", shell_complete=new_name)
 @click.option("--tap", metavar="IFNAME", help="A TAP device the switch creates and owns (e.g. a namespace's NIC).")
 @click.option("--link", metavar="IFNAME", help="An existing kernel link (veth, a QEMU-owned TAP), via AF_PACKET.")
 @click.option("--qemu-stream", metavar="PATH", help="A unix stream socket for `qemu -netdev stream` (rootless); "
@@ -474,45 +521,105 @@ def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, v
         _print_trace(result)
 
 
-# ---- extensions ---------------------------------------------------------------------------------
+# ---- lab, demo, completion -------------------------------------------------------------------------
 
-#: optional command modules: (command name, module); each has a `register(cli)` or a command of that name
-EXTENSIONS = (("lab", "vswitch.frontends.lab_cli"), ("demo", "vswitch.frontends.demo"))
+cli.add_command(lab)
+cli.add_command(demo)
 
 
-def _load_extensions() -> None:
-    """Add `vswitch lab …` and `vswitch demo` when their modules exist (a `register(cli)` or a command)."""
-    for name, module in EXTENSIONS:
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL (commands, options, switch and port names).
+
+    \b
+    bash: eval "$(vswitch completion bash)"     (e.g. in ~/.bashrc)
+    zsh:  eval "$(vswitch completion zsh)"      (e.g. in ~/.zshrc)
+    fish: vswitch completion fish | source      (e.g. in ~/.config/fish/config.fish)
+    """
+    script_class = get_completion_class(shell)
+    assert script_class is not None  # click ships all three
+    click.echo(script_class(cli, {}, PROG, COMPLETE_VAR).source())
+
+
+def _completion_api(ctx: click.Context) -> SwitchApi:
+    """The api as the command being completed would use it (the group's callback has not run)."""
+    root = ctx.find_root()
+    if isinstance(root.obj, CliState):
+        return root.obj.api
+    if root.obj is not None:  # injected, as in the tests
+        return root.obj
+    params = root.params
+    extra = {"ca_cert": params["ca_cert"]} if params.get("ca_cert") else {}
+    return make_api(params.get("socket_path"), params.get("url"), _token(params.get("token_file")),
+                    timeout_s=COMPLETION_TIMEOUT_S, **extra)
+
+
+def _switch_names(ctx: click.Context) -> list[str]:
+    return [s.name for s in _completion_api(ctx).list_switches()]
+
+
+def _switch_of(ctx: click.Context) -> str | None:
+    """The SWITCH given so far to the command being completed."""
+    arguments = [p for p in ctx.command.params if isinstance(p, click.Argument)]
+    for i, param in enumerate(arguments):
+        if param.type is SWITCH_NAME and param.name:
+            if ctx.params.get(param.name):
+                return str(ctx.params[param.name])
+            # completing an option's value (`trace SW --in-port <TAB>`): click stopped parsing at the
+            # option still waiting for it and left the positional words seen so far in ctx.args
+            return ctx.args[i] if i < len(ctx.args) else None
+    return None
+
+
+def _port_names(ctx: click.Context) -> list[str]:
+    switch_name = _switch_of(ctx)
+    if switch_name is None:
+        return []
+    return [p.name for p in _completion_api(ctx).list_ports(switch_name)]
+
+
+class NameType(click.types.StringParamType):
+    """A switch or port name: converted like any string; completed from what vswitchd answers."""
+
+    def __init__(self, name: str, names: Callable[[click.Context], list[str]]) -> None:
+        self.name = name
+        self._names = names
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        """The names starting with `incomplete`; none (never an error) when vswitchd does not answer."""
         try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            _broken_extension(name, e)
+            names = self._names(ctx)
+        except Exception:  # a shell asking for candidates must get none, not a traceback on its prompt
+            return []
+        return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+SWITCH_NAME = NameType("switch", _switch_names)
+PORT_NAME = NameType("port", _port_names)
+
+
+def complete_names(group: click.Group) -> None:
+    """Make every string argument or option of `group` shown as SWITCH (PORT) complete switch (port) names.
+
+    One rule for all commands, present and future: declare ``metavar="SWITCH"`` / ``"PORT"``.
+    """
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            complete_names(command)
             continue
-        except Exception as e:  # a broken extension must not take the whole CLI down
-            _broken_extension(name, e)
-            continue
-        register = getattr(mod, "register", None)
-        if callable(register):
-            register(cli)
-        elif isinstance(getattr(mod, name, None), click.Command):
-            cli.add_command(getattr(mod, name), name)
+        for param in command.params:
+            shown = param.metavar or (param.name or "").upper()
+            if param.type is click.STRING and shown in ("SWITCH", "PORT"):
+                param.type = SWITCH_NAME if shown == "SWITCH" else PORT_NAME
 
 
-def _broken_extension(name: str, error: BaseException) -> None:
-    @cli.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                 add_help_option=False)
-    def unavailable() -> None:
-        raise click.ClickException(f"`vswitch {name}` is unavailable: {type(error).__name__}: {error}")
-
-
-_load_extensions()
+complete_names(cli)
 
 
 def main() -> None:
-    """Entry point of the `vswitch` command."""
-    cli(prog_name="vswitch")
+    """Entry point of the `vswitch` command (also answers click's completion requests)."""
+    cli.main(prog_name=PROG, complete_var=COMPLETE_VAR)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from vswitch.control.api import DEFAULT_SOCKET
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -34,7 +35,6 @@ from vswitch.control.model import (
     VswitchError,
 )
 
-DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 #: Creating an external switch moves addresses and routes; give it time.
 DEFAULT_TIMEOUT_S = 60.0
 

@@ -9,7 +9,8 @@ the server is flooded, a VM NIC receives a copy; after the reply, unicast only) 
 VM → server → the MAC table → tear down.
 
 Invariants:
-- Not root: prints why root is needed and exits 2 before touching anything.
+- Not root: prints why root is needed and exits 1 (refused, as every `vswitch` command) before
+  touching anything.
 - The lab is torn down whatever happens (failure, Ctrl-C, SIGTERM); the exit code says whether the
   story held (0) or something failed (1).
 Must not touch: the kernel directly (only through vswitch.lab).
@@ -261,5 +262,5 @@ def demo() -> None:
     """Run the one-nic story end to end (needs root): lab up, bindings, learning, observed paths, teardown."""
     if os.geteuid() != 0:
         click.echo(NEEDS_ROOT, err=True)
-        raise SystemExit(2)
+        raise SystemExit(1)
     raise SystemExit(Demo(_console()).run())

@@ -7,7 +7,7 @@
     vswitch lab show NAME [--json]            nodes, switches, capture points
     vswitch lab exec NAME NODE -- CMD…        CMD in NODE's namespace (a QEMU vm: in its shell); its exit code is ours
     vswitch lab bindings NAME NODE [--json]   which link holds the addresses/routes, which only the switch
-    vswitch lab trace …                       (frontends/lab_trace_cli.py, when present)
+    vswitch lab trace …                       (frontends/lab_trace_cli.py)
 
 Owns argument parsing and presentation only; the work is `vswitch.lab`'s. The lab reaches each
 host's vswitchd through `RestSwitchApi` on the daemon's unix socket (the lab itself does not import
@@ -18,7 +18,6 @@ Must not touch: the kernel or namespaces directly.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shlex
@@ -34,6 +33,7 @@ from rich.table import Table
 
 from vswitch.control.api import SwitchApi
 from vswitch.frontends.client import RestSwitchApi
+from vswitch.frontends.lab_trace_cli import lab_trace
 from vswitch.lab import (
     Lab,
     LabError,
@@ -264,22 +264,4 @@ def lab_bindings(name: str, node: str, as_json: bool) -> None:
     _console().print(t)
 
 
-def _attach_optional(group: click.Group) -> None:
-    """`lab trace` lives in its own module (frontends/lab_trace_cli.py); add it when present."""
-    try:
-        mod = importlib.import_module("vswitch.frontends.lab_trace_cli")
-    except ModuleNotFoundError as e:
-        if e.name == "vswitch.frontends.lab_trace_cli":
-            return
-        raise
-    attach = getattr(mod, "attach", None)
-    if callable(attach):
-        attach(group)
-
-
-_attach_optional(lab)
-
-
-def register(cli: click.Group) -> None:
-    """Add `vswitch lab …` to the `vswitch` command."""
-    cli.add_command(lab, "lab")
+lab.add_command(lab_trace, "trace")

@@ -1,7 +1,7 @@
 """`vswitch lab trace NAME --from NODE --to NODE [--count N] [--json]`: the observed path of pings.
 
 Owns the presentation of a `vswitch.lab.trace` result (Rich for humans, JSON for machines) and
-the command itself; `attach(group)` adds it to the `lab` click group (frontends/lab_cli.py).
+the command itself, `lab_trace`, which frontends/lab_cli.py adds to the `lab` group.
 Every line printed comes from the trace result, which holds only what was captured or reported
 by a switch; where nothing was observed it says so.
 Must not touch: the kernel, namespaces, pyroute2 (all in vswitch.lab).
@@ -103,7 +103,3 @@ def lab_trace(name: str, src: str, dst: str, count: int, as_json: bool) -> None:
     if result["received"] == 0:
         raise SystemExit(1)
 
-
-def attach(group: click.Group) -> None:
-    """Add `trace` to the `lab` group."""
-    group.add_command(lab_trace, "trace")

@@ -27,6 +27,10 @@ case-insensitive, RFC 7235; 401 otherwise), compared in constant time against ev
 and lets probes run without a secret. Without tokens (the unix socket, trusted by its file mode)
 every request is admin.
 
+Documentation: ``/docs`` (Swagger UI) and ``/redoc`` work offline: their scripts, styles and icon
+are served by vswitchd itself under `DOCS_ASSETS`, from the fastapi-offline package; like every
+path but ``/health`` they need a token (a reader's is enough).
+
 Must not touch: the manager's internals, the store, the datapath, the kernel.
 """
 
@@ -46,6 +50,7 @@ from annotated_types import Interval
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -376,6 +381,10 @@ class WatchPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+#: where vswitchd serves the documentation pages' assets (shipped in the fastapi-offline package)
+DOCS_ASSETS = "/docs/assets"
+
+
 def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, Role] | None = None,
              watches: WatchPool | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """A FastAPI app serving `api`.
@@ -387,7 +396,10 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
     if token:
         accepted[token] = Role.ADMIN
     watch_pool = watches if watches is not None else WatchPool()
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from DOCS_ASSETS, not from a CDN
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI asks validator.swagger.io for a badge
         title="vswitchd",
         version="1",
         description="Hyper-V-style virtual switches for Linux: External, Internal and Private switches.",
