@@ -302,8 +302,7 @@ class MemNetlink:
     # -- routes -------------------------------------------------------------------------------
     def routes(self, name: str) -> list[Route]:
         index = self._get(name).index
-        return sorted((r for i, r in self._ns.routes if i == index),
-                      key=lambda r: (r.family, r.table, r.dst_len, r.dst or "", r.priority or 0))
+        return [r for i, r in self._ns.routes if i == index]  # in the order they came (the kernel: its own)
 
     def _on_link(self, link: _Link, route: Route) -> bool:
         """Whether ``route``'s gateway is reachable through ``link`` (an address prefix or a link route)."""
