@@ -155,6 +155,27 @@ def test_dry_run_changes_nothing_and_lists_the_moves(host: Host, kernel: MemKern
     assert kernel.state() == before
 
 
+def test_frames_cross_an_external_switch_on_memory_ports_and_its_tables_are_copies(
+        host: Host, kernel: MemKernel) -> None:
+    m = host.manager()
+    m.create_switch(EXT)
+    m.add_port("ext", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    uplink, vnic, vm1 = (m.port_object("ext", p) for p in ("uplink", "host", "vm1"))
+    broadcast = bytes.fromhex("ffffffffffff" "020000000001" "0800") + bytes(46)
+    uplink.inject(broadcast)  # type: ignore[attr-defined]
+    wait_until(lambda: vnic.sent and vm1.sent, what="the flood to the host vNIC and vm1")  # type: ignore[attr-defined]
+    assert [(e.mac, e.vlan, e.port, e.static) for e in m.fdb_show("ext")] == [("02:00:00:00:00:01", 1, "uplink",
+                                                                                False)]
+    stats = {s.port: s for s in m.stats("ext")}
+    assert (stats["uplink"].rx_frames, stats["uplink"].floods, stats["vm1"].tx_frames) == (1, 1, 1)
+    dp = m.datapath("ext")
+    dp.port_counters()["uplink"]["drops"]["tampered"] = 1
+    dp.fdb_entries().clear()
+    assert "tampered" not in dp.port_counters()["uplink"]["drops"] and len(dp.fdb_entries()) == 1, \
+        "the control plane gets copies, never the core's live tables"
+    assert m.fdb_flush("ext") == 1 and m.fdb_show("ext") == []
+
+
 # -- rollback --------------------------------------------------------------------------------------
 
 SPECS = [EXT, SwitchSpec("ext", SwitchType.EXTERNAL, nic=NIC, allow_management_os=False),
