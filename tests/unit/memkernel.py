@@ -6,15 +6,17 @@ addresses, routes, two sysctls per link and an ingress qdisc flag; the TAP devic
 ports. ``MemKernel`` is an ``OpenNetlink``: ``SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds)``
 and ``Takeover(..., netlink=kernel)`` run their real rules against it.
 
-It answers as the target kernel does (measured there with iproute2 on veths, DESIGN.md section 7):
+It answers as the target kernel does through ``Netlink`` (tests/integration/test_memkernel_fidelity.py
+runs one script of calls on both and compares every answer):
 - a missing link is ``LinkNotFound`` (the real message); a missing namespace too;
 - an address twice on one link is EEXIST; deleting a missing address is EADDRNOTAVAIL; deleting an
-  IPv4 primary deletes its secondaries; ``disable_ipv6=1`` and setting a link down wipe its IPv6
-  addresses; a link going down loses every route through it;
-- a route whose (family, table, dst, metric, tos) exists on any link is EEXIST; deleting a missing
-  one ESRCH; an IPv4 gateway outside every on-link prefix of that (up) link is EINVAL ("Nexthop has
-  invalid gateway"), an IPv4 route on a down link ENETDOWN; an IPv6 gateway outside the link's
-  prefixes (link-local aside) EHOSTUNREACH; an IPv4 ``prefsrc`` that is no local address EINVAL;
+  IPv4 primary deletes its secondaries, and the last IPv4 address takes every IPv4 route of the
+  link along; ``disable_ipv6=1`` and setting a link down wipe its IPv6 addresses; a link going
+  down loses every route through it; addresses are listed IPv4 first, primaries before secondaries;
+- the next hop is checked first: an IPv4 gateway outside every on-link prefix of that (up) link is
+  ENETUNREACH, an IPv4 route on a down link ENETDOWN, an IPv6 gateway outside the link's prefixes
+  (link-local aside) EHOSTUNREACH, an IPv4 ``prefsrc`` that is no local address EINVAL; then a route
+  whose (family, table, dst, metric, tos) exists on any link is EEXIST; deleting a missing one ESRCH;
 - opening a TAP creates it when missing (carrier down), EBUSY when another descriptor holds it,
   EINVAL when the name is another kind of link; a link port on a missing link is ENODEV.
 ``after_crash()`` is what vswitchd's SIGKILL leaves: the same kernel with its descriptors closed.
@@ -255,7 +257,8 @@ class MemNetlink:
 
     # -- addresses ----------------------------------------------------------------------------
     def addresses(self, name: str, *, include_kernel_owned: bool = False) -> list[Address]:
-        return list(self._get(name).addresses)
+        # as the kernel dumps them: IPv4 first, primaries before secondaries, then IPv6
+        return sorted(self._get(name).addresses, key=lambda a: (a.family != AF_INET, bool(a.flags & IFA_F_SECONDARY)))
 
     def add_address(self, name: str, addr: Address, *, extra_flags: int = 0, exist_ok: bool = False) -> None:
         link = self._get(name)
@@ -292,6 +295,9 @@ class MemNetlink:
             gone += [a for a in link.addresses if a.family == AF_INET and a.flags & IFA_F_SECONDARY
                      and _net(a) == _net(found)]
         link.addresses = [a for a in link.addresses if not any(a is g for g in gone)]
+        if found.family == AF_INET and not any(a.family == AF_INET for a in link.addresses):
+            # a link without IPv4 addresses loses every IPv4 route through it (fib_disable_ip)
+            self._ns.routes = [(i, r) for i, r in self._ns.routes if i != link.index or r.family != AF_INET]
         for g in gone:  # routes preferring an address no link has any more go with it
             if g.family == AF_INET and not self._is_local(g.local or g.address):
                 self._ns.routes = [(i, r) for i, r in self._ns.routes if r.prefsrc != (g.local or g.address)]
@@ -321,18 +327,18 @@ class MemNetlink:
         link = self._get(name)
         what = f"add route {route} dev {name}"
         self.kernel._mutate(what)
-        key = (route.family, route.table, route.dst, route.dst_len, route.priority, route.tos)
-        for i, r in self._ns.routes:
-            if (r.family, r.table, r.dst, r.dst_len, r.priority, r.tos) == key:
-                if exist_ok and (i, r) == (link.index, route):
-                    return
-                raise NetlinkFailure.refused(errno.EEXIST, what)  # on any link, as `ip route add`
+        # the kernel checks the next hop before it looks for the same route
         if route.gateway is not None and not self._on_link(link, route):
-            raise NetlinkFailure.refused(errno.EINVAL if route.family == AF_INET else errno.EHOSTUNREACH, what)
+            raise NetlinkFailure.refused(errno.ENETUNREACH if route.family == AF_INET else errno.EHOSTUNREACH, what)
         if route.family == AF_INET and not link.up:
             raise NetlinkFailure.refused(errno.ENETDOWN, what)
         if route.family == AF_INET and route.prefsrc and not self._is_local(route.prefsrc):
             raise NetlinkFailure.refused(errno.EINVAL, what)
+        key = (route.family, route.table, route.dst, route.dst_len, route.priority, route.tos)
+        if any((r.family, r.table, r.dst, r.dst_len, r.priority, r.tos) == key for _i, r in self._ns.routes):
+            if exist_ok:  # as Netlink.add_route: any EEXIST, even the same route on another link
+                return
+            raise NetlinkFailure.refused(errno.EEXIST, what)  # on any link, as `ip route add`
         self._ns.routes.append((link.index, route))
 
     def del_route(self, name: str, route: Route, *, missing_ok: bool = False) -> None:
