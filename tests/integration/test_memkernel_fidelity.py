@@ -90,6 +90,7 @@ SCRIPT: list[tuple[str, Call]] = [
     ("a missing link", lambda nl: nl.link("nope")),
     ("addresses of a missing link", lambda nl: nl.addresses("nope")),
     ("delete a missing link, missing_ok", lambda nl: nl.delete_link("nope", missing_ok=True)),
+    ("links", lambda nl: [(i.name, i.kind, i.up) for i in nl.links() if i.name in ("va", "vb")]),
     ("promiscuous", lambda nl: nl.set_promisc("va", True)),
     ("MTU", lambda nl: nl.set_mtu("va", 1400)),
     ("MAC", lambda nl: nl.set_mac("va", "02:00:00:00:01:01")),
