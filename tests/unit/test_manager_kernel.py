@@ -11,6 +11,7 @@ crash at every crash point of create and delete, then a new manager on what the 
 from __future__ import annotations
 
 import errno
+import inspect
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from socket import AF_INET, AF_INET6
 from typing import Any
 
 import pytest
-from memkernel import MemKernel
+from memkernel import MemKernel, MemNetlink
 
 from vswitch.control import hostnic
 from vswitch.control import manager as manager_module
@@ -33,7 +34,7 @@ from vswitch.control.model import (
     SwitchType,
     VswitchError,
 )
-from vswitch.control.netlink import Address, Route
+from vswitch.control.netlink import Address, Netlink, NetlinkApi, Route
 from vswitch.control.store import ConfigStore
 from vswitch.datapath import Datapath
 from waiting import wait_until
@@ -104,6 +105,18 @@ def _routes(kernel: MemKernel, link: str) -> list[str]:
 def _store_is_empty(m: SwitchManager) -> bool:
     assert m.store is not None
     return m.store.load() == [] and m.store.intents() == [] and m.store.list_snapshots() == {}
+
+
+def test_netlink_and_memkernel_both_have_every_verb_of_netlinkapi() -> None:
+    def params(fn: Any) -> list[tuple[str, Any, Any]]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+    verbs = [n for n in vars(NetlinkApi) if callable(vars(NetlinkApi)[n]) and (
+        not n.startswith("_") or n in ("__enter__", "__exit__"))]
+    assert {"link", "add_route", "add_ingress_drop", "set_sysctl", "links"} <= set(verbs)
+    for verb in verbs:
+        want = params(getattr(NetlinkApi, verb))
+        assert params(getattr(Netlink, verb)) == want, f"Netlink.{verb}"
+        assert params(getattr(MemNetlink, verb)) == want, f"MemNetlink.{verb}"
 
 
 # -- takeover and give-back --------------------------------------------------------------------------
