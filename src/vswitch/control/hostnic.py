@@ -29,7 +29,8 @@ Invariants: nothing changes before validation passes; after ``apply()`` either e
 done or everything is undone (``TakeoverError`` tells which undos, if any, failed); kernel-owned
 state (IPv6 link-local, SLAAC, ``proto kernel``/``ra`` routes) is never moved: each link makes its own.
 
-Must not touch: frames, ports, the datapath, or pyroute2 (all kernel access is ``netlink``).
+Must not touch: frames, ports, the datapath, or pyroute2 (all kernel access goes through the
+``NetlinkApi`` the takeover is given: ``netlink.Netlink`` unless a test passes an in-memory kernel).
 Restore expects the switch to have stopped bridging NIC and vNIC: otherwise IPv6 DAD on the NIC
 would hear the vNIC, which has the same MAC and addresses.
 """
@@ -46,7 +47,7 @@ from socket import AF_INET6
 from typing import Any
 
 from vswitch.control.crashpoint import crashpoint
-from vswitch.control.netlink import Address, LinkNotFound, Netlink, Route
+from vswitch.control.netlink import Address, LinkNotFound, Netlink, NetlinkApi, OpenNetlink, Route
 
 __all__ = [
     "FailAt", "InjectedFailure", "Step", "Takeover", "TakeoverError", "TakeoverRefused",
@@ -95,8 +96,8 @@ class Step:
 
     key: str
     description: str
-    do: Callable[[Netlink], None]
-    undo: Callable[[Netlink], None]
+    do: Callable[[NetlinkApi], None]
+    undo: Callable[[NetlinkApi], None]
 
     def __str__(self) -> str:
         return self.description
@@ -109,7 +110,7 @@ def _sysctl_paths(nic: str) -> dict[str, str]:
             "arp_ignore": f"net/ipv4/conf/{nic}/arp_ignore"}
 
 
-def validate(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool) -> None:
+def validate(nl: NetlinkApi, nic: str, vnic: str | None, allow_management_os: bool) -> None:
     """Raise ``TakeoverRefused`` naming the problem; reads only."""
     if not nl.link_exists(nic):
         raise TakeoverRefused(f"NIC {nic!r} does not exist")
@@ -132,7 +133,7 @@ def validate(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool)
             raise TakeoverRefused(f"host vNIC {vnic!r} does not exist")
 
 
-def capture(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool) -> dict[str, Any]:
+def capture(nl: NetlinkApi, nic: str, vnic: str | None, allow_management_os: bool) -> dict[str, Any]:
     """The JSON-serialisable original state that ``build_plan`` and ``restore`` work from."""
     info = nl.link(nic)
     vnic_link = None
@@ -154,9 +155,9 @@ def capture(nl: Netlink, nic: str, vnic: str | None, allow_management_os: bool) 
 
 # -- the plan: pure, from a snapshot --------------------------------------------------------------
 
-def _tolerate_gone(fn: Callable[[Netlink], None]) -> Callable[[Netlink], None]:
+def _tolerate_gone(fn: Callable[[NetlinkApi], None]) -> Callable[[NetlinkApi], None]:
     """An undo on the vNIC: if the vNIC is gone, its moved state went with it."""
-    def undo(nl: Netlink) -> None:
+    def undo(nl: NetlinkApi) -> None:
         try:
             fn(nl)
         except LinkNotFound:
@@ -211,7 +212,7 @@ def _route_steps(snap: dict[str, Any], routes: list[Route]) -> tuple[list[Step],
 def _nic_steps(snap: dict[str, Any], addrs: list[Address]) -> list[Step]:
     nic, link, captured_at = snap["nic"], snap["nic_link"], snap["captured_at"]
 
-    def readd(nl: Netlink, a: Address) -> None:
+    def readd(nl: NetlinkApi, a: Address) -> None:
         aged = a.aged(time.time() - captured_at)  # finite lifetimes kept ticking meanwhile
         if aged is not None:
             nl.add_address(nic, aged, exist_ok=True)
@@ -257,12 +258,14 @@ class Takeover:
     """Bind ``nic`` to an External switch, moving the host's protocols to ``vnic`` (or dropping them).
 
     ``fail_at`` (tests): a step index, a step key, or ``callable(index, step) -> bool``, checked
-    before each step; a match raises ``InjectedFailure`` there.
+    before each step; a match raises ``InjectedFailure`` there. ``netlink`` opens the kernel
+    (``netlink.Netlink``; tests pass an in-memory kernel).
     """
 
     def __init__(self, nic: str, vnic: str | None = None, *, allow_management_os: bool = True,
-                 netns: str | None = None, fail_at: FailAt = None) -> None:
+                 netns: str | None = None, fail_at: FailAt = None, netlink: OpenNetlink = Netlink) -> None:
         self.nic, self.vnic, self.netns = nic, vnic, netns
+        self._netlink = netlink
         self.allow_management_os = allow_management_os
         self.fail_at = fail_at
         self._snapshot: dict[str, Any] | None = None
@@ -270,10 +273,10 @@ class Takeover:
         self._lock = threading.RLock()
 
     @classmethod
-    def from_snapshot(cls, snap: dict[str, Any]) -> Takeover:
+    def from_snapshot(cls, snap: dict[str, Any], *, netlink: OpenNetlink = Netlink) -> Takeover:
         """A takeover that may have been (partly) applied by an earlier process; ``restore()`` undoes it."""
         self = cls(snap["nic"], snap["vnic"], allow_management_os=snap["allow_management_os"],
-                   netns=snap["netns"])
+                   netns=snap["netns"], netlink=netlink)
         self._snapshot = copy.deepcopy(snap)
         self._done = build_plan(self._snapshot)  # every undo is idempotent, so replaying all is safe
         return self
@@ -286,7 +289,7 @@ class Takeover:
         """The NIC's original state (JSON-serialisable); captured now if not yet."""
         with self._lock:
             if self._snapshot is None:
-                with Netlink(self.netns) as nl:
+                with self._netlink(self.netns) as nl:
                     validate(nl, self.nic, self.vnic, self.allow_management_os)
                     self._snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
             return copy.deepcopy(self._snapshot)
@@ -303,7 +306,7 @@ class Takeover:
         with self._lock:
             if self._done:
                 raise TakeoverRefused(f"NIC {self.nic!r} is already taken over; restore() first")
-            with Netlink(self.netns) as nl:
+            with self._netlink(self.netns) as nl:
                 validate(nl, self.nic, self.vnic, self.allow_management_os)
                 if snapshot is None:
                     snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
@@ -329,7 +332,7 @@ class Takeover:
             if not self._done:
                 return
             errors: list[tuple[Step, BaseException]] = []
-            with Netlink(self.netns) as nl:
+            with self._netlink(self.netns) as nl:
                 for index, step in enumerate(reversed(self._done)):
                     self._undo_step(nl, step, errors)
                     crashpoint(f"giveback.step{index}")
@@ -347,7 +350,7 @@ class Takeover:
             raise InjectedFailure(f"injected failure before step {index} ({step.key})")
 
     @staticmethod
-    def _undo_step(nl: Netlink, step: Step, errors: list[tuple[Step, BaseException]]) -> None:
+    def _undo_step(nl: NetlinkApi, step: Step, errors: list[tuple[Step, BaseException]]) -> None:
         # one failed undo must not stop the others: the host's connectivity depends on all of them
         try:
             step.undo(nl)

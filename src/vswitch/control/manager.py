@@ -26,6 +26,10 @@ Invariants:
 - One owner per target: a link or socket path is held by one port, uplink or vNIC across kinds and
   switches; the rule is control/ownership.py, asked by `_check_links` and `_check_target` (so by
   create, add and restore alike).
+- The kernel is injected: every netlink conversation (its own and the takeover's) goes through the
+  `netlink` opener and every port back-end comes from the `port_kinds` registry, so the same rules
+  run against an in-memory kernel and memory ports in tests (tests/unit/memkernel.py), without root.
+  The switch's tables are read through the datapath's copies (`fdb_entries`, `port_counters`).
 Must not touch: HTTP, argument parsing, frames.
 """
 
@@ -36,7 +40,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,14 +66,14 @@ from vswitch.control.model import (
     clip,
     host_vnic_name,
 )
-from vswitch.control.netlink import Netlink
+from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
-from vswitch.ports import PORT_KINDS, LinkPort, Port, TapPort
+from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
 
@@ -118,16 +122,21 @@ class SwitchManager:
 
     `reserved_paths` (vswitchd's API socket, its state directory) are never a port's socket, nor
     anything under them; `port_socket_dir` holds the sockets of ports given a plain name.
+    `netlink` opens the kernel (`Netlink`; tests pass an in-memory kernel) and `port_kinds` maps a
+    port kind to its back-end class (`PORT_KINDS`; the host vNIC is a "tap", the uplink a "link").
     Raises InvalidRequest for a bad `busy_poll_us`.
     """
 
     def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
                  busy_poll_us: int = 0,
-                 reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR) -> None:
+                 reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR,
+                 netlink: OpenNetlink = Netlink, port_kinds: Mapping[str, type[Port]] = PORT_KINDS) -> None:
         if not 0 <= busy_poll_us <= 100_000:
             raise InvalidRequest(f"busy_poll_us must be 0-100000, got {busy_poll_us}")
         self.store = store
         self.busy_poll_us = busy_poll_us
+        self._netlink = netlink
+        self._port_kinds = port_kinds
         self._switches: dict[str, _Switch] = {}
         self._lock = threading.RLock()
         self._takeover_fail_at = takeover_fail_at  # tests inject a failure into the NIC takeover
@@ -195,7 +204,7 @@ class SwitchManager:
                      restoring: bool = False) -> None:
         """Conflict / InvalidRequest unless the NIC and the vNIC name are free (see control/ownership.py)."""
         owners = self._owner_index()
-        with Netlink() as nl:
+        with self._netlink() as nl:
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
                 wanted = f"the uplink of switch {spec.name!r}"
@@ -230,7 +239,7 @@ class SwitchManager:
         if spec.type == SwitchType.EXTERNAL:
             assert spec.nic is not None
             steps.append(f"attach {spec.nic} as port {UPLINK_PORT!r} (AF_PACKET, promiscuous)")
-            with Netlink() as nl:
+            with self._netlink() as nl:
                 snap = hostnic.capture(nl, spec.nic, None, False)
             if spec.allow_management_os:
                 snap.update(vnic=vnic_name, allow_management_os=True,
@@ -254,17 +263,17 @@ class SwitchManager:
             undo.callback(dp.stop)
             if vnic_name is not None:
                 # attaches to a persistent vNIC the kernel kept (restart, crashed create): adopted
-                vnic = TapPort(HOST_PORT, vnic_name, persist=True)
+                vnic = self._port_kinds[PortKind.TAP](HOST_PORT, vnic_name, persist=True)  # type: ignore[call-arg]
                 try:
                     vnic.open()
                 except OSError as exc:
                     raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
                 undo.callback(self._release_vnic, sw, vnic)
-                sw.vnic = vnic
+                sw.vnic = vnic  # type: ignore[assignment]
                 crashpoint("create-switch.vnic")
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
-                uplink = LinkPort(UPLINK_PORT, spec.nic)
+                uplink = self._port_kinds[PortKind.LINK](UPLINK_PORT, spec.nic)  # type: ignore[call-arg]
                 try:
                     uplink.open()
                 except OSError as exc:
@@ -288,7 +297,7 @@ class SwitchManager:
                     undo.callback(timer.cancel)
                     sw.confirm_timer = timer
             elif vnic_name is not None:
-                with Netlink() as nl:
+                with self._netlink() as nl:
                     nl.set_up(vnic_name, True)
                 crashpoint("create-switch.vnic-up")
             sw.undo = undo.pop_all()
@@ -299,7 +308,7 @@ class SwitchManager:
         """Run the NIC takeover from a snapshot stored first; the snapshot is marked applied after."""
         assert spec.nic is not None
         takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
-                                    fail_at=self._takeover_fail_at)
+                                    fail_at=self._takeover_fail_at, netlink=self._netlink)
         try:
             snap = takeover.snapshot()
         except hostnic.TakeoverRefused as exc:
@@ -337,14 +346,14 @@ class SwitchManager:
             return None
         if snap.get("applied") and snap.get("vnic") == (host_vnic_name(spec.name) if spec.allow_management_os
                                                       else None):
-            with Netlink() as nl:
+            with self._netlink() as nl:
                 intact = nl.ingress_qdisc_kind(spec.nic) is not None and (
                     snap["vnic"] is None or nl.link_exists(snap["vnic"]))
             if intact:
                 log.info("switch %s: adopting the takeover of %s left by the previous run", spec.name, spec.nic)
-                return hostnic.Takeover.from_snapshot(snap)
+                return hostnic.Takeover.from_snapshot(snap, netlink=self._netlink)
         log.info("switch %s: giving back %s as the previous run left it", spec.name, snap.get("nic"))
-        hostnic.Takeover.from_snapshot(snap).restore()
+        hostnic.Takeover.from_snapshot(snap, netlink=self._netlink).restore()
         self.store.drop_snapshot(spec.name)
         return None
 
@@ -493,7 +502,7 @@ class SwitchManager:
         if spec.kind in (PortKind.TAP, PortKind.LINK):
             ownership.refuse_reserved_link(spec.target, wanted)
         if spec.kind == PortKind.LINK:
-            with Netlink() as nl:
+            with self._netlink() as nl:
                 if not nl.link_exists(spec.target):
                     raise InvalidRequest(f"interface {spec.target!r} does not exist")
         if spec.kind in _SOCKET_KINDS:
@@ -516,7 +525,7 @@ class SwitchManager:
         return spec
 
     def _make_port(self, spec: PortSpec, switch: str | None = None) -> Port:
-        cls = PORT_KINDS[str(spec.kind)]
+        cls = self._port_kinds[str(spec.kind)]
         if spec.kind == PortKind.MEMORY:
             return cls(spec.name)  # type: ignore[call-arg]
         if spec.kind == PortKind.TAP:
@@ -525,7 +534,7 @@ class SwitchManager:
             facts = self.store.get_port_runtime(switch, spec.name) if self.store is not None and switch else None
             where = facts["netns"] if facts and facts.get("ifname") == spec.target else None
             self._track_tap_netns()
-            return TapPort(spec.name, spec.target, persist=True, netns=where)
+            return cls(spec.name, spec.target, persist=True, netns=where)  # type: ignore[call-arg]
         return cls(spec.name, spec.target)  # type: ignore[call-arg]
 
     def remove_port(self, switch: str, port: str) -> None:
@@ -574,30 +583,17 @@ class SwitchManager:
 
     # -- tables and counters --------------------------------------------------------------------
     def fdb_show(self, switch: str) -> list[FdbEntryInfo]:
-        dp = self.datapath(switch)
-
-        def read() -> list[FdbEntryInfo]:
-            now = dp.now
-            return [FdbEntryInfo(format_mac(e.mac), e.vlan, str(e.port),
-                                 0.0 if e.static else max(0.0, now - e.seen), e.static)
-                    for e in dp.core.fdb.entries(now)]
-        return sorted(dp.call(read), key=lambda e: (e.vlan, e.port, e.mac))
+        rows = self.datapath(switch).fdb_entries()
+        return sorted((FdbEntryInfo(format_mac(r.mac), r.vlan, str(r.port), r.age_s, r.static) for r in rows),
+                      key=lambda e: (e.vlan, e.port, e.mac))
 
     def fdb_flush(self, switch: str) -> int:
-        dp = self.datapath(switch)
-        return dp.call(lambda: dp.core.fdb.flush())
+        return self.datapath(switch).fdb_flush()
 
     def stats(self, switch: str) -> list[PortStatsInfo]:
-        dp = self.datapath(switch)
-
-        def read() -> list[PortStatsInfo]:
-            out = []
-            for pid, c in dp.core.counters.items():
-                s = c.snapshot()
-                out.append(PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
-                                         s["floods"], s["learned"], s["moved"], s["drops"]))
-            return out
-        return dp.call(read)
+        return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
+                              s["floods"], s["learned"], s["moved"], s["drops"])
+                for pid, s in self.datapath(switch).port_counters().items()]
 
     def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
         dp = self.datapath(switch)
@@ -749,13 +745,13 @@ class SwitchManager:
         assert self.store is not None
         if snap is not None:
             log.info("switch %s: giving back %s as the previous run left it", name, snap.get("nic"))
-            hostnic.Takeover.from_snapshot(snap).restore()
+            hostnic.Takeover.from_snapshot(snap, netlink=self._netlink).restore()
             self.store.drop_snapshot(name)
         vnic = snap.get("vnic") if snap else None
         if spec is not None and spec.has_host_vnic:
             vnic = host_vnic_name(spec.name)
         if vnic:
-            with Netlink() as nl:
+            with self._netlink() as nl:
                 nl.delete_link(vnic, missing_ok=True)
 
     def shutdown(self) -> None:
@@ -869,9 +865,9 @@ class SwitchManager:
     def _destroy_tap_ports(sw: _Switch) -> None:
         """A deleted switch's VM TAPs go with it (persistent, so closing them is not enough)."""
         for name, att in sw.ports.items():
-            if att.spec is not None and isinstance(att.port, TapPort):
+            if att.spec is not None and att.spec.kind == PortKind.TAP:
                 try:
-                    att.port.destroy()
+                    att.port.destroy()  # type: ignore[attr-defined]
                 except OSError as exc:
                     log.warning("switch %s: removing the TAP of port %s: %s", sw.spec.name, name, exc)
 
@@ -913,7 +909,7 @@ class SwitchManager:
             max_entries=spec.max_entries, confirm_deadline_s=deadline)
 
 
-def _adoptable_vnic(nl: Netlink, name: str, restoring: bool) -> bool:
+def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:
     """A host vNIC the kernel kept (a persistent TAP) that a switch may adopt: when restoring its own
     switch, with its addresses (that is the point); for a new switch only without an address of its
     own (kernel-owned IPv6 link-local aside), so nothing stale comes with it."""

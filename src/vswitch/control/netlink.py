@@ -1,9 +1,10 @@
 """The one pyroute2 user of ``control/``: thin, typed verbs over rtnetlink, tc and net sysctls.
 
 Owns: the netlink socket (``Netlink``, one per call site and thread, optionally inside a named
-network namespace), the value types the rest of ``control`` sees (``LinkInfo``, ``Address``,
-``Route``), the few sysctls under ``/proc/sys/net`` that control needs, and the tiny eBPF
-program behind the tc ingress drop.
+network namespace), the interface the rest of ``control`` programs against (``NetlinkApi``, and
+``OpenNetlink`` for whatever opens one: ``Netlink`` itself, or an in-memory kernel in tests), the
+value types the rest of ``control`` sees (``LinkInfo``, ``Address``, ``Route``), the few sysctls
+under ``/proc/sys/net`` that control needs, and the tiny eBPF program behind the tc ingress drop.
 
 Invariants:
 - Nothing outside this module imports pyroute2 or sees a ``NetlinkError``: failures surface as
@@ -33,14 +34,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from socket import AF_INET, AF_INET6
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 __all__ = [
-    "Address", "LinkInfo", "LinkNotFound", "Netlink", "NetlinkFailure", "Route",
+    "Address", "LinkInfo", "LinkNotFound", "Netlink", "NetlinkApi", "NetlinkFailure", "OpenNetlink", "Route",
     "read_sysctl", "write_sysctl",
 ]
 
@@ -64,11 +65,24 @@ T = TypeVar("T")
 
 
 class LinkNotFound(LookupError):
-    """No link of that name (in that namespace)."""
+    """No link of that name (in that namespace), or no such namespace."""
+
+    @classmethod
+    def link(cls, name: str, netns: str | None) -> LinkNotFound:
+        where = f" in namespace {netns}" if netns else ""
+        return cls(f"no link named {name!r}{where}")
+
+    @classmethod
+    def namespace(cls, netns: str) -> LinkNotFound:
+        return cls(f"network namespace {netns!r} does not exist")
 
 
 class NetlinkFailure(OSError):
     """The kernel refused a request; ``errno`` says why, the message says what was asked."""
+
+    @classmethod
+    def refused(cls, code: int, what: str) -> NetlinkFailure:
+        return cls(code, f"{what}: {os.strerror(code)}")
 
 
 @dataclass(frozen=True)
@@ -262,7 +276,7 @@ class Netlink:
             # flags=0: open an existing namespace only (pyroute2's default would create it)
             self._ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
         except FileNotFoundError as exc:
-            raise LinkNotFound(f"network namespace {netns!r} does not exist") from exc
+            raise LinkNotFound.namespace(netns) from exc  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._ipr.close()
@@ -277,17 +291,12 @@ class Netlink:
         try:
             return fn(*args, **kwargs)
         except NetlinkError as exc:
-            raise NetlinkFailure(exc.code, f"{what}: {os.strerror(exc.code)}") from exc
+            raise NetlinkFailure.refused(exc.code, what) from exc
 
     # -- links --------------------------------------------------------------------------------
 
-    def link(self, name: str) -> LinkInfo:
-        """The link called ``name``; ``LinkNotFound`` when there is none."""
-        found = self._ipr.link_lookup(ifname=name)
-        if not found:
-            where = f" in namespace {self.netns}" if self.netns else ""
-            raise LinkNotFound(f"no link named {name!r}{where}")
-        msg = self._call(f"get link {name}", self._ipr.get_links, found[0])[0]
+    @staticmethod
+    def _link_info(msg: Any) -> LinkInfo:
         return LinkInfo(
             index=msg["index"], name=msg.get("IFLA_IFNAME"), mac=msg.get("IFLA_ADDRESS") or "",
             flags=msg["flags"], mtu=msg.get("IFLA_MTU"),
@@ -295,6 +304,18 @@ class Netlink:
             master=msg.get("IFLA_MASTER"),
             slave_kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")),
         )
+
+    def links(self) -> list[LinkInfo]:
+        """Every link of this namespace, by ifindex."""
+        return sorted((self._link_info(m) for m in self._call("list links", self._ipr.get_links)),
+                      key=lambda info: info.index)
+
+    def link(self, name: str) -> LinkInfo:
+        """The link called ``name``; ``LinkNotFound`` when there is none."""
+        found = self._ipr.link_lookup(ifname=name)
+        if not found:
+            raise LinkNotFound.link(name, self.netns)
+        return self._link_info(self._call(f"get link {name}", self._ipr.get_links, found[0])[0])
 
     def link_exists(self, name: str) -> bool:
         return bool(self._ipr.link_lookup(ifname=name))
@@ -490,3 +511,52 @@ class Netlink:
 
     def has_sysctl(self, path: str) -> bool:
         return sysctl_exists(path, self.netns)
+
+
+class NetlinkApi(Protocol):
+    """The kernel verbs the control plane (manager, takeover) uses, on one namespace.
+
+    ``Netlink`` is the real one; tests pass an in-memory kernel of the same shape. Errors are the
+    real one's: ``LinkNotFound`` for a missing link, ``NetlinkFailure`` (with the kernel's errno)
+    for a refused request; ``missing_ok`` / ``exist_ok`` turn "already so" into success.
+    """
+
+    netns: str | None
+
+    def close(self) -> None: ...
+    def __enter__(self) -> NetlinkApi: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+    def links(self) -> list[LinkInfo]: ...
+    def link(self, name: str) -> LinkInfo: ...
+    def link_exists(self, name: str) -> bool: ...
+    def set_up(self, name: str, up: bool) -> None: ...
+    def set_mac(self, name: str, mac: str) -> None: ...
+    def set_mtu(self, name: str, mtu: int) -> None: ...
+    def set_promisc(self, name: str, on: bool) -> None: ...
+    def delete_link(self, name: str, *, missing_ok: bool = False) -> None: ...
+
+    def addresses(self, name: str, *, include_kernel_owned: bool = False) -> list[Address]: ...
+    def add_address(self, name: str, addr: Address, *, extra_flags: int = 0, exist_ok: bool = False) -> None: ...
+    def del_address(self, name: str, addr: Address, *, missing_ok: bool = False) -> None: ...
+
+    def routes(self, name: str) -> list[Route]: ...
+    def add_route(self, name: str, route: Route, *, exist_ok: bool = False) -> None: ...
+    def del_route(self, name: str, route: Route, *, missing_ok: bool = False) -> None: ...
+
+    def ingress_qdisc_kind(self, name: str) -> str | None: ...
+    def add_ingress_drop(self, name: str) -> None: ...
+    def del_ingress(self, name: str, *, missing_ok: bool = False) -> None: ...
+
+    def get_sysctl(self, path: str) -> str: ...
+    def set_sysctl(self, path: str, value: str) -> None: ...
+    def has_sysctl(self, path: str) -> bool: ...
+
+
+class OpenNetlink(Protocol):
+    """What opens a ``NetlinkApi`` on namespace ``netns`` (None: our own); ``Netlink`` is one.
+
+    Raises ``LinkNotFound`` when the namespace does not exist. Called once per use, because a
+    real socket belongs to one thread."""
+
+    def __call__(self, netns: str | None = None) -> NetlinkApi: ...

@@ -47,7 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from vswitch.core.counters import PortCounters
 from vswitch.core.policy import PortPolicy
@@ -75,6 +75,16 @@ class LinkWatcher(Protocol):
     def watch(self, dp: Datapath, pid: Hashable, port: Port) -> None: ...
 
     def unwatch(self, dp: Datapath, pid: Hashable) -> None: ...
+
+
+class FdbRow(NamedTuple):
+    """One live MAC table entry as the control plane sees it: a copy, aged on the datapath's clock."""
+
+    mac: bytes
+    vlan: int
+    port: Hashable
+    age_s: float     # 0 for a static entry
+    static: bool
 
 
 class PortState:
@@ -268,6 +278,23 @@ class Datapath:
             self.attach(pid, port, policy, role)
             self._fail(self._ports[pid], error)
         self.call(do)
+
+    # -- tables, for the control plane (copies, read between batches) ---------------------------
+    def fdb_entries(self) -> list[FdbRow]:
+        """The live MAC table entries (aged ones left out), statics included."""
+        def read() -> list[FdbRow]:
+            now = self.now
+            return [FdbRow(e.mac, e.vlan, e.port, 0.0 if e.static else max(0.0, now - e.seen), e.static)
+                    for e in self.core.fdb.entries(now)]
+        return self.call(read)
+
+    def fdb_flush(self) -> int:
+        """Forget every learned entry (statics stay); returns how many went."""
+        return self.call(self.core.fdb.flush)
+
+    def port_counters(self) -> dict[Hashable, dict[str, Any]]:
+        """Every port's counters (``PortCounters.snapshot``: drops by reason label), by port id."""
+        return self.call(lambda: {pid: c.snapshot() for pid, c in self.core.counters.items()})
 
     # -- registration -------------------------------------------------------------------------
     def _sync_fds(self, ps: PortState) -> None:
