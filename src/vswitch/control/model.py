@@ -416,6 +416,70 @@ class PortStatsInfo:
     drops: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class TraceStepInfo:
+    """One stage of a traced frame (`vswitch.core.switch.TraceStep` as the API reports it).
+
+    `stage`: parse | ingress | learn | decide | egress; `reason`: the Reason name when this stage
+    stopped or decided the frame, else None; `detail`: the facts behind `result` (JSON values)."""
+
+    stage: str
+    result: str
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TraceInfo:
+    """What a switch would do now with a frame from `src` to `dst` arriving on `in_port` (`trace`).
+
+    `tag`: the frame's own VLAN tag as asked (None untagged, 0 priority-tagged); `vlan`: the VLAN the
+    ingress port classified it to — for drops too — or None when it was dropped before (malformed,
+    port down, reserved group, bad source, VLAN not admitted); `reason`: the verdict's Reason name,
+    `explanation` its sentence; `out_ports`: where it would go (empty for a drop)."""
+
+    switch: str
+    in_port: str
+    src: str
+    dst: str
+    tag: int | None
+    vlan: int | None
+    reason: str
+    explanation: str
+    out_ports: list[str] = field(default_factory=list)
+    steps: list[TraceStepInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpEcho:
+    """Identity of an ICMPv4 echo: `type` 8 request / 0 reply, identifier, sequence number."""
+
+    type: int
+    id: int
+    seq: int
+
+
+@dataclass(slots=True)
+class FrameEvent:
+    """One per-frame decision recorded by `watch`: when (`t`, wall-clock seconds), which switch and
+    port, the header (MACs, `vid` of the frame's tag, ethertype inside it, length), the VLAN it was
+    classified to (None when dropped before), the Reason name, the output ports and, for an ICMPv4
+    echo request/reply, its `icmp` identity."""
+
+    t: float
+    switch: str
+    in_port: str
+    src: str | None
+    dst: str | None
+    vid: int | None
+    vlan: int | None
+    ethertype: int | None
+    length: int
+    reason: str
+    out_ports: list[str] = field(default_factory=list)
+    icmp: IcmpEcho | None = None
+
+
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses (and lists of them) → plain JSON-ready structures."""
     if isinstance(obj, list):
