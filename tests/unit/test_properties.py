@@ -125,6 +125,31 @@ def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple
             assert all(PORTS[p].flooding for p in d.out_ports)
 
 
+FULL_MACS = [bytes((2, 0, 0, 0, 1, i)) for i in range(24)]
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "t"]), st.sampled_from(FULL_MACS), st.sampled_from(FULL_MACS),
+                          st.integers(0, 1)), min_size=1, max_size=40))
+def test_trace_agrees_with_process_in_a_full_table(steps: list[tuple[str, bytes, bytes, int]]) -> None:
+    """A full table (16 entries): learning a new source evicts, and the destination may be the victim."""
+    sw = SwitchCore(ageing_s=10, max_entries=16)
+    for p in ("a", "b", "t"):
+        sw.add_port(p, PORTS[p])
+    for i, m in enumerate(FULL_MACS[:16]):
+        sw.process("ab"[i % 2], b"\xff" * 6 + m + b"\x08\x00", 0, 0)  # learn m (a broadcast from it)
+    assert sw.fdb.dynamic_count == 16
+    now = 0
+    for port, src, dst, dt in steps:
+        now += dt
+        buf = dst + src + b"\x08\x00" + bytes(46)
+        before = core_state(sw)
+        traced, stages = sw.trace(port, buf, now)
+        assert core_state(sw) == before, f"trace must change nothing: {[(s.stage, s.result) for s in stages]}"
+        d = sw.process(port, buf, 0, now)
+        assert d == traced, f"trace must say what process does: {[(s.stage, s.result) for s in stages]}"
+
+
 # -- the MAC table against a model --------------------------------------------------------------------
 
 AGEING = 10
