@@ -957,19 +957,8 @@ def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, 
     return FrameEvent(t=t, switch=switch, in_port=shared.setdefault(("in", pid), str(pid)), src=src, dst=dst,
                       vid=vid, vlan=vlan or None, ethertype=ethertype, length=length, reason=reason.name,
                       out_ports=outs,
-                      icmp=_icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None)
-
-
-def _icmp_echo(f: bytes, l3: int) -> IcmpEcho | None:
-    """ICMPv4 echo request/reply identity (type, id, seq) of a frame whose IPv4 header starts at `l3`.
-
-    Lets `lab trace` match the switch's decisions to the pings it sent and captured elsewhere."""
-    if len(f) < l3 + 20 or f[l3] >> 4 != 4 or f[l3 + 9] != 1:
-        return None
-    icmp = l3 + (f[l3] & 0x0F) * 4
-    if len(f) < icmp + 8 or f[icmp] not in (0, 8):
-        return None
-    return IcmpEcho(f[icmp], int.from_bytes(f[icmp + 4:icmp + 6], "big"), int.from_bytes(f[icmp + 6:icmp + 8], "big"))
+                      # lets `lab trace` match the switch's decisions to the pings it sent and captured
+                      icmp=IcmpEcho.from_frame(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None)
 
 
 def make_manager(state_dir: str | None) -> SwitchManager:

@@ -458,6 +458,18 @@ class IcmpEcho:
     id: int
     seq: int
 
+    @classmethod
+    def from_frame(cls, f: bytes, l3: int) -> IcmpEcho | None:
+        """The echo request/reply in frame `f` whose IPv4 header starts at `l3`; None for anything else
+        (not IPv4, not ICMP, another ICMP type, cut short). Never raises on arbitrary bytes. The one
+        reader for `watch` (the switch's decisions) and lab capture (what crossed a link)."""
+        if len(f) < l3 + 20 or f[l3] >> 4 != 4 or f[l3 + 9] != 1:
+            return None
+        icmp = l3 + (f[l3] & 0x0F) * 4
+        if len(f) < icmp + 8 or f[icmp] not in (0, 8):
+            return None
+        return cls(f[icmp], int.from_bytes(f[icmp + 4:icmp + 6], "big"), int.from_bytes(f[icmp + 6:icmp + 8], "big"))
+
 
 @dataclass(slots=True)
 class FrameEvent:
