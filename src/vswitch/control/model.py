@@ -1,7 +1,8 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their validation, and the `*Info` records returned by `SwitchApi`.
+`SwitchSpec`, `PortSpec`, their validation, and the records returned by `SwitchApi` (`*Info`,
+`TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
 Validation here is the single place where names, VLAN ids and options are checked, so a bad
 request is refused with a message naming what is wrong before anything changes.
 Must not touch: sockets, netlink, the datapath.
