@@ -12,6 +12,7 @@ from typing import Any
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
+    FrameEvent,
     InvalidRequest,
     NotFound,
     PortInfo,
@@ -21,6 +22,8 @@ from vswitch.control.model import (
     SwitchInfo,
     SwitchSpec,
     SwitchType,
+    TraceInfo,
+    TraceStepInfo,
     host_vnic_name,
 )
 from vswitch.core.mac import parse_mac
@@ -149,7 +152,7 @@ class FakeApi:
         return [PortStatsInfo(p.name, 10, 1000, 8, 800, 3, 1, 0, drops={"DROP_SAME_PORT": 2})
                 for p in self._get(switch).ports]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
         self._note("trace", switch, in_port, src, dst, vlan)
         info = self._get(switch)
         if not any(p.name == in_port for p in info.ports):
@@ -162,25 +165,28 @@ class FakeApi:
         if vlan is not None and not 0 <= vlan <= 4094:  # as SwitchManager.trace: 0 is a priority tag
             raise InvalidRequest(f"VLAN must be 0-4094, got {vlan}")
         out = [p.name for p in info.ports if p.name != in_port]
-        return {  # the shape SwitchManager.trace returns
-            "switch": switch, "in_port": in_port, "src": src, "dst": dst, "vlan": vlan,
-            "stages": [
-                {"stage": "ingress", "result": "admitted", "reason": None, "detail": "access VLAN 1"},
-                {"stage": "learn", "result": "learned", "reason": None, "detail": f"{src} on {in_port}"},
-                {"stage": "decide", "result": "flood", "reason": "FLOOD_UNKNOWN"},
-            ],
-            "decision": {"reason": "FLOOD_UNKNOWN", "explanation": "unknown unicast: flooded",
-                         "out_ports": out, "vlan": vlan or 1},
-        }
+        classified = vlan or 1
+        return TraceInfo(
+            switch=switch, in_port=in_port, src=src, dst=dst, tag=vlan, vlan=classified, reason="FLOOD_UNKNOWN",
+            explanation="unknown unicast: flooded", out_ports=out,
+            steps=[
+                TraceStepInfo("parse", f"{src} → {dst}", detail={"src": src, "dst": dst, "vid": vlan}),
+                TraceStepInfo("ingress", f"admitted to VLAN {classified}", detail={"vlan": classified}),
+                TraceStepInfo("learn", f"would learn {src} on port {in_port}", detail={"action": "learn"}),
+                TraceStepInfo("decide", f"{dst} is not in the MAC table", "FLOOD_UNKNOWN",
+                              {"lookup": "miss", "out_ports": out}),
+            ])
 
-
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
         """One event per port; blocks until `watch_gate` is set when a test sets one (or `seconds` pass)."""
         self._note("watch", switch, seconds, limit)
         info = self._get(switch)
         if self.watch_gate is not None:
             self.watch_gate.wait(seconds)
-        return [{"in_port": p.name, "reason": "FLOOD_UNKNOWN"} for p in info.ports][:limit]
+        return [FrameEvent(t=1.0 + i, switch=switch, in_port=p.name, src="02:00:00:00:00:01",
+                           dst="02:00:00:00:00:02", vid=None, vlan=1, ethertype=0x0800, length=60,
+                           reason="FLOOD_UNKNOWN", out_ports=[q.name for q in info.ports if q is not p])
+                for i, p in enumerate(info.ports)][:limit]
 
 
 def private(name: str) -> SwitchSpec:

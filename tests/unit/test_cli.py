@@ -162,12 +162,15 @@ def test_trace(api: FakeApi) -> None:
     args = ["trace", "s", "--in-port", "a", "--src", "02:00:00:00:00:01", "--dst", "ff:ff:ff:ff:ff:ff",
             "--vlan", "1"]
     out = ok(api, *args)
-    assert "frame: switch=s in_port=a src=02:00:00:00:00:01 dst=ff:ff:ff:ff:ff:ff vlan=1" in out
-    assert "1. ingress\n     result: admitted\n     detail: access VLAN 1" in out
-    assert "2. learn" in out and "3. decide: FLOOD_UNKNOWN" in out
+    assert "frame: switch=s in_port=a src=02:00:00:00:00:01 dst=ff:ff:ff:ff:ff:ff tagged VID 1" in out
+    assert "2. ingress: admitted to VLAN 1\n3. learn: would learn" in out
+    assert "4. decide: ff:ff:ff:ff:ff:ff is not in the MAC table [FLOOD_UNKNOWN]" in out
     assert "verdict: FLOOD_UNKNOWN (unknown unicast: flooded)" in out and "output ports: b, c" in out
+    assert "VLAN: 1\n" in out
     assert api.calls[-1] == ("trace", ("s", "a", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", 1))
-    assert as_json(api, *args)["decision"]["out_ports"] == ["b", "c"]
+    data = as_json(api, *args)
+    assert data["out_ports"] == ["b", "c"] and data["vlan"] == 1 and data["tag"] == 1
+    assert [s["stage"] for s in data["steps"]] == ["parse", "ingress", "learn", "decide"]
     result = run(api, "trace", "s", "--in-port", "a", "--src", "x")
     assert result.exit_code == 2 and "--dst" in result.stderr
 

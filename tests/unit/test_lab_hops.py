@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vswitch.control.model import FrameEvent, IcmpEcho
 from vswitch.lab.hops import CaptureRecord, SwitchPortMap, build_echoes
 
 ID = 4242
@@ -37,9 +38,10 @@ def rec(t: float, ifname: str, node: str, direction: str, icmp_type: int = 8, se
                          "10.0.0.10", "10.0.0.1", icmp_type, icmp_id, seq)
 
 
-def ev(t: float, in_port: str, out_ports: list[str], reason: str, icmp_type: int = 8, seq: int = 1) -> dict:
-    return {"t": t, "switch": "ext", "in_port": in_port, "out_ports": out_ports, "reason": reason,
-            "icmp": {"type": icmp_type, "id": ID, "seq": seq}}
+def ev(t: float, in_port: str, out_ports: list[str], reason: str, icmp_type: int = 8, seq: int = 1) -> FrameEvent:
+    src, dst = (HOST_MAC, SRV_MAC) if icmp_type == 8 else (SRV_MAC, HOST_MAC)
+    return FrameEvent(t=t, switch="ext", in_port=in_port, src=src, dst=dst, vid=None, vlan=1, ethertype=0x0800,
+                      length=98, reason=reason, out_ports=out_ports, icmp=IcmpEcho(icmp_type, ID, seq))
 
 
 def test_hops_are_in_time_order_request_before_reply_whatever_order_they_arrive_in() -> None:

@@ -1,5 +1,5 @@
 """Properties over arbitrary input (hypothesis): the parser and the core never raise, `trace`
-says what `process` does, and the MAC table behaves like a plain dict model through any sequence
+says what `process` does and changes nothing, and the MAC table behaves like a plain dict model through any sequence
 of learn / lookup / clock / flush / static steps.
 
 Budgets are small (max_examples) so the whole module runs in a few seconds.
@@ -88,6 +88,15 @@ def fresh_core(max_entries: int = 8192) -> SwitchCore:
     return sw
 
 
+def core_state(sw: SwitchCore) -> tuple[object, ...]:
+    """What `trace` must not change: every entry (port, seen, static), the next victim (the LRU
+    order), the table's move/eviction counts and events, every port's counters."""
+    entries = sorted((e.mac, e.vlan, e.port, e.seen, e.static) for t in sw.fdb.by_vlan.values() for e in t.values())
+    victim = sw.fdb.next_victim()
+    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, list(sw.fdb.events),
+            {p: c.snapshot() for p, c in sw.counters.items()})
+
+
 @FAST
 @given(st.lists(st.tuples(ports, frames(), st.integers(0, 3)), max_size=40), st.sampled_from([16, 8192]))
 def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple[str, bytes, int]],
@@ -96,7 +105,10 @@ def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple
     now = 0
     for port, buf, dt in steps:
         now += dt
+        before = core_state(sw)
         traced, stages = sw.trace(port, buf, now)
+        assert core_state(sw) == before, f"trace must change nothing: {[(s.stage, s.result) for s in stages]}"
+        assert [s.reason for s in stages if s.reason is not None] == [traced.reason], "one step gives the verdict"
         rx = sw.counters[port].rx_frames
         d = sw.process(port, buf, 0, now)
         assert d == traced, f"trace must say what process does: {[(s.stage, s.result) for s in stages]}"
@@ -111,6 +123,31 @@ def test_process_never_raises_and_trace_says_what_process_does(steps: list[tuple
             assert sw.is_up(out) and PORTS[out].is_member(d.vlan)
         if d.reason.is_flood:
             assert all(PORTS[p].flooding for p in d.out_ports)
+
+
+FULL_MACS = [bytes((2, 0, 0, 0, 1, i)) for i in range(24)]
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "t"]), st.sampled_from(FULL_MACS), st.sampled_from(FULL_MACS),
+                          st.integers(0, 1)), min_size=1, max_size=40))
+def test_trace_agrees_with_process_in_a_full_table(steps: list[tuple[str, bytes, bytes, int]]) -> None:
+    """A full table (16 entries): learning a new source evicts, and the destination may be the victim."""
+    sw = SwitchCore(ageing_s=10, max_entries=16)
+    for p in ("a", "b", "t"):
+        sw.add_port(p, PORTS[p])
+    for i, m in enumerate(FULL_MACS[:16]):
+        sw.process("ab"[i % 2], b"\xff" * 6 + m + b"\x08\x00", 0, 0)  # learn m (a broadcast from it)
+    assert sw.fdb.dynamic_count == 16
+    now = 0
+    for port, src, dst, dt in steps:
+        now += dt
+        buf = dst + src + b"\x08\x00" + bytes(46)
+        before = core_state(sw)
+        traced, stages = sw.trace(port, buf, now)
+        assert core_state(sw) == before, f"trace must change nothing: {[(s.stage, s.result) for s in stages]}"
+        d = sw.process(port, buf, 0, now)
+        assert d == traced, f"trace must say what process does: {[(s.stage, s.result) for s in stages]}"
 
 
 # -- the MAC table against a model --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
+    FrameEvent,
     InvalidRequest,
     NotFound,
     PortInfo,
@@ -24,6 +25,8 @@ from vswitch.control.model import (
     SwitchInfo,
     SwitchSpec,
     SwitchType,
+    TraceInfo,
+    TraceStepInfo,
 )
 from vswitch.frontends.client import DaemonUnreachable, RestSwitchApi
 from vswitch.frontends.rest import make_app
@@ -145,7 +148,9 @@ def test_fdb_stats_trace(client: TestClient, api: FakeApi) -> None:
     assert stats[0]["port"] == "a" and stats[0]["drops"] == {"DROP_SAME_PORT": 2}
     r = client.get("/switches/s/trace", params={"in_port": "a", "src": "02:00:00:00:00:01",
                                                 "dst": "ff:ff:ff:ff:ff:ff", "vlan": 7})
-    assert r.status_code == 200 and r.json()["vlan"] == 7
+    assert r.status_code == 200 and r.json()["tag"] == 7 and r.json()["vlan"] == 7
+    assert r.json()["steps"][3] == {"stage": "decide", "result": "ff:ff:ff:ff:ff:ff is not in the MAC table",
+                                    "reason": "FLOOD_UNKNOWN", "detail": {"lookup": "miss", "out_ports": []}}
     assert api.calls[-1] == ("trace", ("s", "a", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", 7))
     r = client.get("/switches/s/trace", params={"in_port": "a", "src": "x"})
     assert r.status_code == 400 and "dst" in r.json()["error"]
@@ -259,7 +264,11 @@ def test_client_roundtrip(served: str, api: FakeApi) -> None:
         assert remote.fdb_flush("s") == 1
         assert remote.stats("s")[1].drops == {"DROP_SAME_PORT": 2}
         traced = remote.trace("s", "vm", "02:00:00:00:00:01", "02:00:00:00:00:02", vlan=3)
-        assert traced["decision"]["out_ports"] == ["vs-s"]
+        assert traced == api.trace("s", "vm", "02:00:00:00:00:01", "02:00:00:00:00:02", vlan=3)
+        assert isinstance(traced, TraceInfo) and traced.out_ports == ["vs-s"]
+        assert isinstance(traced.steps[0], TraceStepInfo)
+        watched = remote.watch("s", 0.1)
+        assert watched == api.watch("s", 0.1) and isinstance(watched[0], FrameEvent)
         remote.remove_port("s", "vm")
         remote.delete_switch("s")
         assert remote.list_switches() == []

@@ -376,9 +376,56 @@ def test_trace_explains_without_learning_or_counting() -> None:
     sw = switch("A", "B", "C")
     d, stages = sw.trace("A", frame("b", "a"), 0)
     assert d.reason is Reason.FLOOD_UNKNOWN and set(d.out_ports) == {"B", "C"}
-    assert [s.stage for s in stages] == ["parse", "vlan", "learn", "lookup", "decision"]
-    assert "would learn" in stages[2].result
-    assert len(sw.fdb) == 0 and sw.counters["A"].rx_frames == 0
+    assert [s.stage for s in stages] == ["parse", "ingress", "learn", "decide", "egress", "egress"]
+    assert stages[1].detail["vlan"] == 1 and "admitted to VLAN 1" in stages[1].result
+    assert "would learn" in stages[2].result and stages[2].detail["action"] == "learn"
+    assert stages[3].detail["lookup"] == "miss" and stages[3].detail["out_ports"] == list(d.out_ports)
+    assert len(sw.fdb) == 0 and sw.counters["A"].rx_frames == 0 and sw.counters["A"].floods == 0
+
+
+def fdb_state(sw: SwitchCore) -> tuple[object, ...]:
+    """Everything a trace must leave alone: entries (port, seen, static), LRU order, counters, events."""
+    entries = sorted((e.mac, e.vlan, str(e.port), e.seen, e.static) for t in sw.fdb.by_vlan.values()
+                     for e in t.values())
+    victim = sw.fdb.next_victim()
+    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, list(sw.fdb.events),
+            {p: c.snapshot() for p, c in sw.counters.items()})
+
+
+def test_trace_of_a_move_moves_nothing() -> None:
+    sw = switch("A", "B")
+    sw.process("A", frame(BROADCAST, "a"), 0, 0)
+    before = fdb_state(sw)
+    d, stages = sw.trace("B", frame("a", "a"), 1)
+    assert d.reason is Reason.DROP_SAME_PORT, "after the move a is on B, the ingress port"
+    (learn,) = [s for s in stages if s.stage == "learn"]
+    assert learn.detail["action"] == "move" and learn.detail["old_port"] == "A", learn
+    assert fdb_state(sw) == before, "no move, no move event, no counter"
+    assert sw.process("B", frame("a", "a"), 0, 1) == d and sw.fdb.moves == 1
+
+
+def test_trace_of_a_drop_shows_the_classified_vlan() -> None:
+    sw = switch(T=PortPolicy.trunk([10, 20]), U=PortPolicy.trunk([10]), A10=PortPolicy.access(10))
+    sw.process("T", frame(BROADCAST, "a", vlan=10), 0, 0)
+    d, stages = sw.trace("T", frame("a", "b", vlan=10), 0)
+    assert (d.reason, d.vlan) == (Reason.DROP_SAME_PORT, 10), "a drop after classification keeps its VLAN"
+    assert stages[1].detail["vlan"] == 10 and "VLAN 10" in stages[-1].result
+    d, stages = sw.trace("A10", frame("b", "a", vlan=20), 0)
+    assert d.reason is Reason.DROP_VLAN_INGRESS
+    assert stages[-1].stage == "ingress" and "tag VID 20 not admitted on access 10" in stages[-1].result
+    d, stages = sw.trace("U", frame(BROADCAST, "c", vlan=20), 0)
+    assert d.reason is Reason.DROP_VLAN_INGRESS and "VID 20" in stages[-1].result
+    d, stages = sw.trace("T", frame(BROADCAST, "c", vlan=20), 0)
+    assert (d.reason, d.out_ports, d.vlan) == (Reason.FLOOD_BROADCAST, (), 20)
+    assert "no other port is up, floods and is a member of VLAN 20" in stages[-1].result
+
+
+def test_trace_reports_each_output_ports_tag_edit() -> None:
+    sw = switch(A=PortPolicy.access(10), T=PortPolicy.trunk([10]), N=PortPolicy.trunk([10], native=10))
+    d, stages = sw.trace("A", frame(BROADCAST, "a"), 0)
+    edits = {s.detail["port"]: s.detail["edit"] for s in stages if s.stage == "egress"}
+    assert edits == {"T": "push", "N": "keep"}
+    assert d.edits == (EDIT_PUSH, EDIT_KEEP) or d.edits == (EDIT_KEEP, EDIT_PUSH)
 
 
 @pytest.mark.parametrize(("port", "f", "reason"), [
@@ -401,8 +448,11 @@ def test_trace_agrees_with_process(port: str, f: bytes, reason: Reason) -> None:
     sw.process("B", frame(BROADCAST, "b"), 0, 0)
     sw.process("A", frame(BROADCAST, "b2"), 0, 0)
     sw.fdb.add_static(mac("a"), 1, "A")
+    before = fdb_state(sw)
     traced, stages = sw.trace(port, f, 0)
-    assert traced.reason is reason and stages[-1].reason is reason
+    assert traced.reason is reason
+    assert [s.reason for s in stages if s.reason is not None] == [reason], "one step gives the verdict"
+    assert fdb_state(sw) == before
     assert sw.process(port, f, 0, 0) == traced
 
 
@@ -424,6 +474,10 @@ def test_trace_knows_learning_into_a_full_table_evicts_the_destination() -> None
     moved, _ = sw.trace("A", frame("b", others[0]), 2)
     assert moved.reason is Reason.FORWARD_LEARNED, "a move evicts nothing: b is still on B"
     f = frame("b", "n")
-    traced, _ = sw.trace("A", f, 2)
+    before = fdb_state(sw)
+    traced, stages = sw.trace("A", f, 2)
     assert traced.reason is Reason.FLOOD_UNKNOWN, "learning n into the full table evicts b first"
+    assert stages[2].detail["evicts"] == {"mac": mac("b").hex(":"), "vlan": 1, "port": "B"}, stages[2]
+    assert "would be evicted" in stages[3].result
+    assert fdb_state(sw) == before, "the trace evicted nothing"
     assert sw.process("A", f, 0, 2) == traced

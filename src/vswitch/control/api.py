@@ -8,15 +8,17 @@ and changes nothing.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from vswitch.control.model import (
     FdbEntryInfo,
+    FrameEvent,
     PortInfo,
     PortSpec,
     PortStatsInfo,
     SwitchInfo,
     SwitchSpec,
+    TraceInfo,
 )
 
 #: Where vswitchd serves this protocol unless told otherwise (`vswitchd --socket`, `vswitch --socket`,
@@ -55,12 +57,12 @@ class SwitchApi(Protocol):
 
     def stats(self, switch: str) -> list[PortStatsInfo]: ...
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
-        """What the switch would do with such a frame now (stages, reasons, output ports); sends nothing."""
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+        """What the switch would do with such a frame now (its steps, the classified VLAN, the reason, the
+        output ports); sends, learns and counts nothing."""
         ...
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
-        """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them:
-        time, in_port, src, dst, vlan, ethertype, length, reason, out_ports, and for an ICMPv4 echo
-        request/reply ``icmp`` = {type, id, seq} (else None)."""
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
+        """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them,
+        oldest first (see `FrameEvent`: time, ports, header, classified VLAN, reason, ICMP echo identity)."""
         ...

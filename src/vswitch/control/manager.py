@@ -53,6 +53,8 @@ from vswitch.control.model import (
     WATCH_MAX_S,
     Conflict,
     FdbEntryInfo,
+    FrameEvent,
+    IcmpEcho,
     InvalidRequest,
     NotFound,
     PortInfo,
@@ -62,6 +64,8 @@ from vswitch.control.model import (
     SwitchInfo,
     SwitchSpec,
     SwitchType,
+    TraceInfo,
+    TraceStepInfo,
     VswitchError,
     clip,
     host_vnic_name,
@@ -595,7 +599,12 @@ class SwitchManager:
                               s["floods"], s["learned"], s["moved"], s["drops"])
                 for pid, s in self.datapath(switch).port_counters().items()]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+        """What the switch would do now with a frame src → dst (tagged `vlan`, if given) on `in_port`:
+        `SwitchCore.process` with a report, on the datapath thread, so nothing is learned or counted.
+
+        Raises InvalidRequest for a bad MAC or a VLAN outside 0-4094, NotFound for an unknown switch or port.
+        """
         dp = self.datapath(switch)
         try:
             src_b, dst_b = parse_mac(src), parse_mac(dst)
@@ -607,26 +616,24 @@ class SwitchManager:
         if vlan is not None:
             frame = push_vlan(frame, vlan)
 
-        def run() -> dict[str, Any]:
+        def run() -> TraceInfo:
             if in_port not in dp.core.policies:
                 raise NotFound(f"switch {switch!r} has no port {in_port!r}")
-            d, stages = dp.core.trace(in_port, frame, dp.now)
-            return {
-                "switch": switch, "in_port": in_port, "src": format_mac(src_b), "dst": format_mac(dst_b),
-                "vlan": vlan,
-                "stages": [{"stage": s.stage, "result": s.result, "reason": s.reason.name if s.reason else None,
-                            **({"detail": s.detail} if s.detail else {})} for s in stages],
-                "decision": {"reason": d.reason.name, "explanation": d.reason.value,
-                             "out_ports": [str(p) for p in d.out_ports], "vlan": d.vlan},
-            }
+            d, steps = dp.core.trace(in_port, frame, dp.now)
+            return TraceInfo(
+                switch=switch, in_port=in_port, src=format_mac(src_b), dst=format_mac(dst_b), tag=vlan,
+                vlan=d.vlan or None, reason=d.reason.name, explanation=d.reason.value,
+                out_ports=[str(p) for p in d.out_ports],
+                steps=[TraceStepInfo(s.stage, s.result, s.reason.name if s.reason else None, dict(s.detail))
+                       for s in steps])
         return dp.call(run)
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
 
         Raises InvalidRequest when `seconds` is not in (0, WATCH_MAX_S] or `limit` not in
         1..WATCH_MAX_EVENTS, NotFound for an unknown switch. While recording, each event is one small
-        tuple holding the frame's first bytes (never the frame), turned into a dict only at the end.
+        tuple holding the frame's first bytes (never the frame), turned into a FrameEvent only at the end.
         """
         if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 < seconds <= WATCH_MAX_S):
             raise InvalidRequest(f"watch time must be more than 0 and at most {WATCH_MAX_S:.0f} s, got {clip(seconds)}")
@@ -662,7 +669,7 @@ class SwitchManager:
         raw.reverse()
         events = []
         while raw:
-            events.append(_event(*raw.pop(), shared))
+            events.append(_event(switch, *raw.pop(), shared))
         return events
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -928,8 +935,8 @@ def _discard_port(port: Port) -> None:
         port.close()
 
 
-def _event(t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
-           out_ports: Any, shared: dict[Any, Any]) -> dict[str, Any]:
+def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
+           out_ports: Any, shared: dict[Any, Any]) -> FrameEvent:
     """One `watch` event from what the datapath thread kept of a frame (its first bytes).
 
     `shared` holds the strings and lists already made for this watch, reused for equal values."""
@@ -943,21 +950,10 @@ def _event(t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | N
     outs = shared.get(("out", *out_ports))
     if outs is None:
         outs = shared[("out", *out_ports)] = [str(p) for p in out_ports]
-    return {"t": t, "in_port": shared.setdefault(("in", pid), str(pid)), "src": src, "dst": dst, "vid": vid,
-            "vlan": vlan or None, "ethertype": ethertype, "length": length, "reason": reason.name,
-            "out_ports": outs, "icmp": _icmp_echo(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None}
-
-
-def _icmp_echo(f: bytes, l3: int) -> dict[str, int] | None:
-    """ICMPv4 echo request/reply identity (type, id, seq) of a frame whose IPv4 header starts at `l3`.
-
-    Lets `lab trace` match the switch's decisions to the pings it sent and captured elsewhere."""
-    if len(f) < l3 + 20 or f[l3] >> 4 != 4 or f[l3 + 9] != 1:
-        return None
-    icmp = l3 + (f[l3] & 0x0F) * 4
-    if len(f) < icmp + 8 or f[icmp] not in (0, 8):
-        return None
-    return {"type": f[icmp], "id": int.from_bytes(f[icmp + 4:icmp + 6], "big"),
-            "seq": int.from_bytes(f[icmp + 6:icmp + 8], "big")}
+    return FrameEvent(t=t, switch=switch, in_port=shared.setdefault(("in", pid), str(pid)), src=src, dst=dst,
+                      vid=vid, vlan=vlan or None, ethertype=ethertype, length=length, reason=reason.name,
+                      out_ports=outs,
+                      # lets `lab trace` match the switch's decisions to the pings it sent and captured
+                      icmp=IcmpEcho.from_frame(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None)
 
 

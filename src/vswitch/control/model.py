@@ -1,7 +1,8 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their validation, and the `*Info` records returned by `SwitchApi`.
+`SwitchSpec`, `PortSpec`, their validation, and the records returned by `SwitchApi` (`*Info`,
+`TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
 Validation here is the single place where names, VLAN ids and options are checked, so a bad
 request is refused with a message naming what is wrong before anything changes.
 Must not touch: sockets, netlink, the datapath.
@@ -414,6 +415,82 @@ class PortStatsInfo:
     learned: int
     moved: int
     drops: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TraceStepInfo:
+    """One stage of a traced frame (`vswitch.core.switch.TraceStep` as the API reports it).
+
+    `stage`: parse | ingress | learn | decide | egress; `reason`: the Reason name when this stage
+    stopped or decided the frame, else None; `detail`: the facts behind `result` (JSON values)."""
+
+    stage: str
+    result: str
+    reason: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TraceInfo:
+    """What a switch would do now with a frame from `src` to `dst` arriving on `in_port` (`trace`).
+
+    `tag`: the frame's own VLAN tag as asked (None untagged, 0 priority-tagged); `vlan`: the VLAN the
+    ingress port classified it to — for drops too — or None when it was dropped before (malformed,
+    port down, reserved group, bad source, VLAN not admitted); `reason`: the verdict's Reason name,
+    `explanation` its sentence; `out_ports`: where it would go (empty for a drop)."""
+
+    switch: str
+    in_port: str
+    src: str
+    dst: str
+    tag: int | None
+    vlan: int | None
+    reason: str
+    explanation: str
+    out_ports: list[str] = field(default_factory=list)
+    steps: list[TraceStepInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpEcho:
+    """Identity of an ICMPv4 echo: `type` 8 request / 0 reply, identifier, sequence number."""
+
+    type: int
+    id: int
+    seq: int
+
+    @classmethod
+    def from_frame(cls, f: bytes, l3: int) -> IcmpEcho | None:
+        """The echo request/reply in frame `f` whose IPv4 header starts at `l3`; None for anything else
+        (not IPv4, not ICMP, another ICMP type, cut short). Never raises on arbitrary bytes. The one
+        reader for `watch` (the switch's decisions) and lab capture (what crossed a link)."""
+        if len(f) < l3 + 20 or f[l3] >> 4 != 4 or f[l3 + 9] != 1:
+            return None
+        icmp = l3 + (f[l3] & 0x0F) * 4
+        if len(f) < icmp + 8 or f[icmp] not in (0, 8):
+            return None
+        return cls(f[icmp], int.from_bytes(f[icmp + 4:icmp + 6], "big"), int.from_bytes(f[icmp + 6:icmp + 8], "big"))
+
+
+@dataclass(slots=True)
+class FrameEvent:
+    """One per-frame decision recorded by `watch`: when (`t`, wall-clock seconds), which switch and
+    port, the header (MACs, `vid` of the frame's tag, ethertype inside it, length), the VLAN it was
+    classified to (None when dropped before), the Reason name, the output ports and, for an ICMPv4
+    echo request/reply, its `icmp` identity."""
+
+    t: float
+    switch: str
+    in_port: str
+    src: str | None
+    dst: str | None
+    vid: int | None
+    vlan: int | None
+    ethertype: int | None
+    length: int
+    reason: str
+    out_ports: list[str] = field(default_factory=list)
+    icmp: IcmpEcho | None = None
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -16,6 +16,9 @@ expiry walks only what expires and eviction pops the front: both O(1) per entry.
 per port did the same but cost ~100 bytes more per entry: 1,000,000 entries must fit in 250 MB.)
 An entry is moved to the back only when `now` has changed since it was last seen, so callers
 that pass a coarse clock pay that once per tick, not once per frame.
+
+`DryRunFdb` is the table as `trace` sees it: learning there says what would happen (the same
+`learn_outcome` rule, the same `next_victim`) and changes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 PortId = Hashable
 
@@ -87,6 +91,17 @@ class _PortLru:
         return None if first is self.head else first
 
 
+def learn_outcome(e: FdbEntry | None, port: PortId) -> int:
+    """What learning a MAC on `port` does, given its entry `e` (None: not in the table): the one rule
+    behind `MacTable.learn` and `DryRunFdb.learn`. Static entries never move; a dynamic one seen on
+    another port moves at once."""
+    if e is None:
+        return LEARN_NEW
+    if e.static:
+        return LEARN_STATIC_KEPT
+    return LEARN_REFRESHED if e.port == port else LEARN_MOVED
+
+
 @dataclass(frozen=True, slots=True)
 class MoveEvent:
     """A MAC seen on a new port (the raw material of flap reports)."""
@@ -131,19 +146,26 @@ class MacTable:
 
     # -- learn / lookup ---------------------------------------------------------------------
     def learn(self, mac: bytes, vlan: int, port: PortId, now: float) -> int:
-        """Record that `mac` (in `vlan`) was seen on `port`; returns a LEARN_* code."""
+        """Record that `mac` (in `vlan`) was seen on `port`; returns a LEARN_* code (`learn_outcome`)."""
         table = self.by_vlan.get(vlan)
         if table is None:
             table = self.by_vlan[vlan] = {}
         e = table.get(mac)
-        if e is not None:
-            if e.static:
-                return LEARN_STATIC_KEPT
-            if e.port == port:
-                if e.seen != now:
-                    e.seen = now
-                    self._lru[port].move_to_end(e)
-                return LEARN_REFRESHED
+        outcome = learn_outcome(e, port)
+        if e is None:
+            if self._dynamic >= self.max_entries:
+                self._evict_one()
+                # the victim may have been its VLAN's last entry, and _remove drops an empty VLAN dict
+                table = self.by_vlan.setdefault(vlan, table)
+            e = FdbEntry(mac, vlan, port, now)
+            table[mac] = e
+            self._port_lru(port).append(e)
+            self._dynamic += 1
+        elif outcome == LEARN_REFRESHED:
+            if e.seen != now:
+                e.seen = now
+                self._lru[port].move_to_end(e)
+        elif outcome == LEARN_MOVED:
             old = e.port
             self._lru[old].unlink(e)
             if not self._lru[old].count:
@@ -153,16 +175,7 @@ class MacTable:
             self._port_lru(port).append(e)
             self.moves += 1
             self.events.append(MoveEvent(mac, vlan, old, port, now))
-            return LEARN_MOVED
-        if self._dynamic >= self.max_entries:
-            self._evict_one()
-            # the victim may have been its VLAN's last entry, and _remove drops an empty VLAN dict
-            table = self.by_vlan.setdefault(vlan, table)
-        e = FdbEntry(mac, vlan, port, now)
-        table[mac] = e
-        self._port_lru(port).append(e)
-        self._dynamic += 1
-        return LEARN_NEW
+        return outcome
 
     def lookup(self, mac: bytes, vlan: int, now: float) -> PortId | None:
         """The port behind (mac, vlan), or None when unknown or aged out."""
@@ -278,3 +291,77 @@ class MacTable:
         assert victim is not None
         self._remove(victim)
         self.evictions += 1
+
+
+class DryRunFdb:
+    """The MAC table as `SwitchCore.process` sees it while it only explains a frame (trace).
+
+    `learn` changes nothing in `table`: it records what `MacTable.learn` would do (`outcome`, the
+    `previous` entry, the entry it would `evicted`) and from then on `by_vlan` reads as if it had
+    (the source on its new port, the victim gone), so the lookup that follows sees the table the real
+    learn would leave. No move event, no eviction count, no LRU change. Offers only what `process`
+    uses of a MacTable: `by_vlan` (``get`` and ``[]``), `learn` and `ageing_s`.
+    """
+
+    __slots__ = ("table", "ageing_s", "by_vlan", "outcome", "previous", "evicted")
+
+    def __init__(self, table: MacTable) -> None:
+        self.table = table
+        self.ageing_s = table.ageing_s
+        self.by_vlan: Any = table.by_vlan
+        #: the LEARN_* code `learn` returned, None while it was not called
+        self.outcome: int | None = None
+        self.previous: FdbEntry | None = None
+        self.evicted: FdbEntry | None = None
+
+    def learn(self, mac: bytes, vlan: int, port: PortId, now: float) -> int:
+        """What `MacTable.learn(mac, vlan, port, now)` would return; the real table is not touched."""
+        prev = self.table.get(mac, vlan)
+        outcome = learn_outcome(prev, port)
+        self.outcome, self.previous = outcome, prev
+        self.evicted = self.table.next_victim() if outcome == LEARN_NEW else None
+        if outcome != LEARN_STATIC_KEPT:
+            self.by_vlan = _AfterLearn(self.table.by_vlan, FdbEntry(mac, vlan, port, now), self.evicted)
+        return outcome
+
+
+class _AfterLearn:
+    """`by_vlan` with one entry learned (added or replaced) and at most one evicted, read-only."""
+
+    __slots__ = ("_by_vlan", "_learned", "_evicted")
+
+    def __init__(self, by_vlan: dict[int, dict[bytes, FdbEntry]], learned: FdbEntry,
+                 evicted: FdbEntry | None) -> None:
+        self._by_vlan = by_vlan
+        self._learned = learned
+        self._evicted = evicted
+
+    def get(self, vlan: int, default: Any = None) -> Any:
+        base = self._by_vlan.get(vlan)
+        learned = self._learned if self._learned.vlan == vlan else None
+        evicted = self._evicted if self._evicted is not None and self._evicted.vlan == vlan else None
+        if learned is None and evicted is None:
+            return default if base is None else base
+        return _VlanAfterLearn(base or {}, learned, evicted)
+
+    def __getitem__(self, vlan: int) -> Any:
+        table = self.get(vlan)
+        if table is None:
+            raise KeyError(vlan)
+        return table
+
+
+class _VlanAfterLearn:
+    __slots__ = ("_base", "_learned", "_evicted")
+
+    def __init__(self, base: dict[bytes, FdbEntry], learned: FdbEntry | None, evicted: FdbEntry | None) -> None:
+        self._base = base
+        self._learned = learned
+        self._evicted = evicted
+
+    def get(self, mac: bytes, default: Any = None) -> Any:
+        if self._learned is not None and mac == self._learned.mac:
+            return self._learned
+        if self._evicted is not None and mac == self._evicted.mac:
+            return default
+        return self._base.get(mac, default)

@@ -12,19 +12,22 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
 5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`.
 
 `process` is the hot path: it is written flat, with cached Decision objects, so a known-unicast
-frame allocates nothing but two 6-byte slices. `trace` runs the same rules without side effects.
+frame allocates nothing but two 6-byte slices. It is also the only decision function: given a
+`report` list it explains instead (every stage appends a `TraceStep`) and reads the MAC table
+through a `DryRunFdb` with throw-away counters, so nothing is learned, counted, evicted or moved.
+`trace` is that call. Without a report the hot path pays one `is None` test per stage reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vswitch.core.counters import PortCounters
-from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, MacTable
-from vswitch.core.frame import TPID_8021AD, TPID_8021Q, pop_vlan, push_vlan, set_vid
-from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO
+from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
+from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header, pop_vlan, push_vlan, set_vid
+from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO, format_mac
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 
@@ -60,16 +63,24 @@ _D_PORT_DOWN = _DROPS[Reason.DROP_PORT_DOWN]
 _D_RESERVED = _DROPS[Reason.DROP_RESERVED_GROUP]
 _D_INVALID_SRC = _DROPS[Reason.DROP_INVALID_SRC]
 _D_VLAN = _DROPS[Reason.DROP_VLAN_INGRESS]
-_D_SAME = _DROPS[Reason.DROP_SAME_PORT]
-_D_EGRESS_DOWN = _DROPS[Reason.DROP_EGRESS_DOWN]
 
 
-@dataclass
-class TraceStage:
+@dataclass(frozen=True)
+class TraceStep:
+    """One stage of one frame in `process`, as a report records it.
+
+    `stage` is parse | ingress | learn | decide | egress; `result` one sentence for humans; `reason`
+    the Reason when this stage stopped or decided the frame, else None; `detail` the facts behind the
+    sentence (MACs as text, VLAN ids, port ids, lists of them), e.g. ``{"vlan": 10, "policy": "access 10"}``.
+    """
+
     stage: str
     result: str
     reason: Reason | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+_EDIT_NAMES = {EDIT_KEEP: "keep", EDIT_PUSH: "push", EDIT_POP: "pop", EDIT_RETAG: "retag"}
 
 
 class SwitchCore:
@@ -85,6 +96,7 @@ class SwitchCore:
         # Decision caches, invalidated whenever ports or policies change.
         self._flood: dict[int, dict[PortId, Decision]] = {}
         self._unicast: dict[int, dict[PortId, Decision]] = {}
+        self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
         self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy]] = {}
 
     # -- configuration ------------------------------------------------------------------------
@@ -139,36 +151,58 @@ class SwitchCore:
                          for p, pol in self.policies.items()}
 
     # -- the hot path -------------------------------------------------------------------------
-    def process(self, in_port: PortId, buf: bytes, offset: int, now: float) -> Decision:
+    def process(self, in_port: PortId, buf: bytes, offset: int, now: float,
+                report: list[TraceStep] | None = None) -> Decision:
         """Decide what happens to one frame received on `in_port` (Ethernet header at `offset`).
 
         `buf` should be ``bytes`` (slices of it are the FDB keys); other buffers are copied once.
+        With `report` (a list) nothing changes — no learning, counting, eviction or move event — and
+        each stage appends a `TraceStep`; the Decision is what the same call without it returns now.
+        Raises KeyError for a port that was never added.
         """
         if type(buf) is not bytes:
             buf = bytes(buf)
         c, admin_up, learning, untagged_vlan, pol = self._ingress[in_port]
+        if report is None:
+            fdb: MacTable | DryRunFdb = self.fdb
+        else:
+            c = PortCounters()  # an explanation counts nothing
+            fdb = DryRunFdb(self.fdb)
         n = len(buf) - offset
         c.rx_frames += 1
         c.rx_bytes += n
         if n < 14:
             c.drop(Reason.DROP_MALFORMED)
+            if report is not None:
+                report.append(TraceStep("parse", f"malformed: {n} bytes, shorter than an Ethernet header (14)",
+                                        Reason.DROP_MALFORMED, {"length": n}))
             return _D_MALFORMED
         if not admin_up:
             c.drop(Reason.DROP_PORT_DOWN)
+            if report is not None:
+                _report_drop(report, buf, offset, f"port {in_port} is administratively down", Reason.DROP_PORT_DOWN)
             return _D_PORT_DOWN
         dst = buf[offset:offset + 6]
         if dst[0] & 1 and dst[:5] == RESERVED_PREFIX and dst[5] < 16 \
                 and not (self._group_fwd_mask >> dst[5]) & 1:
             c.drop(Reason.DROP_RESERVED_GROUP)
+            if report is not None:
+                _report_drop(report, buf, offset, f"{format_mac(dst)} is a reserved group address not forwarded "
+                             f"(group_fwd_mask {self._group_fwd_mask:#06x})", Reason.DROP_RESERVED_GROUP)
             return _D_RESERVED
         src = buf[offset + 6:offset + 12]
         if src[0] & 1 or src == ZERO:
             c.drop(Reason.DROP_INVALID_SRC)
+            if report is not None:
+                _report_drop(report, buf, offset, f"source {format_mac(src)} is a group or all-zero address",
+                             Reason.DROP_INVALID_SRC)
             return _D_INVALID_SRC
         b12 = buf[offset + 12]
         if (b12 == 0x81 and buf[offset + 13] == 0x00) or (b12 == 0x88 and buf[offset + 13] == 0xA8):
             if n < 18:
                 c.drop(Reason.DROP_MALFORMED)
+                if report is not None:
+                    report.append(_parse_step(buf, offset, Reason.DROP_MALFORMED))
                 return _D_MALFORMED
             vid = ((buf[offset + 14] & 0x0F) << 8) | buf[offset + 15]
             vlan = pol.classify(vid)
@@ -178,9 +212,11 @@ class SwitchCore:
             tagstate = _IN_UNTAGGED
         if vlan is None:
             c.drop(Reason.DROP_VLAN_INGRESS)
+            if report is not None:
+                _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
+                             Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
 
-        fdb = self.fdb
         table = fdb.by_vlan.get(vlan)
         if learning:
             e = table.get(src) if table is not None else None
@@ -192,25 +228,35 @@ class SwitchCore:
                     elif r == LEARN_MOVED:
                         c.moved += 1
                     table = fdb.by_vlan[vlan]
+        if report is not None:
+            self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb)
 
         if dst[0] & 1:
             c.floods += 1
-            return self._flood_decision(in_port, vlan, tagstate,
-                                        Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
+            d = self._flood_decision(in_port, vlan, tagstate,
+                                     Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
+            if report is not None:
+                self._report_decision(report, d, in_port, dst, vlan, None, fdb)
+            return d
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
             c.floods += 1
-            return self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
+            d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
+            if report is not None:
+                self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+            return d
         out = e.port
         if out == in_port:
             c.drop(Reason.DROP_SAME_PORT)
-            return _D_SAME
-        cache = self._unicast.get((vlan << 2) | tagstate)
-        if cache is not None:
-            d = cache.get(out)
-            if d is not None:
-                return d
-        return self._unicast_decision(c, out, vlan, tagstate)
+            d = self._drop_in_vlan(Reason.DROP_SAME_PORT, vlan)
+        else:
+            cache = self._unicast.get((vlan << 2) | tagstate)
+            d = cache.get(out) if cache is not None else None
+            if d is None:
+                d = self._unicast_decision(c, out, vlan, tagstate)
+        if report is not None:
+            self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+        return d
 
     # -- decision builders (cached) -----------------------------------------------------------
     def _edit_for(self, port: PortId, vlan: int, tagstate: int) -> int:
@@ -246,8 +292,15 @@ class SwitchCore:
         cache = self._unicast.setdefault((vlan << 2) | tagstate, {})
         if not self.is_up(out):
             c.drop(Reason.DROP_EGRESS_DOWN)
-            return _D_EGRESS_DOWN  # not cached: rare, and must be counted each time
+            return self._drop_in_vlan(Reason.DROP_EGRESS_DOWN, vlan)  # never in `cache`: counted each time
         d = cache[out] = Decision((out,), Reason.FORWARD_LEARNED, vlan, self._edits((out,), vlan, tagstate))
+        return d
+
+    def _drop_in_vlan(self, reason: Reason, vlan: int) -> Decision:
+        """A drop decided after the frame was classified: it keeps the VLAN (watch and trace show it)."""
+        d = self._vlan_drops.get((reason, vlan))
+        if d is None:
+            d = self._vlan_drops[(reason, vlan)] = Decision((), reason, vlan)
         return d
 
     # -- ageing ---------------------------------------------------------------------------------
@@ -256,91 +309,125 @@ class SwitchCore:
         return len(self.fdb.expire(now))
 
     # -- explaining -----------------------------------------------------------------------------
-    def trace(self, in_port: PortId, frame: bytes, now: float) -> tuple[Decision, list[TraceStage]]:
-        """What `process` would do with `frame` now, stage by stage, without learning or counting."""
-        from vswitch.core.frame import parse_header  # local: only the slow path needs it
-        from vswitch.core.mac import format_mac
+    def trace(self, in_port: PortId, frame: bytes, now: float) -> tuple[Decision, list[TraceStep]]:
+        """What `process` would do with `frame` (header at 0) now, stage by stage: `process` with a
+        report, so nothing is learned or counted. Raises KeyError for an unknown port."""
+        report: list[TraceStep] = []
+        return self.process(in_port, frame, 0, now, report), report
 
-        stages: list[TraceStage] = []
-        if in_port not in self.policies:
-            raise KeyError(f"no port {in_port!r}")
-        pol = self.policies[in_port]
-        # The checks run in `process`'s order (runt, admin, reserved, source, then the tag), so a
-        # truncated tag on a down port is explained as `process` counts it.
-        if len(frame) < 14:
-            stages.append(TraceStage("parse", "malformed: shorter than 14 bytes", Reason.DROP_MALFORMED))
-            return _D_MALFORMED, stages
-        dst, src = bytes(frame[0:6]), bytes(frame[6:12])
-        h = parse_header(frame)
-        tag = "truncated VLAN tag" if h is None else f"tagged VID {h.vid}" if h.tagged else "untagged"
-        stages.append(TraceStage("parse", f"{format_mac(src)} → {format_mac(dst)}, {tag}",
-                                 detail={"src": format_mac(src), "dst": format_mac(dst),
-                                         "vid": h.vid if h is not None and h.tagged else None}))
-        if not pol.admin_up:
-            stages.append(TraceStage("ingress", "port administratively down", Reason.DROP_PORT_DOWN))
-            return _D_PORT_DOWN, stages
-        if dst[:5] == RESERVED_PREFIX and dst[5] < 16 and not (self._group_fwd_mask >> dst[5]) & 1:
-            stages.append(TraceStage("ingress", "reserved group address", Reason.DROP_RESERVED_GROUP))
-            return _D_RESERVED, stages
-        if src[0] & 1 or src == ZERO:
-            stages.append(TraceStage("ingress", "invalid source MAC", Reason.DROP_INVALID_SRC))
-            return _D_INVALID_SRC, stages
-        if h is None:
-            stages.append(TraceStage("parse", "malformed: truncated VLAN tag", Reason.DROP_MALFORMED))
-            return _D_MALFORMED, stages
-        vlan = pol.classify(h.vid if h.tagged else None)
-        if vlan is None:
-            stages.append(TraceStage("vlan", f"{tag} not admitted on {pol.describe()}", Reason.DROP_VLAN_INGRESS))
-            return _D_VLAN, stages
-        stages.append(TraceStage("vlan", f"admitted to VLAN {vlan} ({pol.describe()})", detail={"vlan": vlan}))
-        tagstate = (_IN_TAGGED if h.vid else _IN_PRIORITY) if h.tagged else _IN_UNTAGGED
-        learns_src_here = False
-        if pol.learning:
-            e = self.fdb.get(h.src, vlan)
-            learns_src_here = e is None or not e.static
-            if e is None:
-                what = f"would learn {format_mac(h.src)} on {in_port}"
-            elif e.static:
-                what = f"{format_mac(h.src)} is static on {e.port} (kept)"
-            elif e.port != in_port:
-                what = f"would move {format_mac(h.src)} from {e.port} to {in_port}"
+    # The report writers: called by `process` only when it was given a report, never on the hot path.
+    def _report_admitted(self, report: list[TraceStep], buf: bytes, offset: int, in_port: PortId, vlan: int,
+                         tagstate: int, learning: bool, fdb: DryRunFdb) -> None:
+        """The parse, ingress and learn steps of a frame admitted to `vlan`."""
+        report.append(_parse_step(buf, offset))
+        policy = self.policies[in_port].describe()
+        how = ("untagged", "tagged", "priority-tagged")[tagstate]
+        report.append(TraceStep("ingress", f"{how} frame admitted to VLAN {vlan} ({policy})",
+                                detail={"vlan": vlan, "policy": policy, "arrived": how}))
+        src = bytes(buf[offset + 6:offset + 12])
+        mac = format_mac(src)
+        detail: dict[str, Any] = {"mac": mac, "vlan": vlan, "port": in_port}
+        if not learning:
+            what = f"learning is off on port {in_port}: {mac} not learned"
+            detail["action"] = "off"
+        elif fdb.outcome is None:  # `process` did not need to learn: static, or already seen now
+            e = self.fdb.get(src, vlan)
+            if e is not None and e.static:
+                what = f"{mac} is static on port {e.port}: kept"
+                detail.update(action="static", port=e.port)
             else:
-                what = f"{format_mac(h.src)} already on {in_port} (refresh)"
+                what = f"{mac} already learned on port {in_port}"
+                detail["action"] = "refresh"
+        elif fdb.outcome == LEARN_NEW:
+            what = f"would learn {mac} on port {in_port} (VLAN {vlan})"
+            detail["action"] = "learn"
+            victim = fdb.evicted
+            if victim is not None:
+                what += f"; the table is full: {format_mac(victim.mac)} (VLAN {victim.vlan}) on port " \
+                        f"{victim.port} would be evicted"
+                detail["evicts"] = {"mac": format_mac(victim.mac), "vlan": victim.vlan, "port": victim.port}
+        elif fdb.outcome == LEARN_MOVED:
+            old = fdb.previous.port if fdb.previous is not None else None
+            what = f"would move {mac} from port {old} to port {in_port} (a MAC move)"
+            detail.update(action="move", old_port=old)
+        elif fdb.outcome == LEARN_REFRESHED:
+            what = f"{mac} already learned on port {in_port} (refreshed)"
+            detail["action"] = "refresh"
         else:
-            what = "learning disabled on this port"
-        stages.append(TraceStage("learn", what))
-        if h.dst[0] & 1:
-            reason = Reason.FLOOD_BROADCAST if h.dst == BROADCAST else Reason.FLOOD_MULTICAST
-            ports = self.flood_ports(in_port, vlan)
-            d = Decision(ports, reason, vlan, self._edits(ports, vlan, tagstate))
-            stages.append(TraceStage("lookup", "group address: no lookup"))
-        else:
-            out = self.fdb.lookup(h.dst, vlan, now)
-            # `process` learns the source before it looks the destination up: the source may be
-            # the destination, and learning a new MAC into a full table may evict the destination
-            if learns_src_here and h.dst == h.src:
-                out = in_port
-            elif learns_src_here and self.fdb.get(h.src, vlan) is None:
-                victim = self.fdb.next_victim()
-                if victim is not None and victim.mac == h.dst and victim.vlan == vlan:
-                    out = None
-            if out is None:
-                ports = self.flood_ports(in_port, vlan)
-                d = Decision(ports, Reason.FLOOD_UNKNOWN, vlan, self._edits(ports, vlan, tagstate))
-                stages.append(TraceStage("lookup", f"{format_mac(h.dst)} not in the MAC table (VLAN {vlan})"))
-            elif out == in_port:
-                d = _D_SAME
-                stages.append(TraceStage("lookup", f"{format_mac(h.dst)} is on the ingress port {out}"))
-            elif not self.is_up(out):
-                d = _D_EGRESS_DOWN
-                stages.append(TraceStage("lookup", f"{format_mac(h.dst)} is on {out}, which is down"))
+            what = f"{mac} is static: kept"
+            detail["action"] = "static"
+        report.append(TraceStep("learn", what, detail=detail))
+
+    def _report_decision(self, report: list[TraceStep], d: Decision, in_port: PortId, dst: bytes, vlan: int,
+                         e: Any, fdb: DryRunFdb) -> None:
+        """The decide step (lookup, verdict, output ports) and one egress step per output port.
+        `e` is the destination's entry as the lookup found it (None: not found, or not looked up)."""
+        mac = format_mac(dst)
+        outs = list(d.out_ports)
+        r = d.reason
+        detail: dict[str, Any] = {"dst": mac, "vlan": vlan, "out_ports": outs}
+        if r.is_flood:
+            if r is Reason.FLOOD_UNKNOWN:
+                victim = fdb.evicted
+                if e is not None:
+                    why = f"{mac} aged out of the MAC table (VLAN {vlan})"
+                elif victim is not None and victim.mac == dst and victim.vlan == vlan:
+                    why = f"{mac} would be evicted by learning the source (VLAN {vlan})"
+                else:
+                    why = f"{mac} is not in the MAC table (VLAN {vlan})"
+                detail["lookup"] = "miss"
             else:
-                d = Decision((out,), Reason.FORWARD_LEARNED, vlan, self._edits((out,), vlan, tagstate))
-                stages.append(TraceStage("lookup", f"{format_mac(h.dst)} is on port {out}"))
-        outs = ", ".join(str(p) for p in d.out_ports) or "none"
-        stages.append(TraceStage("decision", f"{d.reason.value} → {outs}", d.reason,
-                                 detail={"out_ports": list(d.out_ports)}))
-        return d, stages
+                why = f"{mac} is a {'broadcast' if r is Reason.FLOOD_BROADCAST else 'multicast'} address: no lookup"
+                detail["lookup"] = "none"
+            to = (f"flooded to port{'s' if len(outs) > 1 else ''} {', '.join(map(str, outs))}" if outs else
+                  f"flooded to no port: no other port is up, floods and is a member of VLAN {vlan}")
+            result = f"{why}; {to}"
+        else:
+            detail["lookup"] = "hit"
+            detail["dst_port"] = e.port
+            if r is Reason.DROP_SAME_PORT:
+                result = f"{mac} is on the ingress port {in_port} (VLAN {vlan}): dropped"
+            elif r is Reason.DROP_EGRESS_DOWN:
+                result = f"{mac} is on port {e.port} (VLAN {vlan}), which is down: dropped"
+            else:
+                result = f"{mac} is on port {e.port} (VLAN {vlan}): forwarded"
+        report.append(TraceStep("decide", result, r, detail))
+        for i, port in enumerate(outs):
+            edit = d.edits[i] if d.edits is not None else EDIT_KEEP
+            what = {EDIT_KEEP: "leaves as it came", EDIT_PUSH: f"leaves tagged VLAN {vlan} (tag pushed)",
+                    EDIT_POP: "leaves untagged (tag popped)",
+                    EDIT_RETAG: f"leaves tagged VLAN {vlan} (priority tag rewritten)"}[edit]
+            report.append(TraceStep("egress", f"port {port}: {what}",
+                                    detail={"port": port, "edit": _EDIT_NAMES[edit], "vlan": vlan}))
+
+
+def _tag_text(buf: bytes, offset: int) -> str:
+    h = parse_header(buf, offset)
+    if h is None:
+        return "truncated VLAN tag"
+    if not h.tpid:
+        return "untagged"
+    kind = "802.1ad" if h.tpid == TPID_8021AD else "802.1Q"
+    return f"{kind} tag VID {h.vid}" + ("" if h.vid else " (priority tag)")
+
+
+def _parse_step(buf: bytes, offset: int, reason: Reason | None = None) -> TraceStep:
+    """What the header says (source, destination, tag); with `reason` the parse stopped the frame."""
+    h = parse_header(buf, offset)
+    src, dst = format_mac(bytes(buf[offset + 6:offset + 12])), format_mac(bytes(buf[offset:offset + 6]))
+    tag = _tag_text(buf, offset)
+    result = f"{src} → {dst}, {tag}"
+    if reason is not None:
+        result = f"malformed: {result}"
+    return TraceStep("parse", result, reason, {"src": src, "dst": dst, "vid": h.vid if h is not None and h.tpid
+                                               else None, "length": len(buf) - offset})
+
+
+def _report_drop(report: list[TraceStep], buf: bytes, offset: int, why: str, reason: Reason,
+                 detail: Mapping[str, Any] | None = None) -> None:
+    """A frame stopped at ingress: what it was, then why."""
+    report.append(_parse_step(buf, offset))
+    report.append(TraceStep("ingress", f"{why}: dropped", reason, detail or {}))
 
 
 Buffer = bytes | bytearray | memoryview
@@ -357,5 +444,5 @@ def egress_frame(buf: Buffer, offset: int, edit: int, vlan: int) -> Buffer:
     return set_vid(buf, vlan, offset=offset)
 
 
-__all__ = ["Decision", "EDIT_KEEP", "EDIT_POP", "EDIT_PUSH", "EDIT_RETAG", "SwitchCore", "TraceStage",
+__all__ = ["Decision", "EDIT_KEEP", "EDIT_POP", "EDIT_PUSH", "EDIT_RETAG", "SwitchCore", "TraceStep",
            "egress_frame", "TPID_8021Q", "TPID_8021AD"]

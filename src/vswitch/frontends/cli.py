@@ -44,6 +44,7 @@ from vswitch.control.model import (
     SwitchInfo,
     SwitchSpec,
     SwitchType,
+    TraceInfo,
     VswitchError,
     parse_vlan_list,
     to_jsonable,
@@ -450,57 +451,16 @@ def stats(state: CliState, switch_name: str, as_json: bool) -> None:
     _console().print(table)
 
 
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or "(none)"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
-
-
-_STAGE_NAME_KEYS = ("stage", "name")
-_OUT_KEYS = ("out_ports", "output_ports", "outputs", "out")
-
-
-def _print_trace(result: dict[str, Any]) -> None:
-    """The frame, its stages in order (name: reason, result, detail), then the verdict and the output ports.
-
-    Knows the manager's shape (``stages`` + ``decision`` {reason, explanation, out_ports, vlan}) and
-    prints any other keys as they come, so a richer trace still shows everything.
-    """
-    head_keys = ("switch", "in_port", "src", "dst", "vlan")
-    frame = [f"{k}={result[k]}" for k in head_keys if result.get(k) is not None]
-    if frame:
-        click.echo("frame: " + " ".join(frame))
-    for i, stage in enumerate(result.get("stages") or [], 1):
-        if not isinstance(stage, dict):
-            click.echo(f"{i}. {stage}")
-            continue
-        label = next((str(stage[k]) for k in _STAGE_NAME_KEYS if k in stage), f"stage {i}")
-        reason = stage.get("reason")
-        click.echo(f"{i}. {label}" + (f": {reason}" if reason is not None else ""))
-        for key, value in stage.items():
-            if key in _STAGE_NAME_KEYS or key == "reason" or value is None:
-                continue
-            click.echo(f"     {key}: {_fmt_value(value)}")
-    rest = {k: v for k, v in result.items() if k not in ("stages", *head_keys)}
-    decision = rest.pop("decision", None)
-    verdict = dict(decision) if isinstance(decision, dict) else {}
-    if decision is not None and not verdict:
-        verdict["reason"] = decision
-    for key in ("reason", "explanation", *_OUT_KEYS):
-        if key in rest and key not in verdict:
-            verdict[key] = rest.pop(key)
-    reason = verdict.pop("reason", None)
-    explanation = verdict.pop("explanation", None)
-    if reason is not None:
-        click.echo(f"verdict: {_fmt_value(reason)}" + (f" ({explanation})" if explanation else ""))
-    out_key = next((k for k in _OUT_KEYS if k in verdict), None)
-    if out_key is not None:
-        click.echo(f"output ports: {_fmt_value(verdict.pop(out_key))}")
-    for key, value in {**verdict, **rest}.items():
-        if value is not None:
-            click.echo(f"{key}: {_fmt_value(value)}")
+def _print_trace(t: TraceInfo) -> None:
+    """The frame as asked, its steps in order (stage: result [REASON]), then the verdict, the VLAN the
+    ingress port classified it to (also for a drop) and the output ports."""
+    tag = "untagged" if t.tag is None else f"tagged VID {t.tag}"
+    click.echo(f"frame: switch={t.switch} in_port={t.in_port} src={t.src} dst={t.dst} {tag}")
+    for i, step in enumerate(t.steps, 1):
+        click.echo(f"{i}. {step.stage}: {step.result}" + (f" [{step.reason}]" if step.reason else ""))
+    click.echo(f"verdict: {t.reason} ({t.explanation})")
+    click.echo(f"VLAN: {t.vlan}" if t.vlan is not None else "VLAN: none (dropped before VLAN classification)")
+    click.echo(f"output ports: {', '.join(t.out_ports) or '(none)'}")
 
 
 @cli.command("trace")

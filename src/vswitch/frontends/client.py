@@ -25,6 +25,8 @@ from vswitch.control.api import DEFAULT_SOCKET
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
+    FrameEvent,
+    IcmpEcho,
     InvalidRequest,
     NotFound,
     PortInfo,
@@ -32,6 +34,8 @@ from vswitch.control.model import (
     PortStatsInfo,
     SwitchInfo,
     SwitchSpec,
+    TraceInfo,
+    TraceStepInfo,
     VswitchError,
 )
 
@@ -74,6 +78,19 @@ def _switch(data: Any) -> SwitchInfo:
     info = _record(SwitchInfo, data)
     info.ports = [_record(PortInfo, p) for p in info.ports]
     return info
+
+
+def _trace(data: Any) -> TraceInfo:
+    info = _record(TraceInfo, data)
+    info.steps = [_record(TraceStepInfo, s) for s in info.steps]
+    return info
+
+
+def _frame_event(data: Any) -> FrameEvent:
+    event = _record(FrameEvent, data)
+    if event.icmp is not None:
+        event.icmp = _record(IcmpEcho, event.icmp)
+    return event
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -200,16 +217,17 @@ class RestSwitchApi:
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [_record(PortStatsInfo, d) for d in self._call("GET", f"/switches/{_seg(switch)}/stats")]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> dict[str, Any]:
-        """What the switch would do with such a frame now (stages, reasons, output ports); sends nothing."""
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+        """What the switch would do with such a frame now (steps, classified VLAN, reason, output ports)."""
         params: dict[str, Any] = {"in_port": in_port, "src": src, "dst": dst}
         if vlan is not None:
             params["vlan"] = vlan
-        return self._call("GET", f"/switches/{_seg(switch)}/trace", params=params)
+        return _trace(self._call("GET", f"/switches/{_seg(switch)}/trace", params=params))
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
         """The switch's per-frame decisions recorded over `seconds`."""
-        return self._call("GET", f"/switches/{_seg(switch)}/watch", params={"seconds": seconds, "limit": limit})
+        data = self._call("GET", f"/switches/{_seg(switch)}/watch", params={"seconds": seconds, "limit": limit})
+        return [_frame_event(d) for d in data]
 
 
 def _seg(name: str) -> str:

@@ -73,6 +73,7 @@ from vswitch.control.model import (
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     FdbEntryInfo,
+    FrameEvent,
     PortInfo,
     PortKind,
     PortSpec,
@@ -80,6 +81,7 @@ from vswitch.control.model import (
     SwitchInfo,
     SwitchSpec,
     SwitchType,
+    TraceInfo,
     VswitchError,
     clip,
     to_jsonable,
@@ -486,7 +488,7 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
     def stats(name: SwitchName) -> Any:
         return to_jsonable(api.stats(name))
 
-    @app.get("/switches/{name}/trace", tags=["trace"], responses=_doc(dict[str, Any]))
+    @app.get("/switches/{name}/trace", tags=["trace"], responses=_doc(TraceInfo))
     def trace(
         name: SwitchName,
         in_port: Annotated[str, Query(description="Port the frame would arrive on", max_length=NAME_MAX,
@@ -497,11 +499,12 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
                                   json_schema_extra={"pattern": _MAC})],
         vlan: Annotated[int | None, Query(ge=0, le=VLAN_MAX, description="VLAN id of the frame (tagged)")] = None,
     ) -> Any:
-        """What the switch would do with such a frame now: stages, reasons, output ports. Sends nothing."""
+        """What the switch would do with such a frame now: its steps, the classified VLAN, the reason, the
+        output ports. Sends, learns and counts nothing."""
         return to_jsonable(api.trace(name, in_port, src, dst, vlan))
 
     @app.get("/switches/{name}/watch", tags=["trace"],
-             responses={**_doc(list[dict[str, Any]]),
+             responses={**_doc(list[FrameEvent]),
                         429: {"model": ErrorBody, "description": "Too many watches running"}})
     async def watch(
         name: SwitchName,
@@ -512,7 +515,7 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         """Record the switch's per-frame decisions for a while and return them."""
         log.debug("watch of switch %s: up to %g s, %d events", clip(name), seconds, limit)
         # encoded on the pool thread too: 10,000 events must not hold the event loop either
-        body = await watch_pool.run(lambda: json.dumps(api.watch(name, seconds, limit)).encode())
+        body = await watch_pool.run(lambda: json.dumps(to_jsonable(api.watch(name, seconds, limit))).encode())
         return Response(content=body, media_type="application/json")
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from vswitch.control.model import IcmpEcho
 from vswitch.lab.hops import CaptureRecord
 
 CLONE_NEWNET = 0x40000000
@@ -128,14 +129,11 @@ def _open_socket(ifname: str) -> socket.socket:
 
 def parse_icmp_echo(frame: bytes) -> tuple[str, str, str, str, int, int, int] | None:
     """(src_mac, dst_mac, src_ip, dst_ip, type, id, seq) of an untagged ICMPv4 echo frame, else None."""
-    if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4 or frame[23] != 1:
-        return None
-    icmp = 14 + (frame[14] & 0x0F) * 4
-    if len(frame) < icmp + 8 or frame[icmp] not in (0, 8):
+    echo = IcmpEcho.from_frame(frame, 14) if frame[12:14] == b"\x08\x00" else None
+    if echo is None:
         return None
     return (frame[6:12].hex(":"), frame[0:6].hex(":"), socket.inet_ntoa(frame[26:30]),
-            socket.inet_ntoa(frame[30:34]), frame[icmp], int.from_bytes(frame[icmp + 4:icmp + 6], "big"),
-            int.from_bytes(frame[icmp + 6:icmp + 8], "big"))
+            socket.inet_ntoa(frame[30:34]), echo.type, echo.id, echo.seq)
 
 
 class Capture:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vswitch.control.model import FrameEvent
 from vswitch.core.reasons import Reason
 
 ECHO_REQUEST = 8
@@ -121,16 +122,16 @@ def _physical_switch_hop(visit: list[CaptureRecord]) -> dict[str, Any]:
             "links": [r.ifname for r in visit], "text": " ".join(parts)}
 
 
-def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap],
+def _switch_hops(ev: FrameEvent, ports: Mapping[str, SwitchPortMap],
                  captured: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    sw = str(ev["switch"])
+    sw = ev.switch
     pm = ports.get(sw)
-    in_port = str(ev["in_port"])
-    out_ports = [str(p) for p in ev.get("out_ports") or []]
+    in_port = ev.in_port
+    out_ports = list(ev.out_ports)
     in_link = pm.links.get(in_port) if pm else None
-    short, explanation = _short_reason(str(ev["reason"]))
-    base = {"t": float(ev["t"]), "source": "switch", "switch": sw, "node": pm.node if pm else None,
-            "in_port": in_port, "reason": str(ev["reason"]), "src_mac": ev.get("src"), "dst_mac": ev.get("dst")}
+    short, explanation = _short_reason(ev.reason)
+    base = {"t": ev.t, "source": "switch", "switch": sw, "node": pm.node if pm else None,
+            "in_port": in_port, "reason": ev.reason, "vlan": ev.vlan, "src_mac": ev.src, "dst_mac": ev.dst}
     if in_link and pm and (pm.node, in_link) in captured:
         arrive_text = f"{in_link} → switch {sw} port {in_port}"
     elif in_link and in_link.startswith("/"):  # a QEMU guest's socket port
@@ -141,17 +142,17 @@ def _switch_hops(ev: Mapping[str, Any], ports: Mapping[str, SwitchPortMap],
         arrive_text = f"frame in at switch {sw} port {in_port}"
     arrive = dict(base, step="arrive", link=in_link, text=arrive_text)
     if not out_ports:
-        text = f"switch {sw}: dropped — {explanation} ({ev['reason']})"
+        text = f"switch {sw}: dropped — {explanation} ({ev.reason})"
     elif len(out_ports) == 1:
-        text = f"switch {sw}: {short} → port {out_ports[0]} ({ev['reason']})"
+        text = f"switch {sw}: {short} → port {out_ports[0]} ({ev.reason})"
     else:
-        text = f"switch {sw}: {short} → flooded to ports {', '.join(out_ports)} ({ev['reason']})"
+        text = f"switch {sw}: {short} → flooded to ports {', '.join(out_ports)} ({ev.reason})"
     decide = dict(base, step="decide", out_ports=out_ports, flooded=len(out_ports) > 1, explanation=explanation,
                   text=text)
     return [arrive, decide]
 
 
-def _message_hops(records: Sequence[CaptureRecord], events: Sequence[Mapping[str, Any]],
+def _message_hops(records: Sequence[CaptureRecord], events: Sequence[FrameEvent],
                   ports: Sequence[SwitchPortMap], captured: set[tuple[str, str]]) -> list[dict[str, Any]]:
     """Hops of one frame's journey (the request, or the reply), in time order."""
     by_switch = {m.switch: m for m in ports}
@@ -173,7 +174,7 @@ def _message_hops(records: Sequence[CaptureRecord], events: Sequence[Mapping[str
         items.append((r.t, order, [_capture_hop(r, ports)]))
     for ev in events:
         order += 1
-        items.append((float(ev["t"]), order, _switch_hops(ev, by_switch, captured)))
+        items.append((ev.t, order, _switch_hops(ev, by_switch, captured)))
     for t, o, visit in visit_slots:
         items.append((t, o, [_physical_switch_hop(visit)]))
     items.sort(key=lambda i: (i[0], i[1]))
@@ -186,17 +187,18 @@ def _signature(hops: Iterable[Mapping[str, Any]]) -> tuple[Any, ...]:
                  for h in hops)
 
 
-def build_echoes(records: Iterable[CaptureRecord], events: Iterable[Mapping[str, Any]], *, icmp_id: int,
+def build_echoes(records: Iterable[CaptureRecord], events: Iterable[FrameEvent], *, icmp_id: int,
                  seqs: Sequence[int], ports: Sequence[SwitchPortMap], points: Sequence[Any] = (),
                  watched: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One entry per echo sequence number: request hops, reply hops (numbered on), and what was not seen.
 
-    `records` and `events` may include unrelated traffic; only ICMP echo frames with `icmp_id` count.
+    `records` and `events` (the switches' `watch` answers) may include unrelated traffic; only ICMP echo
+    frames with `icmp_id` count.
     `points` (objects with node/ifname/label/kind) and `watched` (switch names) let it list where
     nothing of this echo was observed.
     """
     mine = [r for r in records if r.icmp_id == icmp_id]
-    evs = [e for e in events if isinstance(e.get("icmp"), Mapping) and e["icmp"].get("id") == icmp_id]
+    evs = [e for e in events if e.icmp is not None and e.icmp.id == icmp_id]
     echoes: list[dict[str, Any]] = []
     capture_links = {(p.node, p.ifname) for p in points}
     seen_sigs: dict[tuple[Any, ...], int] = {}
@@ -204,7 +206,7 @@ def build_echoes(records: Iterable[CaptureRecord], events: Iterable[Mapping[str,
         parts: dict[str, list[dict[str, Any]]] = {}
         for kind, icmp_type in (("request", ECHO_REQUEST), ("reply", ECHO_REPLY)):
             recs = [r for r in mine if r.icmp_seq == seq and r.icmp_type == icmp_type]
-            es = [e for e in evs if e["icmp"].get("seq") == seq and e["icmp"].get("type") == icmp_type]
+            es = [e for e in evs if e.icmp is not None and e.icmp.seq == seq and e.icmp.type == icmp_type]
             parts[kind] = _message_hops(recs, es, ports, capture_links)
         n = 0
         t0 = min((h["t"] for hs in parts.values() for h in hs), default=0.0)
@@ -214,7 +216,7 @@ def build_echoes(records: Iterable[CaptureRecord], events: Iterable[Mapping[str,
                 h["n"] = n
                 h["dt_ms"] = round((h["t"] - t0) * 1000, 3)
         seen_links = {(r.node, r.ifname) for r in mine if r.icmp_seq == seq}
-        seen_switches = {e["switch"] for e in evs if e["icmp"].get("seq") == seq}
+        seen_switches = {e.switch for e in evs if e.icmp is not None and e.icmp.seq == seq}
         not_seen = [{"node": p.node, "link": p.ifname, "label": p.label, "kind": p.kind}
                     for p in points if (p.node, p.ifname) not in seen_links]
         sig = _signature(parts["request"] + parts["reply"])

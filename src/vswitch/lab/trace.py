@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from vswitch.control.api import SwitchApi
-from vswitch.control.model import WATCH_MAX_EVENTS
+from vswitch.control.model import WATCH_MAX_EVENTS, FrameEvent
 from vswitch.lab.capture import Capture, CapturePointLike, run_in_netns
 from vswitch.lab.hops import SwitchPortMap, build_echoes, record_to_dict
 
@@ -131,15 +131,14 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
         for _, th, _ in watches:
             th.join(timeout=watch_s + 15)
     errors += capture.errors
-    events: list[dict[str, Any]] = []
+    events: list[FrameEvent] = []
     for name, _, box in watches:
         if "error" in box:
             errors.append(box["error"])
         elif len(box.get("events", [])) >= WATCH_LIMIT:
             errors.append(f"switch {name}: more than {WATCH_LIMIT} frames while tracing; later decisions "
                           "not observed")
-        for ev in box.get("events", []):
-            events.append({**ev, "switch": name})
+        events += box.get("events", [])
 
     sent, received = _ping_counts(ping_out)
     seqs = list(range(1, count + 1))
