@@ -6,7 +6,9 @@ host vNIC), External (plus an uplink on a physical NIC and, with allow-managemen
 addresses and routes moved to the host vNIC).
 
 Invariants:
-- Every request is validated first; a refused request changes nothing (InvalidRequest / NotFound /
+- Specs arrive valid (control/model.py checks them when they are built); the manager checks only
+  what needs the kernel or the running switches (a NIC that does not exist, a name or target
+  taken), before anything changes: a refused request changes nothing (InvalidRequest / NotFound /
   Conflict carry the message).
 - Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
   port) first writes an intent to the store (one transaction), then applies its steps (each
@@ -45,6 +47,8 @@ from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
+    HOST_PORT,
+    UPLINK_PORT,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     Conflict,
@@ -75,9 +79,6 @@ from vswitch.ports.tap import TapGone
 
 log = logging.getLogger(__name__)
 
-UPLINK_PORT = "uplink"
-HOST_PORT = "host"
-RESERVED_PORT_NAMES = {UPLINK_PORT, HOST_PORT}
 #: Where a socket port given a plain name (``--qemu-stream vm2``) gets its socket: ``DIR/vm2.sock``.
 DEFAULT_PORT_SOCKET_DIR = "/run/vswitch/ports"
 _SOCKET_KINDS = (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM)
@@ -118,14 +119,12 @@ class SwitchManager:
 
     `reserved_paths` (vswitchd's API socket, its state directory) are never a port's socket, nor
     anything under them; `port_socket_dir` holds the sockets of ports given a plain name.
-    Raises InvalidRequest for a bad `busy_poll_us`.
+    `busy_poll_us` is trusted (vswitchd checks its option with `model.check_busy_poll_us`).
     """
 
     def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
                  busy_poll_us: int = 0,
                  reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR) -> None:
-        if not 0 <= busy_poll_us <= 100_000:
-            raise InvalidRequest(f"busy_poll_us must be 0-100000, got {busy_poll_us}")
         self.store = store
         self.busy_poll_us = busy_poll_us
         self._switches: dict[str, _Switch] = {}
@@ -145,8 +144,7 @@ class SwitchManager:
         """Create (or, with ``persist=False``, restore) a switch; see the module docstring for the steps.
 
         ``confirm_deadline`` (restore only): the stored absolute deadline. Raises InvalidRequest,
-        Conflict, StoreError (nothing changed)."""
-        spec = spec.validate()
+        Conflict, StoreError (nothing changed). `spec` was checked when it was built."""
         with self._lock:
             if spec.name in self._switches:
                 raise Conflict(f"switch {spec.name!r} already exists")
@@ -444,11 +442,8 @@ class SwitchManager:
 
     # -- ports --------------------------------------------------------------------------------
     def add_port(self, switch: str, spec: PortSpec, *, persist: bool = True) -> PortInfo:
-        spec = spec.validate()
         with self._lock:
             sw = self._get(switch)
-            if spec.name in RESERVED_PORT_NAMES:
-                raise InvalidRequest(f"port name {spec.name!r} is reserved for the switch's own ports")
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
             spec = self._check_target(switch, spec)
@@ -488,7 +483,7 @@ class SwitchManager:
         InvalidRequest for a missing link or a path that cannot be a socket."""
         wanted = f"{spec.kind} port {spec.name!r} of switch {switch!r}"
         if spec.kind in _SOCKET_KINDS:
-            spec = replace(spec, target=ownership.resolve_socket_name(spec.target, self.port_socket_dir)).validate()
+            spec = replace(spec, target=ownership.resolve_socket_name(spec.target, self.port_socket_dir))
         self._owner_index().refuse_taken(ownership.port_targets(spec), wanted)
         if spec.kind in (PortKind.TAP, PortKind.LINK):
             ownership.refuse_reserved_link(spec.target, wanted)
@@ -720,7 +715,7 @@ class SwitchManager:
         log.info("finishing an interrupted %s of %s%s", intent.op, intent.switch,
                  f"/{intent.port}" if intent.port else "")
         if intent.op == "create-switch":
-            spec = SwitchSpec.from_dict(intent.data["spec"])
+            spec = SwitchSpec.parse(intent.data["spec"])
             self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
             with self.store.transaction():
                 self.store.delete_switch(spec.name)  # never committed; removes its snapshot too
@@ -735,7 +730,7 @@ class SwitchManager:
                 self.store.delete_switch(intent.switch)
                 self.store.end_intent(intent.id)
         elif intent.op in ("add-port", "remove-port"):
-            pspec = PortSpec.from_dict(intent.data["spec"])
+            pspec = PortSpec.parse(intent.data["spec"])
             _discard_port(self._make_port(pspec, intent.switch))
             with self.store.transaction():
                 self.store.delete_port(intent.switch, pspec.name)
