@@ -61,8 +61,10 @@ from vswitch.control.model import (
     CAPACITY_MIN,
     CONFIRM_TIMEOUT_MAX_S,
     IFNAME_MAX,
+    LOOPBACK,
     NAME_MAX,
     NAME_PATTERN,
+    RESERVED_PORT_NAMES,
     TRUNK_MAX_VLANS,
     VLAN_MAX,
     VLAN_MIN,
@@ -98,6 +100,7 @@ WATCH_CONCURRENCY = 8
 # What the model enforces, stated in the schema (JSON Schema keywords; the model stays the judge).
 _NAME = {"pattern": NAME_PATTERN, "maxLength": NAME_MAX}
 _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
+_NIC = {**_IFNAME, "not": {"const": LOOPBACK}}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
@@ -116,14 +119,14 @@ def _switch_schema(schema: dict[str, Any]) -> None:
     """External switches need a NIC (not lo); the others have none and no confirm timeout."""
     schema["allOf"] = [{
         "if": {"properties": {"type": {"const": "external"}}},
-        "then": {"required": ["nic"], "properties": {"nic": {**_IFNAME, "not": {"const": "lo"}}}},
+        "then": {"required": ["nic"], "properties": {"nic": _NIC}},
         "else": {"properties": {"nic": {"type": "null"}, "confirm_timeout_s": {"type": "null"}}},
     }]
 
 
 def _port_schema(schema: dict[str, Any]) -> None:
     """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native)."""
-    by_kind = [("tap", _IFNAME), ("link", _IFNAME), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
+    by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
     schema["allOf"] = [
         *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
           for kind, target in by_kind),
@@ -155,7 +158,7 @@ class PortCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_port_schema)
 
-    name: str = Field(json_schema_extra=_NAME)
+    name: str = Field(json_schema_extra={**_NAME, "not": {"enum": sorted(RESERVED_PORT_NAMES)}})
     kind: Annotated[PortKind, Field(strict=False)]
     target: str = Field(min_length=1,
                         description="Interface name (tap, link) or absolute socket path (qemu-*).")
