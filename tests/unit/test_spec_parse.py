@@ -65,7 +65,8 @@ BAD_SWITCHES: list[tuple[dict[str, Any], list[str] | None, str]] = [
     ({"name": "a", "type": "private", "allow_management_os": "yes"}, None,
      "allow_management_os: 'yes' is not true or false"),
     ({"name": "e", "type": "external"}, None, "nic: an external switch needs a physical NIC"),
-    ({"name": "a", "type": "internal", "nic": "eth0"}, None, "nic: an internal switch has no physical NIC (got 'eth0')"),
+    ({"name": "a", "type": "internal", "nic": "eth0"}, None,
+     "nic: an internal switch has no physical NIC (got 'eth0')"),
 ]
 
 #: (port body on switch "s", the same as `vswitch port add s` arguments or None, the message)

@@ -178,12 +178,14 @@ def optional(check: Check) -> Check:
 
 
 def check_flag(value: object) -> bool:
+    """True or false, nothing that merely looks like it ("yes", 1); FieldError otherwise."""
     if not isinstance(value, bool):
         raise FieldError(f"{clip(value)} is not true or false")
     return value
 
 
 def _name_checker(max_len: int) -> Check:
+    """A checker of safe object names (`NAME_PATTERN`) of at most `max_len` bytes."""
     def check(name: object) -> str:
         if not isinstance(name, str) or not name:
             raise FieldError(f"must be a non-empty string, got {clip(name)}")
@@ -198,6 +200,7 @@ def _name_checker(max_len: int) -> Check:
     return check
 
 
+#: the checkers of single values, each raising FieldError
 check_name = _name_checker(NAME_MAX)
 check_ifname = _name_checker(IFNAME_MAX)
 check_vlan = _int_in(VLAN_MIN, VLAN_MAX, "a VLAN ID")
@@ -216,6 +219,7 @@ def _enum_checker(enum_type: type[enum.StrEnum], what: str) -> Check:
 
 
 def check_port_name(name: object) -> str:
+    """A name (`check_name`) that is not one of the switch's own ports; FieldError otherwise."""
     name = check_name(name)
     if name in RESERVED_PORT_NAMES:
         raise FieldError(f"{name!r} is reserved for the switch's own ports")
@@ -223,6 +227,7 @@ def check_port_name(name: object) -> str:
 
 
 def check_nic(nic: object) -> str:
+    """A kernel link name (`check_ifname`) that is not the loopback device; FieldError otherwise."""
     nic = check_ifname(nic)
     if nic == LOOPBACK:
         raise FieldError("'lo' is the loopback device, not a physical NIC")
@@ -230,6 +235,7 @@ def check_nic(nic: object) -> str:
 
 
 def check_confirm_timeout(t: object) -> float:
+    """Seconds in (0, `CONFIRM_TIMEOUT_MAX_S`], as a float; FieldError otherwise."""
     # finite and bounded: the revert timer must be able to hold it (1e308 overflowed it)
     if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
             and 0 < t <= CONFIRM_TIMEOUT_MAX_S):
@@ -271,8 +277,10 @@ def parse_vlan_list(text: str) -> list[int]:
         if a > b:
             raise FieldError(f"bad VLAN list {clip(text)}: range {clip(part.strip())} is reversed")
         for v in (a, b):
-            if not VLAN_MIN <= v <= VLAN_MAX:
-                raise FieldError(f"bad VLAN list {clip(text)}: {v} is not a VLAN ID ({VLAN_MIN}-{VLAN_MAX})")
+            try:
+                check_vlan(v)
+            except FieldError as exc:
+                raise FieldError(f"bad VLAN list {clip(text)}: {exc}") from None
         ranges.append((a, b))
     if not ranges:
         raise FieldError(f"bad VLAN list {clip(text)}: it names no VLAN")
