@@ -110,10 +110,6 @@ BAD_PORTS: list[tuple[dict[str, Any], list[str] | None, str]] = [
 ]
 
 
-def _ids(table: list[tuple[dict[str, Any], list[str] | None, str]]) -> list[str]:
-    return [message[:50] for _, _, message in table]
-
-
 @pytest.fixture
 def api() -> FakeApi:
     api = FakeApi()
@@ -143,22 +139,21 @@ def _refused_by_cli(api: FakeApi, args: list[str], message: str) -> None:
     assert api.calls == [], "refused at the edge: the api is never asked"
 
 
-@pytest.mark.parametrize(("body", "args", "message"), BAD_SWITCHES, ids=_ids(BAD_SWITCHES))
-def test_a_bad_switch_gets_the_same_message_everywhere(api: FakeApi, body: dict[str, Any], args: list[str] | None,
-                                                      message: str) -> None:
-    _refused_by_model(SwitchSpec.parse, body, message)
-    _refused_by_rest(api, "/switches", body, message)
-    if args is not None:
-        _refused_by_cli(api, ["switch", "create", *args], message)
+#: each bad request with how the model, REST and the CLI take it: (parse, REST path, CLI command, row)
+EDGES = {"switch": (SwitchSpec.parse, "/switches", ["switch", "create"], BAD_SWITCHES),
+         "port": (PortSpec.parse, "/switches/s/ports", ["port", "add", "s"], BAD_PORTS)}
+CASES = [pytest.param(what, body, args, message, id=f"{what}: {message[:50]}")
+         for what, (*_, table) in EDGES.items() for body, args, message in table]
 
 
-@pytest.mark.parametrize(("body", "args", "message"), BAD_PORTS, ids=_ids(BAD_PORTS))
-def test_a_bad_port_gets_the_same_message_everywhere(api: FakeApi, body: dict[str, Any], args: list[str] | None,
-                                                    message: str) -> None:
-    _refused_by_model(PortSpec.parse, body, message)
-    _refused_by_rest(api, "/switches/s/ports", body, message)
+@pytest.mark.parametrize(("what", "body", "args", "message"), CASES)
+def test_a_bad_spec_gets_the_same_message_everywhere(api: FakeApi, what: str, body: dict[str, Any],
+                                                    args: list[str] | None, message: str) -> None:
+    parse, path, command, _ = EDGES[what]
+    _refused_by_model(parse, body, message)
+    _refused_by_rest(api, path, body, message)
     if args is not None:
-        _refused_by_cli(api, ["port", "add", "s", *args], message)
+        _refused_by_cli(api, [*command, *args], message)
 
 
 def test_rest_names_a_bad_dry_run_with_the_spec_problems() -> None:
