@@ -20,7 +20,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import fields as dataclass_fields
+from typing import Any, ClassVar, Self, cast
 
 from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
 
@@ -410,7 +411,7 @@ def _parse(cls: Any, data: object, what: str) -> Any:
     """`cls` from a mapping (JSON, YAML, a stored row): every unknown, missing or bad field named."""
     if not isinstance(data, Mapping):
         raise InvalidRequest(f"a {what} must be a mapping of field → value, got {clip(data)}")
-    fields = cls.__dataclass_fields__
+    fields = {f.name: f for f in dataclass_fields(cls)}  # not the ClassVars
     problems = [Problem(_key_text(k), f"unknown {what} field (expected {', '.join(fields)})")
                 for k in [k for k in data if k not in fields][:8]]
     known = {k: data[k] for k in fields if k in data}
@@ -431,52 +432,13 @@ def check_field(spec_type: type[SwitchSpec] | type[PortSpec], field_name: str, v
 
     For a partial update that names one option; the rules between fields run when the updated spec
     is built (`SwitchSpec.updated` / `PortSpec.updated`). Raises InvalidRequest naming the field."""
-    fields = SWITCH_FIELDS if spec_type is SwitchSpec else PORT_FIELDS
+    fields = spec_type.fields
     if field_name not in fields:
         raise InvalidRequest([Problem(_key_text(field_name), f"unknown field (expected {', '.join(fields)})")])
     try:
         return fields[field_name](value)
     except FieldError as exc:
         raise InvalidRequest([Problem(field_name + exc.sub, str(exc))]) from None
-
-
-@dataclass(frozen=True)
-class SwitchSpec:
-    """What a user asks for when creating a switch; valid by construction.
-
-    Building one checks every field and the rules between them (`SWITCH_FIELDS`, `_switch_rules`)
-    and raises InvalidRequest listing every problem, each naming its field; `parse` builds one
-    from a mapping. Whoever holds a SwitchSpec may trust it."""
-
-    name: str
-    type: SwitchType
-    nic: str | None = None
-    allow_management_os: bool = True
-    confirm_timeout_s: float | None = None
-    ageing_s: int = AGEING_DEFAULT_S
-    max_entries: int = CAPACITY_DEFAULT
-
-    def __post_init__(self) -> None:
-        _checked(self, SWITCH_FIELDS, _switch_rules)
-
-    @property
-    def has_host_vnic(self) -> bool:
-        return self.type == SwitchType.INTERNAL or (
-            self.type == SwitchType.EXTERNAL and self.allow_management_os)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["type"] = str(self.type)
-        return d
-
-    @classmethod
-    def parse(cls, data: object) -> SwitchSpec:
-        """A spec from a mapping (REST body, YAML, stored row); InvalidRequest naming every bad field."""
-        return _parse(cls, data, "switch")
-
-    def updated(self, changes: Mapping[str, Any]) -> SwitchSpec:
-        """This spec with `changes` (field → raw value) applied and every rule checked again."""
-        return SwitchSpec.parse({**self.to_dict(), **changes})
 
 
 def _switch_rules(v: dict[str, Any]) -> Iterator[Problem]:
@@ -504,43 +466,6 @@ SWITCH_FIELDS: dict[str, Check] = {
 }
 
 
-@dataclass(frozen=True)
-class PortSpec:
-    """What a user asks for when adding a port; valid by construction (see `SwitchSpec`).
-
-    `target` is an ifname or a socket path (stored normalised)."""
-
-    name: str
-    kind: PortKind
-    target: str
-    vlan: int | None = None                       # access VLAN (default 1)
-    trunk: tuple[int, ...] | None = None          # allowed VLANs on a trunk port
-    native: int | None = None                     # trunk's untagged VLAN
-
-    def __post_init__(self) -> None:
-        _checked(self, PORT_FIELDS, _port_rules)
-
-    @property
-    def access_vlan(self) -> int:
-        return 1 if self.vlan is None else self.vlan
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["kind"] = str(self.kind)
-        # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
-        d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
-        return d
-
-    @classmethod
-    def parse(cls, data: object) -> PortSpec:
-        """A spec from a mapping (REST body, YAML, stored row); InvalidRequest naming every bad field."""
-        return _parse(cls, data, "port")
-
-    def updated(self, changes: Mapping[str, Any]) -> PortSpec:
-        """This spec with `changes` (field → raw value) applied and every rule checked again."""
-        return PortSpec.parse({**self.to_dict(), **changes})
-
-
 def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
     kind, target = v.get("kind"), v.get("target")
     if kind is not None and target is not None:
@@ -564,6 +489,93 @@ PORT_FIELDS: dict[str, Check] = {
     "trunk": optional(trunk_vlans),
     "native": optional(check_vlan),
 }
+
+
+class _Spec:
+    """What `SwitchSpec` and `PortSpec` share: checked when built, `parse`d from a mapping, `updated`.
+
+    A subclass names its checkers (`fields`), the rules between them (`rules`) and what it is."""
+
+    what: ClassVar[str]
+    fields: ClassVar[Mapping[str, Check]]
+    rules: ClassVar[Rules]
+
+    def __post_init__(self) -> None:
+        _checked(self, self.fields, type(self).rules)
+
+    @classmethod
+    def parse(cls, data: object) -> Self:
+        """A spec from a mapping (REST body, YAML, stored row); InvalidRequest naming every bad field."""
+        return cast(Self, _parse(cls, data, cls.what))
+
+    def updated(self, changes: Mapping[str, Any]) -> Self:
+        """This spec with `changes` (field → raw value) applied and every rule checked again."""
+        return self.parse({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SwitchSpec(_Spec):
+    """What a user asks for when creating a switch; valid by construction.
+
+    Building one checks every field and the rules between them (`SWITCH_FIELDS`, `_switch_rules`)
+    and raises InvalidRequest listing every problem, each naming its field; `parse` builds one
+    from a mapping. Whoever holds a SwitchSpec may trust it."""
+
+    name: str
+    type: SwitchType
+    nic: str | None = None
+    allow_management_os: bool = True
+    confirm_timeout_s: float | None = None
+    ageing_s: int = AGEING_DEFAULT_S
+    max_entries: int = CAPACITY_DEFAULT
+
+    what: ClassVar[str] = "switch"
+    fields: ClassVar[Mapping[str, Check]] = SWITCH_FIELDS
+    rules = staticmethod(_switch_rules)
+
+    @property
+    def has_host_vnic(self) -> bool:
+        return self.type == SwitchType.INTERNAL or (
+            self.type == SwitchType.EXTERNAL and self.allow_management_os)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["type"] = str(self.type)
+        return d
+
+
+@dataclass(frozen=True)
+class PortSpec(_Spec):
+    """What a user asks for when adding a port; valid by construction (see `SwitchSpec`).
+
+    `target` is an ifname or a socket path (stored normalised)."""
+
+    name: str
+    kind: PortKind
+    target: str
+    vlan: int | None = None                       # access VLAN (default 1)
+    trunk: tuple[int, ...] | None = None          # allowed VLANs on a trunk port
+    native: int | None = None                     # trunk's untagged VLAN
+
+    what: ClassVar[str] = "port"
+    fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
+    rules = staticmethod(_port_rules)
+
+    @property
+    def access_vlan(self) -> int:
+        return 1 if self.vlan is None else self.vlan
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = str(self.kind)
+        # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
+        d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
+        return d
+
+
 
 
 @dataclass
