@@ -93,7 +93,7 @@ def test_errors_exit_1_with_message_on_stderr(api: FakeApi) -> None:
     result = run(api, "switch", "create", "b", "--private", "--ageing", "1")  # model validation
     assert result.exit_code == 1 and "ageing" in result.stderr
     result = run(api, "switch", "create", "c", "--private", "--confirm-timeout", "5")
-    assert result.exit_code == 1 and "only applies to external" in result.stderr
+    assert result.exit_code == 1 and "confirm_timeout_s: only an external switch has a confirm timeout" in result.stderr
 
 
 def test_port_add_prints_qemu_argument(api: FakeApi, tmp_path: Any) -> None:
@@ -116,10 +116,11 @@ def test_port_add_kinds_and_vlans(api: FakeApi) -> None:
     assert api.calls[-1][1][1].kind == PortKind.LINK
     result = run(api, "port", "add", "s", "x", "--tap", "a", "--link", "b")
     assert result.exit_code == 2 and "exactly one of" in result.stderr
+    # the rules between options are the model's (a refusal, exit 1), not a second copy in the CLI
     result = run(api, "port", "add", "s", "x", "--tap", "a", "--vlan", "5", "--trunk", "6")
-    assert result.exit_code == 2 and "not both" in result.stderr
+    assert result.exit_code == 1 and "vlan: a port is either access (vlan) or trunk (trunk), not both" in result.stderr
     result = run(api, "port", "add", "s", "x", "--tap", "a", "--native", "5")
-    assert result.exit_code == 2 and "--native" in result.stderr
+    assert result.exit_code == 1 and "native: only a trunk port has a native VLAN" in result.stderr
     result = run(api, "port", "add", "s", "x", "--tap", "a", "--trunk", "5-1")
     assert result.exit_code == 1 and "reversed" in result.stderr
     result = run(api, "port", "add", "s", "x", "--tap", "a", "--vlan", "4095")

@@ -97,18 +97,6 @@ def test_expire_removes_only_what_aged() -> None:
     assert [e.mac for e in t.expire(15)] == [A]
 
 
-@pytest.mark.parametrize("ageing", [9, 9.99, 3600.5, 3601, 0, -1])
-def test_ageing_outside_10_to_3600_is_refused(ageing: float) -> None:
-    with pytest.raises(ValueError, match="ageing must be 10-3600 s"):
-        MacTable(ageing_s=ageing)
-
-
-@pytest.mark.parametrize("cap", [15, 0, 1_000_001])
-def test_capacity_outside_16_to_1000000_is_refused(cap: int) -> None:
-    with pytest.raises(ValueError, match="capacity must be 16-1000000"):
-        MacTable(max_entries=cap)
-
-
 def test_bounds_themselves_are_accepted() -> None:
     assert MacTable(ageing_s=10, max_entries=16).max_entries == 16
     assert MacTable(ageing_s=3600, max_entries=1_000_000).ageing_s == 3600

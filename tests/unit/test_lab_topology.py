@@ -75,12 +75,12 @@ def test_a_good_file_parses_with_defaults():
     ("gateway: 10.0.0.1", "gateway: 192.168.1.1", "gateway 192.168.1.1 is not in any subnet"),
     ("[server:eth0, psw:p2]", "[server:eth0, psw:p1]", "psw:p1 is already the end of link 1"),
     ("[server:eth0, psw:p2]", "[server:eth0, server:eth1]", "connects node 'server' to itself"),
-    ("[server:eth0, psw:p2]", "[server:eth0, psw:averyveryverylongname]", "longer than 15 bytes"),
-    ("nic: eth1", "nic: eth9", "needs 'nic': a cabled interface of 'host'"),
-    ("type: external", "type: bridged", "unknown switch type 'bridged'"),
+    ("[server:eth0, psw:p2]", "[server:eth0, psw:averyveryverylongname]", "is too long (21 bytes, max 15)"),
+    ("nic: eth1", "nic: eth9", "nic: 'eth9' is not a cabled interface of 'host'"),
+    ("type: external", "type: bridged", "type: 'bridged' is not a switch type (external, internal, private)"),
     ("host: host, type", "host: server, type", "'host' must name a node of kind host"),
     ("switch: ext, vlan: 10", "switch: nope", "attached to unknown switch 'nope'"),
-    ("vlan: 10", "vlan: 5000", "vlan must be a VLAN id between 1 and 4094"),
+    ("vlan: 10", "vlan: 5000", "vlan: 5000 is not a VLAN ID (1-4094)"),
     ("10.0.0.21/24", "10.0.0.1/24", "address 10.0.0.1 is used twice"),
     ("  - {vm: vm1, switch: ext, vlan: 10}\n", "", "vm 'vm1' is attached to no switch"),
     ("  - [host:eth1, psw:p1]\n", "  - [vm1:eth0, psw:p1]\n", "gets its NIC from a switch"),
@@ -96,6 +96,36 @@ def test_each_mistake_is_named(old, new, words):
         return
     found = problems(edit(old, new))
     assert any(words in p for p in found), f"{words!r} not in {found}"
+
+
+# ---- one mistake, one problem: what is declared but wrong is still declared -------------------------
+
+def test_a_misspelt_node_kind_is_not_also_an_unknown_node():
+    # was: also "endpoint 'host:eth1' names unknown node 'host'", "(none declared)" for the switch's
+    # host, "(no switches declared)", "vm1 is attached to no switch"
+    assert problems(edit("host: {kind: host,", "host: {kind: hots,")) == [
+        "node 'host': unknown node kind 'hots' (expected one of host, vm, physical-switch, server)"]
+
+
+def test_a_misspelt_switch_type_is_reported_with_a_wrong_host():
+    # was: only the host was reported; the type was never looked at
+    assert problems(edit("ext: {host: host, type: external", "ext: {host: hots, type: externl")) == [
+        "switch 'ext': 'host' must name a node of kind host (host), got 'hots'",
+        "switch 'ext': type: 'externl' is not a switch type (external, internal, private)"]
+
+
+def test_a_switch_with_a_problem_is_still_declared():
+    # was: "vm 'vm1' is attached to unknown switch 'ext' (no switches declared)"
+    bad_type = edit("type: external", "type: bridged")
+    assert problems(bad_type) == [
+        "switch 'ext': type: 'bridged' is not a switch type (external, internal, private)"]
+    also = bad_type + "  - {vm: vm1, switch: nope, ifname: eth1}\n"
+    assert "attachment 2: vm 'vm1' is attached to unknown switch 'nope' (switches: ext)" in problems(also)
+
+
+def test_a_vm_whose_attachment_has_a_problem_is_still_attached():
+    # was: also "vm 'vm1' is attached to no switch" and "interface 'eth0' is declared but no attachment creates it"
+    assert problems(edit("vlan: 10", "vlan: 5000")) == ["attachment 1: vlan: 5000 is not a VLAN ID (1-4094)"]
 
 
 def test_a_qemu_vm_has_one_nic_named_eth0_and_round_trips():

@@ -49,21 +49,6 @@ def test_trunk_native_may_also_be_allowed() -> None:
     assert not p.egress_tagged(10), "the native VLAN leaves untagged"
 
 
-@pytest.mark.parametrize("vlan", [0, 4095, -1])
-def test_access_vlan_out_of_range_is_refused(vlan: int) -> None:
-    with pytest.raises(ValueError, match="access VLAN must be 1-4094"):
-        PortPolicy.access(vlan)
-
-
-def test_trunk_needs_vlans_in_range() -> None:
-    with pytest.raises(ValueError, match="at least one allowed VLAN"):
-        PortPolicy.trunk([])
-    with pytest.raises(ValueError, match=r"trunk VLANs must be 1-4094, got \[0, 4095\]"):
-        PortPolicy.trunk([0, 5, 4095])
-    with pytest.raises(ValueError, match="native VLAN must be 1-4094"):
-        PortPolicy.trunk([5], native=4095)
-
-
 def test_flags_pass_through_the_constructors() -> None:
     p = PortPolicy.trunk([5], learning=False, flooding=False, admin_up=False)
     assert (p.learning, p.flooding, p.admin_up) == (False, False, False)

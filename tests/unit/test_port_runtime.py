@@ -10,8 +10,8 @@ from vswitch.control.store import ConfigStore
 
 def _store(tmp_path: Path) -> ConfigStore:
     store = ConfigStore(tmp_path / "config.sqlite")
-    store.save_switch(SwitchSpec("s", SwitchType.PRIVATE).validate())
-    store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1").validate())
+    store.save_switch(SwitchSpec("s", SwitchType.PRIVATE))
+    store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1"))
     return store
 
 
@@ -35,10 +35,10 @@ def test_facts_go_with_their_port_and_with_their_switch(tmp_path: Path) -> None:
     with _store(tmp_path) as store:
         store.put_port_runtime("s", "vm1", {"netns": {"ino": 1}})
         store.delete_port("s", "vm1")
-        store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1").validate())
+        store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1"))
         assert store.get_port_runtime("s", "vm1") is None, "a re-added port starts without the old port's facts"
         store.put_port_runtime("s", "vm1", {"netns": {"ino": 1}})
-        store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1", vlan=5).validate())
+        store.save_port("s", PortSpec("vm1", PortKind.TAP, "tap1", vlan=5))
         assert store.get_port_runtime("s", "vm1") is not None, "changing the port's spec keeps its facts"
         store.delete_switch("s")
         assert store.get_port_runtime("s", "vm1") is None

@@ -126,8 +126,8 @@ def test_ports(client: TestClient) -> None:
     assert r.status_code == 409
     r = client.post("/switches/s/ports", json={"name": "u", "kind": "tap", "target": "tap1", "vlan": 5000})
     assert r.status_code == 400 and "4094" in r.json()["error"]
-    r = client.post("/switches/s/ports", json={"name": "u", "kind": "tap", "target": "tap1", "trunk": "10"})
-    assert r.status_code == 400 and "trunk" in r.json()["error"]
+    r = client.post("/switches/s/ports", json={"name": "u", "kind": "tap", "target": "tap1", "trunk": "10-x"})
+    assert r.status_code == 400 and r.json()["error"].startswith("trunk: bad VLAN list")
     r = client.post("/switches/s/ports", json={"name": "u", "kind": "nic", "target": "tap1"})
     assert r.status_code == 400 and "kind" in r.json()["error"]
     r = client.post("/switches/nope/ports", json={"name": "u", "kind": "tap", "target": "tap1"})

@@ -17,11 +17,11 @@ from vswitch.control.store import SCHEMA_VERSION, ConfigStore, StoreError
 
 
 def sw(name: str, **kw: object) -> SwitchSpec:
-    return SwitchSpec(name=name, type=SwitchType.PRIVATE, **kw).validate()  # type: ignore[arg-type]
+    return SwitchSpec(name=name, type=SwitchType.PRIVATE, **kw)  # type: ignore[arg-type]
 
 
 def port(name: str, **kw: object) -> PortSpec:
-    return PortSpec(name=name, kind=PortKind.MEMORY, target=name, **kw).validate()  # type: ignore[arg-type]
+    return PortSpec(name=name, kind=PortKind.MEMORY, target=name, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -33,10 +33,10 @@ def test_roundtrip_keeps_order_and_fields(db: Path) -> None:
     with ConfigStore(db) as store:
         store.save_switch(sw("b", ageing_s=60))
         store.save_switch(SwitchSpec("a", SwitchType.EXTERNAL, nic="eth0", allow_management_os=False,
-                                     confirm_timeout_s=30.0).validate())
+                                     confirm_timeout_s=30.0))
         for name in ("p3", "p1", "p2"):
             store.save_port("b", port(name))
-        store.save_port("a", PortSpec("t", PortKind.LINK, "veth0", trunk=(10, 20), native=10).validate())
+        store.save_port("a", PortSpec("t", PortKind.LINK, "veth0", trunk=(10, 20), native=10))
     with ConfigStore(db) as store:
         loaded = store.load()
     assert [s.name for s, _ in loaded] == ["b", "a"], "switches come back in creation order"

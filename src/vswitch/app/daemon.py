@@ -47,6 +47,7 @@ from typing import Any
 
 import vswitch
 from vswitch.control.api import DEFAULT_SOCKET
+from vswitch.control.model import BUSY_POLL_MAX_US, FieldError, check_busy_poll_us
 from vswitch.frontends.tokens import Role, TokenFileError, read_token_file
 
 log = logging.getLogger("vswitchd")
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     p.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
                    help="after forwarding, keep polling ports for US microseconds before sleeping: "
-                        "lower latency for more CPU (0-100000, default 0 = off)")
+                        f"lower latency for more CPU (0-{BUSY_POLL_MAX_US}, default 0 = off)")
     return p
 
 
@@ -338,8 +339,10 @@ def run(args: argparse.Namespace) -> int:
     tokens: dict[str, Role] = {}
     tcp_addr: tuple[str, int] | None = None
     tls: tuple[str, str] | None = None
-    if not 0 <= args.busy_poll_us <= 100_000:
-        raise StartupError(f"--busy-poll-us must be 0-100000, got {args.busy_poll_us}")
+    try:
+        check_busy_poll_us(args.busy_poll_us)
+    except FieldError as exc:
+        raise StartupError(f"--busy-poll-us: {exc}") from None
     if args.listen:
         tcp_addr = parse_listen(args.listen)
         tokens = read_tokens(args.token_file)

@@ -6,7 +6,9 @@ host vNIC), External (plus an uplink on a physical NIC and, with allow-managemen
 addresses and routes moved to the host vNIC).
 
 Invariants:
-- Every request is validated first; a refused request changes nothing (InvalidRequest / NotFound /
+- Specs arrive valid (control/model.py checks them when they are built); the manager checks only
+  what needs the kernel or the running switches (a NIC that does not exist, a name or target
+  taken), before anything changes: a refused request changes nothing (InvalidRequest / NotFound /
   Conflict carry the message).
 - Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
   port) first writes an intent to the store (one transaction), then applies its steps (each
@@ -49,6 +51,8 @@ from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
+    HOST_PORT,
+    UPLINK_PORT,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     Conflict,
@@ -83,9 +87,6 @@ from vswitch.ports.tap import TapGone
 
 log = logging.getLogger(__name__)
 
-UPLINK_PORT = "uplink"
-HOST_PORT = "host"
-RESERVED_PORT_NAMES = {UPLINK_PORT, HOST_PORT}
 #: Where a socket port given a plain name (``--qemu-stream vm2``) gets its socket: ``DIR/vm2.sock``.
 DEFAULT_PORT_SOCKET_DIR = "/run/vswitch/ports"
 _SOCKET_KINDS = (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM)
@@ -128,15 +129,13 @@ class SwitchManager:
     anything under them; `port_socket_dir` holds the sockets of ports given a plain name.
     `netlink` opens the kernel (`Netlink`; tests pass an in-memory kernel) and `port_kinds` maps a
     port kind to its back-end class (`PORT_KINDS`; the host vNIC is a "tap", the uplink a "link").
-    Raises InvalidRequest for a bad `busy_poll_us`.
+    `busy_poll_us` is trusted (vswitchd checks its option with `model.check_busy_poll_us`).
     """
 
     def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
                  busy_poll_us: int = 0,
                  reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR,
                  netlink: OpenNetlink = Netlink, port_kinds: Mapping[str, type[Port]] = PORT_KINDS) -> None:
-        if not 0 <= busy_poll_us <= 100_000:
-            raise InvalidRequest(f"busy_poll_us must be 0-100000, got {busy_poll_us}")
         self.store = store
         self.busy_poll_us = busy_poll_us
         self._netlink = netlink
@@ -158,8 +157,7 @@ class SwitchManager:
         """Create (or, with ``persist=False``, restore) a switch; see the module docstring for the steps.
 
         ``confirm_deadline`` (restore only): the stored absolute deadline. Raises InvalidRequest,
-        Conflict, StoreError (nothing changed)."""
-        spec = spec.validate()
+        Conflict, StoreError (nothing changed). `spec` was checked when it was built."""
         with self._lock:
             if spec.name in self._switches:
                 raise Conflict(f"switch {spec.name!r} already exists")
@@ -457,11 +455,8 @@ class SwitchManager:
 
     # -- ports --------------------------------------------------------------------------------
     def add_port(self, switch: str, spec: PortSpec, *, persist: bool = True) -> PortInfo:
-        spec = spec.validate()
         with self._lock:
             sw = self._get(switch)
-            if spec.name in RESERVED_PORT_NAMES:
-                raise InvalidRequest(f"port name {spec.name!r} is reserved for the switch's own ports")
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
             spec = self._check_target(switch, spec)
@@ -501,7 +496,7 @@ class SwitchManager:
         InvalidRequest for a missing link or a path that cannot be a socket."""
         wanted = f"{spec.kind} port {spec.name!r} of switch {switch!r}"
         if spec.kind in _SOCKET_KINDS:
-            spec = replace(spec, target=ownership.resolve_socket_name(spec.target, self.port_socket_dir)).validate()
+            spec = replace(spec, target=ownership.resolve_socket_name(spec.target, self.port_socket_dir))
         self._owner_index().refuse_taken(ownership.port_targets(spec), wanted)
         if spec.kind in (PortKind.TAP, PortKind.LINK):
             ownership.refuse_reserved_link(spec.target, wanted)
@@ -723,7 +718,7 @@ class SwitchManager:
         log.info("finishing an interrupted %s of %s%s", intent.op, intent.switch,
                  f"/{intent.port}" if intent.port else "")
         if intent.op == "create-switch":
-            spec = SwitchSpec.from_dict(intent.data["spec"])
+            spec = SwitchSpec.parse(intent.data["spec"])
             self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
             with self.store.transaction():
                 self.store.delete_switch(spec.name)  # never committed; removes its snapshot too
@@ -738,7 +733,7 @@ class SwitchManager:
                 self.store.delete_switch(intent.switch)
                 self.store.end_intent(intent.id)
         elif intent.op in ("add-port", "remove-port"):
-            pspec = PortSpec.from_dict(intent.data["spec"])
+            pspec = PortSpec.parse(intent.data["spec"])
             _discard_port(self._make_port(pspec, intent.switch))
             with self.store.transaction():
                 self.store.delete_port(intent.switch, pspec.name)

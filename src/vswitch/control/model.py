@@ -1,10 +1,15 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their validation, and the records returned by `SwitchApi` (`*Info`,
+`SwitchSpec`, `PortSpec`, their rules, and the records returned by `SwitchApi` (`*Info`,
 `TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
-Validation here is the single place where names, VLAN ids and options are checked, so a bad
-request is refused with a message naming what is wrong before anything changes.
+
+Parse once, at the edge: the rules here (one checker per field in `SWITCH_FIELDS` / `PORT_FIELDS`,
+then the rules between fields) are the only place names, VLAN IDs and options are checked. A spec
+is valid by construction: building one (directly, through `parse` from a mapping, or `updated`)
+checks everything and raises one `InvalidRequest` listing every problem, each naming its field
+("trunk[2]: 5000 is not a VLAN ID (1-4094)"). Front ends show these messages as they are; the
+manager, the datapath and the core trust a spec and check only what needs the kernel or state.
 Must not touch: sockets, netlink, the datapath.
 """
 
@@ -13,8 +18,11 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
+from typing import Any, ClassVar, Self, cast
 
 from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
 
@@ -37,6 +45,12 @@ TRUNK_TEXT_MAX = 20_000
 WATCH_MAX_S, WATCH_MAX_EVENTS = 60.0, 10_000
 #: how much of a refused input an error message repeats
 ECHO_MAX = 64
+#: vswitchd's --busy-poll-us: at most 0.1 s of spinning after a batch
+BUSY_POLL_MAX_US = 100_000
+#: the switch's own ports (no PortSpec): its uplink and its host vNIC; no user port takes these names
+UPLINK_PORT = "uplink"
+HOST_PORT = "host"
+RESERVED_PORT_NAMES = frozenset({UPLINK_PORT, HOST_PORT})
 
 
 def clip(value: object, limit: int = ECHO_MAX) -> str:
@@ -63,8 +77,34 @@ class VswitchError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request: the field (a path like ``trunk[2]``; "" for the whole) and why."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
 class InvalidRequest(VswitchError):
+    """A request that can never succeed as given. `problems` lists every problem found.
+
+    Built from a message (one problem about the whole request) or from `Problem`s; the message
+    joins them with "; ", so a front end showing the message shows every one."""
+
     status = 400
+
+    def __init__(self, message: str | Sequence[Problem]) -> None:
+        self.problems: list[Problem] = [Problem("", message)] if isinstance(message, str) else list(message)
+        super().__init__("; ".join(map(str, self.problems)))
+
+    def within(self, path: str) -> InvalidRequest:
+        """The same problems inside `path` (e.g. ``ports[1]``): ``vlan`` becomes ``ports[1].vlan``."""
+        def inside(f: str) -> str:
+            return f"{path}{'' if not f or f.startswith('[') else '.'}{f}"
+        return InvalidRequest([Problem(inside(p.field), p.message) for p in self.problems])
 
 
 class NotFound(VswitchError):
@@ -91,28 +131,125 @@ class PortKind(enum.StrEnum):
     MEMORY = "memory"
 
 
-def validate_name(what: str, name: object, *, max_len: int = NAME_MAX) -> str:
-    """Return `name` if it is a safe object name, else raise InvalidRequest naming the problem."""
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"{what} name must be a non-empty string")
-    if len(name.encode()) > max_len:
-        raise InvalidRequest(f"{what} name {clip(name)} is too long ({len(name.encode())} bytes, max {max_len})")
-    if "/" in name or "\0" in name or name in (".", ".."):
-        raise InvalidRequest(f"{what} name {clip(name)} must not contain '/', NUL or be '.'/'..'")
-    if not _NAME_RE.fullmatch(name):  # match() would let a trailing newline through
-        raise InvalidRequest(f"{what} name {clip(name)} may only use letters, digits, '_', '.', '-' "
+
+# ---- the rules: one checker per field, one place --------------------------------------------------
+#
+# A checker takes a value as a request gives it (JSON, YAML, CLI options, a stored row) and returns it
+# as a spec holds it, or raises FieldError saying what is wrong without naming the field: the caller
+# knows the field and names it. `SWITCH_FIELDS` / `PORT_FIELDS` map each spec field to its checker, so
+# a partial update (one option of `port set`) checks its value with `check_field`.
+
+class FieldError(ValueError):
+    """One value is refused; the message says why (not which field: the caller names it).
+
+    `sub` is a path inside the value (e.g. ``[3]`` for the fourth VLAN of a trunk list)."""
+
+    def __init__(self, message: str, sub: str = "") -> None:
+        super().__init__(message)
+        self.sub = sub
+
+
+Check = Callable[[Any], Any]
+
+
+def _whole(value: object) -> int | None:
+    """`value` as an int when it is a whole number (10, or JSON's 10.0), else None (True is not 1)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _int_in(lo: int, hi: int, what: str) -> Check:
+    def check(value: object) -> int:
+        n = _whole(value)
+        if n is None or not lo <= n <= hi:
+            raise FieldError(f"{clip(value)} is not {what} ({lo}-{hi})")
+        return n
+    return check
+
+
+def optional(check: Check) -> Check:
+    """`check`, letting None (not given) through."""
+    def maybe(value: object) -> Any:
+        return None if value is None else check(value)
+    return maybe
+
+
+def check_flag(value: object) -> bool:
+    """True or false, nothing that merely looks like it ("yes", 1); FieldError otherwise."""
+    if not isinstance(value, bool):
+        raise FieldError(f"{clip(value)} is not true or false")
+    return value
+
+
+def _name_checker(max_len: int) -> Check:
+    """A checker of safe object names (`NAME_PATTERN`) of at most `max_len` bytes."""
+    def check(name: object) -> str:
+        if not isinstance(name, str) or not name:
+            raise FieldError(f"must be a non-empty string, got {clip(name)}")
+        if len(name.encode()) > max_len:
+            raise FieldError(f"{clip(name)} is too long ({len(name.encode())} bytes, max {max_len})")
+        if "/" in name or "\0" in name or name in (".", ".."):
+            raise FieldError(f"{clip(name)} must not contain '/', NUL or be '.'/'..'")
+        if not _NAME_RE.fullmatch(name):  # match() would let a trailing newline through
+            raise FieldError(f"{clip(name)} may only use letters, digits, '_', '.', '-' "
                              "(and start with a letter or digit)")
+        return name
+    return check
+
+
+#: the checkers of single values, each raising FieldError
+check_name = _name_checker(NAME_MAX)
+check_ifname = _name_checker(IFNAME_MAX)
+check_vlan = _int_in(VLAN_MIN, VLAN_MAX, "a VLAN ID")
+check_ageing = _int_in(AGEING_MIN_S, AGEING_MAX_S, "an ageing time in seconds")
+check_capacity = _int_in(CAPACITY_MIN, CAPACITY_MAX, "a MAC table capacity in entries")
+check_busy_poll_us = _int_in(0, BUSY_POLL_MAX_US, "a busy-poll time in microseconds")
+
+
+def _enum_checker(enum_type: type[enum.StrEnum], what: str) -> Check:
+    def check(value: object) -> Any:
+        try:
+            return enum_type(value)
+        except ValueError:
+            raise FieldError(f"{clip(value)} is not {what} ({', '.join(e.value for e in enum_type)})") from None
+    return check
+
+
+def check_port_name(name: object) -> str:
+    """A name (`check_name`) that is not one of the switch's own ports; FieldError otherwise."""
+    name = check_name(name)
+    if name in RESERVED_PORT_NAMES:
+        raise FieldError(f"{name!r} is reserved for the switch's own ports")
     return name
 
 
-def validate_ifname(what: str, name: object) -> str:
-    return validate_name(what, name, max_len=IFNAME_MAX)
+def check_nic(nic: object) -> str:
+    """A kernel link name (`check_ifname`) that is not the loopback device; FieldError otherwise."""
+    nic = check_ifname(nic)
+    if nic == LOOPBACK:
+        raise FieldError("'lo' is the loopback device, not a physical NIC")
+    return nic
 
 
-def validate_vlan(what: str, vid: object) -> int:
-    if not isinstance(vid, int) or isinstance(vid, bool) or not VLAN_MIN <= vid <= VLAN_MAX:
-        raise InvalidRequest(f"{what} must be a VLAN id between {VLAN_MIN} and {VLAN_MAX}, got {clip(vid)}")
-    return vid
+def check_confirm_timeout(t: object) -> float:
+    """Seconds in (0, `CONFIRM_TIMEOUT_MAX_S`], as a float; FieldError otherwise."""
+    # finite and bounded: the revert timer must be able to hold it (1e308 overflowed it)
+    if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+            and 0 < t <= CONFIRM_TIMEOUT_MAX_S):
+        raise FieldError(f"{clip(t)} is not a number of seconds in (0, {CONFIRM_TIMEOUT_MAX_S:.0f}]")
+    return float(t)
+
+
+def check_target(target: object) -> str:
+    """The part of a port target's rules that holds for every kind; the kind's own in `_port_rules`."""
+    if not isinstance(target, str) or not target:
+        raise FieldError(f"must be an interface name or socket path, got {clip(target)}")
+    return target
 
 
 _RANGE_RE = re.compile(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", re.ASCII)
@@ -121,31 +258,34 @@ _RANGE_RE = re.compile(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?", re.ASCII)
 def parse_vlan_list(text: str) -> list[int]:
     """Parse '10,20,30-32' into [10, 20, 30, 31, 32] (sorted, each VLAN once).
 
-    Raises InvalidRequest for anything else: a text over `TRUNK_TEXT_MAX` characters (refused before
+    Raises FieldError for anything else: a text over `TRUNK_TEXT_MAX` characters (refused before
     it is parsed), a part that is not a number or ``LO-HI`` range, a reversed range, a VLAN outside
     1-4094, or no VLAN at all. Ranges are merged before they are expanded, so at most 4094 ids are
     ever built whatever the text repeats.
     """
     if not isinstance(text, str):
-        raise InvalidRequest(f"a VLAN list must be text like '10,20-30', got {clip(text)}")
+        raise FieldError(f"{clip(text)} is not a VLAN list like '10,20-30'")
     if len(text) > TRUNK_TEXT_MAX:
-        raise InvalidRequest(f"VLAN list is too long ({len(text)} characters, max {TRUNK_TEXT_MAX})")
+        raise FieldError(f"VLAN list is too long ({len(text)} characters, max {TRUNK_TEXT_MAX})")
     ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         if not part.strip():
             continue
         m = _RANGE_RE.fullmatch(part)
         if m is None:
-            raise InvalidRequest(f"bad VLAN list {clip(text)}: {clip(part.strip())} is not a number or range")
+            raise FieldError(f"bad VLAN list {clip(text)}: {clip(part.strip())} is not a number or range")
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
         if a > b:
-            raise InvalidRequest(f"bad VLAN list {clip(text)}: range {clip(part.strip())} is reversed")
-        validate_vlan("trunk VLAN", a)
-        validate_vlan("trunk VLAN", b)
+            raise FieldError(f"bad VLAN list {clip(text)}: range {clip(part.strip())} is reversed")
+        for v in (a, b):
+            try:
+                check_vlan(v)
+            except FieldError as exc:
+                raise FieldError(f"bad VLAN list {clip(text)}: {exc}") from None
         ranges.append((a, b))
     if not ranges:
-        raise InvalidRequest(f"bad VLAN list {clip(text)}: it names no VLAN")
+        raise FieldError(f"bad VLAN list {clip(text)}: it names no VLAN")
     vids: list[int] = []
     for a, b in merge_vlan_ranges(ranges):
         vids.extend(range(a, b + 1))
@@ -155,23 +295,26 @@ def parse_vlan_list(text: str) -> list[int]:
 def trunk_vlans(value: object) -> tuple[int, ...]:
     """A trunk's allowed VLANs, sorted and each once, from a list of ids or a range text ('10,20-30').
 
-    Raises InvalidRequest for a list over `TRUNK_MAX_VLANS` entries (refused before any is looked
-    at), a non-integer or out-of-range id, an empty list, or a bad range text (see `parse_vlan_list`).
-    Stored rows of older versions hold a JSON list of ints and load through here too.
+    Raises FieldError for a list over `TRUNK_MAX_VLANS` entries (refused before any is looked
+    at), a non-integer or out-of-range id (`sub` names its index), an empty list, or a bad range
+    text (see `parse_vlan_list`). Stored rows of older versions hold a JSON list of ints and load
+    through here too.
     """
     if isinstance(value, str):
         return tuple(parse_vlan_list(value))
     if not isinstance(value, list | tuple):
-        raise InvalidRequest(f"trunk must be a list of VLAN ids or a range text like '10,20-30', got {clip(value)}")
+        raise FieldError(f"{clip(value)} is not a list of VLAN IDs or a range text like '10,20-30'")
     if len(value) > TRUNK_MAX_VLANS:
-        raise InvalidRequest(f"a trunk carries at most {TRUNK_MAX_VLANS} VLANs; the list has {len(value)} entries")
+        raise FieldError(f"a trunk carries at most {TRUNK_MAX_VLANS} VLANs; the list has {len(value)} entries")
     if not value:
-        raise InvalidRequest("a trunk port needs at least one allowed VLAN")
-    return tuple(sorted({validate_vlan("trunk VLAN", v) for v in value}))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        raise FieldError("a trunk port needs at least one allowed VLAN")
+    vids = set()
+    for i, v in enumerate(value):
+        try:
+            vids.add(check_vlan(v))
+        except FieldError as exc:
+            raise FieldError(str(exc), f"[{i}]") from None
+    return tuple(sorted(vids))
 
 
 #: A unix socket address holds 108 bytes; a qemu-dgram port's peer adds ".qemu" to its path.
@@ -183,40 +326,38 @@ def normalise_socket_path(path: str) -> str:
     """`path` as a normalised absolute path: no '//', no '.' components, no trailing '/'.
 
     A plain name (no '/') is returned unchanged: the manager puts it under its port socket directory.
-    Raises InvalidRequest for a relative path, a '..' component (refused, never resolved: the caller
+    Raises FieldError for a relative path, a '..' component (refused, never resolved: the caller
     must say which directory it means), NUL, the root itself, or a path too long for a unix socket.
     """
     if "\0" in path:
-        raise InvalidRequest("socket path must not contain NUL")
+        raise FieldError("a socket path must not contain NUL")
     if "/" not in path:
-        return validate_name("socket", path)
+        return check_name(path)
     if not path.startswith("/"):
-        raise InvalidRequest(f"socket path {path[:120]!r} must be absolute (or a plain name, "
-                             "for a socket in vswitchd's port socket directory)")
+        raise FieldError(f"socket path {path[:120]!r} must be absolute (or a plain name, "
+                         "for a socket in vswitchd's port socket directory)")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise InvalidRequest(f"socket path {path[:120]!r} has a '..' component; give the path without it "
-                             "(it is refused, not resolved)")
+        raise FieldError(f"socket path {path[:120]!r} has a '..' component; give the path without it "
+                         "(it is refused, not resolved)")
     if not parts:
-        raise InvalidRequest(f"socket path {path!r} names no file")
+        raise FieldError(f"socket path {path!r} names no file")
     norm = "/" + "/".join(parts)
     if len(norm.encode()) > SOCKET_PATH_MAX:
-        raise InvalidRequest(f"socket path {norm[:120]!r} is too long for a unix socket "
-                             f"(max {SOCKET_PATH_MAX} bytes)")
+        raise FieldError(f"socket path {norm[:120]!r} is too long for a unix socket "
+                         f"(max {SOCKET_PATH_MAX} bytes)")
     return norm
 
 
-def validate_port_target(kind: PortKind, target: object) -> str:
-    """The target of a port of `kind`, normalised; InvalidRequest naming what is wrong.
+def check_port_target(kind: PortKind, target: str) -> str:
+    """The target of a port of `kind`, normalised; FieldError naming what is wrong.
 
     tap/link: an interface name, never the loopback device. qemu-stream/qemu-dgram: see
     `normalise_socket_path`. Who owns a target is decided elsewhere (control/ownership.py)."""
-    if not isinstance(target, str) or not target:
-        raise InvalidRequest("a port needs a target (interface name or socket path)")
     if kind in (PortKind.TAP, PortKind.LINK):
-        validate_ifname("interface", target)
+        check_ifname(target)
         if target == LOOPBACK:
-            raise InvalidRequest("the loopback device 'lo' cannot be a port")
+            raise FieldError("the loopback device 'lo' cannot be a port")
         return target
     if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
         return normalise_socket_path(target)
@@ -228,9 +369,161 @@ def host_vnic_name(switch: str) -> str:
     return ("vs-" + switch)[:IFNAME_MAX]
 
 
+class _Missing:
+    """A required field the request did not give (only `parse` passes it, so the check names it)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_ABSENT: Any = _Missing()
+
+Rules = Callable[[dict[str, Any]], Iterable[Problem]]
+
+
+def _checked(spec: Any, fields: Mapping[str, Check], rules: Rules) -> None:
+    """Check every field of `spec` and then the rules between them; store the normalised values.
+
+    Raises InvalidRequest listing every problem found (a rule only sees fields that passed)."""
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for name, check in fields.items():
+        raw = getattr(spec, name)
+        if raw is _ABSENT:
+            problems.append(Problem(name, "required"))
+            continue
+        try:
+            values[name] = check(raw)
+        except FieldError as exc:
+            problems.append(Problem(name + exc.sub, str(exc)))
+    problems += rules(values)
+    if problems:
+        raise InvalidRequest(problems)
+    for name, value in values.items():
+        object.__setattr__(spec, name, value)  # frozen: the normal form is set once, here
+
+
+def _key_text(key: object) -> str:
+    """A field name a client chose, as an error message may repeat it."""
+    return key if isinstance(key, str) and len(key) <= 32 and key.isprintable() else clip(key, 32)
+
+
+def _parse(cls: Any, data: object, what: str) -> Any:
+    """`cls` from a mapping (JSON, YAML, a stored row): every unknown, missing or bad field named."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequest(f"a {what} must be a mapping of field → value, got {clip(data)}")
+    fields = {f.name: f for f in dataclass_fields(cls)}  # not the ClassVars
+    problems = [Problem(_key_text(k), f"unknown {what} field (expected {', '.join(fields)})")
+                for k in [k for k in data if k not in fields][:8]]
+    known = {k: data[k] for k in fields if k in data}
+    for k, f in fields.items():
+        if k not in known and f.default is NO_DEFAULT and f.default_factory is NO_DEFAULT:
+            known[k] = _ABSENT
+    try:
+        spec = cls(**known)
+    except InvalidRequest as exc:
+        problems += exc.problems
+    if problems:
+        raise InvalidRequest(problems)
+    return spec
+
+
+def check_field(spec_type: type[SwitchSpec] | type[PortSpec], field_name: str, value: object) -> Any:
+    """One field's value as the spec would hold it (e.g. ``check_field(PortSpec, "vlan", 10)``).
+
+    For a partial update that names one option; the rules between fields run when the updated spec
+    is built (`SwitchSpec.updated` / `PortSpec.updated`). Raises InvalidRequest naming the field."""
+    fields = spec_type.fields
+    if field_name not in fields:
+        raise InvalidRequest([Problem(_key_text(field_name), f"unknown field (expected {', '.join(fields)})")])
+    try:
+        return fields[field_name](value)
+    except FieldError as exc:
+        raise InvalidRequest([Problem(field_name + exc.sub, str(exc))]) from None
+
+
+def _switch_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    typ = v.get("type")
+    if typ is None:
+        return  # already reported: the rules below depend on it
+    if "nic" in v:
+        if typ == SwitchType.EXTERNAL and v["nic"] is None:
+            yield Problem("nic", "an external switch needs a physical NIC")
+        elif typ != SwitchType.EXTERNAL and v["nic"] is not None:
+            article = "an" if typ == SwitchType.INTERNAL else "a"
+            yield Problem("nic", f"{article} {typ} switch has no physical NIC (got {clip(v['nic'])})")
+    if v.get("confirm_timeout_s") is not None and typ != SwitchType.EXTERNAL:
+        yield Problem("confirm_timeout_s", "only an external switch has a confirm timeout")
+
+
+SWITCH_FIELDS: dict[str, Check] = {
+    "name": check_name,
+    "type": _enum_checker(SwitchType, "a switch type"),
+    "nic": optional(check_nic),
+    "allow_management_os": check_flag,
+    "confirm_timeout_s": optional(check_confirm_timeout),
+    "ageing_s": check_ageing,
+    "max_entries": check_capacity,
+}
+
+
+def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    kind, target = v.get("kind"), v.get("target")
+    if kind is not None and target is not None:
+        try:
+            v["target"] = check_port_target(kind, target)
+        except FieldError as exc:
+            del v["target"]
+            yield Problem("target", str(exc))
+    if v.get("trunk") is not None:
+        if v.get("vlan") is not None:
+            yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
+    elif v.get("native") is not None and "trunk" in v:
+        yield Problem("native", "only a trunk port has a native VLAN")
+
+
+PORT_FIELDS: dict[str, Check] = {
+    "name": check_port_name,
+    "kind": _enum_checker(PortKind, "a port kind"),
+    "target": check_target,
+    "vlan": optional(check_vlan),
+    "trunk": optional(trunk_vlans),
+    "native": optional(check_vlan),
+}
+
+
+class _Spec:
+    """What `SwitchSpec` and `PortSpec` share: checked when built, `parse`d from a mapping, `updated`.
+
+    A subclass names its checkers (`fields`), the rules between them (`rules`) and what it is."""
+
+    what: ClassVar[str]
+    fields: ClassVar[Mapping[str, Check]]
+    rules: ClassVar[Rules]
+
+    def __post_init__(self) -> None:
+        _checked(self, self.fields, type(self).rules)
+
+    @classmethod
+    def parse(cls, data: object) -> Self:
+        """A spec from a mapping (REST body, YAML, stored row); InvalidRequest naming every bad field."""
+        return cast(Self, _parse(cls, data, cls.what))
+
+    def updated(self, changes: Mapping[str, Any]) -> Self:
+        """This spec with `changes` (field → raw value) applied and every rule checked again."""
+        return self.parse({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class SwitchSpec:
-    """What a user asks for when creating a switch."""
+class SwitchSpec(_Spec):
+    """What a user asks for when creating a switch; valid by construction.
+
+    Building one checks every field and the rules between them (`SWITCH_FIELDS`, `_switch_rules`)
+    and raises InvalidRequest listing every problem, each naming its field; `parse` builds one
+    from a mapping. Whoever holds a SwitchSpec may trust it."""
 
     name: str
     type: SwitchType
@@ -240,36 +533,9 @@ class SwitchSpec:
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
 
-    def validate(self) -> SwitchSpec:
-        validate_name("switch", self.name)
-        try:
-            SwitchType(self.type)
-        except ValueError:
-            raise InvalidRequest(
-                f"switch type must be one of external/internal/private, got {clip(self.type)}") from None
-        if self.type == SwitchType.EXTERNAL:
-            if not self.nic:
-                raise InvalidRequest("an external switch needs a physical NIC (--external NIC)")
-            validate_ifname("NIC", self.nic)
-            if self.nic == "lo":
-                raise InvalidRequest("the loopback device cannot be the uplink of an external switch")
-        elif self.nic:
-            raise InvalidRequest(f"a {self.type} switch has no physical NIC (got {clip(self.nic)})")
-        if self.confirm_timeout_s is not None:
-            if self.type != SwitchType.EXTERNAL:
-                raise InvalidRequest("--confirm-timeout only applies to external switches")
-            t = self.confirm_timeout_s
-            # finite and bounded: the revert timer must be able to hold it (1e308 overflowed it)
-            if not (isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
-                    and 0 < t <= CONFIRM_TIMEOUT_MAX_S):
-                raise InvalidRequest(f"confirm timeout must be a number of seconds in (0, "
-                                     f"{CONFIRM_TIMEOUT_MAX_S:.0f}], got {clip(t)}")
-        if not _is_int(self.ageing_s) or not AGEING_MIN_S <= self.ageing_s <= AGEING_MAX_S:
-            raise InvalidRequest(f"ageing must be {AGEING_MIN_S}-{AGEING_MAX_S} s, got {clip(self.ageing_s)}")
-        if not _is_int(self.max_entries) or not CAPACITY_MIN <= self.max_entries <= CAPACITY_MAX:
-            raise InvalidRequest(f"MAC table capacity must be {CAPACITY_MIN}-{CAPACITY_MAX}, "
-                                 f"got {clip(self.max_entries)}")
-        return self
+    what: ClassVar[str] = "switch"
+    fields: ClassVar[Mapping[str, Check]] = SWITCH_FIELDS
+    rules = staticmethod(_switch_rules)
 
     @property
     def has_host_vnic(self) -> bool:
@@ -281,25 +547,12 @@ class SwitchSpec:
         d["type"] = str(self.type)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SwitchSpec:
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidRequest(f"unknown switch field(s): {', '.join(clip(k) for k in unknown[:8])}")
-        if "name" not in known or "type" not in known:
-            raise InvalidRequest("a switch needs 'name' and 'type'")
-        try:
-            known["type"] = SwitchType(known["type"])
-        except ValueError:
-            raise InvalidRequest(f"switch type must be one of external/internal/private, got {clip(d['type'])}"
-                                 ) from None
-        return cls(**known).validate()
-
 
 @dataclass(frozen=True)
-class PortSpec:
-    """What a user asks for when adding a port. `target` is an ifname or a socket path."""
+class PortSpec(_Spec):
+    """What a user asks for when adding a port; valid by construction (see `SwitchSpec`).
+
+    `target` is an ifname or a socket path (stored normalised)."""
 
     name: str
     kind: PortKind
@@ -308,35 +561,9 @@ class PortSpec:
     trunk: tuple[int, ...] | None = None          # allowed VLANs on a trunk port
     native: int | None = None                     # trunk's untagged VLAN
 
-    def validate(self) -> PortSpec:
-        validate_name("port", self.name)
-        try:
-            kind = PortKind(self.kind)
-        except ValueError:
-            raise InvalidRequest(f"port kind must be one of {', '.join(k.value for k in PortKind)}, "
-                                 f"got {clip(self.kind)}") from None
-        if not isinstance(self.target, str) or not self.target:
-            raise InvalidRequest(f"port {self.name!r} needs a target (interface name or socket path)")
-        target = validate_port_target(kind, self.target)
-        if target != self.target:
-            return replace(self, target=target).validate()  # validation runs on what will be stored
-        if self.trunk is not None:
-            if self.vlan is not None:
-                raise InvalidRequest("a port is either access (--vlan) or trunk (--trunk), not both")
-            if not self.trunk:
-                raise InvalidRequest("a trunk port needs at least one allowed VLAN")
-            if len(self.trunk) > TRUNK_MAX_VLANS:
-                raise InvalidRequest(f"a trunk carries at most {TRUNK_MAX_VLANS} VLANs, got {len(self.trunk)}")
-            for v in self.trunk:
-                validate_vlan("trunk VLAN", v)
-            if self.native is not None:
-                validate_vlan("native VLAN", self.native)
-        else:
-            if self.native is not None:
-                raise InvalidRequest("--native only applies to trunk ports")
-            if self.vlan is not None:
-                validate_vlan("access VLAN", self.vlan)
-        return self
+    what: ClassVar[str] = "port"
+    fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
+    rules = staticmethod(_port_rules)
 
     @property
     def access_vlan(self) -> int:
@@ -349,23 +576,7 @@ class PortSpec:
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PortSpec:
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidRequest(f"unknown port field(s): {', '.join(clip(k) for k in unknown[:8])}")
-        for k in ("name", "kind", "target"):
-            if k not in d:
-                raise InvalidRequest(f"a port needs {k!r}")
-        known = dict(d)
-        try:
-            known["kind"] = PortKind(known["kind"])
-        except ValueError:
-            raise InvalidRequest(f"port kind must be one of {', '.join(k.value for k in PortKind)}, "
-                                 f"got {clip(d['kind'])}") from None
-        if known.get("trunk") is not None:
-            known["trunk"] = trunk_vlans(known["trunk"])
-        return cls(**known).validate()
+
 
 
 @dataclass

@@ -7,12 +7,13 @@ Owns the rule, and nothing else:
 - a socket path is one target whatever kind of socket port uses it; a `qemu-dgram` port also holds
   its peer path (``<path>.qemu``, where QEMU binds and where the port sends);
 - ``vs-*`` names belong to host vNICs (`host_vnic_name`), present or left by a crashed run, and are
-  never a port's link nor an External switch's NIC; neither is the loopback device;
+  never a port's link nor an External switch's NIC (the loopback device is neither: the spec
+  refuses it, control/model.py);
 - reserved paths (vswitchd's API socket, its state directory) and anything under them are never a
   port's socket.
 
 Pure: the manager describes what exists (`OwnerIndex`), then asks; no I/O here. Every refusal is a
-`Conflict` (or `InvalidRequest` for a name that can never be a target) naming the owner.
+`Conflict` naming the owner.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vswitch.control.model import LOOPBACK, Conflict, InvalidRequest, PortKind, PortSpec, host_vnic_name
+from vswitch.control.model import Conflict, PortKind, PortSpec, host_vnic_name
 
 LINK = "link"
 PATH = "path"
@@ -94,9 +95,8 @@ class OwnerIndex:
 
 
 def refuse_reserved_link(ifname: str, wanted_by: str) -> None:
-    """InvalidRequest when `ifname` can never be `wanted_by` (a port's link, an External NIC)."""
-    if ifname == LOOPBACK:
-        raise InvalidRequest(f"the loopback device {LOOPBACK!r} cannot be {wanted_by}")
+    """Conflict when `ifname` is named like a host vNIC and so can never be `wanted_by` (a port's link,
+    an External NIC). The loopback device is refused by the spec itself (control/model.py)."""
     if ifname.startswith(VNIC_PREFIX):
         raise Conflict(f"{ifname!r} is named like a host vNIC of vswitch ({VNIC_PREFIX}*, owned by a switch "
                        f"or left by an earlier run); it cannot be {wanted_by}")

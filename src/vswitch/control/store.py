@@ -25,7 +25,7 @@ Invariants:
 - ``delete_switch`` removes the switch's ports and snapshot in the same transaction.
 - Safe from several threads: one connection (``check_same_thread=False``) behind a re-entrant lock.
   :meth:`ConfigStore.transaction` groups several writes into one atomic unit.
-- Specs are stored as written by ``to_dict`` and validated again by ``from_dict`` on load; a row that
+- Specs are stored as written by ``to_dict`` and parsed again by ``parse`` on load; a row that
   no longer validates is reported in the log and skipped, never silently "repaired".
 
 Must not touch: the datapath, netlink, the kernel; it records intent, it does not act on it.
@@ -269,13 +269,13 @@ class ConfigStore:
         by_switch: dict[str, list[PortSpec]] = {}
         for switch, name, data in ports:
             try:
-                by_switch.setdefault(switch, []).append(PortSpec.from_dict(json.loads(data)))
+                by_switch.setdefault(switch, []).append(PortSpec.parse(json.loads(data)))
             except (ValueError, TypeError, VswitchError) as e:
                 log.error("stored port %s/%s is invalid and is skipped: %s", switch, name, e)
         result: list[tuple[SwitchSpec, list[PortSpec]]] = []
         for name, data in switches:
             try:
-                spec = SwitchSpec.from_dict(json.loads(data))
+                spec = SwitchSpec.parse(json.loads(data))
             except (ValueError, TypeError, VswitchError) as e:
                 log.error("stored switch %s is invalid and is skipped (with its ports): %s", name, e)
                 continue

@@ -3,6 +3,7 @@
 A port is either *access* (one VLAN, untagged on the wire; a priority tag VID 0 is accepted and
 classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and an optional
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
+A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
 
@@ -20,7 +21,9 @@ class VlanMode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PortPolicy:
-    """What a port admits, learns, floods and how it tags. Immutable: replace to change."""
+    """What a port admits, learns, floods and how it tags. Immutable: replace to change.
+
+    Trusts its VLANs (1-4094, a trunk with at least one): the spec it comes from was checked."""
 
     admin_up: bool = True
     learning: bool = True
@@ -29,19 +32,6 @@ class PortPolicy:
     access_vlan: int = 1
     allowed_vlans: frozenset[int] = field(default_factory=frozenset)
     native_vlan: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode == VlanMode.ACCESS:
-            if not 1 <= self.access_vlan <= 4094:
-                raise ValueError(f"access VLAN must be 1-4094, got {self.access_vlan}")
-        else:
-            if not self.allowed_vlans:
-                raise ValueError("a trunk port needs at least one allowed VLAN")
-            bad = [v for v in self.allowed_vlans if not 1 <= v <= 4094]
-            if bad:
-                raise ValueError(f"trunk VLANs must be 1-4094, got {sorted(bad)}")
-            if self.native_vlan is not None and not 1 <= self.native_vlan <= 4094:
-                raise ValueError(f"native VLAN must be 1-4094, got {self.native_vlan}")
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: bool) -> PortPolicy:

@@ -1,7 +1,8 @@
 """The `vswitch` command: switches, ports, fdb, stats and trace, for humans (Rich tables) and scripts (--json).
 
-Owns argument parsing and presentation only. Every command turns its options into a model spec and
-calls one `SwitchApi` method; validation, messages and behaviour live behind that protocol.
+Owns argument parsing and presentation only. Every command turns its options into a model spec
+(`SwitchSpec.parse`/`PortSpec.parse`: the rules and their messages are control/model.py's) and calls
+one `SwitchApi` method; behaviour lives behind that protocol.
 
 How the api is found: ``ctx.obj`` when the caller supplies one (tests: ``CliRunner().invoke(cli,
 args, obj=api)``), otherwise the module-level factory `make_api(socket, url, token)` (tests may
@@ -46,7 +47,6 @@ from vswitch.control.model import (
     SwitchType,
     TraceInfo,
     VswitchError,
-    parse_vlan_list,
     to_jsonable,
 )
 from vswitch.frontends.demo import demo
@@ -239,7 +239,7 @@ def switch_create(state: CliState, name: str, nic: str | None, internal: bool, p
         fields["ageing_s"] = ageing
     if max_entries is not None:
         fields["max_entries"] = max_entries
-    spec = SwitchSpec.from_dict(fields)
+    spec = SwitchSpec.parse(fields)
     result = state.api.create_switch(spec, dry_run=dry_run)
     if dry_run:
         steps = list(result)  # type: ignore[arg-type]
@@ -343,19 +343,14 @@ def port_add(state: CliState, switch_name: str, name: str, vlan: int | None, tru
     if len(chosen) != 1:
         raise click.UsageError("choose exactly one of --tap IFNAME, --link IFNAME, --qemu-stream PATH, "
                                "--qemu-dgram PATH")
-    if vlan is not None and trunk is not None:
-        raise click.UsageError("a port is either access (--vlan) or trunk (--trunk), not both")
-    if native is not None and trunk is None:
-        raise click.UsageError("--native only applies to trunk ports (--trunk)")
     kind, target = chosen[0]
     if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target and "/" in target:
         # relative to where the command runs, not the daemon; joined, not normalised, so that the
         # daemon refuses a '..' instead of us guessing. A plain name goes as is: vswitchd places it.
         target = os.path.join(os.getcwd(), target)
-    spec = PortSpec.from_dict({
-        "name": name, "kind": kind, "target": target, "vlan": vlan,
-        "trunk": parse_vlan_list(trunk) if trunk is not None else None, "native": native,
-    })
+    # the VLAN rules (access or trunk, the list's syntax) are the model's, with its messages
+    spec = PortSpec.parse({"name": name, "kind": kind, "target": target, "vlan": vlan, "trunk": trunk,
+                           "native": native})
     info = state.api.add_port(switch_name, spec)
     if as_json:
         _print_json(info)

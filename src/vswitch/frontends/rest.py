@@ -6,13 +6,14 @@ Owns the URL layout, the JSON shapes of requests and the mapping of errors to HT
   naming the field; unknown routes 404, wrong methods 405, all as ``{"error": ...}``;
 - responses are ``to_jsonable(...)`` of the `*Info` records, so every client sees the same shapes.
 
-Invariants: no business logic here — every request is validated by the model
-(`SwitchSpec.from_dict`/`PortSpec.from_dict`) and carried out by the api. Endpoints are plain
-``def`` functions, so FastAPI runs the (blocking) api calls in its threadpool and the event loop
-never waits on a switch. The OpenAPI schema states what the model enforces (name patterns and
-lengths from `control.model`, MAC format, VLAN ranges, enums, which fields go together), so a
-request valid per the schema is refused only for the state of the switches (404, 409), never with
-a 400 the schema did not announce.
+Invariants: no business logic here — a request body is parsed by the model
+(`SwitchSpec.parse`/`PortSpec.parse`, whose messages the 400 answer carries as they are) and carried
+out by the api. Endpoints are plain ``def`` functions, so FastAPI runs the (blocking) api calls in
+its threadpool and the event loop never waits on a switch. The OpenAPI schema states what the model
+enforces (name patterns and lengths from `control.model`, MAC format, VLAN ranges, enums, which
+fields go together) through the pydantic models `SwitchCreate`/`PortCreate`, which only describe
+the bodies (they validate nothing), so a request valid per the schema is refused only for the state
+of the switches (404, 409), never with a 400 the schema did not announce.
 
 Bounded: a request body over `MAX_BODY_BYTES` is refused with 413 (announced by Content-Length or
 counted as it streams; never read whole); lists are capped by the model; ``watch`` records for at
@@ -47,11 +48,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import Body, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -65,24 +66,30 @@ from vswitch.control.model import (
     CAPACITY_MIN,
     CONFIRM_TIMEOUT_MAX_S,
     IFNAME_MAX,
+    LOOPBACK,
     NAME_MAX,
     NAME_PATTERN,
+    RESERVED_PORT_NAMES,
     TRUNK_MAX_VLANS,
     VLAN_MAX,
     VLAN_MIN,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     FdbEntryInfo,
+    FieldError,
     FrameEvent,
+    InvalidRequest,
     PortInfo,
     PortKind,
     PortSpec,
     PortStatsInfo,
+    Problem,
     SwitchInfo,
     SwitchSpec,
     SwitchType,
     TraceInfo,
     VswitchError,
+    check_flag,
     clip,
     to_jsonable,
 )
@@ -100,21 +107,16 @@ WATCH_CONCURRENCY = 8
 # What the model enforces, stated in the schema (JSON Schema keywords; the model stays the judge).
 _NAME = {"pattern": NAME_PATTERN, "maxLength": NAME_MAX}
 _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
+_NIC = {**_IFNAME, "not": {"const": LOOPBACK}}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
 MAC_TEXT_MAX = 32
 
 
-
-def _integral(value: Any) -> Any:
-    # JSON Schema's "integer" includes 10.0; strict validation would refuse it
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-#: an integer as JSON Schema means it (10 or 10.0), nothing looser (no "10", no true)
-JsonInt = Annotated[int, BeforeValidator(_integral)]
-Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX), BeforeValidator(_integral)]
+Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX)]
+#: a request body as FastAPI hands it over (a JSON object); the model parses it
+JsonObject = Annotated[dict[str, Any], Body()]
 # the length is checked here too, so a 10 KB path segment is refused before any message repeats it
 SwitchName = Annotated[str, Path(description="Switch name", max_length=NAME_MAX, json_schema_extra=_NAME)]
 PortName = Annotated[str, Path(description="Port name", max_length=NAME_MAX, json_schema_extra=_NAME)]
@@ -124,14 +126,14 @@ def _switch_schema(schema: dict[str, Any]) -> None:
     """External switches need a NIC (not lo); the others have none and no confirm timeout."""
     schema["allOf"] = [{
         "if": {"properties": {"type": {"const": "external"}}},
-        "then": {"required": ["nic"], "properties": {"nic": {**_IFNAME, "not": {"const": "lo"}}}},
+        "then": {"required": ["nic"], "properties": {"nic": _NIC}},
         "else": {"properties": {"nic": {"type": "null"}, "confirm_timeout_s": {"type": "null"}}},
     }]
 
 
 def _port_schema(schema: dict[str, Any]) -> None:
     """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native)."""
-    by_kind = [("tap", _IFNAME), ("link", _IFNAME), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
+    by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
     schema["allOf"] = [
         *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
           for kind, target in by_kind),
@@ -142,7 +144,7 @@ def _port_schema(schema: dict[str, Any]) -> None:
 
 
 class SwitchCreate(BaseModel):
-    """Body of ``POST /switches``: the `SwitchSpec` fields, plus ``dry_run``."""
+    """Body of ``POST /switches``: the `SwitchSpec` fields, plus ``dry_run``. Schema only (see `_BODIES`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_switch_schema)
 
@@ -153,17 +155,17 @@ class SwitchCreate(BaseModel):
     confirm_timeout_s: float | None = Field(
         None, gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False,
         description="External only: undo the takeover unless confirmed within this many seconds.")
-    ageing_s: JsonInt = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
-    max_entries: JsonInt = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
+    ageing_s: int = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
+    max_entries: int = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
     dry_run: bool = Field(False, description="Return the steps the creation would take; change nothing.")
 
 
 class PortCreate(BaseModel):
-    """Body of ``POST /switches/{name}/ports``: the `PortSpec` fields."""
+    """Body of ``POST /switches/{name}/ports``: the `PortSpec` fields. Schema only (see `_BODIES`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_port_schema)
 
-    name: str = Field(json_schema_extra=_NAME)
+    name: str = Field(json_schema_extra={**_NAME, "not": {"enum": sorted(RESERVED_PORT_NAMES)}})
     kind: Annotated[PortKind, Field(strict=False)]
     target: str = Field(min_length=1,
                         description="Interface name (tap, link) or absolute socket path (qemu-*).")
@@ -171,6 +173,27 @@ class PortCreate(BaseModel):
     trunk: list[Vlan] | None = Field(None, min_length=1, max_length=TRUNK_MAX_VLANS,
                                      description="Allowed VLANs of a trunk port (each counted once).")
     native: Vlan | None = Field(None, description="Untagged VLAN of a trunk port.")
+
+
+#: (path, method) → the model its request body is documented by; the body itself goes to the spec's
+#: `parse`, so the rules and the messages are the model's alone
+_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("/switches", "post"): SwitchCreate,
+    ("/switches/{name}/ports", "post"): PortCreate,
+}
+
+
+def _document_bodies(schema: dict[str, Any]) -> None:
+    """Point the request bodies of `_BODIES` at their models' schemas (added to the components)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for (path, method), model in _BODIES.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        schema["paths"][path][method]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
 
 
 class DryRun(BaseModel):
@@ -435,11 +458,20 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
 
     @app.post("/switches", tags=["switches"], status_code=201,
               responses={201: {"model": SwitchInfo}, 200: {"model": DryRun, "description": "dry run"}, **_ERRORS})
-    def create_switch(body: SwitchCreate, response: Response) -> Any:
+    def create_switch(body: JsonObject, response: Response) -> Any:
         """Create a switch (or, with ``dry_run``, list the steps it would take)."""
-        fields = body.model_dump()
-        dry_run = fields.pop("dry_run")
-        spec = SwitchSpec.from_dict(fields)
+        fields = dict(body)
+        problems: list[Problem] = []
+        try:
+            dry_run = check_flag(fields.pop("dry_run", False))
+        except FieldError as exc:
+            problems.append(Problem("dry_run", str(exc)))
+        try:
+            spec = SwitchSpec.parse(fields)
+        except InvalidRequest as exc:
+            problems += exc.problems
+        if problems:
+            raise InvalidRequest(problems)
         result = api.create_switch(spec, dry_run=dry_run)
         if dry_run:
             response.status_code = 200
@@ -466,8 +498,8 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
 
     @app.post("/switches/{name}/ports", tags=["ports"], status_code=201,
               responses={201: {"model": PortInfo}, **_ERRORS})
-    def add_port(name: SwitchName, body: PortCreate) -> Any:
-        spec = PortSpec.from_dict(body.model_dump())
+    def add_port(name: SwitchName, body: JsonObject) -> Any:
+        spec = PortSpec.parse(body)
         return to_jsonable(api.add_port(name, spec))
 
     @app.delete("/switches/{name}/ports/{port}", tags=["ports"], status_code=204, responses=_ERRORS)
@@ -518,6 +550,12 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         body = await watch_pool.run(lambda: json.dumps(to_jsonable(api.watch(name, seconds, limit))).encode())
         return Response(content=body, media_type="application/json")
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _document_bodies(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if accepted:
         app.add_middleware(BearerAuth, tokens=accepted)  # outermost: refused before the body is read

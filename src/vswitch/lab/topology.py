@@ -27,7 +27,11 @@ physical switch). ``address`` is an IPv4 CIDR (or a list of them);
 
 Invariants: a `Topology` that exists is valid — every reference resolves, names fit the kernel's
 15-byte link names, no address is used twice. Errors name the file and the thing that is wrong,
-and all of them are reported at once. Must not touch: the kernel, files other than the one read.
+and all of them are reported at once; a thing that is declared but wrong is still declared, so a
+mistake is reported once, where it is, never again as "unknown" wherever it is named. What a
+switch or a VM's port may be is control/model.py's rule (`SwitchSpec.parse`, the port checkers)
+with its words; this module adds only what a lab means (hosts, cables, addresses).
+Must not touch: the kernel, files other than the one read.
 """
 
 from __future__ import annotations
@@ -41,16 +45,23 @@ from typing import Any
 
 import yaml
 
-from vswitch.control.model import IFNAME_MAX, host_vnic_name
+from vswitch.control.model import (
+    FieldError,
+    InvalidRequest,
+    SwitchSpec,
+    SwitchType,
+    check_nic,
+    check_port_name,
+    check_vlan,
+    host_vnic_name,
+)
 from vswitch.lab.model import LabError
 
 NODE_KINDS = ("host", "vm", "physical-switch", "server")
-SWITCH_TYPES = ("external", "internal", "private")
 NODE_NAME_MAX = 10          # node names end up in port names and namespace names
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SWITCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-RESERVED_PORTS = ("uplink", "host")
+#: the keys of a switch that are `SwitchSpec` fields (the others are the lab's: host, address)
+_SPEC_KEYS = ("type", "nic", "allow_management_os")
 
 
 class TopologyError(LabError):
@@ -239,6 +250,13 @@ class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[str] = []
+        #: every node and switch name the file declares, valid or not: a reference to one that has
+        #: a problem of its own is not a second problem
+        self.declared_nodes: tuple[Any, ...] = ()
+        self.declared_switches: tuple[Any, ...] = ()
+        #: (node, ifname) of every interface a cable or an attachment creates, even one refused for
+        #: another reason (its other end, its VLAN): that is reported there, not as a missing cable
+        self.created: set[tuple[str, str]] = set()
 
     def bad(self, msg: str) -> None:
         self.problems.append(msg)
@@ -260,9 +278,9 @@ class _Parser:
             description = ""
         nodes = self._nodes(data.get("nodes"))
         links = self._links(data.get("links"), nodes)
-        switches = self._switches(data.get("switches"), nodes, links)
+        switches = self._switches(data.get("switches"), nodes)
         attachments = self._attachments(data.get("attachments"), nodes, switches)
-        self._check_interfaces(nodes, links, attachments)
+        self._check_interfaces(nodes)
         self._check_addresses(nodes, switches)
         if self.problems:
             raise TopologyError(self.source, self.problems)
@@ -274,6 +292,7 @@ class _Parser:
             self.bad("'nodes' must be a mapping of node name → node (at least one)")
             return {}
         nodes: dict[str, Node] = {}
+        self.declared_nodes = tuple(raw)
         for name, spec in raw.items():
             where = f"node {name!r}"
             if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > NODE_NAME_MAX:
@@ -295,8 +314,8 @@ class _Parser:
                 qemu = False
             kind = spec.get("kind")
             if kind not in NODE_KINDS:
+                # kept, so that the links, switches and attachments naming it are checked as they are
                 self.bad(f"{where}: unknown node kind {kind!r} (expected one of {', '.join(NODE_KINDS)})")
-                continue
             interfaces = self._interfaces(where, spec.get("interfaces") or {})
             if kind == "physical-switch" and any(i.addresses or i.gateway for i in interfaces.values()):
                 self.bad(f"{where}: a physical switch's interfaces are bridge ports and take no addresses")
@@ -337,16 +356,20 @@ class _Parser:
         return out
 
     def _ifname_ok(self, where: str, ifname: Any) -> bool:
-        if not isinstance(ifname, str) or not _IFNAME_RE.match(ifname):
-            self.bad(f"{where}: an interface name uses letters, digits, '_', '.', '-'")
-            return False
-        if len(ifname.encode()) > IFNAME_MAX:
-            self.bad(f"{where}: interface name is longer than {IFNAME_MAX} bytes (the kernel's limit)")
-            return False
-        if ifname == "lo":
-            self.bad(f"{where}: 'lo' is the loopback device, not a NIC")
+        try:
+            check_nic(ifname)  # a NIC's name: what the kernel takes, never the loopback device
+        except FieldError as exc:
+            self.bad(f"{where}: {exc}")
             return False
         return True
+
+    def _unknown_node(self, node: Any, nodes: dict[str, Node], kind: str | None = None) -> bool:
+        """True when `node` is not declared at all (a node declared with a problem is not unknown).
+
+        With `kind`: also when it is declared with another valid kind."""
+        if node not in self.declared_nodes:
+            return True
+        return kind is not None and node in nodes and nodes[node].kind in NODE_KINDS and nodes[node].kind != kind
 
     def _cidr(self, where: str, text: Any) -> str | None:
         if not isinstance(text, str) or "/" not in text:
@@ -396,6 +419,7 @@ class _Parser:
                 self.bad(f"{where}: must be two endpoints, e.g. [host:eth1, psw:to-host], got {item!r}")
                 continue
             parsed = [self._endpoint(where, e, nodes) for e in ends]
+            self.created |= {(ep.node, ep.ifname) for ep in parsed if ep is not None}
             if None in parsed:
                 continue
             a, b = parsed
@@ -415,10 +439,12 @@ class _Parser:
             self.bad(f"{where}: endpoint {text!r} must be 'node:ifname'")
             return None
         node, ifname = text.split(":")
-        if node not in nodes:
+        if self._unknown_node(node, nodes):
             self.bad(f"{where}: endpoint {text!r} names unknown node {node!r}"
-                     + (f" (nodes: {', '.join(nodes)})" if nodes else ""))
+                     + (f" (nodes: {', '.join(map(str, self.declared_nodes))})" if self.declared_nodes else ""))
             return None
+        if node not in nodes:
+            return None  # its own problem is reported where it is declared
         if nodes[node].kind == "vm":
             self.bad(f"{where}: vm {node!r} gets its NIC from a switch (see 'attachments'), not from a cable")
             return None
@@ -427,7 +453,7 @@ class _Parser:
         return Endpoint(node, ifname)
 
     # -- switches --
-    def _switches(self, raw: Any, nodes: dict[str, Node], links: list[Link]) -> dict[str, Switch]:
+    def _switches(self, raw: Any, nodes: dict[str, Node]) -> dict[str, Switch]:
         if raw is None:
             return {}
         if isinstance(raw, list):  # also accept a list of mappings with 'name'
@@ -441,55 +467,50 @@ class _Parser:
         if not isinstance(raw, dict):
             self.bad("'switches' must be a mapping of switch name → {host, type, ...}")
             return {}
-        cabled = {(lk.a.node, lk.a.ifname) for lk in links} | {(lk.b.node, lk.b.ifname) for lk in links}
+        self.declared_switches = tuple(raw)
+        cabled = set(self.created)  # so far: the cable ends (a cable with one bad end still has the other)
         out: dict[str, Switch] = {}
         uplinks: dict[tuple[str, str], str] = {}
         vnics: dict[tuple[str, str], str] = {}
         for name, spec in raw.items():
             where = f"switch {name!r}"
-            if not isinstance(name, str) or not _SWITCH_RE.match(name) or len(name) > 32:
-                self.bad(f"{where}: a switch name uses letters, digits, '_', '.', '-' (max 32)")
-                continue
             if not isinstance(spec, dict):
                 self.bad(f"{where}: must be a mapping with host and type")
                 continue
-            unknown = sorted(set(spec) - {"host", "type", "nic", "allow_management_os", "address"})
+            unknown = sorted(set(spec) - {"host", *_SPEC_KEYS, "address"})
             if unknown:
                 self.bad(f"{where}: unknown key(s) {', '.join(map(str, unknown))} "
                          "(expected host, type, nic, allow_management_os, address)")
-            host, typ, nic = spec.get("host"), spec.get("type"), spec.get("nic")
-            amo = spec.get("allow_management_os", True)
-            address = spec.get("address")
-            if host not in nodes or nodes[host].kind != "host":
+            host, address = spec.get("host"), spec.get("address")
+            if self._unknown_node(host, nodes, "host"):
                 hosts = [n.name for n in nodes.values() if n.kind == "host"]
                 self.bad(f"{where}: 'host' must name a node of kind host ({', '.join(hosts) or 'none declared'}), "
                          f"got {host!r}")
-                continue
-            if typ not in SWITCH_TYPES:
-                self.bad(f"{where}: unknown switch type {typ!r} (expected one of {', '.join(SWITCH_TYPES)})")
-                continue
-            if not isinstance(amo, bool):
-                self.bad(f"{where}: allow_management_os must be true or false")
-                amo = True
-            if typ == "external":
-                if not isinstance(nic, str) or (host, nic) not in cabled:
-                    self.bad(f"{where}: an external switch needs 'nic': a cabled interface of {host!r}, got {nic!r}")
-                    continue
-                if (host, nic) in uplinks:
+            # what a switch may be is the model's rule, in its words; `type` is required there too
+            try:
+                parsed: SwitchSpec | None = SwitchSpec.parse(
+                    {"name": name, **{k: spec[k] for k in _SPEC_KEYS if k in spec}})
+            except InvalidRequest as exc:
+                parsed = None
+                self.problems += [f"{where}: {p}" for p in exc.problems]
+            if parsed is None:
+                continue  # still declared: the attachments naming it are not told it is unknown
+            typ, nic = str(parsed.type), parsed.nic
+            if parsed.type == SwitchType.EXTERNAL and host in nodes and nodes[host].kind == "host":
+                assert nic is not None
+                if (host, nic) not in cabled:
+                    self.bad(f"{where}: nic: {nic!r} is not a cabled interface of {host!r} (see 'links')")
+                elif (host, nic) in uplinks:
                     self.bad(f"{where}: NIC {host}:{nic} is already the uplink of switch {uplinks[(host, nic)]!r}")
                 uplinks[(host, nic)] = name
-            elif nic is not None:
-                self.bad(f"{where}: a {typ} switch has no physical NIC (remove 'nic')")
-                nic = None
             if address is not None:
-                if typ != "internal":
-                    why = ("its host vNIC takes the NIC's addresses" if typ == "external" and amo
-                           else "it has no host vNIC")
+                if parsed.type != SwitchType.INTERNAL:
+                    why = "its host vNIC takes the NIC's addresses" if parsed.has_host_vnic else "it has no host vNIC"
                     self.bad(f"{where}: only an internal switch takes an 'address' ({why})")
                     address = None
                 else:
                     address = self._cidr(where, address)
-            sw = Switch(name, host, typ, nic, amo if typ == "external" else True, address)
+            sw = Switch(name, host, typ, nic, parsed.allow_management_os if typ == "external" else True, address)
             if sw.vnic:
                 if (host, sw.vnic) in vnics:
                     self.bad(f"{where}: its host vNIC name {sw.vnic!r} clashes with switch {vnics[(host, sw.vnic)]!r}"
@@ -509,6 +530,7 @@ class _Parser:
             return []
         seen: set[tuple[str, str]] = set()
         items: list[tuple[str, str, str, int | None]] = []
+        per_vm: dict[str, int] = {}  # attachments naming each vm, even those refused for another reason
         for n, item in enumerate(raw, 1):
             where = f"attachment {n}"
             if not isinstance(item, dict):
@@ -518,31 +540,45 @@ class _Parser:
             if unknown:
                 self.bad(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (expected vm, switch, ifname, vlan)")
             vm, sw, ifname, vlan = item.get("vm"), item.get("switch"), item.get("ifname", "eth0"), item.get("vlan")
-            if vm not in nodes or nodes[vm].kind != "vm":
+            ok = True
+            if self._unknown_node(vm, nodes, "vm"):
                 self.bad(f"{where}: 'vm' must name a node of kind vm, got {vm!r}")
-                continue
-            if sw not in switches:
+                ok = False
+            elif vm not in nodes or nodes[vm].kind != "vm":
+                ok = False  # declared with a problem of its own, reported there
+            else:
+                per_vm[vm] = per_vm.get(vm, 0) + 1
+            if sw not in self.declared_switches:
+                declared = ", ".join(map(str, self.declared_switches))
                 self.bad(f"{where}: vm {vm!r} is attached to unknown switch {sw!r}"
-                         + (f" (switches: {', '.join(switches)})" if switches else " (no switches declared)"))
-                continue
+                         + (f" (switches: {declared})" if declared else " (no switches declared)"))
+                ok = False
+            elif sw not in switches:
+                ok = False  # declared with a problem of its own, reported there
             if not self._ifname_ok(f"{where} ifname", ifname):
                 continue
-            if vlan is not None and (not isinstance(vlan, int) or isinstance(vlan, bool) or not 1 <= vlan <= 4094):
-                self.bad(f"{where}: vlan must be a VLAN id between 1 and 4094, got {vlan!r}")
+            if isinstance(vm, str):
+                self.created.add((vm, ifname))
+            if vlan is not None:
+                try:
+                    check_vlan(vlan)  # the model's rule: what a port's access VLAN may be
+                except FieldError as exc:
+                    self.bad(f"{where}: vlan: {exc}")
+                    ok = False
+            if not ok:
                 continue
             if (vm, ifname) in seen:
                 self.bad(f"{where}: vm {vm!r} already has an interface {ifname!r} (duplicate attachment)")
                 continue
             seen.add((vm, ifname))
             items.append((vm, sw, ifname, vlan))
-        per_vm: dict[str, int] = {}
-        for vm, *_ in items:
-            per_vm[vm] = per_vm.get(vm, 0) + 1
         out = []
         for vm, sw, ifname, vlan in items:
             port = vm if per_vm[vm] == 1 else f"{vm}-{ifname}"
-            if port in RESERVED_PORTS:
-                self.bad(f"vm {vm!r}: its port name {port!r} is reserved for the switch's own ports; rename the vm")
+            try:
+                check_port_name(port)
+            except FieldError as exc:
+                self.bad(f"vm {vm!r}: its port name {exc}; rename the vm")
                 continue
             out.append(Attachment(vm, sw, ifname, vlan, port))
         for node in nodes.values():
@@ -556,12 +592,10 @@ class _Parser:
         return out
 
     # -- cross checks --
-    def _check_interfaces(self, nodes: dict[str, Node], links: list[Link], attachments: list[Attachment]) -> None:
-        made = {(lk.a.node, lk.a.ifname) for lk in links} | {(lk.b.node, lk.b.ifname) for lk in links}
-        made |= {(a.vm, a.ifname) for a in attachments}
+    def _check_interfaces(self, nodes: dict[str, Node]) -> None:
         for node in nodes.values():
             for ifname in node.interfaces:
-                if (node.name, ifname) not in made:
+                if (node.name, ifname) not in self.created:
                     how = "attachment" if node.kind == "vm" else "link"
                     self.bad(f"node {node.name!r}: interface {ifname!r} is declared but no {how} creates it")
 
