@@ -254,15 +254,15 @@ def complete(api: FakeApi | None, line: str) -> list[str]:
 def test_completes_switch_and_port_names(api: FakeApi) -> None:
     for name in ("lab", "lan", "dmz"):
         api.create_switch(private(name))
-    for port in ("vm1", "vm2", "uplink"):
+    for port in ("vm1", "vm2", "web"):
         api.add_port("lab", PortSpec(port, PortKind.MEMORY, port))
     assert complete(api, "switch show ") == ["lab", "lan", "dmz"]
     assert complete(api, "switch delete la") == ["lab", "lan"]
     assert complete(api, "fdb show d") == ["dmz"]
     assert complete(api, "port remove lab vm") == ["vm1", "vm2"]
     assert complete(api, "port list ") == ["lab", "lan", "dmz"]
-    assert complete(api, "trace lab --in-port ") == ["vm1", "vm2", "uplink"], "an option shown as PORT"
-    assert complete(api, "trace lab --src 02:00:00:00:00:01 --in-port u") == ["uplink"]
+    assert complete(api, "trace lab --in-port ") == ["vm1", "vm2", "web"], "an option shown as PORT"
+    assert complete(api, "trace lab --src 02:00:00:00:00:01 --in-port w") == ["web"]
     assert complete(api, "port add lab ") == [], "a new port's name has nothing to complete"
     assert complete(api, "port remove nope ") == [], "an unknown switch: no candidates, no error"
     assert complete(api, "switch create ") == [], "a new switch's name neither"
