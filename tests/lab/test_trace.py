@@ -6,18 +6,24 @@ External switch and a VM on a TAP port), so these tests check the trace, not the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from handlab import OneNicByHand
+from labkit import running_lab
+from rich.console import Console
 
 from vswitch.frontends.client import RestSwitchApi
-from vswitch.lab.trace import trace
+from vswitch.frontends.lab_trace_cli import print_trace
+from vswitch.lab import load_topology
+from vswitch.lab.trace import TraceError, trace
 
 pytestmark = pytest.mark.root
 
@@ -176,3 +182,59 @@ def test_cli_trace_on_the_builtin_one_nic_lab() -> None:
     finally:
         down = run("down", name)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+VLANS = """
+name: vlans
+nodes:
+  host: {kind: host}
+  vma: {kind: vm, interfaces: {eth0: {address: 10.2.0.1/24}}}
+  vmb: {kind: vm, interfaces: {eth0: {address: 10.2.0.2/24}}}
+  vmc: {kind: vm, interfaces: {eth0: {address: 10.2.0.3/24}}}
+switches:
+  lan: {host: host, type: private}
+attachments:
+  - {vm: vma, switch: lan, vlan: 10}
+  - {vm: vmb, switch: lan, vlan: 10}
+  - {vm: vmc, switch: lan, vlan: 20}
+"""
+
+
+def test_a_ping_across_vlans_fails_and_the_trace_says_where_the_arp_request_stopped(tmp_path: Path) -> None:
+    """vma (VLAN 10) pings vmc (VLAN 20): no ARP answer; the trace shows ping's words and the switch's drop."""
+    f = tmp_path / "vlans.yaml"
+    f.write_text(textwrap.dedent(VLANS))
+    with running_lab(load_topology(f), "trvlan") as lab:
+        result = trace(lab, "vma", "vmc", count=2, api_for=_api)
+        out = io.StringIO()
+        print_trace(result, Console(file=out, width=300, highlight=False))
+        text = out.getvalue()
+    assert result["received"] == 0, result["ping_output"]
+    assert result["ping_error"] and all(line in text for line in result["ping_error"]), text
+    assert any("100% packet loss" in line for line in result["ping_error"]), result["ping_error"]
+    arp = result["arp"]
+    assert arp["requests_sent"] >= 1 and not arp["answered"], json.dumps(arp, indent=1)
+    assert arp["stopped"] == ("switch lan flooded the ARP request from vma — VLAN 10, no member port reaches vmc "
+                              "in VLAN 20 (sent to port vmb)"), arp["stopped"]
+    assert arp["stopped"] in text, text
+    decide = next(h for h in arp["request"] if h["source"] == "switch" and h["step"] == "decide")
+    assert decide["vlan"] == 10 and decide["out_ports"] == ["vmb"] and decide["reason"] == "FLOOD_BROADCAST"
+    assert [h["n"] for h in arp["hops"]] == list(range(1, len(arp["hops"]) + 1))
+    times = [h["t"] for h in arp["hops"]]
+    assert times == sorted(times)
+    assert any(h["source"] == "capture" and h["node"] == "vmb" for h in arp["request"]), "vmb got the flood"
+    assert not any(h.get("node") == "vmc" for h in arp["hops"]), "nothing reached vmc"
+
+
+class _Untouchable:
+    """A lab whose namespaces, captures and switches must not be touched."""
+
+    name = "untouchable"
+
+    def __getattr__(self, attr: str) -> object:
+        raise AssertionError(f"trace touched the lab ({attr}) before refusing")
+
+
+def test_the_same_node_as_source_and_destination_is_refused_before_anything_starts() -> None:
+    with pytest.raises(TraceError, match=r"--from and --to are the same node \('vm1'\)"):
+        trace(_Untouchable(), "vm1", "vm1", api_for=_api)  # type: ignore[arg-type]

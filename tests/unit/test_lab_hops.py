@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vswitch.control.model import FrameEvent, IcmpEcho
-from vswitch.lab.hops import CaptureRecord, SwitchPortMap, build_echoes
+from vswitch.lab.hops import ArpRecord, CaptureRecord, SwitchPortMap, build_arp, build_echoes
 
 ID = 4242
 HOST_MAC, SRV_MAC = "02:00:00:00:00:0a", "02:00:00:00:00:01"
@@ -112,3 +112,72 @@ def test_a_frame_from_a_qemu_guest_socket_port_says_so() -> None:
     texts = [h["text"] for h in echo["request"]]
     assert texts[0] == "frame in at switch ext port vm1 (from the QEMU guest on socket /run/vswitch/labs/x/vm1.sock)"
     assert texts[1] == "switch ext: known unicast → port uplink (FORWARD_LEARNED)"
+
+
+def test_hops_are_numbered_in_time_order_across_request_reply_and_switches_whatever_order_they_arrive_in() -> None:
+    """The request's flooded copy reaches vm1 after the reply has left the server, and a second switch
+    decides too: numbers follow time, not request-then-reply, nor the order captures/watches delivered."""
+    ports = PORTS + [SwitchPortMap("core", "host", {"a": "eth9", "b": "eth8"})]
+    other = FrameEvent(t=1.0025, switch="core", in_port="a", src=HOST_MAC, dst=SRV_MAC, vid=None, vlan=1,
+                       ethertype=0x0800, length=98, reason="FORWARD_LEARNED", out_ports=["b"],
+                       icmp=IcmpEcho(8, ID, 1))
+    records = [rec(1.013, "eth1", "host", "in", 0),
+               rec(1.012, "eth0", "vm1", "in", pkttype="otherhost"),   # the late flooded copy
+               rec(1.010, "eth0", "server", "out", 0),
+               rec(1.006, "eth0", "server", "in"),
+               rec(1.002, "eth1", "host", "out"),
+               rec(1.000, "vs-ext", "host", "out")]
+    events = [ev(1.015, "uplink", ["host"], "FORWARD_LEARNED", 0), other,
+              ev(1.001, "host", ["uplink", "vm1"], "FLOOD_UNKNOWN")]
+    (echo,) = build_echoes(records, events, icmp_id=ID, seqs=[1], ports=ports, points=POINTS, watched=["ext"])
+    by_number = sorted(echo["request"] + echo["reply"], key=lambda h: h["n"])
+    assert [h["n"] for h in by_number] == list(range(1, 13))
+    times = [h["t"] for h in by_number]
+    assert times == sorted(times), f"hop numbers must follow time: {[(h['n'], h['t']) for h in by_number]}"
+    assert echo["hops"] == by_number
+    assert [(h["message"], h.get("switch") or h["node"]) for h in echo["hops"]] == [
+        ("request", "host"), ("request", "ext"), ("request", "ext"), ("request", "host"),
+        ("request", "core"), ("request", "core"), ("request", "server"), ("reply", "server"),
+        ("request", "vm1"), ("reply", "host"), ("reply", "ext"), ("reply", "ext")]
+    assert echo["hops"][-1]["dt_ms"] == 15.0
+
+
+LAN = [SwitchPortMap("lan", "host", {"vma": "t0", "vmb": "t1", "vmc": "t2"},
+                     {"vma": "access 10", "vmb": "access 10", "vmc": "access 20"})]
+VMA_MAC, BCAST = "02:00:00:00:0a:01", "ff:ff:ff:ff:ff:ff"
+
+
+def arp(t: float, node: str, direction: str, op: int = 1) -> ArpRecord:
+    src, dst = (VMA_MAC, BCAST) if op == 1 else ("02:00:00:00:0c:01", VMA_MAC)
+    return ArpRecord(t, node, node, "eth0", f"eth0 of {node}", "vm-nic", direction,
+                     "outgoing" if direction == "out" else "broadcast", src, dst, op,
+                     "10.2.0.1" if op == 1 else "10.2.0.3", "10.2.0.3" if op == 1 else "10.2.0.1")
+
+
+def arp_ev(t: float, out_ports: list[str], reason: str = "FLOOD_BROADCAST", vlan: int | None = 10) -> FrameEvent:
+    return FrameEvent(t=t, switch="lan", in_port="vma", src=VMA_MAC, dst=BCAST, vid=None, vlan=vlan,
+                      ethertype=0x0806, length=42, reason=reason, out_ports=out_ports)
+
+
+def test_an_unanswered_arp_request_says_which_switch_stopped_it_in_which_vlan() -> None:
+    records = [arp(2.0, "vma", "out"), arp(1.0, "vma", "out"),   # the kernel's retry comes first in the list
+               arp(1.0002, "vmb", "in")]
+    events = [arp_ev(2.0001, ["vmb"]), arp_ev(1.0001, ["vmb"])]
+    got = build_arp(records, events, src="vma", dst="vmc", dst_ip="10.2.0.3", ports=LAN, dst_port=("lan", "vmc"))
+    assert got["requests_sent"] == 2 and not got["answered"]
+    assert got["stopped"] == ("switch lan flooded the ARP request from vma — VLAN 10, no member port reaches vmc "
+                              "in VLAN 20 (sent to port vmb)")
+    assert [(h["n"], h["t"]) for h in got["hops"]] == [(1, 1.0), (2, 1.0001), (3, 1.0001), (4, 1.0002)], \
+        "only the first request's journey, numbered in time order"
+    alone = build_arp([arp(1.0, "vma", "out")], [arp_ev(1.0001, [])], src="vma", dst="vmc", dst_ip="10.2.0.3",
+                      ports=LAN, dst_port=("lan", "vmc"))
+    assert alone["stopped"] == ("switch lan dropped the ARP request from vma — VLAN 10, no member port reaches vmc "
+                                "in VLAN 20")
+    ingress = build_arp([arp(1.0, "vma", "out")], [arp_ev(1.0001, [], "DROP_VLAN_INGRESS", None)], src="vma",
+                        dst="vmc", dst_ip="10.2.0.3", ports=LAN, dst_port=("lan", "vmc"))
+    assert ingress["stopped"] == ("switch lan dropped the ARP request from vma — VLAN not admitted on the ingress "
+                                  "port (DROP_VLAN_INGRESS)")
+    answered = build_arp([arp(1.0, "vma", "out"), arp(1.001, "vma", "in", op=2)], [arp_ev(1.0001, ["vmc"])],
+                         src="vma", dst="vmc", dst_ip="10.2.0.3", ports=LAN, dst_port=("lan", "vmc"))
+    assert answered["answered"] and answered["stopped"] is None
+    assert [h["message"] for h in answered["hops"]] == ["request", "request", "request", "reply"]

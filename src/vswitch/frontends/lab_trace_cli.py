@@ -10,7 +10,7 @@ Must not touch: the kernel, namespaces, pyroute2 (all in vswitch.lab).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -40,29 +40,48 @@ def _style(hop: Mapping[str, Any]) -> str:
     return ""
 
 
+def _print_hops(console: Console, hops: Sequence[Mapping[str, Any]], prefix: str) -> None:
+    """Hops as numbered (time order), each with the message it belongs to ('request' or 'reply')."""
+    for hop in hops:
+        style = _style(hop)
+        text = escape(hop["text"])
+        console.print(f"    {hop['n']:>2}  [dim]+{hop['dt_ms']:7.3f} ms[/]  {prefix}{hop['message']:<7}  "
+                      + (f"[{style}]{text}[/]" if style else text))
+
+
 def print_trace(result: Mapping[str, Any], console: Console | None = None) -> None:
-    """The human form of a trace: header, per echo its numbered hops (request, then reply), what was not seen."""
+    """The human form of a trace: header, ping's own error, per echo its hops numbered in time order,
+    what was not seen; when replies were lost, the ARP exchange and where its request stopped."""
     console = console or _console()
     console.print(f"[bold]lab {escape(result['lab'])}[/]: ping {escape(result['from'])} → {escape(result['to'])} "
                   f"({result['dst_ip']}), ICMP id {result['icmp_id']}: "
                   f"{result['received']}/{result['sent']} replies")
+    for line in result.get("ping_error", []):
+        console.print(f"  [red]ping:[/] {escape(line)}")
     for err in result.get("errors", []):
         console.print(f"  [yellow]not observed:[/] {escape(err)}")
+    arp = result.get("arp")
+    if arp and (arp["stopped"] or (arp["requests_sent"] and result["received"] < result["count"])):
+        console.print(f"[bold]ARP: who has {arp['target_ip']}?[/] ({arp['requests_sent']} request(s) sent by "
+                      f"{escape(result['from'])}, {'answered' if arp['answered'] else 'no answer observed'}; "
+                      "the first one:)")
+        _print_hops(console, arp["hops"], "ARP ")
+        if arp["stopped"]:
+            console.print(f"  [bold red]{escape(arp['stopped'])}[/]")
     for echo in result["echoes"]:
         if echo["same_path_as"] is not None:
             console.print(f"echo seq {echo['seq']}: same observed path as seq {echo['same_path_as']} "
-                          f"({len(echo['request']) + len(echo['reply'])} hops)")
+                          f"({len(echo['hops'])} hops)")
+            continue
+        if not echo["hops"]:
+            console.print(f"echo seq {echo['seq']}: [red]no echo request or reply observed at any capture point "
+                          "or switch[/]")
             continue
         console.print(f"[bold]echo seq {echo['seq']}[/]")
+        _print_hops(console, echo["hops"], "")
         for kind in ("request", "reply"):
-            console.print(f"  {kind}")
             if not echo[kind]:
                 console.print(f"    [red]no echo {kind} observed at any capture point or switch[/]")
-            for hop in echo[kind]:
-                style = _style(hop)
-                text = escape(hop["text"])
-                console.print(f"    {hop['n']:>2}  [dim]+{hop['dt_ms']:7.3f} ms[/]  "
-                              + (f"[{style}]{text}[/]" if style else text))
         if echo["not_seen_at"]:
             console.print("  [dim]not observed at: " + escape(", ".join(
                 f"{p['node']} {link_text(p['link'], p['label'], p['kind'])}" for p in echo["not_seen_at"])) + "[/]")
@@ -93,7 +112,8 @@ def lab_trace(name: str, src: str, dst: str, count: int, as_json: bool) -> None:
     """Ping NODE → NODE in lab NAME and print the path the frames were OBSERVED taking, hop by hop.
 
     Captures on every link of the lab and records the switches' own decisions while the pings run;
-    nothing is inferred from the topology file.
+    nothing is inferred from the topology file. When pings go unanswered it shows ping's own error
+    and where the ARP request stopped. --from and --to must be different nodes.
     """
     result = run_trace(name, src, dst, count)
     if as_json:

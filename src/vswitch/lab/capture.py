@@ -3,14 +3,16 @@
 Owns: AF_PACKET sockets opened inside other network namespaces (the opening thread enters the
 namespace with setns(2) — Python 3.11 has no os.setns — and goes back; a socket stays in the
 namespace it was created in), their receive loop, and turning each ICMPv4 echo frame they see
-into a `CaptureRecord` with the kernel's CLOCK_REALTIME timestamp (SO_TIMESTAMPNS) and the
-direction the kernel reports (PACKET_OUTGOING = left through the link; anything else = arrived on it).
+into a `CaptureRecord` (each ARP frame into an `ArpRecord`) with the kernel's CLOCK_REALTIME
+timestamp (SO_TIMESTAMPNS) and the direction the kernel reports (PACKET_OUTGOING = left through
+the link; anything else = arrived on it).
 Also `run_in_netns`: start a program (e.g. `ping`) inside a namespace.
 
 Invariants:
 - Only this process's own threads change namespace, and each goes back before it returns; the
   caller's thread never leaves its namespace.
-- A socket gets its BPF filter (IPv4 ICMP only) before it is bound, so it never queues unrelated frames.
+- A socket gets its BPF filter (IPv4 ICMP and ARP only) before it is bound, so it never queues unrelated
+  frames.
 - Every socket is closed by `Capture.stop()`, also when opening a later one failed.
 Must not touch: the switch, the topology, addresses or routes.
 """
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from vswitch.control.model import IcmpEcho
-from vswitch.lab.hops import CaptureRecord
+from vswitch.lab.hops import ETH_P_ARP, ArpRecord, CaptureRecord
 
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
@@ -96,14 +98,15 @@ def _in_namespace(netns: str, fn: Any) -> Any:
 
 
 def _icmp_filter() -> bytes:
-    """Classic BPF: accept IPv4 (ethertype 0x0800) with protocol 1 (ICMP), drop the rest."""
+    """Classic BPF: accept ARP (ethertype 0x0806) and IPv4 (0x0800) with protocol 1 (ICMP), drop the rest."""
     insns = [
-        (0x28, 0, 0, 12),       # ldh [12]
-        (0x15, 0, 3, 0x0800),   # jeq #0x800, next, drop
-        (0x30, 0, 0, 23),       # ldb [23]
-        (0x15, 0, 1, 1),        # jeq #1, next, drop
-        (0x06, 0, 0, 0x40000),  # ret #262144 (whole frame)
-        (0x06, 0, 0, 0),        # drop: ret #0
+        (0x28, 0, 0, 12),         # ldh [12]
+        (0x15, 3, 0, ETH_P_ARP),  # jeq #0x806, accept, next
+        (0x15, 0, 3, 0x0800),     # jeq #0x800, next, drop
+        (0x30, 0, 0, 23),         # ldb [23]
+        (0x15, 0, 1, 1),          # jeq #1, next, drop
+        (0x06, 0, 0, 0x40000),    # accept: ret #262144 (whole frame)
+        (0x06, 0, 0, 0),          # drop: ret #0
     ]
     return b"".join(struct.pack("HBBI", *i) for i in insns)
 
@@ -136,13 +139,21 @@ def parse_icmp_echo(frame: bytes) -> tuple[str, str, str, str, int, int, int] | 
             socket.inet_ntoa(frame[30:34]), echo.type, echo.id, echo.seq)
 
 
+def parse_arp(frame: bytes) -> tuple[str, str, int, str, str] | None:
+    """(src_mac, dst_mac, op, sender_ip, target_ip) of an untagged Ethernet/IPv4 ARP frame, else None."""
+    if len(frame) < 42 or frame[12:14] != ETH_P_ARP.to_bytes(2, "big") or frame[14:20] != b"\x00\x01\x08\x00\x06\x04":
+        return None
+    return (frame[6:12].hex(":"), frame[0:6].hex(":"), int.from_bytes(frame[20:22], "big"),
+            socket.inet_ntoa(frame[28:32]), socket.inet_ntoa(frame[38:42]))
+
+
 class Capture:
-    """Capture ICMPv4 echo frames on many links at once: `start()`, do things, `stop()` → records."""
+    """Capture ICMPv4 echo and ARP frames on many links at once: `start()`, do things, `stop()` → records."""
 
     def __init__(self, points: Iterable[CapturePointLike]) -> None:
         self.points = list(points)
         self._socks: list[tuple[socket.socket, CapturePointLike]] = []
-        self._records: list[CaptureRecord] = []
+        self._records: list[CaptureRecord | ArpRecord] = []
         #: links that could not be captured on, with the reason (reported, not fatal)
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -182,7 +193,7 @@ class Capture:
             raise
         return self
 
-    def stop(self) -> list[CaptureRecord]:
+    def stop(self) -> list[CaptureRecord | ArpRecord]:
         """Stop capturing (after reading what is already queued); return every record, in time order."""
         self._stop.set()
         if self._wake_w >= 0:
@@ -241,14 +252,16 @@ class Capture:
                     kt = sec + nsec / 1e9
                     if abs(kt - now) <= _MAX_SKEW_S:
                         t = kt
-            parsed = parse_icmp_echo(data)
-            if parsed is None:
-                continue
             pkttype = addr[2] if isinstance(addr, tuple) and len(addr) > 2 else 0
-            self._records.append(CaptureRecord(
-                t, p.node, p.netns, p.ifname, p.label, p.kind,
-                "out" if pkttype == PACKET_OUTGOING else "in", PKTTYPE_NAMES.get(pkttype, str(pkttype)),
-                *parsed))
+            where = (t, p.node, p.netns, p.ifname, p.label, p.kind, "out" if pkttype == PACKET_OUTGOING else "in",
+                     PKTTYPE_NAMES.get(pkttype, str(pkttype)))
+            parsed = parse_icmp_echo(data)
+            if parsed is not None:
+                self._records.append(CaptureRecord(*where, *parsed))
+                continue
+            arp = parse_arp(data)
+            if arp is not None:
+                self._records.append(ArpRecord(*where, *arp))
 
 
 def run_in_netns(netns: str, argv: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:

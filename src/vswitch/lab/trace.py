@@ -3,16 +3,19 @@
 Owns the orchestration: ask each switch for its ports (port → link), start packet capture on
 every capture point of the lab and a `watch` of every switch, run the real `ping` inside the
 source node's namespace with an ICMP identifier of our own, stop, and hand everything to
-`hops.build_echoes`. The lab is anything shaped like `TraceableLab` (the builder's `Lab`, or a
-test's hand-made lab); switches are reached through a `SwitchApi` the caller supplies
-(`api_for(socket_path)`, the lab's `ApiFactory`), so this module does not know whether that is a
-REST client or an in-process manager.
+`hops.build_echoes` (the echoes) and `hops.build_arp` (the ARP exchange before them); when ping
+got no reply, the result carries ping's own words (`ping_error`). The lab is anything shaped like
+`TraceableLab` (the builder's `Lab`, or a test's hand-made lab); switches are reached through a
+`SwitchApi` the caller supplies (`api_for(socket_path)`, the lab's `ApiFactory`), so this module
+does not know whether that is a REST client or an in-process manager.
 
 Invariants:
 - Capture and watches start before the first ping, and stop only after ping has exited (its last
   reply or timeout) plus a short grace; nothing is left running when `trace` returns or raises.
 - What cannot be observed (a link that could not be captured on, a switch that could not be
   watched) is reported in `errors`, never filled in from the topology.
+- A request that cannot be traced (same node twice, unknown node, count out of range) is refused
+  with TraceError before anything is started.
 Must not touch: the topology (it only reads the lab's capture points and switches).
 """
 
@@ -29,7 +32,7 @@ from typing import Any, Protocol
 from vswitch.control.api import SwitchApi
 from vswitch.control.model import WATCH_MAX_EVENTS, FrameEvent
 from vswitch.lab.capture import Capture, CapturePointLike, run_in_netns
-from vswitch.lab.hops import SwitchPortMap, build_echoes, record_to_dict
+from vswitch.lab.hops import ArpRecord, CaptureRecord, SwitchPortMap, build_arp, build_echoes, record_to_dict
 
 INTERVAL_S = 0.2
 REPLY_TIMEOUT_S = 1
@@ -79,7 +82,13 @@ def _watch_thread(api: SwitchApi, switch: str, seconds: float, out: dict[str, An
 def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
           api_for: Callable[[str], SwitchApi] | None = None,
           icmp_id: int | None = None) -> dict[str, Any]:
-    """Ping `dst` from `src` `count` times and return what was observed (see `hops.build_echoes`)."""
+    """Ping `dst` from `src` `count` times and return what was observed (see `hops.build_echoes`).
+
+    Raises TraceError, before starting anything, for `src` == `dst`, a `count` outside 1-20, a node
+    the lab does not have, a QEMU guest as `src`; and when ping is missing or does not finish."""
+    if src == dst:
+        raise TraceError(f"--from and --to are the same node ({src!r}): a trace needs two nodes; "
+                         "pick another node for --to")
     if not 1 <= count <= 20:
         raise TraceError(f"--count must be 1-20, got {count}")
     try:
@@ -99,11 +108,12 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
     for sw in lab.switches() if api_for is not None else ():
         try:
             api = api_for(sw.socket)
-            links = {p.name: p.target for p in api.list_ports(sw.name)}
+            listed = api.list_ports(sw.name)
         except Exception as exc:
             errors.append(f"switch {sw.name}: cannot read its ports: {exc}")
             continue
-        ports.append(SwitchPortMap(sw.name, sw.node, links))
+        ports.append(SwitchPortMap(sw.name, sw.node, {p.name: p.target for p in listed},
+                                   {p.name: p.vlan_mode for p in listed}))
         apis.append((sw, api))
 
     points = list(lab.capture_points())
@@ -111,6 +121,7 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
     capture = Capture(points).start()
     watches: list[tuple[str, threading.Thread, dict[str, Any]]] = []
     ping_out = ""
+    ping_rc: int | None = None
     try:
         for sw, api in apis:
             box: dict[str, Any] = {}
@@ -125,9 +136,10 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
         except subprocess.TimeoutExpired:
             raise TraceError(f"ping {dst_ip} from {src} did not finish in time") from None
         ping_out = proc.stdout + proc.stderr
+        ping_rc = proc.returncode
         time.sleep(GRACE_S)
     finally:
-        records = capture.stop()
+        captured = capture.stop()
         for _, th, _ in watches:
             th.join(timeout=watch_s + 15)
     errors += capture.errors
@@ -142,18 +154,40 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
 
     sent, received = _ping_counts(ping_out)
     seqs = list(range(1, count + 1))
+    records = [r for r in captured if isinstance(r, CaptureRecord)]
+    arp_records = [r for r in captured if isinstance(r, ArpRecord)]
     echoes = build_echoes(records, events, icmp_id=icmp_id, seqs=seqs, ports=ports, points=points,
                           watched=[name for name, _, box in watches if "error" not in box])
+    arp = build_arp(arp_records, events, src=src, dst=dst, dst_ip=dst_ip, ports=ports, points=points,
+                    dst_port=_port_of(lab, dst))
     return {
         "lab": lab.name, "from": src, "to": dst, "dst_ip": dst_ip, "icmp_id": icmp_id, "count": count,
-        "sent": sent, "received": received, "echoes": echoes,
+        "sent": sent, "received": received, "echoes": echoes, "arp": arp,
         "switch_ports": {m.switch: dict(m.links) for m in ports},
         "capture_points": [{"node": p.node, "netns": p.netns, "link": p.ifname, "label": p.label, "kind": p.kind}
                            for p in points],
         "records": [record_to_dict(r) for r in records if r.icmp_id == icmp_id],
+        "arp_records": [record_to_dict(r) for r in arp_records if r.target_ip == dst_ip or r.sender_ip == dst_ip],
         "errors": errors,
         "ping_output": ping_out,
+        "ping_error": _ping_error(ping_out) if ping_rc != 0 or received < count else [],
     }
+
+
+def _port_of(lab: TraceableLab, node: str) -> tuple[str, str] | None:
+    """(switch, port) the lab attached `node` to, when the lab says (the builder's Lab does, for VMs)."""
+    port_of = getattr(lab, "port_of", None)
+    try:
+        return port_of(node) if port_of is not None else None
+    except Exception:  # not a VM (a host, a server): the ARP sentence then names no port
+        return None
+
+
+def _ping_error(out: str) -> list[str]:
+    """ping's own words about a failure: every line but the banner, the replies and the rtt summary."""
+    skip = ("PING ", "--- ", "rtt ", "round-trip ")
+    return [line.strip() for line in out.splitlines()
+            if line.strip() and not line.startswith(skip) and " bytes from " not in line]
 
 
 def _ping_counts(out: str) -> tuple[int, int]:
