@@ -179,6 +179,9 @@ def test_cli_trace_on_the_builtin_one_nic_lab() -> None:
         assert data["records"] and all(r["icmp_id"] == data["icmp_id"] for r in data["records"])
         refused = run("trace", name, "--from", "vm1", "--to", "nosuch")
         assert refused.returncode == 1 and "no node 'nosuch'" in refused.stderr, refused.stderr
+        same = run("trace", name, "--from", "vm1", "--to", "vm1")
+        assert same.returncode == 1 and "--from and --to are the same node ('vm1')" in same.stderr, same.stderr
+        assert same.stdout == "", "refused before any ping or capture started"
     finally:
         down = run("down", name)
         assert down.returncode == 0, down.stdout + down.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vswitch.control.model import FrameEvent, IcmpEcho
+from vswitch.lab.capture import parse_arp
 from vswitch.lab.hops import ArpRecord, CaptureRecord, SwitchPortMap, build_arp, build_echoes
 
 ID = 4242
@@ -181,3 +182,11 @@ def test_an_unanswered_arp_request_says_which_switch_stopped_it_in_which_vlan() 
                          src="vma", dst="vmc", dst_ip="10.2.0.3", ports=LAN, dst_port=("lan", "vmc"))
     assert answered["answered"] and answered["stopped"] is None
     assert [h["message"] for h in answered["hops"]] == ["request", "request", "request", "reply"]
+
+
+def test_capture_reads_an_arp_request_and_nothing_else() -> None:
+    frame = (bytes.fromhex("ffffffffffff" "020000000a01" "0806" "0001" "0800" "06" "04" "0001" "020000000a01")
+             + bytes([10, 2, 0, 1]) + bytes(6) + bytes([10, 2, 0, 3]) + bytes(18))
+    assert parse_arp(frame) == ("02:00:00:00:0a:01", "ff:ff:ff:ff:ff:ff", 1, "10.2.0.1", "10.2.0.3")
+    assert parse_arp(frame[:41]) is None, "cut short"
+    assert parse_arp(frame[:12] + b"\x08\x00" + frame[14:]) is None, "not ARP"
