@@ -97,7 +97,7 @@ def _in_namespace(netns: str, fn: Any) -> Any:
     return out.get("result")
 
 
-def _icmp_filter() -> bytes:
+def _capture_filter() -> bytes:
     """Classic BPF: accept ARP (ethertype 0x0806) and IPv4 (0x0800) with protocol 1 (ICMP), drop the rest."""
     insns = [
         (0x28, 0, 0, 12),         # ldh [12]
@@ -111,7 +111,7 @@ def _icmp_filter() -> bytes:
     return b"".join(struct.pack("HBBI", *i) for i in insns)
 
 
-_FILTER = _icmp_filter()
+_FILTER = _capture_filter()
 _FILTER_BUF = ctypes.create_string_buffer(_FILTER)
 
 

@@ -16,7 +16,7 @@ Invariants:
   watched) is reported in `errors`, never filled in from the topology.
 - A request that cannot be traced (same node twice, unknown node, count out of range) is refused
   with TraceError before anything is started.
-Must not touch: the topology (it only reads the lab's capture points and switches).
+Must not touch: the topology (it only reads the lab's capture points, switches and which port it gave a node).
 """
 
 from __future__ import annotations
