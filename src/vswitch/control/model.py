@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -169,6 +170,13 @@ def trunk_vlans(value: object) -> tuple[int, ...]:
     return tuple(sorted({validate_vlan("trunk VLAN", v) for v in value}))
 
 
+def validate_flag(what: str, value: object) -> bool:
+    """`value` if it is a bool, else InvalidRequest naming `what`."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be true or false, got {clip(value)}")
+    return value
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -306,9 +314,14 @@ class PortSpec:
     vlan: int | None = None                       # access VLAN (default 1)
     trunk: tuple[int, ...] | None = None          # allowed VLANs on a trunk port
     native: int | None = None                     # trunk's untagged VLAN
+    admin_up: bool = True                         # `port set --admin down` keeps the port but drops its frames
+    learning: bool = True
+    flooding: bool = True
 
     def validate(self) -> PortSpec:
         validate_name("port", self.name)
+        for flag in ("admin_up", "learning", "flooding"):
+            validate_flag(flag, getattr(self, flag))
         try:
             kind = PortKind(self.kind)
         except ValueError:
@@ -378,6 +391,9 @@ class PortInfo:
     up: bool
     role: str = "vm"          # vm | host-vnic | uplink
     details: dict[str, Any] = field(default_factory=dict)
+    admin_up: bool = True
+    learning: bool = True
+    flooding: bool = True
 
 
 @dataclass
@@ -414,6 +430,139 @@ class PortStatsInfo:
     learned: int
     moved: int
     drops: dict[str, int] = field(default_factory=dict)
+    #: frames whose source MAC is static on another port: counted, neither learned nor moved
+    static_refused: int = 0
+
+
+def _refuse_unknown(what: str, cls: type, d: object) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise InvalidRequest(f"{what} must be an object, got {clip(d)}")
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))  # type: ignore[attr-defined]
+    if unknown:
+        raise InvalidRequest(f"unknown {what} field(s): {', '.join(clip(k) for k in unknown[:8])}")
+    return d
+
+
+@dataclass(frozen=True)
+class PortSettings:
+    """What `port set` changes on a live port; a field left None keeps that setting.
+
+    The VLAN mode is set as a whole: `vlan` (access) or `trunk` with an optional `native`
+    (a trunk given without `native` has none)."""
+
+    vlan: int | None = None
+    trunk: tuple[int, ...] | None = None
+    native: int | None = None
+    admin_up: bool | None = None
+    learning: bool | None = None
+    flooding: bool | None = None
+
+    def validate(self) -> PortSettings:
+        """Raises InvalidRequest naming the field: both vlan and trunk, native without trunk, a bad
+        VLAN id or list (the `PortSpec` rules), a non-boolean flag, or nothing to change."""
+        if self.vlan is not None and self.trunk is not None:
+            raise InvalidRequest("a port is either access (--vlan) or trunk (--trunk), not both")
+        if self.native is not None and self.trunk is None:
+            raise InvalidRequest("--native only applies to trunk ports (give --trunk with it)")
+        for flag in ("admin_up", "learning", "flooding"):
+            if getattr(self, flag) is not None:
+                validate_flag(flag, getattr(self, flag))
+        if all(getattr(self, f) is None for f in self.__dataclass_fields__):
+            raise InvalidRequest("nothing to change: give --vlan, --trunk, --admin, --learning or --flooding")
+        return self
+
+    def apply(self, spec: PortSpec) -> PortSpec:
+        """`spec` with these settings, validated as any port (InvalidRequest naming the field)."""
+        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding")
+                                   if getattr(self, f) is not None}
+        if self.vlan is not None:
+            changes.update(vlan=self.vlan, trunk=None, native=None)
+        elif self.trunk is not None:
+            changes.update(vlan=None, trunk=self.trunk, native=self.native)
+        return replace(spec, **changes).validate()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PortSettings:
+        known = dict(_refuse_unknown("port setting", cls, d))
+        if known.get("trunk") is not None:
+            known["trunk"] = trunk_vlans(known["trunk"])
+        return cls(**known).validate()
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    """A static MAC table entry: `mac` (in `vlan`) always lives behind `port`.
+
+    `vlan` None means the port's own VLAN (its access VLAN, or a trunk's native VLAN)."""
+
+    mac: str
+    port: str
+    vlan: int | None = None
+
+    def validate(self) -> StaticEntry:
+        """`self` with the MAC written canonically; InvalidRequest for a bad MAC (or a group address:
+        only a unicast MAC lives behind one port), port name or VLAN id."""
+        mac = canonical_mac("MAC", self.mac)
+        if int(mac[:2], 16) & 1:
+            raise InvalidRequest(f"a static entry needs a unicast MAC, {mac} is a group address")
+        validate_name("port", self.port)
+        if self.vlan is not None:
+            validate_vlan("VLAN", self.vlan)
+        return self if mac == self.mac else replace(self, mac=mac)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StaticEntry:
+        known = _refuse_unknown("static entry", cls, d)
+        for k in ("mac", "port"):
+            if k not in known:
+                raise InvalidRequest(f"a static entry needs {k!r}")
+        return cls(**known).validate()
+
+
+def canonical_mac(what: str, text: object) -> str:
+    """`text` as ``aa:bb:cc:dd:ee:ff``; InvalidRequest naming `what` when it is not a MAC."""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{what} must be text like 52:54:00:12:34:56, got {clip(text)}")
+    try:
+        return format_mac(parse_mac(text))
+    except ValueError as e:
+        raise InvalidRequest(f"{what}: {e}") from None
+
+
+@dataclass(frozen=True)
+class SwitchSettings:
+    """What `switch set` changes on a running switch; a field left None keeps that setting."""
+
+    ageing_s: int | None = None
+    max_entries: int | None = None
+
+    def validate(self) -> SwitchSettings:
+        """InvalidRequest naming the field (the `SwitchSpec` rules), or when nothing is to change."""
+        if self.ageing_s is None and self.max_entries is None:
+            raise InvalidRequest("nothing to change: give --ageing or --max-entries")
+        return self
+
+    def apply(self, spec: SwitchSpec) -> SwitchSpec:
+        """`spec` with these settings, validated as any switch."""
+        changes = {f: getattr(self, f) for f in self.__dataclass_fields__ if getattr(self, f) is not None}
+        return replace(spec, **changes).validate()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SwitchSettings:
+        return cls(**_refuse_unknown("switch setting", cls, d)).validate()
+
+
+@dataclass
+class NicInfo:
+    """A link that could be the uplink of an External switch (what Hyper-V's drop-down lists)."""
+
+    name: str
+    mac: str
+    up: bool
+    kind: str                 # "device" for a physical NIC, else the link kind (veth, vlan, bond, ...)
+    addresses: list[str] = field(default_factory=list)
+    default_route: bool = False  # taking this NIC moves the host's default route
+    mtu: int = 1500
 
 
 def to_jsonable(obj: Any) -> Any:

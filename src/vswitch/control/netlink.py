@@ -83,6 +83,9 @@ class LinkInfo:
     kind: str | None
     master: int | None
     slave_kind: str | None
+    #: IFLA_LINK: a veth's peer (an index in `peer_netns`, our namespace when None), a VLAN's parent
+    peer: int | None = None
+    peer_netns: int | None = None
 
     @property
     def up(self) -> bool:
@@ -250,6 +253,17 @@ def _load_drop_program() -> int:
     return int(fd)
 
 
+def _link_info(msg: Any) -> LinkInfo:
+    return LinkInfo(
+        index=msg["index"], name=msg.get("IFLA_IFNAME"), mac=msg.get("IFLA_ADDRESS") or "",
+        flags=msg["flags"], mtu=msg.get("IFLA_MTU"),
+        kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")),
+        master=msg.get("IFLA_MASTER"),
+        slave_kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")),
+        peer=msg.get("IFLA_LINK"), peer_netns=msg.get("IFLA_LINK_NETNSID"),
+    )
+
+
 class Netlink:
     """An rtnetlink socket, optionally inside network namespace ``netns``. Use as a context manager.
 
@@ -287,14 +301,11 @@ class Netlink:
         if not found:
             where = f" in namespace {self.netns}" if self.netns else ""
             raise LinkNotFound(f"no link named {name!r}{where}")
-        msg = self._call(f"get link {name}", self._ipr.get_links, found[0])[0]
-        return LinkInfo(
-            index=msg["index"], name=msg.get("IFLA_IFNAME"), mac=msg.get("IFLA_ADDRESS") or "",
-            flags=msg["flags"], mtu=msg.get("IFLA_MTU"),
-            kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")),
-            master=msg.get("IFLA_MASTER"),
-            slave_kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")),
-        )
+        return _link_info(self._call(f"get link {name}", self._ipr.get_links, found[0])[0])
+
+    def links(self) -> list[LinkInfo]:
+        """Every link of this namespace, by index."""
+        return sorted((_link_info(m) for m in self._call("list links", self._ipr.get_links)), key=lambda i: i.index)
 
     def link_exists(self, name: str) -> bool:
         return bool(self._ipr.link_lookup(ifname=name))

@@ -192,6 +192,8 @@ class SwitchCore:
                     elif r == LEARN_MOVED:
                         c.moved += 1
                     table = fdb.by_vlan[vlan]
+                elif e.port != in_port:
+                    c.static_refused += 1  # pinned elsewhere: counted, never moved
 
         if dst[0] & 1:
             c.floods += 1
