@@ -16,7 +16,15 @@ from switchlab import delete_link, move_and_address, veth_pair
 
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSettings, PortSpec, StaticEntry, SwitchSpec, SwitchType
+from vswitch.control.model import (
+    PortKind,
+    PortSettings,
+    PortSpec,
+    StaticEntry,
+    SwitchSettings,
+    SwitchSpec,
+    SwitchType,
+)
 from vswitch.control.store import ConfigStore
 from waiting import wait_until
 
@@ -97,6 +105,7 @@ def test_a_static_entry_survives_a_restart_and_a_frame_from_elsewhere_does_not_m
         ns3, tap3 = _vm(m, netns, sw, "vm3", "10.94.0.3/24", "02:94:00:00:00:03")
         m.fdb_add(sw, StaticEntry(mac1, "vm1"))
         m.set_port(sw, "vm3", PortSettings(trunk=tuple(range(1, 4095)), native=1))
+        m.set_switch(sw, SwitchSettings(ageing_s=60, max_entries=100))
     finally:
         m.shutdown()
 
@@ -105,6 +114,10 @@ def test_a_static_entry_survives_a_restart_and_a_frame_from_elsewhere_does_not_m
         m.restore()
         assert m.restore_errors == []
         assert m.get_port(sw, "vm3").vlan_mode == "trunk 1-4094 native 1", "port settings are stored"
+        info = m.get_switch(sw)
+        assert (info.ageing_s, info.max_entries) == (60, 100), "switch settings are stored"
+        fdb = m.datapath(sw).core.fdb
+        assert (fdb.ageing_s, fdb.max_entries) == (60, 100), "and applied to the restored MAC table"
         statics = [(e.mac, e.vlan, e.port) for e in m.fdb_show(sw) if e.static]
         assert statics == [(mac1, 1, "vm1")], "the static entry came back with the switch"
 

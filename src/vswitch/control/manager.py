@@ -17,6 +17,9 @@ Invariants:
   stored switches, *adopting* what the kernel kept (the persistent host vNIC with its addresses, a
   takeover marked applied) instead of rebuilding it. The takeover snapshot stored before the NIC is
   touched is the very one applied, so a restarted daemon undoes exactly what was done.
+- Settings (`set_port`, `set_switch`, static entries `fdb_add`/`fdb_del`) touch no kernel object:
+  stored first (one write), then applied on the datapath thread between two batches, so the other
+  ports never stop forwarding; static entries come back on `restore` after their switch's ports.
 - Confirm deadlines are absolute (epoch seconds, stored); `confirm` is stored before it is answered.
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
