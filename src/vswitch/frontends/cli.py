@@ -421,7 +421,7 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
             ("flooding", _on(p.flooding)),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
-    rows += [(k, str(v)) for k, v in p.details.items() if k != "down_reason"]
+    rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
     for row in rows:
         table.add_row(*row)
     _console().print(table)

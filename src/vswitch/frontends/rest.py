@@ -359,6 +359,9 @@ def _register(app: FastAPI, api: SwitchApi, cmd: Command, watch_pool: WatchPool)
     if cmd.pooled:
         async def endpoint(**given: Any) -> Response:
             args = _arguments(cmd, given)
+            # the start of a long call is logged (tests wait for it before they stop the daemon)
+            log.debug("%s of switch %s: %s", cmd.name, clip(args.get("switch")),
+                      {k: v for k, v in args.items() if k != "switch"})
             # encoded on the pool thread too: 10,000 events must not hold the event loop either
             data = await watch_pool.run(lambda: json.dumps(to_jsonable(method(**args))).encode())
             return Response(content=data, media_type="application/json")
