@@ -93,7 +93,8 @@ def test_port_set_applies_live_and_the_other_ports_lose_nothing(netns):
         m.shutdown()
 
 
-def test_a_static_entry_survives_a_restart_and_a_frame_from_elsewhere_does_not_move_it(netns, tmp_path: Path):
+def test_a_static_entry_survives_a_rename_and_a_restart_and_a_frame_from_elsewhere_does_not_move_it(
+        netns, tmp_path: Path):
     db = tmp_path / "config.sqlite"
     m = SwitchManager(ConfigStore(db))
     mac1 = "02:94:00:00:00:01"
@@ -106,6 +107,9 @@ def test_a_static_entry_survives_a_restart_and_a_frame_from_elsewhere_does_not_m
         m.fdb_add(sw, StaticEntry(mac1, "vm1"))
         m.set_port(sw, "vm3", PortSettings(trunk=tuple(range(1, 4095)), native=1))
         m.set_switch(sw, SwitchSettings(ageing_s=60, max_entries=100))
+        renamed = ns_helpers.unique_name("er")
+        m.set_switch(sw, SwitchSettings(name=renamed))  # its ports, their settings and facts go along
+        sw = renamed
     finally:
         m.shutdown()
 
@@ -113,6 +117,7 @@ def test_a_static_entry_survives_a_restart_and_a_frame_from_elsewhere_does_not_m
     try:
         m.restore()
         assert m.restore_errors == []
+        assert [s.name for s in m.list_switches()] == [sw], "the switch came back under its new name"
         assert m.get_port(sw, "vm3").vlan_mode == "trunk 1-4094 native 1", "port settings are stored"
         info = m.get_switch(sw)
         assert (info.ageing_s, info.max_entries) == (60, 100), "switch settings are stored"

@@ -162,7 +162,13 @@ class FakeApi:
         info = self._get(name)
         spec = settings.apply(SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
                                          ageing_s=info.ageing_s, max_entries=info.max_entries))
-        info.ageing_s, info.max_entries = spec.ageing_s, spec.max_entries
+        if spec.name != name:
+            if spec.name in self.switches:
+                raise Conflict(f"switch {spec.name!r} already exists")
+            self.switches[spec.name] = self.switches.pop(name)
+            self.fdb[spec.name] = self.fdb.pop(name)
+            self.specs = {(spec.name if s == name else s, p): v for (s, p), v in self.specs.items()}
+        info.name, info.ageing_s, info.max_entries = spec.name, spec.ageing_s, spec.max_entries
         return info
 
     def fdb_add(self, switch: str, entry: StaticEntry) -> FdbEntryInfo:

@@ -245,6 +245,8 @@ def test_switch_set(api: FakeApi) -> None:
     assert as_json(api, "switch", "set", "s", "--max-entries", "100")["max_entries"] == 100
     result = run(api, "switch", "set", "s")
     assert result.exit_code == 1 and "nothing to change" in result.stderr
+    assert "switch 'lab2'" in ok(api, "switch", "set", "s", "--name", "lab2")
+    assert list(api.switches) == ["lab2"]
 
 
 def test_nic_list_warns_about_the_default_route(api: FakeApi) -> None:

@@ -143,6 +143,19 @@ def set_switch(api: SwitchApi) -> None:
     assert api.get_switch(SW).ageing_s == 60, "a refused change changes nothing"
     with pytest.raises(NotFound):
         api.set_switch("nope", SwitchSettings(ageing_s=60))
+    api.add_port(SW, PortSpec("a", PortKind.MEMORY, "a"))
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    api.create_switch(SwitchSpec("taken", SwitchType.PRIVATE))
+    with pytest.raises(Conflict, match="already exists"):
+        api.set_switch(SW, SwitchSettings(name="taken"))
+    with pytest.raises(InvalidRequest, match="switch name"):
+        api.set_switch(SW, SwitchSettings(name="no/slash"))
+    info = api.set_switch(SW, SwitchSettings(name="renamed"))
+    assert (info.name, info.ageing_s, [p.name for p in info.ports]) == ("renamed", 60, ["a"])
+    assert [e.mac for e in api.fdb_show("renamed")] == [MAC], "its static entries go with it"
+    with pytest.raises(NotFound):
+        api.get_switch(SW)
+    assert sorted(s.name for s in api.list_switches()) == ["renamed", "taken"]
 
 
 def delete_switch(api: SwitchApi) -> None:

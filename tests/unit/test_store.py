@@ -238,3 +238,21 @@ def test_a_version_2_store_opens_and_gains_the_static_table(db: Path) -> None:
         store.save_static("v2", "02:00:00:00:00:01", 10, "p")
         assert store._conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     assert SCHEMA_VERSION == 3
+
+
+def test_rename_switch_takes_everything_that_hangs_on_it_along(db: Path) -> None:
+    with ConfigStore(db) as store:
+        store.save_switch(sw("old"), confirm_deadline=None)
+        store.save_port("old", port("p"))
+        store.put_port_runtime("old", "p", {"netns": "x"})
+        store.save_static("old", "02:00:00:00:00:01", 1, "p")
+        store.put_snapshot("old", {"nic": "eth9"})
+        store.rename_switch("old", sw("new", ageing_s=60))
+        with pytest.raises(NotFound):
+            store.rename_switch("old", sw("other"))
+    with ConfigStore(db) as store:
+        ((spec, ports),) = store.load()
+        assert (spec.name, spec.ageing_s, [p.name for p in ports]) == ("new", 60, ["p"])
+        assert store.get_port_runtime("new", "p") == {"netns": "x"}
+        assert store.statics("new") == [("02:00:00:00:00:01", 1, "p")] and store.statics("old") == []
+        assert store.get_snapshot("new") == {"nic": "eth9"} and store.get_snapshot("old") is None

@@ -50,7 +50,7 @@ class SwitchApi(Protocol):
 
     @command("PATCH", "/switches/{name}")
     def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
-        """Change a running switch's MAC ageing time or table capacity (stored; live)."""
+        """Rename a (Private) switch, change its MAC ageing time or table capacity (stored; live)."""
         ...
 
     @command("DELETE", "/switches/{name}")

@@ -458,16 +458,27 @@ class SwitchManager:
             return self._info(self._get(name))
 
     def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
-        """Change the MAC ageing time and/or table capacity: stored, then applied live (a smaller
-        capacity evicts learned entries fairly down to it). Raises NotFound, InvalidRequest,
-        StoreError (nothing changed)."""
+        """Change the name (a Private switch), MAC ageing time and/or table capacity: stored, then
+        applied live (a smaller capacity evicts learned entries fairly down to it; ports, their
+        settings and static entries stay). Raises NotFound, InvalidRequest, Conflict (the new name is
+        taken), StoreError (nothing changed)."""
         settings = settings.validate()
         with self._lock:
             sw = self._get(name)
             spec = settings.apply(sw.spec)
+            if spec.name != name:
+                if spec.name in self._switches:
+                    raise Conflict(f"switch {spec.name!r} already exists")
+                if sw.spec.type != SwitchType.PRIVATE:
+                    raise InvalidRequest(f"only a private switch can be renamed for now: {name!r} is "
+                                         f"{sw.spec.type}, and its host vNIC is named after it")
             if self.store is not None:
                 with self.store.transaction():
-                    self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(name))
+                    if spec.name != name:
+                        self.store.rename_switch(name, spec)
+                    self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
+            if spec.name != name:
+                self._switches[spec.name] = self._switches.pop(name)
             core = sw.core
             sw.datapath.call(lambda: core.fdb.set_limits(spec.ageing_s, spec.max_entries))
             sw.spec = spec

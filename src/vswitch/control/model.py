@@ -531,15 +531,20 @@ def canonical_mac(what: str, text: object) -> str:
 
 @dataclass(frozen=True)
 class SwitchSettings:
-    """What `switch set` changes on a running switch; a field left None keeps that setting."""
+    """What `switch set` changes on a running switch; a field left None keeps that setting.
+
+    `name` renames the switch (a Private one: the others' host vNIC is named after the switch)."""
 
     ageing_s: int | None = None
     max_entries: int | None = None
+    name: str | None = None
 
     def validate(self) -> SwitchSettings:
         """InvalidRequest naming the field (the `SwitchSpec` rules), or when nothing is to change."""
-        if self.ageing_s is None and self.max_entries is None:
-            raise InvalidRequest("nothing to change: give --ageing or --max-entries")
+        if self.ageing_s is None and self.max_entries is None and self.name is None:
+            raise InvalidRequest("nothing to change: give --name, --ageing or --max-entries")
+        if self.name is not None:
+            validate_name("switch", self.name)
         return self
 
     def apply(self, spec: SwitchSpec) -> SwitchSpec:

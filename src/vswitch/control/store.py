@@ -238,6 +238,20 @@ class ConfigStore:
         with self.transaction():
             self._conn.execute("UPDATE switches SET confirm_deadline = NULL WHERE name = ?", (name,))
 
+    def rename_switch(self, old: str, spec: SwitchSpec) -> None:
+        """Store switch `old` as `spec` (its new name) with everything that hangs on it (ports, their
+        runtime facts, static entries, its takeover snapshot), in one transaction. Raises NotFound
+        when `old` is not stored."""
+        data = json.dumps(spec.to_dict(), sort_keys=True)
+        with self.transaction():
+            # the children follow the key in the same transaction; checked at its commit
+            self._conn.execute("PRAGMA defer_foreign_keys = ON")
+            cur = self._conn.execute("UPDATE switches SET name = ?, spec = ? WHERE name = ?", (spec.name, data, old))
+            if cur.rowcount == 0:
+                raise NotFound(f"switch {old!r} is not in the configuration store")
+            for table in ("ports", "port_runtime", "static_fdb", "snapshots"):
+                self._conn.execute(f"UPDATE {table} SET switch = ? WHERE switch = ?", (spec.name, old))  # noqa: S608
+
     def delete_switch(self, name: str) -> bool:
         """Forget a switch, its ports and its takeover snapshot. Return whether it was stored."""
         with self.transaction():

@@ -267,14 +267,16 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
 
 @switch.command("set")
 @click.argument("name")
+@click.option("--name", "new_name", metavar="NEW", default=None, help="Rename the switch (a private one).")
 @click.option("--ageing", type=int, metavar="S", default=None, help="MAC ageing time in seconds (10-3600).")
 @click.option("--max-entries", type=int, metavar="N", default=None, help="MAC table capacity (16-1000000).")
 @json_option
 @pass_state
-def switch_set(state: CliState, name: str, ageing: int | None, max_entries: int | None, as_json: bool) -> None:
-    """Change a running switch's MAC ageing time or table capacity (stored; applied live)."""
-    info = state.api.set_switch(name, SwitchSettings.from_dict(
-        {k: v for k, v in (("ageing_s", ageing), ("max_entries", max_entries)) if v is not None}))
+def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
+               as_json: bool) -> None:
+    """Rename a switch or change its MAC ageing time or table capacity (stored; applied live)."""
+    fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries))
+    info = state.api.set_switch(name, SwitchSettings.from_dict({k: v for k, v in fields if v is not None}))
     if as_json:
         _print_json(info)
     else:

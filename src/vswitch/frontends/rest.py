@@ -218,6 +218,7 @@ _FIELDS: dict[str, Any] = {
     "trunk": Annotated[list[Vlan], Field(min_length=1, max_length=TRUNK_MAX_VLANS)],
     "mac": _UnicastMac,
     "port": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
+    "name": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S), BeforeValidator(_integral)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX), BeforeValidator(_integral)],
 }
