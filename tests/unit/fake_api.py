@@ -14,16 +14,22 @@ from vswitch.control.model import (
     FdbEntryInfo,
     FrameEvent,
     InvalidRequest,
+    NicInfo,
     NotFound,
     PortInfo,
     PortKind,
+    PortSettings,
     PortSpec,
     PortStatsInfo,
+    StaticEntry,
     SwitchInfo,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
     TraceInfo,
     TraceStepInfo,
+    canonical_mac,
+    check_field,
     host_vnic_name,
 )
 from vswitch.core.mac import parse_mac
@@ -43,6 +49,9 @@ class FakeApi:
     def __init__(self) -> None:
         self.switches: dict[str, SwitchInfo] = {}
         self.fdb: dict[str, list[FdbEntryInfo]] = {}
+        self.specs: dict[tuple[str, str], PortSpec] = {}
+        #: what `list_nics` answers
+        self.nics: list[NicInfo] = [NicInfo("eth0", "52:54:00:00:00:01", True, "device", ["192.0.2.10/24"], True)]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()
@@ -93,7 +102,7 @@ class FakeApi:
         self._note("confirm_switch", name)
         info = self._get(name)
         if info.state != "awaiting-confirm":
-            raise Conflict(f"switch {name!r} is not awaiting confirmation")
+            raise Conflict(f"switch {name!r} is not waiting for confirmation")
         info.state, info.confirm_deadline_s = "up", None
         return info
 
@@ -116,9 +125,81 @@ class FakeApi:
                                    f"addr.type=unix,addr.path={spec.target}")
         elif spec.kind == PortKind.QEMU_DGRAM:
             details["qemu_arg"] = f"-netdev dgram,id={spec.name},remote.type=unix,remote.path={spec.target}"
-        port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), True, details=details)
+        port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), spec.admin_up, details=details,
+                        admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding)
         info.ports.append(port)
+        self.specs[(switch, spec.name)] = spec
         return port
+
+    def _port(self, switch: str, port: str) -> PortInfo:
+        for p in self._get(switch).ports:
+            if p.name == port:
+                return p
+        raise NotFound(f"switch {switch!r} has no port {port!r}")
+
+    def get_port(self, switch: str, port: str) -> PortInfo:
+        self._note("get_port", switch, port)
+        return self._port(switch, port)
+
+    def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
+        self._note("set_port", switch, port, settings)
+        info = self._port(switch, port)
+        spec = self.specs.get((switch, port))
+        if spec is None:
+            raise InvalidRequest(f"port {port!r} belongs to the switch itself; its settings cannot be changed")
+        new = settings.apply(spec)
+        stranded = [e for e in self.fdb[switch] if e.static and e.port == port and e.vlan not in _members(new)]
+        if stranded:
+            raise Conflict(f"port {port!r} has static entries outside its new VLANs; delete them first")
+        spec = self.specs[(switch, port)] = new
+        info.vlan_mode, info.up = vlan_mode(spec), spec.admin_up
+        info.admin_up, info.learning, info.flooding = spec.admin_up, spec.learning, spec.flooding
+        return info
+
+    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
+        self._note("set_switch", name, settings)
+        info = self._get(name)
+        spec = settings.apply(SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
+                                         ageing_s=info.ageing_s, max_entries=info.max_entries))
+        if spec.name != name:
+            if spec.name in self.switches:
+                raise Conflict(f"switch {spec.name!r} already exists")
+            self.switches[spec.name] = self.switches.pop(name)
+            self.fdb[spec.name] = self.fdb.pop(name)
+            self.specs = {(spec.name if s == name else s, p): v for (s, p), v in self.specs.items()}
+        info.name, info.ageing_s, info.max_entries = spec.name, spec.ageing_s, spec.max_entries
+        return info
+
+    def fdb_add(self, switch: str, entry: StaticEntry) -> FdbEntryInfo:
+        self._note("fdb_add", switch, entry)
+        self._port(switch, entry.port)
+        spec = self.specs.get((switch, entry.port))
+        own = (spec.native if spec.trunk is not None else spec.access_vlan) if spec is not None else 1
+        vlan = entry.vlan if entry.vlan is not None else own
+        if vlan is None:
+            raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN: give the VLAN (--vlan)")
+        if spec is not None and vlan not in _members(spec):
+            raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan}")
+        added = FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
+        self.fdb[switch] = [e for e in self.fdb[switch] if (e.mac, e.vlan) != (entry.mac, vlan)] + [added]
+        return added
+
+    def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
+        self._note("fdb_del", switch, mac, vlan)
+        self._get(switch)
+        mac = canonical_mac("MAC", mac)
+        if vlan is not None:
+            check_field(PortSpec, "vlan", vlan)
+        doomed = [e for e in self.fdb[switch] if e.static and e.mac == mac and vlan in (None, e.vlan)]
+        if not doomed:
+            raise NotFound(f"switch {switch!r} has no static entry for {mac}")
+        if len(doomed) > 1:
+            raise InvalidRequest(f"{mac} is static in several VLANs: give the VLAN (--vlan)")
+        self.fdb[switch] = [e for e in self.fdb[switch] if e not in doomed]
+
+    def list_nics(self) -> list[NicInfo]:
+        self._note("list_nics")
+        return list(self.nics)
 
     def remove_port(self, switch: str, port: str) -> None:
         self._note("remove_port", switch, port)
@@ -175,7 +256,8 @@ class FakeApi:
                               {"lookup": "miss", "out_ports": out}),
             ])
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
+
+    def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """One event per port; blocks until `watch_gate` is set when a test sets one (or `seconds` pass)."""
         self._note("watch", switch, seconds, limit)
         info = self._get(switch)
@@ -185,6 +267,12 @@ class FakeApi:
                            dst="02:00:00:00:00:02", vid=None, vlan=1, ethertype=0x0800, length=60,
                            reason="FLOOD_UNKNOWN", out_ports=[q.name for q in info.ports if q is not p])
                 for i, p in enumerate(info.ports)][:limit]
+
+
+def _members(spec: PortSpec) -> set[int]:
+    if spec.trunk is None:
+        return {spec.access_vlan}
+    return set(spec.trunk) | ({spec.native} if spec.native is not None else set())
 
 
 def private(name: str) -> SwitchSpec:

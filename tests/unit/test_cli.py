@@ -153,7 +153,8 @@ def test_stats(api: FakeApi) -> None:
     assert "vm1" in out and "DROP_SAME_PORT=2" in out and "rx frames" in out
     data = as_json(api, "stats", "s")
     assert data == [{"port": "vm1", "rx_frames": 10, "rx_bytes": 1000, "tx_frames": 8, "tx_bytes": 800,
-                     "floods": 3, "learned": 1, "moved": 0, "drops": {"DROP_SAME_PORT": 2}}]
+                     "floods": 3, "learned": 1, "moved": 0, "drops": {"DROP_SAME_PORT": 2},
+                     "static_refused": 0}]
 
 
 def test_trace(api: FakeApi) -> None:
@@ -288,3 +289,64 @@ def test_completion_asks_the_daemon_briefly_and_is_silent_when_it_does_not_answe
     done = subprocess.run([sys.executable, "-m", "vswitch.frontends.cli"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "", "")
+
+
+# ---- the everyday verbs: port set/show, fdb add/del, switch set, nic list ---------------------------
+
+def test_port_set_maps_its_options_and_shows_trunks_as_ranges(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    out = ok(api, "port", "set", "s", "vm1", "--trunk", "1-4094", "--native", "5", "--admin", "down",
+             "--learning", "off")
+    assert "trunk 1-4094 native 5, admin down, learning off, flooding on" in out
+    settings = api.calls[-1][1][2]
+    assert settings.trunk == tuple(range(1, 4095)) and settings.native == 5
+    assert (settings.admin_up, settings.learning, settings.flooding) == (False, False, None)
+    data = as_json(api, "port", "show", "s", "vm1")
+    assert (data["vlan_mode"], data["admin_up"], data["learning"]) == ("trunk 1-4094 native 5", False, False)
+    assert "trunk 1-4094 native 5" in ok(api, "port", "show", "s", "vm1")
+    assert as_json(api, "port", "set", "s", "vm1", "--vlan", "7", "--admin", "up")["vlan_mode"] == "access 7"
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--vlan", "3", "--trunk", "4"], "not both"),
+    (["--native", "3"], "--native only applies"),
+    ([], "nothing to change"),
+    (["--trunk", "10-5"], "reversed"),
+    (["--vlan", "4095"], "between 1 and 4094"),
+])
+def test_port_set_refusals_name_the_problem(api: FakeApi, args: list[str], needle: str) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    result = run(api, "port", "set", "s", "vm1", *args)
+    assert result.exit_code == 1 and needle in result.stderr, result.output
+    assert api.get_port("s", "vm1").vlan_mode == "access 1"
+
+
+def test_fdb_add_del(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    out = ok(api, "fdb", "add", "s", "02:00:00:00:00:AA", "--port", "vm1")
+    assert "static entry 02:00:00:00:00:aa (VLAN 1)" in out
+    assert as_json(api, "fdb", "show", "s") == [{"mac": "02:00:00:00:00:aa", "vlan": 1, "port": "vm1",
+                                                 "age_s": 0.0, "static": True}]
+    assert "static" in ok(api, "fdb", "show", "s")
+    assert "removed static entry" in ok(api, "fdb", "del", "s", "02:00:00:00:00:aa")
+    result = run(api, "fdb", "del", "s", "02:00:00:00:00:aa")
+    assert result.exit_code == 1 and "no static entry" in result.stderr
+
+
+def test_switch_set(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    assert "ageing 60 s, max entries 8192" in ok(api, "switch", "set", "s", "--ageing", "60")
+    assert as_json(api, "switch", "set", "s", "--max-entries", "100")["max_entries"] == 100
+    result = run(api, "switch", "set", "s")
+    assert result.exit_code == 1 and "nothing to change" in result.stderr
+    assert "switch 'lab2'" in ok(api, "switch", "set", "s", "--name", "lab2")
+    assert list(api.switches) == ["lab2"]
+
+
+def test_nic_list_warns_about_the_default_route(api: FakeApi) -> None:
+    out = ok(api, "nic", "list")
+    assert "eth0" in out and "192.0.2.10/24" in out and "moves the host's default route" in out
+    assert as_json(api, "nic", "list")[0]["default_route"] is True

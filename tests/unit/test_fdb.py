@@ -296,3 +296,15 @@ def test_lookup_entries_and_expire_agree_on_fractional_times(seen: float, now: f
     alive = t.lookup(A, 1, now) is not None
     assert bool(t.entries(now)) == alive
     assert (t.expire(now) == []) == alive, "an entry lookup still answers must not be expired, and vice versa"
+
+
+def test_set_limits_changes_ageing_and_a_smaller_capacity_evicts_fairly_down_to_it() -> None:
+    t = MacTable(ageing_s=300, max_entries=32)
+    for i in range(24):
+        t.learn(m(i), 1, "A" if i < 16 else "B", float(i))
+    t.add_static(m(100), 1, "B")
+    assert t.set_limits(60, 16) == 8
+    assert (t.ageing_s, t.max_entries, t.dynamic_count) == (60, 16, 16)
+    assert t.port_count("A") == 8 and t.port_count("B") == 8, "the port with the most entries paid"
+    assert t.get(m(100), 1) is not None and t.get(m(15), 1) is not None and t.get(m(0), 1) is None
+    assert t.lookup(m(15), 1, 15 + 61) is None, "the new ageing time applies at once"

@@ -293,3 +293,27 @@ def test_client_without_daemon_says_so(tmp_path: Path) -> None:
         RestSwitchApi(socket_path=path).list_switches()
     with pytest.raises(DaemonUnreachable, match="is it running"):
         RestSwitchApi(url="http://127.0.0.1:9").list_switches()
+
+
+def test_the_new_verbs_routes_statuses_and_shapes(client: TestClient, api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm", PortKind.MEMORY, "vm"))
+    r = client.patch("/switches/s/ports/vm", json={"trunk": list(range(1, 4095)), "native": 3, "learning": False})
+    assert r.status_code == 200 and r.json()["vlan_mode"] == "trunk 1-4094 native 3" and not r.json()["learning"]
+    assert client.get("/switches/s/ports/vm").json() == r.json()
+    for body, needle in [({}, "nothing to change"), ({"vlan": 2, "trunk": [3]}, "not both"), ({"native": 2}, "native"),
+                         ({"vlan": None}, "vlan"), ({"admin_up": "no"}, "admin_up"), ({"bogus": 1}, "bogus")]:
+        r = client.patch("/switches/s/ports/vm", json=body)
+        assert r.status_code == 400 and needle in r.json()["error"], (body, r.text)
+    r = client.post("/switches/s/fdb", json={"mac": "02:00:00:00:00:0A", "port": "vm", "vlan": 3})
+    assert r.status_code == 201 and r.json() == {"mac": "02:00:00:00:00:0a", "vlan": 3, "port": "vm",
+                                                 "age_s": 0.0, "static": True}
+    assert client.delete("/switches/s/fdb/02:00:00:00:00:0a", params={"vlan": 3}).status_code == 204
+    assert client.delete("/switches/s/fdb/02:00:00:00:00:0a").status_code == 404
+    r = client.patch("/switches/s", json={"ageing_s": 60})
+    assert r.status_code == 200 and r.json()["ageing_s"] == 60
+    r = client.get("/nics")
+    assert r.status_code == 200 and r.json()[0]["name"] == "eth0" and r.json()[0]["default_route"] is True
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"get", "patch", "delete"} <= set(paths["/switches/{name}/ports/{port}"])
+    assert paths["/switches/{name}/fdb"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]

@@ -196,3 +196,63 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open configuration database"):
         ConfigStore(path)
+
+
+def test_static_entries_are_stored_and_go_with_their_port_and_switch(db: Path) -> None:
+    with ConfigStore(db) as store:
+        store.save_switch(sw("s"))
+        store.save_port("s", port("p"))
+        store.save_static("s", "02:00:00:00:00:01", 1, "p")
+        store.save_static("s", "02:00:00:00:00:02", 10, "uplink")  # a port of the switch itself
+        store.save_static("s", "02:00:00:00:00:01", 1, "uplink")  # re-pointed
+        with pytest.raises(NotFound):
+            store.save_static("nope", "02:00:00:00:00:01", 1, "p")
+    with ConfigStore(db) as store:
+        assert store.statics("s") == [("02:00:00:00:00:01", 1, "uplink"), ("02:00:00:00:00:02", 10, "uplink")]
+        store.save_static("s", "02:00:00:00:00:03", 1, "p")
+        store.delete_port("s", "p")
+        assert [m for m, _, _ in store.statics("s")] == ["02:00:00:00:00:01", "02:00:00:00:00:02"]
+        assert store.delete_static("s", "02:00:00:00:00:01", 1) and not store.delete_static("s", "02:00:00:00:00:01", 1)
+        store.delete_switch("s")
+        assert store.statics("s") == []
+
+
+def test_a_version_2_store_opens_and_gains_the_static_table(db: Path) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (2);
+        CREATE TABLE switches (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, spec TEXT NOT NULL,
+                               confirm_deadline REAL);
+        CREATE TABLE ports (switch TEXT NOT NULL REFERENCES switches(name) ON DELETE CASCADE, name TEXT NOT NULL,
+                            spec TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (switch, name));
+        INSERT INTO switches (name, spec) VALUES ('v2', '{"name": "v2", "type": "private"}');
+        INSERT INTO ports VALUES ('v2', 'p', '{"name": "p", "kind": "memory", "target": "p", "vlan": 10}', 1);
+    """)
+    conn.close()
+    with ConfigStore(db) as store:
+        (spec, ports), = store.load()
+        assert spec.name == "v2" and ports == [PortSpec("p", PortKind.MEMORY, "p", vlan=10)], \
+            "a port stored before admin/learning/flooding existed loads with them on"
+        assert ports[0].admin_up and ports[0].learning and ports[0].flooding
+        assert store.statics("v2") == []
+        store.save_static("v2", "02:00:00:00:00:01", 10, "p")
+        assert store._conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert SCHEMA_VERSION == 3
+
+
+def test_rename_switch_takes_everything_that_hangs_on_it_along(db: Path) -> None:
+    with ConfigStore(db) as store:
+        store.save_switch(sw("old"), confirm_deadline=None)
+        store.save_port("old", port("p"))
+        store.put_port_runtime("old", "p", {"netns": "x"})
+        store.save_static("old", "02:00:00:00:00:01", 1, "p")
+        store.put_snapshot("old", {"nic": "eth9"})
+        store.rename_switch("old", sw("new", ageing_s=60))
+        with pytest.raises(NotFound):
+            store.rename_switch("old", sw("other"))
+    with ConfigStore(db) as store:
+        ((spec, ports),) = store.load()
+        assert (spec.name, spec.ageing_s, [p.name for p in ports]) == ("new", 60, ["p"])
+        assert store.get_port_runtime("new", "p") == {"netns": "x"}
+        assert store.statics("new") == [("02:00:00:00:00:01", 1, "p")] and store.statics("old") == []
+        assert store.get_snapshot("new") == {"nic": "eth9"} and store.get_snapshot("old") is None

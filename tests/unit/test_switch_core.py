@@ -95,6 +95,18 @@ def test_move_is_learned_at_once_and_counted_on_the_new_port() -> None:
     assert [(e.mac, e.vlan, e.old_port, e.new_port) for e in ev] == [(mac("m"), 1, "A", "C")]
 
 
+def test_a_static_mac_seen_elsewhere_is_counted_not_learned_and_not_moved() -> None:
+    sw = switch("A", "B", "C")
+    sw.fdb.add_static(mac("m"), 1, "A")
+    d = sw.process("C", frame(BROADCAST, "m"), 0, 5)
+    assert d.reason is Reason.FLOOD_BROADCAST, "the frame itself is forwarded as any other"
+    assert sw.counters["C"].static_refused == 1 and sw.counters["C"].moved == 0 and sw.counters["C"].learned == 0
+    sw.process("A", frame(BROADCAST, "m"), 0, 6)
+    assert sw.counters["A"].static_refused == 0, "frames on its own port are not refused"
+    assert sw.process("B", frame("m", "b"), 0, 10_000).out_ports == ("A",), "still pinned, long after ageing"
+    assert sw.fdb.drain_events() == []
+
+
 # -- ingress drops ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("src", [BROADCAST, MCAST, "00:00:00:00:00:00", "01:80:c2:00:00:21"])

@@ -1,22 +1,31 @@
-"""`SwitchApi`: the one protocol every front end (CLI, REST, lab builder) drives.
+"""`SwitchApi`: the one protocol every front end (CLI, REST, lab builder) drives — and the command table.
 
 Served in-process by `SwitchManager` and over HTTP by `frontends.client.RestSwitchApi`, so the
 same calls behave the same way whichever side of the socket they are made from. Every method
 either does all of what it says or raises a `VswitchError` (InvalidRequest/NotFound/Conflict)
 and changes nothing.
+
+Each method is a command declared once (`control.commands`): its signature is the typed request,
+its return annotation the typed result, its `@command` the HTTP method and route. `COMMANDS` is
+that table; the REST server and client are generated from it (docs/adding-a-command.md).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from vswitch.control.commands import Command, collect, command
 from vswitch.control.model import (
     FdbEntryInfo,
     FrameEvent,
+    NicInfo,
     PortInfo,
+    PortSettings,
     PortSpec,
     PortStatsInfo,
+    StaticEntry,
     SwitchInfo,
+    SwitchSettings,
     SwitchSpec,
     TraceInfo,
 )
@@ -27,42 +36,112 @@ DEFAULT_SOCKET = "/run/vswitch/vswitchd.sock"
 
 
 class SwitchApi(Protocol):
-    """Create, inspect and delete switches and their ports."""
+    """Create, inspect, change and delete switches and their ports."""
 
+    # -- switches ---------------------------------------------------------------------------
+    @command("GET", "/switches")
+    def list_switches(self) -> list[SwitchInfo]:
+        """Every switch with its ports."""
+        ...
+
+    @command("POST", "/switches", status=201)
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False) -> SwitchInfo | list[str]:
         """Create a switch; with dry_run return the list of steps it would take instead."""
         ...
 
-    def delete_switch(self, name: str) -> None: ...
+    @command("GET", "/switches/{name}")
+    def get_switch(self, name: str) -> SwitchInfo:
+        """One switch with its ports."""
+        ...
 
+    @command("PATCH", "/switches/{name}")
+    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
+        """Rename a (Private) switch, change its MAC ageing time or table capacity (stored; live)."""
+        ...
+
+    @command("DELETE", "/switches/{name}")
+    def delete_switch(self, name: str) -> None:
+        """Delete a switch (an External switch gives its NIC back)."""
+        ...
+
+    @command("POST", "/switches/{name}/confirm")
     def confirm_switch(self, name: str) -> SwitchInfo:
         """Keep an external switch created with a confirm timeout (cancels the automatic revert)."""
         ...
 
-    def list_switches(self) -> list[SwitchInfo]: ...
+    # -- ports ----------------------------------------------------------------------------------
+    @command("GET", "/switches/{name}/ports")
+    def list_ports(self, switch: str) -> list[PortInfo]:
+        """The ports of a switch."""
+        ...
 
-    def get_switch(self, name: str) -> SwitchInfo: ...
+    @command("POST", "/switches/{name}/ports", status=201)
+    def add_port(self, switch: str, spec: PortSpec) -> PortInfo:
+        """Attach a port."""
+        ...
 
-    def add_port(self, switch: str, spec: PortSpec) -> PortInfo: ...
+    @command("GET", "/switches/{name}/ports/{port}")
+    def get_port(self, switch: str, port: str) -> PortInfo:
+        """One port: its VLAN mode (trunks as ranges), admin state, learning, flooding."""
+        ...
 
-    def remove_port(self, switch: str, port: str) -> None: ...
+    @command("PATCH", "/switches/{name}/ports/{port}")
+    def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
+        """Change a port's VLAN mode, admin state, learning or flooding, live and stored; the other
+        ports forward on meanwhile."""
+        ...
 
-    def list_ports(self, switch: str) -> list[PortInfo]: ...
+    @command("DELETE", "/switches/{name}/ports/{port}")
+    def remove_port(self, switch: str, port: str) -> None:
+        """Detach a port."""
+        ...
 
-    def fdb_show(self, switch: str) -> list[FdbEntryInfo]: ...
+    # -- the MAC table ------------------------------------------------------------------------
+    @command("GET", "/switches/{name}/fdb")
+    def fdb_show(self, switch: str) -> list[FdbEntryInfo]:
+        """The MAC table, static entries included."""
+        ...
 
+    @command("POST", "/switches/{name}/fdb", status=201)
+    def fdb_add(self, switch: str, entry: StaticEntry) -> FdbEntryInfo:
+        """Add (or re-point) a static entry: it never ages and never moves; stored."""
+        ...
+
+    @command("DELETE", "/switches/{name}/fdb/{mac}")
+    def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
+        """Remove a static entry (vlan may be left out when the MAC is static in one VLAN only)."""
+        ...
+
+    @command("POST", "/switches/{name}/fdb/flush", result_key="removed")
     def fdb_flush(self, switch: str) -> int:
         """Remove the dynamic entries; return how many were removed."""
         ...
 
-    def stats(self, switch: str) -> list[PortStatsInfo]: ...
+    # -- counters and explanations ----------------------------------------------------------------
+    @command("GET", "/switches/{name}/stats")
+    def stats(self, switch: str) -> list[PortStatsInfo]:
+        """Per-port counters."""
+        ...
 
+    @command("GET", "/switches/{name}/trace")
     def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
         """What the switch would do with such a frame now (its steps, the classified VLAN, the reason, the
         output ports); sends, learns and counts nothing."""
         ...
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
+    @command("GET", "/switches/{name}/watch", pooled=True)
+    def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them,
         oldest first (see `FrameEvent`: time, ports, header, classified VLAN, reason, ICMP echo identity)."""
         ...
+
+    # -- the host ---------------------------------------------------------------------------------
+    @command("GET", "/nics")
+    def list_nics(self) -> list[NicInfo]:
+        """The links that could be an uplink: not a TAP, bridge or vNIC, not the peer of a veth port,
+        not held by any switch; with MAC, state, addresses and whether they carry the default route."""
+        ...
+
+
+#: every command, by API method name, in declaration order
+COMMANDS: dict[str, Command] = collect(SwitchApi)

@@ -19,6 +19,9 @@ Invariants:
   stored switches, *adopting* what the kernel kept (the persistent host vNIC with its addresses, a
   takeover marked applied) instead of rebuilding it. The takeover snapshot stored before the NIC is
   touched is the very one applied, so a restarted daemon undoes exactly what was done.
+- Settings (`set_port`, `set_switch`, static entries `fdb_add`/`fdb_del`) touch no kernel object:
+  stored first (one write), then applied on the datapath thread between two batches, so the other
+  ports never stop forwarding; static entries come back on `restore` after their switch's ports.
 - Confirm deadlines are absolute (epoch seconds, stored); `confirm` is stored before it is answered.
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
@@ -60,17 +63,23 @@ from vswitch.control.model import (
     FrameEvent,
     IcmpEcho,
     InvalidRequest,
+    NicInfo,
     NotFound,
     PortInfo,
     PortKind,
+    PortSettings,
     PortSpec,
     PortStatsInfo,
+    StaticEntry,
     SwitchInfo,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
     TraceInfo,
     TraceStepInfo,
     VswitchError,
+    canonical_mac,
+    check_field,
     clip,
     host_vnic_name,
 )
@@ -117,9 +126,14 @@ class _Switch:
 
 
 def policy_for(spec: PortSpec) -> PortPolicy:
+    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
     if spec.trunk is not None:
-        return PortPolicy.trunk(set(spec.trunk), spec.native)
-    return PortPolicy.access(spec.access_vlan)
+        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
+    return PortPolicy.access(spec.access_vlan, **flags)
+
+
+#: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
+_NOT_UPLINK_KINDS = frozenset({"tun", "bridge", "ifb"})
 
 
 class SwitchManager:
@@ -432,11 +446,12 @@ class SwitchManager:
     def confirm_switch(self, name: str) -> SwitchInfo:
         """Keep an External switch created with a confirm timeout; stored before it is answered.
 
-        Raises NotFound, InvalidRequest (not awaiting confirmation), StoreError (not confirmed)."""
+        Raises NotFound, Conflict (not awaiting confirmation: the request is fine, the switch's state
+        is not), StoreError (not confirmed)."""
         with self._lock:
             sw = self._get(name)
             if sw.takeover is None or sw.confirm_deadline is None:
-                raise InvalidRequest(f"switch {name!r} is not waiting for confirmation")
+                raise Conflict(f"switch {name!r} is not waiting for confirmation")
             if self.store is not None:
                 self.store.set_confirmed(name)
                 crashpoint("confirm-switch.stored")
@@ -452,6 +467,32 @@ class SwitchManager:
     def get_switch(self, name: str) -> SwitchInfo:
         with self._lock:
             return self._info(self._get(name))
+
+    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
+        """Change the name (a Private switch), MAC ageing time and/or table capacity: stored, then
+        applied live (a smaller capacity evicts learned entries fairly down to it; ports, their
+        settings and static entries stay). Raises NotFound, InvalidRequest, Conflict (the new name is
+        taken), StoreError (nothing changed)."""
+        with self._lock:
+            sw = self._get(name)
+            spec = settings.apply(sw.spec)
+            if spec.name != name:
+                if spec.name in self._switches:
+                    raise Conflict(f"switch {spec.name!r} already exists")
+                if sw.spec.type != SwitchType.PRIVATE:
+                    raise InvalidRequest(f"only a private switch can be renamed for now: {name!r} is "
+                                         f"{sw.spec.type}, and its host vNIC is named after it")
+            if self.store is not None:
+                with self.store.transaction():
+                    if spec.name != name:
+                        self.store.rename_switch(name, spec)
+                    self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
+            if spec.name != name:
+                self._switches[spec.name] = self._switches.pop(name)
+            core = sw.core
+            sw.datapath.call(lambda: core.fdb.set_limits(spec.ageing_s, spec.max_entries))
+            sw.spec = spec
+            return self._info(sw)
 
     # -- ports --------------------------------------------------------------------------------
     def add_port(self, switch: str, spec: PortSpec, *, persist: bool = True) -> PortInfo:
@@ -568,6 +609,44 @@ class SwitchManager:
             sw = self._get(switch)
             return [self._port_info(sw, name) for name in sw.ports]
 
+    def get_port(self, switch: str, port: str) -> PortInfo:
+        with self._lock:
+            sw = self._get(switch)
+            if port not in sw.ports:
+                raise NotFound(f"switch {switch!r} has no port {port!r}")
+            return self._port_info(sw, port)
+
+    def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
+        """Change a port's VLAN mode, admin state, learning or flooding: stored first, then applied on
+        the datapath thread between two batches, so the other ports forward on without a gap.
+
+        Raises NotFound, InvalidRequest (bad settings; a port of the switch itself), Conflict (a static
+        entry of the port would leave its VLANs), StoreError (nothing changed)."""
+        with self._lock:
+            sw = self._get(switch)
+            att = sw.ports.get(port)
+            if att is None:
+                raise NotFound(f"switch {switch!r} has no port {port!r}")
+            if att.spec is None:
+                raise InvalidRequest(f"port {port!r} is the switch's own {att.role}; its settings cannot be "
+                                     "changed")
+            spec = settings.apply(att.spec)
+            policy = policy_for(spec)
+            core = sw.core
+
+            def stranded() -> list[str]:
+                return [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in core.fdb.entries(sw.datapath.now)
+                        if e.static and e.port == port and not policy.is_member(e.vlan)]
+            left = sw.datapath.call(stranded)
+            if left:
+                raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
+                               f"delete them first (vswitch fdb del)")
+            if self.store is not None:
+                self.store.save_port(switch, spec)
+            sw.datapath.call(lambda: core.set_policy(port, policy))
+            att.spec = spec
+            return self._port_info(sw, port)
+
     def port_object(self, switch: str, port: str) -> Port:
         """The live back-end of a port (tests and the lab use it, e.g. to inject into a memory port)."""
         with self._lock:
@@ -589,9 +668,53 @@ class SwitchManager:
     def fdb_flush(self, switch: str) -> int:
         return self.datapath(switch).fdb_flush()
 
+    def fdb_add(self, switch: str, entry: StaticEntry, *, persist: bool = True) -> FdbEntryInfo:
+        """Pin `entry.mac` to `entry.port` (in the port's own VLAN unless one is given): stored, then
+        live. It never ages and never moves: a frame from that MAC on another port is counted
+        (``static_refused``), not learned. Raises NotFound (switch, port), InvalidRequest (bad entry, a
+        VLAN the port is not in, a trunk without native VLAN and no VLAN given), StoreError."""
+        with self._lock:
+            sw = self._get(switch)
+            if entry.port not in sw.ports:
+                raise NotFound(f"switch {switch!r} has no port {entry.port!r}")
+            policy = sw.core.policies[entry.port]
+            vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
+            if vlan is None:
+                raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
+                                     "give the VLAN (--vlan)")
+            if not policy.is_member(vlan):
+                raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan} ({policy.describe()})")
+            if persist and self.store is not None:
+                self.store.save_static(switch, entry.mac, vlan, entry.port)
+            mac, fdb = parse_mac(entry.mac), sw.core.fdb
+            sw.datapath.call(lambda: fdb.add_static(mac, vlan, entry.port))
+            return FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
+
+    def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
+        """Remove a static entry (from the store, then live). Raises NotFound (switch, or no such static
+        entry), InvalidRequest (bad MAC or VLAN; no VLAN given and the MAC is static in several)."""
+        mac = canonical_mac("MAC", mac)
+        if vlan is not None:
+            check_field(PortSpec, "vlan", vlan)
+        with self._lock:
+            sw = self._get(switch)
+            key, fdb = parse_mac(mac), sw.core.fdb
+            vlans = sw.datapath.call(lambda: sorted(e.vlan for table in fdb.by_vlan.values()
+                                                    if (e := table.get(key)) is not None and e.static))
+            if vlan is not None:
+                vlans = [v for v in vlans if v == vlan]
+            if not vlans:
+                raise NotFound(f"switch {switch!r} has no static entry for {mac}"
+                               + (f" in VLAN {vlan}" if vlan is not None else ""))
+            if len(vlans) > 1:
+                raise InvalidRequest(f"{mac} is static in VLANs {', '.join(map(str, vlans))}: give the VLAN (--vlan)")
+            if self.store is not None:
+                self.store.delete_static(switch, mac, vlans[0])
+            sw.datapath.call(lambda: fdb.remove_static(key, vlans[0]))
+
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
-                              s["floods"], s["learned"], s["moved"], s["drops"])
+                              s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"])
                 for pid, s in self.datapath(switch).port_counters().items()]
 
     def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
@@ -623,7 +746,7 @@ class SwitchManager:
                        for s in steps])
         return dp.call(run)
 
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
+    def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
 
         Raises InvalidRequest when `seconds` is not in (0, WATCH_MAX_S] or `limit` not in
@@ -667,6 +790,31 @@ class SwitchManager:
             events.append(_event(switch, *raw.pop(), shared))
         return events
 
+    # -- the host -------------------------------------------------------------------------------
+    def list_nics(self) -> list[NicInfo]:
+        """The links that could be the uplink of an External switch: not loopback, a TAP, a bridge (or
+        enslaved to one), tc's ifb or a host vNIC; not held by any switch (control/ownership.py); not the
+        peer of a veth another switch holds. With addresses and whether they carry a default route."""
+        with self._lock:
+            owners = self._owner_index()
+        out = []
+        with Netlink() as nl:
+            links = nl.links()
+            held = {i.index for i in links if owners.owner((ownership.LINK, i.name)) is not None}
+            for link in links:
+                if (link.loopback or link.kind in _NOT_UPLINK_KINDS or link.master is not None
+                        or link.name.startswith(ownership.VNIC_PREFIX) or link.index in held
+                        or (link.kind == "veth" and link.peer_netns is None and link.peer in held)):
+                    continue
+                try:
+                    addresses = [f"{a.address}/{a.prefixlen}" for a in nl.addresses(link.name)]
+                    default = any(r.dst_len == 0 for r in nl.routes(link.name))
+                except LookupError:  # gone while we looked
+                    continue
+                out.append(NicInfo(link.name, link.mac, link.up, link.kind or "device", addresses, default,
+                                   link.mtu))
+        return out
+
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
         """Start-up: finish or undo every interrupted change, then recreate every stored switch and port.
@@ -707,6 +855,12 @@ class SwitchManager:
                     if not self._attach_down_tap_port(spec.name, pspec, exc):
                         self._restore_error(f"port {pspec.name!r} of switch {spec.name!r} could not be restored: "
                                             f"{exc}")
+            for mac, vlan, port in self.store.statics(spec.name):
+                try:
+                    self.fdb_add(spec.name, StaticEntry(mac, port, vlan), persist=False)
+                except VswitchError as exc:
+                    self._restore_error(f"static entry {mac} (VLAN {vlan}) of switch {spec.name!r} could not be "
+                                        f"restored: {exc}")
 
     def _restore_error(self, msg: str) -> None:
         log.error("%s", msg)
@@ -896,7 +1050,8 @@ class SwitchManager:
         else:
             kind = att.port.kind
             target = getattr(att.port, "ifname", "")
-        return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details)
+        return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
+                        policy.admin_up, policy.learning, policy.flooding)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
+from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -489,6 +490,9 @@ PORT_FIELDS: dict[str, Check] = {
     "vlan": optional(check_vlan),
     "trunk": optional(trunk_vlans),
     "native": optional(check_vlan),
+    "admin_up": check_flag,
+    "learning": check_flag,
+    "flooding": check_flag,
 }
 
 
@@ -560,6 +564,9 @@ class PortSpec(_Spec):
     vlan: int | None = None                       # access VLAN (default 1)
     trunk: tuple[int, ...] | None = None          # allowed VLANs on a trunk port
     native: int | None = None                     # trunk's untagged VLAN
+    admin_up: bool = True                         # `port set --admin down` keeps the port but drops its frames
+    learning: bool = True
+    flooding: bool = True
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -590,6 +597,9 @@ class PortInfo:
     up: bool
     role: str = "vm"          # vm | host-vnic | uplink
     details: dict[str, Any] = field(default_factory=dict)
+    admin_up: bool = True
+    learning: bool = True
+    flooding: bool = True
 
 
 @dataclass
@@ -626,6 +636,141 @@ class PortStatsInfo:
     learned: int
     moved: int
     drops: dict[str, int] = field(default_factory=dict)
+    #: frames whose source MAC is static on another port: counted, neither learned nor moved
+    static_refused: int = 0
+
+
+def check_unicast_mac(text: object) -> str:
+    """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
+    unicast MAC lives behind one port)."""
+    if not isinstance(text, str):
+        raise FieldError(f"{clip(text)} is not a MAC address like 52:54:00:12:34:56")
+    try:
+        mac = format_mac(parse_mac(text))
+    except ValueError as e:
+        raise FieldError(str(e)) from None
+    if int(mac[:2], 16) & 1:
+        raise FieldError(f"{mac} is a group address: a static entry needs a unicast MAC")
+    return mac
+
+
+def canonical_mac(what: str, text: object) -> str:
+    """`text` as ``aa:bb:cc:dd:ee:ff``; InvalidRequest naming `what` when it is not a unicast MAC."""
+    try:
+        return check_unicast_mac(text)
+    except FieldError as exc:
+        raise InvalidRequest([Problem(what, str(exc))]) from None
+
+
+class _Change(_Spec):
+    """A change to something that exists (`port set`, `switch set`): every field optional (None keeps
+    that setting), checked by the spec's own checkers when built; at least one must be given."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _nothing_to_change(options: str) -> Callable[[dict[str, Any]], Iterator[Problem]]:
+    def rule(v: dict[str, Any]) -> Iterator[Problem]:
+        if all(x is None for x in v.values()) and v:
+            yield Problem("", f"nothing to change: give {options}")
+    return rule
+
+
+def _port_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    if v.get("vlan") is not None and v.get("trunk") is not None:
+        yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
+    if v.get("native") is not None and "trunk" in v and v["trunk"] is None:
+        yield Problem("native", "only a trunk port has a native VLAN (give trunk with it)")
+    yield from _nothing_to_change("--vlan, --trunk, --admin, --learning or --flooding")(v)
+
+
+@dataclass(frozen=True)
+class PortSettings(_Change):
+    """What `port set` changes on a live port; a field left None keeps that setting. Valid by
+    construction with `PortSpec`'s checkers (InvalidRequest naming every bad field).
+
+    The VLAN mode is set as a whole: `vlan` (access) or `trunk` with an optional `native`
+    (a trunk given without `native` has none)."""
+
+    vlan: int | None = None
+    trunk: tuple[int, ...] | None = None
+    native: int | None = None
+    admin_up: bool | None = None
+    learning: bool | None = None
+    flooding: bool | None = None
+
+    what: ClassVar[str] = "port setting"
+    fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
+                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding")}
+    rules = staticmethod(_port_settings_rules)
+
+    def apply(self, spec: PortSpec) -> PortSpec:
+        """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
+        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding")
+                                   if getattr(self, f) is not None}
+        if self.vlan is not None:
+            changes.update(vlan=self.vlan, trunk=None, native=None)
+        elif self.trunk is not None:
+            changes.update(vlan=None, trunk=self.trunk, native=self.native)
+        return spec.updated(changes)
+
+
+def _static_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    return iter(())
+
+
+@dataclass(frozen=True)
+class StaticEntry(_Spec):
+    """A static MAC table entry: `mac` (in `vlan`) always lives behind `port`; valid by construction
+    (the MAC is stored canonically). `vlan` None means the port's own VLAN (its access VLAN, or a
+    trunk's native VLAN)."""
+
+    mac: str
+    port: str
+    vlan: int | None = None
+
+    what: ClassVar[str] = "static entry"
+    # the port may be the switch's own (uplink, host): a static entry can point there
+    fields: ClassVar[Mapping[str, Check]] = {"mac": check_unicast_mac, "port": check_name,
+                                             "vlan": optional(check_vlan)}
+    rules = staticmethod(_static_rules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SwitchSettings(_Change):
+    """What `switch set` changes on a running switch; a field left None keeps that setting. Valid by
+    construction with `SwitchSpec`'s checkers.
+
+    `name` renames the switch (a Private one: the others' host vNIC is named after the switch)."""
+
+    ageing_s: int | None = None
+    max_entries: int | None = None
+    name: str | None = None
+
+    what: ClassVar[str] = "switch setting"
+    fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in ("ageing_s", "max_entries", "name")}
+    rules = staticmethod(_nothing_to_change("--name, --ageing or --max-entries"))
+
+    def apply(self, spec: SwitchSpec) -> SwitchSpec:
+        """`spec` with these settings, checked again as any switch."""
+        return spec.updated(self.to_dict())
+
+
+@dataclass
+class NicInfo:
+    """A link that could be the uplink of an External switch (what Hyper-V's drop-down lists)."""
+
+    name: str
+    mac: str
+    up: bool
+    kind: str                 # "device" for a physical NIC, else the link kind (veth, vlan, bond, ...)
+    addresses: list[str] = field(default_factory=list)
+    default_route: bool = False  # taking this NIC moves the host's default route
+    mtu: int = 1500
 
 
 @dataclass

@@ -97,6 +97,9 @@ class LinkInfo:
     kind: str | None
     master: int | None
     slave_kind: str | None
+    #: IFLA_LINK: a veth's peer (an index in `peer_netns`, our namespace when None), a VLAN's parent
+    peer: int | None = None
+    peer_netns: int | None = None
 
     @property
     def up(self) -> bool:
@@ -264,6 +267,17 @@ def _load_drop_program() -> int:
     return int(fd)
 
 
+def _link_info(msg: Any) -> LinkInfo:
+    return LinkInfo(
+        index=msg["index"], name=msg.get("IFLA_IFNAME"), mac=msg.get("IFLA_ADDRESS") or "",
+        flags=msg["flags"], mtu=msg.get("IFLA_MTU"),
+        kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")),
+        master=msg.get("IFLA_MASTER"),
+        slave_kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")),
+        peer=msg.get("IFLA_LINK"), peer_netns=msg.get("IFLA_LINK_NETNSID"),
+    )
+
+
 class Netlink:
     """An rtnetlink socket, optionally inside network namespace ``netns``. Use as a context manager.
 
@@ -295,19 +309,9 @@ class Netlink:
 
     # -- links --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _link_info(msg: Any) -> LinkInfo:
-        return LinkInfo(
-            index=msg["index"], name=msg.get("IFLA_IFNAME"), mac=msg.get("IFLA_ADDRESS") or "",
-            flags=msg["flags"], mtu=msg.get("IFLA_MTU"),
-            kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")),
-            master=msg.get("IFLA_MASTER"),
-            slave_kind=msg.get(("IFLA_LINKINFO", "IFLA_INFO_SLAVE_KIND")),
-        )
-
     def links(self) -> list[LinkInfo]:
         """Every link of this namespace, by ifindex."""
-        return sorted((self._link_info(m) for m in self._call("list links", self._ipr.get_links)),
+        return sorted((_link_info(m) for m in self._call("list links", self._ipr.get_links)),
                       key=lambda info: info.index)
 
     def link(self, name: str) -> LinkInfo:
@@ -315,7 +319,7 @@ class Netlink:
         found = self._ipr.link_lookup(ifname=name)
         if not found:
             raise LinkNotFound.link(name, self.netns)
-        return self._link_info(self._call(f"get link {name}", self._ipr.get_links, found[0])[0])
+        return _link_info(self._call(f"get link {name}", self._ipr.get_links, found[0])[0])
 
     def link_exists(self, name: str) -> bool:
         return bool(self._ipr.link_lookup(ifname=name))

@@ -14,7 +14,10 @@ Owns one SQLite database file (``<state-dir>/config.sqlite``) holding
 - ``port_runtime``: what the kernel did to a stored port since it was added (e.g. the namespace a
   TAP was moved into), as JSON — facts to find it again, not intent; a row goes with its port
   (foreign key, ON DELETE CASCADE);
-- ``schema_version``: the schema version, checked at open (version 1 files are upgraded in place).
+- ``static_fdb``: the static MAC table entries (switch, MAC, VLAN → port); a row goes with its switch
+  (foreign key) and with its port (`delete_port`), not with a port of the switch itself (uplink, host);
+- ``schema_version``: the schema version, checked at open (version 1 and 2 files are upgraded in place:
+  version 2 → 3 only adds ``static_fdb``).
 
 Invariants:
 - A write that cannot get the database (locked by another process past ``BUSY_TIMEOUT_S``, disk
@@ -47,7 +50,7 @@ from vswitch.control.model import NotFound, PortSpec, SwitchSpec, VswitchError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 2.0
 
 _SCHEMA = """
@@ -85,6 +88,13 @@ CREATE TABLE IF NOT EXISTS port_runtime (
     data   TEXT NOT NULL,
     PRIMARY KEY (switch, port),
     FOREIGN KEY (switch, port) REFERENCES ports(switch, name) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS static_fdb (
+    switch TEXT NOT NULL REFERENCES switches(name) ON DELETE CASCADE,
+    mac    TEXT NOT NULL,
+    vlan   INTEGER NOT NULL,
+    port   TEXT NOT NULL,
+    PRIMARY KEY (switch, mac, vlan)
 );
 """
 
@@ -228,10 +238,25 @@ class ConfigStore:
         with self.transaction():
             self._conn.execute("UPDATE switches SET confirm_deadline = NULL WHERE name = ?", (name,))
 
+    def rename_switch(self, old: str, spec: SwitchSpec) -> None:
+        """Store switch `old` as `spec` (its new name) with everything that hangs on it (ports, their
+        runtime facts, static entries, its takeover snapshot), in one transaction. Raises NotFound
+        when `old` is not stored."""
+        data = json.dumps(spec.to_dict(), sort_keys=True)
+        with self.transaction():
+            # the children follow the key in the same transaction; checked at its commit
+            self._conn.execute("PRAGMA defer_foreign_keys = ON")
+            cur = self._conn.execute("UPDATE switches SET name = ?, spec = ? WHERE name = ?", (spec.name, data, old))
+            if cur.rowcount == 0:
+                raise NotFound(f"switch {old!r} is not in the configuration store")
+            for table in ("ports", "port_runtime", "static_fdb", "snapshots"):
+                self._conn.execute(f"UPDATE {table} SET switch = ? WHERE switch = ?", (spec.name, old))  # noqa: S608
+
     def delete_switch(self, name: str) -> bool:
         """Forget a switch, its ports and its takeover snapshot. Return whether it was stored."""
         with self.transaction():
             self._conn.execute("DELETE FROM ports WHERE switch = ?", (name,))
+            self._conn.execute("DELETE FROM static_fdb WHERE switch = ?", (name,))
             self._conn.execute("DELETE FROM snapshots WHERE switch = ?", (name,))
             cur = self._conn.execute("DELETE FROM switches WHERE name = ?", (name,))
             return cur.rowcount > 0
@@ -253,8 +278,9 @@ class ConfigStore:
             )
 
     def delete_port(self, switch: str, name: str) -> bool:
-        """Forget one port. Return whether it was stored."""
+        """Forget one port and its static entries. Return whether it was stored."""
         with self.transaction():
+            self._conn.execute("DELETE FROM static_fdb WHERE switch = ? AND port = ?", (switch, name))
             cur = self._conn.execute("DELETE FROM ports WHERE switch = ? AND name = ?", (switch, name))
             return cur.rowcount > 0
 
@@ -281,6 +307,32 @@ class ConfigStore:
                 continue
             result.append((spec, by_switch.get(name, [])))
         return result
+
+    # ---- static MAC table entries ---------------------------------------------------------------
+
+    def save_static(self, switch: str, mac: str, vlan: int, port: str) -> None:
+        """Insert or re-point the static entry (mac, vlan) of a stored switch. Raises NotFound when the
+        switch is not stored."""
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM switches WHERE name = ?", (switch,)).fetchone() is None:
+                raise NotFound(f"switch {switch!r} is not in the configuration store")
+            self._conn.execute(
+                "INSERT INTO static_fdb (switch, mac, vlan, port) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(switch, mac, vlan) DO UPDATE SET port = excluded.port", (switch, mac, vlan, port))
+
+    def delete_static(self, switch: str, mac: str, vlan: int) -> bool:
+        """Forget one static entry. Return whether it was stored."""
+        with self.transaction():
+            cur = self._conn.execute("DELETE FROM static_fdb WHERE switch = ? AND mac = ? AND vlan = ?",
+                                     (switch, mac, vlan))
+            return cur.rowcount > 0
+
+    def statics(self, switch: str) -> list[tuple[str, int, str]]:
+        """The static entries of `switch` as (mac, vlan, port), by VLAN then MAC."""
+        with self._lock:
+            rows = self._conn.execute("SELECT mac, vlan, port FROM static_fdb WHERE switch = ? ORDER BY vlan, mac",
+                                      (switch,)).fetchall()
+        return [(mac, int(vlan), port) for mac, vlan, port in rows]
 
     # ---- takeover snapshots -------------------------------------------------------------------
 

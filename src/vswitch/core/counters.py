@@ -13,9 +13,11 @@ from vswitch.core.reasons import Reason
 
 class PortCounters:
     """Counters of one port. `drops` maps a Reason to a count; `floods` counts frames this port
-    received that were flooded; `learned`/`moved` count MACs learned on / moved to this port."""
+    received that were flooded; `learned`/`moved` count MACs learned on / moved to this port;
+    `static_refused` counts frames from a MAC that is static on another port (neither learned nor moved)."""
 
-    __slots__ = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "drops")
+    __slots__ = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused",
+                 "drops")
 
     def __init__(self) -> None:
         self.rx_frames = 0
@@ -25,6 +27,7 @@ class PortCounters:
         self.floods = 0
         self.learned = 0
         self.moved = 0
+        self.static_refused = 0
         self.drops: dict[Reason, int] = {}
 
     def drop(self, reason: Reason) -> None:
@@ -35,5 +38,6 @@ class PortCounters:
             "rx_frames": self.rx_frames, "rx_bytes": self.rx_bytes,
             "tx_frames": self.tx_frames, "tx_bytes": self.tx_bytes,
             "floods": self.floods, "learned": self.learned, "moved": self.moved,
+            "static_refused": self.static_refused,
             "drops": {r.label: n for r, n in self.drops.items()},
         }

@@ -190,6 +190,17 @@ class MacTable:
         table = self.by_vlan.get(vlan)
         return table.get(mac) if table else None
 
+    def set_limits(self, ageing_s: float, max_entries: int) -> int:
+        """A new ageing time and capacity (the caller validated them); a capacity below the number of
+        dynamic entries evicts (fairly, as when full) down to it. Returns how many were evicted."""
+        self.ageing_s = ageing_s
+        self.max_entries = max_entries
+        evicted = 0
+        while self._dynamic > max_entries:
+            self._evict_one()
+            evicted += 1
+        return evicted
+
     # -- static entries ---------------------------------------------------------------------
     def add_static(self, mac: bytes, vlan: int, port: PortId) -> None:
         """Pin (mac, vlan) to `port`; replaces a dynamic entry for the same key."""

@@ -5,7 +5,8 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
 2. ingress: admin down → DROP_PORT_DOWN; reserved 01:80:C2:00:00:0X → DROP_RESERVED_GROUP
    (unless allowed by `group_fwd_mask`, never 00-02); multicast/zero source → DROP_INVALID_SRC;
    VLAN not admitted → DROP_VLAN_INGRESS
-3. learn the source (when the port learns)
+3. learn the source (when the port learns); a source that is static on another port is counted
+   (`static_refused`), never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
    and floods.
@@ -228,6 +229,8 @@ class SwitchCore:
                     elif r == LEARN_MOVED:
                         c.moved += 1
                     table = fdb.by_vlan[vlan]
+                elif e.port != in_port:
+                    c.static_refused += 1  # pinned elsewhere: counted, never moved
         if report is not None:
             self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb)
 

@@ -1,4 +1,4 @@
-"""The `vswitch` command: switches, ports, fdb, stats and trace, for humans (Rich tables) and scripts (--json).
+"""The `vswitch` command: switches, ports, fdb, NICs, stats and trace, for humans (Rich tables) and scripts (--json).
 
 Owns argument parsing and presentation only. Every command turns its options into a model spec
 (`SwitchSpec.parse`/`PortSpec.parse`: the rules and their messages are control/model.py's) and calls
@@ -41,8 +41,11 @@ from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
     PortInfo,
     PortKind,
+    PortSettings,
     PortSpec,
+    StaticEntry,
     SwitchInfo,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
     TraceInfo,
@@ -310,6 +313,24 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
         click.echo(f"confirmed switch {info.name!r}: {info.state}")
 
 
+@switch.command("set")
+@click.argument("name")
+@click.option("--name", "new_name", metavar="NEW", default=None, help="Rename the switch (a private one).")
+@click.option("--ageing", type=int, metavar="S", default=None, help="MAC ageing time in seconds (10-3600).")
+@click.option("--max-entries", type=int, metavar="N", default=None, help="MAC table capacity (16-1000000).")
+@json_option
+@pass_state
+def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
+               as_json: bool) -> None:
+    """Rename a switch or change its MAC ageing time or table capacity (stored; applied live)."""
+    fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries))
+    info = state.api.set_switch(name, SwitchSettings.parse({k: v for k, v in fields if v is not None}))
+    if as_json:
+        _print_json(info)
+    else:
+        click.echo(f"switch {info.name!r}: ageing {info.ageing_s} s, max entries {info.max_entries}")
+
+
 # ---- port ---------------------------------------------------------------------------------------
 
 @cli.group()
@@ -385,6 +406,72 @@ def port_list(state: CliState, switch_name: str, as_json: bool) -> None:
         _console().print(_port_table(ports, f"ports of {switch_name}"))
 
 
+_ON_OFF = click.Choice(["on", "off"])
+
+
+@port.command("set")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("name", metavar="PORT")
+@click.option("--vlan", type=int, metavar="N", default=None, help="Make it an access port in VLAN N.")
+@click.option("--trunk", metavar="LIST", default=None, help="Make it a trunk carrying these VLANs, e.g. 10,20,30-32.")
+@click.option("--native", type=int, metavar="N", default=None,
+              help="With --trunk: the untagged VLAN (none if left out).")
+@click.option("--admin", type=click.Choice(["up", "down"]), default=None,
+              help="down: keep the port attached but drop its frames (and send it none).")
+@click.option("--learning", type=_ON_OFF, default=None, help="Learn the source MACs of its frames.")
+@click.option("--flooding", type=_ON_OFF, default=None,
+              help="Send it floods (unknown unicast, broadcast, multicast).")
+@json_option
+@pass_state
+def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
+             native: int | None, admin: str | None, learning: str | None, flooding: str | None,
+             as_json: bool) -> None:
+    """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
+    fields: dict[str, Any] = {"vlan": vlan, "trunk": trunk, "native": native,
+                              "admin_up": None if admin is None else admin == "up",
+                              "learning": None if learning is None else learning == "on",
+                              "flooding": None if flooding is None else flooding == "on"}
+    settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
+    info = state.api.set_port(switch_name, name, settings)
+    if as_json:
+        _print_json(info)
+    else:
+        click.echo(f"port {info.name!r} of switch {switch_name!r}: {_port_summary(info)}")
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _port_summary(p: PortInfo) -> str:
+    return (f"{p.vlan_mode}, admin {'up' if p.admin_up else 'down'}, learning {_on(p.learning)}, "
+            f"flooding {_on(p.flooding)}")
+
+
+@port.command("show")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("name", metavar="PORT")
+@json_option
+@pass_state
+def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> None:
+    """Show port PORT of SWITCH: VLAN mode (trunks as ranges), admin state, learning, flooding."""
+    p = state.api.get_port(switch_name, name)
+    if as_json:
+        _print_json(p)
+        return
+    table = Table(title=f"port {p.name} of {switch_name}", show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value")
+    rows = [("kind", p.kind), ("target", p.target), ("role", p.role), ("vlan", p.vlan_mode),
+            ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
+            ("flooding", _on(p.flooding)),
+            ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
+    rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
+
+
 # ---- fdb ----------------------------------------------------------------------------------------
 
 @cli.group()
@@ -424,6 +511,64 @@ def fdb_flush(state: CliState, switch_name: str, as_json: bool) -> None:
         click.echo(f"flushed {removed} learned entr{'y' if removed == 1 else 'ies'} from switch {switch_name!r}")
 
 
+@fdb.command("add")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("mac", metavar="MAC")
+@click.option("--port", "port_name", required=True, metavar="PORT", help="The port the MAC lives behind.")
+@click.option("--vlan", type=int, metavar="N", default=None, help="The VLAN (default: the port's own).")
+@json_option
+@pass_state
+def fdb_add(state: CliState, switch_name: str, mac: str, port_name: str, vlan: int | None, as_json: bool) -> None:
+    """Add a static entry: MAC always lives behind PORT (never ages, never moves; stored)."""
+    e = state.api.fdb_add(switch_name, StaticEntry.parse({"mac": mac, "port": port_name, "vlan": vlan}))
+    if as_json:
+        _print_json(e)
+    else:
+        click.echo(f"static entry {e.mac} (VLAN {e.vlan}) → port {e.port!r} on switch {switch_name!r}")
+
+
+@fdb.command("del")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("mac", metavar="MAC")
+@click.option("--vlan", type=int, metavar="N", default=None,
+              help="The VLAN (needed only when the MAC is static in several).")
+@pass_state
+def fdb_del(state: CliState, switch_name: str, mac: str, vlan: int | None) -> None:
+    """Remove a static entry."""
+    state.api.fdb_del(switch_name, mac, vlan)
+    click.echo(f"removed static entry {mac}" + (f" (VLAN {vlan})" if vlan is not None else "")
+               + f" from switch {switch_name!r}")
+
+
+# ---- nic --------------------------------------------------------------------------------------------
+
+@cli.group()
+def nic() -> None:
+    """The host's network links."""
+
+
+@nic.command("list")
+@json_option
+@pass_state
+def nic_list(state: CliState, as_json: bool) -> None:
+    """The links that could be the uplink of an External switch (not a TAP, bridge, vNIC or port)."""
+    nics = state.api.list_nics()
+    if as_json:
+        _print_json(nics)
+        return
+    table = Table(title="NICs that could be an uplink")
+    for col in ("nic", "kind", "mac", "state", "mtu", "addresses", "default route"):
+        table.add_column(col, no_wrap=col != "addresses")
+    for n in nics:
+        table.add_row(n.name, n.kind, n.mac, "up" if n.up else "down", str(n.mtu), ", ".join(n.addresses) or "-",
+                      "yes" if n.default_route else "-")
+    console = _console()
+    console.print(table)
+    for n in nics:
+        if n.default_route:
+            console.print(f"warning: taking {n.name} over moves the host's default route to the switch's host vNIC")
+
+
 # ---- stats and trace ------------------------------------------------------------------------------
 
 @cli.command("stats")
@@ -437,12 +582,13 @@ def stats(state: CliState, switch_name: str, as_json: bool) -> None:
         _print_json(rows)
         return
     table = Table(title=f"stats of {switch_name}")
-    for col in ("port", "rx frames", "rx bytes", "tx frames", "tx bytes", "floods", "learned", "moved", "drops"):
+    for col in ("port", "rx frames", "rx bytes", "tx frames", "tx bytes", "floods", "learned", "moved",
+                "static refused", "drops"):
         table.add_column(col, justify="left" if col in ("port", "drops") else "right", no_wrap=col != "drops")
     for s in rows:
         drops = ", ".join(f"{reason}={n}" for reason, n in sorted(s.drops.items()) if n) or "-"
         table.add_row(s.port, str(s.rx_frames), str(s.rx_bytes), str(s.tx_frames), str(s.tx_bytes),
-                      str(s.floods), str(s.learned), str(s.moved), drops)
+                      str(s.floods), str(s.learned), str(s.moved), str(s.static_refused), drops)
     _console().print(table)
 
 

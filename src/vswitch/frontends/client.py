@@ -1,7 +1,9 @@
 """`RestSwitchApi`: the `SwitchApi` protocol spoken over HTTP to `vswitchd` (unix socket or TCP).
 
-Owns the client side of the REST layout in `frontends.rest`: paths, JSON bodies, and turning answers
-back into the model's records (`SwitchInfo`, `PortInfo`, ...) and errors back into the matching
+Owns the client side of the REST layout in `frontends.rest`: every `SwitchApi` method is dispatched
+from the command table (`control.api.COMMANDS`): its arguments bound to the protocol's signature and
+sent as path, query or body, its answer turned back into the typed result of the declaration (the
+model's records `SwitchInfo`, `PortInfo`, ..., nested ones too), and errors back into the matching
 `VswitchError` subclass with the server's own message (400 InvalidRequest, 404 NotFound,
 409 Conflict, anything else a VswitchError carrying that status).
 
@@ -15,34 +17,21 @@ Must not touch: FastAPI (kept out of the CLI's import path), the manager, the st
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import ssl
-from typing import Any, TypeVar
+import types
+import typing
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from vswitch.control.api import DEFAULT_SOCKET
-from vswitch.control.model import (
-    Conflict,
-    FdbEntryInfo,
-    FrameEvent,
-    IcmpEcho,
-    InvalidRequest,
-    NotFound,
-    PortInfo,
-    PortSpec,
-    PortStatsInfo,
-    SwitchInfo,
-    SwitchSpec,
-    TraceInfo,
-    TraceStepInfo,
-    VswitchError,
-)
+from vswitch.control.api import COMMANDS, DEFAULT_SOCKET, SwitchApi
+from vswitch.control.commands import Command
+from vswitch.control.model import Conflict, InvalidRequest, NotFound, VswitchError, to_jsonable
 
 #: Creating an external switch moves addresses and routes; give it time.
 DEFAULT_TIMEOUT_S = 60.0
-
-T = TypeVar("T")
 
 
 class DaemonUnreachable(VswitchError):
@@ -66,31 +55,36 @@ class Forbidden(VswitchError):
 _BY_STATUS: dict[int, type[VswitchError]] = {400: InvalidRequest, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
-def _record(cls: type[T], data: Any) -> T:
-    """Build dataclass `cls` from a JSON object, ignoring keys it does not know."""
-    if not isinstance(data, dict):
-        raise VswitchError(f"vswitchd sent an unexpected answer (expected an object, got {type(data).__name__})")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+def _decode(tp: Any, data: Any) -> Any:
+    """`data` (JSON) as the typed value `tp` says: dataclasses (nested ones too) from objects, ignoring
+    keys they do not know; lists element by element; anything else as it came."""
+    if tp is None or tp is type(None):
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        # `X | list[Y]`: the JSON's shape says which
+        chosen = next((a for a in options if (typing.get_origin(a) is list) == isinstance(data, list)), options[0])
+        return _decode(chosen, data)
+    if origin is list:
+        if not isinstance(data, list):
+            raise _unexpected("a list", data)
+        (item,) = typing.get_args(tp)
+        return [_decode(item, d) for d in data]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise _unexpected("an object", data)
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data})
+    if tp in (int, float, str):
+        return tp(data)
+    return data
 
 
-def _switch(data: Any) -> SwitchInfo:
-    info = _record(SwitchInfo, data)
-    info.ports = [_record(PortInfo, p) for p in info.ports]
-    return info
-
-
-def _trace(data: Any) -> TraceInfo:
-    info = _record(TraceInfo, data)
-    info.steps = [_record(TraceStepInfo, s) for s in info.steps]
-    return info
-
-
-def _frame_event(data: Any) -> FrameEvent:
-    event = _record(FrameEvent, data)
-    if event.icmp is not None:
-        event.icmp = _record(IcmpEcho, event.icmp)
-    return event
+def _unexpected(expected: str, data: Any) -> VswitchError:
+    return VswitchError(f"vswitchd sent an unexpected answer (expected {expected}, got {type(data).__name__})")
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -168,66 +162,44 @@ class RestSwitchApi:
         err.status = response.status_code
         raise err
 
-    # ---- SwitchApi ------------------------------------------------------------------------
+    # ---- SwitchApi: every method of the command table is dispatched by `_run` (set below) -----
 
     def health(self) -> dict[str, Any]:
         """The daemon's /health answer (no token needed)."""
         return self._call("GET", "/health")
 
-    def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False) -> SwitchInfo | list[str]:
-        """Create a switch; with dry_run return the list of steps it would take instead."""
-        body = {**spec.to_dict(), "dry_run": dry_run}
-        data = self._call("POST", "/switches", json=body)
-        if dry_run:
+    def _run(self, cmd: Command, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call command `cmd` with the arguments of its `SwitchApi` method; its typed result."""
+        bound = _SIGNATURES[cmd.name].bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        path = cmd.route.format(**{p.wire: _seg(given[p.name]) for p in cmd.where("path")})
+        params = {p.wire: given[p.name] for p in cmd.where("query") if given[p.name] is not None} or None
+        body = None
+        if cmd.body is not None:
+            # tuples (trunks) become lists, enums their values; a field left None is left out
+            fields = {**to_jsonable(given[cmd.body.name]), **{p.wire: given[p.name] for p in cmd.where("field")}}
+            body = {k: v for k, v in fields.items() if v is not None}
+        data = self._call(cmd.http, path, json=body, params=params)
+        if cmd.dry_run and given.get("dry_run"):
             return [str(s) for s in data["steps"]]
-        return _switch(data)
+        if cmd.result_key is not None:
+            data = data[cmd.result_key] if isinstance(data, dict) else data
+        return _decode(cmd.result, data)
 
-    def delete_switch(self, name: str) -> None:
-        self._call("DELETE", f"/switches/{_seg(name)}")
 
-    def confirm_switch(self, name: str) -> SwitchInfo:
-        """Keep an external switch created with a confirm timeout (cancels the automatic revert)."""
-        return _switch(self._call("POST", f"/switches/{_seg(name)}/confirm"))
+def _dispatch(cmd: Command) -> Any:
+    def method(self: RestSwitchApi, *args: Any, **kwargs: Any) -> Any:
+        return self._run(cmd, args, kwargs)
+    method.__name__ = cmd.name
+    method.__doc__ = cmd.doc
+    return method
 
-    def list_switches(self) -> list[SwitchInfo]:
-        return [_switch(d) for d in self._call("GET", "/switches")]
 
-    def get_switch(self, name: str) -> SwitchInfo:
-        return _switch(self._call("GET", f"/switches/{_seg(name)}"))
-
-    def add_port(self, switch: str, spec: PortSpec) -> PortInfo:
-        body = spec.to_dict()
-        if spec.trunk is not None:
-            body["trunk"] = list(spec.trunk)  # the API takes a list of ids (the store keeps ranges)
-        return _record(PortInfo, self._call("POST", f"/switches/{_seg(switch)}/ports", json=body))
-
-    def remove_port(self, switch: str, port: str) -> None:
-        self._call("DELETE", f"/switches/{_seg(switch)}/ports/{_seg(port)}")
-
-    def list_ports(self, switch: str) -> list[PortInfo]:
-        return [_record(PortInfo, d) for d in self._call("GET", f"/switches/{_seg(switch)}/ports")]
-
-    def fdb_show(self, switch: str) -> list[FdbEntryInfo]:
-        return [_record(FdbEntryInfo, d) for d in self._call("GET", f"/switches/{_seg(switch)}/fdb")]
-
-    def fdb_flush(self, switch: str) -> int:
-        """Remove the dynamic entries; return how many were removed."""
-        return int(self._call("POST", f"/switches/{_seg(switch)}/fdb/flush")["removed"])
-
-    def stats(self, switch: str) -> list[PortStatsInfo]:
-        return [_record(PortStatsInfo, d) for d in self._call("GET", f"/switches/{_seg(switch)}/stats")]
-
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
-        """What the switch would do with such a frame now (steps, classified VLAN, reason, output ports)."""
-        params: dict[str, Any] = {"in_port": in_port, "src": src, "dst": dst}
-        if vlan is not None:
-            params["vlan"] = vlan
-        return _trace(self._call("GET", f"/switches/{_seg(switch)}/trace", params=params))
-
-    def watch(self, switch: str, seconds: float, limit: int = 1000) -> list[FrameEvent]:
-        """The switch's per-frame decisions recorded over `seconds`."""
-        data = self._call("GET", f"/switches/{_seg(switch)}/watch", params={"seconds": seconds, "limit": limit})
-        return [_frame_event(d) for d in data]
+#: every command's Python signature, to bind a call's arguments as the in-process api would
+_SIGNATURES = {name: inspect.signature(getattr(SwitchApi, name)) for name in COMMANDS}
+for _cmd in COMMANDS.values():
+    setattr(RestSwitchApi, _cmd.name, _dispatch(_cmd))
 
 
 def _seg(name: str) -> str:

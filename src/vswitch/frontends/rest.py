@@ -6,14 +6,20 @@ Owns the URL layout, the JSON shapes of requests and the mapping of errors to HT
   naming the field; unknown routes 404, wrong methods 405, all as ``{"error": ...}``;
 - responses are ``to_jsonable(...)`` of the `*Info` records, so every client sees the same shapes.
 
-Invariants: no business logic here — a request body is parsed by the model
-(`SwitchSpec.parse`/`PortSpec.parse`, whose messages the 400 answer carries as they are) and carried
-out by the api. Endpoints are plain ``def`` functions, so FastAPI runs the (blocking) api calls in
-its threadpool and the event loop never waits on a switch. The OpenAPI schema states what the model
-enforces (name patterns and lengths from `control.model`, MAC format, VLAN ranges, enums, which
-fields go together) through the pydantic models `SwitchCreate`/`PortCreate`, which only describe
-the bodies (they validate nothing), so a request valid per the schema is refused only for the state
-of the switches (404, 409), never with a 400 the schema did not announce.
+Routes come from the command table (`control.api.COMMANDS`, see control/commands.py): one loop
+registers each command's route with its typed path/query parameters, its body model and its result
+model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate` where
+they state more than their fields (which go together), else generated from the request dataclass,
+each field refined by `_FIELDS` (what a field named ``vlan``, ``mac``, ... means in the schema).
+
+Invariants: no business logic here — a request body arrives as a plain JSON object and is parsed by
+the model (the request dataclass's ``parse``, whose messages the 400 answer carries as they are) and
+carried out by the api; the body models only document the bodies (they validate nothing). Endpoints are plain
+``def`` functions, so FastAPI runs the (blocking) api calls in its threadpool and the event loop
+never waits on a switch. The OpenAPI schema states what the model enforces (name patterns and
+lengths from `control.model`, MAC format, VLAN ranges, enums, which fields go together), so a
+request valid per the schema is refused only for the state of the switches (404, 409), never with
+a 400 the schema did not announce.
 
 Bounded: a request body over `MAX_BODY_BYTES` is refused with 413 (announced by Content-Length or
 counted as it streams; never read whole); lists are capped by the model; ``watch`` records for at
@@ -38,15 +44,20 @@ Must not touch: the manager's internals, the store, the datapath, the kernel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import threading
+import types
+import typing
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
+import pydantic
 from annotated_types import Interval
 from fastapi import Body, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -56,7 +67,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vswitch.control.api import SwitchApi
+from vswitch.control.api import COMMANDS, SwitchApi
+from vswitch.control.commands import Command
 from vswitch.control.model import (
     AGEING_DEFAULT_S,
     AGEING_MAX_S,
@@ -75,19 +87,14 @@ from vswitch.control.model import (
     VLAN_MIN,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
-    FdbEntryInfo,
     FieldError,
-    FrameEvent,
     InvalidRequest,
-    PortInfo,
     PortKind,
+    PortSettings,
     PortSpec,
-    PortStatsInfo,
     Problem,
-    SwitchInfo,
     SwitchSpec,
     SwitchType,
-    TraceInfo,
     VswitchError,
     check_flag,
     clip,
@@ -173,20 +180,17 @@ class PortCreate(BaseModel):
     trunk: list[Vlan] | None = Field(None, min_length=1, max_length=TRUNK_MAX_VLANS,
                                      description="Allowed VLANs of a trunk port (each counted once).")
     native: Vlan | None = Field(None, description="Untagged VLAN of a trunk port.")
+    admin_up: bool = Field(True, description="False: attached, but its frames are dropped.")
+    learning: bool = Field(True, description="Learn the source MACs of the port's frames.")
+    flooding: bool = Field(True, description="Receive floods (unknown unicast, broadcast, multicast).")
 
 
-#: (path, method) → the model its request body is documented by; the body itself goes to the spec's
-#: `parse`, so the rules and the messages are the model's alone
-_BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("/switches", "post"): SwitchCreate,
-    ("/switches/{name}/ports", "post"): PortCreate,
-}
-
-
-def _document_bodies(schema: dict[str, Any]) -> None:
-    """Point the request bodies of `_BODIES` at their models' schemas (added to the components)."""
+def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
+    """Point each route's request body at its model's schema (added to the components): FastAPI
+    sees only a JSON object, since the body goes to the model's `parse` whose rules and messages are
+    the only ones."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for (path, method), model in _BODIES.items():
+    for (path, method), model in bodies.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body
@@ -199,10 +203,6 @@ def _document_bodies(schema: dict[str, Any]) -> None:
 class DryRun(BaseModel):
     dry_run: bool = True
     steps: list[str]
-
-
-class Flushed(BaseModel):
-    removed: int
 
 
 class ErrorBody(BaseModel):
@@ -222,6 +222,194 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def _doc(model: Any) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` documenting a 200 body of `model` (not used to re-validate the answer)."""
     return {200: {"model": model}, **_ERRORS}
+
+
+# ---- routes from the command table -------------------------------------------------------------
+
+#: request dataclasses whose body model states more than their fields (which fields go together)
+_BODIES: dict[type, type[BaseModel]] = {SwitchSpec: SwitchCreate, PortSpec: PortCreate}
+#: a unicast MAC (the group bit, the low bit of the first octet, clear): what a static entry may pin
+_UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
+_UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
+                                   description="Unicast MAC, e.g. 52:54:00:12:34:56")]
+#: what a field of a generated body model means in the schema, by field name (the type otherwise);
+#: a field whose default is None may be left out, so it is stated without its None
+_FIELDS: dict[str, Any] = {
+    "vlan": Vlan,
+    "native": Vlan,
+    "trunk": Annotated[list[Vlan], Field(min_length=1, max_length=TRUNK_MAX_VLANS)],
+    "mac": _UnicastMac,
+    "port": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
+    "name": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
+    "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
+    "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
+}
+#: path parameters by wire name (every one is a name or a MAC: a 10 KB segment is refused unread)
+_PATHS: dict[str, Any] = {
+    "name": SwitchName,
+    "port": PortName,
+    "mac": Annotated[str, Path(description="MAC address", max_length=MAC_TEXT_MAX,
+                               json_schema_extra={"pattern": _MAC})],
+}
+#: query parameters by wire name, and by (command, wire name) where one command means more
+_QUERIES: dict[Any, dict[str, Any]] = {
+    "in_port": {"description": "Port the frame would arrive on", "max_length": NAME_MAX, "json_schema_extra": _NAME},
+    "src": {"description": "Source MAC, e.g. 52:54:00:12:34:56", "max_length": MAC_TEXT_MAX,
+            "json_schema_extra": {"pattern": _MAC}},
+    "dst": {"description": "Destination MAC", "max_length": MAC_TEXT_MAX, "json_schema_extra": {"pattern": _MAC}},
+    "vlan": {"ge": VLAN_MIN, "le": VLAN_MAX, "description": "VLAN id"},
+    ("trace", "vlan"): {"ge": 0, "le": VLAN_MAX, "description": "VLAN id of the frame (tagged; 0: priority tag)"},
+    "seconds": {"gt": 0, "le": WATCH_MAX_S, "allow_inf_nan": False,
+                "description": f"How long to record, at most {WATCH_MAX_S:.0f} s"},
+    "limit": {"ge": 1, "le": WATCH_MAX_EVENTS, "description": "At most this many events"},
+}
+
+
+def _port_settings_schema(schema: dict[str, Any]) -> None:
+    """Access (vlan) or trunk (+native), as `PortSettings` enforces."""
+    schema["allOf"] = [{"if": {"required": ["trunk"]}, "then": {"not": {"required": ["vlan"]}},
+                        "else": {"not": {"required": ["native"]}}}]
+
+
+#: what a generated body model states beyond its fields, by request dataclass
+_BODY_SCHEMAS: dict[type, Callable[[dict[str, Any]], None]] = {PortSettings: _port_settings_schema}
+
+
+def _present(tp: Any) -> Any:
+    """`tp` without its None: a field left None is left out of the body, never sent as null."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
+    return tp
+
+
+def _body_model(cmd: Command) -> type[BaseModel]:
+    """The pydantic model of a command's JSON body: the request dataclass's fields plus its `field` params.
+
+    A field whose default is None may be left out (and is not nullable); a body of only such fields
+    must name at least one (a settings change that changes nothing is refused)."""
+    body = cmd.body
+    assert body is not None
+    model = _BODIES.get(body.annotation)
+    if model is not None:
+        return model
+    hints = typing.get_type_hints(body.annotation, include_extras=True)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(body.annotation):
+        default = f.default if f.default is not dataclasses.MISSING else ...
+        tp = _FIELDS.get(f.name) or _present(hints[f.name])
+        fields[f.name] = (tp, default)
+    for p in cmd.where("field"):
+        fields[p.wire] = (p.annotation, ... if p.required else p.default)
+    extra = _BODY_SCHEMAS.get(body.annotation)
+    if all(default is None for _, default in fields.values()):
+        also = extra
+
+        def at_least_one(schema: dict[str, Any]) -> None:
+            schema["minProperties"] = 1
+            if also is not None:
+                also(schema)
+        extra = at_least_one
+    return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+        body.annotation.__name__ + "Body",
+        __config__=ConfigDict(extra="forbid", strict=True, json_schema_extra=extra),
+        __doc__=f"Body of ``{cmd.http} {cmd.route}``: the `{body.annotation.__name__}` fields.", **fields)
+
+
+def _result_docs(cmd: Command) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a command: its result's model under its status, and the errors."""
+    docs: dict[int | str, dict[str, Any]] = dict(_ERRORS)
+    if cmd.pooled:
+        docs[429] = {"model": ErrorBody, "description": "Too many watches running"}
+    result = cmd.result
+    if cmd.dry_run:  # `X | list[str]`: X, or the steps of a dry run
+        result = next(a for a in typing.get_args(result) if typing.get_origin(a) is not list)
+        docs[200] = {"model": DryRun, "description": "dry run"}
+    if result is None:
+        return docs
+    if cmd.result_key is not None:
+        result = pydantic.create_model(f"{cmd.name.title().replace('_', '')}Result", **{cmd.result_key: (result, ...)})
+    docs[cmd.status] = {"model": result}
+    return docs
+
+
+def _signature(cmd: Command, has_body: bool) -> inspect.Signature:
+    """The endpoint's parameters as FastAPI reads them: path, query, then the body."""
+    params = []
+    for p in cmd.params:
+        if p.where == "path":
+            params.append(inspect.Parameter(p.wire, inspect.Parameter.KEYWORD_ONLY, annotation=_PATHS.get(p.wire, str)))
+        elif p.where == "query":
+            query = Query(**_QUERIES.get((cmd.name, p.wire), _QUERIES.get(p.wire, {})))
+            default = inspect.Parameter.empty if p.required else p.default
+            params.append(inspect.Parameter(p.wire, inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=Annotated[p.annotation, query], default=default))
+    if has_body:
+        params.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=JsonObject))
+    return inspect.Signature(params)
+
+
+def _arguments(cmd: Command, given: dict[str, Any]) -> dict[str, Any]:
+    """The api call's keyword arguments from what FastAPI parsed; the body goes through the model's
+    ``parse`` (InvalidRequest naming every bad field, as for every other caller)."""
+    args = {p.name: given[p.wire] for p in cmd.params if p.where in ("path", "query")}
+    body = given.get("body")
+    if body is not None:
+        data = dict(body)
+        problems: list[Problem] = []
+        for p in cmd.where("field"):  # e.g. dry_run: a flag beside the request's own fields
+            value = data.pop(p.wire) if p.wire in data else p.default
+            try:
+                args[p.name] = check_flag(value) if p.annotation is bool else value
+            except FieldError as exc:
+                problems.append(Problem(p.wire, str(exc)))
+        request = cmd.body
+        assert request is not None
+        try:
+            args[request.name] = request.annotation.parse(data)
+        except InvalidRequest as exc:
+            problems += exc.problems
+        if problems:
+            raise InvalidRequest(problems)
+    return args
+
+
+def _answer(cmd: Command, result: Any) -> Response:
+    if cmd.dry_run and isinstance(result, list):
+        return JSONResponse({"dry_run": True, "steps": list(result)}, status_code=200)
+    if result is None:
+        return Response(status_code=cmd.status)
+    body = to_jsonable(result)
+    return JSONResponse({cmd.result_key: body} if cmd.result_key else body, status_code=cmd.status)
+
+
+def _register(app: FastAPI, api: SwitchApi, cmd: Command, watch_pool: WatchPool) -> type[BaseModel] | None:
+    """One route serving `cmd` (see control/commands.py for where each parameter travels); returns
+    the model documenting its body (None without one)."""
+    method = getattr(api, cmd.name)
+    body_model = _body_model(cmd) if cmd.body is not None else None
+
+    if cmd.pooled:
+        async def endpoint(**given: Any) -> Response:
+            args = _arguments(cmd, given)
+            # the start of a long call is logged (tests wait for it before they stop the daemon)
+            log.debug("%s of switch %s: %s", cmd.name, clip(args.get("switch")),
+                      {k: v for k, v in args.items() if k != "switch"})
+            # encoded on the pool thread too: 10,000 events must not hold the event loop either
+            data = await watch_pool.run(lambda: json.dumps(to_jsonable(method(**args))).encode())
+            return Response(content=data, media_type="application/json")
+    else:
+        def endpoint(**given: Any) -> Response:  # type: ignore[misc]
+            # a plain def: FastAPI runs the blocking api call in its threadpool
+            return _answer(cmd, method(**_arguments(cmd, given)))
+
+    endpoint.__signature__ = _signature(cmd, body_model is not None)  # type: ignore[attr-defined]
+    endpoint.__name__ = cmd.name
+    app.add_api_route(cmd.route, endpoint, methods=[cmd.http], status_code=cmd.status, tags=[cmd.tag],
+                      name=cmd.name, summary=cmd.doc.splitlines()[0], description=cmd.doc,
+                      responses=_result_docs(cmd))
+    return body_model
 
 
 def _describe_validation_error(exc: RequestValidationError) -> str:
@@ -452,107 +640,15 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         """Liveness: answers without a token, without a thread and without touching any switch."""
         return {"status": "ok"}
 
-    @app.get("/switches", tags=["switches"], responses=_doc(list[SwitchInfo]))
-    def list_switches() -> Any:
-        return to_jsonable(api.list_switches())
-
-    @app.post("/switches", tags=["switches"], status_code=201,
-              responses={201: {"model": SwitchInfo}, 200: {"model": DryRun, "description": "dry run"}, **_ERRORS})
-    def create_switch(body: JsonObject, response: Response) -> Any:
-        """Create a switch (or, with ``dry_run``, list the steps it would take)."""
-        fields = dict(body)
-        problems: list[Problem] = []
-        try:
-            dry_run = check_flag(fields.pop("dry_run", False))
-        except FieldError as exc:
-            problems.append(Problem("dry_run", str(exc)))
-        try:
-            spec = SwitchSpec.parse(fields)
-        except InvalidRequest as exc:
-            problems += exc.problems
-        if problems:
-            raise InvalidRequest(problems)
-        result = api.create_switch(spec, dry_run=dry_run)
-        if dry_run:
-            response.status_code = 200
-            return {"dry_run": True, "steps": list(result)}  # type: ignore[arg-type]
-        return to_jsonable(result)
-
-    @app.get("/switches/{name}", tags=["switches"], responses=_doc(SwitchInfo))
-    def get_switch(name: SwitchName) -> Any:
-        return to_jsonable(api.get_switch(name))
-
-    @app.delete("/switches/{name}", tags=["switches"], status_code=204, responses=_ERRORS)
-    def delete_switch(name: SwitchName) -> Response:
-        api.delete_switch(name)
-        return Response(status_code=204)
-
-    @app.post("/switches/{name}/confirm", tags=["switches"], responses=_doc(SwitchInfo))
-    def confirm_switch(name: SwitchName) -> Any:
-        """Keep an external switch created with a confirm timeout (cancels the automatic revert)."""
-        return to_jsonable(api.confirm_switch(name))
-
-    @app.get("/switches/{name}/ports", tags=["ports"], responses=_doc(list[PortInfo]))
-    def list_ports(name: SwitchName) -> Any:
-        return to_jsonable(api.list_ports(name))
-
-    @app.post("/switches/{name}/ports", tags=["ports"], status_code=201,
-              responses={201: {"model": PortInfo}, **_ERRORS})
-    def add_port(name: SwitchName, body: JsonObject) -> Any:
-        spec = PortSpec.parse(body)
-        return to_jsonable(api.add_port(name, spec))
-
-    @app.delete("/switches/{name}/ports/{port}", tags=["ports"], status_code=204, responses=_ERRORS)
-    def remove_port(name: SwitchName, port: PortName) -> Response:
-        api.remove_port(name, port)
-        return Response(status_code=204)
-
-    @app.get("/switches/{name}/fdb", tags=["fdb"], responses=_doc(list[FdbEntryInfo]))
-    def fdb_show(name: SwitchName) -> Any:
-        return to_jsonable(api.fdb_show(name))
-
-    @app.post("/switches/{name}/fdb/flush", tags=["fdb"], responses=_doc(Flushed))
-    def fdb_flush(name: SwitchName) -> Any:
-        """Remove the dynamic entries of the switch's MAC table."""
-        return {"removed": api.fdb_flush(name)}
-
-    @app.get("/switches/{name}/stats", tags=["stats"], responses=_doc(list[PortStatsInfo]))
-    def stats(name: SwitchName) -> Any:
-        return to_jsonable(api.stats(name))
-
-    @app.get("/switches/{name}/trace", tags=["trace"], responses=_doc(TraceInfo))
-    def trace(
-        name: SwitchName,
-        in_port: Annotated[str, Query(description="Port the frame would arrive on", max_length=NAME_MAX,
-                                      json_schema_extra=_NAME)],
-        src: Annotated[str, Query(description="Source MAC, e.g. 52:54:00:12:34:56", max_length=MAC_TEXT_MAX,
-                                  json_schema_extra={"pattern": _MAC})],
-        dst: Annotated[str, Query(description="Destination MAC", max_length=MAC_TEXT_MAX,
-                                  json_schema_extra={"pattern": _MAC})],
-        vlan: Annotated[int | None, Query(ge=0, le=VLAN_MAX, description="VLAN id of the frame (tagged)")] = None,
-    ) -> Any:
-        """What the switch would do with such a frame now: its steps, the classified VLAN, the reason, the
-        output ports. Sends, learns and counts nothing."""
-        return to_jsonable(api.trace(name, in_port, src, dst, vlan))
-
-    @app.get("/switches/{name}/watch", tags=["trace"],
-             responses={**_doc(list[FrameEvent]),
-                        429: {"model": ErrorBody, "description": "Too many watches running"}})
-    async def watch(
-        name: SwitchName,
-        seconds: Annotated[float, Query(gt=0, le=WATCH_MAX_S, allow_inf_nan=False,
-                                        description=f"How long to record, at most {WATCH_MAX_S:.0f} s")] = 1.0,
-        limit: Annotated[int, Query(ge=1, le=WATCH_MAX_EVENTS, description="At most this many events")] = 1000,
-    ) -> Any:
-        """Record the switch's per-frame decisions for a while and return them."""
-        log.debug("watch of switch %s: up to %g s, %d events", clip(name), seconds, limit)
-        # encoded on the pool thread too: 10,000 events must not hold the event loop either
-        body = await watch_pool.run(lambda: json.dumps(to_jsonable(api.watch(name, seconds, limit))).encode())
-        return Response(content=body, media_type="application/json")
+    bodies: dict[tuple[str, str], type[BaseModel]] = {}
+    for cmd in COMMANDS.values():
+        model = _register(app, api, cmd, watch_pool)
+        if model is not None:
+            bodies[(cmd.route, cmd.http.lower())] = model
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _document_bodies(FastAPI.openapi(app))
+            _document_bodies(FastAPI.openapi(app), bodies)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

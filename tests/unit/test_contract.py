@@ -1,0 +1,378 @@
+"""The contract of every command of the table, with the same assertions over every way to reach it.
+
+Each case in `CASES` drives one command of `vswitch.control.api.COMMANDS` and states what any
+`SwitchApi` must do: its typed result, what changes, which error class refuses what. The cases run
+against
+- ``fake``: the in-memory fake the front-end tests use (tests/unit/fake_api.py);
+- ``rest``: `RestSwitchApi` over a real unix socket to uvicorn serving ``make_app(FakeApi())``;
+- ``manager``: the real `SwitchManager`, in process, on Private switches with memory ports (no TAP,
+  no NIC: nothing on the host changes).
+A command without a case fails `test_every_command_has_a_contract_case`: a new command is not done
+until its contract is written. The role of each command (reader or admin) is checked over HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fake_api import FakeApi
+from fastapi.testclient import TestClient
+
+from vswitch.control.api import COMMANDS, SwitchApi
+from vswitch.control.manager import SwitchManager
+from vswitch.control.model import (
+    Conflict,
+    FdbEntryInfo,
+    InvalidRequest,
+    NicInfo,
+    NotFound,
+    PortInfo,
+    PortKind,
+    PortSettings,
+    PortSpec,
+    PortStatsInfo,
+    StaticEntry,
+    SwitchInfo,
+    SwitchSettings,
+    SwitchSpec,
+    SwitchType,
+    VswitchError,
+    to_jsonable,
+)
+from vswitch.frontends.client import RestSwitchApi
+from vswitch.frontends.rest import make_app
+from vswitch.frontends.tokens import Role
+
+SW = "contract"
+MAC = "02:00:00:00:0a:01"
+
+
+def _served(app: Any, path: str) -> Callable[[], None]:
+    """Serve `app` with uvicorn on unix socket `path` in a thread; returns the stop function."""
+    server = uvicorn.Server(uvicorn.Config(app, uds=path, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+    return stop
+
+
+@pytest.fixture(params=["fake", "rest", "manager"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SwitchApi]:
+    if request.param == "fake":
+        yield FakeApi()
+    elif request.param == "rest":
+        stop = _served(make_app(FakeApi()), str(tmp_path / "api.sock"))
+        try:
+            with RestSwitchApi(socket_path=str(tmp_path / "api.sock")) as remote:
+                yield remote  # type: ignore[misc]
+        finally:
+            stop()
+    else:
+        manager = SwitchManager(port_socket_dir=str(tmp_path / "ports"))
+        try:
+            yield manager
+        finally:
+            manager.shutdown()
+
+
+def _switch(api: SwitchApi, *ports: str) -> SwitchInfo:
+    info = api.create_switch(SwitchSpec(SW, SwitchType.PRIVATE))
+    assert isinstance(info, SwitchInfo)
+    for p in ports:
+        api.add_port(SW, PortSpec(p, PortKind.MEMORY, p))
+    return info
+
+
+# ---- the cases, one per command -----------------------------------------------------------------
+
+def list_switches(api: SwitchApi) -> None:
+    assert api.list_switches() == []
+    _switch(api, "a")
+    (info,) = api.list_switches()
+    assert isinstance(info, SwitchInfo) and info.name == SW and info.type == "private"
+    assert [type(p) for p in info.ports] == [PortInfo]
+
+
+def create_switch(api: SwitchApi) -> None:
+    steps = api.create_switch(SwitchSpec(SW, SwitchType.PRIVATE), dry_run=True)
+    assert isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps)
+    assert api.list_switches() == [], "a dry run changes nothing"
+    info = api.create_switch(SwitchSpec(SW, SwitchType.PRIVATE, ageing_s=60, max_entries=1024))
+    assert isinstance(info, SwitchInfo)
+    assert (info.name, info.type, info.ageing_s, info.max_entries, info.state) == (SW, "private", 60, 1024, "up")
+    with pytest.raises(Conflict, match="already exists"):
+        api.create_switch(SwitchSpec(SW, SwitchType.PRIVATE))
+    with pytest.raises(InvalidRequest, match="ageing"):
+        api.create_switch(SwitchSpec("other", SwitchType.PRIVATE, ageing_s=1))
+    assert [s.name for s in api.list_switches()] == [SW]
+
+
+def get_switch(api: SwitchApi) -> None:
+    _switch(api, "a")
+    info = api.get_switch(SW)
+    assert isinstance(info, SwitchInfo) and [p.name for p in info.ports] == ["a"]
+    with pytest.raises(NotFound, match="no switch named 'nope'"):
+        api.get_switch("nope")
+
+
+def set_switch(api: SwitchApi) -> None:
+    _switch(api)
+    info = api.set_switch(SW, SwitchSettings(ageing_s=60))
+    assert isinstance(info, SwitchInfo) and (info.ageing_s, info.max_entries) == (60, 8192)
+    info = api.set_switch(SW, SwitchSettings(max_entries=100))
+    assert (info.ageing_s, info.max_entries) == (60, 100), "what is not given stays"
+    assert api.get_switch(SW).max_entries == 100
+    with pytest.raises(InvalidRequest, match="ageing"):
+        api.set_switch(SW, SwitchSettings(ageing_s=1))
+    with pytest.raises(InvalidRequest, match="nothing to change"):
+        api.set_switch(SW, SwitchSettings())
+    assert api.get_switch(SW).ageing_s == 60, "a refused change changes nothing"
+    with pytest.raises(NotFound):
+        api.set_switch("nope", SwitchSettings(ageing_s=60))
+    api.add_port(SW, PortSpec("a", PortKind.MEMORY, "a"))
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    api.create_switch(SwitchSpec("taken", SwitchType.PRIVATE))
+    with pytest.raises(Conflict, match="already exists"):
+        api.set_switch(SW, SwitchSettings(name="taken"))
+    with pytest.raises(InvalidRequest, match="switch name"):
+        api.set_switch(SW, SwitchSettings(name="no/slash"))
+    info = api.set_switch(SW, SwitchSettings(name="renamed"))
+    assert (info.name, info.ageing_s, [p.name for p in info.ports]) == ("renamed", 60, ["a"])
+    assert [e.mac for e in api.fdb_show("renamed")] == [MAC], "its static entries go with it"
+    with pytest.raises(NotFound):
+        api.get_switch(SW)
+    assert sorted(s.name for s in api.list_switches()) == ["renamed", "taken"]
+
+
+def delete_switch(api: SwitchApi) -> None:
+    _switch(api, "a")
+    assert api.delete_switch(SW) is None
+    assert api.list_switches() == []
+    with pytest.raises(NotFound):
+        api.delete_switch(SW)
+
+
+def confirm_switch(api: SwitchApi) -> None:
+    _switch(api)
+    with pytest.raises(Conflict, match="not waiting for confirmation"):
+        api.confirm_switch(SW)
+    with pytest.raises(NotFound):
+        api.confirm_switch("nope")
+
+
+def list_ports(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    ports = api.list_ports(SW)
+    assert [(type(p), p.name, p.kind, p.vlan_mode, p.up) for p in ports] == [
+        (PortInfo, "a", "memory", "access 1", True), (PortInfo, "b", "memory", "access 1", True)]
+    with pytest.raises(NotFound):
+        api.list_ports("nope")
+
+
+def add_port(api: SwitchApi) -> None:
+    _switch(api)
+    port = api.add_port(SW, PortSpec("t", PortKind.MEMORY, "t", trunk=tuple(range(1, 4095)), native=7))
+    assert isinstance(port, PortInfo) and port.vlan_mode == "trunk 1-4094 native 7"
+    with pytest.raises(Conflict, match="already has a port"):
+        api.add_port(SW, PortSpec("t", PortKind.MEMORY, "t2"))
+    with pytest.raises(NotFound):
+        api.add_port("nope", PortSpec("x", PortKind.MEMORY, "x"))
+    assert [p.name for p in api.list_ports(SW)] == ["t"]
+
+
+def get_port(api: SwitchApi) -> None:
+    _switch(api, "a")
+    port = api.get_port(SW, "a")
+    assert isinstance(port, PortInfo) and (port.name, port.vlan_mode, port.admin_up, port.learning,
+                                           port.flooding) == ("a", "access 1", True, True, True)
+    with pytest.raises(NotFound):
+        api.get_port(SW, "zz")
+
+
+def set_port(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    port = api.set_port(SW, "a", PortSettings(vlan=10))
+    assert isinstance(port, PortInfo) and port.vlan_mode == "access 10"
+    port = api.set_port(SW, "a", PortSettings(trunk=tuple(range(1, 4095)), native=5))
+    assert port.vlan_mode == "trunk 1-4094 native 5", "a trunk is shown as ranges"
+    port = api.set_port(SW, "a", PortSettings(trunk=(10, 11, 12, 20)))
+    assert port.vlan_mode == "trunk 10-12,20", "a trunk given without --native has none"
+    port = api.set_port(SW, "a", PortSettings(admin_up=False, learning=False))
+    assert (port.up, port.admin_up, port.learning, port.flooding) == (False, False, False, True)
+    assert port.vlan_mode == "trunk 10-12,20", "what is not given stays"
+    port = api.set_port(SW, "a", PortSettings(admin_up=True, flooding=False))
+    assert (port.up, port.admin_up, port.learning, port.flooding) == (True, True, False, False)
+    assert api.get_port(SW, "a") == port
+    for bad, needle in [(PortSettings(vlan=3, trunk=(4,)), "not both"), (PortSettings(native=3), "native"),
+                        (PortSettings(), "nothing to change"), (PortSettings(vlan=5000), "(?i)vlan")]:
+        with pytest.raises(InvalidRequest, match=needle):
+            api.set_port(SW, "a", bad)
+    with pytest.raises(NotFound):
+        api.set_port(SW, "zz", PortSettings(vlan=2))
+    api.fdb_add(SW, StaticEntry(MAC, "b"))
+    with pytest.raises(Conflict, match="static"):
+        api.set_port(SW, "b", PortSettings(vlan=2))
+    assert api.get_port(SW, "a") == port and api.get_port(SW, "b").vlan_mode == "access 1", \
+        "a refused change changes nothing"
+
+
+def remove_port(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    assert api.remove_port(SW, "a") is None
+    assert [p.name for p in api.list_ports(SW)] == ["b"]
+    with pytest.raises(NotFound):
+        api.remove_port(SW, "a")
+
+
+def fdb_show(api: SwitchApi) -> None:
+    _switch(api, "a")
+    assert api.fdb_show(SW) == []
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    assert api.fdb_show(SW) == [FdbEntryInfo(MAC, 1, "a", 0.0, True)]
+    with pytest.raises(NotFound):
+        api.fdb_show("nope")
+
+
+def fdb_add(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    api.set_port(SW, "b", PortSettings(trunk=(10, 20)))
+    entry = api.fdb_add(SW, StaticEntry("02-00-00-00-0A-01", "a"))
+    assert entry == FdbEntryInfo(MAC, 1, "a", 0.0, True), "the MAC is written canonically, the VLAN is the port's"
+    assert api.fdb_add(SW, StaticEntry(MAC, "b", vlan=20)) == FdbEntryInfo(MAC, 20, "b", 0.0, True)
+    assert api.fdb_add(SW, StaticEntry(MAC, "a", vlan=1)).port == "a", "adding again re-points"
+    assert sorted((e.vlan, e.port) for e in api.fdb_show(SW)) == [(1, "a"), (20, "b")]
+    with pytest.raises(InvalidRequest, match="trunk without a native VLAN"):
+        api.fdb_add(SW, StaticEntry(MAC, "b"))
+    with pytest.raises(InvalidRequest, match="not in VLAN 30"):
+        api.fdb_add(SW, StaticEntry(MAC, "b", vlan=30))
+    # each refusal names the field (the model's words in process, the schema's over REST)
+    with pytest.raises(InvalidRequest, match="(?i)mac"):
+        api.fdb_add(SW, StaticEntry("not-a-mac", "a"))
+    with pytest.raises(InvalidRequest, match="(?i)mac"):
+        api.fdb_add(SW, StaticEntry("01:00:5e:00:00:01", "a"))
+    with pytest.raises(NotFound):
+        api.fdb_add(SW, StaticEntry(MAC, "zz"))
+    assert len(api.fdb_show(SW)) == 2, "a refused entry changes nothing"
+
+
+def fdb_del(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    api.set_port(SW, "b", PortSettings(trunk=(1, 20)))
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    api.fdb_add(SW, StaticEntry(MAC, "b", vlan=20))
+    with pytest.raises(InvalidRequest, match="give the VLAN"):
+        api.fdb_del(SW, MAC)
+    assert api.fdb_del(SW, MAC.upper(), vlan=20) is None
+    assert [(e.mac, e.vlan) for e in api.fdb_show(SW)] == [(MAC, 1)]
+    api.fdb_del(SW, MAC)
+    assert api.fdb_show(SW) == []
+    with pytest.raises(NotFound, match="no static entry"):
+        api.fdb_del(SW, MAC)
+    with pytest.raises(InvalidRequest, match="MAC"):
+        api.fdb_del(SW, "zz")
+
+
+def fdb_flush(api: SwitchApi) -> None:
+    _switch(api, "a")
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    assert api.fdb_flush(SW) == 0, "static entries are not flushed"
+    assert len(api.fdb_show(SW)) == 1
+    with pytest.raises(NotFound):
+        api.fdb_flush("nope")
+
+
+def stats(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    rows = api.stats(SW)
+    assert [(type(r), r.port) for r in rows] == [(PortStatsInfo, "a"), (PortStatsInfo, "b")]
+    assert all(isinstance(r.rx_frames, int) and isinstance(r.drops, dict) and r.static_refused >= 0 for r in rows)
+    with pytest.raises(NotFound):
+        api.stats("nope")
+
+
+def trace(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    result = to_jsonable(api.trace(SW, "a", "02:00:00:00:00:01", "02:00:00:00:00:02"))
+    assert result["decision"]["reason"] == "FLOOD_UNKNOWN" and result["decision"]["out_ports"] == ["b"]
+    with pytest.raises(NotFound):
+        api.trace(SW, "zz", "02:00:00:00:00:01", "02:00:00:00:00:02")
+    with pytest.raises(InvalidRequest):
+        api.trace(SW, "a", "bogus", "02:00:00:00:00:02")
+
+
+def watch(api: SwitchApi) -> None:
+    _switch(api, "a")
+    events = api.watch(SW, 0.05, 5)
+    assert isinstance(events, list) and len(events) <= 5
+    with pytest.raises(NotFound):
+        api.watch("nope", 0.05)
+
+
+def list_nics(api: SwitchApi) -> None:
+    nics = api.list_nics()
+    assert nics and all(type(n) is NicInfo for n in nics)
+    assert not any(n.name == "lo" or n.name.startswith("vs-") for n in nics)
+    assert all(isinstance(n.default_route, bool) and isinstance(n.addresses, list) for n in nics)
+
+
+CASES: dict[str, Callable[[SwitchApi], None]] = {f.__name__: f for f in (
+    list_switches, create_switch, get_switch, set_switch, delete_switch, confirm_switch, list_ports, add_port,
+    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics)}
+
+
+def test_every_command_has_a_contract_case() -> None:
+    missing = sorted(set(COMMANDS) - set(CASES))
+    assert not missing, f"commands without a contract case in tests/unit/test_contract.py: {missing}"
+    assert not set(CASES) - set(COMMANDS), "a case for a command the table does not declare"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_contract(name: str, api: SwitchApi) -> None:
+    CASES[name](api)
+
+
+def test_every_implementation_has_every_command() -> None:
+    for cls in (FakeApi, SwitchManager, RestSwitchApi):
+        missing = [n for n in COMMANDS if not callable(getattr(cls, n, None))]
+        assert not missing, f"{cls.__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_reader_may_call_exactly_the_commands_that_change_nothing(name: str) -> None:
+    cmd = COMMANDS[name]
+    api = FakeApi()
+    client = TestClient(make_app(api, tokens={"adm": Role.ADMIN, "rdr": Role.READER}))
+    url = re.sub(r"\{name\}", SW, cmd.route).replace("{port}", "a").replace("{mac}", MAC)
+    r = client.request(cmd.http, url, headers={"Authorization": "Bearer rdr"}, json={})
+    if cmd.mutates:
+        assert cmd.role == "admin" and r.status_code == 403, (cmd.http, url, r.status_code)
+        assert api.calls == [], "a reader's change never reaches the api"
+    else:
+        assert cmd.role == "reader" and r.status_code not in (401, 403), (cmd.http, url, r.status_code)
+
+
+def test_refusals_keep_their_class_over_rest(tmp_path: Path) -> None:
+    """What the server refuses comes back as the same VswitchError subclass with the server's words."""
+    stop = _served(make_app(FakeApi()), str(tmp_path / "api.sock"))
+    try:
+        with RestSwitchApi(socket_path=str(tmp_path / "api.sock")) as remote:
+            _switch(remote, "a")
+            with pytest.raises(VswitchError) as e:
+                remote.set_port(SW, "a", PortSettings(vlan=3, trunk=(4,)))
+            assert type(e.value) is InvalidRequest and e.value.status == 400
+    finally:
+        stop()
