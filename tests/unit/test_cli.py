@@ -310,10 +310,10 @@ def test_port_set_maps_its_options_and_shows_trunks_as_ranges(api: FakeApi) -> N
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--vlan", "3", "--trunk", "4"], "not both"),
-    (["--native", "3"], "--native only applies"),
+    (["--native", "3"], "native: only a trunk port has a native VLAN"),
     ([], "nothing to change"),
     (["--trunk", "10-5"], "reversed"),
-    (["--vlan", "4095"], "between 1 and 4094"),
+    (["--vlan", "4095"], "vlan: 4095 is not a VLAN ID (1-4094)"),
 ])
 def test_port_set_refusals_name_the_problem(api: FakeApi, args: list[str], needle: str) -> None:
     api.create_switch(private("s"))

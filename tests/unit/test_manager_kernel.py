@@ -249,7 +249,7 @@ def test_a_confirmed_takeover_stays_across_a_restart(host: Host, kernel: MemKern
     m = host.manager()
     m.create_switch(SwitchSpec("ext", SwitchType.EXTERNAL, nic=NIC, confirm_timeout_s=3600))
     assert m.confirm_switch("ext").state == "up"
-    with pytest.raises(InvalidRequest, match="not waiting for confirmation"):
+    with pytest.raises(Conflict, match="not waiting for confirmation"):
         m.confirm_switch("ext")
     crashed = _crash(host)
     m2 = crashed.manager()

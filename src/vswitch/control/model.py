@@ -666,15 +666,15 @@ class _Change(_Spec):
     """A change to something that exists (`port set`, `switch set`): every field optional (None keeps
     that setting), checked by the spec's own checkers when built; at least one must be given."""
 
+    options: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if all(getattr(self, f.name) is None for f in dataclass_fields(self)):
+            raise InvalidRequest(f"nothing to change: give {self.options}")
+        super().__post_init__()
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-def _nothing_to_change(options: str) -> Callable[[dict[str, Any]], Iterator[Problem]]:
-    def rule(v: dict[str, Any]) -> Iterator[Problem]:
-        if all(x is None for x in v.values()) and v:
-            yield Problem("", f"nothing to change: give {options}")
-    return rule
 
 
 def _port_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
@@ -682,7 +682,6 @@ def _port_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
     if v.get("native") is not None and "trunk" in v and v["trunk"] is None:
         yield Problem("native", "only a trunk port has a native VLAN (give trunk with it)")
-    yield from _nothing_to_change("--vlan, --trunk, --admin, --learning or --flooding")(v)
 
 
 @dataclass(frozen=True)
@@ -701,6 +700,7 @@ class PortSettings(_Change):
     flooding: bool | None = None
 
     what: ClassVar[str] = "port setting"
+    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning or --flooding"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
                                              ("vlan", "trunk", "native", "admin_up", "learning", "flooding")}
     rules = staticmethod(_port_settings_rules)
@@ -716,7 +716,7 @@ class PortSettings(_Change):
         return spec.updated(changes)
 
 
-def _static_rules(v: dict[str, Any]) -> Iterator[Problem]:
+def _no_rules(v: dict[str, Any]) -> Iterator[Problem]:
     return iter(())
 
 
@@ -734,7 +734,7 @@ class StaticEntry(_Spec):
     # the port may be the switch's own (uplink, host): a static entry can point there
     fields: ClassVar[Mapping[str, Check]] = {"mac": check_unicast_mac, "port": check_name,
                                              "vlan": optional(check_vlan)}
-    rules = staticmethod(_static_rules)
+    rules = staticmethod(_no_rules)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -753,7 +753,8 @@ class SwitchSettings(_Change):
 
     what: ClassVar[str] = "switch setting"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in ("ageing_s", "max_entries", "name")}
-    rules = staticmethod(_nothing_to_change("--name, --ageing or --max-entries"))
+    options: ClassVar[str] = "--name, --ageing or --max-entries"
+    rules = staticmethod(_no_rules)
 
     def apply(self, spec: SwitchSpec) -> SwitchSpec:
         """`spec` with these settings, checked again as any switch."""
