@@ -123,6 +123,20 @@ def _bound_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _bind_unix(path: str, kind: int) -> tuple[socket.socket, tuple[int, int] | None]:
+    """A non-blocking unix socket of type `kind` bound at `path` (a stale socket file there removed
+    first) and the identity of the file it made. SocketInUse for a live socket at `path`,
+    FileExistsError for a file that is not a socket (neither is touched), OSError from bind."""
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, _bound_identity(path)
+
+
 def _unlink_quietly(path: str, identity: tuple[int, int] | None) -> None:
     """Unlink `path` only if it still is the file we bound: someone may have replaced it since."""
     if identity is None or _bound_identity(path) != identity:
@@ -184,11 +198,8 @@ class QemuStreamPort(_SocketFilePort):
         one, FileExistsError for a file that is not a socket (neither is touched)."""
         if self._listener is not None:
             return
-        _remove_stale_socket(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        sock, self._identity = _bind_unix(self.path, socket.SOCK_STREAM)
         try:
-            sock.bind(self.path)
-            self._identity = _bound_identity(self.path)
             sock.listen(4)
         except BaseException:
             sock.close()
@@ -426,19 +437,12 @@ class QemuDgramPort(_SocketFilePort):
         FileExistsError for a file that is not a socket (neither is touched)."""
         if self._sock is not None:
             return
-        _remove_stale_socket(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(self.path)
-            self._identity = _bound_identity(self.path)
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-                except OSError:
-                    pass
-        except BaseException:
-            sock.close()
-            raise
+        sock, self._identity = _bind_unix(self.path, socket.SOCK_DGRAM)
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
+            except OSError:
+                pass
         self._sock = sock
         self.generation += 1
 
