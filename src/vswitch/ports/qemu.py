@@ -34,7 +34,7 @@ import select
 import socket
 import stat
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 from vswitch.core.reasons import Reason
 from vswitch.ports.base import MAX_MTU, LinkDown, Port, over_mtu
@@ -354,14 +354,18 @@ class QemuStreamPort(_SocketFilePort):
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
-            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                self._drop_client(count=True)
-                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
-            raise
+            self._send_failed(e)
         if sent < 4 + n:
             # The stream must stay framed: keep the tail and send it before anything else.
             self._tx = b"".join((hdr, buf))[sent:]
         return True
+
+    def _send_failed(self, e: OSError) -> NoReturn:
+        """A send to the client failed: the client left (dropped, LinkDown) or any other OSError, raised as is."""
+        if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            self._drop_client(count=True)
+            raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
+        raise e
 
     @property
     def tx_pending(self) -> int:
@@ -385,10 +389,7 @@ class QemuStreamPort(_SocketFilePort):
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
-            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                self._drop_client(count=True)
-                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
-            raise
+            self._send_failed(e)
         self._tx = self._tx[sent:]
         return not self._tx
 
