@@ -3,7 +3,9 @@
     app > frontends > lab > control > datapath > ports > core
 
 A module may import its own room and any room below it, never one above. pyroute2 (netlink) is
-spoken only by control/netlink.py and lab/netns.py.
+spoken only by control/netlink.py and lab/netns.py. A few rules live in one module each: entering
+a network namespace (ports/netns.py `run_in`), creating a veth (control/netlink.py
+`Netlink.create_veth`), building the front ends' rich console (frontends/console.py).
 """
 
 from __future__ import annotations
@@ -92,3 +94,12 @@ def test_one_veth_creator(path: Path) -> None:
         return
     lines = _veth_kinds(path)
     assert not lines, f"{rel}:{lines} creates a veth itself; use vswitch.control.netlink.Netlink.create_veth"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_one_console_rule(path: Path) -> None:
+    rel = str(path.relative_to(SRC))
+    if rel == "frontends/console.py":
+        return
+    lines = _calls(path, "Console")
+    assert not lines, f"{rel}:{lines} builds a rich Console itself; use vswitch.frontends.console.console"
