@@ -137,6 +137,15 @@ def _bind_unix(path: str, kind: int) -> tuple[socket.socket, tuple[int, int] | N
     return sock, _bound_identity(path)
 
 
+def _grow_buffers(sock: socket.socket) -> None:
+    """Ask for _SOCK_BUF_BYTES of send and receive buffer; a refusal is not fatal (the defaults work)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
+        except OSError:
+            pass
+
+
 def _unlink_quietly(path: str, identity: tuple[int, int] | None) -> None:
     """Unlink `path` only if it still is the file we bound: someone may have replaced it since."""
     if identity is None or _bound_identity(path) != identity:
@@ -253,11 +262,7 @@ class QemuStreamPort(_SocketFilePort):
                 self.clients_rejected += 1
                 continue
             conn.setblocking(False)
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    conn.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-                except OSError:
-                    pass
+            _grow_buffers(conn)
             self._conn = conn
             self._rx.clear()
             self._tx = b""
@@ -439,11 +444,7 @@ class QemuDgramPort(_SocketFilePort):
         if self._sock is not None:
             return
         sock, self._identity = _bind_unix(self.path, socket.SOCK_DGRAM)
-        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-            except OSError:
-                pass
+        _grow_buffers(sock)
         self._sock = sock
         self.generation += 1
 
