@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as pr_netns
 
+from vswitch.control.netlink import Netlink
 from vswitch.lab import netns as lab_netns
 
 _counter = itertools.count()
@@ -115,8 +116,8 @@ class Lab(contextlib.ExitStack):
 
     def veth(self, a: str, ns_a: str | None, b: str, ns_b: str | None) -> None:
         """veth a<->b with each end moved to its namespace (None: here), both ends up."""
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=a, kind="veth", peer=b)
+        with Netlink() as nl:
+            nl.create_veth(a, b)
         self.callback(delete_link, a, ns_a)
         self.callback(delete_link, b, ns_b)
         for name, ns in ((a, ns_a), (b, ns_b)):

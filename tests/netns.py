@@ -16,8 +16,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-from pyroute2 import netns as pr_netns
-
 from vswitch.lab import netns as lab_netns
 from waiting import wait_until
 
@@ -30,9 +28,8 @@ def unique_name(tag: str) -> str:
 
 
 def create(name: str) -> str:
-    pr_netns.create(name)
-    # lo up: many tools (iperf3, ping to self) expect it
-    run(name, ["ip", "link", "set", "lo", "up"])
+    """Create namespace `name` with lo up (many tools, iperf3 or a ping to self, expect it)."""
+    lab_netns.create(name)
     return name
 
 

@@ -22,6 +22,7 @@ from pyroute2 import IPRoute, NetNS
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.control.netlink import Netlink
 from vswitch.datapath.loop import Datapath
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.lab.guest import GuestImage, QemuGuest
@@ -52,11 +53,11 @@ def address_in(ns: str, ifname: str, cidr: str | None, *, mac: str | None = None
 
 def veth_pair(a: str, b: str, ns_a: str | None = None, ns_b: str | None = None) -> None:
     """Create veth a<->b (here) and move the ends to their namespaces."""
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=a, kind="veth", peer=b)
+    with Netlink() as nl:
+        nl.create_veth(a, b)
         for name, ns in ((a, ns_a), (b, ns_b)):
             if ns:
-                ipr.link("set", index=ipr.link_lookup(ifname=name)[0], net_ns_fd=ns)
+                nl.move_to_netns(name, ns)
 
 
 def delete_link(name: str, ns: str | None = None) -> None:

@@ -25,6 +25,7 @@ from pyroute2 import NetNS
 from switchlab import Daemon, address_in, veth_pair
 
 import netns as ns_helpers
+from vswitch.control.netlink import Netlink
 from waiting import wait_until
 
 pytestmark = pytest.mark.root
@@ -211,10 +212,11 @@ def test_refusals_change_nothing(lab, daemon_factory):
                         (("--external", "lo"), "loopback")]:
         proc = d.cli("switch", "create", "bad", *args, check=False)
         assert proc.returncode == 1 and words in proc.stderr, (args, proc.stdout, proc.stderr)
+    other = ns_helpers.unique_name("en")
+    with Netlink(lab.host) as nl:
+        nl.create_veth(other, ns_helpers.unique_name("ep"))  # no dummy driver here
     with NetNS(lab.host) as h:
         h.link("add", ifname="brx", kind="bridge")
-        other = ns_helpers.unique_name("en")
-        h.link("add", ifname=other, kind="veth", peer=ns_helpers.unique_name("ep"))  # no dummy driver here
         h.link("set", index=h.link_lookup(ifname=other)[0], master=h.link_lookup(ifname="brx")[0])
     proc = d.cli("switch", "create", "bad", "--external", other, check=False)
     assert proc.returncode == 1 and "bridge" in proc.stderr, proc.stderr

@@ -26,6 +26,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from netns import popen, run, unique_name
+from vswitch.control.netlink import Netlink
 from vswitch.ports import EgressDropped, FrameRejected, LinkDown, LinkPort, Port, TapPort, adapt
 
 pytestmark = pytest.mark.root
@@ -74,10 +75,10 @@ def move_and_configure(ifname: str, ns: str, cidr: str) -> None:
 
 def make_veth(root_links: list[str]) -> tuple[str, str]:
     a, b = unique_name("va"), unique_name("vb")
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=a, kind="veth", peer={"ifname": b})
+    with Netlink() as nl:
+        nl.create_veth(a, b)
         root_links.append(a)
-        ipr.link("set", index=ipr.link_lookup(ifname=a)[0], state="up")
+        nl.set_up(a, True)
     return a, b
 
 

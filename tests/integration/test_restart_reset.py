@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from vswitch.ports.netns import run_in
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 import reset_time as rt  # noqa: E402
@@ -132,8 +134,8 @@ def test_a_tap_in_a_namespace_only_a_process_holds_is_reattached_there(lab):
     _wait_port(setup, "a", lambda p: f"pid {holder.pid}" in p.details.get("netns", ""), "the holder's namespace")
 
     def mac_there() -> str | None:
-        proc = subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "ip", "-j", "link", "show", "dev", setup.if_a],
-                              capture_output=True, text=True)
+        proc = run_in(ns_file, lambda: subprocess.run(["ip", "-j", "link", "show", "dev", setup.if_a],
+                                                      capture_output=True, text=True))
         return json.loads(proc.stdout)[0]["address"] if proc.returncode == 0 else None
 
     mac = mac_there()

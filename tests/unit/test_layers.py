@@ -3,7 +3,9 @@
     app > frontends > lab > control > datapath > ports > core
 
 A module may import its own room and any room below it, never one above. pyroute2 (netlink) is
-spoken only by control/netlink.py and lab/netns.py.
+spoken only by control/netlink.py and lab/netns.py. A few rules live in one module each: entering
+a network namespace (ports/netns.py `run_in`), creating a veth (control/netlink.py
+`Netlink.create_veth`), building the front ends' rich console (frontends/console.py).
 """
 
 from __future__ import annotations
@@ -54,3 +56,50 @@ def test_pyroute2_only_in_the_netlink_modules(path: Path) -> None:
     for line, module in _imports(path):
         assert module.split(".")[0] != "pyroute2", (
             f"{rel}:{line} imports pyroute2; only {sorted(NETLINK_OWNERS)} speak netlink")
+
+
+#: the one place a thread enters a network namespace (`run_in`), and the one veth creator
+NAMESPACE_ENTRY = "ports/netns.py"
+VETH_CREATOR = "control/netlink.py"
+
+
+def _calls(path: Path, name: str) -> list[int]:
+    """Lines of `path` that call a function or method called `name`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and (getattr(node.func, "attr", None) == name or getattr(node.func, "id", None) == name)]
+
+
+def _veth_kinds(path: Path) -> list[int]:
+    """Lines of `path` that pass ``kind="veth"`` to anything."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [kw.value.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) for kw in node.keywords
+            if kw.arg == "kind" and isinstance(kw.value, ast.Constant) and kw.value.value == "veth"]
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_one_way_into_a_namespace(path: Path) -> None:
+    rel = str(path.relative_to(SRC))
+    if rel == NAMESPACE_ENTRY:
+        return
+    lines = _calls(path, "setns")
+    assert not lines, f"{rel}:{lines} calls setns; enter a namespace with vswitch.ports.netns.run_in"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_one_veth_creator(path: Path) -> None:
+    rel = str(path.relative_to(SRC))
+    if rel == VETH_CREATOR:
+        return
+    lines = _veth_kinds(path)
+    assert not lines, f"{rel}:{lines} creates a veth itself; use vswitch.control.netlink.Netlink.create_veth"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_one_console_rule(path: Path) -> None:
+    rel = str(path.relative_to(SRC))
+    if rel == "frontends/console.py":
+        return
+    lines = _calls(path, "Console")
+    assert not lines, f"{rel}:{lines} builds a rich Console itself; use vswitch.frontends.console.console"

@@ -4,8 +4,8 @@ Owns one thread and one rtnetlink socket per network namespace it watches, subsc
 RTMGRP_LINK: vswitchd's own namespace (link ports, TAPs still here) and, for a TAP port whose
 netdev was moved into another namespace (a VM's), that namespace — found from the TAP's own
 descriptor (``TapPort.device_netns``, TUNGETDEVNETNS). A socket is opened inside a foreign
-namespace by a short-lived thread that setns()es into it; the socket stays bound to that
-namespace for its life, so the watch thread never changes namespace.
+namespace by a short-lived thread that setns()es into it (``ports.netns.run_in``); the socket
+stays bound to that namespace for its life, so the watch thread never changes namespace.
 
 Every RTM_NEWLINK/RTM_DELLINK for a watched link becomes ``Datapath.set_link_state(pid, up,
 mtu)`` (up = IFF_UP and IFF_RUNNING), so a link set down, even inside another namespace, is seen
@@ -25,7 +25,6 @@ Must not touch: frames, the store, switch types.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -55,7 +54,6 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
-CLONE_NEWNET = 0x40000000
 TUNGETIFF = 0x800454D2
 
 _NLMSG = struct.Struct("=IHHII")
@@ -112,27 +110,9 @@ def _open_netlink() -> socket.socket:
 
 
 def _open_netlink_in(nsfd: int) -> socket.socket:
-    """A netlink socket created inside the namespace `nsfd`, by a thread that setns()es there
-    and dies (a thread's namespace is its own; ours never changes)."""
-    result: list[Any] = []
-
-    def run() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(nsfd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            result.append(OSError(err, f"setns: {os.strerror(err)}"))
-            return
-        try:
-            result.append(_open_netlink())
-        except OSError as exc:
-            result.append(exc)
-
-    t = threading.Thread(target=run, name="linkwatch-setns", daemon=True)
-    t.start()
-    t.join()
-    if not result or isinstance(result[0], OSError):
-        raise result[0] if result else OSError("setns thread gave no socket")
-    return result[0]
+    """A netlink socket created inside the namespace `nsfd` (OSError when that fails); ours never
+    changes namespace."""
+    return _netns.run_in(nsfd, _open_netlink)
 
 
 RELEASE_EVERY_S = 1.0  # how often to look for abandoned namespaces (a /proc scan)

@@ -30,15 +30,15 @@ import errno
 import os
 import platform
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from socket import AF_INET, AF_INET6
 from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 from pyroute2.netlink.exceptions import NetlinkError
+
+from vswitch.ports.netns import run_in
 
 __all__ = [
     "Address", "LinkInfo", "LinkNotFound", "Netlink", "NetlinkApi", "NetlinkFailure", "OpenNetlink", "Route",
@@ -202,28 +202,11 @@ class Route:
 
 
 def _in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-    """Run ``fn`` inside ``netns``: in a throw-away thread, so no caller thread ever changes namespace.
-
-    /proc/sys/net resolves against the calling *thread's* namespace, and setns(CLONE_NEWNET) only
-    moves the calling thread; a thread that ends takes its namespace switch with it.
+    """Run ``fn`` inside ``netns`` (None: here) on a throw-away thread (``ports.netns.run_in``), so
+    no caller thread ever changes namespace: /proc/sys/net resolves against the calling *thread's*
+    namespace. A missing namespace raises FileNotFoundError; none is ever created.
     """
-    if netns is None:
-        return fn()
-    box: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            pr_netns.setns(netns, flags=0)  # flags=0: never create a namespace by accident
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-
-    thread = threading.Thread(target=body, name=f"netns-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return fn() if netns is None else run_in(netns, fn)
 
 
 def read_sysctl(path: str, netns: str | None = None) -> str:
@@ -343,8 +326,15 @@ class Netlink:
         self._call(f"set {name} promisc {'on' if on else 'off'}", self._ipr.link, "set",
                    index=self.link(name).index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
 
-    def create_veth(self, name: str, peer: str) -> None:
-        self._call(f"add veth {name}/{peer}", self._ipr.link, "add", ifname=name, kind="veth", peer=peer)
+    def create_veth(self, name: str, peer: str, *, peer_netns: str | None = None) -> None:
+        """A veth pair, both ends down: ``name`` in this namespace, ``peer`` here too or, born there,
+        in the (existing) namespace ``peer_netns``. The one veth creator of the project.
+
+        Raises NetlinkFailure (e.g. EEXIST for a name taken, ENOENT-like for a missing namespace).
+        """
+        where = {"ifname": peer, "net_ns_fd": peer_netns} if peer_netns else {"ifname": peer}
+        self._call(f"add veth {name}/{peer}" + (f" (peer in {peer_netns})" if peer_netns else ""),
+                   self._ipr.link, "add", ifname=name, kind="veth", peer=where)
 
     def create_tap(self, name: str) -> None:
         """A persistent TAP nobody has opened yet (carrier down until a process attaches)."""

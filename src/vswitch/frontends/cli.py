@@ -33,7 +33,6 @@ from typing import Any
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
-from rich.console import Console
 from rich.table import Table
 
 import vswitch
@@ -52,6 +51,7 @@ from vswitch.control.model import (
     VswitchError,
     to_jsonable,
 )
+from vswitch.frontends.console import console as _console
 from vswitch.frontends.demo import demo
 from vswitch.frontends.lab_cli import lab
 
@@ -119,13 +119,6 @@ class VswitchGroup(click.Group):
 pass_state = click.make_pass_decorator(CliState)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
-        console = Console(highlight=False, width=200)
-    return console
 
 
 def _print_json(obj: Any) -> None:

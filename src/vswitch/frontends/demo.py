@@ -30,18 +30,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from vswitch.frontends.console import console
+
 NEEDS_ROOT = ("vswitch demo needs root: it creates network namespaces, veth cables, TAP devices and a Linux bridge "
               "(the physical switch), and runs vswitchd, which takes over a NIC. Nothing was changed. "
               "Run it as root: sudo make demo")
 TOPOLOGY = "one-nic"
 STEPS = 7
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=150)
-    return console
 
 
 class DemoFailed(Exception):
@@ -263,4 +258,4 @@ def demo() -> None:
     if os.geteuid() != 0:
         click.echo(NEEDS_ROOT, err=True)
         raise SystemExit(1)
-    raise SystemExit(Demo(_console()).run())
+    raise SystemExit(Demo(console(piped_width=150)).run())

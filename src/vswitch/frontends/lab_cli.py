@@ -28,11 +28,11 @@ from dataclasses import asdict
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from vswitch.control.api import SwitchApi
 from vswitch.frontends.client import RestSwitchApi
+from vswitch.frontends.console import console as _console
 from vswitch.frontends.lab_trace_cli import lab_trace
 from vswitch.lab import (
     Lab,
@@ -55,13 +55,6 @@ GUEST_EXEC_TIMEOUT_S = 600
 def api_factory(socket_path: str) -> SwitchApi:
     """How the lab talks to a host's vswitchd."""
     return RestSwitchApi(socket_path=socket_path)
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=200)
-    return console
 
 
 class LabGroup(click.Group):

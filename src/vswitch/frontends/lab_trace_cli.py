@@ -18,14 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from vswitch.frontends.client import RestSwitchApi
+from vswitch.frontends.console import console as _console
 from vswitch.lab.hops import link_text
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=200)
-    return console
 
 
 def _style(hop: Mapping[str, Any]) -> str:

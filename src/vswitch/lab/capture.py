@@ -1,18 +1,16 @@
 """Packet capture across a lab's namespaces, for `lab trace`: what crossed which link, when, which way.
 
-Owns: AF_PACKET sockets opened inside other network namespaces (the opening thread enters the
-namespace with setns(2) — Python 3.11 has no os.setns — and goes back; a socket stays in the
-namespace it was created in), their receive loop, and turning each ICMPv4 echo frame they see
-into a `CaptureRecord` (each ARP frame into an `ArpRecord`) with the kernel's CLOCK_REALTIME
-timestamp (SO_TIMESTAMPNS) and the direction the kernel reports (PACKET_OUTGOING = left through
-the link; anything else = arrived on it).
+Owns: AF_PACKET sockets opened inside other network namespaces (by a throw-away thread that
+entered the namespace, ``ports.netns.run_in``; a socket stays in the namespace it was created in),
+their receive loop, and turning each ICMPv4 echo frame they see into a `CaptureRecord` (each ARP frame into an `ArpRecord`) with the
+kernel's CLOCK_REALTIME timestamp (SO_TIMESTAMPNS) and the direction the kernel reports
+(PACKET_OUTGOING = left through the link; anything else = arrived on it).
 Also `run_in_netns`: start a program (e.g. `ping`) inside a namespace.
 
 Invariants:
-- Only this process's own threads change namespace, and each goes back before it returns; the
-  caller's thread never leaves its namespace.
-- A socket gets its BPF filter (IPv4 ICMP and ARP only) before it is bound, so it never queues unrelated
-  frames.
+- Only throw-away threads change namespace, and they end there; the caller's thread never leaves
+  its namespace.
+- A socket gets its BPF filter (IPv4 ICMP and ARP only) before it is bound, so it never queues unrelated frames.
 - Every socket is closed by `Capture.stop()`, also when opening a later one failed.
 Must not touch: the switch, the topology, addresses or routes.
 """
@@ -33,8 +31,8 @@ from typing import Any, Protocol
 
 from vswitch.control.model import IcmpEcho
 from vswitch.lab.hops import ETH_P_ARP, ArpRecord, CaptureRecord
+from vswitch.ports import netns as _netns
 
-CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 SO_ATTACH_FILTER = 26
@@ -43,9 +41,6 @@ PKTTYPE_NAMES = {0: "host", 1: "broadcast", 2: "multicast", 3: "otherhost", 4: "
 #: a kernel timestamp further than this from the receive time is not trusted (some paths carry
 #: a monotonic delivery time in skb->tstamp); the receive time is used instead
 _MAX_SKEW_S = 1.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 class CapturePointLike(Protocol):
     """Where to capture: a link `ifname` in namespace `netns` (empty: this one) of lab node `node`."""
@@ -57,44 +52,9 @@ class CapturePointLike(Protocol):
     kind: str
 
 
-def _setns_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _setns_fd(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def netns_path(netns: str) -> str:
-    """The file naming namespace `netns` (a name under /run/netns, or already a path)."""
-    return netns if netns.startswith("/") else f"/run/netns/{netns}"
-
-
 def _in_namespace(netns: str, fn: Any) -> Any:
-    """Run `fn()` on a fresh thread that has entered `netns` (empty: stay here); return or raise its result."""
-    out: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            if netns:
-                _setns_path(netns_path(netns))  # changes this thread's namespace only
-            out["result"] = fn()
-        except BaseException as exc:  # handed back to the caller
-            out["error"] = exc
-        # the thread ends here, so its namespace never leaks to other work
-
-    th = threading.Thread(target=body, name=f"netns-{netns or 'here'}", daemon=True)
-    th.start()
-    th.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("result")
+    """`fn()` run in `netns` (a name or a path; empty: here) by a thread that entered it; raises what it raises."""
+    return _netns.run_in(netns, fn) if netns else fn()
 
 
 def _capture_filter() -> bytes:

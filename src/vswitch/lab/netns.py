@@ -1,9 +1,10 @@
 """Kernel operations of the lab, in data: namespaces, veth cables, bridges, addresses, routes (pyroute2).
 
 Owns every netlink conversation of `vswitch.lab` (the one pyroute2 user of this room) plus the
-few per-namespace sysctls the lab sets (through ``ip netns exec NS sysctl``: /proc/sys/net belongs
-to the reading process's namespace). Each function does one thing to one namespace and is
-idempotent where that makes undo safe (`delete_link` and `remove` accept "already gone").
+few per-namespace sysctls the lab sets; veth cables and sysctls go through control's
+``Netlink.create_veth`` and ``write_sysctl`` (the one veth creator, the one way into a namespace).
+Each function does one thing to one namespace and is idempotent where that makes undo safe
+(`delete_link` and `remove` accept "already gone").
 
 Invariants: nothing here runs in, or changes, the caller's own namespace except `veth` creation,
 which puts both ends straight into their namespaces; processes are only ever signalled by PID.
@@ -16,12 +17,13 @@ import ipaddress
 import os
 import signal
 import socket
-import subprocess
 import time
 from typing import Any
 
 from pyroute2 import NetNS
 from pyroute2 import netns as pr_netns
+
+from vswitch.control.netlink import Netlink, write_sysctl
 
 NETNS_DIR = "/run/netns"
 RT_TABLE_MAIN = 254
@@ -102,13 +104,13 @@ def _reap(pids: list[int]) -> None:
 
 
 def sysctl(ns: str, values: dict[str, str]) -> None:
-    """Set sysctls inside namespace `ns` (keys like ``net.ipv6.conf.all.disable_ipv6``)."""
-    if not values:
-        return
-    argv = ["ip", "netns", "exec", ns, "sysctl", "-qw", *(f"{k}={v}" for k, v in values.items())]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise NetnsError(f"sysctl in {ns} failed: {proc.stderr.strip() or proc.returncode}")
+    """Set sysctls inside namespace `ns` (keys like ``net.ipv6.conf.all.disable_ipv6``; no dotted
+    interface names in them). NetnsError names the key that failed."""
+    for key, value in values.items():
+        try:
+            write_sysctl(key.replace(".", "/"), value, netns=ns)
+        except OSError as e:
+            raise NetnsError(f"sysctl {key}={value} in {ns} failed: {e}") from None
 
 
 def _index(ns: NetNS, nsname: str, ifname: str) -> int:
@@ -121,9 +123,9 @@ def _index(ns: NetNS, nsname: str, ifname: str) -> int:
 def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
     """A veth cable: end `if_a` in `ns_a`, end `if_b` in `ns_b` (both down)."""
     try:
-        with NetNS(ns_a) as ns:
-            ns.link("add", ifname=if_a, kind="veth", peer={"ifname": if_b, "net_ns_fd": ns_b})
-    except Exception as e:
+        with Netlink(ns_a) as nl:
+            nl.create_veth(if_a, if_b, peer_netns=ns_b)
+    except (OSError, LookupError) as e:
         raise NetnsError(f"cannot create cable {ns_a}:{if_a} — {ns_b}:{if_b}: {e}") from None
 
 

@@ -2,7 +2,8 @@
 
 Owns: a *reference* to a network namespace that can be stored and followed after a daemon restart
 (:func:`locate` makes one from a namespace descriptor, :func:`open_ref` follows it back), and
-:func:`run_in`, which runs one short function on a throw-away thread that joined a namespace.
+:func:`run_in`, which runs one short function on a throw-away thread that joined a namespace —
+the one way any layer enters a namespace (by descriptor, by name under /run/netns, or by path).
 
 A reference is a small JSON-able dict:
 - ``{"self": True, "ino": I}`` — the daemon's own namespace (followed without any ``setns``);
@@ -122,22 +123,38 @@ def setns(ns_fd: int) -> None:
         raise OSError(err, f"setns into a network namespace failed: {os.strerror(err)}")
 
 
-def run_in(ns_fd: int, fn: Callable[[], T]) -> T:
-    """Run `fn` on a new thread that joined the namespace of `ns_fd` and return its result (or raise).
+def path(netns: str) -> str:
+    """The file naming namespace `netns`: a name under /run/netns (``ip netns``), or already a path."""
+    return netns if netns.startswith("/") else os.path.join(NETNS_DIR, netns)
 
-    What `fn` opens there (a /dev/net/tun file, a socket) keeps that namespace for its life, and can
-    be used from any thread afterwards.
+
+def run_in(ns: int | str, fn: Callable[[], T]) -> T:
+    """Run `fn` on a new thread that joined namespace `ns` and return its result (or raise it).
+
+    `ns` is a namespace descriptor, a name under /run/netns or a path (``/proc/PID/ns/net``); a
+    name that does not exist raises FileNotFoundError (a namespace is never created here), a
+    failed ``setns`` OSError. What `fn` opens there (a /dev/net/tun file, a socket) keeps that
+    namespace for its life and can be used from any thread afterwards; a program `fn` starts is
+    born there. The calling thread never changes namespace.
     """
     box: dict[str, Any] = {}
 
     def body() -> None:
         try:
-            setns(ns_fd)
+            if isinstance(ns, int):
+                setns(ns)
+            else:
+                fd = os.open(path(ns), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    setns(fd)
+                finally:
+                    os.close(fd)
             box["value"] = fn()
         except BaseException as exc:  # handed to the caller
             box["error"] = exc
+        # the thread ends here, and its namespace with it
 
-    t = threading.Thread(target=body, name="netns-call", daemon=True)
+    t = threading.Thread(target=body, name=f"netns-{ns}", daemon=True)
     t.start()
     t.join()
     if "error" in box:

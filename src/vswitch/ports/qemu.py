@@ -34,7 +34,7 @@ import select
 import socket
 import stat
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 from vswitch.core.reasons import Reason
 from vswitch.ports.base import MAX_MTU, LinkDown, Port, over_mtu
@@ -123,6 +123,29 @@ def _bound_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _bind_unix(path: str, kind: int) -> tuple[socket.socket, tuple[int, int] | None]:
+    """A non-blocking unix socket of type `kind` bound at `path` (a stale socket file there removed
+    first) and the identity of the file it made. SocketInUse for a live socket at `path`,
+    FileExistsError for a file that is not a socket (neither is touched), OSError from bind."""
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, _bound_identity(path)
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    """Ask for _SOCK_BUF_BYTES of send and receive buffer; a refusal is not fatal (the defaults work)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
+        except OSError:
+            pass
+
+
 def _unlink_quietly(path: str, identity: tuple[int, int] | None) -> None:
     """Unlink `path` only if it still is the file we bound: someone may have replaced it since."""
     if identity is None or _bound_identity(path) != identity:
@@ -184,11 +207,8 @@ class QemuStreamPort(_SocketFilePort):
         one, FileExistsError for a file that is not a socket (neither is touched)."""
         if self._listener is not None:
             return
-        _remove_stale_socket(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        sock, self._identity = _bind_unix(self.path, socket.SOCK_STREAM)
         try:
-            sock.bind(self.path)
-            self._identity = _bound_identity(self.path)
             sock.listen(4)
         except BaseException:
             sock.close()
@@ -242,11 +262,7 @@ class QemuStreamPort(_SocketFilePort):
                 self.clients_rejected += 1
                 continue
             conn.setblocking(False)
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    conn.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-                except OSError:
-                    pass
+            _grow_buffers(conn)
             self._conn = conn
             self._rx.clear()
             self._tx = b""
@@ -343,14 +359,18 @@ class QemuStreamPort(_SocketFilePort):
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
-            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                self._drop_client(count=True)
-                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
-            raise
+            self._send_failed(e)
         if sent < 4 + n:
             # The stream must stay framed: keep the tail and send it before anything else.
             self._tx = b"".join((hdr, buf))[sent:]
         return True
+
+    def _send_failed(self, e: OSError) -> NoReturn:
+        """A send to the client failed: the client left (dropped, LinkDown) or any other OSError, raised as is."""
+        if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            self._drop_client(count=True)
+            raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
+        raise e
 
     @property
     def tx_pending(self) -> int:
@@ -374,10 +394,7 @@ class QemuStreamPort(_SocketFilePort):
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
-            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                self._drop_client(count=True)
-                raise LinkDown(e.errno, f"QEMU client on {self.path} left") from None
-            raise
+            self._send_failed(e)
         self._tx = self._tx[sent:]
         return not self._tx
 
@@ -426,19 +443,8 @@ class QemuDgramPort(_SocketFilePort):
         FileExistsError for a file that is not a socket (neither is touched)."""
         if self._sock is not None:
             return
-        _remove_stale_socket(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        try:
-            sock.bind(self.path)
-            self._identity = _bound_identity(self.path)
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-                except OSError:
-                    pass
-        except BaseException:
-            sock.close()
-            raise
+        sock, self._identity = _bind_unix(self.path, socket.SOCK_DGRAM)
+        _grow_buffers(sock)
         self._sock = sock
         self.generation += 1
 
