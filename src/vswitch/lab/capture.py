@@ -2,9 +2,9 @@
 
 Owns: AF_PACKET sockets opened inside other network namespaces (by a throw-away thread that
 entered the namespace, ``ports.netns.run_in``; a socket stays in the namespace it was created in),
-their receive loop, and turning each ICMPv4 echo frame they see into a `CaptureRecord` (each ARP frame into an `ArpRecord`) with the
-kernel's CLOCK_REALTIME timestamp (SO_TIMESTAMPNS) and the direction the kernel reports
-(PACKET_OUTGOING = left through the link; anything else = arrived on it).
+their receive loop, and turning each ICMPv4 echo frame they see into a `CaptureRecord` (each ARP
+frame into an `ArpRecord`) with the kernel's CLOCK_REALTIME timestamp (SO_TIMESTAMPNS) and the
+direction the kernel reports (PACKET_OUTGOING = left through the link; anything else = arrived on it).
 Also `run_in_netns`: start a program (e.g. `ping`) inside a namespace.
 
 Invariants:
