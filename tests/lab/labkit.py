@@ -108,6 +108,7 @@ def binding(lab: Lab, node: str, ifname: str) -> dict[str, Any] | None:
 
 def leftovers(state: dict[str, Any]) -> list[str]:
     """Whatever of a lab (by its recorded state) still exists: namespaces, daemons, sockets, files."""
+    from vswitch.lab import daemons
     from vswitch.lab.state import state_path
 
     found = []
@@ -125,7 +126,8 @@ def leftovers(state: dict[str, Any]) -> list[str]:
         if os.path.exists(d["socket"]):
             found.append(f"socket {d['socket']}")
     for node, g in state.get("guests", {}).items():
-        if os.path.exists(f"/proc/{g['pid']}"):
+        # a zombie is gone: a guest whose starter exited is reaped by PID 1 whenever PID 1 gets to it
+        if daemons.alive(g["pid"]):
             found.append(f"QEMU guest {node} (pid {g['pid']})")
     root_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     marks = (f"lt{state['id']}", f"vl{state['id']}")
