@@ -59,12 +59,17 @@ def test_unknown_destination_is_flooded_then_only_its_owner_gets_frames(lab):
 
     # The switch's own decisions for the echoes, not vm4's counters: unrelated chatter (an ARP
     # refresh broadcast on a loaded machine) may reach vm4 meanwhile, and rightly so.
+    # The watch starts at some point after the call: pinging until it has ended puts echoes inside
+    # its window whatever the machine's speed.
     with ThreadPoolExecutor(1) as pool, api_factory(lab.switch("priv").socket) as api:
-        watching = pool.submit(api.watch, "priv", 5.0, 10_000)
-        assert ping(lab, "vm2", "vm3", count=5, interval=0.05)
+        watching = pool.submit(api.watch, "priv", 2.0, 10_000)
+        sent = 0
+        while not watching.done():
+            assert ping(lab, "vm2", "vm3", count=1)
+            sent += 1
         echoes = [e for e in watching.result() if e.icmp is not None]
     requests = [e for e in echoes if e.icmp.type == 8 and e.in_port == "vm2"]
-    assert len(requests) >= 5, f"the switch decided on every echo request: {echoes}"
+    assert 1 <= len(requests) <= sent, f"the switch decided on the echo requests it saw: {echoes}"
     assert all(e.out_ports == ["vm3"] and e.reason == "FORWARD_LEARNED" for e in echoes
                if e.in_port == "vm2"), f"the echoes now go to vm3's port alone, none flooded: {echoes}"
     assert not [e for e in echoes if "vm4" in e.out_ports], "and the third port sees none of them"

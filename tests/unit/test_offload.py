@@ -203,7 +203,7 @@ def test_insert_vlan_shifts_csum_start() -> None:
     assert bytes(frame[TCP]) == Ether(buf[10:])[TCP].build()
     plain = bytes(Ether(src=MAC_A, dst=MAC_B) / IP())
     assert Ether(offload.insert_vlan(plain, 0, 0x88A8, 9)).type == 0x88A8
-    assert Ether(offload.insert_vlan(plain, 0, 0x8100, 0xF00A))[Dot1Q].id == 1, "DEI is put back as it came"
+    assert Ether(offload.insert_vlan(plain, 0, 0x8100, 0xF00A))[Dot1Q].dei == 1, "DEI is put back as it came"
 
 
 def test_edit_tag_moves_csum_start_with_the_tag() -> None:

@@ -580,11 +580,7 @@ class SwitchManager:
     def remove_port(self, switch: str, port: str) -> None:
         with self._lock:
             sw = self._get(switch)
-            att = sw.ports.get(port)
-            if att is None:
-                raise NotFound(f"switch {switch!r} has no port {port!r}")
-            if att.spec is None:
-                raise InvalidRequest(f"port {port!r} belongs to the switch itself; delete the switch instead")
+            att = self._vm_port(sw, switch, port, "delete the switch instead")
             intent = self.store.begin_intent("remove-port", switch, port, {"spec": att.spec.to_dict()}) \
                 if self.store is not None else None
             crashpoint("remove-port.intent")
@@ -624,12 +620,7 @@ class SwitchManager:
         entry of the port would leave its VLANs), StoreError (nothing changed)."""
         with self._lock:
             sw = self._get(switch)
-            att = sw.ports.get(port)
-            if att is None:
-                raise NotFound(f"switch {switch!r} has no port {port!r}")
-            if att.spec is None:
-                raise InvalidRequest(f"port {port!r} is the switch's own {att.role}; its settings cannot be "
-                                     "changed")
+            att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
             policy = policy_for(spec)
             core = sw.core
@@ -1033,6 +1024,17 @@ class SwitchManager:
         if sw is None:
             raise NotFound(f"no switch named {name!r}")
         return sw
+
+    @staticmethod
+    def _vm_port(sw: _Switch, switch: str, port: str, instead: str) -> _Attached:
+        """The attachment of a port a user added; NotFound, or InvalidRequest (saying `instead`) for
+        the switch's own uplink or host vNIC."""
+        att = sw.ports.get(port)
+        if att is None:
+            raise NotFound(f"switch {switch!r} has no port {port!r}")
+        if att.spec is None:
+            raise InvalidRequest(f"port {port!r} is the switch's own {att.role}; {instead}")
+        return att
 
     def _port_info(self, sw: _Switch, name: str) -> PortInfo:
         att = sw.ports[name]
