@@ -84,8 +84,15 @@ def test_demo_without_root_explains_and_does_nothing() -> None:
 
 
 def test_demo_interrupted_midway_still_tears_everything_down() -> None:
-    proc = subprocess.Popen([VSWITCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # The demo must start with SIGINT at its default, as from a terminal: a test run started in the
+    # background of a non-interactive shell (`nohup … &`, a CI runner) inherits SIGINT ignored, and an
+    # ignored disposition survives exec, so the demo would never see the Ctrl-C.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to SIG_DFL in the child
+    try:
+        proc = subprocess.Popen([VSWITCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     out: list[str] = []
     try:
         assert proc.stdout is not None
