@@ -52,8 +52,7 @@ ROUTES = [Route(AF_INET, "198.51.100.0", 24, scope=253, proto=3),   # link route
 EXT = SwitchSpec("ext", SwitchType.EXTERNAL, nic=NIC)
 
 
-@pytest.fixture
-def kernel() -> MemKernel:
+def _host_kernel() -> MemKernel:
     """A host with one NIC carrying addresses (a secondary among them) and routes in two tables."""
     k = MemKernel()
     k.add_link(NIC, mac=NIC_MAC, up=True)
@@ -63,6 +62,11 @@ def kernel() -> MemKernel:
         for r in ROUTES:
             nl.add_route(NIC, r)
     return k
+
+
+@pytest.fixture
+def kernel() -> MemKernel:
+    return _host_kernel()
 
 
 class Host:
@@ -421,15 +425,8 @@ def test_a_crash_at_every_step_leaves_the_old_state_or_the_new_one(
     monkeypatch.setattr(manager_module, "Datapath", Recorded)
 
     def fresh(tag: str) -> Host:
-        k = MemKernel()
-        k.add_link(NIC, mac=NIC_MAC, up=True)
-        with k() as nl:
-            for a in ADDRS:
-                nl.add_address(NIC, a)
-            for r in ROUTES:
-                nl.add_route(NIC, r)
         (tmp_path / tag).mkdir()
-        return Host(tmp_path / tag, k)
+        return Host(tmp_path / tag, _host_kernel())
 
     learn = fresh("learn")
     before = learn.kernel.state()
