@@ -489,8 +489,7 @@ class SwitchManager:
                     self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
             if spec.name != name:
                 self._switches[spec.name] = self._switches.pop(name)
-            core = sw.core
-            sw.datapath.call(lambda: core.fdb.set_limits(spec.ageing_s, spec.max_entries))
+            sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
             sw.spec = spec
             return self._info(sw)
 
@@ -520,7 +519,7 @@ class SwitchManager:
                         store.save_port(switch, spec)
                         store.end_intent(intent)  # type: ignore[arg-type]
             except BaseException:
-                if spec.name in sw.datapath.core.policies:
+                if sw.datapath.has_port(spec.name):
                     sw.datapath.detach(spec.name)
                 _discard_port(port)
                 self._end_intent_quietly(intent)
@@ -623,18 +622,14 @@ class SwitchManager:
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
             policy = policy_for(spec)
-            core = sw.core
-
-            def stranded() -> list[str]:
-                return [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in core.fdb.entries(sw.datapath.now)
-                        if e.static and e.port == port and not policy.is_member(e.vlan)]
-            left = sw.datapath.call(stranded)
+            left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
+                    if e.static and e.port == port and not policy.is_member(e.vlan)]
             if left:
                 raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
                                f"delete them first (vswitch fdb del)")
             if self.store is not None:
                 self.store.save_port(switch, spec)
-            sw.datapath.call(lambda: core.set_policy(port, policy))
+            sw.datapath.set_policy(port, policy)
             att.spec = spec
             return self._port_info(sw, port)
 
@@ -668,7 +663,7 @@ class SwitchManager:
             sw = self._get(switch)
             if entry.port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {entry.port!r}")
-            policy = sw.core.policies[entry.port]
+            policy = sw.datapath.policy(entry.port)
             vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
             if vlan is None:
                 raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
@@ -677,8 +672,7 @@ class SwitchManager:
                 raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan} ({policy.describe()})")
             if persist and self.store is not None:
                 self.store.save_static(switch, entry.mac, vlan, entry.port)
-            mac, fdb = parse_mac(entry.mac), sw.core.fdb
-            sw.datapath.call(lambda: fdb.add_static(mac, vlan, entry.port))
+            sw.datapath.add_static(parse_mac(entry.mac), vlan, entry.port)
             return FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
 
     def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
@@ -689,9 +683,8 @@ class SwitchManager:
             check_field(PortSpec, "vlan", vlan)
         with self._lock:
             sw = self._get(switch)
-            key, fdb = parse_mac(mac), sw.core.fdb
-            vlans = sw.datapath.call(lambda: sorted(e.vlan for table in fdb.by_vlan.values()
-                                                    if (e := table.get(key)) is not None and e.static))
+            key = parse_mac(mac)
+            vlans = sorted(e.vlan for e in sw.datapath.fdb_entries() if e.static and e.mac == key)
             if vlan is not None:
                 vlans = [v for v in vlans if v == vlan]
             if not vlans:
@@ -701,7 +694,7 @@ class SwitchManager:
                 raise InvalidRequest(f"{mac} is static in VLANs {', '.join(map(str, vlans))}: give the VLAN (--vlan)")
             if self.store is not None:
                 self.store.delete_static(switch, mac, vlans[0])
-            sw.datapath.call(lambda: fdb.remove_static(key, vlans[0]))
+            sw.datapath.remove_static(key, vlans[0])
 
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
@@ -725,17 +718,16 @@ class SwitchManager:
         if vlan is not None:
             frame = push_vlan(frame, vlan)
 
-        def run() -> TraceInfo:
-            if in_port not in dp.core.policies:
-                raise NotFound(f"switch {switch!r} has no port {in_port!r}")
-            d, steps = dp.core.trace(in_port, frame, dp.now)
-            return TraceInfo(
-                switch=switch, in_port=in_port, src=format_mac(src_b), dst=format_mac(dst_b), tag=vlan,
-                vlan=d.vlan or None, reason=d.reason.name, explanation=d.reason.value,
-                out_ports=[str(p) for p in d.out_ports],
-                steps=[TraceStepInfo(s.stage, s.result, s.reason.name if s.reason else None, dict(s.detail))
-                       for s in steps])
-        return dp.call(run)
+        try:
+            d, steps = dp.trace(in_port, frame)
+        except KeyError:
+            raise NotFound(f"switch {switch!r} has no port {in_port!r}") from None
+        return TraceInfo(
+            switch=switch, in_port=in_port, src=format_mac(src_b), dst=format_mac(dst_b), tag=vlan,
+            vlan=d.vlan or None, reason=d.reason.name, explanation=d.reason.value,
+            out_ports=[str(p) for p in d.out_ports],
+            steps=[TraceStepInfo(s.stage, s.result, s.reason.name if s.reason else None, dict(s.detail))
+                   for s in steps])
 
     def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
@@ -1039,7 +1031,7 @@ class SwitchManager:
     def _port_info(self, sw: _Switch, name: str) -> PortInfo:
         att = sw.ports[name]
         state = sw.datapath.port_state(name)
-        policy = sw.core.policies[name]
+        policy = state["policy"]
         details = att.port.describe()
         if state["error"]:
             details["error"] = state["error"]
