@@ -160,6 +160,7 @@ def test_nic_list_offers_a_free_veth_but_not_taps_vnics_or_ports(netns):
         nics = {n.name: n for n in m.list_nics()}
         assert free in nics and nics[free].kind == "veth" and "192.0.2.77/32" in nics[free].addresses
         assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", nics[free].mac)
+        assert nics[free].speed_mbps == 10000, "a veth reports 10 Gb/s through ethtool"
         for name, why in ((held, "a port"), (held_peer, "the peer of a veth port"), (tap, "a TAP port"),
                           (info.host_vnic, "a host vNIC"), ("lo", "loopback")):
             assert name not in nics, f"{name} is {why}: never an uplink"

@@ -51,7 +51,9 @@ class FakeApi:
         self.fdb: dict[str, list[FdbEntryInfo]] = {}
         self.specs: dict[tuple[str, str], PortSpec] = {}
         #: what `list_nics` answers
-        self.nics: list[NicInfo] = [NicInfo("eth0", "52:54:00:00:00:01", True, "device", ["192.0.2.10/24"], True)]
+        self.nics: list[NicInfo] = [NicInfo("eth0", "52:54:00:00:00:01", True, "device", ["192.0.2.10/24"], True,
+                                                   speed_mbps=25000),
+                                           NicInfo("eth1", "52:54:00:00:00:02", False, "device")]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()

@@ -75,6 +75,7 @@ class _Link:
     ingress: str | None = None      # "ingress" / "clsact" when the link has one of those qdiscs
     persist: bool = False           # TAP: survives its last descriptor
     holder: object | None = None    # TAP: who holds its descriptor (a port, or another "process")
+    speed_mbps: int | None = None   # what ethtool reports (None: nothing, as a virtual link)
 
     def info(self) -> LinkInfo:
         flags = (IFF_UP if self.up else 0) | (IFF_PROMISC if self.promisc else 0) | (
@@ -224,6 +225,10 @@ class MemNetlink:
 
     def link_exists(self, name: str) -> bool:
         return name in self._ns.links
+
+    def speed_mbps(self, name: str) -> int | None:
+        link = self._ns.links.get(name)
+        return None if link is None else link.speed_mbps
 
     def set_up(self, name: str, up: bool) -> None:
         link = self._get(name)

@@ -350,3 +350,10 @@ def test_nic_list_warns_about_the_default_route(api: FakeApi) -> None:
     out = ok(api, "nic", "list")
     assert "eth0" in out and "192.0.2.10/24" in out and "moves the host's default route" in out
     assert as_json(api, "nic", "list")[0]["default_route"] is True
+
+
+def test_nic_list_shows_the_speed_the_driver_reports(api: FakeApi) -> None:
+    rows = {line.split()[1]: line for line in ok(api, "nic", "list").splitlines() if "52:54:00" in line}
+    assert "25 Gb/s" in rows["eth0"], "25000 Mb/s is shown as 25 Gb/s"
+    assert "Gb/s" not in rows["eth1"] and "Mb/s" not in rows["eth1"], "no speed reported: none shown"
+    assert [n["speed_mbps"] for n in as_json(api, "nic", "list")] == [25000, None]

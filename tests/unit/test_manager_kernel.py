@@ -156,6 +156,17 @@ def test_external_without_management_os_removes_the_protocols_and_gives_them_bac
     assert kernel.state() == before
 
 
+def test_nic_list_offers_the_free_nic_with_its_speed_and_default_route(host: Host, kernel: MemKernel) -> None:
+    kernel.namespaces[None].links[NIC].speed_mbps = 25000
+    kernel.add_link("eth2", up=False)
+    m = host.manager()
+    nics = {n.name: n for n in m.list_nics()}
+    assert (nics[NIC].speed_mbps, nics[NIC].default_route, nics[NIC].up) == (25000, True, True)
+    assert (nics["eth2"].speed_mbps, nics["eth2"].default_route) == (None, False)
+    m.create_switch(EXT)
+    assert {n.name for n in m.list_nics()} == {"eth2"}, "neither the uplink nor the host vNIC is offered"
+
+
 def test_internal_switch_vnic_is_up_and_removed_on_delete(host: Host, kernel: MemKernel) -> None:
     before = kernel.state()
     m = host.manager()

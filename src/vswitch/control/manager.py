@@ -781,7 +781,7 @@ class SwitchManager:
         with self._lock:
             owners = self._owner_index()
         out = []
-        with Netlink() as nl:
+        with self._netlink() as nl:
             links = nl.links()
             held = {i.index for i in links if owners.owner((ownership.LINK, i.name)) is not None}
             for link in links:
@@ -795,7 +795,7 @@ class SwitchManager:
                 except LookupError:  # gone while we looked
                     continue
                 out.append(NicInfo(link.name, link.mac, link.up, link.kind or "device", addresses, default,
-                                   link.mtu))
+                                   link.mtu, nl.speed_mbps(link.name)))
         return out
 
     # -- life cycle -----------------------------------------------------------------------------

@@ -772,6 +772,7 @@ class NicInfo:
     addresses: list[str] = field(default_factory=list)
     default_route: bool = False  # taking this NIC moves the host's default route
     mtu: int = 1500
+    speed_mbps: int | None = None  # as the driver reports it; None when it reports none
 
 
 @dataclass

@@ -550,16 +550,22 @@ def nic_list(state: CliState, as_json: bool) -> None:
         _print_json(nics)
         return
     table = Table(title="NICs that could be an uplink")
-    for col in ("nic", "kind", "mac", "state", "mtu", "addresses", "default route"):
+    for col in ("nic", "kind", "mac", "state", "speed", "mtu", "addresses", "default route"):
         table.add_column(col, no_wrap=col != "addresses")
     for n in nics:
-        table.add_row(n.name, n.kind, n.mac, "up" if n.up else "down", str(n.mtu), ", ".join(n.addresses) or "-",
-                      "yes" if n.default_route else "-")
+        table.add_row(n.name, n.kind, n.mac, "up" if n.up else "down", _speed_text(n.speed_mbps), str(n.mtu),
+                      ", ".join(n.addresses) or "-", "yes" if n.default_route else "-")
     console = _console()
     console.print(table)
     for n in nics:
         if n.default_route:
             console.print(f"warning: taking {n.name} over moves the host's default route to the switch's host vNIC")
+
+
+def _speed_text(mbps: int | None) -> str:
+    if mbps is None:
+        return "-"
+    return f"{mbps // 1000} Gb/s" if mbps >= 1000 and mbps % 1000 == 0 else f"{mbps} Mb/s"
 
 
 # ---- stats and trace ------------------------------------------------------------------------------
