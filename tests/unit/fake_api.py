@@ -156,6 +156,7 @@ class FakeApi:
         spec = self.specs[(switch, port)] = new
         info.vlan_mode, info.up = vlan_mode(spec), spec.admin_up
         info.admin_up, info.learning, info.flooding = spec.admin_up, spec.learning, spec.flooding
+        info.mac = spec.mac
         return info
 
     def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:

@@ -405,11 +405,20 @@ class MemTapPort(MemoryPort):
     kernel: MemKernel  # set by MemKernel.port_kinds
 
     def __init__(self, name: str, ifname: str, vnet: bool = True, *, persist: bool = False,
-                 netns: Any = None) -> None:
+                 netns: Any = None, mac: str | None = None) -> None:
         super().__init__(name)
         self.ifname = ifname
         self.persist = persist
         self.netns = netns
+        self.mac = mac
+
+    def set_mac(self, mac: str) -> str | None:
+        self.mac = mac
+        link = self.kernel._ns(None).links.get(self.ifname) if self.fileno() >= 0 else None
+        if link is None:
+            return None
+        before, link.mac = link.mac, mac
+        return before
 
     def open(self) -> None:
         if self.fileno() >= 0:
@@ -428,6 +437,8 @@ class MemTapPort(MemoryPort):
                                        "(a TAP descriptor has one owner)")
         link.holder = self
         link.persist = link.persist or self.persist
+        if self.mac is not None:
+            link.mac = self.mac
         super().open()
 
     def close(self, remove: bool = False) -> None:

@@ -308,7 +308,17 @@ def test_port_set_maps_its_options_and_shows_trunks_as_ranges(api: FakeApi) -> N
     assert as_json(api, "port", "set", "s", "vm1", "--vlan", "7", "--admin", "up")["vlan_mode"] == "access 7"
 
 
+def test_port_set_mac_on_a_tap_port_and_port_show_says_whose_mac_it_is(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.TAP, "vmtap1"))
+    assert "the kernel's" in ok(api, "port", "show", "s", "vm1"), "no MAC set: the kernel chose it"
+    assert as_json(api, "port", "set", "s", "vm1", "--mac", "52:54:00:AB:CD:01")["mac"] == "52:54:00:ab:cd:01"
+    assert "52:54:00:ab:cd:01" in ok(api, "port", "show", "s", "vm1")
+
+
 @pytest.mark.parametrize(("args", "needle"), [
+    (["--mac", "01:00:5e:00:00:01"], "mac: 01:00:5e:00:00:01 is a group address"),
+    (["--mac", "52:54:00:00:00:01"], "mac: only a tap port's MAC is vswitch's to set"),
     (["--vlan", "3", "--trunk", "4"], "not both"),
     (["--native", "3"], "native: only a trunk port has a native VLAN"),
     ([], "nothing to change"),

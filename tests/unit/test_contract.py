@@ -219,9 +219,12 @@ def set_port(api: SwitchApi) -> None:
     assert (port.up, port.admin_up, port.learning, port.flooding) == (True, True, False, False)
     assert api.get_port(SW, "a") == port
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
-                        ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan")]:
+                        ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
+                        ({"mac": "01:00:5e:00:00:01"}, "group address")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
+    with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):
+        api.set_port(SW, "a", PortSettings(mac="52:54:00:00:00:09"))
     with pytest.raises(NotFound):
         api.set_port(SW, "zz", PortSettings(vlan=2))
     api.fdb_add(SW, StaticEntry(MAC, "b"))

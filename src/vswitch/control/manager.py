@@ -48,7 +48,7 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
@@ -573,7 +573,7 @@ class SwitchManager:
             facts = self.store.get_port_runtime(switch, spec.name) if self.store is not None and switch else None
             where = facts["netns"] if facts and facts.get("ifname") == spec.target else None
             self._track_tap_netns()
-            return cls(spec.name, spec.target, persist=True, netns=where)  # type: ignore[call-arg]
+            return cls(spec.name, spec.target, persist=True, netns=where, mac=spec.mac)  # type: ignore[call-arg]
         return cls(spec.name, spec.target)  # type: ignore[call-arg]
 
     def remove_port(self, switch: str, port: str) -> None:
@@ -627,11 +627,35 @@ class SwitchManager:
             if left:
                 raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
                                f"delete them first (vswitch fdb del)")
-            if self.store is not None:
+            if spec.mac != att.spec.mac and spec.mac is not None:
+                self._set_tap_mac(sw, att, spec)
+            elif self.store is not None:
                 self.store.save_port(switch, spec)
             sw.datapath.set_policy(port, policy)
             att.spec = spec
             return self._port_info(sw, port)
+
+    def _set_tap_mac(self, sw: _Switch, att: _Attached, spec: PortSpec) -> None:
+        """Give a tap port's netdev `spec.mac` and store `spec`: the MAC first (a MAC the kernel refuses
+        changes nothing), given back when the store fails. Raises InvalidRequest, StoreError."""
+        tap, mac = cast(TapPort, att.port), spec.mac
+        assert mac is not None
+        try:
+            # on the datapath thread: it owns the TAP's descriptor
+            before = sw.datapath.call(lambda: tap.set_mac(mac))
+        except OSError as exc:
+            raise InvalidRequest(f"the kernel refused MAC {mac} for TAP {tap.ifname}: "
+                                 f"{exc.strerror or exc}") from None
+        try:
+            if self.store is not None:
+                self.store.save_port(sw.spec.name, spec)
+        except BaseException:
+            old = att.spec.mac if before is None else before
+            if old is not None:
+                sw.datapath.call(lambda: tap.set_mac(old))
+            else:
+                tap.mac = None
+            raise
 
     def port_object(self, switch: str, port: str) -> Port:
         """The live back-end of a port (tests and the lab use it, e.g. to inject into a memory port)."""
@@ -1045,7 +1069,8 @@ class SwitchManager:
             kind = att.port.kind
             target = getattr(att.port, "ifname", "")
         return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
-                        policy.admin_up, policy.learning, policy.flooding)
+                        policy.admin_up, policy.learning, policy.flooding,
+                        att.spec.mac if att.spec is not None else None)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

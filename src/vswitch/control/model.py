@@ -468,6 +468,30 @@ SWITCH_FIELDS: dict[str, Check] = {
 }
 
 
+def check_unicast_mac(text: object) -> str:
+    """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
+    unicast MAC lives behind one port)."""
+    if not isinstance(text, str):
+        raise FieldError(f"{clip(text)} is not a MAC address like 52:54:00:12:34:56")
+    try:
+        mac = format_mac(parse_mac(text))
+    except ValueError as e:
+        raise FieldError(str(e)) from None
+    if int(mac[:2], 16) & 1:
+        raise FieldError(f"{mac} is a group address, not a unicast MAC (its first byte is odd)")
+    return mac
+
+
+#: whose MAC a port of each kind but tap carries, for `port set --mac` refused
+_MAC_OWNER = {
+    PortKind.LINK: "a link port carries the frames of the link's far side (a VM's veth end, a QEMU guest's "
+                   "own TAP): set the MAC there",
+    PortKind.QEMU_STREAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
+    PortKind.QEMU_DGRAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
+    PortKind.MEMORY: "a memory port has no MAC of its own",
+}
+
+
 def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
     kind, target = v.get("kind"), v.get("target")
     if kind is not None and target is not None:
@@ -481,6 +505,8 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
             yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
     elif v.get("native") is not None and "trunk" in v:
         yield Problem("native", "only a trunk port has a native VLAN")
+    if v.get("mac") is not None and kind is not None and kind != PortKind.TAP:
+        yield Problem("mac", f"only a tap port's MAC is vswitch's to set: {_MAC_OWNER[kind]}")
 
 
 PORT_FIELDS: dict[str, Check] = {
@@ -493,6 +519,7 @@ PORT_FIELDS: dict[str, Check] = {
     "admin_up": check_flag,
     "learning": check_flag,
     "flooding": check_flag,
+    "mac": optional(check_unicast_mac),
 }
 
 
@@ -567,6 +594,7 @@ class PortSpec(_Spec):
     admin_up: bool = True                         # `port set --admin down` keeps the port but drops its frames
     learning: bool = True
     flooding: bool = True
+    mac: str | None = None                        # a tap port's netdev MAC (the VM's); None: the kernel's
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -600,6 +628,7 @@ class PortInfo:
     admin_up: bool = True
     learning: bool = True
     flooding: bool = True
+    mac: str | None = None    # the MAC vswitch gives a tap port's netdev (`port set --mac`); None: the kernel's
 
 
 @dataclass
@@ -638,20 +667,6 @@ class PortStatsInfo:
     drops: dict[str, int] = field(default_factory=dict)
     #: frames whose source MAC is static on another port: counted, neither learned nor moved
     static_refused: int = 0
-
-
-def check_unicast_mac(text: object) -> str:
-    """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
-    unicast MAC lives behind one port)."""
-    if not isinstance(text, str):
-        raise FieldError(f"{clip(text)} is not a MAC address like 52:54:00:12:34:56")
-    try:
-        mac = format_mac(parse_mac(text))
-    except ValueError as e:
-        raise FieldError(str(e)) from None
-    if int(mac[:2], 16) & 1:
-        raise FieldError(f"{mac} is a group address: a static entry needs a unicast MAC")
-    return mac
 
 
 def canonical_mac(what: str, text: object) -> str:
@@ -698,16 +713,17 @@ class PortSettings(_Change):
     admin_up: bool | None = None
     learning: bool | None = None
     flooding: bool | None = None
+    mac: str | None = None
 
     what: ClassVar[str] = "port setting"
-    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning or --flooding"
+    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning, --flooding or --mac"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
-                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding")}
+                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
-        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding")
+        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac")
                                    if getattr(self, f) is not None}
         if self.vlan is not None:
             changes.update(vlan=self.vlan, trunk=None, native=None)

@@ -414,16 +414,18 @@ _ON_OFF = click.Choice(["on", "off"])
 @click.option("--learning", type=_ON_OFF, default=None, help="Learn the source MACs of its frames.")
 @click.option("--flooding", type=_ON_OFF, default=None,
               help="Send it floods (unknown unicast, broadcast, multicast).")
+@click.option("--mac", metavar="MAC", default=None,
+              help="A tap port: give its TAP (the VM's NIC) this MAC, now and after every restart.")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
-             as_json: bool) -> None:
+             mac: str | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     fields: dict[str, Any] = {"vlan": vlan, "trunk": trunk, "native": native,
                               "admin_up": None if admin is None else admin == "up",
                               "learning": None if learning is None else learning == "on",
-                              "flooding": None if flooding is None else flooding == "on"}
+                              "flooding": None if flooding is None else flooding == "on", "mac": mac}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -458,6 +460,7 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
     rows = [("kind", p.kind), ("target", p.target), ("role", p.role), ("vlan", p.vlan_mode),
             ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
             ("flooding", _on(p.flooding)),
+            *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
     for row in rows:
