@@ -122,6 +122,10 @@ MAC_TEXT_MAX = 32
 
 
 Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX)]
+#: a unicast MAC (the group bit, the low bit of the first octet, clear): a static entry's, a tap port's
+_UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
+_UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
+                                   description="Unicast MAC, e.g. 52:54:00:12:34:56")]
 #: a request body as FastAPI hands it over (a JSON object); the model parses it
 JsonObject = Annotated[dict[str, Any], Body()]
 # the length is checked here too, so a 10 KB path segment is refused before any message repeats it
@@ -139,7 +143,8 @@ def _switch_schema(schema: dict[str, Any]) -> None:
 
 
 def _port_schema(schema: dict[str, Any]) -> None:
-    """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native)."""
+    """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native); a MAC
+    for a tap port only."""
     by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
     schema["allOf"] = [
         *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
@@ -147,6 +152,8 @@ def _port_schema(schema: dict[str, Any]) -> None:
         {"if": {"properties": {"trunk": {"type": "array"}}, "required": ["trunk"]},
          "then": {"properties": {"vlan": {"type": "null"}}},
          "else": {"properties": {"native": {"type": "null"}}}},
+        {"if": {"properties": {"kind": {"not": {"const": "tap"}}}},
+         "then": {"properties": {"mac": {"type": "null"}}}},
     ]
 
 
@@ -183,6 +190,7 @@ class PortCreate(BaseModel):
     admin_up: bool = Field(True, description="False: attached, but its frames are dropped.")
     learning: bool = Field(True, description="Learn the source MACs of the port's frames.")
     flooding: bool = Field(True, description="Receive floods (unknown unicast, broadcast, multicast).")
+    mac: _UnicastMac | None = Field(None, description="A tap port: the MAC its TAP (the VM's NIC) is given.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -228,10 +236,6 @@ def _doc(model: Any) -> dict[int | str, dict[str, Any]]:
 
 #: request dataclasses whose body model states more than their fields (which fields go together)
 _BODIES: dict[type, type[BaseModel]] = {SwitchSpec: SwitchCreate, PortSpec: PortCreate}
-#: a unicast MAC (the group bit, the low bit of the first octet, clear): what a static entry may pin
-_UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
-_UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
-                                   description="Unicast MAC, e.g. 52:54:00:12:34:56")]
 #: what a field of a generated body model means in the schema, by field name (the type otherwise);
 #: a field whose default is None may be left out, so it is stated without its None
 _FIELDS: dict[str, Any] = {
