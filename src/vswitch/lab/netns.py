@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import socket
-import time
 from typing import Any
 
 from pyroute2 import NetNS
 from pyroute2 import netns as pr_netns
 
 from vswitch.control.netlink import Netlink, write_sysctl
+from vswitch.lab.signals import escalate
 
 NETNS_DIR = "/run/netns"
 RT_TABLE_MAIN = 254
@@ -74,19 +73,10 @@ def pids_in(name: str) -> list[int]:
 
 def remove(name: str, *, grace_s: float = 3.0) -> None:
     """Stop what still runs inside `name` (SIGTERM, then SIGKILL, by PID) and delete it. Silent if gone."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = pids_in(name)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and pids_in(name):
-            _reap(pids)
-            time.sleep(0.05)
+    def running() -> list[int]:
+        _reap(pids_in(name))
+        return pids_in(name)
+    escalate(running, grace_s, grace_s)
     if exists(name):
         try:
             pr_netns.remove(name)
