@@ -264,8 +264,14 @@ class FakeApi:
         """One event per port; blocks until `watch_gate` is set when a test sets one (or `seconds` pass)."""
         self._note("watch", switch, seconds, limit)
         info = self._get(switch)
-        if self.watch_gate is not None:
-            self.watch_gate.wait(seconds)
+        info.watches += 1
+        try:
+            if self.watch_gate is not None:
+                self.watch_gate.wait(seconds)
+            else:
+                threading.Event().wait(seconds)  # a watch lasts its seconds, as the daemon's does
+        finally:
+            info.watches -= 1
         return [FrameEvent(t=1.0 + i, switch=switch, in_port=p.name, src="02:00:00:00:00:01",
                            dst="02:00:00:00:00:02", vid=None, vlan=1, ethertype=0x0800, length=60,
                            reason="FLOOD_UNKNOWN", out_ports=[q.name for q in info.ports if q is not p])

@@ -50,6 +50,7 @@ from vswitch.control.model import (
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.frontends.rest import make_app
 from vswitch.frontends.tokens import Role
+from waiting import wait_until
 
 SW = "contract"
 MAC = "02:00:00:00:0a:01"
@@ -324,6 +325,12 @@ def watch(api: SwitchApi) -> None:
     _switch(api, "a")
     events = api.watch(SW, 0.05, 5)
     assert isinstance(events, list) and len(events) <= 5
+    assert api.get_switch(SW).watches == 0, "a watch that returned records nothing more"
+    watching = threading.Thread(target=api.watch, args=(SW, 3.0, 5), daemon=True)
+    watching.start()
+    wait_until(lambda: api.get_switch(SW).watches == 1, what="the switch to count the running watch")
+    watching.join()
+    assert api.get_switch(SW).watches == 0
     with pytest.raises(NotFound):
         api.watch("nope", 0.05)
 

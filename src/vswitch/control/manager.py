@@ -1082,7 +1082,7 @@ class SwitchManager:
             host_vnic=sw.vnic.ifname if sw.vnic else None,
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
-            max_entries=spec.max_entries, confirm_deadline_s=deadline)
+            max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers))
 
 
 def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:

@@ -643,6 +643,7 @@ class SwitchInfo:
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
     confirm_deadline_s: float | None = None
+    watches: int = 0          # `watch` requests recording its frames now (each costs per-frame work)
 
 
 @dataclass
