@@ -203,3 +203,19 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         prog.add_static(POOL[3], 10, "py")
         assert prog.run("k1", POOL[3] + POOL[4] + tag[10] + bytes(46)).reason == "upcall_dest"
         assert prog.counters("k1")["upcall_dest"] == 1
+
+
+def test_a_flood_reaches_every_slot() -> None:
+    """The flood visits all layout.MAX_PORTS (1024) slots: a broadcast from the first port reaches
+    the other 1023, each once, in slot order, and the table takes no more ports."""
+    require_fastpath()
+    with SwitchProgram() as prog:
+        for i in range(layout.MAX_PORTS):
+            prog.add_port(i, ifindex=10_000 + i)
+        with pytest.raises(ValueError, match="1024 port slots"):
+            prog.add_port("one too many", ifindex=9_999)
+        prog.set_test_clock(NS)
+        r = prog.run(0, b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46))
+        assert r.verdict == TC_ACT_REDIRECT
+        assert [o.slot for o in r.outputs] == list(range(1, layout.MAX_PORTS))
+        assert prog.counters(0)["flood_copies"] == layout.MAX_PORTS - 1

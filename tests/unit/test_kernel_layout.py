@@ -29,7 +29,7 @@ def _struct_size(name: str) -> int:
     body = re.search(r"struct " + name + r" \{(.*?)\};", HEADER, re.S)
     assert body, f"struct {name} not in switch.h"
     size = 0
-    defines = _defines()
+    defines = {**_defines(), "VS_NR_COUNTERS": L.NR_COUNTERS}
     for typ, _field, count in re.findall(r"(__u\d+)\s+(\w+)(?:\[(\w+)\])?;", body.group(1)):
         n = 1 if not count else (int(count) if count.isdigit() else defines[count])
         width = _SIZES[typ]
@@ -59,7 +59,7 @@ def test_counter_enum_in_the_same_order() -> None:
 
 @pytest.mark.parametrize(("struct_name", "packer"), [
     ("vs_port", L.PORT), ("vs_fdb_key", L.FDB_KEY), ("vs_fdb_val", L.FDB_VAL), ("vs_config", L.CONFIG),
-    ("vs_test_run", L.TEST_RUN),
+    ("vs_test_run", L.TEST_RUN), ("vs_counters", L.COUNTER_ROW),
 ])
 def test_struct_sizes_agree(struct_name: str, packer: object) -> None:
     assert _struct_size(struct_name) == packer.size  # type: ignore[attr-defined]

@@ -75,16 +75,16 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
     return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()))
 
 
-def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int,
+def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
                 py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None) -> bytes:
-    """`struct vs_config`; `test_now_ns` (not None) turns on test mode with that clock."""
+    """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
+    on test mode with that clock."""
     flags = CFG_TEST if test_now_ns is not None else 0
-    return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, 0,
+    return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
                        *vlan_bits(py_vlans))
 
 
-def counter_key(slot: int, counter: int) -> bytes:
-    return U32.pack(slot * NR_COUNTERS + counter)
+COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters
 
 
 def unpack_test_out(raw: bytes) -> tuple[int, int, bool, int, int, bytes]:

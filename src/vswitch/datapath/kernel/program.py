@@ -152,6 +152,7 @@ class SwitchProgram:
                 py_vlans |= s.policy.member_vlans()
         self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
+                                               n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns))
 
     # -- test mode ----------------------------------------------------------------------------

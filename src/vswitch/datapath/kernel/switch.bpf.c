@@ -67,9 +67,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VS_MAX_PORTS * VS_NR_COUNTERS);
-	__type(key, __u32);
-	__type(value, __u64);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, struct vs_counters);  /* one lookup counts a frame's rx and reason together */
 } vs_counters SEC(".maps");
 
 struct {
@@ -116,11 +116,10 @@ struct flood_ctx {
 
 static __always_inline void count(__u32 slot, __u32 counter, __u64 n)
 {
-	__u32 k = slot * VS_NR_COUNTERS + counter;
-	__u64 *c = bpf_map_lookup_elem(&vs_counters, &k);
+	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
 
-	if (c)
-		*c += n;
+	if (row && counter < VS_NR_COUNTERS)
+		row->c[counter] += n;
 }
 
 static __always_inline int vlan_bit(const __u64 *bits, __u32 vlan)
@@ -264,11 +263,15 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 
 	if (!skb || !eg)
 		return TC_ACT_SHOT;
+	__u32 zero = 0, n;
+	struct vs_config *cfg = bpf_map_lookup_elem(&vs_config, &zero);
+
 	st->eg = *eg;
 	in = st->eg.in_slot;
-	if (in >= VS_MAX_PORTS)
+	if (in >= VS_MAX_PORTS || !cfg)
 		return TC_ACT_SHOT;
-	bpf_loop(VS_MAX_PORTS, flood_one, &c, 0);
+	n = cfg->n_slots;
+	bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
 	if (st->failed)
 		count(in, VS_C_REDIRECT_FAIL, st->failed);
 	if (st->tag_failed)
@@ -291,15 +294,22 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 	return bpf_redirect(p->ifindex, 0);
 }
 
-/* The frame was decided here with `reason`: count it as the core does (rx, then the reason). */
+/* The frame was decided here with `reason`: count it as the core does (rx, then the reason; a
+ * flood in `floods` too). */
 static __always_inline void decided(struct egress *eg, __u32 len, __u32 reason)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, slot = eg->in_slot;
+	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
 	struct vs_test_run *t;
 
-	count(eg->in_slot, VS_C_RX_FRAMES, 1);
-	count(eg->in_slot, VS_C_RX_BYTES, len);
-	count(eg->in_slot, reason, 1);
+	if (row) {
+		row->c[VS_C_RX_FRAMES] += 1;
+		row->c[VS_C_RX_BYTES] += len;
+		if (reason == VS_C_FLOOD_UNKNOWN || reason == VS_C_FLOOD_BROADCAST || reason == VS_C_FLOOD_MULTICAST)
+			row->c[VS_C_FLOODS] += 1;
+		if (reason < VS_NR_COUNTERS)
+			row->c[reason] += 1;
+	}
 	if (eg->test) {
 		t = bpf_map_lookup_elem(&vs_test_run, &zero);
 		if (t) {
@@ -462,7 +472,6 @@ int vs_ingress(struct __sk_buff *skb)
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(&eg, VS_C_UPCALL_FLOOD);
-		count(eg.in_slot, VS_C_FLOODS, 1);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
 			decided(&eg, len, VS_C_FLOOD_BROADCAST);
 		else
@@ -475,7 +484,6 @@ int vs_ingress(struct __sk_buff *skb)
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(&eg, VS_C_UPCALL_FLOOD);
-		count(eg.in_slot, VS_C_FLOODS, 1);
 		decided(&eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
 	}

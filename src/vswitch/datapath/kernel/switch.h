@@ -7,8 +7,8 @@
 #ifndef VSWITCH_SWITCH_H
 #define VSWITCH_SWITCH_H
 
-/* Port slots 0..VS_MAX_PORTS-1: the flood loop (bpf_loop) visits every slot, so this is also the
- * largest flood. The verifier cost of bpf_loop does not grow with it. */
+/* Port slots 0..VS_MAX_PORTS-1: the largest flood. The flood (bpf_loop) visits the slots in use,
+ * 0..vs_config.n_slots-1; the verifier's cost of bpf_loop does not grow with the number. */
 #define VS_MAX_PORTS    1024
 #define VS_VLAN_WORDS   64      /* 64 x 64 bits: one bit per VLAN id 0..4095 */
 #define VS_HEAD_BYTES   32      /* test mode: bytes of each output frame recorded */
@@ -54,7 +54,7 @@ struct vs_config {
 	__u32 max_dynamic;          /* the MAC table's cap: a new MAC beyond it goes up (fair eviction) */
 	__u32 group_fwd_mask;       /* bit N: 01:80:C2:00:00:0N is forwarded like any multicast */
 	__u32 flags;
-	__u32 pad;
+	__u32 n_slots;              /* highest slot in use + 1: the flood visits slots 0..n_slots-1 */
 	__u64 py_vlans[VS_VLAN_WORDS]; /* VLANs with a flooding member only Python serves */
 };
 
@@ -64,7 +64,7 @@ struct vs_config {
 #define VS_ST_REMOVED   1
 #define VS_NR_STATE     2
 
-/* Per-CPU counters, one row of VS_NR_COUNTERS per port slot. The first six are the core's
+/* Per-CPU counters, one row (struct vs_counters) per port slot. The first six are the core's
  * PortCounters fields; the decision block is numbered like vswitch.core.reasons.Reason. A frame
  * that goes up (VS_C_UPCALL) counts only there and in its VS_C_UPCALL_* cause (plus learned/moved
  * when it was learned first): Python counts its decision. */
@@ -95,6 +95,10 @@ enum vs_counter {
 	VS_C_REDIRECT_FAIL,
 	VS_C_TAG_FAIL,              /* bpf_skb_vlan_push/pop failed: the output was skipped */
 	VS_NR_COUNTERS
+};
+
+struct vs_counters {
+	__u64 c[VS_NR_COUNTERS];
 };
 
 /* test mode: what the last run decided (vs_test_run[0]) and sent (vs_test_out[0..n_out-1]) */

@@ -51,7 +51,8 @@ class SwitchTables:
         self.counters = obj.map("vs_counters")
         self.test_run = obj.map("vs_test_run")
         self.test_out = obj.map("vs_test_out")
-        for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size)):
+        for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
+                        (self.counters, L.COUNTER_ROW.size)):
             if m.value_size != size:
                 raise ValueError(f"map {m.name}: value of {m.value_size} bytes in the object, layout.py says "
                                  f"{size}: switch.h and layout.py disagree")
@@ -68,8 +69,7 @@ class SwitchTables:
         if ifindex:
             self.slot_of.delete(L.U32.pack(ifindex))
         self.ports.update(L.U32.pack(slot), bytes(L.PORT.size))
-        for c in range(L.NR_COUNTERS):
-            self.counters.update(L.counter_key(slot, c), bytes(8))
+        self.counters.update(L.U32.pack(slot), bytes(L.COUNTER_ROW.size))
 
     def write_config(self, packed: bytes) -> None:
         self.config.update(_ZERO, packed)
@@ -125,11 +125,11 @@ class SwitchTables:
     # -- counters -----------------------------------------------------------------------------
     def port_counters(self, slot: int) -> dict[str, int]:
         """Every counter of a slot, summed over the CPUs, by name (layout.COUNTERS)."""
-        out = {}
-        for i, name in enumerate(L.COUNTERS):
-            vals = self.counters.lookup_percpu(L.counter_key(slot, i)) or []
-            out[name] = sum(L.U64.unpack(v)[0] for v in vals)
-        return out
+        totals = [0] * L.NR_COUNTERS
+        for row in self.counters.lookup_percpu(L.U32.pack(slot)) or []:
+            for i, n in enumerate(L.COUNTER_ROW.unpack(row)):
+                totals[i] += n
+        return dict(zip(L.COUNTERS, totals, strict=True))
 
     # -- test mode ----------------------------------------------------------------------------
     def last_run(self) -> tuple[str, int, list[TestOutput]]:
