@@ -159,6 +159,11 @@ def test_program_decides_like_the_core() -> None:
         assert program_table(prog) == core_table(core)
         assert not _counters_differ(core, prog)
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count
+        # ageing removes the same entries on both sides, and the cap's count follows
+        later = max(e.seen for t in core.fdb.by_vlan.values() for e in t.values() if not e.static) + NS
+        assert prog.expire(later) == core.expire(later) > 0
+        assert program_table(prog) == core_table(core)
+        assert prog.tables.dynamic_count() == core.fdb.dynamic_count
         # the run covered every decision the core can make here, and nothing went up
         decided = {r.label for r in layout.COUNTER_REASON.values()}
         assert decided <= set(tally), f"never decided: {sorted(decided - set(tally))}"
@@ -203,6 +208,10 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         prog.add_static(POOL[3], 10, "py")
         assert prog.run("k1", POOL[3] + POOL[4] + tag[10] + bytes(46)).reason == "upcall_dest"
         assert prog.counters("k1")["upcall_dest"] == 1
+        prog.add_port("watched", PortPolicy.access(10), ifindex=1003, upcall=True)
+        r = prog.run("watched", POOL[5] + POOL[6] + b"\x08\x00" + bytes(46))
+        assert (r.verdict, r.reason) == (TC_ACT_OK, "upcall_port")
+        assert {k: v for k, v in prog.counters("watched").items() if v} == {"upcall": 1, "upcall_port": 1}
 
 
 def test_a_flood_reaches_every_slot() -> None:

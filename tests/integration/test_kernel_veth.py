@@ -62,6 +62,7 @@ class _Endpoint:
 
 @pytest.fixture
 def switch_ns(netns):
+    require_fastpath()  # before any namespace is made
     ns = netns("kfp")
     lab_netns.sysctl(ns, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
     links = {}
@@ -75,7 +76,6 @@ def switch_ns(netns):
 
 
 def test_tagged_frames_through_real_links_follow_the_core(switch_ns) -> None:
-    require_fastpath()
     ns, links = switch_ns
     progs_before, maps_before = set(libbpf.program_ids()), set(libbpf.map_ids())
     core = SwitchCore()

@@ -13,6 +13,7 @@ Must not touch: SwitchCore, the Python datapath, control/.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,12 @@ class SwitchProgram:
         if not path.exists():
             raise FileNotFoundError(f"{path}: the kernel fast path is not built (make bpf; needs clang, libbpf-dev)")
         self._obj = BpfObject(str(path), max_entries={"vs_fdb": max_entries + static_room})
-        self.tables = SwitchTables(self._obj)
-        self.prog_fd = self._obj.program_fd(PROGRAM)
+        try:
+            self.tables = SwitchTables(self._obj)
+            self.prog_fd = self._obj.program_fd(PROGRAM)
+        except BaseException:
+            self._obj.close()
+            raise
         self._ageing_ns = int(ageing_s * _NS)
         self._refresh_ns = int(refresh_s * _NS)
         self._max_entries = max_entries
@@ -133,6 +138,18 @@ class SwitchProgram:
     def add_static(self, mac: bytes, vlan: int, port: PortId) -> None:
         """MacTable.add_static. Raises KeyError for an unknown port, BpfError when the map is full."""
         self.tables.add_static(mac, vlan, self._slot_of[port])
+
+    def expire(self, now_ns: int | None = None) -> int:
+        """Remove dynamic entries not seen for more than the ageing time (MacTable.expire's rule);
+        `now_ns` on CLOCK_MONOTONIC (time.monotonic_ns, the clock of bpf_ktime_get_ns), by default
+        now or the test clock. Returns how many went."""
+        if now_ns is None:
+            now_ns = self._test_now_ns if self._test_now_ns is not None else time.monotonic_ns()
+        n = 0
+        for e in self.tables.fdb_entries():
+            if not e.static and now_ns - e.seen_ns > self._ageing_ns:
+                n += self.tables.delete(e.mac, e.vlan)
+        return n
 
     def counters(self, port: PortId) -> dict[str, int]:
         """The port's counters summed over the CPUs (layout.COUNTERS names). Raises KeyError."""
