@@ -11,8 +11,11 @@ ethertype; IPv6 is off so the links send nothing of their own.
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kernel_fastpath import require_fastpath
@@ -75,22 +78,66 @@ def switch_ns(netns):
     return ns, links
 
 
-def test_tagged_frames_through_real_links_follow_the_core(switch_ns) -> None:
-    ns, links = switch_ns
-    progs_before, maps_before = set(libbpf.program_ids()), set(libbpf.map_ids())
+@contextmanager
+def _switch(ns: str, links: dict[str, tuple[str, str]]) -> Iterator[tuple[SwitchCore, SwitchProgram,
+                                                                           dict[str, _Endpoint]]]:
+    """The program on every switch end, SwitchCore with the same ports, an endpoint on every host
+    end; afterwards no filter, qdisc, program or map of ours is left."""
     core = SwitchCore()
     prog = SwitchProgram()
+    ids = prog.kernel_ids()
     endpoints: dict[str, _Endpoint] = {}
+    ifindex = {p: run_in(ns, lambda name=sw: socket.if_nametoindex(name)) for p, (sw, _h) in links.items()}
     try:
         for p, policy in POLICIES.items():
-            ifindex = run_in(ns, lambda name=links[p][0]: socket.if_nametoindex(name))
             core.add_port(p, policy)
-            prog.add_port(p, policy, ifindex=ifindex)
+            prog.add_port(p, policy, ifindex=ifindex[p])
             prog.attach(p, netns=ns)
+            assert tc.ingress_filters(ifindex[p], netns=ns) == ["vs_ingress"]
             endpoints[p] = _Endpoint(ns, links[p][1])
-        assert tc.ingress_filters(ifindex, netns=ns) == ["vs_ingress"]
+        yield core, prog, endpoints
+    finally:
+        for e in endpoints.values():
+            e.port.close()
+        prog.close()
+    assert not any(tc.has_clsact(i, netns=ns) for i in ifindex.values()), "a clsact qdisc outlived close"
+    assert ids[0] not in libbpf.program_ids(), "the BPF program outlived SwitchProgram.close"
+    # the program's references to its maps go after an RCU grace period
+    wait_until(lambda: not ids[1] & set(libbpf.map_ids()), what="the program's maps to be freed")
 
-        sent = [
+
+def _send_all(core: SwitchCore, endpoints: dict[str, _Endpoint], sent: list[tuple[str, bytes]]) -> None:
+    """Send each frame and wait until every port got what the core sends it; then each port must
+    have received exactly that, in order."""
+    expected: dict[str, list[bytes]] = {p: [] for p in POLICIES}
+    for in_port, frame in sent:
+        d = core.process(in_port, frame, 0, 0.0)
+        for i, out in enumerate(d.out_ports):
+            edit = d.edits[i] if d.edits is not None else EDIT_KEEP
+            expected[out].append(bytes(egress_frame(frame, 0, edit, d.vlan)))
+        endpoints[in_port].send(frame)
+        # each frame reaches every port it should before the next is sent: no ordering doubt
+        for p in POLICIES:
+            wait_until(lambda p=p: len(endpoints[p].poll()) >= len(expected[p]),
+                       what=f"port {p} to receive {len(expected[p])} frames (frame {frame.hex()})")
+    for p in POLICIES:
+        assert endpoints[p].poll() == expected[p], f"port {p} received other frames than the core sends"
+
+
+def _ingress_counts_agree(core: SwitchCore, prog: SwitchProgram) -> None:
+    """The core's ingress counts, as the program counted them from real frames."""
+    for p in POLICIES:
+        snap, mine = core.counters[p].snapshot(), prog.counters(p)
+        fields = ("rx_frames", "rx_bytes", "floods", "learned", "moved", "static_refused")
+        assert {k: mine[k] for k in fields} == {k: snap[k] for k in fields}, p
+        assert {k: v for k, v in mine.items() if k.startswith("drop_") and v} == snap["drops"], p
+        assert mine["redirect_fail"] + mine["tag_fail"] + mine["upcall"] == 0, p
+
+
+def test_tagged_frames_through_real_links_follow_the_core(switch_ns) -> None:
+    ns, links = switch_ns
+    with _switch(ns, links) as (core, prog, endpoints):
+        _send_all(core, endpoints, [
             ("B", _frame(b"\xff" * 6, MAC["B"], vid=10, pcp=3, seq=1)),   # flood VLAN 10: A (pop), D (keep)
             ("A", _frame(MAC["B"], MAC["A"], seq=2)),                      # known unicast: B, tag 10 pushed
             ("A", _frame(MAC["B"], MAC["A"], vid=0, pcp=5, seq=3)),        # priority tag: B, rewritten to 10
@@ -98,34 +145,33 @@ def test_tagged_frames_through_real_links_follow_the_core(switch_ns) -> None:
             ("B", _frame(MAC["D"], MAC["B"], vid=20, seq=5)),              # known unicast in 20: D, popped
             ("C", _frame(MAC["A"], MAC["C"], seq=6)),                      # A is in VLAN 10 only: unknown, B, D
             ("B", _frame(MAC["A"], MAC["B"], vid=30, seq=7)),              # VLAN 30 not allowed on B: dropped
-        ]
-        expected: dict[str, list[bytes]] = {p: [] for p in POLICIES}
-        for in_port, frame in sent:
-            d = core.process(in_port, frame, 0, 0.0)
-            for i, out in enumerate(d.out_ports):
-                edit = d.edits[i] if d.edits is not None else EDIT_KEEP
-                expected[out].append(bytes(egress_frame(frame, 0, edit, d.vlan)))
-            endpoints[in_port].send(frame)
-            # each frame reaches every port it should before the next is sent: no ordering doubt
-            for p in POLICIES:
-                wait_until(lambda p=p: len(endpoints[p].poll()) >= len(expected[p]),
-                           what=f"port {p} to receive {len(expected[p])} frames (frame {frame[18:22].hex()})")
-        for p in POLICIES:
-            assert endpoints[p].poll() == expected[p], f"port {p} received other frames than the core sends"
-
+        ])
         c = {p: prog.counters(p) for p in POLICIES}
         assert c["B"]["drop_vlan_ingress"] == 1 and c["B"]["flood_broadcast"] == 1
         assert c["A"]["forward_learned"] == 2 and c["C"]["flood_unknown"] == 1
-        assert sum(x["redirect_fail"] + x["tag_fail"] + x["upcall"] for x in c.values()) == 0
-        for p in POLICIES:  # the core's ingress counts, as the program counted them from real frames
-            snap = core.counters[p].snapshot()
-            assert {k: c[p][k] for k in ("rx_frames", "rx_bytes", "floods", "learned")} == \
-                {k: snap[k] for k in ("rx_frames", "rx_bytes", "floods", "learned")}, p
-    finally:
-        for e in endpoints.values():
-            e.port.close()
-        prog.close()
-    for p in POLICIES:
-        assert not tc.has_clsact(run_in(ns, lambda name=links[p][0]: socket.if_nametoindex(name)), netns=ns)
-    assert set(libbpf.program_ids()) - progs_before == set(), "a BPF program outlived SwitchProgram.close"
-    assert set(libbpf.map_ids()) - maps_before == set(), "a BPF map outlived SwitchProgram.close"
+        _ingress_counts_agree(core, prog)
+
+
+def test_random_frames_through_real_links_follow_the_core(switch_ns) -> None:
+    """400 random frames (802.1Q, 802.1ad and priority tags in skb metadata, untagged, groups,
+    reserved groups, bad sources, MACs moving between ports): what each port receives, the
+    counters and the MAC table are the core's."""
+    ns, links = switch_ns
+    rng = random.Random(12)
+    pool = [bytes((2, 0, 0, 0, 0x4C, i)) for i in range(6)]
+    groups = [b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("0180c2000000"),
+              bytes.fromhex("0180c200000e")]
+    sent = []
+    for seq in range(400):
+        dst = rng.choice(groups) if rng.random() < 0.3 else rng.choice(pool)
+        src = bytes.fromhex("010000000001") if rng.random() < 0.03 else rng.choice(pool)
+        vid = rng.choice((None, None, 0, 10, 20, 30))
+        frame = _frame(dst, src, vid=vid, pcp=rng.randrange(8), seq=seq)
+        if vid is not None and rng.random() < 0.2:  # 802.1ad outer tag
+            frame = frame[:12] + b"\x88\xa8" + frame[14:]
+        sent.append((rng.choice(list(POLICIES)), frame))
+    with _switch(ns, links) as (core, prog, endpoints):
+        _send_all(core, endpoints, sent)
+        _ingress_counts_agree(core, prog)
+        table = {(e.mac, e.vlan): (prog.port_at(e.slot), e.static) for e in prog.tables.fdb_entries()}
+        assert table == {(e.mac, e.vlan): (e.port, e.static) for t in core.fdb.by_vlan.values() for e in t.values()}

@@ -68,6 +68,7 @@ def _lib() -> Any:
         "bpf_prog_test_run_opts": (c_int, c_int, c_void_p),
         "bpf_prog_get_next_id": (c_int, c_uint32, ctypes.POINTER(c_uint32)),
         "bpf_map_get_next_id": (c_int, c_uint32, ctypes.POINTER(c_uint32)),
+        "bpf_obj_get_info_by_fd": (c_int, c_int, c_void_p, ctypes.POINTER(c_uint32)),
         "libbpf_num_possible_cpus": (c_int,),
     }
     for name, (res, *args) in sigs.items():
@@ -292,6 +293,17 @@ def _ids(call: str) -> list[int]:
     if ctypes.get_errno() not in (0, errno.ENOENT):
         raise _error(call)
     return out
+
+
+def object_id(fd: int) -> int:
+    """The kernel id of the program or map behind `fd` (bpf_prog_info.id / bpf_map_info.id: both
+    the second u32). Raises BpfError."""
+    info = ctypes.create_string_buffer(256)  # larger than either struct; the tail stays zero
+    size = c_uint32(len(info))
+    rc = _lib().bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size))
+    if rc != 0:
+        raise _error(f"BPF_OBJ_GET_INFO_BY_FD on fd {fd}", rc)
+    return int.from_bytes(info.raw[4:8], "little")
 
 
 def program_ids() -> list[int]:

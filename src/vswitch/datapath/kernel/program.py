@@ -21,7 +21,7 @@ from pathlib import Path
 from vswitch.core.policy import PortPolicy
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel import tc
-from vswitch.datapath.kernel.libbpf import BpfObject, prog_test_run
+from vswitch.datapath.kernel.libbpf import BpfObject, object_id, prog_test_run
 from vswitch.datapath.kernel.tables import SwitchTables, TestOutput
 
 PortId = Hashable
@@ -171,6 +171,12 @@ class SwitchProgram:
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns))
+
+    def kernel_ids(self) -> tuple[int, frozenset[int]]:
+        """The kernel ids of the program and of its maps (what `close` must leave unloaded)."""
+        maps = (self.tables.fdb, self.tables.ports, self.tables.slot_of, self.tables.config, self.tables.state,
+                self.tables.counters, self.tables.test_run, self.tables.test_out)
+        return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
     # -- test mode ----------------------------------------------------------------------------
     def set_test_clock(self, now_ns: int | None) -> None:
