@@ -18,6 +18,14 @@
  * fed by BPF_PROG_TEST_RUN keeps its tag in the bytes. Both are read, and the egress edits work on
  * both (bpf_skb_vlan_pop removes either; bpf_skb_vlan_push puts the tag in metadata).
  *
+ * Test mode (vs_config.flags VS_CFG_TEST): the clock is vs_config.test_now_ns and each output is
+ * recorded in vs_test_out (slot, length, tag, first bytes) instead of cloned, so BPF_PROG_TEST_RUN
+ * shows a flood's every target. The shipped object is the tested one: no build flag.
+ *
+ * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
+ * functions: the verifier checks each once, not once per path of vs_ingress (inlined, the program
+ * failed with "The sequence of 8193 jumps is too complex").
+ *
  * Build: clang -O2 -g -target bpf -c switch.bpf.c (see the Makefile's `bpf` target).
  */
 #include <linux/bpf.h>
