@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from vswitch.control import config_file
+from vswitch.control.config_file import ConfigDocument, ConfigPlan
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -197,6 +199,19 @@ class FakeApi:
             raise InvalidRequest(f"{mac} is static in several VLANs: give the VLAN (--vlan)")
         self.fdb[switch] = [e for e in self.fdb[switch] if e not in doomed]
 
+    def config_export(self) -> ConfigDocument:
+        self._note("config_export")
+        return config_file.document(
+            (SwitchSpec(info.name, SwitchType(info.type), info.nic, info.allow_management_os,
+                        ageing_s=info.ageing_s, max_entries=info.max_entries),
+             [self.specs[(name, p.name)] for p in info.ports if (name, p.name) in self.specs],
+             [StaticEntry(e.mac, e.port, e.vlan) for e in self.fdb[name] if e.static])
+            for name, info in self.switches.items())
+
+    def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
+        self._note("config_apply", document, dry_run, prune)
+        return config_file.apply(self, document, dry_run=dry_run, prune=prune)  # type: ignore[arg-type]
+
     def list_nics(self) -> list[NicInfo]:
         self._note("list_nics")
         return list(self.nics)
@@ -207,6 +222,8 @@ class FakeApi:
         for i, p in enumerate(info.ports):
             if p.name == port:
                 del info.ports[i]
+                # as the manager: the port's MAC table entries, static ones too, go with it
+                self.fdb[switch] = [e for e in self.fdb[switch] if e.port != port]
                 return
         raise NotFound(f"switch {switch!r} has no port named {port!r}")
 

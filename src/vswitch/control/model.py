@@ -25,7 +25,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
+from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -582,6 +582,16 @@ class PortSpec(_Spec):
         # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         return d
+
+
+def policy_for(spec: PortSpec) -> PortPolicy:
+    """The core's policy of a port: its VLAN mode and flags. The one translation of a spec into the
+    rules the core applies (the manager attaches it; a configuration file resolves a static entry's
+    VLAN with it)."""
+    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
+    if spec.trunk is not None:
+        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
+    return PortPolicy.access(spec.access_vlan, **flags)
 
 
 
