@@ -177,6 +177,13 @@ def test_export_writes_macs_yaml_would_misread_in_quotes_and_reads_them_back() -
     assert parse_yaml(text, "x") == doc
 
 
+def test_the_readmes_example_file_is_a_valid_document() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (lan,) = parse_yaml(example, "README.md").switches
+    assert lan.ports is not None and lan.ports[1].trunk == tuple([10, *range(20, 31)])
+
+
 # ---- the plan (pure) ------------------------------------------------------------------------------
 
 def doc(text: str) -> ConfigDocument:
