@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from vswitch.control import config_file
-from vswitch.control.config_file import ConfigDocument, ConfigPlan
+from vswitch.control import config_file, config_plan
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -210,7 +211,7 @@ class FakeApi:
 
     def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
         self._note("config_apply", document, dry_run, prune)
-        return config_file.apply(self, document, dry_run=dry_run, prune=prune)  # type: ignore[arg-type]
+        return config_plan.apply(self, document, dry_run=dry_run, prune=prune)  # type: ignore[arg-type]
 
     def list_nics(self) -> list[NicInfo]:
         self._note("list_nics")

@@ -1,4 +1,5 @@
-"""Configuration files (control/config_file.py): the document's parser, the plan, all-or-nothing apply.
+"""Configuration files: the document's parser (control/config_file.py), the plan and all-or-nothing
+apply (control/config_plan.py).
 
 No root: the manager runs on the in-memory kernel (tests/unit/memkernel.py) with memory and TAP ports
 (MemTapPort); the plan is pure. What needs a kernel (frames through real TAP/veth after an apply)
@@ -18,14 +19,16 @@ from click.testing import CliRunner
 from fake_api import FakeApi
 from memkernel import MemKernel
 
-from vswitch.control import config_file
-from vswitch.control.config_file import ConfigDocument, SwitchConfig, dump_yaml, parse_yaml, plan
+from vswitch.control import config_plan
+from vswitch.control.config_file import ConfigDocument, SwitchConfig, dump_yaml, parse_yaml
+from vswitch.control.config_plan import plan
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
     InvalidRequest,
     NotFound,
     PortKind,
+    PortSettings,
     PortSpec,
     StaticEntry,
     SwitchSpec,
@@ -310,7 +313,7 @@ def test_a_dry_run_changes_nothing(manager: SwitchManager) -> None:
 def test_the_export_applied_again_changes_nothing_and_reproduces_the_state_on_a_fresh_manager(
         manager: SwitchManager, tmp_path: Path) -> None:
     manager.config_apply(doc(BASE))
-    manager.set_port("lab", "a", config_file.PortSettings(flooding=False))
+    manager.set_port("lab", "a", PortSettings(flooding=False))
     exported = manager.config_export()
     text = dump_yaml(exported)
     assert manager.config_apply(parse_yaml(text, "export")).steps == []
@@ -386,7 +389,7 @@ def test_a_step_failing_anywhere_undoes_every_step_before_it(manager: SwitchMana
                                               "remove-port", "set-port", "add-static", "del-static"}
     for n in range(len(steps)):
         with pytest.raises(Conflict) as e:
-            config_file.apply(FailAt(manager, n), doc(CHANGED), prune=True)
+            config_plan.apply(FailAt(manager, n), doc(CHANGED), prune=True)
         assert e.value.message.startswith(f"step {n + 1} of {len(steps)} ({steps[n].info.text}) failed: "
                                           "injected refusal"), e.value.message
         assert "nothing changed" in e.value.message

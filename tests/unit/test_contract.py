@@ -26,7 +26,8 @@ from fake_api import FakeApi
 from fastapi.testclient import TestClient
 
 from vswitch.control.api import COMMANDS, SwitchApi
-from vswitch.control.config_file import ConfigDocument, ConfigPlan, ConfigStep, SwitchConfig
+from vswitch.control.config_file import ConfigDocument, SwitchConfig
+from vswitch.control.config_plan import ConfigPlan, ConfigStep
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from vswitch.control.commands import Command, collect, command
-from vswitch.control.config_file import ConfigDocument, ConfigPlan
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
     FdbEntryInfo,
     FrameEvent,

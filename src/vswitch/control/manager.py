@@ -50,8 +50,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vswitch.control import config_file, hostnic, ownership
-from vswitch.control.config_file import ConfigDocument, ConfigPlan
+from vswitch.control import config_file, config_plan, hostnic, ownership
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
@@ -810,10 +811,10 @@ class SwitchManager:
                 for name, sw in self._switches.items())
 
     def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
-        """`config_file.apply` on this manager, under its lock: no other change lands between the plan,
+        """`config_plan.apply` on this manager, under its lock: no other change lands between the plan,
         its steps and their undo. Raises what a failing step raised (after undoing the others)."""
         with self._lock:
-            return config_file.apply(self, document, dry_run=dry_run, prune=prune,
+            return config_plan.apply(self, document, dry_run=dry_run, prune=prune,
                                      port_socket_dir=self.port_socket_dir)
 
     # -- life cycle -----------------------------------------------------------------------------
