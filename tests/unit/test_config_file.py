@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from socket import AF_INET
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from vswitch.control.model import (
     SwitchSpec,
     SwitchType,
 )
+from vswitch.control.netlink import Address, Route
 from vswitch.frontends.cli import cli
 
 MAC1, MAC2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -422,6 +424,34 @@ def test_an_external_switch_is_created_with_its_confirm_timeout_and_a_reminder(t
         assert m.get_switch("wan").state == "awaiting-confirm"
         assert m.config_apply(want).steps == [], "an external switch awaiting confirmation is not changed again"
         m.confirm_switch("wan")
+    finally:
+        m.shutdown()
+
+
+def test_an_external_switch_created_by_a_failing_apply_gives_its_nic_back(tmp_path: Path) -> None:
+    kernel = MemKernel()
+    kernel.add_link("eth1", mac="52:54:00:12:34:56", up=True)
+    with kernel() as nl:
+        nl.add_address("eth1", Address(AF_INET, "192.0.2.10", 24))
+        nl.add_route("eth1", Route(AF_INET, None, 0, gateway="192.0.2.1"))
+    before = kernel.state()
+    m = SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds, port_socket_dir=str(tmp_path / "p"))
+    try:
+        want = doc("version: 1\nswitches:\n- switch: {name: wan, type: external, nic: eth1}\n  ports:\n"
+                   "  - {name: vm, kind: link, target: nosuch0}\n")
+        with pytest.raises(InvalidRequest, match=r"^step 2 of 2 \(add port wan/vm .* nothing changed \(the 1 step "
+                                                 r"before it were undone\)$"):
+            m.config_apply(want)
+        assert m.list_switches() == [] and kernel.state() == before, "eth1 has its address and route back"
+        m.config_apply(doc("version: 1\nswitches:\n- switch: {name: wan, type: external, nic: eth1, "
+                           "confirm_timeout_s: 600}\n"))
+        m.confirm_switch("wan")
+        # pruned, then put back by the undo of a later failure: kept, not awaiting a confirmation again
+        steps, _ = plan(doc("version: 1\nswitches: []\n"), m.config_export(), prune=True)
+        (delete,) = steps
+        delete.do(m)
+        delete.undo(m)
+        assert m.get_switch("wan").state == "up"
     finally:
         m.shutdown()
 

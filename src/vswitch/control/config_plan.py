@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from vswitch.control import ownership
@@ -257,7 +257,8 @@ def _delete(old: SwitchConfig) -> Step:
     name = old.switch.name
 
     def recreate(api: SwitchApi) -> None:
-        api.create_switch(old.switch)
+        # as it ran: not awaiting a confirmation again, which would revert it when nobody confirms
+        api.create_switch(replace(old.switch, confirm_timeout_s=None))
         for p in old.ports or ():
             api.add_port(name, p)
         for (mac, vlan), port in old.static_keys().items():
