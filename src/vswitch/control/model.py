@@ -1,8 +1,9 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their rules, and the records returned by `SwitchApi` (`*Info`,
-`TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
+`SwitchSpec`, `PortSpec`, their rules, `policy_for` (a port spec as the core's policy), and the
+records returned by `SwitchApi` (`*Info`, `TraceInfo`/`TraceStepInfo` of `trace`,
+`FrameEvent`/`IcmpEcho` of `watch`; a configuration document is control/config_file.py's).
 
 Parse once, at the edge: the rules here (one checker per field in `SWITCH_FIELDS` / `PORT_FIELDS`,
 then the rules between fields) are the only place names, VLAN IDs and options are checked. A spec

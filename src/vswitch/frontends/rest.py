@@ -8,8 +8,9 @@ Owns the URL layout, the JSON shapes of requests and the mapping of errors to HT
 
 Routes come from the command table (`control.api.COMMANDS`, see control/commands.py): one loop
 registers each command's route with its typed path/query parameters, its body model and its result
-model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate` where
-they state more than their fields (which go together), else generated from the request dataclass,
+model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate`/`ConfigApply`
+where they state more than their fields (which go together; a configuration document's nesting),
+else generated from the request dataclass,
 each field refined by `_FIELDS` (what a field named ``vlan``, ``mac``, ... means in the schema).
 
 Invariants: no business logic here — a request body arrives as a plain JSON object and is parsed by
