@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Any
 
 from vswitch.control import ownership
@@ -111,19 +112,32 @@ def _port_words(p: PortSpec) -> str:
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 
+#: the VLAN mode is one setting of `PortSettings` in three fields
+_VLAN_FIELDS = ("vlan", "trunk", "native")
+
+
+def _shown(k: str, value: object) -> str:
+    if k == "admin_up":
+        return "up" if value else "down"
+    return _on(value) if isinstance(value, bool) else str(value)
+
+
 def _settings_between(have: PortSpec, want: PortSpec) -> tuple[PortSettings | None, list[str]]:
-    """The `PortSettings` that turn `have` into `want` (None when nothing differs) and the changes in words."""
+    """The `PortSettings` that turn `have` into `want` (None when nothing differs) and the changes in words.
+
+    Every field of `PortSettings` is compared, whatever it holds; a field `want` leaves None is not a
+    change (a setting can be given, never taken back to "none": None keeps it)."""
     changes: dict[str, Any] = {}
     words = []
     if _vlan_mode(have) != _vlan_mode(want):
         changes.update({"trunk": want.trunk, "native": want.native} if want.trunk is not None
                        else {"vlan": want.access_vlan})
         words.append(f"{_vlan_mode(have)} → {_vlan_mode(want)}")
-    for k, shown in (("admin_up", "admin"), ("learning", "learning"), ("flooding", "flooding")):
-        if getattr(have, k) != getattr(want, k):
-            changes[k] = getattr(want, k)
-            show = (lambda f: "up" if f else "down") if k == "admin_up" else _on
-            words.append(f"{shown} {show(getattr(have, k))} → {show(getattr(want, k))}")
+    for k in (f.name for f in dataclass_fields(PortSettings) if f.name not in _VLAN_FIELDS):
+        before, after = getattr(have, k), getattr(want, k)
+        if after is not None and before != after:
+            changes[k] = after
+            words.append(f"{'admin' if k == 'admin_up' else k} {_shown(k, before)} → {_shown(k, after)}")
     return (PortSettings(**changes) if changes else None), words
 
 
@@ -297,11 +311,13 @@ def _set_port(switch: str, have: PortSpec, want: PortSpec) -> Step | None:
     settings, words = _settings_between(have, want)
     if settings is None:
         return None
-    back, _ = _settings_between(want, have)
-    assert back is not None
+    back, _ = _settings_between(want, have)  # None: only settings that cannot be taken back were given
+
+    def undo(api: SwitchApi) -> None:
+        if back is not None:
+            api.set_port(switch, want.name, back)
     return _step("set-port", switch, want.name, f"port {switch}/{want.name}: {', '.join(words)}",
-                 lambda api: api.set_port(switch, want.name, settings),
-                 lambda api: api.set_port(switch, want.name, back))
+                 lambda api: api.set_port(switch, want.name, settings), undo)
 
 
 def _del_static(switch: str, key: tuple[str, int], port: str) -> Step:
