@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from vswitch.control import config_file, config_plan
+from vswitch.control import config_file, config_plan, ownership
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
@@ -71,10 +71,26 @@ class FakeApi:
         except KeyError:
             raise NotFound(f"no switch named {name!r}") from None
 
+    def _owners(self) -> ownership.OwnerIndex:
+        """Who holds each link and socket path, as the manager asks it (control/ownership.py)."""
+        owners = ownership.OwnerIndex()
+        for name, info in self.switches.items():
+            owners.add_switch(name, info.nic, info.host_vnic)
+            for p in info.ports:
+                if (name, p.name) in self.specs:
+                    owners.add_port(name, self.specs[(name, p.name)])
+        return owners
+
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False) -> SwitchInfo | list[str]:
         self._note("create_switch", spec, dry_run)
         if spec.name in self.switches:
             raise Conflict(f"switch {spec.name!r} already exists")
+        # one owner per link, as the manager: a NIC or a (15-byte) host vNIC name another switch holds
+        owners = self._owners()
+        if spec.nic is not None:
+            owners.refuse_taken([(ownership.LINK, spec.nic)], f"the uplink of switch {spec.name!r}")
+        if spec.has_host_vnic:
+            owners.refuse_taken([(ownership.LINK, host_vnic_name(spec.name))], f"the host vNIC of switch {spec.name!r}")
         if dry_run:
             steps = [f"create switch {spec.name} ({spec.type})"]
             if spec.nic:
@@ -122,6 +138,8 @@ class FakeApi:
         info = self._get(switch)
         if any(p.name == spec.name for p in info.ports):
             raise Conflict(f"switch {switch!r} already has a port named {spec.name!r}")
+        self._owners().refuse_taken(ownership.port_targets(spec),
+                                    f"{spec.kind} port {spec.name!r} of switch {switch!r}")
         details: dict[str, Any] = {}
         if spec.kind == PortKind.QEMU_STREAM:
             details["qemu_arg"] = (f"-netdev stream,id={spec.name},server=off,"
