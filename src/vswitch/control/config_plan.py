@@ -119,6 +119,8 @@ _VLAN_FIELDS = ("vlan", "trunk", "native")
 def _shown(k: str, value: object) -> str:
     if k == "admin_up":
         return "up" if value else "down"
+    if value is None:
+        return "unset"
     return _on(value) if isinstance(value, bool) else str(value)
 
 
