@@ -26,6 +26,8 @@ from fake_api import FakeApi
 from fastapi.testclient import TestClient
 
 from vswitch.control.api import COMMANDS, SwitchApi
+from vswitch.control.config_file import ConfigDocument, SwitchConfig
+from vswitch.control.config_plan import ConfigPlan, ConfigStep
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
@@ -342,9 +344,54 @@ def list_nics(api: SwitchApi) -> None:
     assert all(isinstance(n.default_route, bool) and isinstance(n.addresses, list) for n in nics)
 
 
+def config_export(api: SwitchApi) -> None:
+    assert api.config_export() == ConfigDocument([])
+    _switch(api, "b", "a")
+    api.set_port(SW, "b", PortSettings(trunk=(10, 20), native=10))
+    api.fdb_add(SW, StaticEntry(MAC, "b", vlan=20))
+    doc = api.config_export()
+    assert isinstance(doc, ConfigDocument) and type(doc.switches[0]) is SwitchConfig
+    assert doc == ConfigDocument([SwitchConfig(
+        SwitchSpec(SW, SwitchType.PRIVATE),
+        [PortSpec("a", PortKind.MEMORY, "a"), PortSpec("b", PortKind.MEMORY, "b", trunk=(10, 20), native=10)],
+        [StaticEntry(MAC, "b", 20)])]), "ports by name, each static entry with its VLAN"
+
+
+def config_apply(api: SwitchApi) -> None:
+    want = ConfigDocument([SwitchConfig(
+        SwitchSpec(SW, SwitchType.PRIVATE, ageing_s=60),
+        [PortSpec("a", PortKind.MEMORY, "a", vlan=10), PortSpec("b", PortKind.MEMORY, "b", trunk=(10, 20))],
+        [StaticEntry(MAC, "a", 10)])])
+    plan = api.config_apply(want, dry_run=True)
+    assert isinstance(plan, ConfigPlan) and plan.dry_run and all(type(s) is ConfigStep for s in plan.steps)
+    assert [s.action for s in plan.steps] == ["create-switch", "add-port", "add-port", "add-static"]
+    assert plan.steps[0].text == f"create switch {SW} (private)"
+    assert api.list_switches() == [], "a dry run changes nothing"
+    plan = api.config_apply(want)
+    assert not plan.dry_run and len(plan.steps) == 4
+    assert api.get_port(SW, "b").vlan_mode == "trunk 10,20" and api.fdb_show(SW) == [FdbEntryInfo(MAC, 10, "a", 0.0,
+                                                                                                 True)]
+    assert api.config_export() == want
+    assert api.config_apply(want).steps == [], "applying the same document again changes nothing"
+    api.create_switch(SwitchSpec("other", SwitchType.PRIVATE))
+    # the document leaves the ports as they are: the switch itself refuses the entry's port
+    bad = ConfigDocument([SwitchConfig(SwitchSpec(SW, SwitchType.PRIVATE, ageing_s=30), None,
+                                       [StaticEntry(MAC, "zz", vlan=1)])])
+    with pytest.raises(NotFound, match=r"^step 3 of 3 \(static contract 02:00:00:00:0a:01 vlan 1: add \(port zz\)\) "
+                                       r"failed: .*'zz'.*; nothing changed \(the 2 steps before it were undone\)$"):
+        api.config_apply(bad)
+    other = SwitchConfig(SwitchSpec("other", SwitchType.PRIVATE), [], [])
+    assert api.config_export() == ConfigDocument([want.switches[0], other])
+    assert api.config_apply(want).notes == ["switch other is not in the file: kept (--prune deletes it)"]
+    assert [s.text for s in api.config_apply(want, prune=True).steps] == [
+        "delete switch other (private; not in the file, --prune)"]
+    assert [s.name for s in api.list_switches()] == [SW]
+
+
 CASES: dict[str, Callable[[SwitchApi], None]] = {f.__name__: f for f in (
     list_switches, create_switch, get_switch, set_switch, delete_switch, confirm_switch, list_ports, add_port,
-    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics)}
+    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics,
+    config_export, config_apply)}
 
 
 def test_every_command_has_a_contract_case() -> None:

@@ -50,7 +50,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from vswitch.control import hostnic, ownership
+from vswitch.control import config_file, config_plan, hostnic, ownership
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
@@ -82,12 +84,12 @@ from vswitch.control.model import (
     check_field,
     clip,
     host_vnic_name,
+    policy_for,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import PortPolicy
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.ports import PORT_KINDS, Port, TapPort
@@ -123,13 +125,6 @@ class _Switch:
     confirm_deadline: float | None = None   # epoch seconds (time.time()), None once confirmed
     deleting: bool = False                  # teardown for good (delete, revert), not a shutdown
     confirm_timer: threading.Timer | None = None
-
-
-def policy_for(spec: PortSpec) -> PortPolicy:
-    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
-    if spec.trunk is not None:
-        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
-    return PortPolicy.access(spec.access_vlan, **flags)
 
 
 #: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
@@ -821,6 +816,22 @@ class SwitchManager:
                 out.append(NicInfo(link.name, link.mac, link.up, link.kind or "device", addresses, default,
                                    link.mtu, nl.speed_mbps(link.name)))
         return out
+
+    # -- configuration files ------------------------------------------------------------------
+    def config_export(self) -> ConfigDocument:
+        """Every switch's spec, the specs of the ports users added and its static entries (each with its VLAN)."""
+        with self._lock:
+            return config_file.document(
+                (sw.spec, [a.spec for a in sw.ports.values() if a.spec is not None],
+                 [StaticEntry(e.mac, e.port, e.vlan) for e in self.fdb_show(name) if e.static])
+                for name, sw in self._switches.items())
+
+    def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
+        """`config_plan.apply` on this manager, under its lock: no other change lands between the plan,
+        its steps and their undo. Raises what a failing step raised (after undoing the others)."""
+        with self._lock:
+            return config_plan.apply(self, document, dry_run=dry_run, prune=prune,
+                                     port_socket_dir=self.port_socket_dir)
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:

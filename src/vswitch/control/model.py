@@ -1,8 +1,9 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their rules, and the records returned by `SwitchApi` (`*Info`,
-`TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
+`SwitchSpec`, `PortSpec`, their rules, `policy_for` (a port spec as the core's policy), and the
+records returned by `SwitchApi` (`*Info`, `TraceInfo`/`TraceStepInfo` of `trace`,
+`FrameEvent`/`IcmpEcho` of `watch`; a configuration document is control/config_file.py's).
 
 Parse once, at the edge: the rules here (one checker per field in `SWITCH_FIELDS` / `PORT_FIELDS`,
 then the rules between fields) are the only place names, VLAN IDs and options are checked. A spec
@@ -25,7 +26,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
+from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -610,6 +611,16 @@ class PortSpec(_Spec):
         # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         return d
+
+
+def policy_for(spec: PortSpec) -> PortPolicy:
+    """The core's policy of a port: its VLAN mode and flags. The one translation of a spec into the
+    rules the core applies (the manager attaches it; a configuration file resolves a static entry's
+    VLAN with it)."""
+    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
+    if spec.trunk is not None:
+        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
+    return PortPolicy.access(spec.access_vlan, **flags)
 
 
 

@@ -8,8 +8,9 @@ Owns the URL layout, the JSON shapes of requests and the mapping of errors to HT
 
 Routes come from the command table (`control.api.COMMANDS`, see control/commands.py): one loop
 registers each command's route with its typed path/query parameters, its body model and its result
-model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate` where
-they state more than their fields (which go together), else generated from the request dataclass,
+model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate`/`ConfigApply`
+where they state more than their fields (which go together; a configuration document's nesting),
+else generated from the request dataclass,
 each field refined by `_FIELDS` (what a field named ``vlan``, ``mac``, ... means in the schema).
 
 Invariants: no business logic here — a request body arrives as a plain JSON object and is parsed by
@@ -55,7 +56,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from annotated_types import Interval
@@ -69,6 +70,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vswitch.control.api import COMMANDS, SwitchApi
 from vswitch.control.commands import Command
+from vswitch.control.config_file import CONFIG_VERSION, ConfigDocument
 from vswitch.control.model import (
     AGEING_DEFAULT_S,
     AGEING_MAX_S,
@@ -248,6 +250,44 @@ _FIELDS: dict[str, Any] = {
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
 }
+#: a switch of a configuration document: `SwitchCreate`'s fields without ``dry_run``
+_ConfigSwitchSpec = pydantic.create_model(  # type: ignore[call-overload]
+    "ConfigSwitchSpec", __config__=SwitchCreate.model_config,
+    **{k: (f.annotation, f) for k, f in SwitchCreate.model_fields.items() if k != "dry_run"})
+_ConfigStatic = pydantic.create_model(  # type: ignore[call-overload]
+    "ConfigStatic", __config__=ConfigDict(extra="forbid", strict=True),
+    mac=(_FIELDS["mac"], ...), port=(_FIELDS["port"], ...), vlan=(Vlan | None, None))
+
+
+class ConfigSwitch(BaseModel):
+    """One switch of a configuration document; ``ports`` / ``static`` left out (or null): kept as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    switch: _ConfigSwitchSpec  # type: ignore[valid-type]
+    ports: list[PortCreate] | None = None
+    static: list[_ConfigStatic] | None = None  # type: ignore[valid-type]
+
+
+class ConfigApply(BaseModel):
+    """Body of ``POST /config/apply``: a configuration document (`vswitch config export --json`), plus
+    ``dry_run`` and ``prune``. Beyond what each field states, the document is refused (400) when a
+    switch name, a port name within a switch or a static entry (MAC, VLAN) is listed twice, when two
+    ports, uplinks or host vNICs would hold one link or socket, and when a static entry names a port
+    its switch does not list or a VLAN that port is not in (or none, on a trunk without a native VLAN).
+    Schema only (see `_BODIES`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: Literal[CONFIG_VERSION] = Field(  # type: ignore[valid-type]
+        description=f"The document's layout (this vswitch reads {CONFIG_VERSION}).")
+    switches: list[ConfigSwitch]
+    dry_run: bool = Field(False, description="Return the plan; change nothing.")
+    prune: bool = Field(False, description="Also delete the switches the document does not list.")
+
+
+_BODIES[ConfigDocument] = ConfigApply
+
 #: path parameters by wire name (every one is a name or a MAC: a 10 KB segment is refused unread)
 _PATHS: dict[str, Any] = {
     "name": SwitchName,
