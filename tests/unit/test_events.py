@@ -300,9 +300,10 @@ def test_frames_and_admin_down_reach_the_events_of_their_switch(manager: SwitchM
     assert [(e.kind, e.mac, e.vlan, e.old_port, e.port) for e in page.events] == [
         ("mac-moved", "02:00:00:00:00:6d", 1, "vm1", "vm2")]
     m.set_port("lan", "vm3", PortSettings(admin_up=False))
-    wait_until(lambda: ("port-down", "vm3") in kinds(m, page.next_since), what="the admin-down event")
-    (down,) = [e for e in m.events("lan", since=page.next_since).events if e.kind == "port-down"]
-    assert down.reason == "admin"
+    down, change = m.events("lan", since=page.next_since).events
+    assert (down.kind, down.port, down.reason) == ("port-down", "vm3", "admin")
+    assert (change.kind, change.port, change.detail) == ("port-set", "vm3", {"admin_up": False}), \
+        "the effect is told before the change that caused it returns"
 
 
 def test_events_of_an_unknown_switch_are_refused(manager: SwitchManager) -> None:

@@ -35,7 +35,8 @@ Invariants:
   (and completes checksums / segments GSO frames in software) only when formats differ.
 - The core's events (`SwitchCore.events`: MACs learned/moved/aged/evicted, ports up/down with the
   reason — "link", "failed: <error>", "reopened" from here) are handed to `on_events` on this thread
-  once per wake-up that produced some, never per frame, and once more when the loop stops.
+  once per wake-up that produced some (and before a `call` returns, so a command's effects are told
+  before the command), never per frame, and once more when the loop stops.
 Must not touch: switch types, persistence, netlink.
 """
 
@@ -381,8 +382,11 @@ class Datapath:
 
     def _hand_events(self) -> None:
         """Give the core's waiting events to `on_events` (discarded when nobody listens)."""
-        events, dropped = self.core.events.drain()
-        if self.on_events is None or not (events or dropped):
+        recorder = self.core.events
+        if not (recorder.out or recorder.dropped):
+            return
+        events, dropped = recorder.drain()
+        if self.on_events is None:
             return
         try:
             self.on_events(events, dropped)
@@ -403,9 +407,15 @@ class Datapath:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                fut.set_result(fn())
+                result = fn()
             except BaseException as exc:  # handed to the caller, never kills the loop
+                self._hand_events()
                 fut.set_exception(exc)
+                continue
+            # what the command caused (a port set down) is told before its caller goes on to tell
+            # of the command itself
+            self._hand_events()
+            fut.set_result(result)
 
     def _service(self, ps: PortState, fd: int) -> bool:
         ready = False

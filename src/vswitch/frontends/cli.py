@@ -632,9 +632,10 @@ def event_line(e: SwitchEvent) -> str:
 
 
 def _say_missed(page: EventsPage) -> None:
-    if page.missed:
-        click.echo(f"({page.missed} earlier event{'s' if page.missed > 1 else ''} left vswitchd's ring before "
-                   "they were read)", err=True)
+    n = page.missed
+    if n:
+        click.echo(f"({n} earlier event{'s' if n > 1 else ''} left vswitchd's ring before "
+                   f"{'they were' if n > 1 else 'it was'} read)", err=True)
 
 
 @cli.command("events")
