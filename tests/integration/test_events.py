@@ -1,7 +1,7 @@
 """`vswitch events` against a real vswitchd: real frames over veth (AF_PACKET link ports) move a MAC
-between two ports; `--follow`, started before, prints the move (MAC, VLAN, old → new port) and an
-admin down as they happen, and Ctrl-C ends it with status 0; the one-shot listing and the daemon's
-log say the same.
+between two ports; `--follow`, started before, prints the move (MAC, VLAN, old → new port), an
+admin down and a link going down as they happen, and Ctrl-C ends it with status 0; the one-shot
+listing and the daemon's log say the same.
 """
 
 from __future__ import annotations
@@ -119,6 +119,10 @@ def test_a_mac_moving_between_ports_and_an_admin_down_are_followed_live(netns, d
         down = follower.wait_for(lambda e: e["kind"] == "port-down", "port-down event")
         assert (down["port"], down["reason"]) == ("vm1", "admin")
         assert follower.wait_for(lambda e: e["kind"] == "port-set", "port-set event")["detail"] == {"admin_up": False}
+        ns, there = vms["vm2"]
+        ns_helpers.run(ns, ["ip", "link", "set", there, "down"])  # vm2's end goes down: our end loses carrier
+        down = follower.wait_for(lambda e: e["kind"] == "port-down", "port-down event of the link")
+        assert (down["port"], down["reason"]) == ("vm2", "link"), "netlink's word, through control/linkwatch.py"
         rc, err = follower.interrupt()
         assert rc == 0 and "Traceback" not in err and "Aborted" not in err, err
 

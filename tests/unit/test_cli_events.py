@@ -40,7 +40,7 @@ def test_events_in_human_words(api_with_move: FakeApi) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     t = [time.strftime("%H:%M:%S", time.localtime(e.t)) for e in api_with_move.event_log.read(None, 0, 10).events]
-    assert lines == [f"{t[0]} lan  switch created  type=private, nic=None",
+    assert lines == [f"{t[0]} lan  switch created  type=private",
                      f"{t[1]} lan  port added  vm1  kind=memory, target=vm1",
                      f"{t[2]} lan  mac moved  52:54:00:aa:bb:cc vlan 10  vm1 → vm2  (×37 in 10 s)"]
     assert run(api_with_move, "events", "lan", "--since", "2").stdout.splitlines() == lines[2:]

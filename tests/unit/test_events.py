@@ -353,4 +353,8 @@ def test_the_human_words_of_an_event() -> None:
     assert bulk.summary() == "mac learned  7984 MACs  on uplink  (in 10 s)"
     down = SwitchEvent(3, 0.0, "lan", "port-down", port="vm1", reason="admin")
     assert down.summary() == "port down  vm1 (admin)"
+    step = SwitchEvent(4, 0.0, "ext", "takeover-step", reason="done", detail={"step": "bring vs-ext up"})
+    assert step.summary() == "takeover step  done: bring vs-ext up"
+    created = SwitchEvent(5, 0.0, "lan", "switch-created", detail={"type": "private", "nic": None})
+    assert created.summary() == "switch created  type=private", "what a switch does not have is not said"
     assert Counter(k.value for k in EventKind).most_common(1)[0][1] == 1, "each kind once"

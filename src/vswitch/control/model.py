@@ -924,9 +924,13 @@ class SwitchEvent:
             parts = [f"{self.port} ({self.reason})"]
         elif k == EventKind.EVENTS_DROPPED:
             parts = [f"{self.count} lost before they reached the ring"]
+        elif k == EventKind.FDB_ADD:
+            parts = [where, f"→ {self.port}"]
+        elif k == EventKind.TAKEOVER_STEP:
+            parts = [f"{self.reason}: {self.detail.get('step')}"]
         else:
             parts = [self.port or "", where, self.reason or "",
-                     ", ".join(f"{key}={value}" for key, value in self.detail.items())]
+                     ", ".join(f"{key}={value}" for key, value in self.detail.items() if value is not None)]
         text = "  ".join([k.replace("-", " ")] + [p for p in parts if p])
         if self.window_s is not None:
             folded = "" if k in _PER_PORT_SUMMARY and not self.mac else f"×{self.count} "
