@@ -20,6 +20,7 @@ from vswitch.control.events import EventLog
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     EventKind,
+    InvalidRequest,
     PortKind,
     PortSettings,
     PortSpec,
@@ -341,6 +342,23 @@ def test_takeover_steps_confirm_and_revert_are_events(tmp_path: Path) -> None:
         wait_until(lambda: ("switch-reverted", None) in kinds(m, mark), what="the automatic revert")
         (revert,) = [e for e in m.events("ext", since=mark).events if e.kind == "switch-reverted"]
         assert revert.reason == "not confirmed in time"
+    finally:
+        m.shutdown()
+
+
+def test_a_takeover_that_fails_midway_tells_each_step_done_and_undone(tmp_path: Path) -> None:
+    from test_manager_kernel import EXT, _host_kernel
+
+    kernel: MemKernel = _host_kernel()
+    m = SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds, port_socket_dir=str(tmp_path / "ports"),
+                      takeover_fail_at=3)
+    try:
+        with pytest.raises(InvalidRequest, match="rolled back"):
+            m.create_switch(EXT)
+        told = [(e.reason, e.detail["key"]) for e in m.events("ext").events]
+        done = [key for outcome, key in told if outcome == "done"]
+        assert len(done) == 3 and told == [("done", k) for k in done] + [("undone", k) for k in reversed(done)], \
+            "three steps done, then undone in reverse; no switch-created"
     finally:
         m.shutdown()
 

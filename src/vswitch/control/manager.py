@@ -826,7 +826,7 @@ class SwitchManager:
     def _step_observer(self, switch: str) -> hostnic.StepObserver:
         """A takeover's `on_step`: each step done (or undone) is an event of `switch`."""
         def observe(outcome: str, step: hostnic.Step) -> None:
-            self.event_log.emit(switch, EventKind.TAKEOVER_STEP, reason=outcome, step=step.description)
+            self.event_log.emit(switch, EventKind.TAKEOVER_STEP, reason=outcome, step=step.description, key=step.key)
         return observe
 
     # -- the host -------------------------------------------------------------------------------

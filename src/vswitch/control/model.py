@@ -893,8 +893,9 @@ class SwitchEvent:
     a move), `old_port` (the port a MAC moved from; the port a refused MAC is static on), `reason`
     (why a port went up or down: admin, link, failed: …, reopened; a takeover step's outcome: done,
     undone; why a switch was reverted), `detail` (a configuration change: the settings given; a
-    takeover step: its key and description). `count` > 1 folds that many occurrences over
-    `window_s` seconds into one event (rate limiting); a learned/aged/evicted summary has no `mac`."""
+    takeover step: its description as `step` and its stable `key`, hostnic's Step names). `count` > 1
+    folds that many occurrences over `window_s` seconds into one event (rate limiting); a
+    learned/aged/evicted summary has no `mac`."""
 
     seq: int
     t: float
