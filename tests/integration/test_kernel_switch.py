@@ -22,9 +22,22 @@ from switchlab import Daemon, delete_link, move_and_address, veth_pair
 import netns as ns_helpers
 from conftest import require_tool
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import DatapathMode, InvalidRequest, PortKind, PortSettings, PortSpec, SwitchSpec, SwitchType
-from vswitch.datapath.fastpath import KERNEL_LABEL, KernelDatapath
+from vswitch.control.model import (
+    DatapathMode,
+    InvalidRequest,
+    PortKind,
+    PortSettings,
+    PortSpec,
+    StaticEntry,
+    SwitchSettings,
+    SwitchSpec,
+    SwitchType,
+)
+from vswitch.core.mac import format_mac
+from vswitch.datapath.fastpath import KERNEL_LABEL, KernelDatapath, headroom
 from vswitch.datapath.kernel import libbpf, tc
+from vswitch.ports.link import LinkPort
+from vswitch.ports.netns import run_in
 from waiting import wait_until
 
 pytestmark = pytest.mark.root
@@ -142,6 +155,69 @@ def test_a_kernel_switch_forwards_between_namespaces_and_reads_back_as_one_switc
     manager.delete_switch(sw)
     wait_until(lambda: not _leftovers(cables, ids), what="switch delete to leave no qdisc, program or map")
     assert not ns_helpers.ping(a.ns, b.ip, count=1, deadline=1), "nothing forwards after delete"
+
+
+def _sender(vm: Vm) -> LinkPort:
+    """An AF_PACKET socket on the VM's end, to send frames from any source MAC (close it after)."""
+    port = LinkPort(vm.inner, vm.inner, vnet=False)
+    run_in(vm.ns, port.open)
+    return port
+
+
+def _from(src: bytes) -> bytes:
+    return b"\xff" * 6 + src + b"\x88\xb5" + bytes(46)
+
+
+def test_the_fast_path_keeps_room_for_new_macs_and_applies_table_settings(manager, cables):
+    """Cap 16: 20 source MACs from A fill the program's table (it cannot evict; the rest go up); the
+    tick evicts by the core's fair rule (A holds the most), so B's new MAC is learned soon after.
+    Static entries pin and are refused elsewhere; a smaller cap evicts at once; ageing removes."""
+    a, b, _ = cables
+    sw = ns_helpers.unique_name("kfl")
+    manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, max_entries=16, datapath=DatapathMode.KERNEL))
+    for vm in (a, b):
+        manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+    dp = manager.datapath(sw)
+    assert isinstance(dp, KernelDatapath)
+    room = 16 - headroom(16)
+    macs_a = [bytes((2, 0, 0, 0xA, 0, i)) for i in range(20)]
+    new_b = bytes((2, 0, 0, 0xB, 0, 1))
+    pa, pb = _sender(a), _sender(b)
+    try:
+        for mac in macs_a:
+            assert pa.write(_from(mac))
+        # a frame sent up is counted only as an upcall (with its cause)
+        wait_until(lambda: sum(map(dp.program.counters(a.port).get, ("rx_frames", "upcall"))) >= 20,
+                   what="the program to see A's frames")
+        wait_until(lambda: len(manager.fdb_show(sw)) <= room, what="the tick to make room in a full table")
+        assert pb.write(_from(new_b))
+        wait_until(lambda: any(e.mac == format_mac(new_b) for e in manager.fdb_show(sw)),
+                   what="B's new MAC to be learned in the full table")
+        wait_until(lambda: len(manager.fdb_show(sw)) <= room, what="the tick to make room again")
+        left = {e.mac: e.port for e in manager.fdb_show(sw)}
+        assert left.get(format_mac(new_b)) == b.port, "the fair rule evicts from A, which holds the most"
+        assert format_mac(macs_a[0]) not in left, "A's least recently seen entry went first"
+        assert {s.port: s for s in manager.stats(sw)}[a.port].drops.get("upcall_table_full", 0) >= 1, \
+            "stats show the frames the cap sent up"
+
+        static = format_mac(macs_a[19])
+        manager.fdb_add(sw, StaticEntry(static, b.port))
+        assert pa.write(_from(macs_a[19]))
+        wait_until(lambda: {s.port: s for s in manager.stats(sw)}[a.port].static_refused >= 1,
+                   what="a frame from a MAC static elsewhere to be refused")
+        rows = {e.mac: e for e in manager.fdb_show(sw)}
+        assert rows[static].static and rows[static].port == b.port, "a static entry never moves"
+        manager.fdb_del(sw, static)
+        assert static not in {e.mac for e in manager.fdb_show(sw) if e.static}
+
+        manager.set_switch(sw, SwitchSettings(max_entries=16, ageing_s=10))
+        assert manager.fdb_flush(sw) >= 1 and manager.fdb_show(sw) == [], "fdb flush empties the map"
+        assert pb.write(_from(new_b))
+        wait_until(lambda: manager.fdb_show(sw), what="B's MAC to be learned again")
+        wait_until(lambda: not manager.fdb_show(sw), timeout=30, what="the 10 s ageing to remove it on a tick")
+    finally:
+        pa.close()
+        pb.close()
 
 
 def test_auto_moves_to_python_for_a_tap_port_and_kernel_refuses_it(manager, cables, netns):
