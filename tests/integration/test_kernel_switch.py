@@ -210,6 +210,18 @@ def test_the_fast_path_keeps_room_for_new_macs_and_applies_table_settings(manage
         manager.fdb_del(sw, static)
         assert static not in {e.mac for e in manager.fdb_show(sw) if e.static}
 
+        manager.fdb_add(sw, StaticEntry(static, b.port))
+        old_ids = dp.program.kernel_ids()
+        manager.set_switch(sw, SwitchSettings(max_entries=100_000))  # over the map's room: a new program
+        assert dp.program.kernel_ids()[0] != old_ids[0]
+        assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}, "one filter per link"
+        assert {(e.mac, e.port, e.static) for e in manager.fdb_show(sw)} == {(static, b.port, True)}, \
+            "the static entry comes along; learned ones are learned again"
+        assert pa.write(_from(macs_a[0]))
+        wait_until(lambda: len(manager.fdb_show(sw)) == 2, what="the new program to learn")
+        wait_until(lambda: old_ids[0] not in libbpf.program_ids(), what="the old program to be unloaded")
+        manager.fdb_del(sw, static)
+
         manager.set_switch(sw, SwitchSettings(max_entries=16, ageing_s=10))
         assert manager.fdb_flush(sw) >= 1 and manager.fdb_show(sw) == [], "fdb flush empties the map"
         assert pb.write(_from(new_b))

@@ -308,3 +308,15 @@ def test_set_limits_changes_ageing_and_a_smaller_capacity_evicts_fairly_down_to_
     assert t.port_count("A") == 8 and t.port_count("B") == 8, "the port with the most entries paid"
     assert t.get(m(100), 1) is not None and t.get(m(15), 1) is not None and t.get(m(0), 1) is None
     assert t.lookup(m(15), 1, 15 + 61) is None, "the new ageing time applies at once"
+
+
+def test_evict_down_to_returns_the_fair_victims_and_keeps_the_capacity() -> None:
+    """What a second holder of the table (the kernel fast path) removes too: the same entries, in the
+    same order, as learning at the cap would have evicted."""
+    t = MacTable(ageing_s=300, max_entries=32)
+    for i in range(12):
+        t.learn(m(i), 1, "A" if i < 8 else "B", float(i))
+    gone = t.evict_down_to(9)
+    assert [(e.mac, e.port) for e in gone] == [(m(0), "A"), (m(1), "A"), (m(2), "A")]
+    assert (t.max_entries, t.dynamic_count, t.evictions) == (32, 9, 3)
+    assert t.evict_down_to(9) == []

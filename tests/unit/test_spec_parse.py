@@ -47,6 +47,8 @@ BAD_SWITCHES: list[tuple[dict[str, Any], list[str] | None, str]] = [
      "nic: 'lo' is the loopback device, not a physical NIC"),
     ({"name": "e", "type": "external", "nic": "averyveryverylongname"}, ["e", "--external", "averyveryverylongname"],
      "nic: 'averyveryverylongname' is too long (21 bytes, max 15)"),
+    ({"name": "a", "type": "private", "datapath": "fast"}, ["a", "--private", "--datapath", "fast"],
+     "datapath: 'fast' is not a datapath (auto, kernel, python)"),
     # every problem at once, in one message
     ({"name": "a/b", "type": "private", "ageing_s": 5, "max_entries": 15},
      ["a/b", "--private", "--ageing", "5", "--max-entries", "15"],

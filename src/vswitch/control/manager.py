@@ -54,7 +54,6 @@ from vswitch.control import hostnic, ownership
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
-    CAPACITY_MAX,
     HOST_PORT,
     UPLINK_PORT,
     WATCH_MAX_EVENTS,
@@ -338,7 +337,7 @@ class SwitchManager:
         roles = (["uplink"] if spec.type == SwitchType.EXTERNAL else []) + (["host-vnic"] if spec.has_host_vnic else [])
         try:
             return make_datapath(spec.name, core, mode=str(mode), chosen_by=chosen_by, own_roles=roles,
-                                 fdb_room=CAPACITY_MAX, busy_poll_s=self.busy_poll_us / 1e6,
+                                 busy_poll_s=self.busy_poll_us / 1e6,
                                  link_watch=self._linkwatch)
         except FastPathRefused as exc:
             raise InvalidRequest(str(exc.strerror)) from None

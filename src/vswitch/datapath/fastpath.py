@@ -49,6 +49,9 @@ from vswitch.ports.link import LinkPort
 log = logging.getLogger(__name__)
 
 KERNEL_LABEL = "kernel (tc-bpf)"
+#: the MAC map is loaded with room for at least this many dynamic entries (not preallocated, but its
+#: hash buckets are: ~16 bytes each), so most cap increases need no reload
+FDB_ROOM_MIN = 65536
 EXPIRE_EVERY_S = 1.0
 _LABEL_REASON = {r.label: r for r in Reason}
 
@@ -78,10 +81,10 @@ def refusal(pid: Hashable, port: Port, role: str) -> str | None:
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
-                  fdb_room: int = 0, **kw: Any) -> Datapath:
+                  **kw: Any) -> Datapath:
     """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
     it, for the label); `own_roles` the roles of the switch's own ports (uplink, host-vnic) it will
-    attach; `fdb_room` the largest MAC table capacity it may be given later; `kw` go to `Datapath`.
+    attach; `kw` go to `Datapath`.
     `auto` gives the kernel datapath when the program loads and every own port qualifies, else the
     Python one saying why (`label`). Raises FastPathRefused (mode "kernel" only)."""
     if mode == "python":
@@ -94,9 +97,8 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
         from vswitch.datapath.kernel import unavailable_reason
         why = unavailable_reason()
     if why is None:
-        from vswitch.datapath.kernel.program import SwitchProgram
         try:
-            program = SwitchProgram(ageing_s=core.fdb.ageing_s, max_entries=core.fdb.max_entries, fdb_room=fdb_room)
+            program = _load(core.fdb.ageing_s, core.fdb.max_entries)
         except (OSError, ValueError) as exc:
             why = f"the fast path did not load: {str(exc)[:500]}"
     if program is None:
@@ -261,6 +263,8 @@ class KernelDatapath(Datapath):
             return super().set_fdb_limits(ageing_s, max_entries)
 
         def do() -> int:
+            if max_entries > self.program.fdb_room:
+                self._reload(ageing_s, max_entries)
             self.program.set_limits(ageing_s, max_entries)
             gone = self._evict_down_to(max_entries)
             self.core.fdb.set_limits(ageing_s, max_entries)
@@ -354,6 +358,30 @@ class KernelDatapath(Datapath):
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
 
+    def _reload(self, ageing_s: float, max_entries: int) -> None:
+        """A program with a larger MAC map in place of this one, on the same links (each filter replaced
+        by tc.attach_ingress: a frame or two may pass unforwarded meanwhile): ports, policies, oper state
+        and statics carried over; learned entries are learned again (the program alone counts what it
+        adds)."""
+        old = self.program
+        new = _load(ageing_s, max_entries)
+        try:
+            for pid, ps in self._ports.items():
+                new.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+                new.set_oper_up(pid, not ps.carrier_down)
+            for table in self.core.fdb.by_vlan.values():
+                for e in table.values():
+                    if e.static:
+                        new.add_static(e.mac, e.vlan, e.port)
+            for pid in self._ports:
+                new.attach(pid)
+        except BaseException:
+            new.close()
+            raise
+        old.hand_over_links()
+        self.program = new
+        old.close()
+
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
@@ -392,6 +420,12 @@ class _Observers(list):  # type: ignore[type-arg]
         if self._dp.program is not None:
             self._dp._to_python("a watch asked for every frame's decision (the fast path does not report them yet)")
         super().append(obs)
+
+
+def _load(ageing_s: float, max_entries: int) -> Any:
+    """A SwitchProgram for this cap (raises OSError/BpfError, ValueError)."""
+    from vswitch.datapath.kernel.program import SwitchProgram
+    return SwitchProgram(ageing_s=ageing_s, max_entries=max_entries, fdb_room=max(max_entries, FDB_ROOM_MIN))
 
 
 def headroom(cap: int) -> int:

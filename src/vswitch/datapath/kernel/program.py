@@ -245,6 +245,16 @@ class SwitchProgram:
             self.attach(port, netns=netns)
         return True
 
+    @property
+    def fdb_room(self) -> int:
+        """The largest cap `set_limits` accepts (the map's size at load, less the static room)."""
+        return self._fdb_room
+
+    def hand_over_links(self) -> None:
+        """Forget the links this program is on without detaching: a new program replaced it there
+        (`tc.attach_ingress` replaces our filter), so `close` must not remove the new one's."""
+        self._attached.clear()
+
     def close(self) -> None:
         """Detach from every link and unload: no program, map or qdisc of ours is left. Idempotent;
         raises NetlinkError when a link refused the detach (the rest is still released)."""
