@@ -195,10 +195,9 @@ class KernelDatapath(Datapath):
             self.link_watch.watch(self, pid, port)
 
     def detach(self, pid: Hashable) -> Port:
-        if self.program is None:
-            return super().detach(pid)
-
         def do() -> Port:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.detach(self, pid)
             ps = self._ports.pop(pid)
             self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
             self.core.remove_port(pid)
@@ -227,10 +226,9 @@ class KernelDatapath(Datapath):
 
     # -- rules ----------------------------------------------------------------------------------
     def set_policy(self, pid: Hashable, policy: PortPolicy) -> None:
-        if self.program is None:
-            return super().set_policy(pid, policy)
-
         def do() -> None:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.set_policy(self, pid, policy)
             old = self.core.policies[pid]
             self.core.set_policy(pid, policy)
             self.program.set_policy(pid, policy)
@@ -239,19 +237,17 @@ class KernelDatapath(Datapath):
         self.call(do)
 
     def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
-        if self.program is None:
-            return super().add_static(mac, vlan, pid)
-
         def do() -> None:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.add_static(self, mac, vlan, pid)
             self.program.add_static(mac, vlan, pid)
             self.core.fdb.add_static(mac, vlan, pid)
         self.call(do)
 
     def remove_static(self, mac: bytes, vlan: int) -> bool:
-        if self.program is None:
-            return super().remove_static(mac, vlan)
-
         def do() -> bool:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.remove_static(self, mac, vlan)
             if not self.core.fdb.remove_static(mac, vlan):
                 return False
             self.program.tables.delete(mac, vlan)
@@ -259,10 +255,9 @@ class KernelDatapath(Datapath):
         return self.call(do)
 
     def set_fdb_limits(self, ageing_s: float, max_entries: int) -> int:
-        if self.program is None:
-            return super().set_fdb_limits(ageing_s, max_entries)
-
         def do() -> int:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.set_fdb_limits(self, ageing_s, max_entries)
             if max_entries > self.program.fdb_room:
                 self._reload(ageing_s, max_entries)
             self.program.set_limits(ageing_s, max_entries)
@@ -273,11 +268,8 @@ class KernelDatapath(Datapath):
 
     # -- tables ---------------------------------------------------------------------------------
     def fdb_entries(self) -> list[FdbRow]:
-        if self.program is None:
-            return super().fdb_entries()
-
         def read() -> list[FdbRow]:
-            if self.program is None:
+            if self.program is None:  # moved to Python meanwhile (a watch)
                 return Datapath.fdb_entries(self)
             now_ns, ageing = time.monotonic_ns(), self.core.fdb.ageing_s
             rows = []
@@ -289,24 +281,27 @@ class KernelDatapath(Datapath):
         return self.call(read)
 
     def fdb_flush(self) -> int:
-        if self.program is None:
-            return super().fdb_flush()
-
         def do() -> int:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.fdb_flush(self)
             self.core.fdb.flush()  # only what a trace copied there
             return self.program.tables.flush()
         return self.call(do)
 
     def port_counters(self) -> dict[Hashable, dict[str, Any]]:
-        if self.program is None:
-            return super().port_counters()
-        return self.call(lambda: {pid: self._snapshot(ps) for pid, ps in self._ports.items()})
+        def read() -> dict[Hashable, dict[str, Any]]:
+            if self.program is None:
+                return Datapath.port_counters(self)
+            return {pid: self._snapshot(ps) for pid, ps in self._ports.items()}
+        return self.call(read)
 
     def trace(self, pid: Hashable, frame: bytes) -> tuple[Decision, list[TraceStep]]:
         """`Datapath.trace` (SwitchCore.trace) on the program's MAC table, copied into the core first."""
-        if self.program is not None:
-            self.call(self._load_fdb)
-        return super().trace(pid, frame)
+        def run() -> tuple[Decision, list[TraceStep]]:
+            if self.program is not None:
+                self._load_fdb()
+            return Datapath.trace(self, pid, frame)
+        return self.call(run)
 
     def _program_entries(self) -> list[tuple[Hashable, Any]]:
         out = []
