@@ -260,7 +260,7 @@ def test_auto_moves_to_python_for_a_tap_port_and_kernel_refuses_it(manager, cabl
 
 
 def test_python_datapath_keeps_sockets_and_no_program(manager, cables):
-    a, b, _ = cables
+    a, b, c = cables
     sw = ns_helpers.unique_name("kpy")
     manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.PYTHON))
     for vm in (a, b):
@@ -268,6 +268,34 @@ def test_python_datapath_keeps_sockets_and_no_program(manager, cables):
     assert manager.get_switch(sw).datapath == "python (--datapath python)"
     assert not any(_our_filters([a, b]).values()), "--datapath python puts no program on a link"
     assert ns_helpers.ping(a.ns, b.ip)
+
+    daemon_default = SwitchManager(datapath=DatapathMode.PYTHON)  # vswitchd --datapath python
+    try:
+        other = ns_helpers.unique_name("kpd")
+        daemon_default.create_switch(SwitchSpec(other, SwitchType.PRIVATE))
+        daemon_default.add_port(other, PortSpec(c.port, PortKind.LINK, c.side))
+        assert daemon_default.get_switch(other).datapath == "python (vswitchd --datapath python)"
+        assert not _our_filters([c])[c.side]
+    finally:
+        daemon_default.shutdown()
+
+
+def test_a_watch_moves_a_kernel_switch_to_python_and_sees_each_decision(manager, cables):
+    a, b, _ = cables
+    sw = ns_helpers.unique_name("kwt")
+    manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+    for vm in (a, b):
+        manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+    assert ns_helpers.ping(a.ns, b.ip)
+    learned = {e.mac for e in manager.fdb_show(sw)}
+    with ns_helpers.PacedPing(a.ns, b.ip, interval=0.1) as ping:
+        ping.wait_reply()
+        events = manager.watch(sw, seconds=2.0)
+    info = manager.get_switch(sw)
+    assert info.datapath.startswith("python: a watch asked for every frame's decision"), info.datapath
+    assert {e.mac for e in manager.fdb_show(sw)} >= learned, "the MAC table came along to Python"
+    assert any(e.in_port == a.port and e.reason == "FORWARD_LEARNED" and e.out_ports == [b.port]
+               for e in events), "the watch sees the pings' decisions"
 
 
 def test_sigkill_leaves_the_kernel_forwarding_and_a_restart_replaces_the_programs(cables):
