@@ -342,3 +342,32 @@ def _prog_ids(vms: list[Vm]) -> set[int]:
         out = ns_helpers.run(None, ["tc", "filter", "show", "dev", vm.side, "ingress"], check=False).stdout
         ids |= {int(n) for n in re.findall(r"\bid (\d+)", out)}
     return ids
+
+
+def test_a_python_switch_takes_off_the_fast_path_a_killed_vswitchd_left(cables):
+    """A kernel switch's programs outlive its daemon; a switch on the Python datapath opening those links
+    later removes them first, or the old program and Python would both forward every frame."""
+    a, b, _ = cables
+    first, second = SwitchManager(), SwitchManager(datapath=DatapathMode.PYTHON)
+    try:
+        sw = ns_helpers.unique_name("kst")
+        first.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.KERNEL))
+        for vm in (a, b):
+            first.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+        left = first.datapath(sw).program  # type: ignore[attr-defined]
+        left.hand_over_links()  # as SIGKILL leaves it: attached, forgotten by any vswitchd
+        first.datapath(sw).program = None  # type: ignore[attr-defined]
+        assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}
+
+        again = ns_helpers.unique_name("kpy")
+        second.create_switch(SwitchSpec(again, SwitchType.PRIVATE))
+        for vm in (a, b):
+            second.add_port(again, PortSpec(vm.port, PortKind.LINK, vm.side))
+        assert _our_filters([a, b]) == {a.side: [], b.side: []}, "the stale program is off the links"
+        out = ns_helpers.run(a.ns, ["ping", "-c", "5", "-i", "0.2", "-W", "2", b.ip], check=False).stdout
+        assert " 0% packet loss" in out and "DUP!" not in out, f"each frame forwarded once:\n{out}"
+    finally:
+        second.shutdown()
+        first.shutdown()
+        if "left" in locals():
+            left.close()

@@ -26,7 +26,9 @@ Invariants:
 - `watch` observes the frames Python decides: none on the fast path (the ring buffer is later).
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
   ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
-  replaces them (tc.attach_ingress removes a filter of ours it finds first).
+  replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
+  Python datapath instead, `PythonDatapath` removes that filter before opening the link's sockets
+  (else the old program and Python would both forward each frame).
 Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
 """
 
@@ -88,7 +90,7 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
     `auto` gives the kernel datapath when the program loads and every own port qualifies, else the
     Python one saying why (`label`). Raises FastPathRefused (mode "kernel" only)."""
     if mode == "python":
-        dp = Datapath(name, core, **kw)
+        dp = PythonDatapath(name, core, **kw)
         dp.label = f"python ({chosen_by})"
         return dp
     why = next(filter(None, map(role_refusal, own_roles)), None)
@@ -105,10 +107,26 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
         assert why is not None
         if mode == "kernel":
             raise FastPathRefused(f"switch {name!r} cannot use the kernel datapath ({chosen_by}): {why}")
-        dp = Datapath(name, core, **kw)
+        dp = PythonDatapath(name, core, **kw)
         dp.label = f"python: {why}"
         return dp
     return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+
+
+class PythonDatapath(Datapath):
+    """The Python datapath, which first takes off a link port's link the fast-path filter a killed
+    vswitchd may have left there: its program would go on forwarding every frame Python forwards too."""
+
+    def open_port(self, port: Port, role: str = "vm") -> None:
+        if isinstance(port, LinkPort):
+            try:
+                from vswitch.datapath.kernel import tc
+                from vswitch.datapath.kernel.program import PROGRAM
+                if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
+                    log.info("%s: removed the fast path a previous vswitchd left on %s", self.name, port.ifname)
+            except Exception as exc:  # no such link (open says so), no netlink: nothing of ours there
+                log.debug("%s: looking for a stale fast path on %s: %s", self.name, port.ifname, exc)
+        port.open()
 
 
 class KernelDatapath(Datapath):

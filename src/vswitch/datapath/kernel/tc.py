@@ -58,9 +58,7 @@ def attach_ingress(ifindex: int, prog_fd: int, *, name: str, netns: str | None =
     A filter of ours already there (a vswitchd that died: its program kept forwarding) is replaced,
     never doubled: removed first, with its clsact qdisc when it was the only ingress filter (that
     qdisc was ours). Raises NetlinkError (ENODEV: no such link)."""
-    stale = ingress_filters(ifindex, netns=netns)
-    if name in stale:
-        detach_ingress(ifindex, remove_qdisc=stale == [name], netns=netns)
+    remove_stale(ifindex, name, netns=netns)
     with _ipr(netns) as ipr:
         created = False
         try:
@@ -77,6 +75,17 @@ def attach_ingress(ifindex: int, prog_fd: int, *, name: str, netns: str | None =
                 ipr.tc("del", "clsact", ifindex)
             raise
         return created
+
+
+def remove_stale(ifindex: int, name: str, *, netns: str | None = None) -> bool:
+    """Remove a filter named `name` that a vswitchd which died left on the link's ingress (its program
+    still forwards there), with the clsact qdisc when it was the only ingress filter (that qdisc was
+    ours). Returns whether there was one. Raises NetlinkError (ENODEV: no such link)."""
+    stale = ingress_filters(ifindex, netns=netns)
+    if name not in stale:
+        return False
+    detach_ingress(ifindex, remove_qdisc=stale == [name], netns=netns)
+    return True
 
 
 def detach_ingress(ifindex: int, *, remove_qdisc: bool, netns: str | None = None) -> None:
