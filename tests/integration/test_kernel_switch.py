@@ -371,3 +371,26 @@ def test_a_python_switch_takes_off_the_fast_path_a_killed_vswitchd_left(cables):
         first.shutdown()
         if "left" in locals():
             left.close()
+
+
+def test_an_add_port_killed_after_attaching_is_undone_with_its_filter(cables):
+    """SIGKILL right after the program went on the link, before the port was stored: the next start
+    undoes the add (the port is not there) and takes the filter off the link."""
+    a, _, _ = cables
+    crashing = Daemon(None, env={"VSWITCH_CRASH_AT": "add-port.attached"})
+    restarted = Daemon(None, state_dir=crashing.state_dir)
+    try:
+        crashing.start()
+        sw = ns_helpers.unique_name("kcr")
+        crashing.cli("switch", "create", sw, "--private")
+        assert crashing.cli("port", "add", sw, a.port, "--link", a.side, check=False).returncode != 0
+        crashing.stop()
+        assert _our_filters([a]) == {a.side: ["vs_ingress"]}, "killed with the program on the link"
+        restarted.start()
+        shown = json.loads(restarted.cli("switch", "show", sw, "--json").stdout)
+        assert shown["ports"] == [], "the interrupted add is undone"
+        assert _our_filters([a]) == {a.side: []} and not tc.has_clsact(_ifindex(a.side)), \
+            "and its filter and qdisc are gone from the link"
+    finally:
+        restarted.cleanup()
+        crashing.cleanup()

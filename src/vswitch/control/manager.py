@@ -91,7 +91,7 @@ from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
-from vswitch.datapath.fastpath import FastPathRefused, make_datapath
+from vswitch.datapath.fastpath import FastPathRefused, make_datapath, remove_stale_fast_path
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
@@ -1119,7 +1119,9 @@ def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:
 
 
 def _discard_port(port: Port) -> None:
-    """Release a port for good: a TAP it made (persistent or not) is removed, a socket port's stale file too."""
+    """Release a port for good: a TAP it made (persistent or not) is removed, a socket port's stale file too,
+    a link's fast-path filter that a killed vswitchd left (an interrupted add-port or delete-switch)."""
+    remove_stale_fast_path(port)
     destroy = getattr(port, "destroy", None)
     if destroy is not None:
         destroy()

@@ -118,15 +118,23 @@ class PythonDatapath(Datapath):
     vswitchd may have left there: its program would go on forwarding every frame Python forwards too."""
 
     def open_port(self, port: Port, role: str = "vm") -> None:
-        if isinstance(port, LinkPort):
-            try:
-                from vswitch.datapath.kernel import tc
-                from vswitch.datapath.kernel.program import PROGRAM
-                if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
-                    log.info("%s: removed the fast path a previous vswitchd left on %s", self.name, port.ifname)
-            except Exception as exc:  # no such link (open says so), no netlink: nothing of ours there
-                log.debug("%s: looking for a stale fast path on %s: %s", self.name, port.ifname, exc)
+        remove_stale_fast_path(port)
         port.open()
+
+
+def remove_stale_fast_path(port: Port) -> None:
+    """Take off a link port's link the fast-path filter a killed vswitchd left there (its program goes
+    on forwarding): before the Python datapath opens the link, and when a port is discarded for good
+    (a crash recovery undoing it). Best effort: no link, no netlink, nothing of ours — nothing done."""
+    if not isinstance(port, LinkPort):
+        return
+    try:
+        from vswitch.datapath.kernel import tc
+        from vswitch.datapath.kernel.program import PROGRAM
+        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
+            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)
+    except Exception as exc:  # the link is gone (open says so), no netlink here: nothing of ours there
+        log.debug("looking for a stale fast path on %s: %s", port.ifname, exc)
 
 
 class KernelDatapath(Datapath):
