@@ -413,7 +413,9 @@ class KernelDatapath(Datapath):
             _fold(self.core.counters[ps.pid], self._snapshot(ps))
         self.program = None
         self.label = f"python: {why}"
-        log.info("switch %s moves to the Python datapath: %s", self.name, why)
+        # a switch given such a port first never forwarded on the fast path: not worth a line
+        log.log(logging.INFO if self._ports else logging.DEBUG, "switch %s moves to the Python datapath: %s",
+                self.name, why)
         try:
             program.close()
         finally:
