@@ -247,6 +247,9 @@ def test_auto_moves_to_python_for_a_tap_port_and_kernel_refuses_it(manager, cabl
     assert info.datapath == "python: port vmt is a tap port", f"switch show says why: {info.datapath}"
     wait_until(lambda: not _leftovers([a], ids), what="the move to Python to take the program off its link")
     assert ns_helpers.ping(a.ns, "10.93.0.9") and ns_helpers.ping(ns, a.ip), "link ↔ tap through Python"
+    manager.remove_port(auto, "vmt")
+    assert manager.get_switch(auto).datapath == KERNEL_LABEL, "without the tap port it is back on the fast path"
+    assert _our_filters([a]) == {a.side: ["vs_ingress"]}
 
     manager.create_switch(SwitchSpec(strict, SwitchType.PRIVATE, datapath=DatapathMode.KERNEL))
     manager.add_port(strict, PortSpec(b.port, PortKind.LINK, b.side))
@@ -280,7 +283,7 @@ def test_python_datapath_keeps_sockets_and_no_program(manager, cables):
         daemon_default.shutdown()
 
 
-def test_a_watch_moves_a_kernel_switch_to_python_and_sees_each_decision(manager, cables):
+def test_a_watch_moves_a_kernel_switch_to_python_for_its_time_and_sees_each_decision(manager, cables):
     a, b, _ = cables
     sw = ns_helpers.unique_name("kwt")
     manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
@@ -291,11 +294,18 @@ def test_a_watch_moves_a_kernel_switch_to_python_and_sees_each_decision(manager,
     with ns_helpers.PacedPing(a.ns, b.ip, interval=0.1) as ping:
         ping.wait_reply()
         events = manager.watch(sw, seconds=2.0)
-    info = manager.get_switch(sw)
-    assert info.datapath.startswith("python: a watch asked for every frame's decision"), info.datapath
-    assert {e.mac for e in manager.fdb_show(sw)} >= learned, "the MAC table came along to Python"
+        during = manager.get_switch(sw).datapath  # the watch is over: back on the fast path
+        rx_before = {s.port: s.rx_frames for s in manager.stats(sw)}
     assert any(e.in_port == a.port and e.reason == "FORWARD_LEARNED" and e.out_ports == [b.port]
-               for e in events), "the watch sees the pings' decisions"
+               for e in events), "the watch saw the pings' decisions (on Python, which reports them)"
+    assert during == KERNEL_LABEL, f"after the watch the switch is back on the kernel datapath: {during}"
+    dp = manager.datapath(sw)
+    assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}
+    assert all(ps.port.fileno() < 0 for ps in dp._ports.values()), "the links' sockets are closed again"
+    assert ns_helpers.ping(a.ns, b.ip), "and it forwards"
+    assert {e.mac for e in manager.fdb_show(sw)} >= learned
+    after = {s.port: s.rx_frames for s in manager.stats(sw)}
+    assert all(after[p] > rx_before[p] for p in after), f"counters go on, never back: {rx_before} → {after}"
 
 
 def test_sigkill_leaves_the_kernel_forwarding_and_a_restart_replaces_the_programs(cables):

@@ -23,7 +23,10 @@ Invariants:
   datapath live: the MAC table and counters are carried into the core, the programs are detached and
   unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
   A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
-- `watch` observes the frames Python decides: none on the fast path (the ring buffer is later).
+- `watch` needs every frame's decision, which only Python reports (the ring buffer is later): the
+  first observer moves the switch to Python, and it comes back to the fast path (`_back_to_kernel`:
+  a new program, learned entries learned again, counters carried) when the last observer goes — or
+  when the last port only Python serves is removed.
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
   ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
   replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
@@ -152,6 +155,8 @@ class KernelDatapath(Datapath):
         self.chosen_by = chosen_by
         self.label = KERNEL_LABEL
         self._next_expire = 0.0
+        #: each port's link tx counters when the program went on it (stats count from there)
+        self._tx_base: dict[Hashable, tuple[int, int]] = {}
 
     # A watch (or lab trace) needs every frame's decision, which only the Python datapath reports
     # (the program's ring buffer is later): the first observer moves the switch to Python.
@@ -214,6 +219,7 @@ class KernelDatapath(Datapath):
                 raise
             self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
+            self._tx_base[pid] = _link_tx(port.ifname)
             return True
         if not self.call(do):
             super().attach(pid, port, policy, role)
@@ -230,6 +236,7 @@ class KernelDatapath(Datapath):
             return ps.port
         port = self.call(do)
         self._unwatch(pid)
+        self.call(self._back_to_kernel)  # the port only Python served may have been this one
         return port
 
     def set_link_state(self, pid: Hashable, up: bool, mtu: int | None = None) -> None:
@@ -358,16 +365,28 @@ class KernelDatapath(Datapath):
         return len(gone)
 
     def _snapshot(self, ps: PortState) -> dict[str, Any]:
-        """The program's counters of one port as `PortCounters.snapshot` shapes them. A frame that went
-        up (nobody serves upcalls yet) is a drop under its cause; tx is the link's own count."""
+        """A port's counters as `PortCounters.snapshot` shapes them: what the core counted (while on
+        Python, if it was) plus what the program counted since it was loaded."""
+        snap = self.core.counters[ps.pid].snapshot()
+        mine = self._program_snapshot(ps)
+        for f in _SUMMED:
+            snap[f] += mine[f]
+        for label, n in mine["drops"].items():
+            snap["drops"][label] = snap["drops"].get(label, 0) + n
+        return snap
+
+    def _program_snapshot(self, ps: PortState) -> dict[str, Any]:
+        """The program's counters of one port. A frame that went up (nobody serves upcalls yet) is a
+        drop under its cause; tx is what the link sent since the program went on it."""
         from vswitch.datapath.kernel import layout as L
         c = self.program.counters(ps.pid)
         drops = {L.COUNTERS[i]: c[L.COUNTERS[i]] for i, r in L.COUNTER_REASON.items()
                  if r.is_drop and c[L.COUNTERS[i]]}
         drops.update({L.COUNTERS[i]: c[L.COUNTERS[i]] for i in L.UPCALL_CAUSES if c[L.COUNTERS[i]]})
         tx_frames, tx_bytes = _link_tx(getattr(ps.port, "ifname", ""))
-        return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": tx_frames, "tx_bytes": tx_bytes,
-                "drops": drops}
+        base = self._tx_base.get(ps.pid, (0, 0))
+        return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": max(0, tx_frames - base[0]),
+                "tx_bytes": max(0, tx_bytes - base[1]), "drops": drops}
 
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -403,6 +422,47 @@ class KernelDatapath(Datapath):
         self.program = new
         old.close()
 
+    # -- moving to Python and back ----------------------------------------------------------------
+    def _back_to_kernel(self) -> None:
+        """On the datapath thread: back on the fast path once nothing needs Python any more (no watch,
+        every port a link port). The learned entries are learned again; counters go on from the core's.
+        Nothing changes when the program cannot be loaded or attached (logged)."""
+        if self.program is not None or self._observers or self._stopped:
+            return
+        if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
+            return
+        try:
+            program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
+        except (OSError, ValueError) as exc:
+            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
+            return
+        try:
+            for pid, ps in self._ports.items():
+                program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+                program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
+            for table in self.core.fdb.by_vlan.values():
+                for e in table.values():
+                    if e.static:
+                        program.add_static(e.mac, e.vlan, e.port)
+            for pid in self._ports:
+                program.attach(pid)
+        except Exception as exc:  # the switch keeps forwarding on Python
+            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
+            program.close()
+            return
+        # the program is on every link before the sockets close: frames queued in them are dropped
+        # with them, none is forwarded twice
+        self.program = program
+        self.label = KERNEL_LABEL
+        for ps in self._ports.values():
+            self._unregister(ps)
+            ps.queue.clear()
+            ps.failed, ps.error, ps.link_down = False, "", False
+            ps.port.close()
+            self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
+        self.core.fdb.flush()
+        log.info("switch %s is back on the kernel datapath", self.name)
+
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
@@ -410,7 +470,7 @@ class KernelDatapath(Datapath):
         program = self.program
         self._load_fdb()
         for ps in self._ports.values():
-            _fold(self.core.counters[ps.pid], self._snapshot(ps))
+            _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
         self.program = None
         self.label = f"python: {why}"
         # a switch given such a port first never forwarded on the fast path: not worth a line
@@ -444,6 +504,11 @@ class _Observers(list):  # type: ignore[type-arg]
             self._dp._to_python("a watch asked for every frame's decision (the fast path does not report them yet)")
         super().append(obs)
 
+    def remove(self, obs: Any) -> None:
+        super().remove(obs)
+        if not self:
+            self._dp._back_to_kernel()
+
 
 def _load(ageing_s: float, max_entries: int) -> Any:
     """A SwitchProgram for this cap (raises OSError/BpfError, ValueError)."""
@@ -456,9 +521,12 @@ def headroom(cap: int) -> int:
     return max(1, min(1024, cap // 16))
 
 
+_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused")
+
+
 def _fold(c: Any, snap: dict[str, Any]) -> None:
     """Add a fast-path snapshot into a core `PortCounters` (the switch moving to Python keeps its counts)."""
-    for f in ("rx_frames", "rx_bytes", "floods", "learned", "moved", "static_refused"):
+    for f in _SUMMED:
         setattr(c, f, getattr(c, f) + snap[f])
     for label, n in snap["drops"].items():
         r = _LABEL_REASON.get(label)
