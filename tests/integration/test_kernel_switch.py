@@ -404,3 +404,26 @@ def test_an_add_port_killed_after_attaching_is_undone_with_its_filter(cables):
     finally:
         restarted.cleanup()
         crashing.cleanup()
+
+
+def test_a_link_deleted_and_created_again_gets_the_program_back(manager, cables):
+    """A VM's veth rebuilt under the same name: a new ifindex, no filter on it; the link watch reports
+    it up and the program goes on the new link (SwitchProgram.relink)."""
+    a, b, _ = cables
+    sw = ns_helpers.unique_name("krl")
+    manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.KERNEL))
+    for vm in (a, b):
+        manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+    assert ns_helpers.ping(a.ns, b.ip)
+    old = _ifindex(a.side)
+    delete_link(a.side)  # takes the VM's end with it
+    wait_until(lambda: not {p.name: p for p in manager.list_ports(sw)}[a.port].up, what="port a to go down")
+    veth_pair(a.side, a.inner)
+    ns_helpers.run(None, ["sysctl", "-qw", f"net.ipv6.conf.{a.side}.disable_ipv6=1"], check=False)
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=a.side)[0], state="up")
+    move_and_address(a.inner, a.ns, f"{a.ip}/24")
+    assert _ifindex(a.side) != old
+    wait_until(lambda: _our_filters([a]) == {a.side: ["vs_ingress"]}, what="the program on the new link")
+    assert ns_helpers.ping(a.ns, b.ip), "the rebuilt link forwards on the fast path"
+    assert manager.get_switch(sw).datapath == KERNEL_LABEL
