@@ -35,6 +35,9 @@ Invariants:
   `netlink` opener and every port back-end comes from the `port_kinds` registry, so the same rules
   run against an in-memory kernel and memory ports in tests (tests/unit/memkernel.py), without root.
   The switch's tables are read through the datapath's copies (`fdb_entries`, `port_counters`).
+- Each switch's datapath is chosen once, in `_build` (`_new_datapath`: its `datapath` field, `auto`
+  meaning vswitchd's default): the Python one or the kernel fast path (datapath/fastpath.py); the
+  manager talks to either only through `Datapath` methods.
 Must not touch: HTTP, argument parsing, frames.
 """
 
