@@ -181,13 +181,12 @@ class KernelDatapath(Datapath):
     # -- ports ----------------------------------------------------------------------------------
     def open_port(self, port: Port, role: str = "vm") -> None:
         """A port the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
-        switch, refused: FastPathRefused). Raises OSError."""
-        if self.program is not None:
-            why = refusal(port.name, port, role)
-            if why is None:
-                return
-            if self.required:
-                raise FastPathRefused(self._refused(why))
+        switch, refused — even while a watch has it on Python: FastPathRefused). Raises OSError."""
+        why = refusal(port.name, port, role)
+        if why is not None and self.required:
+            raise FastPathRefused(self._refused(why))
+        if why is None and self.program is not None:
+            return
         port.open()
 
     def _refused(self, why: str) -> str:
@@ -199,17 +198,18 @@ class KernelDatapath(Datapath):
         serves) the move to Python first. Raises ValueError (attached already), FastPathRefused,
         OSError (the link is gone), NetlinkError."""
         def do() -> bool:
+            why = refusal(pid, port, role)
+            if why is not None and self.required:
+                raise FastPathRefused(self._refused(why))
             if self.program is None:
                 return False
-            why = refusal(pid, port, role)
             if why is not None:
-                if self.required:
-                    raise FastPathRefused(self._refused(why))
                 self._to_python(why)
                 return False
             if pid in self._ports:
                 raise ValueError(f"port {pid!r} already attached")
             assert isinstance(port, LinkPort)
+            port.close()  # opened while a watch had the switch on Python: the program serves it now
             ifindex = socket.if_nametoindex(port.ifname)
             self.program.add_port(pid, policy, ifindex=ifindex)
             try:
