@@ -28,6 +28,8 @@ BRIDGE = "kernel-bridge"
 #: targets that are ratios to the kernel bridge, drawn on the plot
 PLOT_TARGETS = {"tcp1_gbps": 0.8, "tcp4_gbps": 0.6, "ping_avg_us": 1.5}
 OURS = ("vswitch-tap", "vswitch-link")
+#: the kernel datapath's setups, judged by issue 12's targets
+KERNEL = ("vswitch-kernel",)
 
 
 def medians(records: Iterable[dict[str, Any]], mode: str) -> dict[str, dict[str, float]]:
@@ -110,6 +112,13 @@ def verdicts(med: dict[str, dict[str, float]], scale: dict[str, Any] | None) -> 
         check("UDP 64 B rx pps ≥ 1.2× OVS userspace", setup, "udp_rx_kpps", "ovs-netdev", 1.2, True)
         check("UDP 64 B rx pps ≥ 1.2× VDE2", setup, "udp_rx_kpps", "vde2", 1.2, True)
         check("ping RTT avg ≤ 1.5× kernel bridge", setup, "ping_avg_us", BRIDGE, 1.5, False)
+    for setup in KERNEL:
+        if setup not in med:
+            continue
+        check("TCP 1 stream ≥ 1.0× kernel bridge", setup, "tcp1_gbps", BRIDGE, 1.0, True)
+        check("TCP 4 streams ≥ 0.95× kernel bridge", setup, "tcp4_gbps", BRIDGE, 0.95, True)
+        check("UDP 64 B rx pps ≥ 1.1× kernel bridge", setup, "udp_rx_kpps", BRIDGE, 1.1, True)
+        check("ping RTT avg ≤ 1.0× kernel bridge", setup, "ping_avg_us", BRIDGE, 1.0, False)
     if scale and scale.get("flood"):
         fl = scale["flood"]
         share = fl["unicast_slope_share"]

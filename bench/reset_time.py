@@ -132,7 +132,7 @@ class Setup:
 
 def build(lab: Lab, kind: str) -> Setup:
     """Namespaces A, B, S, vswitchd in S with one private switch joining A and B by `kind` ports."""
-    from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+    from vswitch.control.model import DatapathMode, PortKind, PortSpec, SwitchSpec, SwitchType
 
     ns_a, ns_b, ns_s = lab.netns("a"), lab.netns("b"), lab.netns("s")
     d = Daemon(lab, ns_s)
@@ -141,7 +141,8 @@ def build(lab: Lab, kind: str) -> Setup:
     sw = unique_name("rs")
     if_a, if_b = unique_name("ia"), unique_name("ib")
     with d.api() as api:
-        api.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        # the Python datapath: what this measures (the kernel one forwards through a restart)
+        api.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.PYTHON))
         if kind == "tap":
             api.add_port(sw, PortSpec("a", PortKind.TAP, if_a))
             api.add_port(sw, PortSpec("b", PortKind.TAP, if_b))

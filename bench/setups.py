@@ -111,10 +111,12 @@ class Vswitchd:
     def pid(self) -> int:
         return self.proc.pid
 
-    def create_private(self, name: str) -> None:
-        from vswitch.control.model import SwitchSpec, SwitchType
+    def create_private(self, name: str, datapath: str = "python") -> str:
+        """Create a private switch (on the Python datapath unless told: what the older setups measure);
+        returns which datapath it runs on (`SwitchInfo.datapath`)."""
+        from vswitch.control.model import DatapathMode, SwitchSpec, SwitchType
 
-        self.api.create_switch(SwitchSpec(name, SwitchType.PRIVATE))
+        return self.api.create_switch(SwitchSpec(name, SwitchType.PRIVATE, datapath=DatapathMode(datapath))).datapath
 
     def add_port(self, switch: str, port: str, kind: str, target: str) -> None:
         from vswitch.control.model import PortKind, PortSpec
@@ -137,19 +139,26 @@ def vswitch_tap(lab: Lab, cpus: str | None) -> Pair:
     return Pair("vswitch-tap", ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
 
 
-def vswitch_link(lab: Lab, cpus: str | None) -> Pair:
-    """vswitchd in S with two link ports (AF_PACKET + PACKET_VNET_HDR) on the S ends of veths."""
+def vswitch_link(lab: Lab, cpus: str | None, *, datapath: str = "python") -> Pair:
+    """vswitchd in S with two link ports on the S ends of veths: on the Python datapath (AF_PACKET +
+    PACKET_VNET_HDR), or with ``datapath="kernel"`` on the kernel fast path (tc-bpf on those ends)."""
     ns_a, ns_b, ns_s = _endpoints(lab)
     if_a, if_b, sa, sb = (unique_name(t) for t in ("ia", "ib", "sa", "sb"))
     lab.veth(if_a, ns_a, sa, ns_s)
     lab.veth(if_b, ns_b, sb, ns_s)
     d = Vswitchd(lab, ns_s, cpus)
     sw = unique_name("sw")
-    d.create_private(sw)
+    d.create_private(sw, datapath)
     d.add_port(sw, "a", "link", sa)
     d.add_port(sw, "b", "link", sb)
     _address(ns_a, if_a, ns_b, if_b)
-    return Pair("vswitch-link", ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
+    name = "vswitch-link" if datapath == "python" else "vswitch-kernel"
+    return Pair(name, ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
+
+
+def vswitch_kernel(lab: Lab, cpus: str | None) -> Pair:
+    """`vswitch_link` on the kernel datapath (refused, so the run says why, where it cannot load)."""
+    return vswitch_link(lab, cpus, datapath="kernel")
 
 
 # -- (d) peers: VDE2 and Open vSwitch's userspace datapath ----------------------------------------
@@ -239,6 +248,7 @@ SETUPS: dict[str, Callable[[Lab, str | None], Pair]] = {
     "kernel-bridge": kernel_bridge,
     "vswitch-tap": vswitch_tap,
     "vswitch-link": vswitch_link,
+    "vswitch-kernel": vswitch_kernel,
     "vde2": vde2,
     "ovs-netdev": ovs_netdev,
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from l2frames import mac
-from vswitch.core.events import MAC_MOVED, CoreEvent
+from vswitch.core.events import MAC_MOVED, CoreEvent, EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, LEARN_STATIC_KEPT, MacTable
 
 A, B, C = mac("a"), mac("b"), mac("c")
@@ -302,3 +302,28 @@ def test_set_limits_changes_ageing_and_a_smaller_capacity_evicts_fairly_down_to_
     assert t.port_count("A") == 8 and t.port_count("B") == 8, "the port with the most entries paid"
     assert t.get(m(100), 1) is not None and t.get(m(15), 1) is not None and t.get(m(0), 1) is None
     assert t.lookup(m(15), 1, 15 + 61) is None, "the new ageing time applies at once"
+
+
+def test_evict_down_to_returns_the_fair_victims_and_keeps_the_capacity() -> None:
+    """What a second holder of the table (the kernel fast path) removes too: the same entries, in the
+    same order, as learning at the cap would have evicted."""
+    t = MacTable(ageing_s=300, max_entries=32)
+    for i in range(12):
+        t.learn(m(i), 1, "A" if i < 8 else "B", float(i))
+    gone = t.evict_down_to(9)
+    assert [(e.mac, e.port) for e in gone] == [(m(0), "A"), (m(1), "A"), (m(2), "A")]
+    assert (t.max_entries, t.dynamic_count, t.evictions) == (32, 9, 3)
+    assert t.evict_down_to(9) == []
+
+
+def test_retain_keeps_what_a_second_holder_kept_and_tells_only_the_aged_ones() -> None:
+    events = EventRecorder()
+    t = MacTable(ageing_s=10, events=events)
+    for i, seen in enumerate((0.0, 5.0, 8.0)):
+        t.learn(bytes([2, 0, 0, 0, 0, i]), 1, f"p{i}", seen)
+    t.add_static(bytes([2, 0, 0, 0, 0, 9]), 1, "p9")
+    events.drain()
+    t.retain({(bytes([2, 0, 0, 0, 0, 2]), 1)}, now=12.0)
+    assert sorted((e.mac[-1], e.port, e.static) for e in t.entries(12.0)) == [(2, "p2", False), (9, "p9", True)]
+    told = [(e.kind, e.port) for e in events.drain()[0]]
+    assert told == [("mac-aged", "p0")], "entry p0 (12 s old) aged; p1 (7 s) was flushed quietly; statics stay"

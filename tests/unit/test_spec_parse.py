@@ -22,7 +22,7 @@ from vswitch.control.model import (
 from vswitch.frontends.cli import cli
 from vswitch.frontends.rest import make_app
 
-SWITCH_FIELDS = "name, type, nic, allow_management_os, confirm_timeout_s, ageing_s, max_entries"
+SWITCH_FIELDS = "name, type, nic, allow_management_os, confirm_timeout_s, ageing_s, max_entries, datapath"
 
 #: (request body, the same request as `vswitch switch create` arguments or None, the message)
 BAD_SWITCHES: list[tuple[dict[str, Any], list[str] | None, str]] = [
@@ -47,6 +47,8 @@ BAD_SWITCHES: list[tuple[dict[str, Any], list[str] | None, str]] = [
      "nic: 'lo' is the loopback device, not a physical NIC"),
     ({"name": "e", "type": "external", "nic": "averyveryverylongname"}, ["e", "--external", "averyveryverylongname"],
      "nic: 'averyveryverylongname' is too long (21 bytes, max 15)"),
+    ({"name": "a", "type": "private", "datapath": "fast"}, ["a", "--private", "--datapath", "fast"],
+     "datapath: 'fast' is not a datapath (auto, kernel, python)"),
     # every problem at once, in one message
     ({"name": "a/b", "type": "private", "ageing_s": 5, "max_entries": 15},
      ["a/b", "--private", "--ageing", "5", "--max-entries", "15"],

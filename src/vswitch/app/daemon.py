@@ -47,7 +47,7 @@ from typing import Any
 
 import vswitch
 from vswitch.control.api import DEFAULT_SOCKET
-from vswitch.control.model import BUSY_POLL_MAX_US, FieldError, check_busy_poll_us
+from vswitch.control.model import BUSY_POLL_MAX_US, DatapathMode, FieldError, check_busy_poll_us
 from vswitch.frontends.tokens import Role, TokenFileError, read_token_file
 
 log = logging.getLogger("vswitchd")
@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
                    help="after forwarding, keep polling ports for US microseconds before sleeping: "
                         f"lower latency for more CPU (0-{BUSY_POLL_MAX_US}, default 0 = off)")
+    p.add_argument("--datapath", choices=[m.value for m in DatapathMode], default=DatapathMode.AUTO.value,
+                   help="what a switch created with --datapath auto (the default) uses: auto = the kernel fast "
+                        "path (tc-bpf) when it loads and every port is a link, else Python; kernel = refuse "
+                        "what it cannot serve; python = every frame in Python (default auto)")
     return p
 
 
@@ -387,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
             from vswitch.control.manager import SwitchManager
         except ImportError as e:
             raise StartupError(f"the switch manager is not available: {e}") from None
-        manager = SwitchManager(store, busy_poll_us=args.busy_poll_us,
+        manager = SwitchManager(store, busy_poll_us=args.busy_poll_us, datapath=DatapathMode(args.datapath),
                                 # a port on either would take the API over or write into our state
                                 reserved_paths=[args.socket, str(state_dir)])
         log.info("restoring configuration from %s", state_dir / "config.sqlite")

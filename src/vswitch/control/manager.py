@@ -39,6 +39,9 @@ Invariants:
   logged), told once it is done: switches created/restored/set/deleted, confirmed or reverted, ports
   added/set/removed, static entries added/deleted, flushes, each takeover step; each datapath hands
   its core's events (MACs, port up/down) to the same log.
+- Each switch's datapath is chosen once, in `_build` (`_new_datapath`: its `datapath` field, `auto`
+  meaning vswitchd's default): the Python one or the kernel fast path (datapath/fastpath.py); the
+  manager talks to either only through `Datapath` methods.
 Must not touch: HTTP, argument parsing, frames.
 """
 
@@ -67,6 +70,7 @@ from vswitch.control.model import (
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     Conflict,
+    DatapathMode,
     EventKind,
     EventsPage,
     FdbEntryInfo,
@@ -102,6 +106,7 @@ from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
+from vswitch.datapath.fastpath import FastPathRefused, make_datapath, remove_stale_fast_path
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
@@ -149,14 +154,18 @@ class SwitchManager:
     `netlink` opens the kernel (`Netlink`; tests pass an in-memory kernel) and `port_kinds` maps a
     port kind to its back-end class (`PORT_KINDS`; the host vNIC is a "tap", the uplink a "link").
     `busy_poll_us` is trusted (vswitchd checks its option with `model.check_busy_poll_us`).
+    `datapath` is what a switch created with ``datapath=auto`` uses (vswitchd ``--datapath``): auto
+    (the kernel fast path where it can), kernel or python. With an injected `netlink` (an in-memory
+    kernel) every switch is on the Python datapath: the fast path needs the real one.
     """
 
     def __init__(self, store: ConfigStore | None = None, *, takeover_fail_at: hostnic.FailAt = None,
-                 busy_poll_us: int = 0,
+                 busy_poll_us: int = 0, datapath: DatapathMode = DatapathMode.AUTO,
                  reserved_paths: Iterable[str] = (), port_socket_dir: str = DEFAULT_PORT_SOCKET_DIR,
                  netlink: OpenNetlink = Netlink, port_kinds: Mapping[str, type[Port]] = PORT_KINDS) -> None:
         self.store = store
         self.busy_poll_us = busy_poll_us
+        self.default_datapath = DatapathMode(datapath)
         self._netlink = netlink
         self._port_kinds = port_kinds
         self._switches: dict[str, _Switch] = {}
@@ -279,7 +288,7 @@ class SwitchManager:
     def _build(self, spec: SwitchSpec, vnic_name: str | None, confirm_deadline: float | None,
                adopted: hostnic.Takeover | None = None) -> _Switch:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
-        dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6, link_watch=self._linkwatch)
+        dp = self._new_datapath(spec, core)
         sw = _Switch(spec, core, dp)
         dp.on_events = self.event_log.sink(lambda: sw.spec.name)
         sw.deleting = True  # until built, any unwinding removes everything it made
@@ -328,6 +337,22 @@ class SwitchManager:
             sw.undo = undo.pop_all()
         sw.deleting = False
         return sw
+
+    def _new_datapath(self, spec: SwitchSpec, core: SwitchCore) -> Datapath:
+        """The switch's datapath as its `datapath` (auto: vswitchd's default) chooses; see
+        datapath/fastpath.py. Raises InvalidRequest when the kernel one is required and cannot be had."""
+        mode, chosen_by = spec.datapath, f"--datapath {spec.datapath}"
+        if mode == DatapathMode.AUTO and self.default_datapath != DatapathMode.AUTO:
+            mode, chosen_by = self.default_datapath, f"vswitchd --datapath {self.default_datapath}"
+        if mode != DatapathMode.PYTHON and self._netlink is not Netlink:
+            mode, chosen_by = DatapathMode.PYTHON, "the kernel is simulated"
+        roles = (["uplink"] if spec.type == SwitchType.EXTERNAL else []) + (["host-vnic"] if spec.has_host_vnic else [])
+        try:
+            return make_datapath(spec.name, core, mode=str(mode), chosen_by=chosen_by, own_roles=roles,
+                                 busy_poll_s=self.busy_poll_us / 1e6,
+                                 link_watch=self._linkwatch)
+        except FastPathRefused as exc:
+            raise InvalidRequest(str(exc.strerror)) from None
 
     def _take_over(self, spec: SwitchSpec, vnic_name: str | None, undo: ExitStack) -> hostnic.Takeover:
         """Run the NIC takeover from a snapshot stored first; the snapshot is marked applied after."""
@@ -520,7 +545,7 @@ class SwitchManager:
             crashpoint("add-port.intent")
             port = self._make_port(spec, switch)
             try:
-                port.open()
+                sw.datapath.open_port(port)
             except OSError as exc:
                 self._end_intent_quietly(intent)
                 raise InvalidRequest(f"cannot open {spec.kind} port {spec.name!r} on {spec.target!r}: "
@@ -1145,7 +1170,8 @@ class SwitchManager:
             host_vnic=sw.vnic.ifname if sw.vnic else None,
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
-            max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers))
+            max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
+            datapath=sw.datapath.label)
 
 
 def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:
@@ -1167,7 +1193,9 @@ def _given(settings: PortSettings | SwitchSettings) -> dict[str, Any]:
 
 
 def _discard_port(port: Port) -> None:
-    """Release a port for good: a TAP it made (persistent or not) is removed, a socket port's stale file too."""
+    """Release a port for good: a TAP it made (persistent or not) is removed, a socket port's stale file too,
+    a link's fast-path filter that a killed vswitchd left (an interrupted add-port or delete-switch)."""
+    remove_stale_fast_path(port)
     destroy = getattr(port, "destroy", None)
     if destroy is not None:
         destroy()

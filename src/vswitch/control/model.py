@@ -130,6 +130,14 @@ class SwitchType(enum.StrEnum):
     PRIVATE = "private"    # VMs only
 
 
+class DatapathMode(enum.StrEnum):
+    """Which datapath forwards a switch's frames: `auto` the kernel fast path when it can, else Python."""
+
+    AUTO = "auto"
+    KERNEL = "kernel"   # the fast path or a refusal saying why
+    PYTHON = "python"   # SwitchCore on every frame (the behaviour before the fast path)
+
+
 class PortKind(enum.StrEnum):
     TAP = "tap"
     LINK = "link"
@@ -471,6 +479,7 @@ SWITCH_FIELDS: dict[str, Check] = {
     "confirm_timeout_s": optional(check_confirm_timeout),
     "ageing_s": check_ageing,
     "max_entries": check_capacity,
+    "datapath": _enum_checker(DatapathMode, "a datapath"),
 }
 
 
@@ -569,6 +578,7 @@ class SwitchSpec(_Spec):
     confirm_timeout_s: float | None = None
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
+    datapath: DatapathMode = DatapathMode.AUTO
 
     what: ClassVar[str] = "switch"
     fields: ClassVar[Mapping[str, Check]] = SWITCH_FIELDS
@@ -582,6 +592,7 @@ class SwitchSpec(_Spec):
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = str(self.type)
+        d["datapath"] = str(self.datapath)
         return d
 
 
@@ -660,6 +671,8 @@ class SwitchInfo:
     max_entries: int = CAPACITY_DEFAULT
     confirm_deadline_s: float | None = None
     watches: int = 0          # `watch` requests recording its frames now (each costs per-frame work)
+    #: which datapath forwards and why: "kernel (tc-bpf)", "python: port vm3 is a qemu-stream port"
+    datapath: str = "python"
 
 
 @dataclass

@@ -188,11 +188,18 @@ class MacTable:
         dynamic entries evicts (fairly, as when full) down to it. Returns how many were evicted."""
         self.ageing_s = ageing_s
         self.max_entries = max_entries
-        evicted = 0
-        while self._dynamic > max_entries:
-            self._evict_one()
-            evicted += 1
-        return evicted
+        return len(self.evict_down_to(max_entries))
+
+    def evict_down_to(self, limit: int) -> list[FdbEntry]:
+        """Evict dynamic entries, fairly (`next_victim`'s rule, as when full), until at most `limit`
+        are left; returns them (a second holder of the table, the kernel fast path, removes the same)."""
+        gone: list[FdbEntry] = []
+        while self._dynamic > limit:
+            victim = self._fair_victim()
+            self._remove(victim)
+            self.evictions += 1
+            gone.append(victim)
+        return gone
 
     # -- static entries ---------------------------------------------------------------------
     def add_static(self, mac: bytes, vlan: int, port: PortId) -> None:
@@ -246,6 +253,16 @@ class MacTable:
             self._remove(e)
         return len(doomed)
 
+    def retain(self, kept: set[tuple[bytes, int]], now: float) -> None:
+        """Keep only the dynamic entries whose (mac, vlan) is in `kept`: for a second holder of the same
+        table (the kernel fast path) that removed the others itself. One not seen for more than
+        `ageing_s` at `now` went by ageing and is told (aged); any other went quietly (a flush)."""
+        doomed = [e for e in self._iter_entries() if not e.static and (e.mac, e.vlan) not in kept]
+        for e in doomed:
+            self._remove(e)
+            if now - e.seen > self.ageing_s:
+                self.events.aged(e.mac, e.vlan, e.port, now)
+
     def entries(self, now: float) -> list[FdbEntry]:
         """Live entries (aged ones excluded), statics included."""
         ageing = self.ageing_s
@@ -280,9 +297,14 @@ class MacTable:
         """The entry learning a new MAC would evict now (None while the table has room)."""
         if self._dynamic < self.max_entries:
             return None
+        return self._fair_victim()
+
+    def _fair_victim(self) -> FdbEntry:
         # The port holding the most entries pays; ties go to the port that filled up first.
         port = max(self._lru, key=lambda p: self._lru[p].count)
-        return self._lru[port].oldest()
+        victim = self._lru[port].oldest()
+        assert victim is not None  # a port's LRU exists only while it holds entries
+        return victim
 
     def _evict_one(self, now: float | None = None) -> None:
         victim = self.next_victim()

@@ -71,6 +71,13 @@ _D_INVALID_SRC = _DROPS[Reason.DROP_INVALID_SRC]
 _D_VLAN = _DROPS[Reason.DROP_VLAN_INGRESS]
 
 
+def policy_change_flushes(old: PortPolicy, new: PortPolicy) -> bool:
+    """Whether a port's learned entries go when its policy changes from `old` to `new` (its VLANs
+    changed, or it went administratively down): the rule of `SwitchCore.set_policy`, for every
+    holder of the MAC table."""
+    return old.member_vlans() != new.member_vlans() or not new.admin_up
+
+
 @dataclass(frozen=True)
 class TraceStep:
     """One stage of one frame in `process`, as a report records it.
@@ -134,7 +141,7 @@ class SwitchCore:
     def set_policy(self, port: PortId, policy: PortPolicy) -> None:
         old = self.policies[port]
         self.policies[port] = policy
-        if old.member_vlans() != policy.member_vlans() or not policy.admin_up:
+        if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
             self.events.port_state(port, policy.admin_up, "admin")

@@ -121,6 +121,9 @@ class PortState:
 class Datapath:
     """The forwarding loop of one switch. Start it, attach ports, and talk to it through `call`."""
 
+    #: which datapath forwards the switch's frames, and why (`switch show`); see datapath/fastpath.py
+    label = "python"
+
     def __init__(self, name: str, core: SwitchCore, *, clock: Callable[[], float] = time.monotonic,
                  busy_poll_s: float = 0.0, link_watch: LinkWatcher | None = None) -> None:
         self.name = name
@@ -210,6 +213,11 @@ class Datapath:
             pass
 
     # -- ports (call these through `call` once started, or before start) -----------------------
+    def open_port(self, port: Port, role: str = "vm") -> None:
+        """Open a port's back-end before `attach` (the kernel fast path leaves the links it forwards
+        closed: no socket sees their frames). Raises OSError."""
+        port.open()
+
     def attach(self, pid: Hashable, port: Port, policy: PortPolicy | None = None, role: str = "vm") -> None:
         """Add an opened port to the switch."""
         def do() -> None:

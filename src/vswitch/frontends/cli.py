@@ -197,12 +197,12 @@ def switch() -> None:
 
 def _switch_table(switches: list[SwitchInfo]) -> Table:
     table = Table(title="switches")
-    for col in ("name", "type", "nic", "host vNIC", "state", "ports", "ageing s", "max entries"):
-        table.add_column(col, no_wrap=True)
+    for col in ("name", "type", "nic", "host vNIC", "state", "ports", "ageing s", "max entries", "datapath"):
+        table.add_column(col, no_wrap=col != "datapath")
     for s in switches:
         state = s.state if s.confirm_deadline_s is None else f"{s.state} ({s.confirm_deadline_s:.0f} s left)"
         table.add_row(s.name, s.type, s.nic or "-", s.host_vnic or "-", state, str(len(s.ports)),
-                      str(s.ageing_s), str(s.max_entries))
+                      str(s.ageing_s), str(s.max_entries), s.datapath)
     return table
 
 
@@ -229,11 +229,14 @@ def _port_table(ports: list[PortInfo], title: str) -> Table:
 @click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @click.option("--ageing", type=int, metavar="S", default=None, help="MAC ageing time in seconds (default 300).")
 @click.option("--max-entries", type=int, metavar="N", default=None, help="MAC table capacity (default 8192).")
+@click.option("--datapath", default=None, metavar="auto|kernel|python",
+              help="auto (default: the kernel fast path when every port is a link, else Python), kernel "
+                   "(refuse what the fast path cannot serve) or python.")
 @json_option
 @pass_state
 def switch_create(state: CliState, name: str, nic: str | None, internal: bool, private: bool,
                   allow_management_os: bool, confirm_timeout: float | None, dry_run: bool,
-                  ageing: int | None, max_entries: int | None, as_json: bool) -> None:
+                  ageing: int | None, max_entries: int | None, datapath: str | None, as_json: bool) -> None:
     """Create switch NAME: exactly one of --external NIC, --internal, --private."""
     chosen = [t for t, on in ((SwitchType.EXTERNAL, nic is not None), (SwitchType.INTERNAL, internal),
                               (SwitchType.PRIVATE, private)) if on]
@@ -246,6 +249,8 @@ def switch_create(state: CliState, name: str, nic: str | None, internal: bool, p
         fields["ageing_s"] = ageing
     if max_entries is not None:
         fields["max_entries"] = max_entries
+    if datapath is not None:
+        fields["datapath"] = datapath
     spec = SwitchSpec.parse(fields)
     result = state.api.create_switch(spec, dry_run=dry_run)
     if dry_run:
@@ -262,7 +267,7 @@ def switch_create(state: CliState, name: str, nic: str | None, internal: bool, p
         _print_json(result)
         return
     click.echo(f"created {result.type} switch {result.name!r}" +
-               (f" (host vNIC {result.host_vnic})" if result.host_vnic else ""))
+               (f" (host vNIC {result.host_vnic})" if result.host_vnic else "") + f"; datapath: {result.datapath}")
     if result.state == "awaiting-confirm":
         left = f" within {result.confirm_deadline_s:.0f} s" if result.confirm_deadline_s is not None else ""
         click.echo(f"run `vswitch switch confirm {result.name}`{left} to keep it, or it is undone automatically")

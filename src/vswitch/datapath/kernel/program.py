@@ -60,17 +60,21 @@ class _Attached:
 
 class SwitchProgram:
     """The fast path of one switch. `ageing_s`, `max_entries`, `group_fwd_mask` as SwitchCore's;
-    `refresh_s` is how often a busy entry's last-seen time is rewritten (the core: every tick).
+    `refresh_s` is how often a busy entry's last-seen time is rewritten (the core: every tick);
+    `fdb_room` the most dynamic entries a later `set_limits` may allow (the map grows as entries come,
+    so room costs nothing until used; default `max_entries`).
 
     Raises LibbpfMissing, BpfError (the object cannot be loaded: the message carries the verifier's
     log), FileNotFoundError when the object was not built (`make bpf`)."""
 
     def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0,
-                 refresh_s: float = 1.0, static_room: int = 1024, object_path: Path | None = None) -> None:
+                 refresh_s: float = 1.0, static_room: int = 1024, fdb_room: int | None = None,
+                 object_path: Path | None = None) -> None:
         path = object_path or OBJECT_PATH
         if not path.exists():
             raise FileNotFoundError(f"{path}: the kernel fast path is not built (make bpf; needs clang, libbpf-dev)")
-        self._obj = BpfObject(str(path), max_entries={"vs_fdb": max_entries + static_room})
+        self._fdb_room = max(max_entries, fdb_room or 0)
+        self._obj = BpfObject(str(path), max_entries={"vs_fdb": self._fdb_room + static_room})
         try:
             self.tables = SwitchTables(self._obj)
             self.prog_fd = self._obj.program_fd(PROGRAM)
@@ -138,6 +142,16 @@ class SwitchProgram:
     def add_static(self, mac: bytes, vlan: int, port: PortId) -> None:
         """MacTable.add_static. Raises KeyError for an unknown port, BpfError when the map is full."""
         self.tables.add_static(mac, vlan, self._slot_of[port])
+
+    def set_limits(self, ageing_s: float, max_entries: int) -> None:
+        """A new ageing time and cap (MacTable.set_limits without the eviction: that is the caller's,
+        by the core's rule). Raises ValueError for a cap over the room the map was loaded with."""
+        if max_entries > self._fdb_room:
+            raise ValueError(f"a MAC table of {max_entries} entries is over the {self._fdb_room} the fast "
+                             "path was loaded with")
+        self._ageing_ns = int(ageing_s * _NS)
+        self._max_entries = max_entries
+        self._write_config()
 
     def expire(self, now_ns: int | None = None) -> int:
         """Remove dynamic entries not seen for more than the ageing time (MacTable.expire's rule);
@@ -212,6 +226,34 @@ class SwitchProgram:
         it was not attached, NetlinkError."""
         a = self._attached.pop(port)
         tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns)
+
+    def relink(self, port: PortId, ifindex: int, *, netns: str | None = None) -> bool:
+        """The port's link is now `ifindex` (deleted and created again under its name): the slot follows
+        it and, if the port was attached, the program goes on the new link. False when nothing changed.
+        Raises KeyError for an unknown port, NetlinkError."""
+        slot = self._slot_of[port]
+        s = self._slots[slot]
+        if not s.kernel or s.ifindex == ifindex:
+            return False
+        attached = port in self._attached
+        if attached:
+            self.detach(port)  # the old link is gone: nothing to remove there
+        self.tables.unmap_ifindex(s.ifindex)
+        s.ifindex = ifindex
+        self._write_port(slot)
+        if attached:
+            self.attach(port, netns=netns)
+        return True
+
+    @property
+    def fdb_room(self) -> int:
+        """The largest cap `set_limits` accepts (the map's size at load, less the static room)."""
+        return self._fdb_room
+
+    def hand_over_links(self) -> None:
+        """Forget the links this program is on without detaching: a new program replaced it there
+        (`tc.attach_ingress` replaces our filter), so `close` must not remove the new one's."""
+        self._attached.clear()
 
     def close(self) -> None:
         """Detach from every link and unload: no program, map or qdisc of ours is left. Idempotent;

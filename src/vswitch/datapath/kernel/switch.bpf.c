@@ -40,7 +40,8 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 9216);          /* the loader sets cap + room for statics */
+	__uint(max_entries, 9216);          /* the loader sets it: room for the largest cap + statics */
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory as entries come: a live cap increase needs no reload */
 	__type(key, struct vs_fdb_key);
 	__type(value, struct vs_fdb_val);
 } vs_fdb SEC(".maps");

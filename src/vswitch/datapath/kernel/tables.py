@@ -64,6 +64,10 @@ class SwitchTables:
         if ifindex:
             self.slot_of.update(L.U32.pack(ifindex), L.U32.pack(slot))
 
+    def unmap_ifindex(self, ifindex: int) -> None:
+        """Frames from `ifindex` belong to no slot any more (its link is gone)."""
+        self.slot_of.delete(L.U32.pack(ifindex))
+
     def clear_port(self, slot: int, ifindex: int | None) -> None:
         """Empty the slot and zero its counters (a port added there later starts from 0)."""
         if ifindex:

@@ -54,7 +54,11 @@ def ingress_filters(ifindex: int, *, netns: str | None = None) -> list[str]:
 def attach_ingress(ifindex: int, prog_fd: int, *, name: str, netns: str | None = None) -> bool:
     """Attach the program `prog_fd` to the link's tc ingress (direct action) under `name`, creating
     the clsact qdisc if needed. Returns whether it created the qdisc (pass that to `detach_ingress`).
-    Raises NetlinkError (ENODEV: no such link; EEXIST: our filter is already there)."""
+
+    A filter of ours already there (a vswitchd that died: its program kept forwarding) is replaced,
+    never doubled: removed first, with its clsact qdisc when it was the only ingress filter (that
+    qdisc was ours). Raises NetlinkError (ENODEV: no such link)."""
+    remove_stale(ifindex, name, netns=netns)
     with _ipr(netns) as ipr:
         created = False
         try:
@@ -71,6 +75,17 @@ def attach_ingress(ifindex: int, prog_fd: int, *, name: str, netns: str | None =
                 ipr.tc("del", "clsact", ifindex)
             raise
         return created
+
+
+def remove_stale(ifindex: int, name: str, *, netns: str | None = None) -> bool:
+    """Remove a filter named `name` that a vswitchd which died left on the link's ingress (its program
+    still forwards there), with the clsact qdisc when it was the only ingress filter (that qdisc was
+    ours). Returns whether there was one. Raises NetlinkError (ENODEV: no such link)."""
+    stale = ingress_filters(ifindex, netns=netns)
+    if name not in stale:
+        return False
+    detach_ingress(ifindex, remove_qdisc=stale == [name], netns=netns)
+    return True
 
 
 def detach_ingress(ifindex: int, *, remove_qdisc: bool, netns: str | None = None) -> None:

@@ -1,0 +1,552 @@
+"""The kernel datapath: a switch whose ports are all links in vswitchd's namespace, forwarded by the
+tc-bpf fast path (datapath/kernel/), with the control plane's view unchanged.
+
+`KernelDatapath` is a `Datapath` (a subclass, not a second class behind a Protocol: the thread, the
+command queue, the port records, the link watch and — when a port only Python serves arrives — the
+whole Python datapath are the base class's, so the live move to Python is "stop being special").
+While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
+back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
+second time. Python does no per-frame work; the loop wakes for commands and the tick only.
+
+Invariants:
+- `core` holds the ports, policies, oper state and static entries as the program does (every change
+  goes to both), so `policy`, `port_state` and `trace` answer from it. Its MAC table holds only the
+  statics while on the fast path: the dynamic entries live in the program's map; `trace` and the
+  tick's eviction copy them into the core first (`_load_fdb`), so the one decision function and the
+  one eviction rule (core/fdb.py) are used, never re-implemented.
+- Table full: the program cannot evict (it sends a new MAC at the cap up, which no one serves yet:
+  the frame is lost, counted `upcall_table_full`). The tick keeps room: when the dynamic count is
+  within `headroom` of the cap it evicts by the core's fair rule down to cap - headroom, so a new MAC
+  waits at most one tick.
+- Ageing on the tick (`SwitchProgram.expire`, the core's rule on the program's clock), once a second.
+- A port only Python serves (`refusal` says which) added to an `auto` switch moves it to the Python
+  datapath live: the MAC table and counters are carried into the core, the programs are detached and
+  unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
+  A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
+- `watch` needs every frame's decision, which only Python reports (the ring buffer is later): the
+  first observer moves the switch to Python, and it comes back to the fast path (`_back_to_kernel`:
+  a new program, learned entries learned again, counters carried) when the last observer goes — or
+  when the last port only Python serves is removed.
+- `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
+  ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
+  replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
+  Python datapath instead, `PythonDatapath` removes that filter before opening the link's sockets
+  (else the old program and Python would both forward each frame).
+Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from vswitch.core.policy import PortPolicy
+from vswitch.core.reasons import Reason
+from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
+from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
+from vswitch.ports.base import Port
+from vswitch.ports.link import LinkPort
+
+log = logging.getLogger(__name__)
+
+KERNEL_LABEL = "kernel (tc-bpf)"
+#: the MAC map is loaded with room for at least this many dynamic entries (not preallocated, but its
+#: hash buckets are: ~16 bytes each), so most cap increases need no reload
+FDB_ROOM_MIN = 65536
+EXPIRE_EVERY_S = 1.0
+_LABEL_REASON = {r.label: r for r in Reason}
+
+
+class FastPathRefused(OSError):
+    """A switch asked for the kernel datapath (`--datapath kernel`) cannot have it; `strerror` says why."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(errno.EOPNOTSUPP, why)
+
+
+def role_refusal(role: str) -> str | None:
+    """Why a switch's own port of this role cannot be on the fast path yet, None when it can."""
+    if role == "host-vnic":
+        return "the host vNIC is a TAP vswitch reads itself (not on the fast path yet)"
+    if role == "uplink":
+        return "an external switch's uplink is not on the fast path yet (its takeover owns the NIC's ingress)"
+    return None
+
+
+def refusal(pid: Hashable, port: Port, role: str) -> str | None:
+    """Why a port cannot be on the fast path, None when it can (a `link` port of a VM)."""
+    why = role_refusal(role)
+    if why is None and not isinstance(port, LinkPort):
+        why = f"port {pid} is a {port.kind} port"
+    return why
+
+
+def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
+                  **kw: Any) -> Datapath:
+    """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
+    it, for the label); `own_roles` the roles of the switch's own ports (uplink, host-vnic) it will
+    attach; `kw` go to `Datapath`.
+    `auto` gives the kernel datapath when the program loads and every own port qualifies, else the
+    Python one saying why (`label`). Raises FastPathRefused (mode "kernel" only)."""
+    if mode == "python":
+        dp = PythonDatapath(name, core, **kw)
+        dp.label = f"python ({chosen_by})"
+        return dp
+    why = next(filter(None, map(role_refusal, own_roles)), None)
+    program = None
+    if why is None:
+        from vswitch.datapath.kernel import unavailable_reason
+        why = unavailable_reason()
+    if why is None:
+        try:
+            program = _load(core.fdb.ageing_s, core.fdb.max_entries)
+        except (OSError, ValueError) as exc:
+            why = f"the fast path did not load: {str(exc)[:500]}"
+    if program is None:
+        assert why is not None
+        if mode == "kernel":
+            raise FastPathRefused(f"switch {name!r} cannot use the kernel datapath ({chosen_by}): {why}")
+        dp = PythonDatapath(name, core, **kw)
+        dp.label = f"python: {why}"
+        return dp
+    return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+
+
+class PythonDatapath(Datapath):
+    """The Python datapath, which first takes off a link port's link the fast-path filter a killed
+    vswitchd may have left there: its program would go on forwarding every frame Python forwards too."""
+
+    def open_port(self, port: Port, role: str = "vm") -> None:
+        remove_stale_fast_path(port)
+        port.open()
+
+
+def remove_stale_fast_path(port: Port) -> None:
+    """Take off a link port's link the fast-path filter a killed vswitchd left there (its program goes
+    on forwarding): before the Python datapath opens the link, and when a port is discarded for good
+    (a crash recovery undoing it). Best effort: no link, no netlink, nothing of ours — nothing done."""
+    if not isinstance(port, LinkPort):
+        return
+    try:
+        from vswitch.datapath.kernel import tc
+        from vswitch.datapath.kernel.program import PROGRAM
+        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
+            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)
+    except Exception as exc:  # the link is gone (open says so), no netlink here: nothing of ours there
+        log.debug("looking for a stale fast path on %s: %s", port.ifname, exc)
+
+
+class KernelDatapath(Datapath):
+    """A switch's datapath on the kernel fast path; the `Datapath` methods with the same meaning.
+
+    `program` is the loaded `SwitchProgram` (owned from here on: `stop` closes it); `required` (mode
+    kernel) refuses ports only Python serves instead of moving to Python."""
+
+    def __init__(self, name: str, core: SwitchCore, program: Any, *, required: bool, chosen_by: str = "",
+                 clock: Callable[[], float] = time.monotonic, busy_poll_s: float = 0.0,
+                 link_watch: LinkWatcher | None = None) -> None:
+        super().__init__(name, core, clock=clock, busy_poll_s=busy_poll_s, link_watch=link_watch)
+        self.program: Any = program
+        self.required = required
+        self.chosen_by = chosen_by
+        self.label = KERNEL_LABEL
+        self._next_expire = 0.0
+        #: each port's link tx counters when the program went on it (stats count from there)
+        self._tx_base: dict[Hashable, tuple[int, int]] = {}
+
+    # A watch (or lab trace) needs every frame's decision, which only the Python datapath reports
+    # (the program's ring buffer is later): the first observer moves the switch to Python.
+    @property  # type: ignore[override]
+    def frame_observers(self) -> list[Callable[[Hashable, bytes, int, Decision], None]]:
+        return self._observers
+
+    @frame_observers.setter
+    def frame_observers(self, value: list[Callable[[Hashable, bytes, int, Decision], None]]) -> None:
+        self._observers = _Observers(self, value)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the loop, then detach and unload the program. Idempotent."""
+        try:
+            super().stop()
+        finally:
+            program, self.program = self.program, None
+            if program is not None:
+                program.close()
+
+    # -- ports ----------------------------------------------------------------------------------
+    def open_port(self, port: Port, role: str = "vm") -> None:
+        """A port the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
+        switch, refused — even while a watch has it on Python: FastPathRefused). Raises OSError."""
+        why = refusal(port.name, port, role)
+        if why is not None and self.required:
+            raise FastPathRefused(self._refused(why))
+        if why is None and self.program is not None:
+            return
+        port.open()
+
+    def _refused(self, why: str) -> str:
+        return (f"switch {self.name!r} runs on the kernel datapath ({self.chosen_by}): {why}, which only the "
+                "Python datapath serves")
+
+    def attach(self, pid: Hashable, port: Port, policy: PortPolicy | None = None, role: str = "vm") -> None:
+        """Add a port: a slot of the program with the program on its link, or (a port only Python
+        serves) the move to Python first. Raises ValueError (attached already), FastPathRefused,
+        OSError (the link is gone), NetlinkError."""
+        def do() -> bool:
+            why = refusal(pid, port, role)
+            if why is not None and self.required:
+                raise FastPathRefused(self._refused(why))
+            if self.program is None:
+                return False
+            if why is not None:
+                self._to_python(why)
+                return False
+            if pid in self._ports:
+                raise ValueError(f"port {pid!r} already attached")
+            assert isinstance(port, LinkPort)
+            port.close()  # opened while a watch had the switch on Python: the program serves it now
+            ifindex = socket.if_nametoindex(port.ifname)
+            self.program.add_port(pid, policy, ifindex=ifindex)
+            try:
+                self.program.attach(pid)
+            except BaseException:
+                self.program.remove_port(pid)
+                raise
+            self._ports[pid] = PortState(pid, port, role)
+            self.core.add_port(pid, policy)
+            self._tx_base[pid] = _link_tx(port.ifname)
+            return True
+        if not self.call(do):
+            super().attach(pid, port, policy, role)
+        elif self.link_watch is not None:
+            self.link_watch.watch(self, pid, port)
+
+    def detach(self, pid: Hashable) -> Port:
+        def do() -> Port:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.detach(self, pid)
+            ps = self._ports.pop(pid)
+            self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
+            self.core.remove_port(pid)
+            return ps.port
+        port = self.call(do)
+        self._unwatch(pid)
+        self.call(self._back_to_kernel)  # the port only Python served may have been this one
+        return port
+
+    def set_link_state(self, pid: Hashable, up: bool, mtu: int | None = None) -> None:
+        super().set_link_state(pid, up, mtu)
+        if self.program is None:
+            return
+
+        def do() -> None:
+            if self.program is None or pid not in self._ports:
+                return
+            if up:  # the link may be a new one under the old name (a VM's veth rebuilt)
+                try:
+                    self.program.relink(pid, socket.if_nametoindex(self._ports[pid].port.ifname))  # type: ignore[attr-defined]
+                except OSError:
+                    pass  # gone again: the next event says so
+            self.program.set_oper_up(pid, up)
+            if not up:  # as SwitchCore.set_oper_up: a port going down forgets what it learned
+                self.program.tables.flush(slot=self.program.slot(pid))
+        self.call(do)
+
+    # -- rules ----------------------------------------------------------------------------------
+    def set_policy(self, pid: Hashable, policy: PortPolicy) -> None:
+        def do() -> None:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.set_policy(self, pid, policy)
+            old = self.core.policies[pid]
+            self.core.set_policy(pid, policy)
+            self.program.set_policy(pid, policy)
+            if policy_change_flushes(old, policy):
+                self.program.tables.flush(slot=self.program.slot(pid))
+        self.call(do)
+
+    def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
+        def do() -> None:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.add_static(self, mac, vlan, pid)
+            self.program.add_static(mac, vlan, pid)
+            self.core.fdb.add_static(mac, vlan, pid)
+        self.call(do)
+
+    def remove_static(self, mac: bytes, vlan: int) -> bool:
+        def do() -> bool:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.remove_static(self, mac, vlan)
+            if not self.core.fdb.remove_static(mac, vlan):
+                return False
+            self.program.tables.delete(mac, vlan)
+            return True
+        return self.call(do)
+
+    def set_fdb_limits(self, ageing_s: float, max_entries: int) -> int:
+        def do() -> int:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.set_fdb_limits(self, ageing_s, max_entries)
+            if max_entries > self.program.fdb_room:
+                self._reload(ageing_s, max_entries)
+            self.program.set_limits(ageing_s, max_entries)
+            gone = self._evict_down_to(max_entries)
+            self.core.fdb.set_limits(ageing_s, max_entries)
+            return gone
+        return self.call(do)
+
+    # -- tables ---------------------------------------------------------------------------------
+    def fdb_entries(self) -> list[FdbRow]:
+        def read() -> list[FdbRow]:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.fdb_entries(self)
+            now_ns, ageing = time.monotonic_ns(), self.core.fdb.ageing_s
+            rows = []
+            for pid, r in self._program_entries():
+                age = max(0.0, (now_ns - r.seen_ns) / 1e9)
+                if r.static or age <= ageing:
+                    rows.append(FdbRow(r.mac, r.vlan, pid, 0.0 if r.static else age, r.static))
+            return rows
+        return self.call(read)
+
+    def fdb_flush(self) -> int:
+        def do() -> int:
+            if self.program is None:  # moved to Python meanwhile (a watch)
+                return Datapath.fdb_flush(self)
+            self.core.fdb.flush()  # only what a trace copied there
+            return self.program.tables.flush()
+        return self.call(do)
+
+    def port_counters(self) -> dict[Hashable, dict[str, Any]]:
+        def read() -> dict[Hashable, dict[str, Any]]:
+            if self.program is None:
+                return Datapath.port_counters(self)
+            return {pid: self._snapshot(ps) for pid, ps in self._ports.items()}
+        return self.call(read)
+
+    def trace(self, pid: Hashable, frame: bytes) -> tuple[Decision, list[TraceStep]]:
+        """`Datapath.trace` (SwitchCore.trace) on the program's MAC table, copied into the core first."""
+        def run() -> tuple[Decision, list[TraceStep]]:
+            if self.program is not None:
+                self._load_fdb()
+            return Datapath.trace(self, pid, frame)
+        return self.call(run)
+
+    def _program_entries(self) -> list[tuple[Hashable, Any]]:
+        out = []
+        for r in self.program.tables.fdb_entries():
+            try:
+                out.append((self.program.port_at(r.slot), r))
+            except KeyError:  # a slot emptied while the map was read
+                continue
+        return out
+
+    def _load_fdb(self) -> None:
+        """The core's MAC table := the program's, through the core's own `learn` in last-seen order and
+        its `expire`: the core's LRU and fair eviction see what the program saw, and its events tell
+        what the program did since the last copy (learned, moved, aged — one decision about what is an
+        event, the core's); `MacTable.retain` drops what the program no longer has. Statics are in both."""
+        fdb = self.core.fdb
+        kept: set[tuple[bytes, int]] = set()
+        for pid, r in sorted(self._program_entries(), key=lambda e: e[1].seen_ns):
+            if not r.static:
+                fdb.learn(r.mac, r.vlan, pid, r.seen_ns / 1e9)
+                kept.add((r.mac, r.vlan))
+        fdb.retain(kept, self._clock())
+
+    def _evict_down_to(self, limit: int) -> int:
+        """Evict from the program by the core's fair rule until at most `limit` dynamic entries are left."""
+        if self.program.tables.dynamic_count() <= limit:
+            return 0
+        self._load_fdb()
+        gone = self.core.fdb.evict_down_to(limit)
+        for e in gone:
+            self.program.tables.delete(e.mac, e.vlan)
+        return len(gone)
+
+    def _snapshot(self, ps: PortState) -> dict[str, Any]:
+        """A port's counters as `PortCounters.snapshot` shapes them: what the core counted (while on
+        Python, if it was) plus what the program counted since it was loaded."""
+        snap = self.core.counters[ps.pid].snapshot()
+        mine = self._program_snapshot(ps)
+        for f in _SUMMED:
+            snap[f] += mine[f]
+        for label, n in mine["drops"].items():
+            snap["drops"][label] = snap["drops"].get(label, 0) + n
+        return snap
+
+    def _program_snapshot(self, ps: PortState) -> dict[str, Any]:
+        """The program's counters of one port. A frame that went up (nobody serves upcalls yet) is a
+        drop under its cause; tx is what the link sent since the program went on it."""
+        from vswitch.datapath.kernel import layout as L
+        c = self.program.counters(ps.pid)
+        drops = {L.COUNTERS[i]: c[L.COUNTERS[i]] for i, r in L.COUNTER_REASON.items()
+                 if r.is_drop and c[L.COUNTERS[i]]}
+        drops.update({L.COUNTERS[i]: c[L.COUNTERS[i]] for i in L.UPCALL_CAUSES if c[L.COUNTERS[i]]})
+        tx_frames, tx_bytes = _link_tx(getattr(ps.port, "ifname", ""))
+        base = self._tx_base.get(ps.pid, (0, 0))
+        return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": max(0, tx_frames - base[0]),
+                "tx_bytes": max(0, tx_bytes - base[1]), "drops": drops}
+
+    # -- the tick ---------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        super()._tick()
+        if self.program is None or self._clock() < self._next_expire:
+            return
+        self._next_expire = self._clock() + EXPIRE_EVERY_S
+        self.program.expire()
+        self._load_fdb()  # the core's copy, and with it the MAC events, at most one tick behind
+        cap = self.core.fdb.max_entries
+        self._evict_down_to(cap - headroom(cap))
+
+    def _reload(self, ageing_s: float, max_entries: int) -> None:
+        """A program with a larger MAC map in place of this one, on the same links (each filter replaced
+        by tc.attach_ingress: a frame or two may pass unforwarded meanwhile): ports, policies, oper state
+        and statics carried over; learned entries are learned again (the program alone counts what it
+        adds)."""
+        old = self.program
+        new = _load(ageing_s, max_entries)
+        try:
+            for pid, ps in self._ports.items():
+                new.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+                new.set_oper_up(pid, not ps.carrier_down)
+            for table in self.core.fdb.by_vlan.values():
+                for e in table.values():
+                    if e.static:
+                        new.add_static(e.mac, e.vlan, e.port)
+            for pid in self._ports:
+                new.attach(pid)
+        except BaseException:
+            new.close()
+            raise
+        old.hand_over_links()
+        self.program = new
+        old.close()
+
+    # -- moving to Python and back ----------------------------------------------------------------
+    def _back_to_kernel(self) -> None:
+        """On the datapath thread: back on the fast path once nothing needs Python any more (no watch,
+        every port a link port). The learned entries are learned again; counters go on from the core's.
+        Nothing changes when the program cannot be loaded or attached (logged)."""
+        if self.program is not None or self._observers or self._stopped:
+            return
+        if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
+            return
+        try:
+            program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
+        except (OSError, ValueError) as exc:
+            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
+            return
+        try:
+            for pid, ps in self._ports.items():
+                program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+                program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
+            for table in self.core.fdb.by_vlan.values():
+                for e in table.values():
+                    if e.static:
+                        program.add_static(e.mac, e.vlan, e.port)
+            for pid in self._ports:
+                program.attach(pid)
+        except Exception as exc:  # the switch keeps forwarding on Python
+            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
+            program.close()
+            return
+        # the program is on every link before the sockets close: frames queued in them are dropped
+        # with them, none is forwarded twice
+        self.program = program
+        self.label = KERNEL_LABEL
+        for ps in self._ports.values():
+            self._unregister(ps)
+            ps.queue.clear()
+            ps.failed, ps.error, ps.link_down = False, "", False
+            ps.port.close()
+            self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
+        self.core.fdb.flush()
+        log.info("switch %s is back on the kernel datapath", self.name)
+
+    # -- moving to Python -------------------------------------------------------------------------
+    def _to_python(self, why: str) -> None:
+        """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
+        into the core, the program off every link and unloaded, then the links' sockets opened."""
+        program = self.program
+        self._load_fdb()
+        for ps in self._ports.values():
+            _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
+        self.program = None
+        self.label = f"python: {why}"
+        # a switch given such a port first never forwarded on the fast path: not worth a line
+        log.log(logging.INFO if self._ports else logging.DEBUG, "switch %s moves to the Python datapath: %s",
+                self.name, why)
+        try:
+            program.close()
+        finally:
+            for ps in self._ports.values():
+                ps.port.count_rx_drop = self.core.counters[ps.pid].drop
+                try:
+                    ps.port.open()
+                except OSError as exc:
+                    self._fail(ps, exc)  # the tick reopens it
+                    continue
+                ps.hdr_len = ps.port.vnet_hdr_len  # known once open (PACKET_VNET_HDR accepted or not)
+                ps.generation = -1
+                self._sync_fds(ps)
+
+
+class _Observers(list):  # type: ignore[type-arg]
+    """The frame observers of a KernelDatapath: adding one (on the datapath thread, as the manager's
+    `watch` does) moves the switch to the Python datapath, which alone sees each frame's decision."""
+
+    def __init__(self, dp: KernelDatapath, items: Iterable[Any]) -> None:
+        super().__init__(items)
+        self._dp = dp
+
+    def append(self, obs: Any) -> None:
+        if self._dp.program is not None:
+            self._dp._to_python("a watch asked for every frame's decision (the fast path does not report them yet)")
+        super().append(obs)
+
+    def remove(self, obs: Any) -> None:
+        super().remove(obs)
+        if not self:
+            self._dp._back_to_kernel()
+
+
+def _load(ageing_s: float, max_entries: int) -> Any:
+    """A SwitchProgram for this cap (raises OSError/BpfError, ValueError)."""
+    from vswitch.datapath.kernel.program import SwitchProgram
+    return SwitchProgram(ageing_s=ageing_s, max_entries=max_entries, fdb_room=max(max_entries, FDB_ROOM_MIN))
+
+
+def headroom(cap: int) -> int:
+    """How far below the cap the tick keeps the fast path's dynamic entries (room for a tick's new MACs)."""
+    return max(1, min(1024, cap // 16))
+
+
+_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused")
+
+
+def _fold(c: Any, snap: dict[str, Any]) -> None:
+    """Add a fast-path snapshot into a core `PortCounters` (the switch moving to Python keeps its counts)."""
+    for f in _SUMMED:
+        setattr(c, f, getattr(c, f) + snap[f])
+    for label, n in snap["drops"].items():
+        r = _LABEL_REASON.get(label)
+        if r is not None:
+            c.drops[r] = c.drops.get(r, 0) + n
+
+
+def _link_tx(ifname: str) -> tuple[int, int]:
+    """(tx_packets, tx_bytes) of a link in our namespace: what the fast path sent out of it (plus what
+    the link's own stack sent, e.g. IPv6 neighbour discovery); (0, 0) when it cannot be read."""
+    out = []
+    for what in ("tx_packets", "tx_bytes"):
+        try:
+            with open(f"/sys/class/net/{ifname}/statistics/{what}") as f:
+                out.append(int(f.read()))
+        except (OSError, ValueError):
+            return 0, 0
+    return out[0], out[1]
