@@ -393,6 +393,7 @@ class SwitchManager:
             raise InvalidRequest(f"taking over {spec.nic} failed and was rolled back: {exc}") from exc
         except hostnic.TakeoverRefused as exc:
             raise InvalidRequest(str(exc)) from exc
+        undo.callback(takeover.restore)  # (idempotent: the caller's own give-back may have run first)
         if self.store is not None:
             try:
                 self.store.put_snapshot(spec.name, {**snap, "applied": True})
@@ -662,8 +663,8 @@ class SwitchManager:
             uplink.close()
             if self.store is not None:
                 self.store.drop_snapshot(old.name)
-            crashpoint("set-switch.given-back")
             rollback.callback(self._retake, sw, old)
+            crashpoint("set-switch.given-back")
         if new.has_host_vnic and sw.vnic is None:
             self._open_vnic(sw, vnic_name, rollback)
             crashpoint("set-switch.vnic")
@@ -684,8 +685,8 @@ class SwitchManager:
             self._detach_own(sw, HOST_PORT)
             sw.vnic = None
             vnic.destroy()
-            crashpoint("set-switch.vnic-removed")
             rollback.callback(self._retake_vnic, sw, old)
+            crashpoint("set-switch.vnic-removed")
 
     def _set_link_up(self, name: str, up: bool) -> None:
         with self._netlink() as nl:
@@ -699,9 +700,9 @@ class SwitchManager:
             return
         try:
             sw.takeover.restore()
-        except hostnic.TakeoverError as exc:  # every undo is idempotent: a refused one is tried once more
+        except hostnic.TakeoverError as exc:  # a refused undo is tried once more
             log.warning("switch %s: giving %s back: %s; trying once more", sw.spec.name, sw.spec.nic, exc)
-            sw.takeover.restore()
+            sw.takeover.restore_again()
         sw.takeover = None
 
     def _retake(self, sw: _Switch, spec: SwitchSpec) -> None:
