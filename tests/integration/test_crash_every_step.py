@@ -65,8 +65,8 @@ def _new(name: str, kind: SwitchType) -> Call:
     return lambda api: api.create_switch(SwitchSpec(name, kind))
 
 
-def _set(name: str, **settings: object) -> Call:
-    return lambda api: api.set_switch(name, SwitchSettings(**settings))  # type: ignore[arg-type]
+def _set(switch: str, **settings: object) -> Call:
+    return lambda api: api.set_switch(switch, SwitchSettings(**settings))  # type: ignore[arg-type]
 
 
 def _port(name: str, kind: PortKind, target: str) -> Call:

@@ -11,18 +11,24 @@ Invariants:
   taken), before anything changes: a refused request changes nothing (InvalidRequest / NotFound /
   Conflict carry the message).
 - Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
-  port) first writes an intent to the store (one transaction), then applies its steps (each
-  registering its undo at once; a failure unwinds them in reverse), then commits the result and
-  ends the intent in one transaction. A store that cannot be written (StoreError, HTTP 503) undoes
-  what was applied. On start, `restore` finishes or undoes every intent it finds (create and add:
-  undone; delete and remove: finished), replays orphaned takeover snapshots, then recreates the
+  port, change a switch's connection or rename one with a host vNIC) first writes an intent to the
+  store (one transaction), then applies its steps (each registering its undo at once; a failure
+  unwinds them in reverse), then commits the result and ends the intent in one transaction. A store
+  that cannot be written (StoreError, HTTP 503) undoes what was applied. On start, `restore`
+  finishes or undoes every intent it finds (create and add: undone; delete and remove: finished; a
+  connection change: undone unless its last step, removing a vNIC, was done; a rename: finished once
+  the link was renamed), replays orphaned takeover snapshots, then recreates the
   stored switches, *adopting* what the kernel kept (the persistent host vNIC with its addresses, a
   takeover marked applied) instead of rebuilding it. The takeover snapshot stored before the NIC is
   touched is the very one applied, so a restarted daemon undoes exactly what was done.
-- Settings (`set_port`, `set_switch`, static entries `fdb_add`/`fdb_del`) touch no kernel object:
-  stored first (one write), then applied on the datapath thread between two batches, so the other
-  ports never stop forwarding; static entries come back on `restore` after their switch's ports.
+- Settings (`set_port`, `set_switch`'s ageing and capacity, static entries `fdb_add`/`fdb_del`) touch
+  no kernel object: stored first (one write), then applied on the datapath thread between two
+  batches, so the other ports never stop forwarding; static entries come back on `restore` after
+  their switch's ports. A connection change keeps the datapath running: only the uplink and host
+  vNIC ports come and go, so VM ports forward between each other throughout.
 - Confirm deadlines are absolute (epoch seconds, stored); `confirm` is stored before it is answered.
+  An unconfirmed `switch set` to External goes back to the connection stored beside its takeover
+  snapshot (``revert_to``), live or at the next start.
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
 - The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it. A clean
