@@ -9,19 +9,28 @@ BINDIR := $(DESTDIR)$(PREFIX)/bin
 COMPLETIONDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 PROGRAMS := vswitch vswitchd
 # command -> Debian package that provides it
-SYSTEM_TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 tcpdump:tcpdump ethtool:ethtool
+SYSTEM_TOOLS := ip:iproute2 ping:iputils-ping iperf3:iperf3 tcpdump:tcpdump ethtool:ethtool clang:clang
 # packages checked by name (a dynamic busybox would also answer to `busybox`; the QEMU guest needs the static one)
-SYSTEM_PACKAGES :=
+# libbpf-dev: the BPF helper headers the kernel fast path is compiled with
+SYSTEM_PACKAGES := libbpf-dev
 # the tests also boot real QEMU guests (vswitch.lab.guest); the demo and the benchmark do not
 test: SYSTEM_TOOLS += qemu-system-x86_64:qemu-system-x86
 test: SYSTEM_PACKAGES += busybox-static
 
-.PHONY: test lint demo bench system-deps venv clean install uninstall
+.PHONY: test lint demo bench system-deps venv clean install uninstall bpf
+
+# The kernel fast path's BPF object, built beside its source (shipped as source, built per machine).
+# Without clang or the libbpf headers everything else works: the fast path is not available and its
+# tests are skipped with that reason.
+CLANG ?= clang
+BPF_DIR := src/vswitch/datapath/kernel
+BPF_OBJ := $(BPF_DIR)/switch.bpf.o
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
 
 # two workers: most integration tests wait on kernels, guests and daemons, not on the CPU
 TEST_WORKERS ?= 2
 
-test: system-deps venv
+test: system-deps venv bpf
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 lint: venv
@@ -45,6 +54,17 @@ system-deps:
 	  fi; \
 	fi
 
+bpf:
+	@if command -v $(CLANG) >/dev/null 2>&1 && [ -e /usr/include/bpf/bpf_helpers.h ]; then \
+	  $(MAKE) --no-print-directory $(BPF_OBJ); \
+	else \
+	  echo "kernel fast path not built: needs $(CLANG) and the libbpf-dev headers (run 'make' as root to install"; \
+	  echo "them, or: sudo apt-get install clang libbpf-dev); its tests will be skipped with that reason"; \
+	fi
+
+$(BPF_OBJ): $(BPF_DIR)/switch.bpf.c $(BPF_DIR)/switch.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -54,7 +74,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis $(BPF_OBJ)
 
 # Idempotent; refuses to replace a program that is not a link (e.g. another installation's). The links
 # point into this checkout: after moving it, run `make install` again. PREFIX=~/.local works without root.

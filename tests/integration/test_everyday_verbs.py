@@ -143,6 +143,40 @@ def test_a_static_entry_survives_a_rename_and_a_restart_and_a_frame_from_elsewhe
         assert store.statics(sw) == [], "a deleted static entry is gone from the store too"
 
 
+def _mac_in(ns: str, ifname: str) -> str:
+    out = ns_helpers.run(ns, ["ip", "-br", "link", "show", ifname]).stdout.split()
+    return out[2]
+
+
+def test_port_set_mac_gives_the_vms_nic_its_mac_live_and_again_after_a_restart(netns, tmp_path: Path):
+    db = tmp_path / "config.sqlite"
+    new_mac = "02:95:00:00:00:aa"
+    m = SwitchManager(ConfigStore(db))
+    try:
+        sw = ns_helpers.unique_name("em")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        ns1, tap1 = _vm(m, netns, sw, "vm1", "10.95.0.1/24", "02:95:00:00:00:01")
+        ns2, _ = _vm(m, netns, sw, "vm2", "10.95.0.2/24", "02:95:00:00:00:02")
+        assert ns_helpers.ping(ns1, "10.95.0.2")
+        info = m.set_port(sw, "vm1", PortSettings(mac=new_mac))
+        assert info.mac == new_mac and _mac_in(ns1, tap1) == new_mac, \
+            "the TAP in the VM's namespace has the new MAC, while up"
+        ns_helpers.run(ns2, ["ip", "neigh", "flush", "dev", "all"], check=False)
+        assert ns_helpers.ping(ns2, "10.95.0.1"), "vm2 reaches vm1 at its new MAC"
+        assert any(e.mac == new_mac and e.port == "vm1" for e in m.fdb_show(sw)), "the switch learned it"
+    finally:
+        m.shutdown()
+    ns_helpers.run(ns1, ["ip", "link", "set", tap1, "address", "02:95:00:00:00:bb"])
+    m = SwitchManager(ConfigStore(db))
+    try:
+        m.restore()
+        assert m.restore_errors == []
+        assert _mac_in(ns1, tap1) == new_mac, "on re-attach the stored MAC is given again"
+        assert m.get_port(sw, "vm1").mac == new_mac
+    finally:
+        m.shutdown()
+
+
 def test_nic_list_offers_a_free_veth_but_not_taps_vnics_or_ports(netns):
     m = SwitchManager()
     free, peer = ns_helpers.unique_name("nf"), ns_helpers.unique_name("np")
@@ -160,6 +194,7 @@ def test_nic_list_offers_a_free_veth_but_not_taps_vnics_or_ports(netns):
         nics = {n.name: n for n in m.list_nics()}
         assert free in nics and nics[free].kind == "veth" and "192.0.2.77/32" in nics[free].addresses
         assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", nics[free].mac)
+        assert nics[free].speed_mbps == 10000, "a veth reports 10 Gb/s through ethtool"
         for name, why in ((held, "a port"), (held_peer, "the peer of a veth port"), (tap, "a TAP port"),
                           (info.host_vnic, "a host vNIC"), ("lo", "loopback")):
             assert name not in nics, f"{name} is {why}: never an uplink"

@@ -8,8 +8,10 @@ import os
 import pytest
 from labkit import api_factory, lab_name, leftovers, ping
 
+import netns as ns_helpers
 from vswitch.lab import LabError, builtin_topology, down, list_labs, up
 from vswitch.lab import builder as lab_builder
+from vswitch.lab import netns as labnetns
 from vswitch.lab.state import state_path
 
 pytestmark = pytest.mark.root
@@ -98,3 +100,10 @@ def test_a_build_that_fails_midway_undoes_everything(monkeypatch, fail_in):
         assert not os.path.exists(f"/proc/{pid}"), f"vswitchd {pid} of the failed lab still runs"
     with pytest.raises(LabError, match="no lab named"):
         down(name)
+
+
+def test_a_misspelt_namespace_is_refused_not_created():
+    missing = ns_helpers.unique_name("nsx")
+    with pytest.raises(labnetns.NetnsError, match=f"no network namespace '{missing}'"):
+        labnetns.set_up(missing, "lo")
+    assert not labnetns.exists(missing), "asking about a namespace never creates it"

@@ -9,6 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from vswitch.control import config_file, config_plan, ownership
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
     Conflict,
     FdbEntryInfo,
@@ -51,7 +54,9 @@ class FakeApi:
         self.fdb: dict[str, list[FdbEntryInfo]] = {}
         self.specs: dict[tuple[str, str], PortSpec] = {}
         #: what `list_nics` answers
-        self.nics: list[NicInfo] = [NicInfo("eth0", "52:54:00:00:00:01", True, "device", ["192.0.2.10/24"], True)]
+        self.nics: list[NicInfo] = [NicInfo("eth0", "52:54:00:00:00:01", True, "device", ["192.0.2.10/24"], True,
+                                                   speed_mbps=25000),
+                                           NicInfo("eth1", "52:54:00:00:00:02", False, "device")]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.threads: set[str] = set()
         self._lock = threading.Lock()
@@ -68,10 +73,26 @@ class FakeApi:
         except KeyError:
             raise NotFound(f"no switch named {name!r}") from None
 
+    def _owners(self) -> ownership.OwnerIndex:
+        """Who holds each link and socket path, as the manager asks it (control/ownership.py)."""
+        owners = ownership.OwnerIndex()
+        for name, info in self.switches.items():
+            owners.add_switch(name, info.nic, info.host_vnic)
+            for p in info.ports:
+                if (name, p.name) in self.specs:
+                    owners.add_port(name, self.specs[(name, p.name)])
+        return owners
+
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False) -> SwitchInfo | list[str]:
         self._note("create_switch", spec, dry_run)
         if spec.name in self.switches:
             raise Conflict(f"switch {spec.name!r} already exists")
+        # one owner per link, as the manager: a NIC or a (15-byte) host vNIC name another switch holds
+        owners = self._owners()
+        if spec.nic is not None:
+            owners.refuse_taken([(ownership.LINK, spec.nic)], f"the uplink of switch {spec.name!r}")
+        if spec.has_host_vnic:
+            owners.refuse_taken([(ownership.LINK, host_vnic_name(spec.name))], f"the host vNIC of switch {spec.name!r}")
         if dry_run:
             steps = [f"create switch {spec.name} ({spec.type})"]
             if spec.nic:
@@ -114,6 +135,8 @@ class FakeApi:
         info = self._get(switch)
         if any(p.name == spec.name for p in info.ports):
             raise Conflict(f"switch {switch!r} already has a port named {spec.name!r}")
+        self._owners().refuse_taken(ownership.port_targets(spec),
+                                    f"{spec.kind} port {spec.name!r} of switch {switch!r}")
         details: dict[str, Any] = {}
         if spec.kind == PortKind.QEMU_STREAM:
             details["qemu_arg"] = (f"-netdev stream,id={spec.name},server=off,"
@@ -149,6 +172,7 @@ class FakeApi:
         spec = self.specs[(switch, port)] = new
         info.vlan_mode, info.up = vlan_mode(spec), spec.admin_up
         info.admin_up, info.learning, info.flooding = spec.admin_up, spec.learning, spec.flooding
+        info.mac = spec.mac
         return info
 
     def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
@@ -216,6 +240,19 @@ class FakeApi:
             raise InvalidRequest(f"{mac} is static in several VLANs: give the VLAN (--vlan)")
         self.fdb[switch] = [e for e in self.fdb[switch] if e not in doomed]
 
+    def config_export(self) -> ConfigDocument:
+        self._note("config_export")
+        return config_file.document(
+            (SwitchSpec(info.name, SwitchType(info.type), info.nic, info.allow_management_os,
+                        ageing_s=info.ageing_s, max_entries=info.max_entries),
+             [self.specs[(name, p.name)] for p in info.ports if (name, p.name) in self.specs],
+             [StaticEntry(e.mac, e.port, e.vlan) for e in self.fdb[name] if e.static])
+            for name, info in self.switches.items())
+
+    def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
+        self._note("config_apply", document, dry_run, prune)
+        return config_plan.apply(self, document, dry_run=dry_run, prune=prune)  # type: ignore[arg-type]
+
     def list_nics(self) -> list[NicInfo]:
         self._note("list_nics")
         return list(self.nics)
@@ -226,6 +263,8 @@ class FakeApi:
         for i, p in enumerate(info.ports):
             if p.name == port:
                 del info.ports[i]
+                # as the manager: the port's MAC table entries, static ones too, go with it
+                self.fdb[switch] = [e for e in self.fdb[switch] if e.port != port]
                 return
         raise NotFound(f"switch {switch!r} has no port named {port!r}")
 
@@ -280,8 +319,14 @@ class FakeApi:
         """One event per port; blocks until `watch_gate` is set when a test sets one (or `seconds` pass)."""
         self._note("watch", switch, seconds, limit)
         info = self._get(switch)
-        if self.watch_gate is not None:
-            self.watch_gate.wait(seconds)
+        info.watches += 1
+        try:
+            if self.watch_gate is not None:
+                self.watch_gate.wait(seconds)
+            else:
+                threading.Event().wait(seconds)  # a watch lasts its seconds, as the daemon's does
+        finally:
+            info.watches -= 1
         return [FrameEvent(t=1.0 + i, switch=switch, in_port=p.name, src="02:00:00:00:00:01",
                            dst="02:00:00:00:00:02", vid=None, vlan=1, ethertype=0x0800, length=60,
                            reason="FLOOD_UNKNOWN", out_ports=[q.name for q in info.ports if q is not p])

@@ -77,6 +77,7 @@ class _Link:
     ingress: str | None = None      # "ingress" / "clsact" when the link has one of those qdiscs
     persist: bool = False           # TAP: survives its last descriptor
     holder: object | None = None    # TAP: who holds its descriptor (a port, or another "process")
+    speed_mbps: int | None = None   # what ethtool reports (None: nothing, as a virtual link)
 
     def info(self) -> LinkInfo:
         flags = (IFF_UP if self.up else 0) | (IFF_PROMISC if self.promisc else 0) | (
@@ -226,6 +227,10 @@ class MemNetlink:
 
     def link_exists(self, name: str) -> bool:
         return name in self._ns.links
+
+    def speed_mbps(self, name: str) -> int | None:
+        link = self._ns.links.get(name)
+        return None if link is None else link.speed_mbps
 
     def set_up(self, name: str, up: bool) -> None:
         link = self._get(name)
@@ -417,11 +422,20 @@ class MemTapPort(MemoryPort):
     kernel: MemKernel  # set by MemKernel.port_kinds
 
     def __init__(self, name: str, ifname: str, vnet: bool = True, *, persist: bool = False,
-                 netns: Any = None) -> None:
+                 netns: Any = None, mac: str | None = None) -> None:
         super().__init__(name)
         self.ifname = ifname
         self.persist = persist
         self.netns = netns
+        self.mac = mac
+
+    def set_mac(self, mac: str) -> str | None:
+        self.mac = mac
+        link = self.kernel._ns(None).links.get(self.ifname) if self.fileno() >= 0 else None
+        if link is None:
+            return None
+        before, link.mac = link.mac, mac
+        return before
 
     def open(self) -> None:
         if self.fileno() >= 0:
@@ -440,6 +454,8 @@ class MemTapPort(MemoryPort):
                                        "(a TAP descriptor has one owner)")
         link.holder = self
         link.persist = link.persist or self.persist
+        if self.mac is not None:
+            link.mac = self.mac
         super().open()
 
     def close(self, remove: bool = False) -> None:

@@ -308,7 +308,17 @@ def test_port_set_maps_its_options_and_shows_trunks_as_ranges(api: FakeApi) -> N
     assert as_json(api, "port", "set", "s", "vm1", "--vlan", "7", "--admin", "up")["vlan_mode"] == "access 7"
 
 
+def test_port_set_mac_on_a_tap_port_and_port_show_says_whose_mac_it_is(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.TAP, "vmtap1"))
+    assert "the kernel's" in ok(api, "port", "show", "s", "vm1"), "no MAC set: the kernel chose it"
+    assert as_json(api, "port", "set", "s", "vm1", "--mac", "52:54:00:AB:CD:01")["mac"] == "52:54:00:ab:cd:01"
+    assert "52:54:00:ab:cd:01" in ok(api, "port", "show", "s", "vm1")
+
+
 @pytest.mark.parametrize(("args", "needle"), [
+    (["--mac", "01:00:5e:00:00:01"], "mac: 01:00:5e:00:00:01 is a group address"),
+    (["--mac", "52:54:00:00:00:01"], "mac: only a tap port's MAC is vswitch's to set"),
     (["--vlan", "3", "--trunk", "4"], "not both"),
     (["--native", "3"], "native: only a trunk port has a native VLAN"),
     ([], "nothing to change"),
@@ -373,3 +383,10 @@ def test_nic_list_warns_about_the_default_route(api: FakeApi) -> None:
     out = ok(api, "nic", "list")
     assert "eth0" in out and "192.0.2.10/24" in out and "moves the host's default route" in out
     assert as_json(api, "nic", "list")[0]["default_route"] is True
+
+
+def test_nic_list_shows_the_speed_the_driver_reports(api: FakeApi) -> None:
+    rows = {line.split()[1]: line for line in ok(api, "nic", "list").splitlines() if "52:54:00" in line}
+    assert "25 Gb/s" in rows["eth0"], "25000 Mb/s is shown as 25 Gb/s"
+    assert "Gb/s" not in rows["eth1"] and "Mb/s" not in rows["eth1"], "no speed reported: none shown"
+    assert [n["speed_mbps"] for n in as_json(api, "nic", "list")] == [25000, None]

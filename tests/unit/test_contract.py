@@ -29,6 +29,8 @@ from fastapi.testclient import TestClient
 from memkernel import MemKernel
 
 from vswitch.control.api import COMMANDS, SwitchApi
+from vswitch.control.config_file import ConfigDocument, SwitchConfig
+from vswitch.control.config_plan import ConfigPlan, ConfigStep
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
@@ -54,6 +56,7 @@ from vswitch.control.netlink import Address
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.frontends.rest import make_app
 from vswitch.frontends.tokens import Role
+from waiting import wait_until
 
 SW = "contract"
 MAC = "02:00:00:00:0a:01"
@@ -274,9 +277,12 @@ def set_port(api: SwitchApi) -> None:
     assert (port.up, port.admin_up, port.learning, port.flooding) == (True, True, False, False)
     assert api.get_port(SW, "a") == port
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
-                        ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan")]:
+                        ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
+                        ({"mac": "01:00:5e:00:00:01"}, "group address")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
+    with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):
+        api.set_port(SW, "a", PortSettings(mac="52:54:00:00:00:09"))
     with pytest.raises(NotFound):
         api.set_port(SW, "zz", PortSettings(vlan=2))
     api.fdb_add(SW, StaticEntry(MAC, "b"))
@@ -376,6 +382,12 @@ def watch(api: SwitchApi) -> None:
     _switch(api, "a")
     events = api.watch(SW, 0.05, 5)
     assert isinstance(events, list) and len(events) <= 5
+    assert api.get_switch(SW).watches == 0, "a watch that returned records nothing more"
+    watching = threading.Thread(target=api.watch, args=(SW, 3.0, 5), daemon=True)
+    watching.start()
+    wait_until(lambda: api.get_switch(SW).watches == 1, what="the switch to count the running watch")
+    watching.join()
+    assert api.get_switch(SW).watches == 0
     with pytest.raises(NotFound):
         api.watch("nope", 0.05)
 
@@ -387,9 +399,54 @@ def list_nics(api: SwitchApi) -> None:
     assert all(isinstance(n.default_route, bool) and isinstance(n.addresses, list) for n in nics)
 
 
+def config_export(api: SwitchApi) -> None:
+    assert api.config_export() == ConfigDocument([])
+    _switch(api, "b", "a")
+    api.set_port(SW, "b", PortSettings(trunk=(10, 20), native=10))
+    api.fdb_add(SW, StaticEntry(MAC, "b", vlan=20))
+    doc = api.config_export()
+    assert isinstance(doc, ConfigDocument) and type(doc.switches[0]) is SwitchConfig
+    assert doc == ConfigDocument([SwitchConfig(
+        SwitchSpec(SW, SwitchType.PRIVATE),
+        [PortSpec("a", PortKind.MEMORY, "a"), PortSpec("b", PortKind.MEMORY, "b", trunk=(10, 20), native=10)],
+        [StaticEntry(MAC, "b", 20)])]), "ports by name, each static entry with its VLAN"
+
+
+def config_apply(api: SwitchApi) -> None:
+    want = ConfigDocument([SwitchConfig(
+        SwitchSpec(SW, SwitchType.PRIVATE, ageing_s=60),
+        [PortSpec("a", PortKind.MEMORY, "a", vlan=10), PortSpec("b", PortKind.MEMORY, "b", trunk=(10, 20))],
+        [StaticEntry(MAC, "a", 10)])])
+    plan = api.config_apply(want, dry_run=True)
+    assert isinstance(plan, ConfigPlan) and plan.dry_run and all(type(s) is ConfigStep for s in plan.steps)
+    assert [s.action for s in plan.steps] == ["create-switch", "add-port", "add-port", "add-static"]
+    assert plan.steps[0].text == f"create switch {SW} (private)"
+    assert api.list_switches() == [], "a dry run changes nothing"
+    plan = api.config_apply(want)
+    assert not plan.dry_run and len(plan.steps) == 4
+    assert api.get_port(SW, "b").vlan_mode == "trunk 10,20" and api.fdb_show(SW) == [FdbEntryInfo(MAC, 10, "a", 0.0,
+                                                                                                 True)]
+    assert api.config_export() == want
+    assert api.config_apply(want).steps == [], "applying the same document again changes nothing"
+    api.create_switch(SwitchSpec("other", SwitchType.PRIVATE))
+    # the document leaves the ports as they are: the switch itself refuses the entry's port
+    bad = ConfigDocument([SwitchConfig(SwitchSpec(SW, SwitchType.PRIVATE, ageing_s=30), None,
+                                       [StaticEntry(MAC, "zz", vlan=1)])])
+    with pytest.raises(NotFound, match=r"^step 3 of 3 \(static contract 02:00:00:00:0a:01 vlan 1: add \(port zz\)\) "
+                                       r"failed: .*'zz'.*; nothing changed \(the 2 steps before it were undone\)$"):
+        api.config_apply(bad)
+    other = SwitchConfig(SwitchSpec("other", SwitchType.PRIVATE), [], [])
+    assert api.config_export() == ConfigDocument([want.switches[0], other])
+    assert api.config_apply(want).notes == ["switch other is not in the file: kept (--prune deletes it)"]
+    assert [s.text for s in api.config_apply(want, prune=True).steps] == [
+        "delete switch other (private; not in the file, --prune)"]
+    assert [s.name for s in api.list_switches()] == [SW]
+
+
 CASES: dict[str, Callable[[SwitchApi], None]] = {f.__name__: f for f in (
     list_switches, create_switch, get_switch, set_switch, delete_switch, confirm_switch, list_ports, add_port,
-    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics)}
+    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics,
+    config_export, config_apply)}
 
 
 def test_every_command_has_a_contract_case() -> None:

@@ -29,6 +29,7 @@ from vswitch.control.model import (
     Conflict,
     InvalidRequest,
     PortKind,
+    PortSettings,
     PortSpec,
     SwitchSpec,
     SwitchType,
@@ -154,6 +155,36 @@ def test_external_without_management_os_removes_the_protocols_and_gives_them_bac
     assert _addrs(kernel, NIC) == [] and _routes(kernel, NIC) == []
     m.delete_switch("ext")
     assert kernel.state() == before
+
+
+def test_nic_list_offers_the_free_nic_with_its_speed_and_default_route(host: Host, kernel: MemKernel) -> None:
+    kernel.namespaces[None].links[NIC].speed_mbps = 25000
+    kernel.add_link("eth2", up=False)
+    m = host.manager()
+    nics = {n.name: n for n in m.list_nics()}
+    assert (nics[NIC].speed_mbps, nics[NIC].default_route, nics[NIC].up) == (25000, True, True)
+    assert (nics["eth2"].speed_mbps, nics["eth2"].default_route) == (None, False)
+    m.create_switch(EXT)
+    assert {n.name for n in m.list_nics()} == {"eth2"}, "neither the uplink nor the host vNIC is offered"
+
+
+def test_port_set_mac_gives_a_tap_ports_link_the_mac_now_and_on_every_start(host: Host, kernel: MemKernel) -> None:
+    m = host.manager()
+    m.create_switch(SwitchSpec("lan", SwitchType.PRIVATE))
+    m.add_port("lan", PortSpec("vm1", PortKind.TAP, "vmtap1"))
+    kernel.add_link("vmlink2")
+    m.add_port("lan", PortSpec("vm2", PortKind.LINK, "vmlink2"))
+    m.set_port("lan", "vm1", PortSettings(mac="52:54:00:ab:cd:01"))
+    assert kernel().link("vmtap1").mac == "52:54:00:ab:cd:01"
+    with pytest.raises(InvalidRequest, match="link port carries the frames of the link's far side"):
+        m.set_port("lan", "vm2", PortSettings(mac="52:54:00:ab:cd:02"))
+    assert kernel().link("vmlink2").mac != "52:54:00:ab:cd:02"
+    m.shutdown()
+    kernel().set_mac("vmtap1", "52:54:00:00:00:99")  # someone changed it while vswitchd was down
+    m2 = host.manager()
+    m2.restore()
+    assert kernel().link("vmtap1").mac == "52:54:00:ab:cd:01", "the stored MAC is given again on attach"
+    assert m2.get_port("lan", "vm1").mac == "52:54:00:ab:cd:01"
 
 
 def test_internal_switch_vnic_is_up_and_removed_on_delete(host: Host, kernel: MemKernel) -> None:

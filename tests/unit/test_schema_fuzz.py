@@ -37,5 +37,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
-    case.call_and_validate(checks=[not_a_server_error, positive_data_acceptance, status_code_conformance,
-                                   response_schema_conformance])
+    checks = [not_a_server_error, positive_data_acceptance, status_code_conformance, response_schema_conformance]
+    if case.operation.path == "/config/apply":
+        # a document's rules between its parts (a name listed twice, a static entry's port) cannot be
+        # stated in JSON Schema: its description states them, and a random document breaks them
+        checks.remove(positive_data_acceptance)
+    case.call_and_validate(checks=checks)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from vswitch.control.commands import Command, collect, command
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
     FdbEntryInfo,
     FrameEvent,
@@ -144,6 +146,21 @@ class SwitchApi(Protocol):
         not held by any switch; with MAC, state, addresses and whether they carry the default route."""
         ...
 
+
+    # -- configuration files ----------------------------------------------------------------------
+    @command("GET", "/config")
+    def config_export(self) -> ConfigDocument:
+        """Every switch with its settings, ports and static MAC entries, as one document (what
+        `vswitch config export` writes as YAML)."""
+        ...
+
+    @command("POST", "/config/apply")
+    def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
+        """Make the switches what `document` states: create what is missing, change what differs (a
+        switch it lists gets exactly its ports and static entries), delete switches it does not list
+        only with `prune`. All or nothing: a failing step undoes the ones before it. With `dry_run`,
+        only the plan. Applying the same document again changes nothing."""
+        ...
 
 #: every command, by API method name, in declaration order
 COMMANDS: dict[str, Command] = collect(SwitchApi)

@@ -83,8 +83,11 @@ class Command:
 
     @property
     def dry_run(self) -> bool:
-        """With ``dry_run=True`` the command answers the steps it would take (200, ``{"dry_run", "steps"}``)."""
-        return any(p.name == "dry_run" for p in self.params)
+        """With ``dry_run=True`` the command answers the steps it would take (200, ``{"dry_run", "steps"}``)
+        instead of its result: it has a ``dry_run`` parameter and its result is ``X | list[str]``
+        (`config_apply` has one too, but answers its own typed plan either way)."""
+        return (any(p.name == "dry_run" for p in self.params)
+                and any(typing.get_origin(a) is list for a in typing.get_args(self.result)))
 
     @property
     def tag(self) -> str:

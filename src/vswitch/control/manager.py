@@ -54,9 +54,11 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
-from vswitch.control import hostnic, ownership
+from vswitch.control import config_file, config_plan, hostnic, ownership
+from vswitch.control.config_file import ConfigDocument
+from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.crashpoint import crashpoint
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
@@ -89,12 +91,12 @@ from vswitch.control.model import (
     check_field,
     clip,
     host_vnic_name,
+    policy_for,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import PortPolicy
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.ports import PORT_KINDS, Port, TapPort
@@ -131,13 +133,6 @@ class _Switch:
     confirm_timer: threading.Timer | None = None
     #: `switch set` to External with a confirm timeout: what an unconfirmed switch goes back to
     revert_to: SwitchSpec | None = None
-
-
-def policy_for(spec: PortSpec) -> PortPolicy:
-    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
-    if spec.trunk is not None:
-        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
-    return PortPolicy.access(spec.access_vlan, **flags)
 
 
 #: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
@@ -581,8 +576,7 @@ class SwitchManager:
                 self._rename(sw, spec)
             elif self.store is not None:
                 self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
-            core = sw.core
-            sw.datapath.call(lambda: core.fdb.set_limits(spec.ageing_s, spec.max_entries))
+            sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
             sw.spec = spec
             return self._info(sw)
 
@@ -650,9 +644,9 @@ class SwitchManager:
             self._end_intent_quietly(intent)
             raise
         finally:
-            fdb = sw.core.fdb
-            back = [e for e in own_statics if e[2] in sw.ports]
-            sw.datapath.call(lambda: [fdb.add_static(m, v, p) for m, v, p in back])
+            for mac, vlan, port in own_statics:
+                if port in sw.ports:
+                    sw.datapath.add_static(mac, vlan, port)
         crashpoint("set-switch.committed")
         sw.spec = new
         if deadline is not None:
@@ -817,7 +811,7 @@ class SwitchManager:
                         store.save_port(switch, spec)
                         store.end_intent(intent)  # type: ignore[arg-type]
             except BaseException:
-                if spec.name in sw.datapath.core.policies:
+                if sw.datapath.has_port(spec.name):
                     sw.datapath.detach(spec.name)
                 _discard_port(port)
                 self._end_intent_quietly(intent)
@@ -871,7 +865,7 @@ class SwitchManager:
             facts = self.store.get_port_runtime(switch, spec.name) if self.store is not None and switch else None
             where = facts["netns"] if facts and facts.get("ifname") == spec.target else None
             self._track_tap_netns()
-            return cls(spec.name, spec.target, persist=True, netns=where)  # type: ignore[call-arg]
+            return cls(spec.name, spec.target, persist=True, netns=where, mac=spec.mac)  # type: ignore[call-arg]
         return cls(spec.name, spec.target)  # type: ignore[call-arg]
 
     def remove_port(self, switch: str, port: str) -> None:
@@ -920,20 +914,40 @@ class SwitchManager:
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
             policy = policy_for(spec)
-            core = sw.core
-
-            def stranded() -> list[str]:
-                return [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in core.fdb.entries(sw.datapath.now)
-                        if e.static and e.port == port and not policy.is_member(e.vlan)]
-            left = sw.datapath.call(stranded)
+            left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
+                    if e.static and e.port == port and not policy.is_member(e.vlan)]
             if left:
                 raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
                                f"delete them first (vswitch fdb del)")
-            if self.store is not None:
+            if spec.mac != att.spec.mac and spec.mac is not None:
+                self._set_tap_mac(sw, att, spec)
+            elif self.store is not None:
                 self.store.save_port(switch, spec)
-            sw.datapath.call(lambda: core.set_policy(port, policy))
+            sw.datapath.set_policy(port, policy)
             att.spec = spec
             return self._port_info(sw, port)
+
+    def _set_tap_mac(self, sw: _Switch, att: _Attached, spec: PortSpec) -> None:
+        """Give a tap port's netdev `spec.mac` and store `spec`: the MAC first (a MAC the kernel refuses
+        changes nothing), given back when the store fails. Raises InvalidRequest, StoreError."""
+        tap, mac = cast(TapPort, att.port), spec.mac
+        assert mac is not None
+        try:
+            # on the datapath thread: it owns the TAP's descriptor
+            before = sw.datapath.call(lambda: tap.set_mac(mac))
+        except OSError as exc:
+            raise InvalidRequest(f"the kernel refused MAC {mac} for TAP {tap.ifname}: "
+                                 f"{exc.strerror or exc}") from None
+        try:
+            if self.store is not None:
+                self.store.save_port(sw.spec.name, spec)
+        except BaseException:
+            old = att.spec.mac if before is None else before
+            if old is not None:
+                sw.datapath.call(lambda: tap.set_mac(old))
+            else:
+                tap.mac = None
+            raise
 
     def port_object(self, switch: str, port: str) -> Port:
         """The live back-end of a port (tests and the lab use it, e.g. to inject into a memory port)."""
@@ -965,7 +979,7 @@ class SwitchManager:
             sw = self._get(switch)
             if entry.port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {entry.port!r}")
-            policy = sw.core.policies[entry.port]
+            policy = sw.datapath.policy(entry.port)
             vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
             if vlan is None:
                 raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
@@ -974,8 +988,7 @@ class SwitchManager:
                 raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan} ({policy.describe()})")
             if persist and self.store is not None:
                 self.store.save_static(switch, entry.mac, vlan, entry.port)
-            mac, fdb = parse_mac(entry.mac), sw.core.fdb
-            sw.datapath.call(lambda: fdb.add_static(mac, vlan, entry.port))
+            sw.datapath.add_static(parse_mac(entry.mac), vlan, entry.port)
             return FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
 
     def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
@@ -986,9 +999,8 @@ class SwitchManager:
             check_field(PortSpec, "vlan", vlan)
         with self._lock:
             sw = self._get(switch)
-            key, fdb = parse_mac(mac), sw.core.fdb
-            vlans = sw.datapath.call(lambda: sorted(e.vlan for table in fdb.by_vlan.values()
-                                                    if (e := table.get(key)) is not None and e.static))
+            key = parse_mac(mac)
+            vlans = sorted(e.vlan for e in sw.datapath.fdb_entries() if e.static and e.mac == key)
             if vlan is not None:
                 vlans = [v for v in vlans if v == vlan]
             if not vlans:
@@ -998,7 +1010,7 @@ class SwitchManager:
                 raise InvalidRequest(f"{mac} is static in VLANs {', '.join(map(str, vlans))}: give the VLAN (--vlan)")
             if self.store is not None:
                 self.store.delete_static(switch, mac, vlans[0])
-            sw.datapath.call(lambda: fdb.remove_static(key, vlans[0]))
+            sw.datapath.remove_static(key, vlans[0])
 
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
@@ -1022,17 +1034,16 @@ class SwitchManager:
         if vlan is not None:
             frame = push_vlan(frame, vlan)
 
-        def run() -> TraceInfo:
-            if in_port not in dp.core.policies:
-                raise NotFound(f"switch {switch!r} has no port {in_port!r}")
-            d, steps = dp.core.trace(in_port, frame, dp.now)
-            return TraceInfo(
-                switch=switch, in_port=in_port, src=format_mac(src_b), dst=format_mac(dst_b), tag=vlan,
-                vlan=d.vlan or None, reason=d.reason.name, explanation=d.reason.value,
-                out_ports=[str(p) for p in d.out_ports],
-                steps=[TraceStepInfo(s.stage, s.result, s.reason.name if s.reason else None, dict(s.detail))
-                       for s in steps])
-        return dp.call(run)
+        try:
+            d, steps = dp.trace(in_port, frame)
+        except KeyError:
+            raise NotFound(f"switch {switch!r} has no port {in_port!r}") from None
+        return TraceInfo(
+            switch=switch, in_port=in_port, src=format_mac(src_b), dst=format_mac(dst_b), tag=vlan,
+            vlan=d.vlan or None, reason=d.reason.name, explanation=d.reason.value,
+            out_ports=[str(p) for p in d.out_ports],
+            steps=[TraceStepInfo(s.stage, s.result, s.reason.name if s.reason else None, dict(s.detail))
+                   for s in steps])
 
     def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events); see `SwitchApi.watch`.
@@ -1086,7 +1097,7 @@ class SwitchManager:
         with self._lock:
             owners = self._owner_index()
         out = []
-        with Netlink() as nl:
+        with self._netlink() as nl:
             links = nl.links()
             held = {i.index for i in links if owners.owner((ownership.LINK, i.name)) is not None}
             for link in links:
@@ -1100,8 +1111,24 @@ class SwitchManager:
                 except LookupError:  # gone while we looked
                     continue
                 out.append(NicInfo(link.name, link.mac, link.up, link.kind or "device", addresses, default,
-                                   link.mtu))
+                                   link.mtu, nl.speed_mbps(link.name)))
         return out
+
+    # -- configuration files ------------------------------------------------------------------
+    def config_export(self) -> ConfigDocument:
+        """Every switch's spec, the specs of the ports users added and its static entries (each with its VLAN)."""
+        with self._lock:
+            return config_file.document(
+                (sw.spec, [a.spec for a in sw.ports.values() if a.spec is not None],
+                 [StaticEntry(e.mac, e.port, e.vlan) for e in self.fdb_show(name) if e.static])
+                for name, sw in self._switches.items())
+
+    def config_apply(self, document: ConfigDocument, *, dry_run: bool = False, prune: bool = False) -> ConfigPlan:
+        """`config_plan.apply` on this manager, under its lock: no other change lands between the plan,
+        its steps and their undo. Raises what a failing step raised (after undoing the others)."""
+        with self._lock:
+            return config_plan.apply(self, document, dry_run=dry_run, prune=prune,
+                                     port_socket_dir=self.port_socket_dir)
 
     # -- life cycle -----------------------------------------------------------------------------
     def restore(self) -> None:
@@ -1403,7 +1430,7 @@ class SwitchManager:
     def _port_info(self, sw: _Switch, name: str) -> PortInfo:
         att = sw.ports[name]
         state = sw.datapath.port_state(name)
-        policy = sw.core.policies[name]
+        policy = state["policy"]
         details = att.port.describe()
         if state["error"]:
             details["error"] = state["error"]
@@ -1417,7 +1444,8 @@ class SwitchManager:
             kind = att.port.kind
             target = getattr(att.port, "ifname", "")
         return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
-                        policy.admin_up, policy.learning, policy.flooding)
+                        policy.admin_up, policy.learning, policy.flooding,
+                        att.spec.mac if att.spec is not None else None)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec
@@ -1429,7 +1457,7 @@ class SwitchManager:
             host_vnic=sw.vnic.ifname if sw.vnic else None,
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
-            max_entries=spec.max_entries, confirm_deadline_s=deadline)
+            max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers))
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:

@@ -1,8 +1,9 @@
 """Intent: what a user asks for (switches, ports) and the facts we report back.
 
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
-`SwitchSpec`, `PortSpec`, their rules, and the records returned by `SwitchApi` (`*Info`,
-`TraceInfo`/`TraceStepInfo` of `trace`, `FrameEvent`/`IcmpEcho` of `watch`).
+`SwitchSpec`, `PortSpec`, their rules, `policy_for` (a port spec as the core's policy), and the
+records returned by `SwitchApi` (`*Info`, `TraceInfo`/`TraceStepInfo` of `trace`,
+`FrameEvent`/`IcmpEcho` of `watch`; a configuration document is control/config_file.py's).
 
 Parse once, at the edge: the rules here (one checker per field in `SWITCH_FIELDS` / `PORT_FIELDS`,
 then the rules between fields) are the only place names, VLAN IDs and options are checked. A spec
@@ -25,7 +26,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import format_vlan_list, merge_vlan_ranges
+from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -468,6 +469,30 @@ SWITCH_FIELDS: dict[str, Check] = {
 }
 
 
+def check_unicast_mac(text: object) -> str:
+    """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
+    unicast MAC lives behind one port)."""
+    if not isinstance(text, str):
+        raise FieldError(f"{clip(text)} is not a MAC address like 52:54:00:12:34:56")
+    try:
+        mac = format_mac(parse_mac(text))
+    except ValueError as e:
+        raise FieldError(str(e)) from None
+    if int(mac[:2], 16) & 1:
+        raise FieldError(f"{mac} is a group address, not a unicast MAC (its first byte is odd)")
+    return mac
+
+
+#: whose MAC a port of each kind but tap carries, for `port set --mac` refused
+_MAC_OWNER = {
+    PortKind.LINK: "a link port carries the frames of the link's far side (a VM's veth end, a QEMU guest's "
+                   "own TAP): set the MAC there",
+    PortKind.QEMU_STREAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
+    PortKind.QEMU_DGRAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
+    PortKind.MEMORY: "a memory port has no MAC of its own",
+}
+
+
 def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
     kind, target = v.get("kind"), v.get("target")
     if kind is not None and target is not None:
@@ -481,6 +506,8 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
             yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
     elif v.get("native") is not None and "trunk" in v:
         yield Problem("native", "only a trunk port has a native VLAN")
+    if v.get("mac") is not None and kind is not None and kind != PortKind.TAP:
+        yield Problem("mac", f"only a tap port's MAC is vswitch's to set: {_MAC_OWNER[kind]}")
 
 
 PORT_FIELDS: dict[str, Check] = {
@@ -493,6 +520,7 @@ PORT_FIELDS: dict[str, Check] = {
     "admin_up": check_flag,
     "learning": check_flag,
     "flooding": check_flag,
+    "mac": optional(check_unicast_mac),
 }
 
 
@@ -567,6 +595,7 @@ class PortSpec(_Spec):
     admin_up: bool = True                         # `port set --admin down` keeps the port but drops its frames
     learning: bool = True
     flooding: bool = True
+    mac: str | None = None                        # a tap port's netdev MAC (the VM's); None: the kernel's
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -582,6 +611,16 @@ class PortSpec(_Spec):
         # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         return d
+
+
+def policy_for(spec: PortSpec) -> PortPolicy:
+    """The core's policy of a port: its VLAN mode and flags. The one translation of a spec into the
+    rules the core applies (the manager attaches it; a configuration file resolves a static entry's
+    VLAN with it)."""
+    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
+    if spec.trunk is not None:
+        return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
+    return PortPolicy.access(spec.access_vlan, **flags)
 
 
 
@@ -600,6 +639,7 @@ class PortInfo:
     admin_up: bool = True
     learning: bool = True
     flooding: bool = True
+    mac: str | None = None    # the MAC vswitch gives a tap port's netdev (`port set --mac`); None: the kernel's
 
 
 @dataclass
@@ -614,6 +654,7 @@ class SwitchInfo:
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
     confirm_deadline_s: float | None = None
+    watches: int = 0          # `watch` requests recording its frames now (each costs per-frame work)
 
 
 @dataclass
@@ -638,20 +679,6 @@ class PortStatsInfo:
     drops: dict[str, int] = field(default_factory=dict)
     #: frames whose source MAC is static on another port: counted, neither learned nor moved
     static_refused: int = 0
-
-
-def check_unicast_mac(text: object) -> str:
-    """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
-    unicast MAC lives behind one port)."""
-    if not isinstance(text, str):
-        raise FieldError(f"{clip(text)} is not a MAC address like 52:54:00:12:34:56")
-    try:
-        mac = format_mac(parse_mac(text))
-    except ValueError as e:
-        raise FieldError(str(e)) from None
-    if int(mac[:2], 16) & 1:
-        raise FieldError(f"{mac} is a group address: a static entry needs a unicast MAC")
-    return mac
 
 
 def canonical_mac(what: str, text: object) -> str:
@@ -698,16 +725,17 @@ class PortSettings(_Change):
     admin_up: bool | None = None
     learning: bool | None = None
     flooding: bool | None = None
+    mac: str | None = None
 
     what: ClassVar[str] = "port setting"
-    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning or --flooding"
+    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning, --flooding or --mac"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
-                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding")}
+                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
-        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding")
+        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac")
                                    if getattr(self, f) is not None}
         if self.vlan is not None:
             changes.update(vlan=self.vlan, trunk=None, native=None)
@@ -822,6 +850,7 @@ class NicInfo:
     addresses: list[str] = field(default_factory=list)
     default_route: bool = False  # taking this NIC moves the host's default route
     mtu: int = 1500
+    speed_mbps: int | None = None  # as the driver reports it; None when it reports none
 
 
 @dataclass

@@ -36,6 +36,8 @@ from socket import AF_INET, AF_INET6
 from typing import Any, Protocol, TypeVar
 
 from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
+from pyroute2.ethtool.ioctl import NotSupportedError
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vswitch.ports.netns import run_in
@@ -307,6 +309,20 @@ class Netlink:
     def link_exists(self, name: str) -> bool:
         return bool(self._ipr.link_lookup(ifname=name))
 
+    def speed_mbps(self, name: str) -> int | None:
+        """The link's speed in Mb/s as its driver reports it (ethtool); None when it reports none
+        (down, a virtual NIC without one, no such link)."""
+        def read() -> int | None:
+            ethtool = Ethtool()
+            try:
+                speed = ethtool.get_link_mode(name).speed
+            except (NotSupportedError, OSError, NetlinkError):
+                return None
+            finally:
+                ethtool.close()
+            return speed if isinstance(speed, int) and 0 < speed < 0xFFFFFFFF else None
+        return _in_netns(self.netns, read)
+
     def is_loopback(self, name: str) -> bool:
         return self.link(name).loopback
 
@@ -532,6 +548,7 @@ class NetlinkApi(Protocol):
     def links(self) -> list[LinkInfo]: ...
     def link(self, name: str) -> LinkInfo: ...
     def link_exists(self, name: str) -> bool: ...
+    def speed_mbps(self, name: str) -> int | None: ...
     def set_up(self, name: str, up: bool) -> None: ...
     def set_mac(self, name: str, mac: str) -> None: ...
     def set_mtu(self, name: str, mtu: int) -> None: ...

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from vswitch.core.counters import PortCounters
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
-from vswitch.core.switch import EDIT_KEEP, Decision, SwitchCore
+from vswitch.core.switch import EDIT_KEEP, Decision, SwitchCore, TraceStep
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, over_mtu
 from vswitch.ports.errors import EgressDropped, FrameRejected, OffloadError
 from vswitch.ports.offload import adapt, edit_tag
@@ -257,7 +257,8 @@ class Datapath:
             return {"up": not ps.failed and not ps.link_down and not ps.carrier_down and not waiting
                     and self.core.is_up(pid),
                     "link_down": ps.link_down or ps.carrier_down, "failed": ps.failed, "error": ps.error,
-                    "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role}
+                    "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role,
+                    "policy": self.core.policies[pid]}
         return self.call(do)
 
     def port_failed(self, pid: Hashable, error: OSError) -> None:
@@ -294,6 +295,42 @@ class Datapath:
     def port_counters(self) -> dict[Hashable, dict[str, Any]]:
         """Every port's counters (``PortCounters.snapshot``: drops by reason label), by port id."""
         return self.call(lambda: {pid: c.snapshot() for pid, c in self.core.counters.items()})
+
+    # -- rules, for the control plane (applied between batches) --------------------------------
+    # The control plane changes the switch's rules only through these, never on `core` itself: they
+    # are where a second holder of the same tables (a kernel fast path) learns of the change too.
+    def set_policy(self, pid: Hashable, policy: PortPolicy) -> None:
+        """Give port `pid` a new policy (VLAN mode, admin state, learning, flooding)."""
+        self.call(lambda: self.core.set_policy(pid, policy))
+
+    def policy(self, pid: Hashable) -> PortPolicy:
+        """Port `pid`'s current policy (KeyError: no such port)."""
+        return self.call(lambda: self.core.policies[pid])
+
+    def has_port(self, pid: Hashable) -> bool:
+        """Whether `pid` is attached (failed or not)."""
+        return self.call(lambda: pid in self._ports)
+
+    def trace(self, pid: Hashable, frame: bytes) -> tuple[Decision, list[TraceStep]]:
+        """What the core would do now with `frame` arriving on `pid` (`SwitchCore.trace`: learns and
+        counts nothing). Raises KeyError when `pid` is not attached."""
+        def run() -> tuple[Decision, list[TraceStep]]:
+            if pid not in self._ports:
+                raise KeyError(pid)
+            return self.core.trace(pid, frame, self.now)
+        return self.call(run)
+
+    def set_fdb_limits(self, ageing_s: float, max_entries: int) -> int:
+        """New ageing time and capacity; returns how many learned entries a smaller capacity evicted."""
+        return self.call(lambda: self.core.fdb.set_limits(ageing_s, max_entries))
+
+    def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
+        """Pin `mac` in `vlan` to port `pid`: it never ages and never moves."""
+        self.call(lambda: self.core.fdb.add_static(mac, vlan, pid))
+
+    def remove_static(self, mac: bytes, vlan: int) -> bool:
+        """Unpin `mac` in `vlan`; False when it was not static there."""
+        return self.call(lambda: self.core.fdb.remove_static(mac, vlan))
 
     # -- registration -------------------------------------------------------------------------
     def _sync_fds(self, ps: PortState) -> None:

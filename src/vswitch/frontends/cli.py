@@ -1,4 +1,4 @@
-"""The `vswitch` command: switches, ports, fdb, NICs, stats and trace, for humans (Rich tables) and scripts (--json).
+"""The `vswitch` command: switches, ports, fdb, config files, NICs, stats, trace, for humans (Rich) and --json.
 
 Owns argument parsing and presentation only. Every command turns its options into a model spec
 (`SwitchSpec.parse`/`PortSpec.parse`: the rules and their messages are control/model.py's) and calls
@@ -26,8 +26,12 @@ Must not touch: the manager, the store, the datapath or the kernel directly.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +40,10 @@ from click.shell_completion import CompletionItem, get_completion_class
 from rich.table import Table
 
 import vswitch
+from vswitch.control import config_file
 from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
+    InvalidRequest,
     PortInfo,
     PortKind,
     PortSettings,
@@ -456,16 +462,18 @@ _ON_OFF = click.Choice(["on", "off"])
 @click.option("--learning", type=_ON_OFF, default=None, help="Learn the source MACs of its frames.")
 @click.option("--flooding", type=_ON_OFF, default=None,
               help="Send it floods (unknown unicast, broadcast, multicast).")
+@click.option("--mac", metavar="MAC", default=None,
+              help="A tap port: give its TAP (the VM's NIC) this MAC, now and after every restart.")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
-             as_json: bool) -> None:
+             mac: str | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     fields: dict[str, Any] = {"vlan": vlan, "trunk": trunk, "native": native,
                               "admin_up": None if admin is None else admin == "up",
                               "learning": None if learning is None else learning == "on",
-                              "flooding": None if flooding is None else flooding == "on"}
+                              "flooding": None if flooding is None else flooding == "on", "mac": mac}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -500,6 +508,7 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
     rows = [("kind", p.kind), ("target", p.target), ("role", p.role), ("vlan", p.vlan_mode),
             ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
             ("flooding", _on(p.flooding)),
+            *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
     for row in rows:
@@ -575,6 +584,100 @@ def fdb_del(state: CliState, switch_name: str, mac: str, vlan: int | None) -> No
                + f" from switch {switch_name!r}")
 
 
+# ---- config ---------------------------------------------------------------------------------------
+
+@cli.group()
+def config() -> None:
+    """Export every switch to a file; apply a file (add and change what it states)."""
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename, so a reader
+    sees the old file or the new one, never half of one. Raises OSError (the old file stays)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # an edited file keeps its mode
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@config.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to FILE (atomically: temporary file + rename) instead of stdout.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML (also a body of POST /config/apply).")
+@pass_state
+def config_export(state: CliState, output: str | None, as_json: bool) -> None:
+    """Every switch with its settings, ports and static MAC entries, as YAML to edit and re-apply."""
+    doc = state.api.config_export()
+    if as_json:
+        text = json.dumps(doc.to_dict(), indent=2) + "\n"
+    else:
+        when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        text = config_file.dump_yaml(doc, [
+            f"vswitch configuration, exported by vswitch {vswitch.version()} on {when}",
+            "Edit it and apply it with `vswitch config apply FILE` (`--dry-run` first shows what would change;",
+            "`--prune` also deletes the switches it does not list). A switch listed here gets exactly its",
+            "ports and static entries; leave out `ports:` or `static:` to keep a switch's as they are."])
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        _write_atomically(output, text)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
+    click.echo(f"wrote {len(doc.switches)} switch{'es' if len(doc.switches) != 1 else ''} to {output}", err=True)
+
+
+@config.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--prune", is_flag=True,
+              help="Also delete the switches FILE does not list (an External one gives its NIC back).")
+@json_option
+@pass_state
+def config_apply(state: CliState, file: str, dry_run: bool, prune: bool, as_json: bool) -> None:
+    """Make the switches what FILE states: all of it or, on any problem, nothing.
+
+    Creates what is missing and changes what differs; a switch FILE lists gets exactly its ports and
+    static entries; switches FILE does not list are kept unless --prune. Applying the same file
+    again changes nothing. FILE may be - (stdin)."""
+    try:
+        with click.open_file(file) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.ClickException(f"cannot read {file}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = config_file.parse_yaml(text, file)
+    except InvalidRequest as e:  # every problem on its own line, named by its path in the file
+        lines = "\n".join(f"  {p}" for p in e.problems)
+        raise click.ClickException(f"{file} is refused, nothing changed:\n{lines}") from None
+    plan = state.api.config_apply(doc, dry_run=dry_run, prune=prune)
+    if as_json:
+        _print_json(plan)
+        return
+    if not plan.steps:
+        click.echo("nothing to change")
+    else:
+        click.echo(f"dry run: applying {file} would" if dry_run else f"applied {file}:")
+        for i, step in enumerate(plan.steps, 1):
+            click.echo(f"  {i}. {step.text}")
+        if dry_run:
+            click.echo("nothing was changed (dry run)")
+    for note in plan.notes:
+        click.echo(f"note: {note}")
+
+
 # ---- nic --------------------------------------------------------------------------------------------
 
 @cli.group()
@@ -592,16 +695,22 @@ def nic_list(state: CliState, as_json: bool) -> None:
         _print_json(nics)
         return
     table = Table(title="NICs that could be an uplink")
-    for col in ("nic", "kind", "mac", "state", "mtu", "addresses", "default route"):
+    for col in ("nic", "kind", "mac", "state", "speed", "mtu", "addresses", "default route"):
         table.add_column(col, no_wrap=col != "addresses")
     for n in nics:
-        table.add_row(n.name, n.kind, n.mac, "up" if n.up else "down", str(n.mtu), ", ".join(n.addresses) or "-",
-                      "yes" if n.default_route else "-")
+        table.add_row(n.name, n.kind, n.mac, "up" if n.up else "down", _speed_text(n.speed_mbps), str(n.mtu),
+                      ", ".join(n.addresses) or "-", "yes" if n.default_route else "-")
     console = _console()
     console.print(table)
     for n in nics:
         if n.default_route:
             console.print(f"warning: taking {n.name} over moves the host's default route to the switch's host vNIC")
+
+
+def _speed_text(mbps: int | None) -> str:
+    if mbps is None:
+        return "-"
+    return f"{mbps // 1000} Gb/s" if mbps >= 1000 and mbps % 1000 == 0 else f"{mbps} Mb/s"
 
 
 # ---- stats and trace ------------------------------------------------------------------------------

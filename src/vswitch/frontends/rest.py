@@ -8,8 +8,9 @@ Owns the URL layout, the JSON shapes of requests and the mapping of errors to HT
 
 Routes come from the command table (`control.api.COMMANDS`, see control/commands.py): one loop
 registers each command's route with its typed path/query parameters, its body model and its result
-model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate` where
-they state more than their fields (which go together), else generated from the request dataclass,
+model, so a new command needs no code here. A body model is `SwitchCreate`/`PortCreate`/`ConfigApply`
+where they state more than their fields (which go together; a configuration document's nesting),
+else generated from the request dataclass,
 each field refined by `_FIELDS` (what a field named ``vlan``, ``mac``, ... means in the schema).
 
 Invariants: no business logic here — a request body arrives as a plain JSON object and is parsed by
@@ -55,7 +56,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from annotated_types import Interval
@@ -69,6 +70,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vswitch.control.api import COMMANDS, SwitchApi
 from vswitch.control.commands import Command
+from vswitch.control.config_file import CONFIG_VERSION, ConfigDocument
 from vswitch.control.model import (
     AGEING_DEFAULT_S,
     AGEING_MAX_S,
@@ -123,6 +125,10 @@ MAC_TEXT_MAX = 32
 
 
 Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX)]
+#: a unicast MAC (the group bit, the low bit of the first octet, clear): a static entry's, a tap port's
+_UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
+_UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
+                                   description="Unicast MAC, e.g. 52:54:00:12:34:56")]
 #: a request body as FastAPI hands it over (a JSON object); the model parses it
 JsonObject = Annotated[dict[str, Any], Body()]
 # the length is checked here too, so a 10 KB path segment is refused before any message repeats it
@@ -140,7 +146,8 @@ def _switch_schema(schema: dict[str, Any]) -> None:
 
 
 def _port_schema(schema: dict[str, Any]) -> None:
-    """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native)."""
+    """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native); a MAC
+    for a tap port only."""
     by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
     schema["allOf"] = [
         *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
@@ -148,6 +155,8 @@ def _port_schema(schema: dict[str, Any]) -> None:
         {"if": {"properties": {"trunk": {"type": "array"}}, "required": ["trunk"]},
          "then": {"properties": {"vlan": {"type": "null"}}},
          "else": {"properties": {"native": {"type": "null"}}}},
+        {"if": {"properties": {"kind": {"not": {"const": "tap"}}}},
+         "then": {"properties": {"mac": {"type": "null"}}}},
     ]
 
 
@@ -184,6 +193,7 @@ class PortCreate(BaseModel):
     admin_up: bool = Field(True, description="False: attached, but its frames are dropped.")
     learning: bool = Field(True, description="Learn the source MACs of the port's frames.")
     flooding: bool = Field(True, description="Receive floods (unknown unicast, broadcast, multicast).")
+    mac: _UnicastMac | None = Field(None, description="A tap port: the MAC its TAP (the VM's NIC) is given.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -229,10 +239,6 @@ def _doc(model: Any) -> dict[int | str, dict[str, Any]]:
 
 #: request dataclasses whose body model states more than their fields (which fields go together)
 _BODIES: dict[type, type[BaseModel]] = {SwitchSpec: SwitchCreate, PortSpec: PortCreate}
-#: a unicast MAC (the group bit, the low bit of the first octet, clear): what a static entry may pin
-_UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
-_UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
-                                   description="Unicast MAC, e.g. 52:54:00:12:34:56")]
 #: what a field of a generated body model means in the schema, by field name (the type otherwise);
 #: a field whose default is None may be left out, so it is stated without its None
 _FIELDS: dict[str, Any] = {
@@ -247,6 +253,44 @@ _FIELDS: dict[str, Any] = {
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }
+#: a switch of a configuration document: `SwitchCreate`'s fields without ``dry_run``
+_ConfigSwitchSpec = pydantic.create_model(  # type: ignore[call-overload]
+    "ConfigSwitchSpec", __config__=SwitchCreate.model_config,
+    **{k: (f.annotation, f) for k, f in SwitchCreate.model_fields.items() if k != "dry_run"})
+_ConfigStatic = pydantic.create_model(  # type: ignore[call-overload]
+    "ConfigStatic", __config__=ConfigDict(extra="forbid", strict=True),
+    mac=(_FIELDS["mac"], ...), port=(_FIELDS["port"], ...), vlan=(Vlan | None, None))
+
+
+class ConfigSwitch(BaseModel):
+    """One switch of a configuration document; ``ports`` / ``static`` left out (or null): kept as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    switch: _ConfigSwitchSpec  # type: ignore[valid-type]
+    ports: list[PortCreate] | None = None
+    static: list[_ConfigStatic] | None = None  # type: ignore[valid-type]
+
+
+class ConfigApply(BaseModel):
+    """Body of ``POST /config/apply``: a configuration document (`vswitch config export --json`), plus
+    ``dry_run`` and ``prune``. Beyond what each field states, the document is refused (400) when a
+    switch name, a port name within a switch or a static entry (MAC, VLAN) is listed twice, when two
+    ports, uplinks or host vNICs would hold one link or socket, and when a static entry names a port
+    its switch does not list or a VLAN that port is not in (or none, on a trunk without a native VLAN).
+    Schema only (see `_BODIES`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: Literal[CONFIG_VERSION] = Field(  # type: ignore[valid-type]
+        description=f"The document's layout (this vswitch reads {CONFIG_VERSION}).")
+    switches: list[ConfigSwitch]
+    dry_run: bool = Field(False, description="Return the plan; change nothing.")
+    prune: bool = Field(False, description="Also delete the switches the document does not list.")
+
+
+_BODIES[ConfigDocument] = ConfigApply
+
 #: path parameters by wire name (every one is a name or a MAC: a 10 KB segment is refused unread)
 _PATHS: dict[str, Any] = {
     "name": SwitchName,

@@ -17,12 +17,13 @@ Must not touch: switches (ask the daemon), namespaces (see `netns`).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from vswitch.lab.signals import escalate
 
 DAEMON_MODULE = "vswitch.app.daemon"
 
@@ -113,16 +114,7 @@ def is_ours(pid: int, socket_path: str) -> bool:
 def terminate(pid: int, grace_s: float) -> None:
     """SIGTERM, wait up to `grace_s`, then SIGKILL and wait up to 5 s. The caller has made sure
     `pid` is the process it means (PIDs are recycled); never by name or pattern."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if not alive(pid):
-            return
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and alive(pid):
-            time.sleep(0.05)
+    escalate(lambda: [pid] if alive(pid) else [], grace_s, 5.0)
 
 
 def stop(pid: int, socket_path: str, grace_s: float = 15.0) -> None:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import socket
-import time
 from typing import Any
 
 from pyroute2 import NetNS
 from pyroute2 import netns as pr_netns
 
 from vswitch.control.netlink import Netlink, write_sysctl
+from vswitch.lab.signals import escalate
 
 NETNS_DIR = "/run/netns"
 RT_TABLE_MAIN = 254
@@ -33,6 +32,15 @@ BRIDGE_AGEING_CS = 300 * 100
 
 class NetnsError(Exception):
     """A kernel operation of the lab failed; the message names the namespace and link."""
+
+
+def _opened(name: str) -> NetNS:
+    """A netlink socket inside the existing namespace `name` (pyroute2 would create a misspelt one).
+    Raises NetnsError when there is none."""
+    try:
+        return NetNS(name, flags=0)
+    except FileNotFoundError:
+        raise NetnsError(f"no network namespace {name!r}") from None
 
 
 def exists(name: str) -> bool:
@@ -51,7 +59,7 @@ def create(name: str) -> None:
     if exists(name):
         raise NetnsError(f"network namespace {name!r} already exists")
     pr_netns.create(name)
-    with NetNS(name) as ns:
+    with _opened(name) as ns:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
 
@@ -74,19 +82,10 @@ def pids_in(name: str) -> list[int]:
 
 def remove(name: str, *, grace_s: float = 3.0) -> None:
     """Stop what still runs inside `name` (SIGTERM, then SIGKILL, by PID) and delete it. Silent if gone."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = pids_in(name)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and pids_in(name):
-            _reap(pids)
-            time.sleep(0.05)
+    def running() -> list[int]:
+        _reap(pids_in(name))
+        return pids_in(name)
+    escalate(running, grace_s, grace_s)
     if exists(name):
         try:
             pr_netns.remove(name)
@@ -131,7 +130,7 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
 
 def bridge(ns_name: str, ifname: str, *, ageing_cs: int = BRIDGE_AGEING_CS) -> None:
     """A Linux bridge without STP (a plain unmanaged switch), up."""
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         ns.link("add", ifname=ifname, kind="bridge", br_stp_state=0, br_ageing_time=ageing_cs,
                 br_forward_delay=0, br_mcast_snooping=0)
         ns.link("set", index=_index(ns, ns_name, ifname), state="up")
@@ -139,39 +138,39 @@ def bridge(ns_name: str, ifname: str, *, ageing_cs: int = BRIDGE_AGEING_CS) -> N
 
 def enslave(ns_name: str, ifname: str, bridge_name: str) -> None:
     """Make `ifname` a port of `bridge_name` and bring it up."""
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         ns.link("set", index=_index(ns, ns_name, ifname), master=_index(ns, ns_name, bridge_name), state="up")
 
 
 def set_up(ns_name: str, ifname: str) -> None:
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         ns.link("set", index=_index(ns, ns_name, ifname), state="up")
 
 
 def add_address(ns_name: str, ifname: str, cidr: str) -> None:
     iface = ipaddress.ip_interface(cidr)
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         ns.addr("add", index=_index(ns, ns_name, ifname), address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
 def add_default_route(ns_name: str, gateway: str) -> None:
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         ns.route("add", dst="0.0.0.0/0", gateway=gateway)
 
 
 def move_link(from_ns: str, ifname: str, to_ns: str, new_name: str | None = None) -> None:
     """Move `ifname` from one namespace to another, renaming it there (it must be down to rename)."""
-    with NetNS(from_ns) as ns:
+    with _opened(from_ns) as ns:
         ns.link("set", index=_index(ns, from_ns, ifname), net_ns_fd=to_ns)
     if new_name and new_name != ifname:
-        with NetNS(to_ns) as ns:
+        with _opened(to_ns) as ns:
             ns.link("set", index=_index(ns, to_ns, ifname), ifname=new_name)
 
 
 def link_exists(ns_name: str, ifname: str) -> bool:
     if not exists(ns_name):
         return False
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         return bool(ns.link_lookup(ifname=ifname))
 
 
@@ -179,7 +178,7 @@ def delete_link(ns_name: str, ifname: str) -> None:
     """Delete a link; silent when it (or its namespace) is already gone."""
     if not exists(ns_name):
         return
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         found = ns.link_lookup(ifname=ifname)
         if found:
             ns.link("del", index=found[0])
@@ -187,7 +186,7 @@ def delete_link(ns_name: str, ifname: str) -> None:
 
 def link_facts(ns_name: str) -> list[dict[str, Any]]:
     """Every link of a namespace but lo: name, mac, up, kind, master, addresses (CIDR), routes (text)."""
-    with NetNS(ns_name) as ns:
+    with _opened(ns_name) as ns:
         links = ns.get_links()
         names = {lk["index"]: lk.get_attr("IFLA_IFNAME") for lk in links}
         addrs: dict[int, list[str]] = {}

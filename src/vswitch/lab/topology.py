@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from vswitch.control.config_file import load_yaml
 from vswitch.control.model import (
     FieldError,
     InvalidRequest,
@@ -190,28 +191,10 @@ def _iface_dict(i: Interface) -> dict[str, Any]:
 
 # ---- loading --------------------------------------------------------------------------------------
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate name {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def parse_topology(text: str, source: str = "<topology>") -> Topology:
     """Parse and validate YAML text; TopologyError naming `source` on any problem."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise TopologyError(source, [f"not valid YAML: {e}"]) from None
     return Topology.from_dict(data, source)

@@ -36,8 +36,9 @@ from vswitch.lab.hops import ArpRecord, CaptureRecord, SwitchPortMap, build_arp,
 
 INTERVAL_S = 0.2
 REPLY_TIMEOUT_S = 1
-#: time for a watch request to reach the daemon and register before the first ping
-WATCH_SETTLE_S = 0.5
+#: longest wait for every switch's watch to be recording (the daemon says so) before the first ping
+WATCH_START_TIMEOUT_S = 5.0
+WATCH_START_POLL_S = 0.02
 GRACE_S = 0.2
 #: most decisions one watch records (other traffic counts too); reaching it is reported
 WATCH_LIMIT = WATCH_MAX_EVENTS
@@ -79,6 +80,30 @@ def _watch_thread(api: SwitchApi, switch: str, seconds: float, out: dict[str, An
     return th
 
 
+def _watching(api: SwitchApi, switch: str) -> int:
+    try:
+        return api.get_switch(switch).watches
+    except Exception:  # the watch itself will report what is wrong with this switch
+        return 0
+
+
+def _wait_recording(apis: Sequence[tuple[LabSwitchLike, SwitchApi]],
+                    watches: Sequence[tuple[str, threading.Thread, dict[str, Any]]],
+                    before: dict[str, int]) -> list[str]:
+    """Wait until each switch's daemon counts one more watch than `before` (ours is recording) or that
+    watch has ended (refused); what is not recording after WATCH_START_TIMEOUT_S is returned as errors."""
+    waiting = {name: (api, box) for (sw, api), (name, _, box) in zip(apis, watches, strict=True)}
+    deadline = time.monotonic() + WATCH_START_TIMEOUT_S
+    while waiting and time.monotonic() < deadline:
+        for name, (api, box) in list(waiting.items()):
+            if box or _watching(api, name) > before[name]:
+                del waiting[name]
+        if waiting:
+            time.sleep(WATCH_START_POLL_S)  # the daemon has no "watch started" notice: ask again
+    return [f"switch {name}: its watch was not recording after {WATCH_START_TIMEOUT_S:g} s; "
+            "the first frames may be missing from it" for name in waiting]
+
+
 def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
           api_for: Callable[[str], SwitchApi] | None = None,
           icmp_id: int | None = None) -> dict[str, Any]:
@@ -117,16 +142,17 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
         apis.append((sw, api))
 
     points = list(lab.capture_points())
-    watch_s = WATCH_SETTLE_S + count * INTERVAL_S + REPLY_TIMEOUT_S + 1.0
+    watch_s = WATCH_START_TIMEOUT_S + count * INTERVAL_S + REPLY_TIMEOUT_S + 1.0
     capture = Capture(points).start()
     watches: list[tuple[str, threading.Thread, dict[str, Any]]] = []
     ping_out = ""
     ping_rc: int | None = None
     try:
+        watching_before = {sw.name: _watching(api, sw.name) for sw, api in apis}
         for sw, api in apis:
             box: dict[str, Any] = {}
             watches.append((sw.name, _watch_thread(api, sw.name, watch_s, box), box))
-        time.sleep(WATCH_SETTLE_S if watches else 0.05)
+        errors += _wait_recording(apis, watches, watching_before)
         argv = ["ping", "-n", "-c", str(count), "-i", str(INTERVAL_S), "-W", str(REPLY_TIMEOUT_S),
                 "-e", str(icmp_id), dst_ip]
         try:

@@ -56,6 +56,10 @@ TUN_F_TSO_ECN = 0x08
 DEFAULT_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
 
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name, flags, padding to 40 bytes
+_IFREQ_HWADDR = struct.Struct("16sH6s16x")  # struct ifreq: name, sockaddr (family, 6 of sa_data), padding
+SIOCSIFHWADDR = 0x8924
+SIOCGIFHWADDR = 0x8927
+ARPHRD_ETHER = 1
 _INT = struct.Struct("i")
 
 
@@ -69,13 +73,15 @@ class TapPort(Port):
 
     ``TapPort(name, ifname, vnet=True, persist=False, offloads=DEFAULT_OFFLOADS, netns=None)``;
     ``ifname`` may be a pattern such as ``"vs%d"``: after :meth:`open` it holds the name the kernel
-    chose. ``netns``: where the TAP was last seen (None: vswitchd's own namespace).
+    chose. ``netns``: where the TAP was last seen (None: vswitchd's own namespace). ``mac``: the
+    netdev's MAC, set on every open (None: whatever the kernel gave it).
     """
 
     kind = "tap"
 
     def __init__(self, name: str, ifname: str, vnet: bool = True, *, persist: bool = False,
-                 offloads: int = DEFAULT_OFFLOADS, netns: _netns.NetnsRef | None = None) -> None:
+                 offloads: int = DEFAULT_OFFLOADS, netns: _netns.NetnsRef | None = None,
+                 mac: str | None = None) -> None:
         super().__init__(name)
         if not ifname or len(ifname.encode()) > 15:
             raise ValueError(f"TAP name must be 1-15 bytes, got {ifname!r}")
@@ -87,6 +93,7 @@ class TapPort(Port):
         self._fd: int | None = None
         #: where the netdev was last seen; None or {"self": True, ...}: vswitchd's own namespace
         self.netns = netns
+        self.mac = mac
         self._gone: TapGone | None = None  # its namespace is gone: nothing will ever bring it back
         self._may_create = True
         # A TSO super-frame (64 KiB + Ethernet/VLAN) plus the vnet header must fit one read,
@@ -128,6 +135,8 @@ class TapPort(Port):
             fcntl.ioctl(fd, TUNSETOFFLOAD, self.offloads)
             if self.persist:
                 fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            if self.mac is not None:
+                _set_hwaddr(fd, self.mac)
         except BaseException:
             os.close(fd)
             raise
@@ -187,6 +196,18 @@ class TapPort(Port):
                 return
         self.close(remove=True)
 
+    def set_mac(self, mac: str) -> str | None:
+        """Give the netdev MAC `mac` now (a TAP changes its address while up) and on every later
+        open; returns the MAC it had, or None when the TAP is closed (the next open sets it).
+        Raises OSError when the kernel refuses (e.g. EADDRNOTAVAIL for a group address)."""
+        if self._fd is None:
+            self.mac = mac
+            return None
+        _, _, raw = _IFREQ_HWADDR.unpack(fcntl.ioctl(self._fd, SIOCGIFHWADDR, bytes(_IFREQ_HWADDR.size)))
+        _set_hwaddr(self._fd, mac)
+        self.mac = mac
+        return ":".join(f"{b:02x}" for b in raw)
+
     def fileno(self) -> int:
         """The TAP descriptor, or -1 when closed."""
         return -1 if self._fd is None else self._fd
@@ -242,6 +263,11 @@ class TapPort(Port):
         if self._fd is None:
             raise OSError(errno.EBADF, f"TAP port {self.name} is not open")
         return fcntl.ioctl(self._fd, TUNGETDEVNETNS)
+
+
+def _set_hwaddr(fd: int, mac: str) -> None:
+    # On the TAP's own descriptor: it reaches the netdev in whatever namespace it was moved to.
+    fcntl.ioctl(fd, SIOCSIFHWADDR, _IFREQ_HWADDR.pack(b"", ARPHRD_ETHER, bytes.fromhex(mac.replace(":", ""))))
 
 
 def _open_dev() -> int:

@@ -1,0 +1,96 @@
+"""The fast path's numbers and struct layouts as Python sees them: switch.h, repeated.
+
+Owns: the packing of every map key and value (`struct` formats), the counter indexes and their
+meaning in the core's vocabulary (`COUNTER_REASON`), and the translation of a `PortPolicy` into a
+`struct vs_port`. tests/unit/test_kernel_layout.py reads switch.h and checks every number here.
+Pure: no I/O. Must not touch: maps, libbpf (libbpf.py, tables.py).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from vswitch.core.policy import PortPolicy, VlanMode
+from vswitch.core.reasons import Reason
+
+MAX_PORTS = 1024
+VLAN_WORDS = 64
+HEAD_BYTES = 32
+
+PF_ADMIN_UP = 0x01
+PF_OPER_UP = 0x02
+PF_LEARN = 0x04
+PF_FLOOD = 0x08
+PF_KERNEL = 0x10
+PF_TRUNK = 0x20
+PF_UPCALL = 0x40
+
+FDB_STATIC = 0x01
+CFG_TEST = 0x01
+
+U32 = struct.Struct("<I")
+U64 = struct.Struct("<Q")
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q")           # struct vs_port
+FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
+FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}Q")       # struct vs_config
+ST_ADDED, ST_REMOVED, NR_STATE = 0, 1, 2          # vs_state keys
+TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
+
+# enum vs_counter, in order
+COUNTERS = (
+    "rx_frames", "rx_bytes", "floods", "learned", "moved", "static_refused",
+    "forward_learned", "flood_unknown", "flood_broadcast", "flood_multicast",
+    "drop_same_port", "drop_reserved_group", "drop_malformed", "drop_invalid_src",
+    "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
+    "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
+    "flood_copies", "redirect_fail", "tag_fail",
+)
+NR_COUNTERS = len(COUNTERS)
+C = {name: i for i, name in enumerate(COUNTERS)}
+#: counter index → the core's Reason it counts (the decision block)
+COUNTER_REASON = {C[r.label]: r for r in Reason if r.label in C}
+#: counter indexes of the upcall causes
+UPCALL_CAUSES = tuple(C[n] for n in COUNTERS if n.startswith("upcall_"))
+#: the counters named like PortCounters fields
+PORT_COUNTER_FIELDS = COUNTERS[:6]
+
+
+def vlan_bits(vlans: frozenset[int] | set[int]) -> tuple[int, ...]:
+    """A set of VLAN ids as the VLAN_WORDS 64-bit words of a bitmap (bit v%64 of word v//64)."""
+    words = [0] * VLAN_WORDS
+    for v in vlans:
+        words[v >> 6] |= 1 << (v & 63)
+    return tuple(words)
+
+
+def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, upcall: bool = False) -> bytes:
+    """`struct vs_port` for a port with `policy`: `kernel` when the program can send to `ifindex`
+    (a link in its namespace), `upcall` when every frame from it must go to Python."""
+    flags = ((PF_ADMIN_UP if policy.admin_up else 0) | (PF_OPER_UP if oper_up else 0)
+             | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
+             | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0))
+    if policy.mode == VlanMode.TRUNK:
+        return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans))
+    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()))
+
+
+def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
+                py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None) -> bytes:
+    """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
+    on test mode with that clock."""
+    flags = CFG_TEST if test_now_ns is not None else 0
+    return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
+                       *vlan_bits(py_vlans))
+
+
+COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters
+
+
+def unpack_test_out(raw: bytes) -> tuple[int, int, bool, int, int, bytes]:
+    """(slot, len, vlan_present, vlan_proto, vlan_tci, head) of a `struct vs_test_out`: host-order
+    integers except vlan_proto, which __sk_buff keeps in network order."""
+    slot, length, present = struct.unpack_from("<III", raw)
+    proto = int.from_bytes(raw[12:14], "big")
+    (tci,) = struct.unpack_from("<H", raw, 14)
+    return slot, length, bool(present), proto, tci, raw[16:16 + HEAD_BYTES]

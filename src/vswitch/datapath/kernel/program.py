@@ -1,0 +1,233 @@
+"""One switch's kernel fast path: its loaded BPF object, its port slots and configuration, and the
+attachment of the program to the switch's links.
+
+Owns: the PortId → slot mapping, what each slot holds (a `PortPolicy`, oper state, whether the
+program can reach the port), the config (ageing, cap, group forward mask, the VLANs whose floods
+need Python), and which links it attached (so `close` leaves none behind).
+Invariants: the slots mirror the calls made here, as SwitchCore's ports mirror its own calls:
+`add_port`/`set_policy`/`set_oper_up`/`remove_port` take the same arguments. MAC table policy that
+SwitchCore applies on those calls (flushing on a membership change, ageing, fair eviction) stays
+the caller's: this module offers the primitives (`tables.flush`, `tables.delete`).
+Must not touch: SwitchCore, the Python datapath, control/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vswitch.core.policy import PortPolicy
+from vswitch.datapath.kernel import layout as L
+from vswitch.datapath.kernel import tc
+from vswitch.datapath.kernel.libbpf import BpfObject, object_id, prog_test_run
+from vswitch.datapath.kernel.tables import SwitchTables, TestOutput
+
+PortId = Hashable
+PROGRAM = "vs_ingress"
+OBJECT_PATH = Path(__file__).with_name("switch.bpf.o")
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What the program did with one frame in test mode: its verdict (TC_ACT_*), the decision or
+    upcall cause (a `layout.COUNTERS` name), the VLAN, and the frames it would have sent."""
+
+    verdict: int
+    reason: str
+    vlan: int
+    outputs: tuple[TestOutput, ...]
+
+
+@dataclass
+class _Slot:
+    port: PortId
+    policy: PortPolicy
+    ifindex: int
+    kernel: bool
+    upcall: bool
+    oper_up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Attached:
+    ifindex: int
+    netns: str | None
+    created_qdisc: bool
+
+
+class SwitchProgram:
+    """The fast path of one switch. `ageing_s`, `max_entries`, `group_fwd_mask` as SwitchCore's;
+    `refresh_s` is how often a busy entry's last-seen time is rewritten (the core: every tick).
+
+    Raises LibbpfMissing, BpfError (the object cannot be loaded: the message carries the verifier's
+    log), FileNotFoundError when the object was not built (`make bpf`)."""
+
+    def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0,
+                 refresh_s: float = 1.0, static_room: int = 1024, object_path: Path | None = None) -> None:
+        path = object_path or OBJECT_PATH
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the kernel fast path is not built (make bpf; needs clang, libbpf-dev)")
+        self._obj = BpfObject(str(path), max_entries={"vs_fdb": max_entries + static_room})
+        try:
+            self.tables = SwitchTables(self._obj)
+            self.prog_fd = self._obj.program_fd(PROGRAM)
+        except BaseException:
+            self._obj.close()
+            raise
+        self._ageing_ns = int(ageing_s * _NS)
+        self._refresh_ns = int(refresh_s * _NS)
+        self._max_entries = max_entries
+        self._group_fwd_mask = group_fwd_mask
+        self._test_now_ns: int | None = None
+        self._slots: dict[int, _Slot] = {}
+        self._slot_of: dict[PortId, int] = {}
+        self._attached: dict[PortId, _Attached] = {}
+        self._write_config()
+
+    # -- configuration (SwitchCore's calls) ---------------------------------------------------
+    def add_port(self, port: PortId, policy: PortPolicy | None = None, *, ifindex: int = 0,
+                 kernel: bool = True, upcall: bool = False) -> int:
+        """A port in the lowest free slot; returns the slot. `ifindex` is its link in the program's
+        namespace (0 with `kernel=False`: a port only Python serves). Raises ValueError for a port
+        that exists or when every slot is taken."""
+        if port in self._slot_of:
+            raise ValueError(f"port {port!r} already exists")
+        if kernel and not ifindex:
+            raise ValueError(f"port {port!r}: a kernel port needs its link's ifindex")
+        slot = next((s for s in range(L.MAX_PORTS) if s not in self._slots), None)
+        if slot is None:
+            raise ValueError(f"the fast path has {L.MAX_PORTS} port slots, all taken")
+        self._slots[slot] = _Slot(port, policy or PortPolicy(), ifindex, kernel, upcall, True)
+        self._slot_of[port] = slot
+        self._write_port(slot)
+        return slot
+
+    def set_policy(self, port: PortId, policy: PortPolicy) -> None:
+        """Raises KeyError for an unknown port."""
+        self._slots[self._slot_of[port]].policy = policy
+        self._write_port(self._slot_of[port])
+
+    def set_oper_up(self, port: PortId, up: bool) -> None:
+        """Raises KeyError for an unknown port."""
+        self._slots[self._slot_of[port]].oper_up = up
+        self._write_port(self._slot_of[port])
+
+    def remove_port(self, port: PortId) -> None:
+        """Detach the port from its link (if attached), empty its slot and drop every MAC entry
+        pointing to it (as SwitchCore.remove_port). Raises KeyError for an unknown port."""
+        slot = self._slot_of[port]
+        if port in self._attached:
+            self.detach(port)
+        s = self._slots.pop(slot)
+        del self._slot_of[port]
+        self.tables.clear_port(slot, s.ifindex)
+        self.tables.flush(slot=slot, include_static=True)
+        self._write_config()
+
+    def slot(self, port: PortId) -> int:
+        """Raises KeyError for an unknown port."""
+        return self._slot_of[port]
+
+    def port_at(self, slot: int) -> PortId:
+        """Raises KeyError for an empty slot."""
+        return self._slots[slot].port
+
+    def add_static(self, mac: bytes, vlan: int, port: PortId) -> None:
+        """MacTable.add_static. Raises KeyError for an unknown port, BpfError when the map is full."""
+        self.tables.add_static(mac, vlan, self._slot_of[port])
+
+    def expire(self, now_ns: int | None = None) -> int:
+        """Remove dynamic entries not seen for more than the ageing time (MacTable.expire's rule);
+        `now_ns` on CLOCK_MONOTONIC (time.monotonic_ns, the clock of bpf_ktime_get_ns), by default
+        now or the test clock. Returns how many went."""
+        if now_ns is None:
+            now_ns = self._test_now_ns if self._test_now_ns is not None else time.monotonic_ns()
+        n = 0
+        for e in self.tables.fdb_entries():
+            if not e.static and now_ns - e.seen_ns > self._ageing_ns:
+                n += self.tables.delete(e.mac, e.vlan)
+        return n
+
+    def counters(self, port: PortId) -> dict[str, int]:
+        """The port's counters summed over the CPUs (layout.COUNTERS names). Raises KeyError."""
+        return self.tables.port_counters(self._slot_of[port])
+
+    def _write_port(self, slot: int) -> None:
+        s = self._slots[slot]
+        self.tables.write_port(slot, L.pack_port(s.policy, ifindex=s.ifindex, oper_up=s.oper_up, kernel=s.kernel,
+                                                 upcall=s.upcall), s.ifindex)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        # a flood in a VLAN with a flooding member only Python serves must go up (SwitchCore.flood_ports)
+        py_vlans: set[int] = set()
+        for s in self._slots.values():
+            if not s.kernel and s.policy.flooding and s.policy.admin_up and s.oper_up:
+                py_vlans |= s.policy.member_vlans()
+        self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
+                                               max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
+                                               n_slots=max(self._slots, default=-1) + 1,
+                                               py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns))
+
+    def kernel_ids(self) -> tuple[int, frozenset[int]]:
+        """The kernel ids of the program and of its maps (what `close` must leave unloaded)."""
+        maps = (self.tables.fdb, self.tables.ports, self.tables.slot_of, self.tables.config, self.tables.state,
+                self.tables.counters, self.tables.test_run, self.tables.test_out)
+        return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
+
+    # -- test mode ----------------------------------------------------------------------------
+    def set_test_clock(self, now_ns: int | None) -> None:
+        """Test mode on with the program's clock at `now_ns` (outputs recorded, nothing sent, refresh
+        on every new `now` as the core does), or off (None)."""
+        self._test_now_ns = now_ns
+        if now_ns is not None:
+            self._refresh_ns = 0
+        self._write_config()
+
+    def run(self, port: PortId, frame: bytes) -> RunResult:
+        """Test mode: run the program on `frame` arriving on `port` (BPF_PROG_TEST_RUN). Raises
+        KeyError for an unknown port, RuntimeError when test mode is off, BpfError."""
+        if self._test_now_ns is None:
+            raise RuntimeError("SwitchProgram.run needs test mode (set_test_clock)")
+        s = self._slots[self._slot_of[port]]
+        verdict, _ = prog_test_run(self.prog_fd, frame, s.ifindex)
+        reason, vlan, outs = self.tables.last_run()
+        return RunResult(verdict, reason, vlan, tuple(outs))
+
+    # -- links --------------------------------------------------------------------------------
+    def attach(self, port: PortId, *, netns: str | None = None) -> None:
+        """Put the program on the port's link ingress (in `netns`, the switch's namespace). Raises
+        KeyError, ValueError for a port only Python serves, NetlinkError."""
+        s = self._slots[self._slot_of[port]]
+        if not s.kernel:
+            raise ValueError(f"port {port!r} is served by Python only: no link to attach to")
+        created = tc.attach_ingress(s.ifindex, self.prog_fd, name=PROGRAM, netns=netns)
+        self._attached[port] = _Attached(s.ifindex, netns, created)
+
+    def detach(self, port: PortId) -> None:
+        """Take the program off the port's link (a link already gone is fine). Raises KeyError when
+        it was not attached, NetlinkError."""
+        a = self._attached.pop(port)
+        tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns)
+
+    def close(self) -> None:
+        """Detach from every link and unload: no program, map or qdisc of ours is left. Idempotent;
+        raises NetlinkError when a link refused the detach (the rest is still released)."""
+        first: BaseException | None = None
+        for port in list(self._attached):
+            try:
+                self.detach(port)
+            except Exception as e:  # keep releasing; report the first failure
+                first = first or e
+        self._obj.close()
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> SwitchProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

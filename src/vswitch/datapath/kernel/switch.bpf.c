@@ -1,0 +1,520 @@
+// SPDX-License-Identifier: GPL-2.0
+/* vswitch kernel fast path: vswitch.core.switch.SwitchCore.process in a tc clsact ingress program.
+ *
+ * vs_ingress runs on the ingress of every port of one switch backed by a kernel link in the
+ * switch's namespace (one loaded object per switch: its maps are that switch's tables). The stages
+ * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
+ * bad source, VLAN admission), learn, decide (flood / known unicast / same port / egress down),
+ * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
+ * holds the two equal.
+ *
+ * Verdicts: TC_ACT_SHOT (a drop, its reason counted), TC_ACT_REDIRECT (sent: bpf_redirect to the one
+ * output, or clones to all outputs but the last), TC_ACT_OK = "upcall": the program cannot decide
+ * (a port only Python serves, a new MAC with the table at its cap: the core's fair eviction) and
+ * leaves the frame to the Python path, counting VS_C_UPCALL and its cause. A frame from an ifindex
+ * that is no port of this switch is left alone (TC_ACT_OK, not counted).
+ *
+ * VLAN tags arrive at tc ingress as skb metadata (vlan_present / vlan_tci / vlan_proto); a frame
+ * fed by BPF_PROG_TEST_RUN keeps its tag in the bytes. Both are read, and the egress edits work on
+ * both (bpf_skb_vlan_pop removes either; bpf_skb_vlan_push puts the tag in metadata).
+ *
+ * Test mode (vs_config.flags VS_CFG_TEST): the clock is vs_config.test_now_ns and each output is
+ * recorded in vs_test_out (slot, length, tag, first bytes) instead of cloned, so BPF_PROG_TEST_RUN
+ * shows a flood's every target. The shipped object is the tested one: no build flag.
+ *
+ * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
+ * functions: the verifier checks each once, not once per path of vs_ingress (inlined, the program
+ * failed with "The sequence of 8193 jumps is too complex").
+ *
+ * Build: clang -O2 -g -target bpf -c switch.bpf.c (see the Makefile's `bpf` target).
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "switch.h"
+
+#define ETH_P_8021Q_BE  bpf_htons(0x8100)
+#define ETH_P_8021AD_BE bpf_htons(0x88A8)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 9216);          /* the loader sets cap + room for statics */
+	__type(key, struct vs_fdb_key);
+	__type(value, struct vs_fdb_val);
+} vs_fdb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct vs_port);
+} vs_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* ifindex */
+	__type(value, __u32);               /* slot */
+} vs_slot_of SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_config);
+} vs_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_NR_STATE);
+	__type(key, __u32);
+	__type(value, __u64);
+} vs_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, struct vs_counters);  /* one lookup counts a frame's rx and reason together */
+} vs_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_test_run);
+} vs_test_run SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct vs_test_out);
+} vs_test_out SEC(".maps");
+
+/* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
+ * so the flood (a global function, verified once on its own) can take it as an argument. */
+struct egress {
+	__u32 in_slot;
+	__u32 vlan;
+	__u32 tagged_now;               /* the skb carries a tag now (after the edits so far) */
+	__u32 retag;                    /* that tag is the priority tag, not yet rewritten to out_tci */
+	__u32 out_proto;                /* the tag a tagged output carries (network order) */
+	__u32 out_tci;
+	__u32 test;                     /* test mode: record instead of sending */
+	__u32 pad;
+};
+
+/* The flood's state from one port to the next */
+struct flood_state {
+	struct egress eg;
+	__u32 pending;                  /* slot + 1 of the output not yet sent, 0 = none */
+	__u32 copies;
+	__u32 failed;
+	__u32 tag_failed;
+};
+
+/* bpf_loop's context in the flood */
+struct flood_ctx {
+	struct __sk_buff *skb;
+	struct flood_state st;
+};
+
+static __always_inline void count(__u32 slot, __u32 counter, __u64 n)
+{
+	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
+
+	if (row && counter < VS_NR_COUNTERS)
+		row->c[counter] += n;
+}
+
+static __always_inline int vlan_bit(const __u64 *bits, __u32 vlan)
+{
+	return (bits[(vlan >> 6) & (VS_VLAN_WORDS - 1)] >> (vlan & 63)) & 1;
+}
+
+/* PortPolicy.classify: the VLAN of a frame (vid < 0: untagged), or 0 when not admitted. */
+static __always_inline __u32 classify(const struct vs_port *p, int vid)
+{
+	if (!(p->flags & VS_PF_TRUNK))
+		return vid <= 0 ? p->access_vlan : 0;
+	if (vid <= 0)
+		return p->native_vlan;
+	return vlan_bit(p->allowed, vid) ? vid : 0;
+}
+
+/* PortPolicy.is_member */
+static __always_inline int is_member(const struct vs_port *p, __u32 vlan)
+{
+	if (!(p->flags & VS_PF_TRUNK))
+		return vlan == p->access_vlan;
+	return vlan_bit(p->allowed, vlan) || vlan == p->native_vlan;
+}
+
+/* PortPolicy.egress_tagged */
+static __always_inline int egress_tagged(const struct vs_port *p, __u32 vlan)
+{
+	return (p->flags & VS_PF_TRUNK) && vlan != p->native_vlan;
+}
+
+#define PORT_UP (VS_PF_ADMIN_UP | VS_PF_OPER_UP)
+
+/* Bring the skb's tag to what `p` takes: the core's EDIT_* (push; pop; retag: the priority tag
+ * rewritten to the VLAN keeping PCP/DEI; keep). Lazily, so a frame that goes up is unchanged.
+ * 0, or -1 when a helper failed. */
+static __always_inline int set_tag(struct __sk_buff *skb, struct egress *eg, const struct vs_port *p)
+{
+	if (egress_tagged(p, eg->vlan)) {
+		if (eg->tagged_now && !eg->retag)
+			return 0;
+		if (eg->tagged_now && bpf_skb_vlan_pop(skb))
+			return -1;
+		eg->tagged_now = 0;
+		eg->retag = 0;
+		if (bpf_skb_vlan_push(skb, eg->out_proto, eg->out_tci))
+			return -1;
+		eg->tagged_now = 1;
+		return 0;
+	}
+	if (!eg->tagged_now)
+		return 0;
+	if (bpf_skb_vlan_pop(skb))
+		return -1;
+	eg->tagged_now = 0;
+	eg->retag = 0;
+	return 0;
+}
+
+/* test mode: record what would leave through `slot` (the frame as it is now) instead of sending */
+static __always_inline void record(struct __sk_buff *skb, __u32 slot)
+{
+	__u32 zero = 0, i;
+	struct vs_test_run *t = bpf_map_lookup_elem(&vs_test_run, &zero);
+	struct vs_test_out *o;
+
+	if (!t)
+		return;
+	i = t->n_out;
+	if (i >= VS_MAX_PORTS)
+		return;
+	o = bpf_map_lookup_elem(&vs_test_out, &i);
+	if (!o)
+		return;
+	o->slot = slot;
+	o->len = skb->len;
+	o->vlan_present = skb->vlan_present;
+	o->vlan_proto = skb->vlan_proto;
+	o->vlan_tci = skb->vlan_tci;
+	if (bpf_skb_load_bytes(skb, 0, o->head, VS_HEAD_BYTES))
+		__builtin_memset(o->head, 0, VS_HEAD_BYTES);
+	t->n_out = i + 1;
+}
+
+/* Send a clone of the frame to the pending output (its tag edited for it). */
+static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flood_state *st)
+{
+	__u32 slot = st->pending - 1;
+	struct vs_port *p = bpf_map_lookup_elem(&vs_ports, &slot);
+
+	if (!p)
+		return;
+	if (set_tag(skb, &st->eg, p)) {
+		st->tag_failed++;
+		return;
+	}
+	if (st->eg.test) {
+		record(skb, slot);
+		st->copies++;
+	} else if (bpf_clone_redirect(skb, p->ifindex, 0) == 0) {
+		st->copies++;
+	} else {
+		st->failed++;
+	}
+}
+
+/* One slot of the flood: it floods when it is another port, up, flooding and a member of the VLAN
+ * (SwitchCore.flood_ports); the previous such slot gets its clone now, so the last one can take
+ * the original frame. A global function: verified once, whatever the state the loop carries. */
+__attribute__((noinline)) int vs_flood_visit(struct __sk_buff *skb, struct flood_state *st, __u32 slot)
+{
+	struct vs_port *p;
+
+	if (!skb || !st || slot == st->eg.in_slot)
+		return 0;
+	p = bpf_map_lookup_elem(&vs_ports, &slot);
+	if (!p || (p->flags & (PORT_UP | VS_PF_FLOOD)) != (PORT_UP | VS_PF_FLOOD) || !is_member(p, st->eg.vlan))
+		return 0;
+	if (st->pending)
+		send_pending_clone(skb, st);
+	st->pending = slot + 1;
+	return 0;
+}
+
+static long flood_one(__u32 i, void *ctx)
+{
+	struct flood_ctx *c = ctx;
+
+	vs_flood_visit(c->skb, &c->st, i);
+	return 0;
+}
+
+/* The flood's sending: clones to every output but the last, which takes the frame itself. A global
+ * function, so the verifier checks it once and not once per path of vs_ingress. Returns the verdict. */
+__attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
+{
+	struct flood_ctx c = { .skb = skb };
+	struct flood_state *st = &c.st;
+	struct vs_port *p;
+	__u32 slot, in;
+
+	if (!skb || !eg)
+		return TC_ACT_SHOT;
+	__u32 zero = 0, n;
+	struct vs_config *cfg = bpf_map_lookup_elem(&vs_config, &zero);
+
+	st->eg = *eg;
+	in = st->eg.in_slot;
+	if (in >= VS_MAX_PORTS || !cfg)
+		return TC_ACT_SHOT;
+	n = cfg->n_slots;
+	bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
+	if (st->failed)
+		count(in, VS_C_REDIRECT_FAIL, st->failed);
+	if (st->tag_failed)
+		count(in, VS_C_TAG_FAIL, st->tag_failed);
+	if (!st->pending) {
+		if (st->copies)
+			count(in, VS_C_FLOOD_COPIES, st->copies);
+		return TC_ACT_SHOT;     /* flooded to no port: nothing left to send */
+	}
+	slot = st->pending - 1;
+	p = bpf_map_lookup_elem(&vs_ports, &slot);
+	if (!p || set_tag(skb, &st->eg, p)) {
+		count(in, VS_C_TAG_FAIL, 1);
+		count(in, VS_C_FLOOD_COPIES, st->copies);
+		return TC_ACT_SHOT;
+	}
+	count(in, VS_C_FLOOD_COPIES, st->copies + 1);
+	if (st->eg.test)
+		record(skb, slot);
+	return bpf_redirect(p->ifindex, 0);
+}
+
+/* The frame was decided here with `reason`: count it as the core does (rx, then the reason; a
+ * flood in `floods` too). */
+static __always_inline void decided(struct egress *eg, __u32 len, __u32 reason)
+{
+	__u32 zero = 0, slot = eg->in_slot;
+	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
+	struct vs_test_run *t;
+
+	if (row) {
+		row->c[VS_C_RX_FRAMES] += 1;
+		row->c[VS_C_RX_BYTES] += len;
+		if (reason == VS_C_FLOOD_UNKNOWN || reason == VS_C_FLOOD_BROADCAST || reason == VS_C_FLOOD_MULTICAST)
+			row->c[VS_C_FLOODS] += 1;
+		if (reason < VS_NR_COUNTERS)
+			row->c[reason] += 1;
+	}
+	if (eg->test) {
+		t = bpf_map_lookup_elem(&vs_test_run, &zero);
+		if (t) {
+			t->reason = reason;
+			t->vlan = eg->vlan;
+		}
+	}
+}
+
+static __always_inline int upcall(struct egress *eg, __u32 cause)
+{
+	__u32 zero = 0;
+	struct vs_test_run *t;
+
+	count(eg->in_slot, VS_C_UPCALL, 1);
+	count(eg->in_slot, cause, 1);
+	if (eg->test) {
+		t = bpf_map_lookup_elem(&vs_test_run, &zero);
+		if (t)
+			t->reason = cause;
+	}
+	return TC_ACT_OK;
+}
+
+/* SwitchCore.process's learn stage (MacTable.learn / learn_outcome). 0, or 1 when the frame must go
+ * up because a new MAC meets a full table (the core evicts fairly; this map cannot). */
+static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u32 vlan, const __u8 *src,
+				 __u64 now)
+{
+	struct vs_fdb_key k = { .vlan = vlan };
+	struct vs_fdb_val *e, nv = { .slot = in_slot, .seen_ns = now };
+	__u32 added_k = VS_ST_ADDED, removed_k = VS_ST_REMOVED;
+	__u64 *added, *removed;
+
+	__builtin_memcpy(k.mac, src, 6);
+	e = bpf_map_lookup_elem(&vs_fdb, &k);
+	if (!e) {
+		added = bpf_map_lookup_elem(&vs_state, &added_k);
+		removed = bpf_map_lookup_elem(&vs_state, &removed_k);
+		if (!added || !removed || *added - *removed >= cfg->max_dynamic)
+			return 1;
+		/* NOEXIST: when two CPUs learn the same MAC at once, one counts it */
+		if (bpf_map_update_elem(&vs_fdb, &k, &nv, BPF_NOEXIST) == 0) {
+			__sync_fetch_and_add(added, 1);
+			count(in_slot, VS_C_LEARNED, 1);
+		}
+		return 0;
+	}
+	if (e->flags & VS_FDB_STATIC) {
+		if (e->slot != in_slot)
+			count(in_slot, VS_C_STATIC_REFUSED, 1); /* pinned elsewhere: never moved */
+		return 0;
+	}
+	if (e->slot != in_slot) {
+		/* a move replaces the element whole: a reader never sees the new port with the old time */
+		if (bpf_map_update_elem(&vs_fdb, &k, &nv, BPF_EXIST) == 0)
+			count(in_slot, VS_C_MOVED, 1);
+		return 0;
+	}
+	/* refresh at most every refresh_ns: a busy MAC does not write its cache line on every frame */
+	if (now != e->seen_ns && now - e->seen_ns >= cfg->refresh_ns)
+		e->seen_ns = now;
+	return 0;
+}
+
+SEC("tc")
+int vs_ingress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ingress_ifindex, zero = 0, *sp, out, len;
+	struct vs_port *inp, *op;
+	struct vs_config *cfg;
+	struct vs_test_run *t;
+	struct vs_fdb_key k = {};
+	struct vs_fdb_val *e;
+	struct egress eg = {};
+	__u8 hdr[18];
+	__u8 *dst = hdr, *src = hdr + 6;
+	__u64 now;
+	int vid = -1, tagged_in = 0;
+
+	sp = bpf_map_lookup_elem(&vs_slot_of, &ifindex);
+	if (!sp)
+		return TC_ACT_OK;
+	eg.in_slot = *sp;
+	if (eg.in_slot >= VS_MAX_PORTS)
+		return TC_ACT_OK;
+	inp = bpf_map_lookup_elem(&vs_ports, &eg.in_slot);
+	cfg = bpf_map_lookup_elem(&vs_config, &zero);
+	if (!inp || !cfg)
+		return TC_ACT_OK;
+	if (cfg->flags & VS_CFG_TEST) {
+		eg.test = 1;
+		t = bpf_map_lookup_elem(&vs_test_run, &zero);
+		if (t) {
+			t->n_out = 0;
+			t->vlan = 0;
+		}
+		now = cfg->test_now_ns;
+	} else {
+		now = bpf_ktime_get_ns();
+	}
+	if (inp->flags & VS_PF_UPCALL)
+		return upcall(&eg, VS_C_UPCALL_PORT);
+
+	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
+	len = skb->len + (skb->vlan_present ? 4 : 0);
+	if (skb->len < ETH_HLEN || bpf_skb_load_bytes(skb, 0, hdr, ETH_HLEN)) {
+		decided(&eg, len, VS_C_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+
+	/* ingress */
+	if (!(inp->flags & VS_PF_ADMIN_UP)) {
+		decided(&eg, len, VS_C_DROP_PORT_DOWN);
+		return TC_ACT_SHOT;
+	}
+	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && dst[5] < 16 &&
+	    !((cfg->group_fwd_mask >> dst[5]) & 1)) {
+		decided(&eg, len, VS_C_DROP_RESERVED_GROUP);
+		return TC_ACT_SHOT;
+	}
+	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5])) {
+		decided(&eg, len, VS_C_DROP_INVALID_SRC);
+		return TC_ACT_SHOT;
+	}
+	if (skb->vlan_present) {
+		tagged_in = 1;
+		eg.out_proto = skb->vlan_proto;
+		eg.out_tci = skb->vlan_tci;
+	} else if ((hdr[12] == 0x81 && hdr[13] == 0x00) || (hdr[12] == 0x88 && hdr[13] == 0xa8)) {
+		if (skb->len < ETH_HLEN + 4 || bpf_skb_load_bytes(skb, 0, hdr, 18)) {
+			decided(&eg, len, VS_C_DROP_MALFORMED);
+			return TC_ACT_SHOT;
+		}
+		tagged_in = 1;
+		eg.out_proto = hdr[12] == 0x81 ? ETH_P_8021Q_BE : ETH_P_8021AD_BE;
+		eg.out_tci = ((__u32)hdr[14] << 8) | hdr[15];
+	}
+	if (tagged_in)
+		vid = eg.out_tci & 0x0fff;
+	eg.vlan = classify(inp, vid);
+	if (!eg.vlan) {
+		decided(&eg, len, VS_C_DROP_VLAN_INGRESS);
+		return TC_ACT_SHOT;
+	}
+	eg.tagged_now = tagged_in;
+	if (!tagged_in) {
+		eg.out_proto = ETH_P_8021Q_BE;          /* push_vlan: 802.1Q, PCP 0, DEI 0 */
+		eg.out_tci = eg.vlan;
+	} else if (vid == 0) {
+		eg.out_tci = (eg.out_tci & 0xf000) | eg.vlan;
+		eg.retag = 1;
+	}
+
+	/* learn */
+	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, eg.vlan, src, now))
+		return upcall(&eg, VS_C_UPCALL_TABLE_FULL);
+
+	/* decide */
+	if (dst[0] & 1) {
+		if (vlan_bit(cfg->py_vlans, eg.vlan))
+			return upcall(&eg, VS_C_UPCALL_FLOOD);
+		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
+			decided(&eg, len, VS_C_FLOOD_BROADCAST);
+		else
+			decided(&eg, len, VS_C_FLOOD_MULTICAST);
+		return vs_flood(skb, &eg);
+	}
+	__builtin_memcpy(k.mac, dst, 6);
+	k.vlan = eg.vlan;
+	e = bpf_map_lookup_elem(&vs_fdb, &k);
+	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
+		if (vlan_bit(cfg->py_vlans, eg.vlan))
+			return upcall(&eg, VS_C_UPCALL_FLOOD);
+		decided(&eg, len, VS_C_FLOOD_UNKNOWN);
+		return vs_flood(skb, &eg);
+	}
+	out = e->slot;
+	if (out == eg.in_slot) {
+		decided(&eg, len, VS_C_DROP_SAME_PORT);
+		return TC_ACT_SHOT;
+	}
+	op = out < VS_MAX_PORTS ? bpf_map_lookup_elem(&vs_ports, &out) : NULL;
+	if (!op || (op->flags & PORT_UP) != PORT_UP) {
+		decided(&eg, len, VS_C_DROP_EGRESS_DOWN);
+		return TC_ACT_SHOT;
+	}
+	if (!(op->flags & VS_PF_KERNEL))
+		return upcall(&eg, VS_C_UPCALL_DEST);
+	decided(&eg, len, VS_C_FORWARD_LEARNED);
+	if (set_tag(skb, &eg, op)) {
+		count(eg.in_slot, VS_C_TAG_FAIL, 1);
+		return TC_ACT_SHOT;
+	}
+	if (eg.test)
+		record(skb, out);
+	return bpf_redirect(op->ifindex, 0);
+}
+
+char LICENSE[] SEC("license") = "GPL";

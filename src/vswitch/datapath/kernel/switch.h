@@ -1,0 +1,121 @@
+/* vswitch kernel fast path: the numbers and structs shared by switch.bpf.c and the Python loader.
+ *
+ * layout.py repeats every number here and tests/unit/test_kernel_layout.py checks that the two agree
+ * (it reads this file; no compiler needed); the loader checks the map key/value sizes at load time.
+ * Change both together. Structs are laid out by hand with explicit padding: no hidden holes.
+ */
+#ifndef VSWITCH_SWITCH_H
+#define VSWITCH_SWITCH_H
+
+/* Port slots 0..VS_MAX_PORTS-1: the largest flood. The flood (bpf_loop) visits the slots in use,
+ * 0..vs_config.n_slots-1; the verifier's cost of bpf_loop does not grow with the number. */
+#define VS_MAX_PORTS    1024
+#define VS_VLAN_WORDS   64      /* 64 x 64 bits: one bit per VLAN id 0..4095 */
+#define VS_HEAD_BYTES   32      /* test mode: bytes of each output frame recorded */
+
+/* vs_port.flags */
+#define VS_PF_ADMIN_UP  0x01
+#define VS_PF_OPER_UP   0x02
+#define VS_PF_LEARN     0x04
+#define VS_PF_FLOOD     0x08
+#define VS_PF_KERNEL    0x10    /* a link in this program's namespace: redirect/clone reach it */
+#define VS_PF_TRUNK     0x20    /* else access */
+#define VS_PF_UPCALL    0x40    /* every frame from this port goes to Python */
+
+struct vs_port {
+	__u32 ifindex;              /* 0 for a port only Python serves */
+	__u32 flags;
+	__u16 access_vlan;
+	__u16 native_vlan;          /* trunk: 0 = no native VLAN */
+	__u32 pad;
+	__u64 allowed[VS_VLAN_WORDS]; /* trunk: allowed VLANs */
+};
+
+struct vs_fdb_key {
+	__u8  mac[6];
+	__u16 vlan;
+};
+
+#define VS_FDB_STATIC   0x01
+
+struct vs_fdb_val {
+	__u32 slot;
+	__u32 flags;
+	__u64 seen_ns;              /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when last seen */
+};
+
+/* vs_config.flags */
+#define VS_CFG_TEST     0x01    /* record outputs into vs_test_* instead of sending; use test_now_ns */
+
+struct vs_config {
+	__u64 ageing_ns;
+	__u64 refresh_ns;           /* refresh an entry's seen_ns at most this often (0: every frame) */
+	__u64 test_now_ns;
+	__u32 max_dynamic;          /* the MAC table's cap: a new MAC beyond it goes up (fair eviction) */
+	__u32 group_fwd_mask;       /* bit N: 01:80:C2:00:00:0N is forwarded like any multicast */
+	__u32 flags;
+	__u32 n_slots;              /* highest slot in use + 1: the flood visits slots 0..n_slots-1 */
+	__u64 py_vlans[VS_VLAN_WORDS]; /* VLANs with a flooding member only Python serves */
+};
+
+/* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
+ * writer, so neither overwrites the other: the program adds (atomically), Python removes. */
+#define VS_ST_ADDED     0
+#define VS_ST_REMOVED   1
+#define VS_NR_STATE     2
+
+/* Per-CPU counters, one row (struct vs_counters) per port slot. The first six are the core's
+ * PortCounters fields; the decision block is numbered like vswitch.core.reasons.Reason. A frame
+ * that goes up (VS_C_UPCALL) counts only there and in its VS_C_UPCALL_* cause (plus learned/moved
+ * when it was learned first): Python counts its decision. */
+enum vs_counter {
+	VS_C_RX_FRAMES = 0,
+	VS_C_RX_BYTES,
+	VS_C_FLOODS,
+	VS_C_LEARNED,
+	VS_C_MOVED,
+	VS_C_STATIC_REFUSED,
+	VS_C_FORWARD_LEARNED,
+	VS_C_FLOOD_UNKNOWN,
+	VS_C_FLOOD_BROADCAST,
+	VS_C_FLOOD_MULTICAST,
+	VS_C_DROP_SAME_PORT,
+	VS_C_DROP_RESERVED_GROUP,
+	VS_C_DROP_MALFORMED,
+	VS_C_DROP_INVALID_SRC,
+	VS_C_DROP_VLAN_INGRESS,
+	VS_C_DROP_PORT_DOWN,
+	VS_C_DROP_EGRESS_DOWN,
+	VS_C_UPCALL,
+	VS_C_UPCALL_PORT,           /* the ingress port is VS_PF_UPCALL */
+	VS_C_UPCALL_DEST,           /* known unicast to a port only Python serves */
+	VS_C_UPCALL_FLOOD,          /* a flood with a member only Python serves */
+	VS_C_UPCALL_TABLE_FULL,     /* a new MAC with the table at its cap */
+	VS_C_FLOOD_COPIES,          /* frames sent by floods (clones + the last redirect) */
+	VS_C_REDIRECT_FAIL,
+	VS_C_TAG_FAIL,              /* bpf_skb_vlan_push/pop failed: the output was skipped */
+	VS_NR_COUNTERS
+};
+
+struct vs_counters {
+	__u64 c[VS_NR_COUNTERS];
+};
+
+/* test mode: what the last run decided (vs_test_run[0]) and sent (vs_test_out[0..n_out-1]) */
+struct vs_test_run {
+	__u32 reason;               /* a VS_C_ decision or VS_C_UPCALL_* counter */
+	__u32 vlan;
+	__u32 n_out;
+	__u32 pad;
+};
+
+struct vs_test_out {
+	__u32 slot;
+	__u32 len;                  /* skb->len (the metadata tag not included) */
+	__u32 vlan_present;
+	__u16 vlan_proto;           /* network order, as in __sk_buff */
+	__u16 vlan_tci;
+	__u8  head[VS_HEAD_BYTES];
+};
+
+#endif

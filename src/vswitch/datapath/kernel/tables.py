@@ -1,0 +1,150 @@
+"""The fast path's maps as Python reads and writes them: ports, config, MAC table, counters, and
+the test-mode record of the last run.
+
+Owns: the keys and values of every map (through layout.py's packing), summing per-CPU counters,
+and the count of dynamic MAC entries (the program adds to `vs_state[ADDED]`, this module alone to
+`vs_state[REMOVED]`, so the two writers never overwrite each other).
+Invariants: a dynamic entry removed here is counted removed exactly once; static entries are not
+counted. Must not touch: links and tc (tc.py), the program's life (program.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vswitch.datapath.kernel import layout as L
+from vswitch.datapath.kernel.libbpf import BpfObject
+
+_ZERO = L.U32.pack(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FdbRecord:
+    """One MAC table entry as the program keeps it (`seen_ns` on CLOCK_MONOTONIC; 0 for statics)."""
+
+    mac: bytes
+    vlan: int
+    slot: int
+    static: bool
+    seen_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutput:
+    """One frame the program would have sent in test mode: the out slot and the frame as it would
+    be on the wire (a metadata tag put back into the bytes), cut to `layout.HEAD_BYTES` + the tag."""
+
+    slot: int
+    head: bytes
+    length: int
+
+
+class SwitchTables:
+    """Typed access to one loaded switch object's maps. Raises BpfError from the map calls."""
+
+    def __init__(self, obj: BpfObject) -> None:
+        self.fdb = obj.map("vs_fdb")
+        self.ports = obj.map("vs_ports")
+        self.slot_of = obj.map("vs_slot_of")
+        self.config = obj.map("vs_config")
+        self.state = obj.map("vs_state")
+        self.counters = obj.map("vs_counters")
+        self.test_run = obj.map("vs_test_run")
+        self.test_out = obj.map("vs_test_out")
+        for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
+                        (self.counters, L.COUNTER_ROW.size)):
+            if m.value_size != size:
+                raise ValueError(f"map {m.name}: value of {m.value_size} bytes in the object, layout.py says "
+                                 f"{size}: switch.h and layout.py disagree")
+
+    # -- ports and config ---------------------------------------------------------------------
+    def write_port(self, slot: int, packed: bytes, ifindex: int | None) -> None:
+        """Set slot `slot` to a packed `struct vs_port`; frames from `ifindex` are that slot's."""
+        self.ports.update(L.U32.pack(slot), packed)
+        if ifindex:
+            self.slot_of.update(L.U32.pack(ifindex), L.U32.pack(slot))
+
+    def clear_port(self, slot: int, ifindex: int | None) -> None:
+        """Empty the slot and zero its counters (a port added there later starts from 0)."""
+        if ifindex:
+            self.slot_of.delete(L.U32.pack(ifindex))
+        self.ports.update(L.U32.pack(slot), bytes(L.PORT.size))
+        self.counters.update(L.U32.pack(slot), bytes(L.COUNTER_ROW.size))
+
+    def write_config(self, packed: bytes) -> None:
+        self.config.update(_ZERO, packed)
+
+    # -- MAC table ----------------------------------------------------------------------------
+    def fdb_entries(self) -> list[FdbRecord]:
+        """Every entry, aged or not (the program ignores an aged one; removing it is `delete`'s job)."""
+        out = []
+        for k, v in self.fdb.items():
+            mac, vlan = L.FDB_KEY.unpack(k)
+            slot, flags, seen = L.FDB_VAL.unpack(v)
+            out.append(FdbRecord(mac, vlan, slot, bool(flags & L.FDB_STATIC), seen))
+        return out
+
+    def add_static(self, mac: bytes, vlan: int, slot: int) -> None:
+        """Pin (mac, vlan) to `slot`, replacing a dynamic entry (MacTable.add_static). Raises BpfError
+        (E2BIG: the map has no room left)."""
+        key = L.FDB_KEY.pack(mac, vlan)
+        old = self.fdb.lookup(key)
+        self.fdb.update(key, L.FDB_VAL.pack(slot, L.FDB_STATIC, 0))
+        if old is not None and not L.FDB_VAL.unpack(old)[1] & L.FDB_STATIC:
+            self._count_removed(1)
+
+    def delete(self, mac: bytes, vlan: int) -> bool:
+        """Remove one entry; False when it was not there."""
+        key = L.FDB_KEY.pack(mac, vlan)
+        old = self.fdb.lookup(key)
+        if old is None or not self.fdb.delete(key):
+            return False
+        if not L.FDB_VAL.unpack(old)[1] & L.FDB_STATIC:
+            self._count_removed(1)
+        return True
+
+    def flush(self, *, slot: int | None = None, include_static: bool = False) -> int:
+        """Remove entries (dynamic only unless `include_static`), optionally only those of a slot."""
+        n = 0
+        for e in self.fdb_entries():
+            if (slot is None or e.slot == slot) and (include_static or not e.static):
+                n += self.delete(e.mac, e.vlan)
+        return n
+
+    def dynamic_count(self) -> int:
+        """Dynamic entries in the table, as the program counts them against the cap."""
+        added = self.state.lookup(L.U32.pack(L.ST_ADDED))
+        removed = self.state.lookup(L.U32.pack(L.ST_REMOVED))
+        return L.U64.unpack(added or bytes(8))[0] - L.U64.unpack(removed or bytes(8))[0]
+
+    def _count_removed(self, n: int) -> None:
+        key = L.U32.pack(L.ST_REMOVED)
+        cur = L.U64.unpack(self.state.lookup(key) or bytes(8))[0]
+        self.state.update(key, L.U64.pack(cur + n))
+
+    # -- counters -----------------------------------------------------------------------------
+    def port_counters(self, slot: int) -> dict[str, int]:
+        """Every counter of a slot, summed over the CPUs, by name (layout.COUNTERS)."""
+        totals = [0] * L.NR_COUNTERS
+        for row in self.counters.lookup_percpu(L.U32.pack(slot)) or []:
+            for i, n in enumerate(L.COUNTER_ROW.unpack(row)):
+                totals[i] += n
+        return dict(zip(L.COUNTERS, totals, strict=True))
+
+    # -- test mode ----------------------------------------------------------------------------
+    def last_run(self) -> tuple[str, int, list[TestOutput]]:
+        """Test mode: (the counter name of the last frame's decision or upcall cause, its VLAN, what
+        it sent). Only meaningful right after a BPF_PROG_TEST_RUN with test mode on."""
+        reason, vlan, n_out, _ = L.TEST_RUN.unpack(self.test_run.lookup(_ZERO) or bytes(L.TEST_RUN.size))
+        outs = []
+        for i in range(min(n_out, L.MAX_PORTS)):
+            raw = self.test_out.lookup(L.U32.pack(i))
+            if raw is None:
+                continue
+            slot, length, present, proto, tci, head = L.unpack_test_out(raw)
+            if present:  # the wire has the metadata tag after the MAC addresses
+                head = head[:12] + proto.to_bytes(2, "big") + tci.to_bytes(2, "big") + head[12:]
+                length += 4
+            outs.append(TestOutput(slot, head, length))
+        return L.COUNTERS[reason], vlan, outs
+

@@ -1,0 +1,230 @@
+"""The kernel fast path against SwitchCore, frame by frame: the differential test (issue 12, 3a).
+
+20,000 random frames over 7 ports — access, trunk with and without a native VLAN, learning off on
+one, flooding off on one, one administratively down, one going oper down and up — go through the
+BPF program (BPF_PROG_TEST_RUN, test mode: outputs recorded instead of sent, the clock set by the
+test) and through `SwitchCore.process` configured by the same calls. Per frame: the reason, the
+VLAN, the output ports in order and each output's bytes (tag pushed / popped / rewritten); at the
+end the MAC tables (entries, ports, statics, last-seen times) and every port's counters. The
+frames mix unicast from a small pool (so learning, moves and ageing happen), broadcast, multicast,
+reserved groups (one forwarded by group_fwd_mask), bad sources, 802.1Q/802.1ad/priority tags,
+VLANs not admitted and truncated tags. BPF_PROG_TEST_RUN keeps a tag in the bytes;
+test_kernel_veth.py covers the metadata tag of a real receive.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from kernel_fastpath import core_table, program_table, require_fastpath
+
+from vswitch.core.policy import PortPolicy
+from vswitch.core.switch import EDIT_KEEP, SwitchCore, egress_frame
+from vswitch.datapath.kernel import layout
+from vswitch.datapath.kernel.program import SwitchProgram
+
+pytestmark = pytest.mark.root
+
+N_FRAMES = 20_000
+NS = 1_000_000_000
+AGEING_S = 20
+GROUP_FWD_MASK = 1 << 0x0E           # LLDP's 01:80:C2:00:00:0E is forwarded, the others dropped
+TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
+
+POLICIES = {
+    "a10": PortPolicy.access(10),
+    "a10-nolearn": PortPolicy.access(10, learning=False),
+    "a20-noflood": PortPolicy.access(20, flooding=False),
+    "t-native10": PortPolicy.trunk({10, 20, 30}, native=10),
+    "t-nonative": PortPolicy.trunk({10, 20, 30}),
+    "t-native30": PortPolicy.trunk({20, 30}, native=30),
+    "a10-down": PortPolicy.access(10, admin_up=False),
+}
+OPER_FLAPPING = "t-nonative"
+
+POOL = [bytes((2, 0, 0, 0, 0xEB, i)) for i in range(10)]
+GROUPS = [b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("333300000001"),
+          *(bytes.fromhex("0180c20000") + bytes((i,)) for i in (0, 1, 2, 3, 0x0E, 0x0F, 0x10))]
+BAD_SOURCES = [bytes(6), bytes.fromhex("010000000001"), b"\xff" * 6]
+STATICS = [(POOL[0], 10, "a10"), (POOL[1], 20, "t-native10")]
+
+
+def _random_frame(rng: random.Random) -> bytes:
+    dst = rng.choice(GROUPS) if rng.random() < 0.25 else rng.choice(POOL)
+    src = rng.choice(BAD_SOURCES) if rng.random() < 0.04 else rng.choice(POOL)
+    x = rng.random()
+    if x < 0.02:  # a truncated tag: 14-17 bytes
+        return dst + src + b"\x81\x00" + bytes(rng.randrange(4))
+    body = bytes(rng.randrange(46, 80))
+    if x < 0.45:
+        return dst + src + b"\x08\x00" + body
+    tpid = 0x88A8 if x < 0.50 else 0x8100
+    vid = rng.choice((0, 10, 10, 20, 20, 30, 40))
+    tci = (rng.randrange(8) << 13) | (rng.randrange(2) << 12) | vid
+    return dst + src + struct.pack("!HH", tpid, tci) + b"\x08\x00" + body
+
+
+def _expected_outputs(core: SwitchCore, frame: bytes, d) -> list[tuple[str, bytes, int]]:
+    outs = []
+    for i, port in enumerate(d.out_ports):
+        edit = d.edits[i] if d.edits is not None else EDIT_KEEP
+        wire = bytes(egress_frame(frame, 0, edit, d.vlan))
+        outs.append((port, wire, len(wire)))
+    return outs
+
+
+def _verdict(reason: str, n_out: int) -> int:
+    if reason.startswith("upcall"):
+        return TC_ACT_OK
+    return TC_ACT_REDIRECT if n_out else TC_ACT_SHOT
+
+
+def _build(ports: dict[str, PortPolicy]) -> tuple[SwitchCore, SwitchProgram]:
+    core = SwitchCore(ageing_s=AGEING_S * NS, group_fwd_mask=GROUP_FWD_MASK)
+    prog = SwitchProgram(ageing_s=AGEING_S, group_fwd_mask=GROUP_FWD_MASK)
+    for i, (name, policy) in enumerate(ports.items()):
+        core.add_port(name, policy)
+        prog.add_port(name, policy, ifindex=1000 + i)  # test mode sends nothing: any ifindex will do
+    for mac, vlan, port in STATICS:
+        core.fdb.add_static(mac, vlan, port)
+        prog.add_static(mac, vlan, port)
+    return core, prog
+
+
+def _compare(core: SwitchCore, prog: SwitchProgram, n_frames: int, seed: int) -> tuple[list[str], dict[str, int]]:
+    """Run both; the mismatches (first 20, as sentences) and how often each reason was decided."""
+    rng = random.Random(seed)
+    now = 1_000 * NS
+    mismatches: list[str] = []
+    tally: dict[str, int] = {}
+    names = list(POLICIES)
+    for i in range(n_frames):
+        now += rng.choice((0, 0, 1, 50, 1000, 300_000_000)) if rng.random() > 0.003 else (AGEING_S + 1) * NS
+        if i % 997 == 500:  # a link goes down (its dynamic entries flushed, as the core does) and comes back
+            down = i % 2 == 0
+            core.set_oper_up(OPER_FLAPPING, not down)
+            prog.set_oper_up(OPER_FLAPPING, not down)
+            if down:
+                prog.tables.flush(slot=prog.slot(OPER_FLAPPING))
+        prog.set_test_clock(now)
+        port = rng.choice(names)
+        frame = _random_frame(rng)
+        d = core.process(port, frame, 0, now)
+        r = prog.run(port, frame)
+        want_reason = d.reason.label
+        tally[want_reason] = tally.get(want_reason, 0) + 1
+        got = [(prog.port_at(o.slot), o.head, o.length) for o in r.outputs]
+        want = [(p, wire[:len(h)], n) for (p, wire, n), (_q, h, _m) in zip(_expected_outputs(core, frame, d), got,
+                                                                           strict=False)]
+        problems = []
+        if r.reason != want_reason:
+            problems.append(f"reason {r.reason} (core: {want_reason})")
+        if r.vlan != d.vlan:
+            problems.append(f"VLAN {r.vlan} (core: {d.vlan})")
+        if [g[0] for g in got] != list(d.out_ports):
+            problems.append(f"out ports {[g[0] for g in got]} (core: {list(d.out_ports)})")
+        elif got != want:
+            problems.append(f"output frames {[(g[0], g[1].hex(), g[2]) for g in got]} "
+                            f"(core: {[(w[0], w[1].hex(), w[2]) for w in want]})")
+        if r.verdict != _verdict(r.reason, len(got)):
+            problems.append(f"verdict {r.verdict} for {r.reason} with {len(got)} outputs")
+        if problems and len(mismatches) < 20:
+            mismatches.append(f"frame #{i} on {port} at {now}: {frame.hex()}: " + "; ".join(problems))
+        elif problems:
+            mismatches.append("...")
+    return mismatches, tally
+
+
+def _counters_differ(core: SwitchCore, prog: SwitchProgram) -> list[str]:
+    out = []
+    for port in POLICIES:
+        snap = core.counters[port].snapshot()
+        mine = prog.counters(port)
+        want = {k: snap[k] for k in layout.PORT_COUNTER_FIELDS}
+        want.update({r.label: n for r, n in core.counters[port].drops.items()})
+        got = {k: v for k, v in mine.items() if k in want or (k.startswith("drop_") and v)}
+        if got != want:
+            out.append(f"{port}: program {got}, core {want}")
+    return out
+
+
+def test_program_decides_like_the_core() -> None:
+    require_fastpath()
+    core, prog = _build(POLICIES)
+    with prog:
+        mismatches, tally = _compare(core, prog, N_FRAMES, seed=12)
+        assert not mismatches, f"{len(mismatches)} frames decided differently:\n" + "\n".join(mismatches)
+        assert program_table(prog) == core_table(core)
+        assert not _counters_differ(core, prog)
+        assert prog.tables.dynamic_count() == core.fdb.dynamic_count
+        # ageing removes the same entries on both sides, and the cap's count follows
+        later = max(e.seen for t in core.fdb.by_vlan.values() for e in t.values() if not e.static) + NS
+        assert prog.expire(later) == core.expire(later) > 0
+        assert program_table(prog) == core_table(core)
+        assert prog.tables.dynamic_count() == core.fdb.dynamic_count
+        # the run covered every decision the core can make here, and nothing went up
+        decided = {r.label for r in layout.COUNTER_REASON.values()}
+        assert decided <= set(tally), f"never decided: {sorted(decided - set(tally))}"
+        assert all(prog.counters(p)["upcall"] == 0 for p in POLICIES)
+        assert sum(c["moved"] for c in map(prog.counters, POLICIES)) > 0
+        assert sum(c["static_refused"] for c in map(prog.counters, POLICIES)) > 0
+
+
+def test_a_new_mac_beyond_the_cap_goes_up_and_changes_nothing() -> None:
+    """The core evicts fairly when the table is full; the program cannot, so that frame goes up
+    (the upcall verdict, counted with its cause) and its table and decision counters stay as they were."""
+    require_fastpath()
+    with SwitchProgram(max_entries=2) as prog:
+        prog.add_port("p0", ifindex=1000)
+        prog.add_port("p1", ifindex=1001)
+        prog.set_test_clock(NS)
+        for i in range(2):
+            assert prog.run("p0", b"\xff" * 6 + POOL[i] + b"\x08\x00" + bytes(46)).reason == "flood_broadcast"
+        before = program_table(prog)
+        r = prog.run("p1", b"\xff" * 6 + POOL[5] + b"\x08\x00" + bytes(46))
+        assert (r.verdict, r.reason, r.outputs) == (TC_ACT_OK, "upcall_table_full", ())
+        assert program_table(prog) == before
+        c = prog.counters("p1")
+        assert (c["upcall"], c["upcall_table_full"], c["rx_frames"], c["flood_broadcast"]) == (1, 1, 0, 0)
+        # a MAC already known still refreshes and forwards: only a new one needs the eviction
+        assert prog.run("p1", POOL[0] + POOL[1] + b"\x08\x00" + bytes(46)).reason == "forward_learned"
+
+
+def test_ports_only_python_serves_send_their_frames_up() -> None:
+    """A known unicast to a port the program cannot reach, and a flood in a VLAN such a port is a
+    member of, go up; a flood in another VLAN stays in the kernel."""
+    require_fastpath()
+    with SwitchProgram() as prog:
+        prog.add_port("k0", PortPolicy.trunk({10, 20}), ifindex=1000)
+        prog.add_port("k1", PortPolicy.trunk({10, 20}), ifindex=1001)
+        prog.add_port("py", PortPolicy.access(10), kernel=False)
+        prog.set_test_clock(NS)
+        tag = {v: struct.pack("!HH", 0x8100, v) for v in (10, 20)}
+        assert prog.run("k0", b"\xff" * 6 + POOL[0] + tag[10] + bytes(46)).reason == "upcall_flood"
+        r = prog.run("k0", b"\xff" * 6 + POOL[0] + tag[20] + bytes(46))
+        assert (r.reason, [o.slot for o in r.outputs]) == ("flood_broadcast", [prog.slot("k1")])
+        prog.add_static(POOL[3], 10, "py")
+        assert prog.run("k1", POOL[3] + POOL[4] + tag[10] + bytes(46)).reason == "upcall_dest"
+        assert prog.counters("k1")["upcall_dest"] == 1
+        prog.add_port("watched", PortPolicy.access(10), ifindex=1003, upcall=True)
+        r = prog.run("watched", POOL[5] + POOL[6] + b"\x08\x00" + bytes(46))
+        assert (r.verdict, r.reason) == (TC_ACT_OK, "upcall_port")
+        assert {k: v for k, v in prog.counters("watched").items() if v} == {"upcall": 1, "upcall_port": 1}
+
+
+def test_a_flood_reaches_every_slot() -> None:
+    """The flood visits all layout.MAX_PORTS (1024) slots: a broadcast from the first port reaches
+    the other 1023, each once, in slot order, and the table takes no more ports."""
+    require_fastpath()
+    with SwitchProgram() as prog:
+        for i in range(layout.MAX_PORTS):
+            prog.add_port(i, ifindex=10_000 + i)
+        with pytest.raises(ValueError, match="1024 port slots"):
+            prog.add_port("one too many", ifindex=9_999)
+        prog.set_test_clock(NS)
+        r = prog.run(0, b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46))
+        assert r.verdict == TC_ACT_REDIRECT
+        assert [o.slot for o in r.outputs] == list(range(1, layout.MAX_PORTS))
+        assert prog.counters(0)["flood_copies"] == layout.MAX_PORTS - 1

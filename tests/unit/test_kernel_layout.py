@@ -1,0 +1,81 @@
+"""layout.py repeats switch.h: every number, the counter enum's order and the struct sizes agree.
+
+Reads the header as text (no compiler needed), so a change on one side only fails here, before a
+program ever loads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vswitch.core.policy import PortPolicy
+from vswitch.core.reasons import Reason
+from vswitch.datapath.kernel import layout as L
+
+HEADER = (Path(L.__file__).with_name("switch.h")).read_text()
+_SIZES = {"__u8": 1, "__u16": 2, "__u32": 4, "__u64": 8}
+
+
+def _defines() -> dict[str, int]:
+    out = {}
+    for name, value in re.findall(r"^#define\s+(VS_\w+)\s+(0x[0-9a-fA-F]+|\d+)", HEADER, re.M):
+        out[name] = int(value, 0)
+    return out
+
+
+def _struct_size(name: str) -> int:
+    body = re.search(r"struct " + name + r" \{(.*?)\};", HEADER, re.S)
+    assert body, f"struct {name} not in switch.h"
+    size = 0
+    defines = {**_defines(), "VS_NR_COUNTERS": L.NR_COUNTERS}
+    for typ, _field, count in re.findall(r"(__u\d+)\s+(\w+)(?:\[(\w+)\])?;", body.group(1)):
+        n = 1 if not count else (int(count) if count.isdigit() else defines[count])
+        width = _SIZES[typ]
+        assert size % width == 0, f"struct {name}: {_field} is not naturally aligned (a hidden hole)"
+        size += width * n
+    return size
+
+
+@pytest.mark.parametrize(("c_name", "value"), [
+    ("VS_MAX_PORTS", L.MAX_PORTS), ("VS_VLAN_WORDS", L.VLAN_WORDS), ("VS_HEAD_BYTES", L.HEAD_BYTES),
+    ("VS_PF_ADMIN_UP", L.PF_ADMIN_UP), ("VS_PF_OPER_UP", L.PF_OPER_UP), ("VS_PF_LEARN", L.PF_LEARN),
+    ("VS_PF_FLOOD", L.PF_FLOOD), ("VS_PF_KERNEL", L.PF_KERNEL), ("VS_PF_TRUNK", L.PF_TRUNK),
+    ("VS_PF_UPCALL", L.PF_UPCALL), ("VS_FDB_STATIC", L.FDB_STATIC), ("VS_CFG_TEST", L.CFG_TEST),
+    ("VS_ST_ADDED", L.ST_ADDED), ("VS_ST_REMOVED", L.ST_REMOVED), ("VS_NR_STATE", L.NR_STATE),
+])
+def test_defines_agree(c_name: str, value: int) -> None:
+    assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"
+
+
+def test_counter_enum_in_the_same_order() -> None:
+    body = re.search(r"enum vs_counter \{(.*?)\};", HEADER, re.S)
+    assert body
+    names = re.findall(r"^\s*VS_C_(\w+)", body.group(1), re.M)
+    assert [n.lower() for n in names] == list(L.COUNTERS)
+    assert "VS_NR_COUNTERS" in body.group(1)
+
+
+@pytest.mark.parametrize(("struct_name", "packer"), [
+    ("vs_port", L.PORT), ("vs_fdb_key", L.FDB_KEY), ("vs_fdb_val", L.FDB_VAL), ("vs_config", L.CONFIG),
+    ("vs_test_run", L.TEST_RUN), ("vs_counters", L.COUNTER_ROW),
+])
+def test_struct_sizes_agree(struct_name: str, packer: object) -> None:
+    assert _struct_size(struct_name) == packer.size  # type: ignore[attr-defined]
+
+
+def test_every_decision_reason_has_a_counter() -> None:
+    """What SwitchCore.process can decide, the program counts under the same name."""
+    decided = [r for r in Reason if not r.name.startswith(("DROP_QUEUE", "DROP_LINK", "DROP_TX", "DROP_OVER",
+                                                           "DROP_INTERNAL", "DROP_RUNT", "DROP_BAD", "DROP_TRUNC"))]
+    assert {r for r in L.COUNTER_REASON.values()} == set(decided)
+
+
+def test_pack_port_trunk_bitmap() -> None:
+    packed = L.pack_port(PortPolicy.trunk({10, 20, 4094}, native=5, flooding=False), ifindex=7, oper_up=True,
+                         kernel=True)
+    ifindex, flags, access, native, _pad, *words = L.PORT.unpack(packed)
+    assert (ifindex, access, native) == (7, 0, 5)
+    assert flags == L.PF_ADMIN_UP | L.PF_OPER_UP | L.PF_LEARN | L.PF_KERNEL | L.PF_TRUNK
+    assert {w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1} == {10, 20, 4094}
