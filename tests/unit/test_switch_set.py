@@ -430,3 +430,19 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
 
 class _Crash(BaseException):
     """vswitchd died here."""
+
+
+@pytest.mark.parametrize("start, end", [("internal", "external"), ("private", "external"),
+                                        ("external", "external-no-os"), ("external-no-os", "external")])
+def test_a_dry_run_lists_exactly_the_takeover_the_change_then_makes(host: Host, kernel: MemKernel, start: str,
+                                                                     end: str) -> None:
+    m = host.manager()
+    m.create_switch(SPECS[start])
+    plan = m.set_switch(SW, TO[end], dry_run=True)
+    assert isinstance(plan, list)
+    m.set_switch(SW, TO[end])
+    assert m.store is not None
+    done = [s.description for s in hostnic.build_plan(m.store.get_snapshot(SW))]  # type: ignore[arg-type]
+    attach = plan.index(f"attach {NIC} as port 'uplink' (AF_PACKET, promiscuous)")
+    # (the same steps; routes of one scope may be listed in another order once given back and re-read)
+    assert sorted(plan[attach + 1:attach + 1 + len(done)]) == sorted(done)

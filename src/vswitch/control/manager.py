@@ -594,10 +594,12 @@ class SwitchManager:
                 # the NIC as it was before any takeover of ours; the vNIC as it is (or will be)
                 base = sw.takeover.snapshot() if sw.takeover is not None and new.nic == old.nic else None
                 vnic_link = None
-                if sw.vnic is not None:
-                    with self._netlink() as nl:
-                        v = nl.link(sw.vnic.ifname)
-                    vnic_link = {"mac": v.mac if sw.takeover is None else "(its own)", "mtu": v.mtu, "up": False}
+                if sw.vnic is not None:  # as it is, or as the give-back leaves it
+                    vnic_link = sw.takeover.snapshot().get("vnic_link") if sw.takeover is not None else None
+                    if vnic_link is None:
+                        with self._netlink() as nl:
+                            v = nl.link(sw.vnic.ifname)
+                        vnic_link = {"mac": v.mac, "mtu": v.mtu, "up": v.up}
                 steps += self._takeover_plan(replace(new, confirm_timeout_s=confirm_timeout_s), vnic_name,
                                              base, vnic_link)
             elif new.has_host_vnic:
