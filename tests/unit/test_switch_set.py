@@ -12,6 +12,7 @@ tests/integration/test_switch_set.py.
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -446,3 +447,37 @@ def test_a_dry_run_lists_exactly_the_takeover_the_change_then_makes(host: Host, 
     attach = plan.index(f"attach {NIC} as port 'uplink' (AF_PACKET, promiscuous)")
     # (the same steps; routes of one scope may be listed in another order once given back and re-read)
     assert sorted(plan[attach + 1:attach + 1 + len(done)]) == sorted(done)
+
+
+@pytest.mark.parametrize("start, end", [("external", "internal"), ("internal", "external"),
+                                        ("external", "external-no-os"), ("private", "internal")])
+def test_vm_ports_forward_between_each_other_throughout_the_change(
+        host: Host, kernel: MemKernel, start: str, end: str) -> None:
+    """Frames sent from vm1 to vm2 while the connection changes all arrive: the datapath never stops."""
+    m = host.manager()
+    m.create_switch(SPECS[start])
+    m.add_port(SW, PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    m.add_port(SW, PortSpec("vm2", PortKind.MEMORY, "vm2"))
+    vm1, vm2 = m.port_object(SW, "vm1"), m.port_object(SW, "vm2")
+    to_vm2 = bytes.fromhex("020000000002" "020000000001" "0800") + bytes(46)
+    vm2.inject(bytes.fromhex("ffffffffffff" "020000000002" "0800") + bytes(46))  # vm2's MAC learned
+    wait_until(lambda: any(e.port == "vm2" for e in m.fdb_show(SW)), what="vm2's MAC learned")
+    vm2.take()  # type: ignore[attr-defined]
+    stop, sent = threading.Event(), [0]
+
+    def send() -> None:
+        while not stop.is_set():
+            vm1.inject(to_vm2)  # type: ignore[attr-defined]
+            sent[0] += 1
+            time.sleep(0.001)  # pacing the sender, not waiting for anything
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait_until(lambda: sent[0] >= 20, what="frames flowing before the change")
+        m.set_switch(SW, TO[end])
+        mark = sent[0]
+        wait_until(lambda: sent[0] >= mark + 20, what="frames flowing after the change")
+    finally:
+        stop.set()
+        sender.join()
+    wait_until(lambda: len(vm2.sent) == sent[0], what=f"all {sent[0]} frames at vm2")  # type: ignore[attr-defined]
