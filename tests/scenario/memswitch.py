@@ -45,6 +45,8 @@ class MemSwitch:
                  clock: Callable[[], float] | None = None) -> None:
         self.core = SwitchCore(ageing_s=ageing_s)
         self.dp = Datapath("scenario", self.core, clock=clock) if clock else Datapath("scenario", self.core)
+        self._events: list[Any] = []  # what the datapath handed over (on its thread)
+        self.dp.on_events = lambda events, dropped: self._events.extend(events)
         self.ports: dict[str, MemoryPort] = {}
         try:
             for name, policy in ports.items():
@@ -112,7 +114,11 @@ class MemSwitch:
         return self.dp.call(lambda: self.core.fdb.lookup(mac, vlan, self.dp.now))
 
     def events(self) -> list[Any]:
-        return self.dp.call(self.core.fdb.drain_events)
+        def take() -> list[Any]:  # on the datapath thread, like the hand-over
+            self._events += self.core.events.drain()[0]
+            out, self._events[:] = list(self._events), []
+            return out
+        return self.dp.call(take)
 
 
 def _show(frame: bytes) -> str:

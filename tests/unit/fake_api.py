@@ -12,8 +12,12 @@ from typing import Any
 from vswitch.control import config_file, config_plan, ownership
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
+from vswitch.control.events import EventLog
 from vswitch.control.model import (
+    EVENTS_LIMIT_DEFAULT,
     Conflict,
+    EventKind,
+    EventsPage,
     FdbEntryInfo,
     FrameEvent,
     InvalidRequest,
@@ -32,6 +36,7 @@ from vswitch.control.model import (
     TraceInfo,
     TraceStepInfo,
     canonical_mac,
+    check_events_query,
     check_field,
     host_vnic_name,
 )
@@ -62,6 +67,8 @@ class FakeApi:
         self._lock = threading.Lock()
         #: when set to an Event, `watch` waits on it: lets a test hold watches open
         self.watch_gate: threading.Event | None = None
+        #: the real ring (control/events.py), told of the changes below as the manager tells it
+        self.event_log = EventLog()
 
     def _note(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -107,12 +114,14 @@ class FakeApi:
         )
         self.switches[spec.name] = info
         self.fdb[spec.name] = []
+        self.event_log.emit(spec.name, EventKind.SWITCH_CREATED, type=str(spec.type), nic=spec.nic)
         return info
 
     def delete_switch(self, name: str) -> None:
         self._note("delete_switch", name)
         self._get(name)
         del self.switches[name]
+        self.event_log.emit(name, EventKind.SWITCH_DELETED)
 
     def confirm_switch(self, name: str) -> SwitchInfo:
         self._note("confirm_switch", name)
@@ -147,6 +156,7 @@ class FakeApi:
                         admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
+        self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
         return port
 
     def _port(self, switch: str, port: str) -> PortInfo:
@@ -225,6 +235,7 @@ class FakeApi:
             raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan}")
         added = FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
         self.fdb[switch] = [e for e in self.fdb[switch] if (e.mac, e.vlan) != (entry.mac, vlan)] + [added]
+        self.event_log.emit(switch, EventKind.FDB_ADD, port=entry.port, mac=entry.mac, vlan=vlan)
         return added
 
     def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
@@ -331,6 +342,15 @@ class FakeApi:
                            dst="02:00:00:00:00:02", vid=None, vlan=1, ethertype=0x0800, length=60,
                            reason="FLOOD_UNKNOWN", out_ports=[q.name for q in info.ports if q is not p])
                 for i, p in enumerate(info.ports)][:limit]
+
+
+    def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
+               wait_s: float = 0.0) -> EventsPage:
+        self._note("events", switch, since, limit, wait_s)
+        check_events_query(since, limit, wait_s)  # as SwitchManager.events
+        if switch is not None and switch not in self.switches and not self.event_log.mentions(switch):
+            raise NotFound(f"no switch named {switch!r}")
+        return self.event_log.read(switch, since, limit, wait_s)
 
 
 def _members(spec: PortSpec) -> set[int]:

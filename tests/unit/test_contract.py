@@ -34,6 +34,7 @@ from vswitch.control.config_plan import ConfigPlan, ConfigStep
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
+    EventsPage,
     FdbEntryInfo,
     InvalidRequest,
     NicInfo,
@@ -44,6 +45,7 @@ from vswitch.control.model import (
     PortSpec,
     PortStatsInfo,
     StaticEntry,
+    SwitchEvent,
     SwitchInfo,
     SwitchSettings,
     SwitchSpec,
@@ -392,6 +394,38 @@ def watch(api: SwitchApi) -> None:
         api.watch("nope", 0.05)
 
 
+def events(api: SwitchApi) -> None:
+    start = api.events().latest
+    _switch(api, "a")
+    page = api.events(SW, since=start)
+    assert isinstance(page, EventsPage) and all(type(e) is SwitchEvent for e in page.events)
+    assert [(e.kind, e.switch, e.port) for e in page.events] == [("switch-created", SW, None),
+                                                                  ("port-added", SW, "a")]
+    seqs = [e.seq for e in page.events]
+    assert seqs == sorted(seqs) and seqs[0] > start and page.next_since == page.latest == seqs[-1]
+    assert page.events[0].detail["type"] == "private" and page.missed == 0
+    first = api.events(SW, since=start, limit=1)
+    assert [e.kind for e in first.events] == ["switch-created"] and first.next_since == seqs[0], \
+        "a page cut by `limit` says where to go on"
+    assert api.events(SW, since=page.latest).events == [], "nothing new: an empty page at once"
+    assert api.events(SW, since=page.latest, wait_s=0.05).events == [], "nothing new within the wait"
+    got: list[EventsPage] = []
+    reader = threading.Thread(target=lambda: got.append(api.events(SW, since=page.latest, wait_s=20)))
+    reader.start()
+    api.fdb_add(SW, StaticEntry(MAC, "a"))  # before or while the reader waits: it gets it either way
+    reader.join(25)
+    assert [(e.kind, e.mac, e.vlan, e.port) for e in got[0].events] == [("fdb-add", MAC, 1, "a")], \
+        "a waiting read returns with the event that arrived"
+    for bad, needle in [({"limit": 0}, "limit"), ({"since": -1}, "since"), ({"wait_s": 31}, "wait_s")]:
+        with pytest.raises(InvalidRequest, match=needle):
+            api.events(SW, **bad)
+    with pytest.raises(NotFound):
+        api.events("nope")
+    api.delete_switch(SW)
+    assert api.events(SW, since=page.latest).events[-1].kind == "switch-deleted", \
+        "a deleted switch's events stay readable"
+
+
 def list_nics(api: SwitchApi) -> None:
     nics = api.list_nics()
     assert nics and all(type(n) is NicInfo for n in nics)
@@ -445,8 +479,8 @@ def config_apply(api: SwitchApi) -> None:
 
 CASES: dict[str, Callable[[SwitchApi], None]] = {f.__name__: f for f in (
     list_switches, create_switch, get_switch, set_switch, delete_switch, confirm_switch, list_ports, add_port,
-    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, list_nics,
-    config_export, config_apply)}
+    get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, events,
+    list_nics, config_export, config_apply)}
 
 
 def test_every_command_has_a_contract_case() -> None:

@@ -93,7 +93,7 @@ def core_state(sw: SwitchCore) -> tuple[object, ...]:
     order), the table's move/eviction counts and events, every port's counters."""
     entries = sorted((e.mac, e.vlan, e.port, e.seen, e.static) for t in sw.fdb.by_vlan.values() for e in t.values())
     victim = sw.fdb.next_victim()
-    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, list(sw.fdb.events),
+    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, sw.events.pending(),
             {p: c.snapshot() for p, c in sw.counters.items()})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from l2frames import BROADCAST, frame, mac
+from vswitch.core.events import MAC_MOVED, STATIC_REFUSED
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, EDIT_RETAG, SwitchCore, egress_frame
@@ -91,8 +92,8 @@ def test_move_is_learned_at_once_and_counted_on_the_new_port() -> None:
     d = sw.process("B", frame("m", "b"), 0, 2)
     assert d.out_ports == ("C",)
     assert sw.counters["C"].moved == 1 and sw.counters["A"].learned == 1
-    ev = sw.fdb.drain_events()
-    assert [(e.mac, e.vlan, e.old_port, e.new_port) for e in ev] == [(mac("m"), 1, "A", "C")]
+    ev, _ = sw.events.drain()
+    assert [(e.mac, e.vlan, e.old_port, e.port) for e in ev if e.kind == MAC_MOVED] == [(mac("m"), 1, "A", "C")]
 
 
 def test_a_static_mac_seen_elsewhere_is_counted_not_learned_and_not_moved() -> None:
@@ -104,7 +105,8 @@ def test_a_static_mac_seen_elsewhere_is_counted_not_learned_and_not_moved() -> N
     sw.process("A", frame(BROADCAST, "m"), 0, 6)
     assert sw.counters["A"].static_refused == 0, "frames on its own port are not refused"
     assert sw.process("B", frame("m", "b"), 0, 10_000).out_ports == ("A",), "still pinned, long after ageing"
-    assert sw.fdb.drain_events() == []
+    assert [e.kind for e in sw.events.drain()[0] if e.mac == mac("m")] == [STATIC_REFUSED], \
+        "refused: no move, no learning"
 
 
 # -- ingress drops ------------------------------------------------------------------------------------------
@@ -400,7 +402,7 @@ def fdb_state(sw: SwitchCore) -> tuple[object, ...]:
     entries = sorted((e.mac, e.vlan, str(e.port), e.seen, e.static) for t in sw.fdb.by_vlan.values()
                      for e in t.values())
     victim = sw.fdb.next_victim()
-    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, list(sw.fdb.events),
+    return (entries, victim and (victim.mac, victim.vlan), sw.fdb.moves, sw.fdb.evictions, sw.events.pending(),
             {p: c.snapshot() for p, c in sw.counters.items()})
 
 

@@ -18,6 +18,8 @@ from vswitch.control.commands import Command, collect, command
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
+    EVENTS_LIMIT_DEFAULT,
+    EventsPage,
     FdbEntryInfo,
     FrameEvent,
     NicInfo,
@@ -137,6 +139,17 @@ class SwitchApi(Protocol):
     def watch(self, switch: str, seconds: float = 1.0, limit: int = 1000) -> list[FrameEvent]:
         """Record the switch's per-frame decisions for `seconds` (at most `limit` events) and return them,
         oldest first (see `FrameEvent`: time, ports, header, classified VLAN, reason, ICMP echo identity)."""
+        ...
+
+    @command("GET", "/events", pooled=True)
+    def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
+               wait_s: float = 0.0) -> EventsPage:
+        """What happened after event number `since` (0: everything still kept), oldest first: MACs
+        learned, moved, aged, evicted or refused (static elsewhere), ports up or down and why,
+        configuration changes, takeover steps, confirm and revert — of `switch`, or of every switch.
+        At most `limit` events; with `wait_s` (at most 30 s), when there are none yet, wait for the next
+        one (a long poll: `vswitch events --follow`). `missed` counts events that left the daemon's
+        ring (the last 4096) before they were read."""
         ...
 
     # -- the host ---------------------------------------------------------------------------------

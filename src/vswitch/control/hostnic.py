@@ -38,6 +38,7 @@ would hear the vNIC, which has the same MAC and addresses.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -50,15 +51,18 @@ from vswitch.control.crashpoint import crashpoint
 from vswitch.control.netlink import Address, LinkNotFound, Netlink, NetlinkApi, OpenNetlink, Route
 
 __all__ = [
-    "FailAt", "InjectedFailure", "Step", "Takeover", "TakeoverError", "TakeoverRefused",
+    "FailAt", "InjectedFailure", "Step", "StepObserver", "Takeover", "TakeoverError", "TakeoverRefused",
     "build_plan", "capture", "validate",
 ]
 
+log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 ARP_IGNORE_NO_LOCAL = "8"  # "do not reply for all local addresses"
 IFA_F_NODAD = 0x02
 
 FailAt = int | str | Callable[[int, "Step"], bool] | None
+#: told of each step as it is "done" by `apply`, or "undone" by a rollback or `restore`
+StepObserver = Callable[[str, "Step"], None]
 
 
 class TakeoverRefused(ValueError):
@@ -259,13 +263,16 @@ class Takeover:
 
     ``fail_at`` (tests): a step index, a step key, or ``callable(index, step) -> bool``, checked
     before each step; a match raises ``InjectedFailure`` there. ``netlink`` opens the kernel
-    (``netlink.Netlink``; tests pass an in-memory kernel).
+    (``netlink.Netlink``; tests pass an in-memory kernel). ``on_step`` (a `StepObserver`) hears of
+    each step done and undone, after the fact; what it raises is not the takeover's concern.
     """
 
     def __init__(self, nic: str, vnic: str | None = None, *, allow_management_os: bool = True,
-                 netns: str | None = None, fail_at: FailAt = None, netlink: OpenNetlink = Netlink) -> None:
+                 netns: str | None = None, fail_at: FailAt = None, netlink: OpenNetlink = Netlink,
+                 on_step: StepObserver | None = None) -> None:
         self.nic, self.vnic, self.netns = nic, vnic, netns
         self._netlink = netlink
+        self.on_step = on_step
         self.allow_management_os = allow_management_os
         self.fail_at = fail_at
         self._snapshot: dict[str, Any] | None = None
@@ -320,6 +327,7 @@ class Takeover:
                             self._maybe_inject(index, current)
                             current.do(nl)
                             undo.callback(self._undo_step, nl, current, errors)  # registered at once
+                            self._tell("done", current)
                             crashpoint(f"takeover.step{index}")
                         undo.pop_all()  # success: the undos live on in self._done
                 except Exception as exc:
@@ -361,10 +369,18 @@ class Takeover:
         if hit:
             raise InjectedFailure(f"injected failure before step {index} ({step.key})")
 
-    @staticmethod
-    def _undo_step(nl: NetlinkApi, step: Step, errors: list[tuple[Step, BaseException]]) -> None:
+    def _undo_step(self, nl: NetlinkApi, step: Step, errors: list[tuple[Step, BaseException]]) -> None:
         # one failed undo must not stop the others: the host's connectivity depends on all of them
         try:
             step.undo(nl)
         except Exception as exc:
             errors.append((step, exc))
+        else:
+            self._tell("undone", step)
+
+    def _tell(self, outcome: str, step: Step) -> None:
+        if self.on_step is not None:
+            try:
+                self.on_step(outcome, step)
+            except Exception:  # an observer's failure must never stop or undo a takeover
+                log.exception("takeover of %s: telling of step %s", self.nic, step.key)

@@ -41,6 +41,10 @@ Invariants:
   `netlink` opener and every port back-end comes from the `port_kinds` registry, so the same rules
   run against an in-memory kernel and memory ports in tests (tests/unit/memkernel.py), without root.
   The switch's tables are read through the datapath's copies (`fdb_entries`, `port_counters`).
+- Every change it makes is an event in `event_log` (control/events.py: the daemon's ring, also
+  logged), told once it is done: switches created/restored/set/deleted, confirmed or reverted, ports
+  added/set/removed, static entries added/deleted, flushes, each takeover step; each datapath hands
+  its core's events (MACs, port up/down) to the same log.
 Must not touch: HTTP, argument parsing, frames.
 """
 
@@ -60,13 +64,17 @@ from vswitch.control import config_file, config_plan, hostnic, ownership
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.crashpoint import crashpoint
+from vswitch.control.events import EventLog
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
+    EVENTS_LIMIT_DEFAULT,
     HOST_PORT,
     UPLINK_PORT,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     Conflict,
+    EventKind,
+    EventsPage,
     FdbEntryInfo,
     FrameEvent,
     IcmpEcho,
@@ -88,6 +96,7 @@ from vswitch.control.model import (
     TraceStepInfo,
     VswitchError,
     canonical_mac,
+    check_events_query,
     check_field,
     clip,
     host_vnic_name,
@@ -97,6 +106,7 @@ from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.mac import format_mac, parse_mac
+from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.ports import PORT_KINDS, Port, TapPort
@@ -167,6 +177,7 @@ class SwitchManager:
         self._reserved_paths = sorted({q for p in reserved_paths
                                        for q in (os.path.abspath(p), os.path.realpath(p))})
         self._linkwatch = LinkWatch()  # netlink link events → every datapath's port state
+        self.event_log = EventLog()
 
     # -- switches -----------------------------------------------------------------------------
     def create_switch(self, spec: SwitchSpec, *, dry_run: bool = False, persist: bool = True,
@@ -208,6 +219,8 @@ class SwitchManager:
                     raise
                 crashpoint("create-switch.committed")
             self._switches[spec.name] = sw
+            self.event_log.emit(spec.name, EventKind.SWITCH_CREATED if persist else EventKind.SWITCH_RESTORED,
+                                type=str(spec.type), nic=spec.nic)
             return self._info(sw)
 
     def _end_intent_quietly(self, intent: int | None) -> None:
@@ -287,6 +300,7 @@ class SwitchManager:
         core = SwitchCore(ageing_s=spec.ageing_s, max_entries=spec.max_entries)
         dp = Datapath(spec.name, core, busy_poll_s=self.busy_poll_us / 1e6, link_watch=self._linkwatch)
         sw = _Switch(spec, core, dp)
+        dp.on_events = self.event_log.sink(lambda: sw.spec.name)
         sw.deleting = True  # until built, any unwinding removes everything it made
         with ExitStack() as undo:
             dp.start()
@@ -377,7 +391,8 @@ class SwitchManager:
         the intent that took the NIC, the connection to revert to)."""
         assert spec.nic is not None
         takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
-                                    fail_at=self._takeover_fail_at, netlink=self._netlink)
+                                    fail_at=self._takeover_fail_at, netlink=self._netlink,
+                                    on_step=self._step_observer(spec.name))
         try:
             snap = {**takeover.snapshot(), **(remember or {})}
         except hostnic.TakeoverRefused as exc:
@@ -464,6 +479,7 @@ class SwitchManager:
                 error = exc
             log.warning("switch %s was not confirmed in time: reverted%s", name,
                         f" (with errors: {error})" if error else "")
+            self.event_log.emit(name, EventKind.SWITCH_REVERTED, reason="not confirmed in time")
             if self.store is not None:
                 try:
                     self.store.delete_switch(name)
@@ -483,6 +499,8 @@ class SwitchManager:
                       _describe(back), exc)
             return
         log.warning("switch %s was not confirmed in time: back to %s", sw.spec.name, _describe(back))
+        self.event_log.emit(sw.spec.name, EventKind.SWITCH_REVERTED, reason=f"not confirmed in time: back to "
+                            f"{_describe(back)}")
 
     def _teardown(self, sw: _Switch, *, delete: bool) -> None:
         """Undo the switch's steps in reverse; `delete` removes what a shutdown would keep."""
@@ -513,6 +531,7 @@ class SwitchManager:
                     except StoreError as exc:  # the switch is gone from the kernel; the next start finishes
                         log.error("switch %s: deleted, the store is finished at the next start: %s", name, exc)
                     crashpoint("delete-switch.committed")
+                self.event_log.emit(name, EventKind.SWITCH_DELETED)
 
     def confirm_switch(self, name: str) -> SwitchInfo:
         """Keep an External switch created with a confirm timeout; stored before it is answered.
@@ -530,6 +549,7 @@ class SwitchManager:
             sw.revert_to = None  # (a snapshot's stale "revert_to" is read only while a deadline is stored)
             if sw.confirm_timer is not None:
                 sw.confirm_timer.cancel()
+            self.event_log.emit(name, EventKind.SWITCH_CONFIRMED)
             return self._info(sw)
 
     def list_switches(self) -> list[SwitchInfo]:
@@ -578,6 +598,8 @@ class SwitchManager:
                 self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
             sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
             sw.spec = spec
+            renamed = {"old_name": name} if spec.name != name else {}
+            self.event_log.emit(spec.name, EventKind.SWITCH_SET, **_given(settings), **renamed)
             return self._info(sw)
 
     def _set_plan(self, sw: _Switch, new: SwitchSpec, confirm_timeout_s: float | None) -> list[str]:
@@ -820,6 +842,9 @@ class SwitchManager:
                 raise
             crashpoint("add-port.committed")
             sw.ports[spec.name] = _Attached(spec, port, "vm")
+            if persist:
+                self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind),
+                                    target=spec.target)
             return self._port_info(sw, spec.name)
 
     def _check_target(self, switch: str, spec: PortSpec) -> PortSpec:
@@ -892,6 +917,7 @@ class SwitchManager:
                         log.error("port %s/%s: removed, the store is finished at the next start: %s",
                                   switch, port, exc)
                     crashpoint("remove-port.committed")
+                self.event_log.emit(switch, EventKind.PORT_REMOVED, port=port)
 
     def list_ports(self, switch: str) -> list[PortInfo]:
         with self._lock:
@@ -927,6 +953,7 @@ class SwitchManager:
                 self.store.save_port(switch, spec)
             sw.datapath.set_policy(port, policy)
             att.spec = spec
+            self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
 
     def _set_tap_mac(self, sw: _Switch, att: _Attached, spec: PortSpec) -> None:
@@ -970,7 +997,9 @@ class SwitchManager:
                       key=lambda e: (e.vlan, e.port, e.mac))
 
     def fdb_flush(self, switch: str) -> int:
-        return self.datapath(switch).fdb_flush()
+        removed = self.datapath(switch).fdb_flush()
+        self.event_log.emit(switch, EventKind.FDB_FLUSH, removed=removed)
+        return removed
 
     def fdb_add(self, switch: str, entry: StaticEntry, *, persist: bool = True) -> FdbEntryInfo:
         """Pin `entry.mac` to `entry.port` (in the port's own VLAN unless one is given): stored, then
@@ -991,6 +1020,8 @@ class SwitchManager:
             if persist and self.store is not None:
                 self.store.save_static(switch, entry.mac, vlan, entry.port)
             sw.datapath.add_static(parse_mac(entry.mac), vlan, entry.port)
+            if persist:
+                self.event_log.emit(switch, EventKind.FDB_ADD, port=entry.port, mac=entry.mac, vlan=vlan)
             return FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
 
     def fdb_del(self, switch: str, mac: str, vlan: int | None = None) -> None:
@@ -1013,6 +1044,7 @@ class SwitchManager:
             if self.store is not None:
                 self.store.delete_static(switch, mac, vlans[0])
             sw.datapath.remove_static(key, vlans[0])
+            self.event_log.emit(switch, EventKind.FDB_DEL, mac=mac, vlan=vlans[0])
 
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
@@ -1091,6 +1123,25 @@ class SwitchManager:
             events.append(_event(switch, *raw.pop(), shared))
         return events
 
+    def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
+               wait_s: float = 0.0) -> EventsPage:
+        """The events after sequence `since` (of `switch`, or every switch), waiting up to `wait_s` for
+        one; see `SwitchApi.events`. Raises InvalidRequest (bad argument, naming it), NotFound (a switch
+        that neither exists nor has events left in the ring)."""
+        check_events_query(since, limit, wait_s)
+        if switch is not None:
+            with self._lock:
+                known = switch in self._switches
+            if not known and not self.event_log.mentions(switch):
+                raise NotFound(f"no switch named {switch!r}")
+        return self.event_log.read(switch, since, limit, wait_s)
+
+    def _step_observer(self, switch: str) -> hostnic.StepObserver:
+        """A takeover's `on_step`: each step done (or undone) is an event of `switch`."""
+        def observe(outcome: str, step: hostnic.Step) -> None:
+            self.event_log.emit(switch, EventKind.TAKEOVER_STEP, reason=outcome, step=step.description, key=step.key)
+        return observe
+
     # -- the host -------------------------------------------------------------------------------
     def list_nics(self) -> list[NicInfo]:
         """The links that could be the uplink of an External switch: not loopback, a TAP, a bridge (or
@@ -1163,6 +1214,8 @@ class SwitchManager:
                         spec, deadline = self._revert_stored(spec, revert_to, snap), None  # type: ignore[arg-type]
                     else:
                         log.warning("switch %s was not confirmed before its deadline: reverted", spec.name)
+                        self.event_log.emit(spec.name, EventKind.SWITCH_REVERTED,
+                                            reason="not confirmed before its deadline")
                         self._undo_switch_leftovers(spec.name, snap, spec)
                         self.store.delete_switch(spec.name)
                         continue
@@ -1195,6 +1248,8 @@ class SwitchManager:
         assert self.store is not None
         back = _with_connection(spec, revert_to)
         log.warning("switch %s was not confirmed before its deadline: back to %s", spec.name, _describe(back))
+        self.event_log.emit(spec.name, EventKind.SWITCH_REVERTED, reason=f"not confirmed before its deadline: back "
+                            f"to {_describe(back)}")
         hostnic.Takeover.from_snapshot(snap, netlink=self._netlink).restore()
         with self.store.transaction():
             self.store.drop_snapshot(spec.name)
@@ -1305,6 +1360,7 @@ class SwitchManager:
                 except Exception as exc:  # keep going: every other NIC must still be given back
                     log.error("switch %s: shutdown: %s", name, exc)
             self._linkwatch.close()
+        self.event_log.close()
 
     # -- TAP ports: where their netdevs live, so a restart re-attaches them there -----------------
     _tap_tracker: threading.Thread | None = None
@@ -1488,6 +1544,14 @@ def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:
         return nl.link(name).kind == "tun" and (restoring or not nl.addresses(name))
     except LookupError:
         return False
+
+
+def _given(settings: PortSettings | SwitchSettings) -> dict[str, Any]:
+    """What a `set` changed, as an event's detail (a trunk as ranges, not 4094 numbers)."""
+    given = settings.to_dict()
+    if given.get("trunk") is not None:
+        given["trunk"] = format_vlan_list(given["trunk"])
+    return given
 
 
 def _discard_port(port: Port) -> None:

@@ -3,7 +3,8 @@
 Owns the value types shared by the control plane and every front end (REST, CLI, lab):
 `SwitchSpec`, `PortSpec`, their rules, `policy_for` (a port spec as the core's policy), and the
 records returned by `SwitchApi` (`*Info`, `TraceInfo`/`TraceStepInfo` of `trace`,
-`FrameEvent`/`IcmpEcho` of `watch`; a configuration document is control/config_file.py's).
+`FrameEvent`/`IcmpEcho` of `watch`, `SwitchEvent`/`EventsPage` of `events`; a configuration document
+is control/config_file.py's).
 
 Parse once, at the edge: the rules here (one checker per field in `SWITCH_FIELDS` / `PORT_FIELDS`,
 then the rules between fields) are the only place names, VLAN IDs and options are checked. A spec
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
+from vswitch.core import events as core_events
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
 
@@ -45,6 +47,9 @@ TRUNK_MAX_VLANS = VLAN_MAX - VLAN_MIN + 1
 TRUNK_TEXT_MAX = 20_000
 #: a `watch` records for at most this long and returns at most this many events
 WATCH_MAX_S, WATCH_MAX_EVENTS = 60.0, 10_000
+#: the daemon keeps this many `events` (oldest dropped); one read returns at most EVENTS_LIMIT_MAX of
+#: them and waits at most EVENTS_WAIT_MAX_S for the next (well under the REST client's timeout)
+EVENTS_RING, EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX, EVENTS_WAIT_MAX_S = 4096, 1000, 4096, 30.0
 #: how much of a refused input an error message repeats
 ECHO_MAX = 64
 #: vswitchd's --busy-poll-us: at most 0.1 s of spinning after a batch
@@ -927,6 +932,122 @@ class FrameEvent:
     reason: str
     out_ports: list[str] = field(default_factory=list)
     icmp: IcmpEcho | None = None
+
+
+class EventKind(enum.StrEnum):
+    """What a `SwitchEvent` is about: the core's own kinds (core/events.py), then the control plane's."""
+
+    MAC_LEARNED = core_events.MAC_LEARNED
+    MAC_MOVED = core_events.MAC_MOVED
+    MAC_AGED = core_events.MAC_AGED
+    MAC_EVICTED = core_events.MAC_EVICTED
+    STATIC_REFUSED = core_events.STATIC_REFUSED
+    PORT_UP = core_events.PORT_UP
+    PORT_DOWN = core_events.PORT_DOWN
+    SWITCH_CREATED = "switch-created"
+    SWITCH_RESTORED = "switch-restored"
+    SWITCH_SET = "switch-set"
+    SWITCH_DELETED = "switch-deleted"
+    SWITCH_CONFIRMED = "switch-confirmed"
+    SWITCH_REVERTED = "switch-reverted"
+    PORT_ADDED = "port-added"
+    PORT_SET = "port-set"
+    PORT_REMOVED = "port-removed"
+    FDB_ADD = "fdb-add"
+    FDB_DEL = "fdb-del"
+    FDB_FLUSH = "fdb-flush"
+    TAKEOVER_STEP = "takeover-step"
+    #: the switch's datapath dropped `count` events before they reached the daemon's ring
+    EVENTS_DROPPED = "events-dropped"
+
+
+_PER_PORT_SUMMARY = (EventKind.MAC_LEARNED, EventKind.MAC_AGED, EventKind.MAC_EVICTED)
+
+
+@dataclass
+class SwitchEvent:
+    """One thing that happened to a switch (`events`): `seq` increases by one per event of the daemon,
+    `t` is wall-clock seconds, `kind` an `EventKind` value. The typed facts, as the kind has them:
+    `mac`/`vlan` (a MAC event, a static entry), `port` (the port it happened on or to; the new port of
+    a move), `old_port` (the port a MAC moved from; the port a refused MAC is static on), `reason`
+    (why a port went up or down: admin, link, failed: …, reopened; a takeover step's outcome: done,
+    undone; why a switch was reverted), `detail` (a configuration change: the settings given; a
+    takeover step: its description as `step` and its stable `key`, hostnic's Step names). `count` > 1
+    folds that many occurrences over `window_s` seconds into one event (rate limiting); a
+    learned/aged/evicted summary has no `mac`."""
+
+    seq: int
+    t: float
+    switch: str
+    kind: str
+    port: str | None = None
+    mac: str | None = None
+    vlan: int | None = None
+    old_port: str | None = None
+    reason: str | None = None
+    count: int = 1
+    window_s: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The event in words, without its time and switch (the CLI's lines and the daemon's log)."""
+        k = self.kind
+        where = f"{self.mac} vlan {self.vlan}" if self.mac else ""
+        if k == EventKind.MAC_MOVED:
+            parts = [where, f"{self.old_port} → {self.port}"]
+        elif k == EventKind.STATIC_REFUSED:
+            parts = [where, f"seen on {self.port}, static on {self.old_port}"]
+        elif k in _PER_PORT_SUMMARY:
+            side = "from" if k == EventKind.MAC_EVICTED else "on"
+            parts = [where or f"{self.count} MACs", f"{side} {self.port}" + (" (table full)" if side == "from" else "")]
+        elif k in (EventKind.PORT_UP, EventKind.PORT_DOWN):
+            parts = [f"{self.port} ({self.reason})"]
+        elif k == EventKind.EVENTS_DROPPED:
+            parts = [f"{self.count} lost before they reached the ring"]
+        elif k == EventKind.FDB_ADD:
+            parts = [where, f"→ {self.port}"]
+        elif k == EventKind.TAKEOVER_STEP:
+            parts = [f"{self.reason}: {self.detail.get('step')}"]
+        else:
+            parts = [self.port or "", where, self.reason or "",
+                     ", ".join(f"{key}={value}" for key, value in self.detail.items() if value is not None)]
+        text = "  ".join([k.replace("-", " ")] + [p for p in parts if p])
+        if self.window_s is not None:
+            folded = "" if k in _PER_PORT_SUMMARY and not self.mac else f"×{self.count} "
+            text += f"  ({folded}in {self.window_s:.0f} s)"
+        return text
+
+
+@dataclass
+class EventsPage:
+    """What one `events` read returns: `events` after the `since` asked (oldest first, of the switch
+    asked or all), `next_since` to ask for next, `latest` the daemon's newest sequence number, and
+    `missed`: how many events after `since` (of any switch) had already left the ring — a reader that
+    falls more than `EVENTS_RING` events behind is told so."""
+
+    events: list[SwitchEvent]
+    next_since: int
+    latest: int
+    missed: int = 0
+
+
+_check_since = _int_in(0, 2**63 - 1, "a sequence number")
+_check_events_limit = _int_in(1, EVENTS_LIMIT_MAX, "a number of events")
+
+
+def check_events_query(since: object, limit: object, wait_s: object) -> None:
+    """The arguments of `events`; InvalidRequest naming each bad one."""
+    problems = []
+    for name, value, check in (("since", since, _check_since), ("limit", limit, _check_events_limit)):
+        try:
+            check(value)
+        except FieldError as exc:
+            problems.append(Problem(name, str(exc)))
+    if not (isinstance(wait_s, int | float) and not isinstance(wait_s, bool) and math.isfinite(wait_s)
+            and 0 <= wait_s <= EVENTS_WAIT_MAX_S):
+        problems.append(Problem("wait_s", f"{clip(wait_s)} is not a number of seconds in [0, {EVENTS_WAIT_MAX_S:.0f}]"))
+    if problems:
+        raise InvalidRequest(problems)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -8,7 +8,9 @@ Invariants:
   port holding the most entries is evicted (OVS's fair policy), so one noisy port cannot push
   everyone else out.
 - Static entries never age, never move, are never evicted and do not count against the capacity.
-- A dynamic MAC seen on another port moves at once; the move is counted and kept as an event.
+- A dynamic MAC seen on another port moves at once; the move is counted.
+- Entries created, moved, aged out and evicted are told to `events` (an `EventRecorder`, which
+  rate-limits and bounds them); refreshing an entry, the per-frame case, records nothing.
 - Ports are opaque hashable ids. `now` is a parameter: the table never reads a clock.
 
 Each port keeps its dynamic entries on an intrusive doubly-linked list in last-seen order, so
@@ -23,10 +25,10 @@ that pass a coarse clock pay that once per tick, not once per frame.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
 from typing import Any
+
+from vswitch.core.events import EventRecorder
 
 PortId = Hashable
 
@@ -102,23 +104,13 @@ def learn_outcome(e: FdbEntry | None, port: PortId) -> int:
     return LEARN_REFRESHED if e.port == port else LEARN_MOVED
 
 
-@dataclass(frozen=True, slots=True)
-class MoveEvent:
-    """A MAC seen on a new port (the raw material of flap reports)."""
-
-    mac: bytes
-    vlan: int
-    old_port: PortId
-    new_port: PortId
-    at: float
-
-
 class MacTable:
-    """Learn / lookup / expire / flush, with static entries, fair eviction and move events.
+    """Learn / lookup / expire / flush, with static entries, fair eviction and events.
 
-    Trusts `ageing_s` and `max_entries`: they come from a checked `SwitchSpec` (control/model.py)."""
+    Trusts `ageing_s` and `max_entries`: they come from a checked `SwitchSpec` (control/model.py).
+    `events` receives what happens to entries (a new recorder when None)."""
 
-    def __init__(self, ageing_s: float = 300, max_entries: int = 8192, max_events: int = 1024) -> None:
+    def __init__(self, ageing_s: float = 300, max_entries: int = 8192, events: EventRecorder | None = None) -> None:
         self.ageing_s = ageing_s
         self.max_entries = max_entries
         #: vlan → mac → entry. Public for the switch's hot path (read-only there).
@@ -128,7 +120,7 @@ class MacTable:
         self._static = 0
         self.moves = 0
         self.evictions = 0
-        self.events: deque[MoveEvent] = deque(maxlen=max_events)
+        self.events = events if events is not None else EventRecorder()
 
     # -- size ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -152,13 +144,14 @@ class MacTable:
         outcome = learn_outcome(e, port)
         if e is None:
             if self._dynamic >= self.max_entries:
-                self._evict_one()
+                self._evict_one(now)
                 # the victim may have been its VLAN's last entry, and _remove drops an empty VLAN dict
                 table = self.by_vlan.setdefault(vlan, table)
             e = FdbEntry(mac, vlan, port, now)
             table[mac] = e
             self._port_lru(port).append(e)
             self._dynamic += 1
+            self.events.learned(mac, vlan, port, now)
         elif outcome == LEARN_REFRESHED:
             if e.seen != now:
                 e.seen = now
@@ -172,7 +165,7 @@ class MacTable:
             e.seen = now
             self._port_lru(port).append(e)
             self.moves += 1
-            self.events.append(MoveEvent(mac, vlan, old, port, now))
+            self.events.moved(mac, vlan, old, port, now)
         return outcome
 
     def lookup(self, mac: bytes, vlan: int, now: float) -> PortId | None:
@@ -240,6 +233,7 @@ class MacTable:
                     break
                 gone.append(e)
                 self._remove(e)
+                self.events.aged(e.mac, e.vlan, e.port, now)
         return gone
 
     def flush(self, *, port: PortId | None = None, vlan: int | None = None,
@@ -256,11 +250,6 @@ class MacTable:
         """Live entries (aged ones excluded), statics included."""
         ageing = self.ageing_s
         return [e for e in self._iter_entries() if now - e.seen <= ageing]  # statics: seen=+inf
-
-    def drain_events(self) -> list[MoveEvent]:
-        out = list(self.events)
-        self.events.clear()
-        return out
 
     # -- internals ----------------------------------------------------------------------------
     def _iter_entries(self) -> Iterator[FdbEntry]:
@@ -295,11 +284,12 @@ class MacTable:
         port = max(self._lru, key=lambda p: self._lru[p].count)
         return self._lru[port].oldest()
 
-    def _evict_one(self) -> None:
+    def _evict_one(self, now: float | None = None) -> None:
         victim = self.next_victim()
         assert victim is not None
         self._remove(victim)
         self.evictions += 1
+        self.events.evicted(victim.mac, victim.vlan, victim.port, now)
 
 
 class DryRunFdb:
@@ -308,7 +298,7 @@ class DryRunFdb:
     `learn` changes nothing in `table`: it records what `MacTable.learn` would do (`outcome`, the
     `previous` entry, the entry it would `evicted`) and from then on `by_vlan` reads as if it had
     (the source on its new port, the victim gone), so the lookup that follows sees the table the real
-    learn would leave. No move event, no eviction count, no LRU change. Offers only what `process`
+    learn would leave. No event, no eviction count, no LRU change. Offers only what `process`
     uses of a MacTable: `by_vlan` (``get`` and ``[]``), `learn` and `ageing_s`.
     """
 

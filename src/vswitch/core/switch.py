@@ -6,7 +6,7 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    (unless allowed by `group_fwd_mask`, never 00-02); multicast/zero source → DROP_INVALID_SRC;
    VLAN not admitted → DROP_VLAN_INGRESS
 3. learn the source (when the port learns); a source that is static on another port is counted
-   (`static_refused`), never learned or moved
+   (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
    and floods.
@@ -17,6 +17,10 @@ frame allocates nothing but two 6-byte slices. It is also the only decision func
 `report` list it explains instead (every stage appends a `TraceStep`) and reads the MAC table
 through a `DryRunFdb` with throw-away counters, so nothing is learned, counted, evicted or moved.
 `trace` is that call. Without a report the hot path pays one `is None` test per stage reached.
+
+`events` (core/events.py) hears of entries learned, moved, aged and evicted (from the MAC table), of
+static refusals and of ports going up or down (admin state here, link state from the datapath's
+`set_oper_up`); a known-unicast frame records nothing, and neither does an explanation.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vswitch.core.counters import PortCounters
+from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
 from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header, pop_vlan, push_vlan, set_vid
 from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO, format_mac
@@ -88,7 +93,8 @@ class SwitchCore:
     """A learning switch over opaque port ids: policies, MAC table, counters and decisions."""
 
     def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0) -> None:
-        self.fdb = MacTable(ageing_s=ageing_s, max_entries=max_entries)
+        self.events = EventRecorder()
+        self.fdb = MacTable(ageing_s=ageing_s, max_entries=max_entries, events=self.events)
         self.policies: dict[PortId, PortPolicy] = {}
         self.counters: dict[PortId, PortCounters] = {}
         self._oper_up: dict[PortId, bool] = {}
@@ -130,15 +136,19 @@ class SwitchCore:
         self.policies[port] = policy
         if old.member_vlans() != policy.member_vlans() or not policy.admin_up:
             self.fdb.flush(port=port)
+        if old.admin_up != policy.admin_up:
+            self.events.port_state(port, policy.admin_up, "admin")
         self._invalidate()
 
-    def set_oper_up(self, port: PortId, up: bool) -> None:
-        """The datapath reports a port's link going down/up; down flushes its dynamic entries."""
+    def set_oper_up(self, port: PortId, up: bool, reason: str = "link") -> None:
+        """The datapath reports a port's link going down/up (`reason`: why, for the event); down
+        flushes its dynamic entries."""
         if self._oper_up.get(port) == up:
             return
         self._oper_up[port] = up
         if not up:
             self.fdb.flush(port=port)
+        self.events.port_state(port, up, reason)
         self._invalidate()
 
     def is_up(self, port: PortId) -> bool:
@@ -231,6 +241,8 @@ class SwitchCore:
                     table = fdb.by_vlan[vlan]
                 elif e.port != in_port:
                     c.static_refused += 1  # pinned elsewhere: counted, never moved
+                    if report is None:
+                        self.events.static_refused(src, vlan, in_port, e.port, now)
         if report is not None:
             self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb)
 
@@ -308,8 +320,11 @@ class SwitchCore:
 
     # -- ageing ---------------------------------------------------------------------------------
     def expire(self, now: float) -> int:
-        """Drop aged MAC entries; the datapath calls this from a coarse tick."""
-        return len(self.fdb.expire(now))
+        """Drop aged MAC entries and end the event windows that are over; the datapath calls this
+        from a coarse tick."""
+        gone = len(self.fdb.expire(now))
+        self.events.tick(now)
+        return gone
 
     # -- explaining -----------------------------------------------------------------------------
     def trace(self, in_port: PortId, frame: bytes, now: float) -> tuple[Decision, list[TraceStep]]:

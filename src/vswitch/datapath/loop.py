@@ -33,6 +33,10 @@ Invariants:
   until it is reported up; a port's ``down_reason`` (no QEMU client) makes it show as down.
 - Frames cross in the ingress port's format; `ports.offload.adapt` converts virtio-net headers
   (and completes checksums / segments GSO frames in software) only when formats differ.
+- The core's events (`SwitchCore.events`: MACs learned/moved/aged/evicted, ports up/down with the
+  reason — "link", "failed: <error>", "reopened" from here) are handed to `on_events` on this thread
+  once per wake-up that produced some (and before a `call` returns, so a command's effects are told
+  before the command), never per frame, and once more when the loop stops.
 Must not touch: switch types, persistence, netlink.
 """
 
@@ -51,6 +55,7 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from vswitch.core.counters import PortCounters
+from vswitch.core.events import CoreEvent
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, Decision, SwitchCore, TraceStep
@@ -136,6 +141,8 @@ class Datapath:
         #: observers of every forwarded frame (lab trace); called on the datapath thread
         self.frame_observers: list[Callable[[Hashable, bytes, int, Decision], None]] = []
         self.link_watch = link_watch
+        #: who gets the core's events (events, how many were dropped); called on the datapath thread
+        self.on_events: Callable[[list[CoreEvent], int], None] | None = None
         self._error_logged_at = -INTERNAL_ERROR_LOG_EVERY_S
         self._errors_unlogged = 0
 
@@ -158,6 +165,7 @@ class Datapath:
             self._thread.join(timeout=5)
             self._thread = None
             self._fail_pending_calls()
+            self._hand_events()
         for ps in list(self._ports.values()):
             self._unregister(ps)
             self._unwatch(ps.pid)
@@ -373,6 +381,7 @@ class Datapath:
         spin_s = self.busy_poll_s
         perf = time.perf_counter
         spin_until = 0.0
+        recorder = self.core.events
         while self._running:
             try:
                 events = poll(0 if spin_s and perf() < spin_until else TICK_S)
@@ -405,6 +414,21 @@ class Datapath:
                     self._tick()
                 except Exception as exc:
                     self._internal_error(None, exc, count=False)
+            if recorder.out or recorder.dropped:
+                self._hand_events()
+
+    def _hand_events(self) -> None:
+        """Give the core's waiting events to `on_events` (discarded when nobody listens)."""
+        recorder = self.core.events
+        if not (recorder.out or recorder.dropped):
+            return
+        events, dropped = recorder.drain()
+        if self.on_events is None:
+            return
+        try:
+            self.on_events(events, dropped)
+        except Exception as exc:
+            self._internal_error(None, exc, count=False)
 
     def _run_commands(self) -> None:
         try:
@@ -420,9 +444,15 @@ class Datapath:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                fut.set_result(fn())
+                result = fn()
             except BaseException as exc:  # handed to the caller, never kills the loop
+                self._hand_events()
                 fut.set_exception(exc)
+                continue
+            # what the command caused (a port set down) is told before its caller goes on to tell
+            # of the command itself
+            self._hand_events()
+            fut.set_result(result)
 
     def _service(self, ps: PortState, fd: int) -> bool:
         ready = False
@@ -603,7 +633,7 @@ class Datapath:
         ps.error = _error_text(exc)
         ps.queue.clear()
         self._unregister(ps)
-        self.core.set_oper_up(ps.pid, False)
+        self.core.set_oper_up(ps.pid, False, f"failed: {ps.error}")
         try:
             ps.port.close()
         except OSError:
@@ -626,7 +656,7 @@ class Datapath:
                 ps.error = ""
                 ps.generation = -1
                 self._sync_fds(ps)
-                self.core.set_oper_up(ps.pid, not ps.carrier_down)
+                self.core.set_oper_up(ps.pid, not ps.carrier_down, "reopened")
                 log.info("%s: port %s is back", self.name, ps.pid)
             elif ps.generation != ps.port.generation:
                 self._sync_fds(ps)

@@ -1,4 +1,5 @@
-"""The `vswitch` command: switches, ports, fdb, config files, NICs, stats, trace, for humans (Rich) and --json.
+"""The `vswitch` command: switches, ports, fdb, config files, NICs, stats, trace and events, for humans
+(Rich tables) and scripts (--json).
 
 Owns argument parsing and presentation only. Every command turns its options into a model spec
 (`SwitchSpec.parse`/`PortSpec.parse`: the rules and their messages are control/model.py's) and calls
@@ -32,6 +33,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,12 +45,15 @@ import vswitch
 from vswitch.control import config_file
 from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
+    EVENTS_LIMIT_MAX,
+    EventsPage,
     InvalidRequest,
     PortInfo,
     PortKind,
     PortSettings,
     PortSpec,
     StaticEntry,
+    SwitchEvent,
     SwitchInfo,
     SwitchSettings,
     SwitchSpec,
@@ -764,6 +769,66 @@ def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, v
         _print_json(result)
     else:
         _print_trace(result)
+
+
+# ---- events -----------------------------------------------------------------------------------------
+
+#: how long one read of ``events --follow`` waits for the next event (the daemon allows 30 s)
+FOLLOW_WAIT_S = 25.0
+
+
+def event_line(e: SwitchEvent) -> str:
+    """One event for humans: local time, switch, then the event's own words (`SwitchEvent.summary`)."""
+    return f"{time.strftime('%H:%M:%S', time.localtime(e.t))} {e.switch}  {e.summary()}"
+
+
+def _say_missed(page: EventsPage) -> None:
+    n = page.missed
+    if n:
+        click.echo(f"({n} earlier event{'s' if n > 1 else ''} left vswitchd's ring before "
+                   f"{'they were' if n > 1 else 'it was'} read)", err=True)
+
+
+@cli.command("events")
+@click.argument("switch_name", metavar="SWITCH", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Go on printing events as they happen, until Ctrl-C.")
+@click.option("--since", type=click.IntRange(min=0), default=0, metavar="SEQ",
+              help="Only events after number SEQ (each event's seq is in --json).")
+@json_option
+@pass_state
+def events(state: CliState, switch_name: str | None, follow: bool, since: int, as_json: bool) -> None:
+    """What happened on SWITCH (or on every switch): MACs learned, moved, aged, evicted or refused, ports
+    up/down and why, configuration changes, takeover steps, confirm and revert. vswitchd keeps the last
+    4096; a MAC that keeps moving is one line per 10 s with its count.
+
+    With --json: one JSON document ({"events": [...], "next_since", "latest", "missed"}), or with --follow
+    one JSON object per event per line."""
+    api = state.api
+    if not follow:
+        page = api.events(switch_name, since=since, limit=EVENTS_LIMIT_MAX)
+        kept, missed = list(page.events), page.missed
+        while page.next_since < page.latest:  # more than one page
+            page = api.events(switch_name, since=page.next_since, limit=EVENTS_LIMIT_MAX)
+            kept += page.events
+        page = EventsPage(kept, page.next_since, page.latest, missed)
+        if as_json:
+            _print_json(page)
+            return
+        _say_missed(page)
+        for e in page.events:
+            click.echo(event_line(e))
+        if not page.events:
+            click.echo("no events" + (f" of switch {switch_name!r}" if switch_name else ""))
+        return
+    try:
+        while True:
+            page = api.events(switch_name, since=since, limit=EVENTS_LIMIT_MAX, wait_s=FOLLOW_WAIT_S)
+            _say_missed(page)
+            for e in page.events:
+                click.echo(json.dumps(to_jsonable(e)) if as_json else event_line(e))
+            since = page.next_since
+    except KeyboardInterrupt:  # the way to end --follow: not an error
+        return
 
 
 # ---- lab, demo, completion -------------------------------------------------------------------------

@@ -26,7 +26,8 @@ Bounded: a request body over `MAX_BODY_BYTES` is refused with 413 (announced by 
 counted as it streams; never read whole); lists are capped by the model; ``watch`` records for at
 most 60 s and 10,000 events, at most `WatchPool.size` at once per daemon (429 beyond), on the pool's
 own threads, so it never occupies the threadpool the other endpoints run in, and ``/health``
-(async, no thread at all) answers while any number of watches run.
+(async, no thread at all) answers while any number of watches run. ``events`` (its long poll waits
+at most 30 s for the next event: ``vswitch events --follow``) runs on the same pool, for the same reason.
 
 Roles: with tokens, every path except ``/health`` needs ``Authorization: Bearer <token>`` (scheme
 case-insensitive, RFC 7235; 401 otherwise), compared in constant time against every token. An
@@ -79,6 +80,8 @@ from vswitch.control.model import (
     CAPACITY_MAX,
     CAPACITY_MIN,
     CONFIRM_TIMEOUT_MAX_S,
+    EVENTS_LIMIT_MAX,
+    EVENTS_WAIT_MAX_S,
     IFNAME_MAX,
     LOOPBACK,
     NAME_MAX,
@@ -309,6 +312,13 @@ _QUERIES: dict[Any, dict[str, Any]] = {
     "seconds": {"gt": 0, "le": WATCH_MAX_S, "allow_inf_nan": False,
                 "description": f"How long to record, at most {WATCH_MAX_S:.0f} s"},
     "limit": {"ge": 1, "le": WATCH_MAX_EVENTS, "description": "At most this many events"},
+    ("events", "switch"): {"description": "Only this switch's events (all switches when left out)",
+                           "max_length": NAME_MAX, "json_schema_extra": _NAME},
+    ("events", "since"): {"ge": 0, "le": 2**63 - 1,
+                          "description": "Events after this sequence number (0: all still kept)"},
+    ("events", "limit"): {"ge": 1, "le": EVENTS_LIMIT_MAX, "description": "At most this many events"},
+    ("events", "wait_s"): {"ge": 0, "le": EVENTS_WAIT_MAX_S, "allow_inf_nan": False,
+                           "description": "With no event yet, wait this long for the next (long poll)"},
 }
 
 
