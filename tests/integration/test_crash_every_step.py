@@ -1,4 +1,5 @@
-"""Kill -9 at every step: create/delete of each switch type and port add/remove, then restart.
+"""Kill -9 at every step: create/delete of each switch type, port add/remove, `switch set` (a change
+of connection, a rename), then restart.
 
 For each operation the test first runs it once with ``VSWITCH_CRASHPOINTS_LOG`` to learn its steps
 (every intent, link, netlink step of the takeover, store commit: see vswitch.control.crashpoint),
@@ -30,7 +31,7 @@ from switchlab import Daemon
 from test_external_switch import _link_state, lab  # noqa: F401  (the fixture: host ns, NIC, physical switch, server)
 
 import netns as ns_helpers
-from vswitch.control.model import PortKind, PortSpec, SwitchInfo, SwitchSpec, SwitchType
+from vswitch.control.model import PortKind, PortSpec, SwitchInfo, SwitchSettings, SwitchSpec, SwitchType
 from vswitch.frontends.client import DaemonUnreachable, RestSwitchApi
 
 pytestmark = pytest.mark.root
@@ -64,6 +65,10 @@ def _new(name: str, kind: SwitchType) -> Call:
     return lambda api: api.create_switch(SwitchSpec(name, kind))
 
 
+def _set(switch: str, **settings: object) -> Call:
+    return lambda api: api.set_switch(switch, SwitchSettings(**settings))  # type: ignore[arg-type]
+
+
 def _port(name: str, kind: PortKind, target: str) -> Call:
     return lambda api: api.add_port("cp", PortSpec(name, kind, target))
 
@@ -80,6 +85,8 @@ class Op:
     setup: list[Call]
     action: Call
     port: str | None = None
+    #: `switch set`: the switch's type (or, for a rename, its name) before the change and after it
+    change: tuple[str, str] | None = None
 
     @property
     def rolls_forward(self) -> bool:
@@ -108,6 +115,11 @@ def _ops(nic: str, sock: str) -> dict[str, Op]:
         "remove-tap-port": Op("remove-port", "cp", [private, tap], lambda api: api.remove_port("cp", "p1"),
                               port="p1"),
         "delete-private-with-port": Op("delete-switch", "cp", [private, tap], lambda api: api.delete_switch("cp")),
+        "set-external-to-internal": Op("set-switch", "cx", [_ext(nic)], _set("cx", type=SwitchType.INTERNAL),
+                                       change=("external", "internal")),
+        "set-internal-to-external": Op("set-switch", "ci", [_new("ci", SwitchType.INTERNAL)],
+                                       _set("ci", type=SwitchType.EXTERNAL, nic=nic), change=("internal", "external")),
+        "rename-external": Op("rename-switch", "cx", [_ext(nic)], _set("cx", name="cx2"), change=("cx", "cx2")),
     }
 
 
@@ -130,8 +142,8 @@ def _steps_of(lab_host: str, op: Op) -> list[str]:
                 mark = len(open(log.name).read().splitlines())
                 op.action(api)
                 steps = open(log.name).read().splitlines()[mark:]
-                if op.switch in {s.name for s in api.list_switches()}:
-                    api.delete_switch(op.switch)
+                for s in api.list_switches():
+                    api.delete_switch(s.name)
         finally:
             d.cleanup()
     assert steps, f"{op.name} of {op.switch} passed no crash point"
@@ -156,7 +168,13 @@ def _crash_and_check(lab, op: Op, step: str, baseline: dict[str, list[str]], soc
         d2 = Daemon(lab.host, state_dir=d.state_dir).start()
         switches = _switches(d2)
         where = f"after a kill at {step} of {op.name} {op.switch} and a restart"
-        if op.name == "confirm-switch":
+        if op.change is not None:
+            # finished at restart once its one kernel step (renaming the link) was done
+            new_state = step.startswith(f"{op.name}.committed") or step.startswith("rename-switch.vnic")
+            want = op.change[1] if new_state else op.change[0]
+            got = [s.type for s in switches.values()] if op.name == "set-switch" else list(switches)
+            assert got == [want], f"{where}: {got}, want {want}\n{d2.log()}"
+        elif op.name == "confirm-switch":
             want = "up" if step.startswith("confirm-switch.stored") else "awaiting-confirm"
             assert switches[op.switch].state == want, f"{where}: {switches[op.switch].state}, want {want}\n{d2.log()}"
         elif op.port is None:
@@ -167,9 +185,9 @@ def _crash_and_check(lab, op: Op, step: str, baseline: dict[str, list[str]], soc
         assert "could not" not in d2.log(), f"{where}, vswitchd reported a problem:\n{d2.log()}"
         assert ns_helpers.ping(lab.host, lab.server_ip, count=1, deadline=5), \
             f"{where}, the host must reach the server\n{d2.log()}"
-        if op.switch in switches:
-            with d2.api() as api:
-                api.delete_switch(op.switch)
+        with d2.api() as api:
+            for name in switches:
+                api.delete_switch(name)
         assert d2.stop() == 0
         d2 = None
         assert _host_state(lab.host) == baseline, f"{where}, something was left behind"

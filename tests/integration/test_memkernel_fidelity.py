@@ -95,6 +95,14 @@ SCRIPT: list[tuple[str, Call]] = [
     ("MTU", lambda nl: nl.set_mtu("va", 1400)),
     ("MAC", lambda nl: nl.set_mac("va", "02:00:00:00:01:01")),
     ("what the link says", lambda nl: (lambda i: (i.mac, i.mtu, i.up, i.promisc))(nl.link("va"))),
+    ("add A2 back, a labelled secondary", lambda nl: nl.add_address("va", A2)),
+    ("rename onto a taken name", lambda nl: nl.rename_link("va", "vb")),
+    ("rename a missing link", lambda nl: nl.rename_link("nope", "vc")),
+    ("rename an up link and back: addresses, labels, routes, up and sysctls stay",
+     lambda nl: (nl.rename_link("va", "vc"), [(str(a), a.label) for a in nl.addresses("vc")],
+                 sorted(str(r) for r in nl.routes("vc")), nl.link("vc").up,
+                 nl.get_sysctl("net/ipv6/conf/vc/disable_ipv6"), nl.link_exists("va"),
+                 nl.rename_link("vc", "va"))[1:6]),
 ]
 
 

@@ -105,12 +105,7 @@ class FakeApi:
             if spec.nic:
                 steps.append(f"move addresses and routes of {spec.nic} to {host_vnic_name(spec.name)}")
             return steps
-        ports = []
-        if spec.has_host_vnic:
-            vnic = host_vnic_name(spec.name)
-            ports.append(PortInfo(vnic, "tap", vnic, "access 1", True, role="host-vnic"))
-        if spec.nic:
-            ports.append(PortInfo("uplink", "link", spec.nic, "trunk 1-4094", True, role="uplink"))
+        ports = self._own_ports(spec)
         info = SwitchInfo(
             name=spec.name, type=str(spec.type), nic=spec.nic, allow_management_os=spec.allow_management_os,
             host_vnic=host_vnic_name(spec.name) if spec.has_host_vnic else None,
@@ -190,19 +185,43 @@ class FakeApi:
         info.mac = spec.mac
         return info
 
-    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
-        self._note("set_switch", name, settings)
+    def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
+        self._note("set_switch", name, settings, dry_run)
         info = self._get(name)
-        spec = settings.apply(SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
-                                         ageing_s=info.ageing_s, max_entries=info.max_entries))
+        old = SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
+                         ageing_s=info.ageing_s, max_entries=info.max_entries)
+        spec = settings.apply(old)
+        if spec.name != name and spec.name in self.switches:
+            raise Conflict(f"switch {spec.name!r} already exists")
+        if spec.nic is not None and spec.nic != old.nic:
+            if spec.nic.startswith("vs-"):
+                raise Conflict(f"{spec.nic!r} is named like a host vNIC of vswitch; it cannot be the uplink")
+            if spec.nic not in {n.name for n in self.nics}:
+                raise InvalidRequest(f"NIC {spec.nic!r} does not exist")
+        if dry_run:
+            return [f"change switch {name} to {spec.type}" + (f" on {spec.nic}" if spec.nic else "")]
         if spec.name != name:
-            if spec.name in self.switches:
-                raise Conflict(f"switch {spec.name!r} already exists")
             self.switches[spec.name] = self.switches.pop(name)
             self.fdb[spec.name] = self.fdb.pop(name)
             self.specs = {(spec.name if s == name else s, p): v for (s, p), v in self.specs.items()}
         info.name, info.ageing_s, info.max_entries = spec.name, spec.ageing_s, spec.max_entries
+        info.type, info.nic, info.allow_management_os = str(spec.type), spec.nic, spec.allow_management_os
+        info.host_vnic = host_vnic_name(spec.name) if spec.has_host_vnic else None
+        info.ports = [p for p in info.ports if p.role == "vm"] + self._own_ports(spec)
+        if settings.confirm_timeout_s is not None:
+            info.state, info.confirm_deadline_s = "awaiting-confirm", settings.confirm_timeout_s
         return info
+
+    @staticmethod
+    def _own_ports(spec: SwitchSpec) -> list[PortInfo]:
+        """The switch's own ports (host vNIC, uplink) as its spec has them."""
+        ports = []
+        if spec.has_host_vnic:
+            vnic = host_vnic_name(spec.name)
+            ports.append(PortInfo(vnic, "tap", vnic, "access 1", True, role="host-vnic"))
+        if spec.nic:
+            ports.append(PortInfo("uplink", "link", spec.nic, "trunk 1-4094", True, role="uplink"))
+        return ports
 
     def fdb_add(self, switch: str, entry: StaticEntry) -> FdbEntryInfo:
         self._note("fdb_add", switch, entry)

@@ -13,6 +13,8 @@ runs one script of calls on both and compares every answer):
   IPv4 primary deletes its secondaries, and the last IPv4 address takes every IPv4 route of the
   link along; ``disable_ipv6=1`` and setting a link down wipe its IPv6 addresses; a link going
   down loses every route through it; addresses are listed IPv4 first, primaries before secondaries;
+  a renamed link (up or not, as Linux 6.2+) keeps its index, addresses (IPv4 labels follow the name),
+  routes and sysctls; a name taken is EEXIST;
 - the next hop is checked first: an IPv4 gateway outside every on-link prefix of that (up) link is
   ENETUNREACH, an IPv4 route on a down link ENETDOWN, an IPv6 gateway outside the link's prefixes
   (link-local aside) EHOSTUNREACH, an IPv4 ``prefsrc`` that is no local address EINVAL; then a route
@@ -259,6 +261,21 @@ class MemNetlink:
         link = self._get(name)
         self.kernel._mutate(f"delete link {name}")
         self.kernel._remove_link(self._ns, link)
+
+    def rename_link(self, name: str, new_name: str) -> None:
+        link = self._get(name)
+        what = f"rename {name} to {new_name}"
+        self.kernel._mutate(what)
+        if new_name in self._ns.links:
+            raise NetlinkFailure.refused(errno.EEXIST, what)
+        del self._ns.links[name]
+        link.name = new_name
+        self._ns.links[new_name] = link
+        # IPv4 labels follow the name (eth1:0 becomes new:0); routes follow the index
+        link.addresses = [replace(a, label=new_name + a.label[len(name):]) if a.label and a.label.startswith(name)
+                          else a for a in link.addresses]
+        for path in SYSCTLS:
+            self._ns.sysctls[path.format(new_name)] = self._ns.sysctls.pop(path.format(name), "0")
 
     # -- addresses ----------------------------------------------------------------------------
     def addresses(self, name: str, *, include_kernel_owned: bool = False) -> list[Address]:

@@ -356,6 +356,29 @@ def test_switch_set(api: FakeApi) -> None:
     assert list(api.switches) == ["lab2"]
 
 
+def test_switch_set_changes_the_connection(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    assert "internal, host vNIC vs-s" in ok(api, "switch", "set", "s", "--internal")
+    out = ok(api, "switch", "set", "s", "--external", "eth0", "--dry-run")
+    assert out.startswith("dry run: changing switch 's' would\n  1. ") and api.switches["s"].type == "internal"
+    assert as_json(api, "switch", "set", "s", "--external", "eth0", "--dry-run")["dry_run"] is True
+    out = ok(api, "switch", "set", "s", "--external", "eth0", "--confirm-timeout", "30")
+    assert "external on eth0, host vNIC vs-s" in out and "vswitch switch confirm s" in out
+    api.confirm_switch("s")
+    result = run(api, "switch", "set", "s", "--allow-management-os", "off")
+    assert result.exit_code == 0 and "no host vNIC" in result.stdout
+    assert "the host no longer has an adapter on eth0" in result.stderr
+    assert as_json(api, "switch", "set", "s", "--private")["nic"] is None
+    for args, words in [(["--internal", "--private"], "at most one of"),
+                        (["--internal", "--confirm-timeout", "5"], "confirm_timeout_s: only with a change to an "
+                                                                 "external switch"),
+                        (["--private", "--allow-management-os", "on"], "allow_management_os: only an external"),
+                        (["--external", "eth9"], "NIC 'eth9' does not exist")]:
+        result = run(api, "switch", "set", "s", *args)
+        assert result.exit_code in (1, 2) and words in result.stderr, (args, result.stderr)
+    assert api.switches["s"].type == "private", "refused: unchanged"
+
+
 def test_nic_list_warns_about_the_default_route(api: FakeApi) -> None:
     out = ok(api, "nic", "list")
     assert "eth0" in out and "192.0.2.10/24" in out and "moves the host's default route" in out

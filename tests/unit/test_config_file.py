@@ -33,6 +33,7 @@ from vswitch.control.model import (
     PortSettings,
     PortSpec,
     StaticEntry,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
 )
@@ -266,20 +267,25 @@ def test_a_socket_port_given_by_plain_name_is_the_same_as_its_resolved_path() ->
     assert texts(want, have, port_socket_dir="/elsewhere")[0].startswith("replace port s/vm")
 
 
-def test_a_connection_type_change_is_planned_but_refused_before_anything_changes() -> None:
+def test_a_connection_type_change_is_planned_as_switch_set_and_applied() -> None:
     api = FakeApi()
     api.create_switch(SwitchSpec("lan", SwitchType.INTERNAL))
     want = doc("version: 1\nswitches:\n- switch: {name: lan, type: external, nic: eth0, ageing_s: 60}\n"
                "- switch: {name: new, type: private}\n")
     steps, _ = plan(want, api.config_export())
     assert [s.info.action for s in steps] == ["create-switch", "change-connection", "set-switch"]
-    assert steps[1].refused == ("switch lan: changing the connection type from internal to external on eth0 "
-                                "is done with `vswitch switch set`")
-    api.calls.clear()
-    for dry_run in (True, False):
-        with pytest.raises(InvalidRequest, match="is done with `vswitch switch set`"):
-            api.config_apply(want, dry_run=dry_run)
-    assert [c for c, _ in api.calls] == ["config_apply", "config_export"] * 2, "nothing was changed"
+    assert steps[1].info.text == "switch lan: connection internal → external on eth0"
+    api.config_apply(want)
+    sets = [args[1] for call, args in api.calls if call == "set_switch"]
+    assert sets[0] == SwitchSettings(type=SwitchType.EXTERNAL, nic="eth0", allow_management_os=True), \
+        "the change is `switch set --external eth0`"
+    info = api.get_switch("lan")
+    assert (info.type, info.nic, info.ageing_s) == ("external", "eth0", 60)
+    back = doc("version: 1\nswitches:\n- switch: {name: lan, type: private, ageing_s: 60}\n")
+    assert [s.info.text for s in plan(back, api.config_export())[0]] == [
+        "switch lan: connection external on eth0 → private"]
+    api.config_apply(back)
+    assert (api.get_switch("lan").type, api.get_switch("lan").nic) == ("private", None)
 
 
 # ---- the manager: idempotence, round trip, rollback (in-memory kernel) -------------------------------

@@ -5,8 +5,9 @@ Each case in `CASES` drives one command of `vswitch.control.api.COMMANDS` and st
 against
 - ``fake``: the in-memory fake the front-end tests use (tests/unit/fake_api.py);
 - ``rest``: `RestSwitchApi` over a real unix socket to uvicorn serving ``make_app(FakeApi())``;
-- ``manager``: the real `SwitchManager`, in process, on Private switches with memory ports (no TAP,
-  no NIC: nothing on the host changes).
+- ``manager``: the real `SwitchManager`, in process, on the in-memory kernel (tests/unit/memkernel.py,
+  with one NIC ``eth0`` as the fake lists it), mostly on Private switches with memory ports: nothing
+  on the host changes.
 A command without a case fails `test_every_command_has_a_contract_case`: a new command is not done
 until its contract is written. The role of each command (reader or admin) is checked over HTTP.
 """
@@ -18,12 +19,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from socket import AF_INET
 from typing import Any
 
 import pytest
 import uvicorn
 from fake_api import FakeApi
 from fastapi.testclient import TestClient
+from memkernel import MemKernel
 
 from vswitch.control.api import COMMANDS, SwitchApi
 from vswitch.control.config_file import ConfigDocument, SwitchConfig
@@ -51,6 +54,7 @@ from vswitch.control.model import (
     TraceStepInfo,
     VswitchError,
 )
+from vswitch.control.netlink import Address
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.frontends.rest import make_app
 from vswitch.frontends.tokens import Role
@@ -58,6 +62,7 @@ from waiting import wait_until
 
 SW = "contract"
 MAC = "02:00:00:00:0a:01"
+NIC = "eth0"
 
 
 def _served(app: Any, path: str) -> Callable[[], None]:
@@ -88,7 +93,12 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SwitchApi]:
         finally:
             stop()
     else:
-        manager = SwitchManager(port_socket_dir=str(tmp_path / "ports"))
+        kernel = MemKernel()
+        kernel.add_link(NIC, mac="52:54:00:00:00:01", up=True)  # the fake's NIC
+        with kernel() as nl:
+            nl.add_address(NIC, Address(AF_INET, "192.0.2.10", 24))
+        manager = SwitchManager(port_socket_dir=str(tmp_path / "ports"), netlink=kernel,
+                                port_kinds=kernel.port_kinds)
         try:
             yield manager
         finally:
@@ -162,6 +172,51 @@ def set_switch(api: SwitchApi) -> None:
     with pytest.raises(NotFound):
         api.get_switch(SW)
     assert sorted(s.name for s in api.list_switches()) == ["renamed", "taken"]
+    api.delete_switch("renamed")
+    _set_switch_connection(api)
+
+
+def _connection(info: SwitchInfo) -> tuple[str, str | None, str | None, list[str], list[str]]:
+    """Type, NIC, host vNIC, the VM ports and the roles of the switch's own ports."""
+    return (info.type, info.nic, info.host_vnic, [p.name for p in info.ports if p.role == "vm"],
+            sorted(p.role for p in info.ports if p.role != "vm"))
+
+
+def _set_switch_connection(api: SwitchApi) -> None:
+    """`switch set` changes the connection (and renames a switch with a host vNIC); ports stay."""
+    _switch(api, "a")
+    api.fdb_add(SW, StaticEntry(MAC, "a"))
+    info = api.set_switch(SW, SwitchSettings(type=SwitchType.INTERNAL))
+    assert isinstance(info, SwitchInfo)
+    assert _connection(info) == ("internal", None, f"vs-{SW}", ["a"], ["host-vnic"])
+    steps = api.set_switch(SW, SwitchSettings(type=SwitchType.EXTERNAL, nic=NIC), dry_run=True)
+    assert isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps)
+    assert _connection(api.get_switch(SW))[:2] == ("internal", None), "a dry run changes nothing"
+    info = api.set_switch(SW, SwitchSettings(type=SwitchType.EXTERNAL, nic=NIC))
+    assert _connection(info) == ("external", NIC, f"vs-{SW}", ["a"], ["host-vnic", "uplink"])  # type: ignore[arg-type]
+    info = api.set_switch(SW, SwitchSettings(allow_management_os=False))
+    assert _connection(info) == ("external", NIC, None, ["a"], ["uplink"])  # type: ignore[arg-type]
+    assert info.allow_management_os is False  # type: ignore[union-attr]
+    refusals: list[tuple[dict[str, Any], type, str]] = [
+        ({"type": "external", "nic": "eth9"}, InvalidRequest, "NIC 'eth9' does not exist"),
+        ({"type": "external", "nic": "vs-other"}, Conflict, "named like a host vNIC"),
+        ({"type": "private", "allow_management_os": True}, InvalidRequest, "^allow_management_os: only an external"),
+        ({"type": "internal", "confirm_timeout_s": 5}, InvalidRequest, "^confirm_timeout_s: "),
+        ({"type": "internal", "name": "other"}, InvalidRequest, "^name: rename"),
+        ({"type": "external"}, InvalidRequest, "^nic: ")]
+    for fields, error, message in refusals:
+        with pytest.raises(error, match=message):
+            api.set_switch(SW, SwitchSettings.parse(fields))
+    assert _connection(api.get_switch(SW)) == ("external", NIC, None, ["a"], ["uplink"]), "refusals change nothing"
+    info = api.set_switch(SW, SwitchSettings(type=SwitchType.PRIVATE))
+    assert _connection(info) == ("private", None, None, ["a"], [])  # type: ignore[arg-type]
+    info = api.set_switch(SW, SwitchSettings(type=SwitchType.EXTERNAL, nic=NIC, confirm_timeout_s=60))
+    assert info.state == "awaiting-confirm"  # type: ignore[union-attr]
+    assert api.confirm_switch(SW).state == "up"
+    api.set_switch(SW, SwitchSettings(type=SwitchType.INTERNAL))
+    info = api.set_switch(SW, SwitchSettings(name="moved"))
+    assert _connection(info) == ("internal", None, "vs-moved", ["a"], ["host-vnic"])  # type: ignore[arg-type]
+    assert [e.mac for e in api.fdb_show("moved")] == [MAC], "static entries stay through every change"
 
 
 def delete_switch(api: SwitchApi) -> None:

@@ -59,8 +59,10 @@ class SwitchApi(Protocol):
         ...
 
     @command("PATCH", "/switches/{name}")
-    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
-        """Rename a (Private) switch, change its MAC ageing time or table capacity (stored; live)."""
+    def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
+        """Rename a switch (and its host vNIC), change its MAC ageing time, table capacity or connection
+        (internal, private, external on a NIC, management OS: the NIC given back or taken over with the
+        same dry run, rollback and confirm as a creation); stored, live; with dry_run the steps instead."""
         ...
 
     @command("DELETE", "/switches/{name}")

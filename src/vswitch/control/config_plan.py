@@ -34,11 +34,9 @@ from typing import TYPE_CHECKING, Any
 from vswitch.control import ownership
 from vswitch.control.config_file import ConfigDocument, SwitchConfig
 from vswitch.control.model import (
-    InvalidRequest,
     PortKind,
     PortSettings,
     PortSpec,
-    Problem,
     StaticEntry,
     SwitchSettings,
     SwitchSpec,
@@ -84,13 +82,11 @@ Action = Callable[["SwitchApi"], object]
 
 @dataclass
 class Step:
-    """A planned change: what it says (`info`), how to do it and how to undo it through a `SwitchApi`;
-    `refused` says why it cannot be done (the whole apply is refused before anything changes)."""
+    """A planned change: what it says (`info`), how to do it and how to undo it through a `SwitchApi`."""
 
     info: ConfigStep
     do: Action
     undo: Action
-    refused: str | None = None
 
 
 def _step(action: str, switch: str, item: str | None, text: str, do: Action, undo: Action) -> Step:
@@ -154,27 +150,23 @@ def _connection_words(spec: SwitchSpec) -> str:
     return f"external on {spec.nic}" + ("" if spec.allow_management_os else " without the management OS")
 
 
-def _connection_step(have: SwitchSpec, want: SwitchSpec) -> Step:
-    """Change a running switch's connection type (type, NIC, allow management OS) to the document's.
+def _connection_settings(spec: SwitchSpec, *, confirm: bool) -> SwitchSettings:
+    """`switch set` to `spec`'s connection type: a NIC and the management-OS flag for External only."""
+    if spec.type != SwitchType.EXTERNAL:
+        return SwitchSettings(type=spec.type)
+    return SwitchSettings(type=spec.type, nic=spec.nic, allow_management_os=spec.allow_management_os,
+                          confirm_timeout_s=spec.confirm_timeout_s if confirm else None)
 
-    Refused for now: `SwitchSettings` cannot carry a connection type on this branch. Once it can
-    (`vswitch switch set --internal | --private | --external NIC`), this function becomes
-        do=lambda api: api.set_switch(name, SwitchSettings(type=want.type, nic=want.nic,
-                                      allow_management_os=want.allow_management_os,
-                                      confirm_timeout_s=want.confirm_timeout_s)),
-        undo=lambda api: api.set_switch(name, SwitchSettings(type=have.type, nic=have.nic,
-                                        allow_management_os=have.allow_management_os)),
-    with `refused` left None.
-    """
+
+def _connection_step(have: SwitchSpec, want: SwitchSpec) -> Step:
+    """Change a running switch's connection type (type, NIC, allow management OS) to the document's,
+    as `vswitch switch set --internal | --private | --external NIC` does (an External one with the
+    document's confirm timeout); undone by setting the old one back."""
     name = have.name
     text = f"switch {name}: connection {_connection_words(have)} → {_connection_words(want)}"
-
-    def refuse(api: SwitchApi) -> None:
-        raise InvalidRequest(step.refused or text)
-    step = _step("change-connection", name, None, text, refuse, refuse)
-    step.refused = (f"switch {name}: changing the connection type from {_connection_words(have)} to "
-                    f"{_connection_words(want)} is done with `vswitch switch set`")
-    return step
+    to_want, to_have = _connection_settings(want, confirm=True), _connection_settings(have, confirm=False)
+    return _step("change-connection", name, None, text,
+                 lambda api: api.set_switch(name, to_want), lambda api: api.set_switch(name, to_have))
 
 
 def _same_target(want: PortSpec, have: PortSpec, port_socket_dir: str | None) -> bool:
@@ -343,13 +335,9 @@ def apply(api: SwitchApi, document: ConfigDocument, *, dry_run: bool = False, pr
     """Make the running switches what `document` states (see the module docstring); with `dry_run`
     only say how. Returns the plan (its steps done, or to do).
 
-    Raises InvalidRequest, before anything changes, when a step cannot be done at all (a connection
-    type change); when a step fails, the steps before it are undone in reverse and the step's error
-    is raised (same class) naming it."""
+    When a step fails, the steps before it are undone in reverse and the step's error is raised (same
+    class) naming it."""
     steps, notes = plan(document, api.config_export(), prune=prune, port_socket_dir=port_socket_dir)
-    refused = [Problem("", s.refused) for s in steps if s.refused]
-    if refused:
-        raise InvalidRequest(refused)
     result = ConfigPlan(dry_run, [s.info for s in steps], notes)
     if not dry_run:
         run(api, steps)

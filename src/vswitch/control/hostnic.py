@@ -348,6 +348,18 @@ class Takeover:
                 raise TakeoverError(None, errors[0][1], errors)
             self._done = []
 
+    def restore_again(self) -> None:
+        """Replay ``restore()`` after one whose undo failed. The NIC's addresses that came back meanwhile
+        are removed first: re-added out of order, a secondary would have become a primary. Raises
+        ``TakeoverError`` as ``restore()``."""
+        with self._lock:
+            if not self._done or self._snapshot is None:
+                return
+            with self._netlink(self.netns) as nl:
+                for a in (Address.from_dict(d) for d in self._snapshot["addresses"]):
+                    nl.del_address(self.nic, a, missing_ok=True)
+            self.restore()
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _maybe_inject(self, index: int, step: Step) -> None:

@@ -11,18 +11,24 @@ Invariants:
   taken), before anything changes: a refused request changes nothing (InvalidRequest / NotFound /
   Conflict carry the message).
 - Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
-  port) first writes an intent to the store (one transaction), then applies its steps (each
-  registering its undo at once; a failure unwinds them in reverse), then commits the result and
-  ends the intent in one transaction. A store that cannot be written (StoreError, HTTP 503) undoes
-  what was applied. On start, `restore` finishes or undoes every intent it finds (create and add:
-  undone; delete and remove: finished), replays orphaned takeover snapshots, then recreates the
+  port, change a switch's connection or rename one with a host vNIC) first writes an intent to the
+  store (one transaction), then applies its steps (each registering its undo at once; a failure
+  unwinds them in reverse), then commits the result and ends the intent in one transaction. A store
+  that cannot be written (StoreError, HTTP 503) undoes what was applied. On start, `restore`
+  finishes or undoes every intent it finds (create and add: undone; delete and remove: finished; a
+  connection change: undone unless its last step, removing a vNIC, was done; a rename: finished once
+  the link was renamed), replays orphaned takeover snapshots, then recreates the
   stored switches, *adopting* what the kernel kept (the persistent host vNIC with its addresses, a
   takeover marked applied) instead of rebuilding it. The takeover snapshot stored before the NIC is
   touched is the very one applied, so a restarted daemon undoes exactly what was done.
-- Settings (`set_port`, `set_switch`, static entries `fdb_add`/`fdb_del`) touch no kernel object:
-  stored first (one write), then applied on the datapath thread between two batches, so the other
-  ports never stop forwarding; static entries come back on `restore` after their switch's ports.
+- Settings (`set_port`, `set_switch`'s ageing and capacity, static entries `fdb_add`/`fdb_del`) touch
+  no kernel object: stored first (one write), then applied on the datapath thread between two
+  batches, so the other ports never stop forwarding; static entries come back on `restore` after
+  their switch's ports. A connection change keeps the datapath running: only the uplink and host
+  vNIC ports come and go, so VM ports forward between each other throughout.
 - Confirm deadlines are absolute (epoch seconds, stored); `confirm` is stored before it is answered.
+  An unconfirmed `switch set` to External goes back to the connection stored beside its takeover
+  snapshot (``revert_to``), live or at the next start.
 - Deleting a switch stops its datapath before giving the NIC back (the vNIC and NIC must no longer
   be bridged while IPv6 DAD runs on the NIC again).
 - The host vNIC is a persistent TAP: if the daemon dies, the host keeps its addresses on it. A clean
@@ -84,6 +90,7 @@ from vswitch.control.model import (
     PortSettings,
     PortSpec,
     PortStatsInfo,
+    Problem,
     StaticEntry,
     SwitchInfo,
     SwitchSettings,
@@ -136,10 +143,11 @@ class _Switch:
     ports: dict[str, _Attached] = field(default_factory=dict)
     vnic: TapPort | None = None
     takeover: hostnic.Takeover | None = None
-    undo: ExitStack = field(default_factory=ExitStack)
     confirm_deadline: float | None = None   # epoch seconds (time.time()), None once confirmed
     deleting: bool = False                  # teardown for good (delete, revert), not a shutdown
     confirm_timer: threading.Timer | None = None
+    #: `switch set` to External with a confirm timeout: what an unconfirmed switch goes back to
+    revert_to: SwitchSpec | None = None
 
 
 #: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
@@ -234,9 +242,10 @@ class SwitchManager:
             log.warning("intent %d stays for the next start: %s", intent, exc)
 
     def _check_links(self, spec: SwitchSpec, vnic_name: str | None, *, nic_taken_by_us: bool = False,
-                     restoring: bool = False) -> None:
-        """Conflict / InvalidRequest unless the NIC and the vNIC name are free (see control/ownership.py)."""
-        owners = self._owner_index()
+                     restoring: bool = False, switch: str | None = None) -> None:
+        """Conflict / InvalidRequest unless the NIC and the vNIC name are free (see control/ownership.py);
+        `switch` (`switch set`): the running switch changing, whose own uplink and vNIC do not count."""
+        owners = self._owner_index(switch)
         with self._netlink() as nl:
             if spec.type == SwitchType.EXTERNAL:
                 assert spec.nic is not None
@@ -254,11 +263,12 @@ class SwitchManager:
                     raise Conflict(f"a link named {vnic_name!r} (the host vNIC name of switch {spec.name!r}) "
                                    "already exists and is not a TAP of ours without addresses")
 
-    def _owner_index(self) -> ownership.OwnerIndex:
-        """Every link and socket path the running switches hold."""
+    def _owner_index(self, except_own_of: str | None = None) -> ownership.OwnerIndex:
+        """Every link and socket path the running switches hold (but the uplink and vNIC of `except_own_of`)."""
         owners = ownership.OwnerIndex()
         for sw in self._switches.values():
-            owners.add_switch(sw.spec.name, sw.spec.nic, sw.vnic.ifname if sw.vnic else None)
+            if sw.spec.name != except_own_of:
+                owners.add_switch(sw.spec.name, sw.spec.nic, sw.vnic.ifname if sw.vnic else None)
             for att in sw.ports.values():
                 if att.spec is not None:
                     owners.add_port(sw.spec.name, att.spec)
@@ -270,19 +280,28 @@ class SwitchManager:
         if vnic_name:
             steps.append(f"create host vNIC {vnic_name} (persistent TAP) and attach it as port {HOST_PORT!r}")
         if spec.type == SwitchType.EXTERNAL:
-            assert spec.nic is not None
-            steps.append(f"attach {spec.nic} as port {UPLINK_PORT!r} (AF_PACKET, promiscuous)")
-            with self._netlink() as nl:
-                snap = hostnic.capture(nl, spec.nic, None, False)
-            if spec.allow_management_os:
-                snap.update(vnic=vnic_name, allow_management_os=True,
-                            vnic_link={"mac": "(new)", "mtu": 1500, "up": False})
-            steps += [s.description for s in hostnic.build_plan(snap)]
-            if spec.confirm_timeout_s:
-                steps.append(f"revert all of the above unless `vswitch switch confirm {spec.name}` "
-                             f"arrives within {spec.confirm_timeout_s:g} s")
+            steps += self._takeover_plan(spec, vnic_name)
         elif vnic_name:
             steps.append(f"bring {vnic_name} up (the host's adapter on this internal switch)")
+        return steps
+
+    def _takeover_plan(self, spec: SwitchSpec, vnic_name: str | None, base: dict[str, Any] | None = None,
+                       vnic_link: dict[str, Any] | None = None) -> list[str]:
+        """The steps of attaching External `spec`'s NIC and taking it over: from the NIC as it is (or as
+        `base`, a snapshot, says it was), to a vNIC as `vnic_link` says (a new one: None)."""
+        assert spec.nic is not None
+        steps = [f"attach {spec.nic} as port {UPLINK_PORT!r} (AF_PACKET, promiscuous)"]
+        if base is None:
+            with self._netlink() as nl:
+                base = hostnic.capture(nl, spec.nic, None, False)
+        snap = {**base, "vnic": None, "allow_management_os": False, "vnic_link": None}
+        if spec.allow_management_os:
+            snap.update(vnic=vnic_name, allow_management_os=True,
+                        vnic_link=vnic_link or {"mac": "(new)", "mtu": 1500, "up": False})
+        steps += [s.description for s in hostnic.build_plan(snap)]
+        if spec.confirm_timeout_s:
+            steps.append(f"revert all of the above unless `vswitch switch confirm {spec.name}` "
+                         f"arrives within {spec.confirm_timeout_s:g} s")
         return steps
 
     def _build(self, spec: SwitchSpec, vnic_name: str | None, confirm_deadline: float | None,
@@ -296,45 +315,24 @@ class SwitchManager:
             dp.start()
             undo.callback(dp.stop)
             if vnic_name is not None:
-                # attaches to a persistent vNIC the kernel kept (restart, crashed create): adopted
-                vnic = self._port_kinds[PortKind.TAP](HOST_PORT, vnic_name, persist=True)  # type: ignore[call-arg]
-                try:
-                    vnic.open()
-                except OSError as exc:
-                    raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
-                undo.callback(self._release_vnic, sw, vnic)
-                sw.vnic = vnic  # type: ignore[assignment]
+                self._open_vnic(sw, vnic_name, undo, attach=False)
                 crashpoint("create-switch.vnic")
             if spec.type == SwitchType.EXTERNAL:
-                assert spec.nic is not None
-                uplink = self._port_kinds[PortKind.LINK](UPLINK_PORT, spec.nic)  # type: ignore[call-arg]
-                try:
-                    uplink.open()
-                except OSError as exc:
-                    raise InvalidRequest(f"cannot open NIC {spec.nic!r}: {exc}") from exc
-                undo.callback(uplink.close)
-                dp.attach(UPLINK_PORT, uplink, role="uplink")
-                sw.ports[UPLINK_PORT] = _Attached(None, uplink, "uplink")
+                self._open_uplink(sw, spec, undo)
             if sw.vnic is not None:
                 dp.attach(HOST_PORT, sw.vnic, role="host-vnic")
                 sw.ports[HOST_PORT] = _Attached(None, sw.vnic, "host-vnic")
             if spec.type == SwitchType.EXTERNAL:
-                assert spec.nic is not None
                 takeover = adopted or self._take_over(spec, vnic_name, undo)
                 undo.callback(self._give_back, sw, takeover)
                 sw.takeover = takeover
                 if confirm_deadline is not None:
-                    sw.confirm_deadline = confirm_deadline
-                    timer = threading.Timer(max(0.0, confirm_deadline - time.time()), self._confirm_expired, (sw,))
-                    timer.daemon = True
-                    timer.start()
-                    undo.callback(timer.cancel)
-                    sw.confirm_timer = timer
+                    self._start_confirm_timer(sw, confirm_deadline, undo)
             elif vnic_name is not None:
                 with self._netlink() as nl:
                     nl.set_up(vnic_name, True)
                 crashpoint("create-switch.vnic-up")
-            sw.undo = undo.pop_all()
+            undo.pop_all()  # built: from now on `_teardown_stack` says what a teardown undoes
         sw.deleting = False
         return sw
 
@@ -354,14 +352,74 @@ class SwitchManager:
         except FastPathRefused as exc:
             raise InvalidRequest(str(exc.strerror)) from None
 
-    def _take_over(self, spec: SwitchSpec, vnic_name: str | None, undo: ExitStack) -> hostnic.Takeover:
-        """Run the NIC takeover from a snapshot stored first; the snapshot is marked applied after."""
+    def _open_vnic(self, sw: _Switch, vnic_name: str, undo: ExitStack, *, attach: bool = True) -> None:
+        """Open (create, or adopt what the kernel kept) the host vNIC; `attach` makes it port "host"."""
+        vnic = self._port_kinds[PortKind.TAP](HOST_PORT, vnic_name, persist=True)  # type: ignore[call-arg]
+        try:
+            vnic.open()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
+        # a vNIC `switch set` adds is removed if it unwinds; one of `_build` follows `_release_vnic`
+        undo.callback(self._drop_vnic if attach else self._release_vnic, sw, vnic)
+        sw.vnic = vnic  # type: ignore[assignment]
+        if attach:
+            sw.datapath.attach(HOST_PORT, vnic, role="host-vnic")
+            sw.ports[HOST_PORT] = _Attached(None, vnic, "host-vnic")
+            undo.callback(self._detach_own, sw, HOST_PORT)
+
+    def _open_uplink(self, sw: _Switch, spec: SwitchSpec, undo: ExitStack) -> None:
+        """Open the NIC of External `spec` as port "uplink" and attach it."""
+        assert spec.nic is not None
+        uplink = self._port_kinds[PortKind.LINK](UPLINK_PORT, spec.nic)  # type: ignore[call-arg]
+        try:
+            uplink.open()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot open NIC {spec.nic!r}: {exc}") from exc
+        undo.callback(uplink.close)
+        sw.datapath.attach(UPLINK_PORT, uplink, role="uplink")
+        sw.ports[UPLINK_PORT] = _Attached(None, uplink, "uplink")
+        undo.callback(self._detach_own, sw, UPLINK_PORT)
+
+    @staticmethod
+    def _detach_own(sw: _Switch, name: str) -> None:
+        """Detach the switch's own port `name` (uplink, host) if attached; the caller closes it."""
+        if sw.ports.pop(name, None) is not None:
+            sw.datapath.detach(name)
+
+    def _start_confirm_timer(self, sw: _Switch, deadline: float, undo: ExitStack) -> None:
+        sw.confirm_deadline = deadline
+        timer = threading.Timer(max(0.0, deadline - time.time()), self._confirm_expired, (sw,))
+        timer.daemon = True
+        timer.start()
+        undo.callback(timer.cancel)
+        sw.confirm_timer = timer
+
+    def _teardown_stack(self, sw: _Switch) -> ExitStack:
+        """What tearing `sw` down undoes, from the parts it has now (in `_build`'s order, reversed on close)."""
+        undo = ExitStack()
+        undo.callback(sw.datapath.stop)
+        if sw.vnic is not None:
+            undo.callback(self._release_vnic, sw, sw.vnic)
+        if UPLINK_PORT in sw.ports:
+            undo.callback(sw.ports[UPLINK_PORT].port.close)
+        if sw.takeover is not None:
+            undo.callback(self._give_back, sw, sw.takeover)
+        if sw.confirm_timer is not None:
+            undo.callback(sw.confirm_timer.cancel)
+        return undo
+
+    def _take_over(self, spec: SwitchSpec, vnic_name: str | None, undo: ExitStack, *, op: str = "create-switch",
+                   remember: Mapping[str, Any] | None = None) -> hostnic.Takeover:
+        """Run the NIC takeover from a snapshot stored first; the snapshot is marked applied after.
+
+        `op` names the crash points; `remember` is stored in the snapshot beside it (`switch set`:
+        the intent that took the NIC, the connection to revert to)."""
         assert spec.nic is not None
         takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
                                     fail_at=self._takeover_fail_at, netlink=self._netlink,
                                     on_step=self._step_observer(spec.name))
         try:
-            snap = takeover.snapshot()
+            snap = {**takeover.snapshot(), **(remember or {})}
         except hostnic.TakeoverRefused as exc:
             raise InvalidRequest(str(exc)) from exc
         if self.store is not None:
@@ -369,20 +427,21 @@ class SwitchManager:
             # undone on restart from exactly this
             self.store.put_snapshot(spec.name, snap)
             undo.callback(self._drop_snapshot_quietly, spec.name)
-            crashpoint("create-switch.snapshot")
+            crashpoint(f"{op}.snapshot")
         try:
             takeover.apply(snap)
         except hostnic.TakeoverError as exc:
             raise InvalidRequest(f"taking over {spec.nic} failed and was rolled back: {exc}") from exc
         except hostnic.TakeoverRefused as exc:
             raise InvalidRequest(str(exc)) from exc
+        undo.callback(takeover.restore)  # (idempotent: the caller's own give-back may have run first)
         if self.store is not None:
             try:
                 self.store.put_snapshot(spec.name, {**snap, "applied": True})
             except StoreError:
                 takeover.restore()
                 raise
-            crashpoint("create-switch.applied")
+            crashpoint(f"{op}.applied")
         return takeover
 
     def _adoptable_takeover(self, spec: SwitchSpec) -> hostnic.Takeover | None:
@@ -434,6 +493,9 @@ class SwitchManager:
             name = sw.spec.name
             if self._switches.get(name) is not sw or sw.confirm_deadline is None:
                 return  # confirmed or deleted while this thread waited for the lock
+            if sw.revert_to is not None:
+                self._revert_connection(sw)
+                return
             del self._switches[name]
             error: Exception | None = None
             try:
@@ -449,11 +511,27 @@ class SwitchManager:
                 except StoreError as exc:  # the next start finds the deadline passed and reverts again
                     log.error("switch %s: reverted, but the store could not forget it: %s", name, exc)
 
+    def _revert_connection(self, sw: _Switch) -> None:
+        """The confirm deadline of a `switch set` to External passed: back to the connection before it
+        (the other settings as they are now), as a change of its own."""
+        assert sw.revert_to is not None
+        back = _with_connection(sw.spec, sw.revert_to)
+        sw.confirm_deadline, sw.revert_to, sw.confirm_timer = None, None, None
+        try:
+            self._connect(sw, back)
+        except Exception as exc:  # a timer thread has nobody else to tell; the next start reverts again
+            log.error("switch %s was not confirmed in time; going back to %s failed: %s", sw.spec.name,
+                      _describe(back), exc)
+            return
+        log.warning("switch %s was not confirmed in time: back to %s", sw.spec.name, _describe(back))
+        self.event_log.emit(sw.spec.name, EventKind.SWITCH_REVERTED, reason=f"not confirmed in time: back to "
+                            f"{_describe(back)}")
+
     def _teardown(self, sw: _Switch, *, delete: bool) -> None:
         """Undo the switch's steps in reverse; `delete` removes what a shutdown would keep."""
         sw.deleting = delete
         try:
-            sw.undo.close()
+            self._teardown_stack(sw).close()
         finally:
             if delete:
                 self._destroy_tap_ports(sw)
@@ -493,6 +571,7 @@ class SwitchManager:
                 self.store.set_confirmed(name)
                 crashpoint("confirm-switch.stored")
             sw.confirm_deadline = None  # a timer already waiting for this lock sees it and does nothing
+            sw.revert_to = None  # (a snapshot's stale "revert_to" is read only while a deadline is stored)
             if sw.confirm_timer is not None:
                 sw.confirm_timer.cancel()
             self.event_log.emit(name, EventKind.SWITCH_CONFIRMED)
@@ -506,32 +585,254 @@ class SwitchManager:
         with self._lock:
             return self._info(self._get(name))
 
-    def set_switch(self, name: str, settings: SwitchSettings) -> SwitchInfo:
-        """Change the name (a Private switch), MAC ageing time and/or table capacity: stored, then
-        applied live (a smaller capacity evicts learned entries fairly down to it; ports, their
-        settings and static entries stay). Raises NotFound, InvalidRequest, Conflict (the new name is
-        taken), StoreError (nothing changed)."""
+    def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
+        """Change the name, MAC ageing time, table capacity and/or connection (type, NIC, management
+        OS): stored, applied live; with `dry_run` return the steps instead. Ports, their settings, static
+        entries (those on an uplink or vNIC that goes, with it) and the learned MAC table stay; VM ports
+        forward between each other throughout. A smaller capacity evicts learned entries fairly.
+
+        A connection change is one intent (see `_connect`); a rename of a switch with a host vNIC renames
+        the vNIC too (`_rename`). Raises NotFound, InvalidRequest (bad settings, a NIC that cannot be
+        taken), Conflict (the new name or NIC is taken; waiting for confirmation), StoreError (nothing
+        changed)."""
         with self._lock:
             sw = self._get(name)
             spec = settings.apply(sw.spec)
-            if spec.name != name:
-                if spec.name in self._switches:
-                    raise Conflict(f"switch {spec.name!r} already exists")
-                if sw.spec.type != SwitchType.PRIVATE:
-                    raise InvalidRequest(f"only a private switch can be renamed for now: {name!r} is "
-                                         f"{sw.spec.type}, and its host vNIC is named after it")
-            if self.store is not None:
-                with self.store.transaction():
-                    if spec.name != name:
-                        self.store.rename_switch(name, spec)
-                    self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
-            if spec.name != name:
-                self._switches[spec.name] = self._switches.pop(name)
+            reconnect = _connection(spec) != _connection(sw.spec)
+            if spec.name != name and spec.name in self._switches:
+                raise Conflict(f"switch {spec.name!r} already exists")
+            if settings.confirm_timeout_s is not None and not reconnect:
+                raise InvalidRequest([Problem("confirm_timeout_s", f"switch {name!r} is already {_describe(spec)}: "
+                                              "there is no change to confirm")])
+            if (reconnect or (spec.name != name and sw.vnic is not None)) and sw.confirm_deadline is not None:
+                raise Conflict(f"switch {name!r} is waiting for confirmation: confirm it (vswitch switch confirm "
+                               f"{name}) or let it revert first")
+            if reconnect:
+                assert sw.takeover is None or sw.spec.nic is not None
+                self._check_links(spec, host_vnic_name(name) if spec.has_host_vnic and sw.vnic is None else None,
+                                  nic_taken_by_us=sw.takeover is not None and spec.nic == sw.spec.nic, switch=name)
+            elif spec.name != name and sw.vnic is not None:
+                self._check_vnic_rename(sw, spec.name)
+            if dry_run:
+                return self._set_plan(sw, spec, settings.confirm_timeout_s)
+            if reconnect:
+                self._connect(sw, spec, settings.confirm_timeout_s)
+            elif spec.name != name:
+                self._rename(sw, spec)
+            elif self.store is not None:
+                self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
             sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
             sw.spec = spec
             renamed = {"old_name": name} if spec.name != name else {}
             self.event_log.emit(spec.name, EventKind.SWITCH_SET, **_given(settings), **renamed)
             return self._info(sw)
+
+    def _set_plan(self, sw: _Switch, new: SwitchSpec, confirm_timeout_s: float | None) -> list[str]:
+        """What `set_switch` would do (its dry run), in order; changes nothing."""
+        old, steps = sw.spec, []
+        if _connection(new) != _connection(old):
+            if sw.takeover is not None:
+                steps.append(f"detach {old.nic} (port {UPLINK_PORT!r}) and give it back as it was before the takeover:")
+                steps += [f"  undo: {s.description}" for s in reversed(hostnic.build_plan(sw.takeover.snapshot()))]
+            vnic_name = host_vnic_name(old.name)
+            if new.has_host_vnic and sw.vnic is None:
+                steps.append(f"create host vNIC {vnic_name} (persistent TAP) and attach it as port {HOST_PORT!r}")
+            if new.type == SwitchType.EXTERNAL:
+                # the NIC as it was before any takeover of ours; the vNIC as it is (or will be)
+                base = sw.takeover.snapshot() if sw.takeover is not None and new.nic == old.nic else None
+                vnic_link = None
+                if sw.vnic is not None:  # as it is, or as the give-back leaves it
+                    vnic_link = sw.takeover.snapshot().get("vnic_link") if sw.takeover is not None else None
+                    if vnic_link is None:
+                        with self._netlink() as nl:
+                            v = nl.link(sw.vnic.ifname)
+                        vnic_link = {"mac": v.mac, "mtu": v.mtu, "up": v.up}
+                steps += self._takeover_plan(replace(new, confirm_timeout_s=confirm_timeout_s), vnic_name,
+                                             base, vnic_link)
+            elif new.has_host_vnic:
+                steps.append(f"bring {vnic_name} up (the host's adapter on this internal switch)")
+            if sw.vnic is not None and not new.has_host_vnic:
+                steps.append(f"remove host vNIC {sw.vnic.ifname} (port {HOST_PORT!r})"
+                             + (": the host loses its connection through this switch" if sw.takeover else ""))
+        if new.name != old.name:
+            steps.append(f"rename switch {old.name!r} to {new.name!r}" + (
+                f" and its host vNIC {sw.vnic.ifname} to {host_vnic_name(new.name)}" if sw.vnic is not None else ""))
+        if (new.ageing_s, new.max_entries) != (old.ageing_s, old.max_entries):
+            steps.append(f"set the MAC table to {new.max_entries} entries, ageing {new.ageing_s} s")
+        return steps or [f"nothing to change: switch {old.name!r} is already so"]
+
+    def _connect(self, sw: _Switch, new: SwitchSpec, confirm_timeout_s: float | None = None) -> None:
+        """Change running switch `sw` to the connection of `new` (checked by `_check_links`), live.
+
+        One intent: written first, then the steps, each registering its undo — give the old NIC back
+        (the uplink detached first), create the host vNIC, take the new NIC over (`_take_over`, the
+        snapshot stored first), bring an Internal vNIC up, remove a vNIC no longer wanted (last: it
+        cannot be undone exactly) — then the new spec stored and the intent ended in one transaction.
+        A failure unwinds the steps (the old NIC taken over again); `_recover` finishes or undoes a
+        crash. With `confirm_timeout_s` the switch reverts to its old connection unless confirmed."""
+        old, name, store = sw.spec, sw.spec.name, self.store
+        deadline = time.time() + confirm_timeout_s if confirm_timeout_s else None
+        intent = store.begin_intent("set-switch", name, data={"old": old.to_dict(), "new": new.to_dict(),
+                                                               "deadline": deadline}) if store else None
+        crashpoint("set-switch.intent")
+        # static entries pinned to the uplink or the vNIC: detaching a port drops its entries
+        own_statics = [(r.mac, r.vlan, r.port) for r in sw.datapath.fdb_entries()
+                       if r.static and r.port in (UPLINK_PORT, HOST_PORT)]
+        try:
+            with ExitStack() as rollback:
+                self._change_connection(sw, old, new, rollback, revert_to=old if deadline else None)
+                if store is not None:
+                    with store.transaction():
+                        store.save_switch(new, confirm_deadline=deadline)
+                        for own in (UPLINK_PORT, HOST_PORT):
+                            if own not in sw.ports:
+                                store.delete_port(name, own)  # no port row: its static entries
+                        store.end_intent(intent)  # type: ignore[arg-type]
+                rollback.pop_all()
+        except BaseException:
+            self._end_intent_quietly(intent)
+            raise
+        finally:
+            for mac, vlan, port in own_statics:
+                if port in sw.ports:
+                    sw.datapath.add_static(mac, vlan, port)
+        crashpoint("set-switch.committed")
+        sw.spec = new
+        if deadline is not None:
+            sw.revert_to = old
+            self._start_confirm_timer(sw, deadline, ExitStack())
+
+    def _change_connection(self, sw: _Switch, old: SwitchSpec, new: SwitchSpec, rollback: ExitStack, *,
+                           revert_to: SwitchSpec | None) -> None:
+        """The kernel steps of `_connect`, each registering its undo on `rollback`."""
+        vnic_name = host_vnic_name(old.name)
+        if sw.takeover is not None:
+            uplink = sw.ports[UPLINK_PORT].port
+            self._release_takeover(sw)
+            uplink.close()
+            if self.store is not None:
+                self.store.drop_snapshot(old.name)
+            rollback.callback(self._retake, sw, old)
+            crashpoint("set-switch.given-back")
+        if new.has_host_vnic and sw.vnic is None:
+            self._open_vnic(sw, vnic_name, rollback)
+            crashpoint("set-switch.vnic")
+        if new.type == SwitchType.EXTERNAL:
+            self._open_uplink(sw, new, rollback)
+            remember = {"revert_to": revert_to.to_dict()} if revert_to is not None else None
+            sw.takeover = self._take_over(new, vnic_name if new.has_host_vnic else None, rollback, op="set-switch",
+                                          remember=remember)
+            rollback.callback(self._release_takeover, sw)
+        elif new.has_host_vnic:
+            with self._netlink() as nl:
+                if not nl.link(vnic_name).up:
+                    nl.set_up(vnic_name, True)
+                    rollback.callback(self._set_link_up, vnic_name, False)
+            crashpoint("set-switch.vnic-up")
+        if sw.vnic is not None and not new.has_host_vnic:
+            vnic = sw.vnic
+            self._detach_own(sw, HOST_PORT)
+            sw.vnic = None
+            vnic.destroy()
+            rollback.callback(self._retake_vnic, sw, old)
+            crashpoint("set-switch.vnic-removed")
+
+    def _set_link_up(self, name: str, up: bool) -> None:
+        with self._netlink() as nl:
+            nl.set_up(name, up)
+
+    def _release_takeover(self, sw: _Switch) -> None:
+        """Give the NIC back: the uplink detached first (the NIC and the vNIC must no longer be bridged
+        while the NIC's stack comes back), then every takeover step undone. Raises TakeoverError."""
+        self._detach_own(sw, UPLINK_PORT)
+        if sw.takeover is None:
+            return
+        try:
+            sw.takeover.restore()
+        except hostnic.TakeoverError as exc:  # a refused undo is tried once more
+            log.warning("switch %s: giving %s back: %s; trying once more", sw.spec.name, sw.spec.nic, exc)
+            sw.takeover.restore_again()
+        sw.takeover = None
+
+    def _retake(self, sw: _Switch, spec: SwitchSpec) -> None:
+        """Undo of a give-back: take the NIC of External `spec` over again (a fresh snapshot)."""
+        with ExitStack() as undo:
+            self._open_uplink(sw, spec, undo)
+            sw.takeover = self._take_over(spec, host_vnic_name(spec.name) if spec.has_host_vnic else None, undo,
+                                          op="set-switch")
+            undo.pop_all()
+
+    def _retake_vnic(self, sw: _Switch, spec: SwitchSpec) -> None:
+        """Undo of a vNIC removal: a host vNIC again (its own addresses, if it had any, are gone)."""
+        with ExitStack() as undo:
+            self._open_vnic(sw, host_vnic_name(spec.name), undo)
+            if spec.type == SwitchType.INTERNAL:
+                self._set_link_up(host_vnic_name(spec.name), True)
+            undo.pop_all()
+
+    def _drop_vnic(self, sw: _Switch, vnic: TapPort) -> None:
+        """Undo of a vNIC `switch set` created: removed (a persistent TAP outlives its descriptor)."""
+        if sw.vnic is vnic:
+            sw.vnic = None
+        vnic.destroy()
+
+    def _check_vnic_rename(self, sw: _Switch, new_name: str) -> None:
+        """Conflict unless the host vNIC of `sw` may take the name of switch `new_name`'s."""
+        assert sw.vnic is not None
+        new_vnic, wanted = host_vnic_name(new_name), f"the host vNIC of switch {new_name!r}"
+        if new_vnic == sw.vnic.ifname:
+            return
+        self._owner_index().refuse_taken([(ownership.LINK, new_vnic)], wanted)
+        with self._netlink() as nl:
+            if nl.link_exists(new_vnic):
+                raise Conflict(f"a link named {new_vnic!r} ({wanted}) already exists")
+
+    def _rename(self, sw: _Switch, new: SwitchSpec) -> None:
+        """Rename switch `sw` and its host vNIC (the link keeps its addresses and routes; an External
+        switch's takeover snapshot follows the name), as one intent; `_recover` finishes a crash once
+        the link was renamed. Raises InvalidRequest (the kernel refused), StoreError (nothing changed)."""
+        old, store = sw.spec, self.store
+        vnic = sw.vnic
+        old_vnic, new_vnic = (vnic.ifname, host_vnic_name(new.name)) if vnic is not None else (None, None)
+        intent = store.begin_intent("rename-switch", old.name, data={
+            "old": old.to_dict(), "new": new.to_dict(), "vnic": old_vnic, "new_vnic": new_vnic}) if store else None
+        crashpoint("rename-switch.intent")
+        renamed = False
+        try:
+            if vnic is not None and old_vnic != new_vnic:
+                assert old_vnic is not None and new_vnic is not None
+                with self._netlink() as nl:
+                    try:
+                        nl.rename_link(old_vnic, new_vnic)
+                    except OSError as exc:
+                        raise InvalidRequest(f"cannot rename host vNIC {old_vnic} to {new_vnic}: {exc}") from exc
+                renamed = True
+                vnic.ifname = new_vnic
+                crashpoint("rename-switch.vnic")
+            snap = None
+            if sw.takeover is not None:
+                snap = (store.get_snapshot(old.name) if store is not None else None) or sw.takeover.snapshot()
+                if snap.get("vnic"):
+                    snap = {**snap, "vnic": new_vnic}
+            if store is not None:
+                with store.transaction():
+                    store.rename_switch(old.name, new)
+                    if snap is not None:
+                        store.put_snapshot(new.name, snap)
+                    store.end_intent(intent)  # type: ignore[arg-type]
+        except BaseException:
+            if renamed:
+                assert vnic is not None and old_vnic is not None and new_vnic is not None
+                with self._netlink() as nl:
+                    nl.rename_link(new_vnic, old_vnic)
+                vnic.ifname = old_vnic
+            self._end_intent_quietly(intent)
+            raise
+        crashpoint("rename-switch.committed")
+        if snap is not None:
+            # the undos name the vNIC: rebuilt from the snapshot with its new name (all applied)
+            sw.takeover = hostnic.Takeover.from_snapshot(snap, netlink=self._netlink)
+        self._switches[new.name] = self._switches.pop(old.name)
 
     # -- ports --------------------------------------------------------------------------------
     def add_port(self, switch: str, spec: PortSpec, *, persist: bool = True) -> PortInfo:
@@ -930,15 +1231,25 @@ class SwitchManager:
                     self._restore_error(f"orphaned takeover of {snap.get('nic')!r} could not be given back: {exc}")
         for spec, ports in stored:
             deadline = self.store.confirm_deadline(spec.name)
+            snap = self.store.get_snapshot(spec.name) if deadline is not None else None
+            revert_to = SwitchSpec.parse(snap["revert_to"]) if snap and snap.get("revert_to") else None
             try:
                 if deadline is not None and deadline <= time.time():
-                    log.warning("switch %s was not confirmed before its deadline: reverted", spec.name)
-                    self.event_log.emit(spec.name, EventKind.SWITCH_REVERTED,
-                                        reason="not confirmed before its deadline")
-                    self._undo_switch_leftovers(spec.name, self.store.get_snapshot(spec.name), spec)
-                    self.store.delete_switch(spec.name)
-                    continue
+                    if revert_to is not None:  # a `switch set` to External: back to the connection before
+                        spec, deadline = self._revert_stored(spec, revert_to, snap), None  # type: ignore[arg-type]
+                    else:
+                        log.warning("switch %s was not confirmed before its deadline: reverted", spec.name)
+                        self.event_log.emit(spec.name, EventKind.SWITCH_REVERTED,
+                                            reason="not confirmed before its deadline")
+                        self._undo_switch_leftovers(spec.name, snap, spec)
+                        self.store.delete_switch(spec.name)
+                        continue
                 self.create_switch(spec, persist=False, confirm_deadline=deadline)
+                if deadline is not None and revert_to is not None:
+                    self._switches[spec.name].revert_to = revert_to
+                    now = self.store.get_snapshot(spec.name)
+                    if now is not None and "revert_to" not in now:  # taken over afresh: remember it again
+                        self.store.put_snapshot(spec.name, {**now, "revert_to": revert_to.to_dict()})
             except (VswitchError, OSError, hostnic.TakeoverError) as exc:
                 self._restore_error(f"switch {spec.name!r} could not be restored: {exc}")
                 continue
@@ -955,6 +1266,23 @@ class SwitchManager:
                 except VswitchError as exc:
                     self._restore_error(f"static entry {mac} (VLAN {vlan}) of switch {spec.name!r} could not be "
                                         f"restored: {exc}")
+
+    def _revert_stored(self, spec: SwitchSpec, revert_to: SwitchSpec, snap: dict[str, Any]) -> SwitchSpec:
+        """Start-up: stored External `spec` (a `switch set`) passed its deadline unconfirmed; give its NIC
+        back, keep a vNIC the old connection has too, and store (and return) the old connection."""
+        assert self.store is not None
+        back = _with_connection(spec, revert_to)
+        log.warning("switch %s was not confirmed before its deadline: back to %s", spec.name, _describe(back))
+        self.event_log.emit(spec.name, EventKind.SWITCH_REVERTED, reason=f"not confirmed before its deadline: back "
+                            f"to {_describe(back)}")
+        hostnic.Takeover.from_snapshot(snap, netlink=self._netlink).restore()
+        with self.store.transaction():
+            self.store.drop_snapshot(spec.name)
+            self.store.save_switch(back)
+        if spec.has_host_vnic and not back.has_host_vnic:
+            with self._netlink() as nl:
+                nl.delete_link(host_vnic_name(spec.name), missing_ok=True)
+        return back
 
     def _restore_error(self, msg: str) -> None:
         log.error("%s", msg)
@@ -980,6 +1308,20 @@ class SwitchManager:
             with self.store.transaction():
                 self.store.delete_switch(intent.switch)
                 self.store.end_intent(intent.id)
+        elif intent.op == "set-switch":
+            self._recover_set(intent)
+        elif intent.op == "rename-switch":
+            old, new = SwitchSpec.parse(intent.data["old"]), SwitchSpec.parse(intent.data["new"])
+            vnic, new_vnic = intent.data["vnic"], intent.data["new_vnic"]
+            with self._netlink() as nl:
+                renamed = vnic != new_vnic and nl.link_exists(new_vnic) and not nl.link_exists(vnic)
+            with self.store.transaction():
+                if renamed:  # the one kernel step was done: finish
+                    snap = self.store.get_snapshot(old.name)
+                    self.store.rename_switch(old.name, new)
+                    if snap is not None and snap.get("vnic"):
+                        self.store.put_snapshot(new.name, {**snap, "vnic": new_vnic})
+                self.store.end_intent(intent.id)
         elif intent.op in ("add-port", "remove-port"):
             pspec = PortSpec.parse(intent.data["spec"])
             _discard_port(self._make_port(pspec, intent.switch))
@@ -988,6 +1330,34 @@ class SwitchManager:
                 self.store.end_intent(intent.id)
         else:
             raise InvalidRequest(f"unknown intent {intent.op!r} (written by a newer vswitch?)")
+
+    def _recover_set(self, intent: Intent) -> None:
+        """A connection change (`_connect`) a crash interrupted: finished when its last step (removing
+        the vNIC, with whatever was on it) was done; else undone — a NIC taken by either connection is
+        given back (the old one is taken over afresh when its switch is restored), a vNIC only the new
+        connection has is removed."""
+        assert self.store is not None
+        old, new = SwitchSpec.parse(intent.data["old"]), SwitchSpec.parse(intent.data["new"])
+        vnic = host_vnic_name(old.name)
+        with self._netlink() as nl:
+            vnic_gone = not nl.link_exists(vnic)
+        if old.has_host_vnic and not new.has_host_vnic and vnic_gone:
+            with self.store.transaction():
+                self.store.save_switch(new, confirm_deadline=intent.data.get("deadline"))
+                self.store.delete_port(old.name, HOST_PORT)
+                if new.type != SwitchType.EXTERNAL:
+                    self.store.delete_port(old.name, UPLINK_PORT)
+                self.store.end_intent(intent.id)
+            return
+        snap = self.store.get_snapshot(old.name)
+        if snap is not None:
+            hostnic.Takeover.from_snapshot(snap, netlink=self._netlink).restore()
+        if new.has_host_vnic and not old.has_host_vnic:
+            with self._netlink() as nl:
+                nl.delete_link(vnic, missing_ok=True)
+        with self.store.transaction():
+            self.store.drop_snapshot(old.name)
+            self.store.end_intent(intent.id)
 
     def _undo_switch_leftovers(self, name: str, snap: dict[str, Any] | None, spec: SwitchSpec | None = None
                                ) -> None:
@@ -1172,6 +1542,24 @@ class SwitchManager:
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
             datapath=sw.datapath.label)
+
+
+def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:
+    """What `switch set` changes by taking a NIC over or giving it back: type, NIC, host vNIC."""
+    return spec.type, spec.nic, spec.has_host_vnic
+
+
+def _with_connection(spec: SwitchSpec, other: SwitchSpec) -> SwitchSpec:
+    """`spec` with the connection of `other` (type, NIC, management OS), no confirm timeout."""
+    return replace(spec, type=other.type, nic=other.nic, allow_management_os=other.allow_management_os,
+                   confirm_timeout_s=None)
+
+
+def _describe(spec: SwitchSpec) -> str:
+    """A switch's connection in words: "internal", "external on eth1 with the management OS"."""
+    if spec.type != SwitchType.EXTERNAL:
+        return str(spec.type)
+    return f"external on {spec.nic} {'with' if spec.allow_management_os else 'without'} the management OS"
 
 
 def _adoptable_vnic(nl: NetlinkApi, name: str, restoring: bool) -> bool:

@@ -786,25 +786,75 @@ class StaticEntry(_Spec):
         return asdict(self)
 
 
+#: what `switch set` may change along with the connection (type, NIC, management OS): not the name
+_CONNECTION_FIELDS = ("type", "nic", "allow_management_os", "confirm_timeout_s")
+
+
+def _switch_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    typ = v.get("type")
+    if typ == SwitchType.EXTERNAL and v.get("nic") is None:
+        yield Problem("nic", "a change to an external switch needs the physical NIC it takes over")
+    elif typ is not None and typ != SwitchType.EXTERNAL:
+        if v.get("nic") is not None:
+            article = "an" if typ == SwitchType.INTERNAL else "a"
+            yield Problem("nic", f"{article} {typ} switch has no physical NIC (got {clip(v['nic'])})")
+        if v.get("allow_management_os") is not None:
+            yield Problem("allow_management_os", f"only an external switch has this setting ({typ}: "
+                          + ("the host always has its vNIC)" if typ == SwitchType.INTERNAL else "the host has none)"))
+    if v.get("confirm_timeout_s") is not None and typ != SwitchType.EXTERNAL:
+        yield Problem("confirm_timeout_s", "only with a change to an external switch (type external and its NIC)")
+    if v.get("name") is not None and any(v.get(k) is not None for k in _CONNECTION_FIELDS):
+        yield Problem("name", "rename the switch and change its connection in two `switch set` calls")
+
+
 @dataclass(frozen=True)
 class SwitchSettings(_Change):
     """What `switch set` changes on a running switch; a field left None keeps that setting. Valid by
     construction with `SwitchSpec`'s checkers.
 
-    `name` renames the switch (a Private one: the others' host vNIC is named after the switch)."""
+    `name` renames the switch (an Internal or External one's host vNIC is renamed with it). `type`,
+    `nic`, `allow_management_os` change its connection as Hyper-V's Virtual Switch Manager does (an
+    External switch's NIC is given back, another taken over); `confirm_timeout_s` (with a change to
+    External) reverts to the previous connection unless confirmed in time. The connection and the
+    name are changed in separate calls."""
 
     ageing_s: int | None = None
     max_entries: int | None = None
     name: str | None = None
+    type: SwitchType | None = None
+    nic: str | None = None
+    allow_management_os: bool | None = None
+    confirm_timeout_s: float | None = None
 
     what: ClassVar[str] = "switch setting"
-    fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in ("ageing_s", "max_entries", "name")}
-    options: ClassVar[str] = "--name, --ageing or --max-entries"
-    rules = staticmethod(_no_rules)
+    fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in (
+        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS)}
+    options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC or "
+                              "--allow-management-os")
+    rules = staticmethod(_switch_settings_rules)
+
+    @property
+    def changes_connection(self) -> bool:
+        """Whether it names the connection (type, NIC, management OS) at all."""
+        return any(getattr(self, k) is not None for k in _CONNECTION_FIELDS)
 
     def apply(self, spec: SwitchSpec) -> SwitchSpec:
-        """`spec` with these settings, checked again as any switch."""
-        return spec.updated(self.to_dict())
+        """`spec` with these settings, checked again as any switch (InvalidRequest naming the field).
+
+        A new type starts from that type's defaults (no NIC off External, management OS allowed unless
+        said otherwise); a change of the connection replaces the stored confirm timeout with its own."""
+        changes = self.to_dict()
+        if self.changes_connection:
+            typ = self.type or spec.type
+            if typ != spec.type:
+                changes.setdefault("allow_management_os", True)
+            elif self.allow_management_os is not None and typ != SwitchType.EXTERNAL:
+                raise InvalidRequest([Problem("allow_management_os", f"only an external switch has this setting; "
+                                              f"switch {spec.name!r} is {typ}")])
+            if typ != SwitchType.EXTERNAL:
+                changes["nic"] = None
+            changes["confirm_timeout_s"] = self.confirm_timeout_s
+        return spec.updated(changes)
 
 
 @dataclass

@@ -361,6 +361,14 @@ class Netlink:
             return
         self._call(f"delete link {name}", self._ipr.link, "del", index=self.link(name).index)
 
+    def rename_link(self, name: str, new_name: str) -> None:
+        """Rename link ``name``; it keeps its index, addresses (IPv4 labels follow the name) and routes.
+
+        Linux 6.2 and later rename an up link in place; older kernels refuse it (EBUSY) unless it is down.
+        Raises LinkNotFound, NetlinkFailure (EEXIST when ``new_name`` is taken, EBUSY)."""
+        self._call(f"rename {name} to {new_name}", self._ipr.link, "set", index=self.link(name).index,
+                   ifname=new_name)
+
     def move_to_netns(self, name: str, netns: str) -> None:
         """Move link ``name`` into the (existing) namespace ``netns``."""
         self._call(f"move {name} to netns {netns}", self._ipr.link, "set", index=self.link(name).index,
@@ -546,6 +554,7 @@ class NetlinkApi(Protocol):
     def set_mtu(self, name: str, mtu: int) -> None: ...
     def set_promisc(self, name: str, on: bool) -> None: ...
     def delete_link(self, name: str, *, missing_ok: bool = False) -> None: ...
+    def rename_link(self, name: str, new_name: str) -> None: ...
 
     def addresses(self, name: str, *, include_kernel_owned: bool = False) -> list[Address]: ...
     def add_address(self, name: str, addr: Address, *, extra_flags: int = 0, exist_ok: bool = False) -> None: ...

@@ -323,21 +323,63 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
 
 
 @switch.command("set")
-@click.argument("name")
-@click.option("--name", "new_name", metavar="NEW", default=None, help="Rename the switch (a private one).")
+@click.argument("name", metavar="SWITCH")
+@click.option("--name", "new_name", metavar="NEW", default=None,
+              help="Rename the switch (an internal or external switch's host vNIC vs-NEW with it).")
 @click.option("--ageing", type=int, metavar="S", default=None, help="MAC ageing time in seconds (10-3600).")
 @click.option("--max-entries", type=int, metavar="N", default=None, help="MAC table capacity (16-1000000).")
+@click.option("--internal", is_flag=True, help="Make it internal: host vNIC and VMs (an external switch's NIC "
+              "is given back as it was).")
+@click.option("--private", is_flag=True, help="Make it private: VMs only (the host vNIC goes).")
+@click.option("--external", "nic", metavar="NIC", default=None,
+              help="Make it external on this NIC (taken over as `switch create --external` does).")
+@click.option("--allow-management-os", type=click.Choice(["on", "off"]), default=None,
+              help="External: give the host a vNIC on the switch (on) or remove it (off).")
+@click.option("--confirm-timeout", type=float, metavar="S", default=None,
+              help="With --external: go back to the previous connection unless `vswitch switch confirm` "
+                   "comes within S seconds.")
+@click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @json_option
 @pass_state
 def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
-               as_json: bool) -> None:
-    """Rename a switch or change its MAC ageing time or table capacity (stored; applied live)."""
-    fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries))
-    info = state.api.set_switch(name, SwitchSettings.parse({k: v for k, v in fields if v is not None}))
+               internal: bool, private: bool, nic: str | None, allow_management_os: str | None,
+               confirm_timeout: float | None, dry_run: bool, as_json: bool) -> None:
+    """Rename a switch, change its MAC ageing time, table capacity or connection (stored; applied live;
+    ports and their settings stay)."""
+    chosen = [t for t, on in ((SwitchType.EXTERNAL, nic is not None), (SwitchType.INTERNAL, internal),
+                              (SwitchType.PRIVATE, private)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError("choose at most one of --external NIC, --internal, --private")
+    mgmt = None if allow_management_os is None else allow_management_os == "on"
+    fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries),
+              ("type", chosen[0] if chosen else None), ("nic", nic), ("allow_management_os", mgmt),
+              ("confirm_timeout_s", confirm_timeout))
+    settings = SwitchSettings.parse({k: v for k, v in fields if v is not None})
+    result = state.api.set_switch(name, settings, dry_run=dry_run)
+    if dry_run:
+        steps = list(result)  # type: ignore[arg-type]
+        if as_json:
+            _print_json({"dry_run": True, "steps": steps})
+            return
+        click.echo(f"dry run: changing switch {name!r} would")
+        for i, step in enumerate(steps, 1):
+            click.echo(f"  {i}. {step}")
+        return
+    info = result
+    assert isinstance(info, SwitchInfo)
     if as_json:
         _print_json(info)
-    else:
-        click.echo(f"switch {info.name!r}: ageing {info.ageing_s} s, max entries {info.max_entries}")
+        return
+    where = f" on {info.nic}" if info.nic else ""
+    vnic = f", host vNIC {info.host_vnic}" if info.host_vnic else ", no host vNIC"
+    click.echo(f"switch {info.name!r}: {info.type}{where}{vnic}; ageing {info.ageing_s} s, "
+               f"max entries {info.max_entries}")
+    if mgmt is False and info.type == SwitchType.EXTERNAL:
+        click.echo(f"warning: the host no longer has an adapter on {info.nic}; it lost its addresses and routes "
+                   f"there (`--allow-management-os on` gives them back)", err=True)
+    if info.state == "awaiting-confirm":
+        left = f" within {info.confirm_deadline_s:.0f} s" if info.confirm_deadline_s is not None else ""
+        click.echo(f"run `vswitch switch confirm {info.name}`{left} to keep it, or it goes back automatically")
 
 
 # ---- port ---------------------------------------------------------------------------------------

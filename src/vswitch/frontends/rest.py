@@ -98,6 +98,7 @@ from vswitch.control.model import (
     PortSettings,
     PortSpec,
     Problem,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
     VswitchError,
@@ -252,6 +253,8 @@ _FIELDS: dict[str, Any] = {
     "name": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
+    "nic": Annotated[str, Field(json_schema_extra=_NIC)],
+    "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }
 #: a switch of a configuration document: `SwitchCreate`'s fields without ``dry_run``
 _ConfigSwitchSpec = pydantic.create_model(  # type: ignore[call-overload]
@@ -325,8 +328,24 @@ def _port_settings_schema(schema: dict[str, Any]) -> None:
                         "else": {"not": {"required": ["native"]}}}]
 
 
+def _switch_settings_schema(schema: dict[str, Any]) -> None:
+    """As `SwitchSettings` enforces: a change to External names its NIC, Internal/Private have no NIC
+    and no management OS setting, a confirm timeout comes with a change to External, a rename alone."""
+    connection = ["type", "nic", "allow_management_os", "confirm_timeout_s"]
+    schema["allOf"] = [
+        {"if": {"required": ["type"], "properties": {"type": {"const": "external"}}},
+         "then": {"required": ["nic"]},
+         "else": {"if": {"required": ["type"]}, "then": {"not": {"anyOf": [{"required": ["nic"]},
+                                                                          {"required": ["allow_management_os"]}]}}}},
+        {"if": {"required": ["confirm_timeout_s"]},
+         "then": {"required": ["type"], "properties": {"type": {"const": "external"}}}},
+        {"if": {"required": ["name"]}, "then": {"not": {"anyOf": [{"required": [k]} for k in connection]}}},
+    ]
+
+
 #: what a generated body model states beyond its fields, by request dataclass
-_BODY_SCHEMAS: dict[type, Callable[[dict[str, Any]], None]] = {PortSettings: _port_settings_schema}
+_BODY_SCHEMAS: dict[type, Callable[[dict[str, Any]], None]] = {PortSettings: _port_settings_schema,
+                                                                SwitchSettings: _switch_settings_schema}
 
 
 def _present(tp: Any) -> Any:
@@ -341,8 +360,8 @@ def _present(tp: Any) -> Any:
 def _body_model(cmd: Command) -> type[BaseModel]:
     """The pydantic model of a command's JSON body: the request dataclass's fields plus its `field` params.
 
-    A field whose default is None may be left out (and is not nullable); a body of only such fields
-    must name at least one (a settings change that changes nothing is refused)."""
+    A field whose default is None may be left out (and is not nullable); a request of only such fields
+    must name at least one of them (a settings change that changes nothing is refused, ``dry_run`` or not)."""
     body = cmd.body
     assert body is not None
     model = _BODIES.get(body.annotation)
@@ -354,14 +373,17 @@ def _body_model(cmd: Command) -> type[BaseModel]:
         default = f.default if f.default is not dataclasses.MISSING else ...
         tp = _FIELDS.get(f.name) or _present(hints[f.name])
         fields[f.name] = (tp, default)
+    own = list(fields)
     for p in cmd.where("field"):
         fields[p.wire] = (p.annotation, ... if p.required else p.default)
     extra = _BODY_SCHEMAS.get(body.annotation)
-    if all(default is None for _, default in fields.values()):
+    if all(fields[k][1] is None for k in own):
         also = extra
 
         def at_least_one(schema: dict[str, Any]) -> None:
             schema["minProperties"] = 1
+            if len(own) < len(fields):
+                schema["anyOf"] = [{"required": [k]} for k in own]
             if also is not None:
                 also(schema)
         extra = at_least_one
