@@ -78,7 +78,7 @@ clean:
 
 # Idempotent; refuses to replace a program that is not a link (e.g. another installation's). The links
 # point into this checkout: after moving it, run `make install` again. PREFIX=~/.local works without root.
-install: venv
+install: venv bpf
 	@if ! mkdir -p "$(BINDIR)" "$(COMPLETIONDIR)" 2>/dev/null || [ ! -w "$(BINDIR)" ]; then \
 	  echo "make install writes to $(BINDIR): run it as root (sudo make install), or: make install PREFIX=~/.local"; \
 	  exit 1; fi
