@@ -498,7 +498,7 @@ def _on(flag: bool) -> str:
 
 def _port_summary(p: PortInfo) -> str:
     return (f"{p.vlan_mode}, admin {'up' if p.admin_up else 'down'}, learning {_on(p.learning)}, "
-            f"flooding {_on(p.flooding)}")
+            f"flooding {_on(p.flooding)}" + (f", mac {p.mac}" if p.mac else ""))
 
 
 @port.command("show")
