@@ -5,7 +5,7 @@ default route and a gateway route → Linux bridge "physical switch" → server)
 proves: after External → Internal the NIC carries the host's addresses and routes again and the
 host pings the server through it; after Internal → External the host pings through vNIC → switch →
 uplink again; an unconfirmed change goes back to Internal by itself; a rename keeps the vNIC's
-addresses on the renamed link. The rules of every transition are tests/unit/test_switch_set.py.
+addresses on the renamed link. The rules of every transition are tests/unit/test_switch_set_rules.py.
 """
 
 from __future__ import annotations

@@ -259,7 +259,7 @@ def test_flapping_counts_every_move_and_drain_empties() -> None:
         t.learn(A, 1, "p2" if i % 2 else "p1", i)
     assert t.moves == 4
     events, _ = t.events.drain()
-    # the rate limit (tests/unit/test_events.py): the first move is told, the next three are folded
+    # the rate limit (tests/unit/test_event_recording.py): the first move is told, the next three are folded
     assert [(e.kind, e.old_port, e.port) for e in events if e.kind == MAC_MOVED] == [(MAC_MOVED, "p1", "p2")]
     assert t.events.drain() == ([], 0) and t.moves == 4
 

@@ -104,3 +104,13 @@ def test_one_console_rule(path: Path) -> None:
         return
     lines = _calls(path, "Console")
     assert not lines, f"{rel}:{lines} builds a rich Console itself; use vswitch.frontends.console.console"
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """pytest imports test files by basename (the tiers have no __init__.py): a second
+    tests/*/test_x.py is an "import file mismatch" error once both tiers run in one session."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        other = seen.setdefault(path.name, path)
+        assert other == path, f"{path.relative_to(tests)} and {other.relative_to(tests)} share a name"

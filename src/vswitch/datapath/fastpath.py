@@ -403,6 +403,19 @@ class KernelDatapath(Datapath):
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
 
+    def _fill(self, program: Any) -> None:
+        """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
+        — the core holds them — and put it on every link. Raises what the program's calls raise."""
+        for pid, ps in self._ports.items():
+            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+            program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
+        for table in self.core.fdb.by_vlan.values():
+            for e in table.values():
+                if e.static:
+                    program.add_static(e.mac, e.vlan, e.port)
+        for pid in self._ports:
+            program.attach(pid)
+
     def _reload(self, ageing_s: float, max_entries: int) -> None:
         """A program with a larger MAC map in place of this one, on the same links (each filter replaced
         by tc.attach_ingress: a frame or two may pass unforwarded meanwhile): ports, policies, oper state
@@ -411,15 +424,7 @@ class KernelDatapath(Datapath):
         old = self.program
         new = _load(ageing_s, max_entries)
         try:
-            for pid, ps in self._ports.items():
-                new.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
-                new.set_oper_up(pid, not ps.carrier_down)
-            for table in self.core.fdb.by_vlan.values():
-                for e in table.values():
-                    if e.static:
-                        new.add_static(e.mac, e.vlan, e.port)
-            for pid in self._ports:
-                new.attach(pid)
+            self._fill(new)
         except BaseException:
             new.close()
             raise
@@ -442,15 +447,7 @@ class KernelDatapath(Datapath):
             log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
             return
         try:
-            for pid, ps in self._ports.items():
-                program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
-                program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
-            for table in self.core.fdb.by_vlan.values():
-                for e in table.values():
-                    if e.static:
-                        program.add_static(e.mac, e.vlan, e.port)
-            for pid in self._ports:
-                program.attach(pid)
+            self._fill(program)
         except Exception as exc:  # the switch keeps forwarding on Python
             log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
             program.close()
