@@ -492,3 +492,18 @@ class MemLinkPort(MemoryPort):
         if self.ifname not in self.kernel._ns(None).links:
             raise OSError(errno.ENODEV, f"no link named {self.ifname!r}")
         super().open()
+
+
+def record_datapaths(monkeypatch: Any) -> list[Any]:
+    """Every datapath the manager makes from now on (this test only), so a test that abandons a
+    "crashed" manager can stop what it left running: threads, epoll and wake-up descriptors."""
+    from vswitch.control import manager as manager_module
+    made: list[Any] = []
+    real = manager_module.make_datapath
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        dp = real(*args, **kwargs)
+        made.append(dp)
+        return dp
+    monkeypatch.setattr(manager_module, "make_datapath", recording)
+    return made

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from memkernel import MemKernel
+from memkernel import MemKernel, record_datapaths
 from test_manager_kernel import ADDRS, NIC, NIC_MAC, ROUTES, Host, _addrs, _crash, _host_kernel, _routes
 
 from vswitch.control import hostnic
@@ -39,7 +39,6 @@ from vswitch.control.model import (
 )
 from vswitch.control.netlink import Address
 from vswitch.control.store import ConfigStore
-from vswitch.datapath import Datapath
 from waiting import wait_until
 
 SW = "sw"
@@ -362,13 +361,7 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
     the kernel as it started."""
     settings = SwitchSettings(name="lab") if end == "rename" else TO[end]
     name_after = {SW, "lab"}
-    datapaths: list[Datapath] = []
-
-    class Recorded(Datapath):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            datapaths.append(self)
-    monkeypatch.setattr(manager_module, "Datapath", Recorded)
+    datapaths = record_datapaths(monkeypatch)
 
     def fresh(tag: str) -> Host:
         (tmp_path / tag).mkdir()

@@ -169,7 +169,9 @@ class LinkWatch:
         self._socks: dict[int, _NsSocket] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # the thread's wake-up pipe: opened with the thread, closed with it (a manager that never
+        # watches a link holds no descriptor for it)
+        self._wake_r = self._wake_w = -1
         self._own = _own_ns()
         self._abandoned: set[int] = set()  # namespaces released for good (see _release_abandoned)
         self._next_release = 0.0
@@ -182,6 +184,7 @@ class LinkWatch:
             self._entries[(id(dp), pid)] = _Entry(dp, pid, port)
             if self._thread is None:
                 self._stop.clear()
+                self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._thread = threading.Thread(target=self._run, name="linkwatch", daemon=True)
                 self._thread.start()
         self._wake()
@@ -195,6 +198,7 @@ class LinkWatch:
         """Stop the thread and close the sockets. Idempotent."""
         with self._lock:
             t, self._thread = self._thread, None
+            pipe = (self._wake_r, self._wake_w) if t is not None else ()  # that thread's own
         if t is not None:
             self._stop.set()
             self._wake()
@@ -203,11 +207,15 @@ class LinkWatch:
             for s in self._socks.values():
                 s.sock.close()
             self._socks.clear()
+            if pipe and self._wake_r == pipe[0]:  # (a `watch` meanwhile opened a new one for its thread)
+                self._wake_r = self._wake_w = -1
+        for fd in pipe:
+            os.close(fd)
 
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
-        except BlockingIOError:
+        except (BlockingIOError, OSError):  # full, or closed with the thread: nobody to wake
             pass
 
     # -- the thread --------------------------------------------------------------------------
@@ -215,17 +223,20 @@ class LinkWatch:
         while not self._stop.is_set():
             try:
                 pending = self._resolve_due()
-                socks = list(self._socks.values())
-                ready, _, _ = select.select([self._wake_r] + [s.sock for s in socks], [], [],
-                                            RETRY_S if pending else 1.0)
+                by_fd = {s.sock.fileno(): s for s in self._socks.values()}
+                # poll, not select: a daemon with a thousand ports has descriptors past select's 1024
+                poller = select.poll()
+                for fd in (self._wake_r, *by_fd):
+                    poller.register(fd, select.POLLIN)
+                ready = {fd for fd, _ in poller.poll((RETRY_S if pending else 1.0) * 1000)}
                 if self._wake_r in ready:
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
-                for s in socks:
-                    if s.sock in ready:
+                for fd, s in by_fd.items():
+                    if fd in ready:
                         self._read(s)
                 if time.monotonic() >= self._next_release:
                     self._next_release = time.monotonic() + RELEASE_EVERY_S

@@ -48,7 +48,7 @@ from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
-from vswitch.ports.base import Port
+from vswitch.ports.base import Port, link_mtu
 from vswitch.ports.link import LinkPort
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ class KernelDatapath(Datapath):
             except BaseException:
                 self.program.remove_port(pid)
                 raise
+            port.mtu = link_mtu(None, port.ifname, port.mtu)  # what an open would have read
             self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
             self._tx_base[pid] = _link_tx(port.ifname)
