@@ -451,6 +451,22 @@ def _crash_points(host: Host, run: Callable[[SwitchManager], object],
     return seen
 
 
+def _crash_at(monkeypatch: pytest.MonkeyPatch, h: Host, point: str, nth: int) -> list[Host]:
+    """Make the `nth` pass through crash point `point` a SIGKILL of `h`'s vswitchd: the returned list
+    gets what it left (`_crash`), and the call raises _Crash out of the manager."""
+    crashed: list[Host] = []
+    hits: dict[str, int] = {}
+
+    def hook(name: str) -> None:
+        hits[name] = hits.get(name, 0) + 1
+        if name == point and hits[name] == nth:
+            crashed.append(_crash(h))
+            raise _Crash(name)
+    monkeypatch.setattr(manager_module, "crashpoint", hook)
+    monkeypatch.setattr(hostnic, "crashpoint", hook)
+    return crashed
+
+
 def _no_crash_points(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manager_module, "crashpoint", lambda name: None)
     monkeypatch.setattr(hostnic, "crashpoint", lambda name: None)
@@ -491,17 +507,7 @@ def test_a_crash_at_every_step_leaves_the_old_state_or_the_new_one(
         h = fresh(f"crash{k}")
         prepare(h.manager())
         nth = points[:k + 1].count(point)
-        crashed: list[Host] = []
-        hits: dict[str, int] = {}
-
-        def hook(name: str, *, point: str = point, nth: int = nth, h: Host = h, hits: dict[str, int] = hits,
-                 crashed: list[Host] = crashed) -> None:
-            hits[name] = hits.get(name, 0) + 1
-            if name == point and hits[name] == nth:
-                crashed.append(_crash(h))
-                raise _Crash(name)
-        monkeypatch.setattr(manager_module, "crashpoint", hook)
-        monkeypatch.setattr(hostnic, "crashpoint", hook)
+        crashed = _crash_at(monkeypatch, h, point, nth)
         with pytest.raises(_Crash):
             run(h.managers[-1])
         _no_crash_points(monkeypatch)

@@ -20,7 +20,19 @@ from typing import Any
 
 import pytest
 from memkernel import MemKernel, record_datapaths
-from test_manager_kernel import ADDRS, NIC, NIC_MAC, ROUTES, Host, _addrs, _crash, _host_kernel, _routes
+from test_manager_kernel import (
+    ADDRS,
+    NIC,
+    NIC_MAC,
+    ROUTES,
+    Host,
+    _addrs,
+    _Crash,
+    _crash,
+    _crash_at,
+    _host_kernel,
+    _routes,
+)
 
 from vswitch.control import hostnic
 from vswitch.control import manager as manager_module
@@ -384,17 +396,7 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
     for k, point in enumerate(seen):
         h = fresh(f"crash{k}")
         nth = seen[:k + 1].count(point)
-        hits: dict[str, int] = {}
-        crashed: list[Host] = []
-
-        def hook(name: str, *, point: str = point, nth: int = nth, h: Host = h, hits: dict[str, int] = hits,
-                 crashed: list[Host] = crashed) -> None:
-            hits[name] = hits.get(name, 0) + 1
-            if name == point and hits[name] == nth:
-                crashed.append(_crash(h))
-                raise _Crash(name)
-        monkeypatch.setattr(manager_module, "crashpoint", hook)
-        monkeypatch.setattr(hostnic, "crashpoint", hook)
+        crashed = _crash_at(monkeypatch, h, point, nth)
         with pytest.raises(_Crash):
             h.managers[-1].set_switch(SW, settings)
         monkeypatch.setattr(manager_module, "crashpoint", lambda name: None)
@@ -420,10 +422,6 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
         m2.shutdown()
         assert after.kernel.state() == initial, f"{where}: the kernel is not as it started"
         after.close()
-
-
-class _Crash(BaseException):
-    """vswitchd died here."""
 
 
 @pytest.mark.parametrize("start, end", [("internal", "external"), ("private", "external"),

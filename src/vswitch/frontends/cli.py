@@ -254,13 +254,7 @@ def switch_create(state: CliState, name: str, nic: str | None, internal: bool, p
     spec = SwitchSpec.parse(fields)
     result = state.api.create_switch(spec, dry_run=dry_run)
     if dry_run:
-        steps = list(result)  # type: ignore[arg-type]
-        if as_json:
-            _print_json({"dry_run": True, "steps": steps})
-            return
-        click.echo(f"dry run: creating {kind} switch {name!r} would")
-        for i, step in enumerate(steps, 1):
-            click.echo(f"  {i}. {step}")
+        _print_dry_run(result, f"creating {kind} switch {name!r}", as_json)  # type: ignore[arg-type]
         return
     assert isinstance(result, SwitchInfo)
     if as_json:
@@ -357,13 +351,7 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     settings = SwitchSettings.parse({k: v for k, v in fields if v is not None})
     result = state.api.set_switch(name, settings, dry_run=dry_run)
     if dry_run:
-        steps = list(result)  # type: ignore[arg-type]
-        if as_json:
-            _print_json({"dry_run": True, "steps": steps})
-            return
-        click.echo(f"dry run: changing switch {name!r} would")
-        for i, step in enumerate(steps, 1):
-            click.echo(f"  {i}. {step}")
+        _print_dry_run(result, f"changing switch {name!r}", as_json)  # type: ignore[arg-type]
         return
     info = result
     assert isinstance(info, SwitchInfo)
@@ -490,6 +478,16 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
         _print_json(info)
     else:
         click.echo(f"port {info.name!r} of switch {switch_name!r}: {_port_summary(info)}")
+
+
+def _print_dry_run(steps: list[str], doing: str, as_json: bool) -> None:
+    """The steps a --dry-run would take, numbered (or as JSON)."""
+    if as_json:
+        _print_json({"dry_run": True, "steps": list(steps)})
+        return
+    click.echo(f"dry run: {doing} would")
+    for i, step in enumerate(steps, 1):
+        click.echo(f"  {i}. {step}")
 
 
 def _on(flag: bool) -> str:
