@@ -406,7 +406,10 @@ def _result_docs(cmd: Command) -> dict[int | str, dict[str, Any]]:
         return docs
     if cmd.result_key is not None:
         result = pydantic.create_model(f"{cmd.name.title().replace('_', '')}Result", **{cmd.result_key: (result, ...)})
-    docs[cmd.status] = {"model": result}
+    if cmd.dry_run and cmd.status == 200:  # both answers share the status: either body
+        docs[200] = {"model": result | DryRun, "description": "the result, or the steps of a dry run"}
+    else:
+        docs[cmd.status] = {"model": result}
     return docs
 
 
