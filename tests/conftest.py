@@ -1,4 +1,4 @@
-"""Shared fixtures: root detection and namespaces that are always removed."""
+"""Shared fixtures: root detection, namespaces that are always removed, both datapaths."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import datapaths  # noqa: E402
 import netns as ns_helpers  # noqa: E402
 
 
@@ -49,6 +50,14 @@ def netns() -> Iterator[object]:
     finally:
         for name in reversed(created):
             ns_helpers.remove(name)
+
+
+@pytest.fixture(params=datapaths.DATAPATHS)
+def datapath(request: pytest.FixtureRequest) -> str:
+    """Parametrizes a test of real links over both datapaths (the kernel one skipped, saying why, where
+    the fast path cannot load)."""
+    datapaths.require(request.param)
+    return str(request.param)
 
 
 def require_tool(name: str) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-import pytest
-
+import datapaths
 from vswitch.core.switch import SwitchCore
-from vswitch.datapath import kernel
 from vswitch.datapath.kernel.program import SwitchProgram
 
 INF = float("inf")
@@ -18,9 +16,7 @@ INF = float("inf")
 
 def require_fastpath() -> None:
     """Skip, saying why, where the program cannot be loaded (not built, no libbpf, not root)."""
-    reason = kernel.unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    datapaths.require("kernel")
 
 
 def core_table(core: SwitchCore) -> dict[tuple[bytes, int], tuple[Hashable, bool, float]]:

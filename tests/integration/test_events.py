@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kernel_fastpath import require_fastpath
 from switchlab import VENV_BIN, Daemon, address_in, delete_link, veth_pair
 
 import netns as ns_helpers
@@ -89,11 +88,8 @@ class Follower:
             self.proc.wait()
 
 
-@pytest.mark.parametrize("datapath", ["python", "kernel"])
 def test_a_mac_moving_between_ports_and_an_admin_down_are_followed_live(netns, daemon: Daemon,
                                                                          datapath: str) -> None:
-    if datapath == "kernel":
-        require_fastpath()
     sw = ns_helpers.unique_name("evs")
     links: list[str] = []
     follower: Follower | None = None

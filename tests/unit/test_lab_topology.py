@@ -7,6 +7,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
+from vswitch.control.model import DatapathMode
 from vswitch.lab import LabError, TopologyError, builtin_names, builtin_topology, load_topology
 from vswitch.lab.topology import Topology, parse_topology
 
@@ -58,6 +59,17 @@ def test_to_dict_round_trips(name):
     assert Topology.from_dict(topo.to_dict()) == topo
 
 
+def test_a_switch_names_its_datapath_and_lab_up_can_put_every_switch_on_one():
+    topo = parse_topology(GOOD)
+    assert topo.switches["ext"].datapath == "auto", "the default is the model's: auto"
+    assert "datapath" not in topo.to_dict()["switches"]["ext"], "the default is not written out"
+    on_python = parse_topology(edit("nic: eth1}", "nic: eth1, datapath: python}"))
+    assert on_python.switches["ext"].datapath == "python"
+    assert Topology.from_dict(on_python.to_dict()) == on_python
+    forced = builtin_topology("internal-private").with_datapath(DatapathMode.KERNEL)
+    assert {s.datapath for s in forced.switches.values()} == {"kernel"}
+
+
 def test_a_good_file_parses_with_defaults():
     topo = parse_topology(GOOD)
     att = topo.attachments[0]
@@ -89,6 +101,8 @@ def test_a_good_file_parses_with_defaults():
     ("kind: server,", "kind: server, qemu: true,", "only a vm can be a QEMU guest"),
     ("vm1: {kind: vm,", "vm1: {kind: vm, qemu: yes please,", "qemu must be true or false"),
     ("vm1: {kind: vm,", "vm1: {kind: vm, qemu: true,", None),
+    ("nic: eth1}", "nic: eth1, datapath: fast}", "datapath: 'fast' is not a datapath (auto, kernel, python)"),
+    ("nic: eth1}", "nic: eth1, datapath: kernel}", None),
 ])
 def test_each_mistake_is_named(old, new, words):
     if words is None:  # the control case: the edit is fine

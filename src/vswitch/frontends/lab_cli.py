@@ -31,6 +31,7 @@ import click
 from rich.table import Table
 
 from vswitch.control.api import SwitchApi
+from vswitch.control.model import DatapathMode
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.frontends.console import console as _console
 from vswitch.frontends.lab_trace_cli import lab_trace
@@ -120,8 +121,11 @@ def _lab_json(lab_: Lab) -> dict[str, Any]:
 @click.option("--network-only", is_flag=True,
               help="Build the network and start the daemons, but create no switch yet "
                    "(then `vswitch lab create-switches NAME`).")
+@click.option("--datapath", type=click.Choice([m.value for m in DatapathMode]),
+              help="Put every switch of the lab on this datapath (default: what each switch says, else auto).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def lab_up(file: str | None, builtin: str | None, name: str | None, network_only: bool, as_json: bool) -> None:
+def lab_up(file: str | None, builtin: str | None, name: str | None, network_only: bool, datapath: str | None,
+           as_json: bool) -> None:
     """Bring up a lab from FILE.yaml or a built-in topology."""
     if (file is None) == (builtin is None):
         raise click.UsageError("give a topology FILE or --builtin NAME (one of them)")
@@ -130,6 +134,8 @@ def lab_up(file: str | None, builtin: str | None, name: str | None, network_only
     else:
         assert file is not None
         topology, source = load_topology(file), os.path.abspath(file)
+    if datapath is not None:
+        topology = topology.with_datapath(DatapathMode(datapath))
     if network_only:
         made = build_network(topology, name, source=source)
     else:

@@ -40,7 +40,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType, VswitchError
+from vswitch.control.model import DatapathMode, PortKind, PortSpec, SwitchSpec, SwitchType, VswitchError
 from vswitch.lab import daemons, guest
 from vswitch.lab import netns as nsops
 from vswitch.lab.model import ApiFactory, LabError, LabSummary
@@ -297,7 +297,7 @@ def create_switches(lab: Lab, api_factory: ApiFactory) -> Lab:
             for sw in topology.switches.values():
                 steps.doing(f"create {sw.type} switch {sw.name!r} on {sw.host!r}")
                 spec = SwitchSpec(sw.name, SwitchType(sw.type), nic=sw.nic,
-                                  allow_management_os=sw.allow_management_os)
+                                  allow_management_os=sw.allow_management_os, datapath=DatapathMode(sw.datapath))
                 api_for(sw.host).create_switch(spec)
                 steps.did_in_process(api_for(sw.host).delete_switch, sw.name)
                 state["switches"].append({"name": sw.name, "node": sw.host, "type": sw.type, "nic": sw.nic,

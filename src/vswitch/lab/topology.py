@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ import yaml
 
 from vswitch.control.config_file import load_yaml
 from vswitch.control.model import (
+    DatapathMode,
     FieldError,
     InvalidRequest,
     SwitchSpec,
@@ -62,7 +63,7 @@ NODE_KINDS = ("host", "vm", "physical-switch", "server")
 NODE_NAME_MAX = 10          # node names end up in port names and namespace names
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 #: the keys of a switch that are `SwitchSpec` fields (the others are the lab's: host, address)
-_SPEC_KEYS = ("type", "nic", "allow_management_os")
+_SPEC_KEYS = ("type", "nic", "allow_management_os", "datapath")
 
 
 class TopologyError(LabError):
@@ -121,6 +122,7 @@ class Switch:
     nic: str | None = None
     allow_management_os: bool = True
     address: str | None = None               # internal switch: the host vNIC's address (CIDR)
+    datapath: str = "auto"                   # SwitchSpec.datapath: auto, kernel or python
 
     @property
     def vnic(self) -> str | None:
@@ -153,6 +155,10 @@ class Topology:
     def nodes_of(self, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == kind]
 
+    def with_datapath(self, mode: DatapathMode) -> Topology:
+        """The same topology with every switch on datapath `mode` (`lab up --datapath`)."""
+        return replace(self, switches={n: replace(s, datapath=str(mode)) for n, s in self.switches.items()})
+
     def to_dict(self) -> dict[str, Any]:
         """The file format again (round-trips through `from_dict`)."""
         nodes: dict[str, Any] = {}
@@ -166,6 +172,8 @@ class Topology:
         switches = {}
         for s in self.switches.values():
             sd = {k: v for k, v in asdict(s).items() if k != "name" and v is not None}
+            if sd["datapath"] == "auto":
+                del sd["datapath"]  # the default: files written before it existed read the same
             switches[s.name] = sd
         return {
             "name": self.name, "description": self.description, "nodes": nodes,
@@ -463,7 +471,7 @@ class _Parser:
             unknown = sorted(set(spec) - {"host", *_SPEC_KEYS, "address"})
             if unknown:
                 self.bad(f"{where}: unknown key(s) {', '.join(map(str, unknown))} "
-                         "(expected host, type, nic, allow_management_os, address)")
+                         f"(expected host, {', '.join(_SPEC_KEYS)}, address)")
             host, address = spec.get("host"), spec.get("address")
             if self._unknown_node(host, nodes, "host"):
                 hosts = [n.name for n in nodes.values() if n.kind == "host"]
@@ -493,7 +501,8 @@ class _Parser:
                     address = None
                 else:
                     address = self._cidr(where, address)
-            sw = Switch(name, host, typ, nic, parsed.allow_management_os if typ == "external" else True, address)
+            sw = Switch(name, host, typ, nic, parsed.allow_management_os if typ == "external" else True, address,
+                        str(parsed.datapath))
             if sw.vnic:
                 if (host, sw.vnic) in vnics:
                     self.bad(f"{where}: its host vNIC name {sw.vnic!r} clashes with switch {vnics[(host, sw.vnic)]!r}"
