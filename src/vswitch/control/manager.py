@@ -113,7 +113,13 @@ from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
-from vswitch.datapath.fastpath import FastPathRefused, make_datapath, remove_stale_fast_path
+from vswitch.datapath.fastpath import (
+    PYTHON_PATH,
+    FastPathRefused,
+    KernelDatapath,
+    make_datapath,
+    remove_stale_fast_path,
+)
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
@@ -1119,13 +1125,17 @@ class SwitchManager:
         raw: list[tuple[Any, ...]] = []
         done = threading.Event()
 
-        def observe(pid: Any, buf: bytes, hdr: int, d: Any) -> None:
-            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple
+        def observe(pid: Any, buf: bytes, hdr: int, d: Any, length: int | None = None, t: float | None = None,
+                    path: str = PYTHON_PATH) -> None:
+            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple.
+            # The Python datapath passes the whole frame; the kernel fast path its first bytes, the
+            # frame's length and when it decided (datapath/kernel/events.py)
             if len(raw) >= limit:
                 done.set()
                 return
             # 18 bytes of L2 header + 60 of IPv4 header + 8 of ICMP are all _event() reads
-            raw.append((time.time(), pid, buf[hdr:hdr + 86], len(buf) - hdr, d.reason, d.vlan, d.out_ports))
+            raw.append((time.time() if t is None else t, pid, buf[hdr:hdr + 86],
+                        len(buf) - hdr if length is None else length, d.reason, d.vlan, d.out_ports, path))
 
         dp.call(lambda: dp.frame_observers.append(observe))
         end = time.monotonic() + seconds
@@ -1541,7 +1551,8 @@ class SwitchManager:
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
-            datapath=sw.datapath.label)
+            datapath=sw.datapath.label,
+            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0)
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:
@@ -1592,7 +1603,7 @@ def _discard_port(port: Port) -> None:
 
 
 def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
-           out_ports: Any, shared: dict[Any, Any]) -> FrameEvent:
+           out_ports: Any, path: str, shared: dict[Any, Any]) -> FrameEvent:
     """One `watch` event from what the datapath thread kept of a frame (its first bytes).
 
     `shared` holds the strings and lists already made for this watch, reused for equal values."""
@@ -1608,7 +1619,7 @@ def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, 
         outs = shared[("out", *out_ports)] = [str(p) for p in out_ports]
     return FrameEvent(t=t, switch=switch, in_port=shared.setdefault(("in", pid), str(pid)), src=src, dst=dst,
                       vid=vid, vlan=vlan or None, ethertype=ethertype, length=length, reason=reason.name,
-                      out_ports=outs,
+                      out_ports=outs, path=path,
                       # lets `lab trace` match the switch's decisions to the pings it sent and captured
                       icmp=IcmpEcho.from_frame(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None)
 

@@ -673,6 +673,8 @@ class SwitchInfo:
     watches: int = 0          # `watch` requests recording its frames now (each costs per-frame work)
     #: which datapath forwards and why: "kernel (tc-bpf)", "python: port vm3 is a qemu-stream port"
     datapath: str = "python"
+    #: decisions the kernel fast path could not report to a watch (its event ring was full)
+    watch_events_lost: int = 0
 
 
 @dataclass
@@ -930,8 +932,8 @@ class IcmpEcho:
 class FrameEvent:
     """One per-frame decision recorded by `watch`: when (`t`, wall-clock seconds), which switch and
     port, the header (MACs, `vid` of the frame's tag, ethertype inside it, length), the VLAN it was
-    classified to (None when dropped before), the Reason name, the output ports and, for an ICMPv4
-    echo request/reply, its `icmp` identity."""
+    classified to (None when dropped before), the Reason name, the output ports, for an ICMPv4
+    echo request/reply its `icmp` identity, and which `path` decided."""
 
     t: float
     switch: str
@@ -945,6 +947,8 @@ class FrameEvent:
     reason: str
     out_ports: list[str] = field(default_factory=list)
     icmp: IcmpEcho | None = None
+    #: who decided: "python" (SwitchCore in vswitchd) or "kernel fast path" (the switch's tc-bpf program)
+    path: str = "python"
 
 
 class EventKind(enum.StrEnum):

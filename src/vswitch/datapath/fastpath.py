@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -54,6 +55,8 @@ from vswitch.ports.link import LinkPort
 log = logging.getLogger(__name__)
 
 KERNEL_LABEL = "kernel (tc-bpf)"
+#: who decided a frame, as a frame observer is told (the kernel fast path's is events.KERNEL_PATH)
+PYTHON_PATH = "python"
 #: the MAC map is loaded with room for at least this many dynamic entries (not preallocated, but its
 #: hash buckets are: ~16 bytes each), so most cap increases need no reload
 FDB_ROOM_MIN = 65536
@@ -157,9 +160,15 @@ class KernelDatapath(Datapath):
         self._next_expire = 0.0
         #: each port's link tx counters when the program went on it (stats count from there)
         self._tx_base: dict[Hashable, tuple[int, int]] = {}
+        #: the program's decision events while someone observes (a watch, lab trace)
+        self._feed: Any = None
+        #: decision events lost (a full ring) by the feeds closed so far
+        self._lost_before = 0
+        #: on Python until the last observer goes: the program's events could not be read
+        self._moved_for_watch = False
 
-    # A watch (or lab trace) needs every frame's decision, which only the Python datapath reports
-    # (the program's ring buffer is later): the first observer moves the switch to Python.
+    # A watch (or lab trace) needs every frame's decision: the first observer turns on the program's
+    # decision events (events.DecisionFeed), the last one off.
     @property  # type: ignore[override]
     def frame_observers(self) -> list[Callable[[Hashable, bytes, int, Decision], None]]:
         return self._observers
@@ -174,6 +183,7 @@ class KernelDatapath(Datapath):
         try:
             super().stop()
         finally:
+            self._stop_events()
             program, self.program = self.program, None
             if program is not None:
                 program.close()
@@ -404,6 +414,52 @@ class KernelDatapath(Datapath):
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
 
+    # -- decision events ------------------------------------------------------------------------
+    def events_lost(self) -> int:
+        """Decision events the program could not report to a watch (its ring was full), since the
+        switch started."""
+        def read() -> int:
+            return self._lost_before + (self._feed.lost if self._feed is not None else 0)
+        return self.call(read)
+
+    def _start_events(self) -> bool:
+        """On the datapath thread: the program's decision events to the observers, read from the
+        loop's epoll set. False (logged) when the ring cannot be read: the caller moves to Python."""
+        if self._feed is not None:
+            return True
+        from vswitch.datapath.kernel.events import DecisionFeed
+        try:
+            feed = DecisionFeed(self.program, self._observers)
+        except OSError as exc:
+            log.warning("switch %s: the fast path's decision events cannot be read: %s", self.name, exc)
+            return False
+        self._feed = feed
+        self._ep.register(feed.fileno(), select.EPOLLIN)
+        self._fd_handlers[feed.fileno()] = feed.drain
+        return True
+
+    def _watch_on_python(self) -> None:
+        """The fallback when the program's events cannot be read: Python decides while watched."""
+        self._to_python("a watch asked for every frame's decision and the fast path's events cannot be read")
+        self._moved_for_watch = True
+
+    def _stop_events(self) -> None:
+        """On the datapath thread: events off; what is left in the ring goes to the observers first."""
+        feed, self._feed = self._feed, None
+        if feed is None:
+            return
+        fd = feed.fileno()
+        self._fd_handlers.pop(fd, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass  # the loop's epoll is closed already (stop)
+        try:
+            feed.close()
+            self._lost_before += feed.lost
+        except OSError as exc:  # the program is going anyway
+            log.debug("switch %s: closing the decision events: %s", self.name, exc)
+
     def _fill(self, program: Any) -> None:
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
         — the core holds them — and put it on every link. Raises what the program's calls raise."""
@@ -430,15 +486,20 @@ class KernelDatapath(Datapath):
             new.close()
             raise
         old.hand_over_links()
+        watched = self._feed is not None
+        self._stop_events()
         self.program = new
         old.close()
+        if watched and not self._start_events():
+            self._watch_on_python()
 
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
-        """On the datapath thread: back on the fast path once nothing needs Python any more (no watch,
-        every port a link port). The learned entries are learned again; counters go on from the core's.
-        Nothing changes when the program cannot be loaded or attached (logged)."""
-        if self.program is not None or self._observers or self._stopped:
+        """On the datapath thread: back on the fast path once nothing needs Python any more (every port
+        a link port; a watch goes on through the program's events). The learned entries are learned
+        again; counters go on from the core's. Nothing changes when the program cannot be loaded or
+        attached (logged)."""
+        if self.program is not None or self._stopped or (self._moved_for_watch and self._observers):
             return
         if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
             return
@@ -465,12 +526,15 @@ class KernelDatapath(Datapath):
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
         self.core.fdb.flush()
         log.info("switch %s is back on the kernel datapath", self.name)
+        if self._observers and not self._start_events():
+            self._watch_on_python()
 
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
         into the core, the program off every link and unloaded, then the links' sockets opened."""
         program = self.program
+        self._stop_events()  # the decisions still in the ring reach a watch before Python's own
         self._load_fdb()
         for ps in self._ports.values():
             _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
@@ -495,22 +559,28 @@ class KernelDatapath(Datapath):
 
 
 class _Observers(list):  # type: ignore[type-arg]
-    """The frame observers of a KernelDatapath: adding one (on the datapath thread, as the manager's
-    `watch` does) moves the switch to the Python datapath, which alone sees each frame's decision."""
+    """The frame observers of a KernelDatapath: adding the first one (on the datapath thread, as the
+    manager's `watch` does) turns on the program's decision events, removing the last turns them off.
+    When the events cannot be read, the switch moves to the Python datapath instead (as before the
+    events existed) and comes back with the last observer."""
 
     def __init__(self, dp: KernelDatapath, items: Iterable[Any]) -> None:
         super().__init__(items)
         self._dp = dp
 
     def append(self, obs: Any) -> None:
-        if self._dp.program is not None:
-            self._dp._to_python("a watch asked for every frame's decision (the fast path does not report them yet)")
         super().append(obs)
+        dp = self._dp
+        if dp.program is not None and not dp._start_events():
+            dp._watch_on_python()
 
     def remove(self, obs: Any) -> None:
         super().remove(obs)
         if not self:
-            self._dp._back_to_kernel()
+            self._dp._stop_events()
+            if self._dp._moved_for_watch:
+                self._dp._moved_for_watch = False
+                self._dp._back_to_kernel()
 
 
 def _load(ageing_s: float, max_entries: int) -> Any:

@@ -291,6 +291,9 @@ def switch_show(state: CliState, name: str, as_json: bool) -> None:
         return
     console = _console()
     console.print(_switch_table([info]))
+    if info.watch_events_lost:
+        console.print(f"watch: {info.watch_events_lost} decisions not reported by the kernel fast path "
+                      "(its event ring was full)")
     console.print(_port_table(info.ports, f"ports of {info.name}"))
 
 

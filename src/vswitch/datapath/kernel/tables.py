@@ -1,7 +1,8 @@
 """The fast path's maps as Python reads and writes them: ports, config, MAC table, counters, and
 the test-mode record of the last run.
 
-Owns: the keys and values of every map (through layout.py's packing), summing per-CPU counters,
+Owns: the keys and values of every map (through layout.py's packing; the event ring's records are
+events.py's), summing per-CPU counters,
 and the count of dynamic MAC entries (the program adds to `vs_state[ADDED]`, this module alone to
 `vs_state[REMOVED]`, so the two writers never overwrite each other).
 Invariants: a dynamic entry removed here is counted removed exactly once; static entries are not
@@ -51,8 +52,10 @@ class SwitchTables:
         self.counters = obj.map("vs_counters")
         self.test_run = obj.map("vs_test_run")
         self.test_out = obj.map("vs_test_out")
+        self.events = obj.map("vs_events")
+        self.event_buf = obj.map("vs_event_buf")
         for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
-                        (self.counters, L.COUNTER_ROW.size)):
+                        (self.counters, L.COUNTER_ROW.size), (self.event_buf, L.EVENT.size)):
             if m.value_size != size:
                 raise ValueError(f"map {m.name}: value of {m.value_size} bytes in the object, layout.py says "
                                  f"{size}: switch.h and layout.py disagree")
@@ -120,6 +123,10 @@ class SwitchTables:
         added = self.state.lookup(L.U32.pack(L.ST_ADDED))
         removed = self.state.lookup(L.U32.pack(L.ST_REMOVED))
         return L.U64.unpack(added or bytes(8))[0] - L.U64.unpack(removed or bytes(8))[0]
+
+    def events_lost(self) -> int:
+        """Decision events the program had no room for in vs_events since it was loaded."""
+        return L.U64.unpack(self.state.lookup(L.U32.pack(L.ST_EVENTS_LOST)) or bytes(8))[0]
 
     def _count_removed(self, n: int) -> None:
         key = L.U32.pack(L.ST_REMOVED)
