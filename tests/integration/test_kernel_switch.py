@@ -330,6 +330,69 @@ def test_a_watch_sees_each_ping_decided_by_the_program_while_the_switch_stays_on
     assert ns_helpers.ping(a.ns, b.ip), "and it forwards"
 
 
+def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables):
+    """`switch set --datapath python|kernel` live: ports, static and learned entries and counters kept,
+    a ping going on throughout; `kernel` refused, naming why, with a port only Python serves, the switch
+    unchanged; a dry run changes nothing."""
+    a, b, _ = cables
+    sw = ns_helpers.unique_name("kdp")
+    manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+    for vm in (a, b):
+        manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+    static = "02:00:00:00:5e:01"
+    manager.fdb_add(sw, StaticEntry(static, a.port))
+    assert ns_helpers.ping(a.ns, b.ip)
+    want = {(a.mac, a.port, False), (b.mac, b.port, False), (static, a.port, True)}
+
+    def table() -> set[tuple[str, str, bool]]:
+        return {(e.mac, e.port, e.static) for e in manager.fdb_show(sw)}
+
+    def rx() -> dict[str, int]:
+        return {s.port: s.rx_frames for s in manager.stats(sw)}
+
+    steps = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON), dry_run=True)
+    assert any("to the Python datapath" in step for step in steps), steps
+    assert manager.get_switch(sw).datapath == KERNEL_LABEL, "a dry run changes nothing"
+    with ns_helpers.PacedPing(a.ns, b.ip, interval=0.05) as ping:
+        ping.wait_reply()
+        before = rx()
+        info = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))
+        assert info.datapath == "python (--datapath python)", info.datapath  # type: ignore[union-attr]
+        assert not any(_our_filters([a, b]).values()), "no program on the links"
+        assert want <= table(), f"learned and static entries kept: {table()}"
+        moved = time.time()
+        ping.wait_reply(after=moved, what="a reply on the Python datapath")
+        on_python = rx()
+        assert all(on_python[p] >= before[p] for p in before), f"counters go on: {before} → {on_python}"
+        assert manager.datapath(sw).label == info.datapath and manager.datapath(sw).program is None  # type: ignore[attr-defined]
+
+        info = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL))
+        assert info.datapath == KERNEL_LABEL, info.datapath  # type: ignore[union-attr]
+        assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}
+        assert all(ps.port.fileno() < 0 for ps in manager.datapath(sw)._ports.values())
+        ping.wait_reply(after=time.time(), what="a reply on the kernel datapath")
+        back = rx()
+        assert all(back[p] >= on_python[p] for p in back), f"counters go on: {on_python} → {back}"
+    assert want <= table(), f"entries kept on the way back: {table()}"
+
+    # the learned entries go into the program's map itself (not learned again): quiet switch, no frame
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL))
+    assert want <= table(), f"learned entries carried into the new program: {table()}"
+
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.AUTO))
+    manager.add_port(sw, PortSpec("vmt", PortKind.TAP, ns_helpers.unique_name("kt")))
+    label = manager.get_switch(sw).datapath
+    assert label == "python: port vmt is a tap port", label
+    for dry_run in (True, False):
+        with pytest.raises(InvalidRequest, match="port vmt is a tap port"):
+            manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL), dry_run=dry_run)
+    info = manager.get_switch(sw)
+    assert info.datapath == label and [p.name for p in info.ports] == [a.port, b.port, "vmt"], "unchanged"
+    assert manager._switches[sw].spec.datapath == DatapathMode.AUTO, "the stored setting unchanged"
+    assert ns_helpers.ping(a.ns, b.ip)
+
+
 def test_sigkill_leaves_the_kernel_forwarding_and_a_restart_replaces_the_programs(cables):
     """The daemon runs here (its links are ours); SIGKILL: the programs stay and forward; the next
     start puts exactly one filter of ours on each link; SIGTERM leaves none."""

@@ -807,6 +807,10 @@ def _switch_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("confirm_timeout_s", "only with a change to an external switch (type external and its NIC)")
     if v.get("name") is not None and any(v.get(k) is not None for k in _CONNECTION_FIELDS):
         yield Problem("name", "rename the switch and change its connection in two `switch set` calls")
+    if v.get("datapath") is not None and (v.get("name") is not None or any(v.get(k) is not None
+                                                                         for k in _CONNECTION_FIELDS)):
+        yield Problem("datapath", "change the datapath in a `switch set` call of its own (not with a rename or "
+                      "a connection change)")
 
 
 @dataclass(frozen=True)
@@ -818,7 +822,8 @@ class SwitchSettings(_Change):
     `nic`, `allow_management_os` change its connection as Hyper-V's Virtual Switch Manager does (an
     External switch's NIC is given back, another taken over); `confirm_timeout_s` (with a change to
     External) reverts to the previous connection unless confirmed in time. The connection and the
-    name are changed in separate calls."""
+    name are changed in separate calls. `datapath` moves the running switch between the kernel fast
+    path and the Python datapath (in a call of its own)."""
 
     ageing_s: int | None = None
     max_entries: int | None = None
@@ -827,12 +832,13 @@ class SwitchSettings(_Change):
     nic: str | None = None
     allow_management_os: bool | None = None
     confirm_timeout_s: float | None = None
+    datapath: DatapathMode | None = None
 
     what: ClassVar[str] = "switch setting"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in (
-        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS)}
-    options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC or "
-                              "--allow-management-os")
+        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath")}
+    options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC, "
+                              "--allow-management-os or --datapath")
     rules = staticmethod(_switch_settings_rules)
 
     @property

@@ -89,14 +89,16 @@ def refusal(pid: Hashable, port: Port, role: str) -> str | None:
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
-                  **kw: Any) -> Datapath:
+                  movable: bool = True, **kw: Any) -> Datapath:
     """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
     it, for the label); `own_roles` the roles of the switch's own ports (uplink, host-vnic) it will
-    attach; `kw` go to `Datapath`.
+    attach; `movable` (a real kernel) lets a "python" switch move to the fast path later (`set_mode`:
+    a KernelDatapath without a program); `kw` go to `Datapath`.
     `auto` gives the kernel datapath when the program loads and every own port qualifies, else the
     Python one saying why (`label`). Raises FastPathRefused (mode "kernel" only)."""
     if mode == "python":
-        dp = PythonDatapath(name, core, **kw)
+        dp: Datapath = (KernelDatapath(name, core, None, required=False, chosen_by=chosen_by, mode=mode, **kw)
+                        if movable else PythonDatapath(name, core, **kw))
         dp.label = f"python ({chosen_by})"
         return dp
     why = next(filter(None, map(role_refusal, own_roles)), None)
@@ -121,11 +123,23 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
 
 class PythonDatapath(Datapath):
     """The Python datapath, which first takes off a link port's link the fast-path filter a killed
-    vswitchd may have left there: its program would go on forwarding every frame Python forwards too."""
+    vswitchd may have left there: its program would go on forwarding every frame Python forwards too.
+    It stays on Python: the fast path could not be had when the switch was built (or the kernel is
+    simulated); `set_mode` changes only what it says."""
 
     def open_port(self, port: Port, role: str = "vm") -> None:
         remove_stale_fast_path(port)
         port.open()
+
+    def set_mode(self, mode: str, chosen_by: str, *, dry_run: bool = False) -> None:
+        """`switch set --datapath` on a switch that cannot move: "python" says so; "kernel" is refused
+        (FastPathRefused saying why: the label's reason); "auto" stays as it is."""
+        if mode == "python" and not dry_run:
+            self.label = f"python ({chosen_by})"
+        elif mode == "kernel":
+            why = self.label.removeprefix("python: ").removeprefix("python ")
+            raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): it was "
+                                  f"built on the Python one ({why}); it is tried again when vswitchd starts")
 
 
 def remove_stale_fast_path(port: Port) -> None:
@@ -150,12 +164,14 @@ class KernelDatapath(Datapath):
     kernel) refuses ports only Python serves instead of moving to Python."""
 
     def __init__(self, name: str, core: SwitchCore, program: Any, *, required: bool, chosen_by: str = "",
-                 clock: Callable[[], float] = time.monotonic, busy_poll_s: float = 0.0,
+                 mode: str | None = None, clock: Callable[[], float] = time.monotonic, busy_poll_s: float = 0.0,
                  link_watch: LinkWatcher | None = None) -> None:
         super().__init__(name, core, clock=clock, busy_poll_s=busy_poll_s, link_watch=link_watch)
         self.program: Any = program
         self.required = required
         self.chosen_by = chosen_by
+        #: "kernel", "auto" or "python" (on Python for good, until `set_mode` says otherwise)
+        self.mode = mode or ("kernel" if required else "auto")
         self.label = KERNEL_LABEL
         self._next_expire = 0.0
         #: each port's link tx counters when the program went on it (stats count from there)
@@ -197,7 +213,43 @@ class KernelDatapath(Datapath):
             raise FastPathRefused(self._refused(why))
         if why is None and self.program is not None:
             return
+        remove_stale_fast_path(port)  # on Python: as PythonDatapath.open_port
         port.open()
+
+    def set_mode(self, mode: str, chosen_by: str, *, dry_run: bool = False) -> None:
+        """`switch set --datapath`, live: "python" moves the switch to the Python datapath (MAC table and
+        counters carried) and keeps it there; "kernel" and "auto" bring it onto the fast path when every
+        port qualifies (statics, learned entries and counters carried; a watch goes on through the
+        program's events). With `dry_run` only the checks that need no load. Raises FastPathRefused
+        (mode "kernel" when the fast path cannot serve the switch now: a port only Python serves, the
+        program is not built or does not load — the switch unchanged)."""
+        def check() -> None:
+            if mode != "kernel" or self.program is not None:
+                return
+            from vswitch.datapath.kernel import unavailable_reason
+            why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())),
+                       None) or unavailable_reason()
+            if why is not None:
+                raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): {why}")
+
+        def do() -> None:
+            check()
+            if mode == "python":
+                self.mode, self.required, self.chosen_by = mode, False, chosen_by
+                if self.program is not None:
+                    self._to_python(chosen_by)
+                self.label = f"python ({chosen_by})"
+                return
+            old = self.mode, self.required, self.chosen_by
+            self.mode, self.required, self.chosen_by = mode, mode == "kernel", chosen_by
+            why = None if self.program is not None else self._try_back_to_kernel()
+            if why is None:
+                return
+            if mode == "kernel":
+                self.mode, self.required, self.chosen_by = old
+                raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): {why}")
+            self.label = f"python: {why}"
+        self.call(check if dry_run else do)
 
     def _refused(self, why: str) -> str:
         return (f"switch {self.name!r} runs on the kernel datapath ({self.chosen_by}): {why}, which only the "
@@ -460,9 +512,10 @@ class KernelDatapath(Datapath):
         except OSError as exc:  # the program is going anyway
             log.debug("switch %s: closing the decision events: %s", self.name, exc)
 
-    def _fill(self, program: Any) -> None:
+    def _fill(self, program: Any, learned: Iterable[Any] = ()) -> None:
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
-        — the core holds them — and put it on every link. Raises what the program's calls raise."""
+        — the core holds them —, the `learned` entries (core FdbEntry records, last seen on the
+        datapath's monotonic clock), and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
             program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
@@ -470,6 +523,8 @@ class KernelDatapath(Datapath):
             for e in table.values():
                 if e.static:
                     program.add_static(e.mac, e.vlan, e.port)
+        # before the program is on any link: the map has no other writer yet
+        program.tables.preload([(e.mac, e.vlan, program.slot(e.port), int(e.seen * 1e9)) for e in learned])
         for pid in self._ports:
             program.attach(pid)
 
@@ -496,24 +551,33 @@ class KernelDatapath(Datapath):
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
         """On the datapath thread: back on the fast path once nothing needs Python any more (every port
-        a link port; a watch goes on through the program's events). The learned entries are learned
-        again; counters go on from the core's. Nothing changes when the program cannot be loaded or
-        attached (logged)."""
-        if self.program is not None or self._stopped or (self._moved_for_watch and self._observers):
+        a link port; a watch goes on through the program's events; not mode "python"). Nothing changes
+        when the program cannot be loaded or attached (logged)."""
+        if self.program is not None or self._stopped or self.mode == "python" or (
+                self._moved_for_watch and self._observers):
             return
         if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
             return
+        why = self._try_back_to_kernel()
+        if why is not None:
+            log.warning("switch %s stays on the Python datapath: %s", self.name, why)
+
+    def _try_back_to_kernel(self) -> str | None:
+        """On the datapath thread: move from Python onto a new program; why not (the switch unchanged),
+        or None when it did. The learned entries go into the program's map before it is on any link
+        (`SwitchTables.preload`), counters go on from the core's."""
+        why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())), None)
+        if why is not None:
+            return why
         try:
             program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
         except (OSError, ValueError) as exc:
-            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
-            return
+            return f"the fast path did not load: {str(exc)[:500]}"
         try:
-            self._fill(program)
+            self._fill(program, learned=[e for e in self.core.fdb.entries(self.now) if not e.static])
         except Exception as exc:  # the switch keeps forwarding on Python
-            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
             program.close()
-            return
+            return f"the fast path could not take the switch's links: {exc}"
         # the program is on every link before the sockets close: frames queued in them are dropped
         # with them, none is forwarded twice
         self.program = program
@@ -528,6 +592,7 @@ class KernelDatapath(Datapath):
         log.info("switch %s is back on the kernel datapath", self.name)
         if self._observers and not self._start_events():
             self._watch_on_python()
+        return None
 
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:

@@ -11,10 +11,11 @@ counted. Must not touch: links and tc (tc.py), the program's life (program.py).
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from vswitch.datapath.kernel import layout as L
-from vswitch.datapath.kernel.libbpf import BpfObject
+from vswitch.datapath.kernel.libbpf import BPF_NOEXIST, BpfError, BpfObject
 
 _ZERO = L.U32.pack(0)
 
@@ -99,6 +100,26 @@ class SwitchTables:
         self.fdb.update(key, L.FDB_VAL.pack(slot, L.FDB_STATIC, 0))
         if old is not None and not L.FDB_VAL.unpack(old)[1] & L.FDB_STATIC:
             self._count_removed(1)
+
+    def preload(self, entries: list[tuple[bytes, int, int, int]]) -> int:
+        """Learned entries (mac, vlan, slot, seen_ns) into the MAC table, counted as the program counts
+        what it learns. Only before the program is on any link: `vs_state[ADDED]` is the program's
+        counter, and has no other writer only then. An entry there already is left as it is; returns
+        how many were added. Raises BpfError (E2BIG: the map is full)."""
+        n = 0
+        for mac, vlan, slot, seen_ns in entries:
+            try:
+                self.fdb.update(L.FDB_KEY.pack(mac, vlan), L.FDB_VAL.pack(slot, 0, seen_ns), BPF_NOEXIST)
+            except BpfError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                continue
+            n += 1
+        if n:
+            key = L.U32.pack(L.ST_ADDED)
+            cur = L.U64.unpack(self.state.lookup(key) or bytes(8))[0]
+            self.state.update(key, L.U64.pack(cur + n))
+        return n
 
     def delete(self, mac: bytes, vlan: int) -> bool:
         """Remove one entry; False when it was not there."""
