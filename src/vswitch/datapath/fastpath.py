@@ -6,7 +6,8 @@ command queue, the port records, the link watch and — when a port only Python 
 whole Python datapath are the base class's, so the live move to Python is "stop being special").
 While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
 back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
-second time. Python does no per-frame work; the loop wakes for commands and the tick only.
+second time. Python does no per-frame work; the loop wakes for commands, the tick and — only while
+someone watches — the program's decision events.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
@@ -23,10 +24,21 @@ Invariants:
   datapath live: the MAC table and counters are carried into the core, the programs are detached and
   unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
   A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
-- `watch` needs every frame's decision, which only Python reports (the ring buffer is later): the
-  first observer moves the switch to Python, and it comes back to the fast path (`_back_to_kernel`:
-  a new program, learned entries learned again, counters carried) when the last observer goes — or
-  when the last port only Python serves is removed.
+- `watch` (and `lab trace`) need every frame's decision: the first frame observer turns on the
+  program's decision events (a flag in its config: with it off a frame pays one test of it), read
+  from its `vs_events` ring buffer by `kernel/events.DecisionFeed` in the loop's own epoll set (no
+  busy polling, at most DRAIN_LIMIT records per wake-up) and handed to the observers as
+  ``obs(pid, head, 0, decision, length=, t=, path=events.KERNEL_PATH)`` — the Python datapath calls
+  ``obs(pid, buf, hdr, decision)``; the last observer turns them off. A full ring never blocks the
+  program: the event is counted (`events_lost`, `switch show`). Only when the ring cannot be read
+  does the first observer move the switch to Python, as before the events existed.
+- Back to the fast path (`_back_to_kernel`: a new program, learned entries preloaded into its map
+  before it is on any link, counters carried) when the last port only Python serves is removed.
+- `set_mode` (`switch set --datapath`): "python" moves the switch to Python and keeps it there (a
+  "python" switch on a real kernel is a KernelDatapath without a program from the start, so it can
+  move later); "kernel"/"auto" bring it back when every port qualifies ("kernel" refuses, saying why,
+  the switch unchanged). `PythonDatapath` is left for switches that cannot move (the fast path could
+  not be had when they were built, a simulated kernel).
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
   ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
   replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
