@@ -3,7 +3,8 @@ attachment of the program to the switch's links.
 
 Owns: the PortId → slot mapping, what each slot holds (a `PortPolicy`, oper state, whether the
 program can reach the port), the config (ageing, cap, group forward mask, the VLANs whose floods
-need Python), and which links it attached (so `close` leaves none behind).
+need Python, whether decision events are on — events.py reads them), and which links it attached
+(so `close` leaves none behind).
 Invariants: the slots mirror the calls made here, as SwitchCore's ports mirror its own calls:
 `add_port`/`set_policy`/`set_oper_up`/`remove_port` take the same arguments. MAC table policy that
 SwitchCore applies on those calls (flushing on a membership change, ageing, fair eviction) stays
