@@ -22,6 +22,11 @@
  * recorded in vs_test_out (slot, length, tag, first bytes) instead of cloned, so BPF_PROG_TEST_RUN
  * shows a flood's every target. The shipped object is the tested one: no build flag.
  *
+ * Decision events (vs_config.flags VS_CFG_EVENTS, set while someone watches the switch): each frame
+ * decided here is also one struct vs_event in the vs_events ring buffer (ev_begin, ev_out, ev_emit);
+ * a full ring never waits, the event is counted in vs_state[VS_ST_EVENTS_LOST]. An upcall is not
+ * reported: Python decides that frame and reports it.
+ *
  * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
  * functions: the verifier checks each once, not once per path of vs_ingress (inlined, the program
  * failed with "The sequence of 8193 jumps is too complex").
