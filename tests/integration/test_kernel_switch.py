@@ -11,6 +11,8 @@ import json
 import re
 import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -288,29 +290,107 @@ def test_python_datapath_keeps_sockets_and_no_program(manager, cables):
         daemon_default.shutdown()
 
 
-def test_a_watch_moves_a_kernel_switch_to_python_for_its_time_and_sees_each_decision(manager, cables):
+def test_a_watch_sees_each_ping_decided_by_the_program_while_the_switch_stays_on_the_kernel(manager, cables):
+    """The program reports each decision through its ring buffer while a watch runs: the switch stays on
+    the kernel datapath (same program, links' sockets closed), and every echo request and reply of a
+    real ping is one event, decided by the kernel fast path, with its ICMP identity, length and time."""
     a, b, _ = cables
     sw = ns_helpers.unique_name("kwt")
     manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
     for vm in (a, b):
         manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
     assert ns_helpers.ping(a.ns, b.ip)
-    learned = {e.mac for e in manager.fdb_show(sw)}
-    with ns_helpers.PacedPing(a.ns, b.ip, interval=0.1) as ping:
-        ping.wait_reply()
-        events = manager.watch(sw, seconds=2.0)
-        during = manager.get_switch(sw).datapath  # the watch is over: back on the fast path
-        rx_before = {s.port: s.rx_frames for s in manager.stats(sw)}
-    assert any(e.in_port == a.port and e.reason == "FORWARD_LEARNED" and e.out_ports == [b.port]
-               for e in events), "the watch saw the pings' decisions (on Python, which reports them)"
-    assert during == KERNEL_LABEL, f"after the watch the switch is back on the kernel datapath: {during}"
     dp = manager.datapath(sw)
-    assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}
-    assert all(ps.port.fileno() < 0 for ps in dp._ports.values()), "the links' sockets are closed again"
+    ids = dp.program.kernel_ids()  # type: ignore[attr-defined]
+    box: dict[str, object] = {}
+    watcher = threading.Thread(target=lambda: box.update(events=manager.watch(sw, seconds=4.0)), daemon=True)
+    t0 = time.time()
+    watcher.start()
+    wait_until(lambda: manager.get_switch(sw).watches == 1, what="the watch to be recording")
+    during = manager.get_switch(sw).datapath
+    assert ns_helpers.ping(a.ns, b.ip, count=5, interval=0.1)
+    program_during = dp.program.kernel_ids()  # type: ignore[attr-defined]
+    sockets_closed = all(ps.port.fileno() < 0 for ps in dp._ports.values())
+    watcher.join(timeout=30)
+    events = box["events"]
+    assert during == KERNEL_LABEL, f"switch show says kernel while the watch runs: {during}"
+    assert program_during == ids and sockets_closed, "the same program forwards; no socket on the links"
+    echoes = [e for e in events if e.icmp is not None]  # type: ignore[attr-defined]
+    requests = {e.icmp.seq for e in echoes if e.icmp.type == 8 and e.in_port == a.port
+                and e.reason == "FORWARD_LEARNED" and e.out_ports == [b.port]}
+    replies = {e.icmp.seq for e in echoes if e.icmp.type == 0 and e.in_port == b.port
+               and e.reason == "FORWARD_LEARNED" and e.out_ports == [a.port]}
+    assert len(requests) >= 5 and len(replies) >= 5, f"each ping's request and reply decided: {echoes}"
+    assert all(e.path == "kernel fast path" and e.length == 98 and e.vlan == 1 for e in echoes), echoes
+    assert all(t0 <= e.t <= time.time() for e in echoes), "times are the decisions' (wall clock)"
+    assert all((e.src, e.dst) == (a.mac, b.mac) for e in echoes if e.icmp.type == 8), echoes
+    assert manager.get_switch(sw).watch_events_lost == 0
+    assert dp.call(lambda: dp._feed) is None and dp.call(lambda: dp._fd_handlers) == {}, \
+        "the watch is over: events off, the ring out of the loop"
     assert ns_helpers.ping(a.ns, b.ip), "and it forwards"
-    assert {e.mac for e in manager.fdb_show(sw)} >= learned
-    after = {s.port: s.rx_frames for s in manager.stats(sw)}
-    assert all(after[p] > rx_before[p] for p in after), f"counters go on, never back: {rx_before} → {after}"
+
+
+def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables):
+    """`switch set --datapath python|kernel` live: ports, static and learned entries and counters kept,
+    a ping going on throughout; `kernel` refused, naming why, with a port only Python serves, the switch
+    unchanged; a dry run changes nothing."""
+    a, b, _ = cables
+    sw = ns_helpers.unique_name("kdp")
+    manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+    for vm in (a, b):
+        manager.add_port(sw, PortSpec(vm.port, PortKind.LINK, vm.side))
+    static = "02:00:00:00:5e:01"
+    manager.fdb_add(sw, StaticEntry(static, a.port))
+    assert ns_helpers.ping(a.ns, b.ip)
+    want = {(a.mac, a.port, False), (b.mac, b.port, False), (static, a.port, True)}
+
+    def table() -> set[tuple[str, str, bool]]:
+        return {(e.mac, e.port, e.static) for e in manager.fdb_show(sw)}
+
+    def rx() -> dict[str, int]:
+        return {s.port: s.rx_frames for s in manager.stats(sw)}
+
+    steps = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON), dry_run=True)
+    assert any("to the Python datapath" in step for step in steps), steps
+    assert manager.get_switch(sw).datapath == KERNEL_LABEL, "a dry run changes nothing"
+    with ns_helpers.PacedPing(a.ns, b.ip, interval=0.05) as ping:
+        ping.wait_reply()
+        before = rx()
+        info = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))
+        assert info.datapath == "python (--datapath python)", info.datapath  # type: ignore[union-attr]
+        assert not any(_our_filters([a, b]).values()), "no program on the links"
+        assert want <= table(), f"learned and static entries kept: {table()}"
+        moved = time.time()
+        ping.wait_reply(after=moved, what="a reply on the Python datapath")
+        on_python = rx()
+        assert all(on_python[p] >= before[p] for p in before), f"counters go on: {before} → {on_python}"
+        assert manager.datapath(sw).label == info.datapath and manager.datapath(sw).program is None  # type: ignore[attr-defined]
+
+        info = manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL))
+        assert info.datapath == KERNEL_LABEL, info.datapath  # type: ignore[union-attr]
+        assert _our_filters([a, b]) == {a.side: ["vs_ingress"], b.side: ["vs_ingress"]}
+        assert all(ps.port.fileno() < 0 for ps in manager.datapath(sw)._ports.values())
+        ping.wait_reply(after=time.time(), what="a reply on the kernel datapath")
+        back = rx()
+        assert all(back[p] >= on_python[p] for p in back), f"counters go on: {on_python} → {back}"
+    assert want <= table(), f"entries kept on the way back: {table()}"
+
+    # the learned entries go into the program's map itself (not learned again): quiet switch, no frame
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL))
+    assert want <= table(), f"learned entries carried into the new program: {table()}"
+
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.AUTO))
+    manager.add_port(sw, PortSpec("vmt", PortKind.TAP, ns_helpers.unique_name("kt")))
+    label = manager.get_switch(sw).datapath
+    assert label == "python: port vmt is a tap port", label
+    for dry_run in (True, False):
+        with pytest.raises(InvalidRequest, match="port vmt is a tap port"):
+            manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL), dry_run=dry_run)
+    info = manager.get_switch(sw)
+    assert info.datapath == label and [p.name for p in info.ports] == [a.port, b.port, "vmt"], "unchanged"
+    assert manager._switches[sw].spec.datapath == DatapathMode.AUTO, "the stored setting unchanged"
+    assert ns_helpers.ping(a.ns, b.ip)
 
 
 def test_sigkill_leaves_the_kernel_forwarding_and_a_restart_replaces_the_programs(cables):

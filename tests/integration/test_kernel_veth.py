@@ -175,3 +175,32 @@ def test_random_frames_through_real_links_follow_the_core(switch_ns) -> None:
         _ingress_counts_agree(core, prog)
         table = {(e.mac, e.vlan): (prog.port_at(e.slot), e.static) for e in prog.tables.fdb_entries()}
         assert table == {(e.mac, e.vlan): (e.port, e.static) for t in core.fdb.by_vlan.values() for e in t.values()}
+
+
+def test_decision_events_of_real_receives_carry_the_tag_back_in_the_bytes(switch_ns) -> None:
+    """The decision events (datapath/kernel/events.py) of frames received for real, the tag in skb
+    metadata: each one is the core's decision, with the frame's first bytes as the core sees them
+    (the tag put back after the MAC addresses) and its whole length."""
+    from vswitch.datapath.kernel.events import DecisionFeed
+
+    ns, links = switch_ns
+    sent = [("B", _frame(b"\xff" * 6, MAC["B"], vid=10, pcp=3, seq=1)),
+            ("A", _frame(MAC["B"], MAC["A"], seq=2)),
+            ("A", _frame(MAC["B"], MAC["A"], vid=0, pcp=5, seq=3)),
+            ("D", _frame(b"\xff" * 6, MAC["D"], seq=4)),
+            ("B", _frame(MAC["D"], MAC["B"], vid=20, seq=5)),
+            ("B", _frame(MAC["A"], MAC["B"], vid=30, seq=7))]
+    events: list[tuple] = []
+    with _switch(ns, links) as (core, prog, endpoints):
+        feed = DecisionFeed(prog, [lambda pid, head, hdr, d, **kw: events.append((pid, head, d, kw["length"]))])
+        try:
+            want = []
+            for in_port, frame in sent:
+                d = core.process(in_port, frame, 0, 0.0)
+                want.append((in_port, frame, d.reason, d.vlan, d.out_ports, len(frame)))
+                endpoints[in_port].send(frame)
+            wait_until(lambda: feed.drain() >= 0 and len(events) >= len(sent), what="an event per frame")
+        finally:
+            feed.close()
+    got = [(pid, head, d.reason, d.vlan, d.out_ports, n) for pid, head, d, n in events]
+    assert got == want

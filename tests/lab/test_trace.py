@@ -170,7 +170,7 @@ def test_cli_trace_on_the_builtin_one_nic_lab() -> None:
     try:
         human = run("trace", name, "--from", "vm1", "--to", "host", "--count", "1")
         assert human.returncode == 0, human.stdout + human.stderr
-        assert "switch ext: known unicast → port host (FORWARD_LEARNED)" in human.stdout, human.stdout
+        assert "switch ext (python): known unicast → port host (FORWARD_LEARNED)" in human.stdout, human.stdout
         assert "not observed at: host eth1" in human.stdout, human.stdout
         data = json.loads(run("trace", name, "--from", "vm1", "--to", "host", "--count", "2", "--json").stdout)
         echo = data["echoes"][-1]

@@ -210,6 +210,8 @@ class FakeApi:
         info.ports = [p for p in info.ports if p.role == "vm"] + self._own_ports(spec)
         if settings.confirm_timeout_s is not None:
             info.state, info.confirm_deadline_s = "awaiting-confirm", settings.confirm_timeout_s
+        if settings.datapath is not None:
+            info.datapath = f"python (--datapath {settings.datapath})"
         return info
 
     @staticmethod

@@ -356,6 +356,14 @@ def test_switch_set(api: FakeApi) -> None:
     assert list(api.switches) == ["lab2"]
 
 
+def test_switch_set_datapath(api: FakeApi) -> None:
+    api.create_switch(private("s"))
+    assert "datapath: python (--datapath python)" in ok(api, "switch", "set", "s", "--datapath", "python")
+    assert next(a for n, a in reversed(api.calls) if n == "set_switch")[1].datapath == "python"
+    result = run(api, "switch", "set", "s", "--datapath", "fast")
+    assert result.exit_code == 1 and "datapath" in result.stderr and "fast" in result.stderr, result.stderr
+
+
 def test_switch_set_changes_the_connection(api: FakeApi) -> None:
     api.create_switch(private("s"))
     assert "internal, host vNIC vs-s" in ok(api, "switch", "set", "s", "--internal")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vswitch.control.model import FrameEvent, IcmpEcho
 from vswitch.lab.capture import parse_arp
@@ -61,7 +61,7 @@ def test_hops_are_in_time_order_request_before_reply_whatever_order_they_arrive_
     assert texts == [
         "host stack → vs-ext (host vNIC): echo request sent",
         "vs-ext → switch ext port host",
-        "switch ext: known unicast → port uplink (FORWARD_LEARNED)",
+        "switch ext (python): known unicast → port uplink (FORWARD_LEARNED)",
         "switch ext port uplink → eth1 (physical NIC): sent on the wire",
         "physical switch psw: in port p1 → out port p2",
         "eth0 (server NIC) → server stack: echo request received",
@@ -69,7 +69,7 @@ def test_hops_are_in_time_order_request_before_reply_whatever_order_they_arrive_
         "physical switch psw: in port p2 → out port p1",
         "wire → eth1 (physical NIC): arrived",
         "eth1 → switch ext port uplink",
-        "switch ext: known unicast → port host (FORWARD_LEARNED)",
+        "switch ext (python): known unicast → port host (FORWARD_LEARNED)",
         "vs-ext (host vNIC) → host stack: echo reply received",
     ]
     assert [h["n"] for h in echo["request"] + echo["reply"]] == list(range(1, 13))
@@ -87,7 +87,7 @@ def test_a_flood_names_every_out_port_and_the_copy_that_was_not_for_its_receiver
     events = [ev(1.001, "host", ["uplink", "vm1"], "FLOOD_UNKNOWN")]
     (echo,) = build_echoes(records, events, icmp_id=ID, seqs=[1], ports=PORTS, points=POINTS)
     texts = [h["text"] for h in echo["request"]]
-    assert "switch ext: unknown unicast → flooded to ports uplink, vm1 (FLOOD_UNKNOWN)" in texts
+    assert "switch ext (python): unknown unicast → flooded to ports uplink, vm1 (FLOOD_UNKNOWN)" in texts
     assert "eth0 (VM NIC) on vm1: a flooded copy arrived, not addressed to vm1 (its stack drops it)" in texts
     assert "physical switch psw: in port p1 → flooded out ports p2, p3" in texts
     assert echo["reply"] == [] and not echo["reply_observed"]
@@ -112,7 +112,16 @@ def test_a_frame_from_a_qemu_guest_socket_port_says_so() -> None:
     (echo,) = build_echoes([], events, icmp_id=ID, seqs=[1], ports=ports, points=POINTS, watched=["ext"])
     texts = [h["text"] for h in echo["request"]]
     assert texts[0] == "frame in at switch ext port vm1 (from the QEMU guest on socket /run/vswitch/labs/x/vm1.sock)"
-    assert texts[1] == "switch ext: known unicast → port uplink (FORWARD_LEARNED)"
+    assert texts[1] == "switch ext (python): known unicast → port uplink (FORWARD_LEARNED)"
+
+
+def test_a_decision_of_the_kernel_fast_path_says_which_path_decided() -> None:
+    e = ev(1.0, "host", ["uplink"], "FORWARD_LEARNED")
+    kernel = replace(e, path="kernel fast path")
+    (echo,) = build_echoes([], [kernel], icmp_id=ID, seqs=[1], ports=PORTS, points=POINTS, watched=["ext"])
+    decide = echo["request"][1]
+    assert decide["text"] == "switch ext (kernel fast path): known unicast → port uplink (FORWARD_LEARNED)"
+    assert decide["path"] == "kernel fast path"
 
 
 def test_hops_are_numbered_in_time_order_across_request_reply_and_switches_whatever_order_they_arrive_in() -> None:

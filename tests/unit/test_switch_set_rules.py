@@ -39,6 +39,7 @@ from vswitch.control import manager as manager_module
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
     Conflict,
+    DatapathMode,
     InvalidRequest,
     PortKind,
     PortSpec,
@@ -472,3 +473,21 @@ def test_vm_ports_forward_between_each_other_throughout_the_change(
         stop.set()
         sender.join()
     wait_until(lambda: len(vm2.sent) == sent[0], what=f"all {sent[0]} frames at vm2")  # type: ignore[attr-defined]
+
+
+def test_a_datapath_change_is_stored_and_shown_and_kept_apart_from_other_changes(host: Host) -> None:
+    """`switch set --datapath` on the in-memory kernel (every switch runs on Python here: what moves a
+    running switch between the fast path and Python is tests/integration/test_kernel_switch.py's)."""
+    m = host.manager()
+    _prepare(m, "private")
+    steps = m.set_switch(SW, SwitchSettings(datapath=DatapathMode.PYTHON), dry_run=True)
+    assert steps == [f"move switch {SW!r} from its datapath now (python (the kernel is simulated)) to the Python "
+                     "datapath (--datapath python), keeping its ports, static and learned entries and counters"]
+    assert m.store is not None and m.store.load()[0][0].datapath == DatapathMode.AUTO, "a dry run stores nothing"
+    info = m.set_switch(SW, SwitchSettings(datapath=DatapathMode.PYTHON))
+    assert isinstance(info, SwitchInfo) and info.datapath == "python (--datapath python)"
+    assert m.store.load()[0][0].datapath == DatapathMode.PYTHON
+    assert {e.mac for e in m.fdb_show(SW)} == {VM_MAC, STATIC} and [p.name for p in info.ports] == ["vm1", "vm2"]
+    for settings in ({"datapath": "kernel", "name": "x"}, {"datapath": "kernel", "type": "internal"}):
+        with pytest.raises(InvalidRequest, match="datapath: change the datapath in a `switch set` call of its own"):
+            SwitchSettings.parse(settings)

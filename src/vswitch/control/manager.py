@@ -113,7 +113,14 @@ from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
-from vswitch.datapath.fastpath import FastPathRefused, make_datapath, remove_stale_fast_path
+from vswitch.datapath.fastpath import (
+    PYTHON_PATH,
+    FastPathRefused,
+    KernelDatapath,
+    PythonDatapath,
+    make_datapath,
+    remove_stale_fast_path,
+)
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
@@ -336,18 +343,24 @@ class SwitchManager:
         sw.deleting = False
         return sw
 
-    def _new_datapath(self, spec: SwitchSpec, core: SwitchCore) -> Datapath:
-        """The switch's datapath as its `datapath` (auto: vswitchd's default) chooses; see
-        datapath/fastpath.py. Raises InvalidRequest when the kernel one is required and cannot be had."""
+    def _datapath_mode(self, spec: SwitchSpec) -> tuple[DatapathMode, str]:
+        """The mode a switch's `datapath` means here (auto: vswitchd's default; Python on a simulated
+        kernel) and who chose it, for its label."""
         mode, chosen_by = spec.datapath, f"--datapath {spec.datapath}"
         if mode == DatapathMode.AUTO and self.default_datapath != DatapathMode.AUTO:
             mode, chosen_by = self.default_datapath, f"vswitchd --datapath {self.default_datapath}"
         if mode != DatapathMode.PYTHON and self._netlink is not Netlink:
             mode, chosen_by = DatapathMode.PYTHON, "the kernel is simulated"
+        return mode, chosen_by
+
+    def _new_datapath(self, spec: SwitchSpec, core: SwitchCore) -> Datapath:
+        """The switch's datapath as its `datapath` (auto: vswitchd's default) chooses; see
+        datapath/fastpath.py. Raises InvalidRequest when the kernel one is required and cannot be had."""
+        mode, chosen_by = self._datapath_mode(spec)
         roles = (["uplink"] if spec.type == SwitchType.EXTERNAL else []) + (["host-vnic"] if spec.has_host_vnic else [])
         try:
             return make_datapath(spec.name, core, mode=str(mode), chosen_by=chosen_by, own_roles=roles,
-                                 busy_poll_s=self.busy_poll_us / 1e6,
+                                 movable=self._netlink is Netlink, busy_poll_s=self.busy_poll_us / 1e6,
                                  link_watch=self._linkwatch)
         except FastPathRefused as exc:
             raise InvalidRequest(str(exc.strerror)) from None
@@ -613,19 +626,44 @@ class SwitchManager:
                                   nic_taken_by_us=sw.takeover is not None and spec.nic == sw.spec.nic, switch=name)
             elif spec.name != name and sw.vnic is not None:
                 self._check_vnic_rename(sw, spec.name)
+            moves = spec.datapath != sw.spec.datapath
             if dry_run:
+                if moves:
+                    self._move_datapath(sw, spec, dry_run=True)
                 return self._set_plan(sw, spec, settings.confirm_timeout_s)
+            if moves:  # live first (a refusal leaves everything as it was), then stored
+                self._move_datapath(sw, spec)
             if reconnect:
                 self._connect(sw, spec, settings.confirm_timeout_s)
             elif spec.name != name:
                 self._rename(sw, spec)
             elif self.store is not None:
-                self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
+                try:
+                    self.store.save_switch(spec, confirm_deadline=self.store.confirm_deadline(spec.name))
+                except BaseException:
+                    if moves:
+                        self._move_datapath(sw, sw.spec)
+                    raise
             sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
             sw.spec = spec
             renamed = {"old_name": name} if spec.name != name else {}
             self.event_log.emit(spec.name, EventKind.SWITCH_SET, **_given(settings), **renamed)
             return self._info(sw)
+
+    def _move_datapath(self, sw: _Switch, new: SwitchSpec, *, dry_run: bool = False) -> None:
+        """`switch set --datapath`: the running switch onto the datapath `new.datapath` means (its ports,
+        policies, statics, learned entries and counters kept; datapath/fastpath.py `set_mode`). No
+        intent: nothing here outlives the process that a restart would not rebuild from the stored spec
+        (a crash before the store keeps the old datapath, after it the new one; a program a killed
+        vswitchd left on a link is replaced or removed at start). With `dry_run` only the checks.
+        Raises InvalidRequest (kernel, and the fast path cannot serve the switch: unchanged)."""
+        mode, chosen_by = self._datapath_mode(new)
+        dp = sw.datapath
+        assert isinstance(dp, KernelDatapath | PythonDatapath)
+        try:
+            dp.set_mode(str(mode), chosen_by, dry_run=dry_run)
+        except FastPathRefused as exc:
+            raise InvalidRequest([Problem("datapath", str(exc.strerror))]) from None
 
     def _set_plan(self, sw: _Switch, new: SwitchSpec, confirm_timeout_s: float | None) -> list[str]:
         """What `set_switch` would do (its dry run), in order; changes nothing."""
@@ -659,6 +697,12 @@ class SwitchManager:
                 f" and its host vNIC {sw.vnic.ifname} to {host_vnic_name(new.name)}" if sw.vnic is not None else ""))
         if (new.ageing_s, new.max_entries) != (old.ageing_s, old.max_entries):
             steps.append(f"set the MAC table to {new.max_entries} entries, ageing {new.ageing_s} s")
+        if new.datapath != old.datapath:
+            mode, chosen_by = self._datapath_mode(new)
+            steps.append(f"move switch {old.name!r} from its datapath now ({sw.datapath.label}) to "
+                         + ("the Python datapath" if mode == DatapathMode.PYTHON else
+                            "the kernel fast path" + (" where it can" if mode == DatapathMode.AUTO else ""))
+                         + f" ({chosen_by}), keeping its ports, static and learned entries and counters")
         return steps or [f"nothing to change: switch {old.name!r} is already so"]
 
     def _connect(self, sw: _Switch, new: SwitchSpec, confirm_timeout_s: float | None = None) -> None:
@@ -1119,13 +1163,17 @@ class SwitchManager:
         raw: list[tuple[Any, ...]] = []
         done = threading.Event()
 
-        def observe(pid: Any, buf: bytes, hdr: int, d: Any) -> None:
-            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple
+        def observe(pid: Any, buf: bytes, hdr: int, d: Any, length: int | None = None, t: float | None = None,
+                    path: str = PYTHON_PATH) -> None:
+            # runs on the datapath thread, only while someone watches: keep it to one slice and one tuple.
+            # The Python datapath passes the whole frame; the kernel fast path its first bytes, the
+            # frame's length and when it decided (datapath/kernel/events.py)
             if len(raw) >= limit:
                 done.set()
                 return
             # 18 bytes of L2 header + 60 of IPv4 header + 8 of ICMP are all _event() reads
-            raw.append((time.time(), pid, buf[hdr:hdr + 86], len(buf) - hdr, d.reason, d.vlan, d.out_ports))
+            raw.append((time.time() if t is None else t, pid, buf[hdr:hdr + 86],
+                        len(buf) - hdr if length is None else length, d.reason, d.vlan, d.out_ports, path))
 
         dp.call(lambda: dp.frame_observers.append(observe))
         end = time.monotonic() + seconds
@@ -1541,7 +1589,8 @@ class SwitchManager:
             state="awaiting-confirm" if deadline is not None else "up",
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
-            datapath=sw.datapath.label)
+            datapath=sw.datapath.label,
+            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0)
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:
@@ -1592,7 +1641,7 @@ def _discard_port(port: Port) -> None:
 
 
 def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, vlan: int | None,
-           out_ports: Any, shared: dict[Any, Any]) -> FrameEvent:
+           out_ports: Any, path: str, shared: dict[Any, Any]) -> FrameEvent:
     """One `watch` event from what the datapath thread kept of a frame (its first bytes).
 
     `shared` holds the strings and lists already made for this watch, reused for equal values."""
@@ -1608,7 +1657,7 @@ def _event(switch: str, t: float, pid: Any, f: bytes, length: int, reason: Any, 
         outs = shared[("out", *out_ports)] = [str(p) for p in out_ports]
     return FrameEvent(t=t, switch=switch, in_port=shared.setdefault(("in", pid), str(pid)), src=src, dst=dst,
                       vid=vid, vlan=vlan or None, ethertype=ethertype, length=length, reason=reason.name,
-                      out_ports=outs,
+                      out_ports=outs, path=path,
                       # lets `lab trace` match the switch's decisions to the pings it sent and captured
                       icmp=IcmpEcho.from_frame(f, 18 if vid is not None else 14) if ethertype == 0x0800 else None)
 

@@ -673,6 +673,8 @@ class SwitchInfo:
     watches: int = 0          # `watch` requests recording its frames now (each costs per-frame work)
     #: which datapath forwards and why: "kernel (tc-bpf)", "python: port vm3 is a qemu-stream port"
     datapath: str = "python"
+    #: decisions the kernel fast path could not report to a watch (its event ring was full)
+    watch_events_lost: int = 0
 
 
 @dataclass
@@ -805,6 +807,10 @@ def _switch_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("confirm_timeout_s", "only with a change to an external switch (type external and its NIC)")
     if v.get("name") is not None and any(v.get(k) is not None for k in _CONNECTION_FIELDS):
         yield Problem("name", "rename the switch and change its connection in two `switch set` calls")
+    if v.get("datapath") is not None and (v.get("name") is not None or any(v.get(k) is not None
+                                                                         for k in _CONNECTION_FIELDS)):
+        yield Problem("datapath", "change the datapath in a `switch set` call of its own (not with a rename or "
+                      "a connection change)")
 
 
 @dataclass(frozen=True)
@@ -816,7 +822,8 @@ class SwitchSettings(_Change):
     `nic`, `allow_management_os` change its connection as Hyper-V's Virtual Switch Manager does (an
     External switch's NIC is given back, another taken over); `confirm_timeout_s` (with a change to
     External) reverts to the previous connection unless confirmed in time. The connection and the
-    name are changed in separate calls."""
+    name are changed in separate calls. `datapath` moves the running switch between the kernel fast
+    path and the Python datapath (in a call of its own)."""
 
     ageing_s: int | None = None
     max_entries: int | None = None
@@ -825,12 +832,13 @@ class SwitchSettings(_Change):
     nic: str | None = None
     allow_management_os: bool | None = None
     confirm_timeout_s: float | None = None
+    datapath: DatapathMode | None = None
 
     what: ClassVar[str] = "switch setting"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in (
-        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS)}
-    options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC or "
-                              "--allow-management-os")
+        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath")}
+    options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC, "
+                              "--allow-management-os or --datapath")
     rules = staticmethod(_switch_settings_rules)
 
     @property
@@ -930,8 +938,8 @@ class IcmpEcho:
 class FrameEvent:
     """One per-frame decision recorded by `watch`: when (`t`, wall-clock seconds), which switch and
     port, the header (MACs, `vid` of the frame's tag, ethertype inside it, length), the VLAN it was
-    classified to (None when dropped before), the Reason name, the output ports and, for an ICMPv4
-    echo request/reply, its `icmp` identity."""
+    classified to (None when dropped before), the Reason name, the output ports, for an ICMPv4
+    echo request/reply its `icmp` identity, and which `path` decided."""
 
     t: float
     switch: str
@@ -945,6 +953,8 @@ class FrameEvent:
     reason: str
     out_ports: list[str] = field(default_factory=list)
     icmp: IcmpEcho | None = None
+    #: who decided: "python" (SwitchCore in vswitchd) or "kernel fast path" (the switch's tc-bpf program)
+    path: str = "python"
 
 
 class EventKind(enum.StrEnum):

@@ -6,7 +6,8 @@ command queue, the port records, the link watch and — when a port only Python 
 whole Python datapath are the base class's, so the live move to Python is "stop being special").
 While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
 back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
-second time. Python does no per-frame work; the loop wakes for commands and the tick only.
+second time. Python does no per-frame work; the loop wakes for commands, the tick and — only while
+someone watches — the program's decision events.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
@@ -23,10 +24,21 @@ Invariants:
   datapath live: the MAC table and counters are carried into the core, the programs are detached and
   unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
   A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
-- `watch` needs every frame's decision, which only Python reports (the ring buffer is later): the
-  first observer moves the switch to Python, and it comes back to the fast path (`_back_to_kernel`:
-  a new program, learned entries learned again, counters carried) when the last observer goes — or
-  when the last port only Python serves is removed.
+- `watch` (and `lab trace`) need every frame's decision: the first frame observer turns on the
+  program's decision events (a flag in its config: with it off a frame pays one test of it), read
+  from its `vs_events` ring buffer by `kernel/events.DecisionFeed` in the loop's own epoll set (no
+  busy polling, at most DRAIN_LIMIT records per wake-up) and handed to the observers as
+  ``obs(pid, head, 0, decision, length=, t=, path=events.KERNEL_PATH)`` — the Python datapath calls
+  ``obs(pid, buf, hdr, decision)``; the last observer turns them off. A full ring never blocks the
+  program: the event is counted (`events_lost`, `switch show`). Only when the ring cannot be read
+  does the first observer move the switch to Python, as before the events existed.
+- Back to the fast path (`_back_to_kernel`: a new program, learned entries preloaded into its map
+  before it is on any link, counters carried) when the last port only Python serves is removed.
+- `set_mode` (`switch set --datapath`): "python" moves the switch to Python and keeps it there (a
+  "python" switch on a real kernel is a KernelDatapath without a program from the start, so it can
+  move later); "kernel"/"auto" bring it back when every port qualifies ("kernel" refuses, saying why,
+  the switch unchanged). `PythonDatapath` is left for switches that cannot move (the fast path could
+  not be had when they were built, a simulated kernel).
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
   ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
   replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
@@ -39,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -54,6 +67,8 @@ from vswitch.ports.link import LinkPort
 log = logging.getLogger(__name__)
 
 KERNEL_LABEL = "kernel (tc-bpf)"
+#: who decided a frame, as a frame observer is told (the kernel fast path's is events.KERNEL_PATH)
+PYTHON_PATH = "python"
 #: the MAC map is loaded with room for at least this many dynamic entries (not preallocated, but its
 #: hash buckets are: ~16 bytes each), so most cap increases need no reload
 FDB_ROOM_MIN = 65536
@@ -86,14 +101,16 @@ def refusal(pid: Hashable, port: Port, role: str) -> str | None:
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
-                  **kw: Any) -> Datapath:
+                  movable: bool = True, **kw: Any) -> Datapath:
     """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
     it, for the label); `own_roles` the roles of the switch's own ports (uplink, host-vnic) it will
-    attach; `kw` go to `Datapath`.
+    attach; `movable` (a real kernel) lets a "python" switch move to the fast path later (`set_mode`:
+    a KernelDatapath without a program); `kw` go to `Datapath`.
     `auto` gives the kernel datapath when the program loads and every own port qualifies, else the
     Python one saying why (`label`). Raises FastPathRefused (mode "kernel" only)."""
     if mode == "python":
-        dp = PythonDatapath(name, core, **kw)
+        dp: Datapath = (KernelDatapath(name, core, None, required=False, chosen_by=chosen_by, mode=mode, **kw)
+                        if movable else PythonDatapath(name, core, **kw))
         dp.label = f"python ({chosen_by})"
         return dp
     why = next(filter(None, map(role_refusal, own_roles)), None)
@@ -118,11 +135,23 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
 
 class PythonDatapath(Datapath):
     """The Python datapath, which first takes off a link port's link the fast-path filter a killed
-    vswitchd may have left there: its program would go on forwarding every frame Python forwards too."""
+    vswitchd may have left there: its program would go on forwarding every frame Python forwards too.
+    It stays on Python: the fast path could not be had when the switch was built (or the kernel is
+    simulated); `set_mode` changes only what it says."""
 
     def open_port(self, port: Port, role: str = "vm") -> None:
         remove_stale_fast_path(port)
         port.open()
+
+    def set_mode(self, mode: str, chosen_by: str, *, dry_run: bool = False) -> None:
+        """`switch set --datapath` on a switch that cannot move: "python" says so; "kernel" is refused
+        (FastPathRefused saying why: the label's reason); "auto" stays as it is."""
+        if mode == "python" and not dry_run:
+            self.label = f"python ({chosen_by})"
+        elif mode == "kernel":
+            why = self.label.removeprefix("python: ").removeprefix("python ")
+            raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): it was "
+                                  f"built on the Python one ({why}); it is tried again when vswitchd starts")
 
 
 def remove_stale_fast_path(port: Port) -> None:
@@ -147,19 +176,27 @@ class KernelDatapath(Datapath):
     kernel) refuses ports only Python serves instead of moving to Python."""
 
     def __init__(self, name: str, core: SwitchCore, program: Any, *, required: bool, chosen_by: str = "",
-                 clock: Callable[[], float] = time.monotonic, busy_poll_s: float = 0.0,
+                 mode: str | None = None, clock: Callable[[], float] = time.monotonic, busy_poll_s: float = 0.0,
                  link_watch: LinkWatcher | None = None) -> None:
         super().__init__(name, core, clock=clock, busy_poll_s=busy_poll_s, link_watch=link_watch)
         self.program: Any = program
         self.required = required
         self.chosen_by = chosen_by
+        #: "kernel", "auto" or "python" (on Python for good, until `set_mode` says otherwise)
+        self.mode = mode or ("kernel" if required else "auto")
         self.label = KERNEL_LABEL
         self._next_expire = 0.0
         #: each port's link tx counters when the program went on it (stats count from there)
         self._tx_base: dict[Hashable, tuple[int, int]] = {}
+        #: the program's decision events while someone observes (a watch, lab trace)
+        self._feed: Any = None
+        #: decision events lost (a full ring) by the feeds closed so far
+        self._lost_before = 0
+        #: on Python until the last observer goes: the program's events could not be read
+        self._moved_for_watch = False
 
-    # A watch (or lab trace) needs every frame's decision, which only the Python datapath reports
-    # (the program's ring buffer is later): the first observer moves the switch to Python.
+    # A watch (or lab trace) needs every frame's decision: the first observer turns on the program's
+    # decision events (events.DecisionFeed), the last one off.
     @property  # type: ignore[override]
     def frame_observers(self) -> list[Callable[[Hashable, bytes, int, Decision], None]]:
         return self._observers
@@ -174,6 +211,7 @@ class KernelDatapath(Datapath):
         try:
             super().stop()
         finally:
+            self._stop_events()
             program, self.program = self.program, None
             if program is not None:
                 program.close()
@@ -187,7 +225,43 @@ class KernelDatapath(Datapath):
             raise FastPathRefused(self._refused(why))
         if why is None and self.program is not None:
             return
+        remove_stale_fast_path(port)  # on Python: as PythonDatapath.open_port
         port.open()
+
+    def set_mode(self, mode: str, chosen_by: str, *, dry_run: bool = False) -> None:
+        """`switch set --datapath`, live: "python" moves the switch to the Python datapath (MAC table and
+        counters carried) and keeps it there; "kernel" and "auto" bring it onto the fast path when every
+        port qualifies (statics, learned entries and counters carried; a watch goes on through the
+        program's events). With `dry_run` only the checks that need no load. Raises FastPathRefused
+        (mode "kernel" when the fast path cannot serve the switch now: a port only Python serves, the
+        program is not built or does not load — the switch unchanged)."""
+        def check() -> None:
+            if mode != "kernel" or self.program is not None:
+                return
+            from vswitch.datapath.kernel import unavailable_reason
+            why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())),
+                       None) or unavailable_reason()
+            if why is not None:
+                raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): {why}")
+
+        def do() -> None:
+            check()
+            if mode == "python":
+                self.mode, self.required, self.chosen_by = mode, False, chosen_by
+                if self.program is not None:
+                    self._to_python(chosen_by)
+                self.label = f"python ({chosen_by})"
+                return
+            old = self.mode, self.required, self.chosen_by
+            self.mode, self.required, self.chosen_by = mode, mode == "kernel", chosen_by
+            why = None if self.program is not None else self._try_back_to_kernel()
+            if why is None:
+                return
+            if mode == "kernel":
+                self.mode, self.required, self.chosen_by = old
+                raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): {why}")
+            self.label = f"python: {why}"
+        self.call(check if dry_run else do)
 
     def _refused(self, why: str) -> str:
         return (f"switch {self.name!r} runs on the kernel datapath ({self.chosen_by}): {why}, which only the "
@@ -404,9 +478,56 @@ class KernelDatapath(Datapath):
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
 
-    def _fill(self, program: Any) -> None:
+    # -- decision events ------------------------------------------------------------------------
+    def events_lost(self) -> int:
+        """Decision events the program could not report to a watch (its ring was full), since the
+        switch started."""
+        def read() -> int:
+            return self._lost_before + (self._feed.lost if self._feed is not None else 0)
+        return self.call(read)
+
+    def _start_events(self) -> bool:
+        """On the datapath thread: the program's decision events to the observers, read from the
+        loop's epoll set. False (logged) when the ring cannot be read: the caller moves to Python."""
+        if self._feed is not None:
+            return True
+        from vswitch.datapath.kernel.events import DecisionFeed
+        try:
+            feed = DecisionFeed(self.program, self._observers)
+        except OSError as exc:
+            log.warning("switch %s: the fast path's decision events cannot be read: %s", self.name, exc)
+            return False
+        self._feed = feed
+        self._ep.register(feed.fileno(), select.EPOLLIN)
+        self._fd_handlers[feed.fileno()] = feed.drain
+        return True
+
+    def _watch_on_python(self) -> None:
+        """The fallback when the program's events cannot be read: Python decides while watched."""
+        self._to_python("a watch asked for every frame's decision and the fast path's events cannot be read")
+        self._moved_for_watch = True
+
+    def _stop_events(self) -> None:
+        """On the datapath thread: events off; what is left in the ring goes to the observers first."""
+        feed, self._feed = self._feed, None
+        if feed is None:
+            return
+        fd = feed.fileno()
+        self._fd_handlers.pop(fd, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass  # the loop's epoll is closed already (stop)
+        try:
+            feed.close()
+            self._lost_before += feed.lost
+        except OSError as exc:  # the program is going anyway
+            log.debug("switch %s: closing the decision events: %s", self.name, exc)
+
+    def _fill(self, program: Any, learned: Iterable[Any] = ()) -> None:
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
-        — the core holds them — and put it on every link. Raises what the program's calls raise."""
+        — the core holds them —, the `learned` entries (core FdbEntry records, last seen on the
+        datapath's monotonic clock), and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
             program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
@@ -414,6 +535,8 @@ class KernelDatapath(Datapath):
             for e in table.values():
                 if e.static:
                     program.add_static(e.mac, e.vlan, e.port)
+        # before the program is on any link: the map has no other writer yet
+        program.tables.preload([(e.mac, e.vlan, program.slot(e.port), int(e.seen * 1e9)) for e in learned])
         for pid in self._ports:
             program.attach(pid)
 
@@ -430,29 +553,43 @@ class KernelDatapath(Datapath):
             new.close()
             raise
         old.hand_over_links()
+        watched = self._feed is not None
+        self._stop_events()
         self.program = new
         old.close()
+        if watched and not self._start_events():
+            self._watch_on_python()
 
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
-        """On the datapath thread: back on the fast path once nothing needs Python any more (no watch,
-        every port a link port). The learned entries are learned again; counters go on from the core's.
-        Nothing changes when the program cannot be loaded or attached (logged)."""
-        if self.program is not None or self._observers or self._stopped:
+        """On the datapath thread: back on the fast path once nothing needs Python any more (every port
+        a link port; a watch goes on through the program's events; not mode "python"). Nothing changes
+        when the program cannot be loaded or attached (logged)."""
+        if self.program is not None or self._stopped or self.mode == "python" or (
+                self._moved_for_watch and self._observers):
             return
         if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
             return
+        why = self._try_back_to_kernel()
+        if why is not None:
+            log.warning("switch %s stays on the Python datapath: %s", self.name, why)
+
+    def _try_back_to_kernel(self) -> str | None:
+        """On the datapath thread: move from Python onto a new program; why not (the switch unchanged),
+        or None when it did. The learned entries go into the program's map before it is on any link
+        (`SwitchTables.preload`), counters go on from the core's."""
+        why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())), None)
+        if why is not None:
+            return why
         try:
             program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
         except (OSError, ValueError) as exc:
-            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
-            return
+            return f"the fast path did not load: {str(exc)[:500]}"
         try:
-            self._fill(program)
+            self._fill(program, learned=[e for e in self.core.fdb.entries(self.now) if not e.static])
         except Exception as exc:  # the switch keeps forwarding on Python
-            log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
             program.close()
-            return
+            return f"the fast path could not take the switch's links: {exc}"
         # the program is on every link before the sockets close: frames queued in them are dropped
         # with them, none is forwarded twice
         self.program = program
@@ -465,12 +602,16 @@ class KernelDatapath(Datapath):
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
         self.core.fdb.flush()
         log.info("switch %s is back on the kernel datapath", self.name)
+        if self._observers and not self._start_events():
+            self._watch_on_python()
+        return None
 
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
         into the core, the program off every link and unloaded, then the links' sockets opened."""
         program = self.program
+        self._stop_events()  # the decisions still in the ring reach a watch before Python's own
         self._load_fdb()
         for ps in self._ports.values():
             _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
@@ -495,22 +636,28 @@ class KernelDatapath(Datapath):
 
 
 class _Observers(list):  # type: ignore[type-arg]
-    """The frame observers of a KernelDatapath: adding one (on the datapath thread, as the manager's
-    `watch` does) moves the switch to the Python datapath, which alone sees each frame's decision."""
+    """The frame observers of a KernelDatapath: adding the first one (on the datapath thread, as the
+    manager's `watch` does) turns on the program's decision events, removing the last turns them off.
+    When the events cannot be read, the switch moves to the Python datapath instead (as before the
+    events existed) and comes back with the last observer."""
 
     def __init__(self, dp: KernelDatapath, items: Iterable[Any]) -> None:
         super().__init__(items)
         self._dp = dp
 
     def append(self, obs: Any) -> None:
-        if self._dp.program is not None:
-            self._dp._to_python("a watch asked for every frame's decision (the fast path does not report them yet)")
         super().append(obs)
+        dp = self._dp
+        if dp.program is not None and not dp._start_events():
+            dp._watch_on_python()
 
     def remove(self, obs: Any) -> None:
         super().remove(obs)
         if not self:
-            self._dp._back_to_kernel()
+            self._dp._stop_events()
+            if self._dp._moved_for_watch:
+                self._dp._moved_for_watch = False
+                self._dp._back_to_kernel()
 
 
 def _load(ageing_s: float, max_entries: int) -> Any:

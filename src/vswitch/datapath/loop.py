@@ -37,6 +37,8 @@ Invariants:
   reason — "link", "failed: <error>", "reopened" from here) are handed to `on_events` on this thread
   once per wake-up that produced some (and before a `call` returns, so a command's effects are told
   before the command), never per frame, and once more when the loop stops.
+- Other descriptors may join the epoll set with a handler (`_fd_handlers`: the kernel fast path's
+  decision events, datapath/kernel/events.py); the handler runs on this thread when one is readable.
 Must not touch: switch types, persistence, netlink.
 """
 
@@ -132,6 +134,9 @@ class Datapath:
         self._clock = clock
         self._ports: dict[Hashable, PortState] = {}
         self._fd_owner: dict[int, PortState] = {}
+        #: other descriptors in the epoll set, and what to call when one is readable (the kernel fast
+        #: path's decision events)
+        self._fd_handlers: dict[int, Callable[[], Any]] = {}
         self._ep = select.epoll()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._ep.register(self._wake_r, select.EPOLLIN)
@@ -406,6 +411,9 @@ class Datapath:
                         continue
                     ps = fd_owner.get(fd)
                     if ps is None:
+                        on_ready = self._fd_handlers.get(fd)
+                        if on_ready is not None:
+                            on_ready()
                         continue
                     if fd != ps.fds[0] or ps.port.fileno() != fd:
                         if self._service(ps, fd):

@@ -291,6 +291,9 @@ def switch_show(state: CliState, name: str, as_json: bool) -> None:
         return
     console = _console()
     console.print(_switch_table([info]))
+    if info.watch_events_lost:
+        console.print(f"watch: {info.watch_events_lost} decisions not reported by the kernel fast path "
+                      "(its event ring was full)")
     console.print(_port_table(info.ports, f"ports of {info.name}"))
 
 
@@ -332,14 +335,17 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
 @click.option("--confirm-timeout", type=float, metavar="S", default=None,
               help="With --external: go back to the previous connection unless `vswitch switch confirm` "
                    "comes within S seconds.")
+@click.option("--datapath", default=None, metavar="auto|kernel|python",
+              help="Move the running switch: auto (the kernel fast path when it can), kernel (refused, saying "
+                   "why, when the fast path cannot serve it) or python.")
 @click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @json_option
 @pass_state
 def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
                internal: bool, private: bool, nic: str | None, allow_management_os: str | None,
-               confirm_timeout: float | None, dry_run: bool, as_json: bool) -> None:
-    """Rename a switch, change its MAC ageing time, table capacity or connection (stored; applied live;
-    ports and their settings stay)."""
+               confirm_timeout: float | None, datapath: str | None, dry_run: bool, as_json: bool) -> None:
+    """Rename a switch, change its MAC ageing time, table capacity, connection or datapath (stored;
+    applied live; ports and their settings stay)."""
     chosen = [t for t, on in ((SwitchType.EXTERNAL, nic is not None), (SwitchType.INTERNAL, internal),
                               (SwitchType.PRIVATE, private)) if on]
     if len(chosen) > 1:
@@ -347,7 +353,7 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     mgmt = None if allow_management_os is None else allow_management_os == "on"
     fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries),
               ("type", chosen[0] if chosen else None), ("nic", nic), ("allow_management_os", mgmt),
-              ("confirm_timeout_s", confirm_timeout))
+              ("confirm_timeout_s", confirm_timeout), ("datapath", datapath))
     settings = SwitchSettings.parse({k: v for k, v in fields if v is not None})
     result = state.api.set_switch(name, settings, dry_run=dry_run)
     if dry_run:
@@ -361,7 +367,7 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     where = f" on {info.nic}" if info.nic else ""
     vnic = f", host vNIC {info.host_vnic}" if info.host_vnic else ", no host vNIC"
     click.echo(f"switch {info.name!r}: {info.type}{where}{vnic}; ageing {info.ageing_s} s, "
-               f"max entries {info.max_entries}")
+               f"max entries {info.max_entries}; datapath: {info.datapath}")
     if mgmt is False and info.type == SwitchType.EXTERNAL:
         click.echo(f"warning: the host no longer has an adapter on {info.nic}; it lost its addresses and routes "
                    f"there (`--allow-management-os on` gives them back)", err=True)

@@ -330,7 +330,8 @@ def _port_settings_schema(schema: dict[str, Any]) -> None:
 
 def _switch_settings_schema(schema: dict[str, Any]) -> None:
     """As `SwitchSettings` enforces: a change to External names its NIC, Internal/Private have no NIC
-    and no management OS setting, a confirm timeout comes with a change to External, a rename alone."""
+    and no management OS setting, a confirm timeout comes with a change to External, a rename alone,
+    a datapath change without a rename or a connection change."""
     connection = ["type", "nic", "allow_management_os", "confirm_timeout_s"]
     schema["allOf"] = [
         {"if": {"required": ["type"], "properties": {"type": {"const": "external"}}},
@@ -340,6 +341,8 @@ def _switch_settings_schema(schema: dict[str, Any]) -> None:
         {"if": {"required": ["confirm_timeout_s"]},
          "then": {"required": ["type"], "properties": {"type": {"const": "external"}}}},
         {"if": {"required": ["name"]}, "then": {"not": {"anyOf": [{"required": [k]} for k in connection]}}},
+        {"if": {"required": ["datapath"]},
+         "then": {"not": {"anyOf": [{"required": [k]} for k in ["name", *connection]]}}},
     ]
 
 

@@ -8,7 +8,8 @@ No I/O here (records come in as data), so it is tested without root.
 
 Invariants:
 - Every hop comes from one observation (a capture on a link, or one switch decision); nothing is
-  added from the topology. A physical-switch hop merges only captures made in that switch's
+  added from the topology. A decision hop names the path that decided (`FrameEvent.path`: the
+  Python datapath or the kernel fast path). A physical-switch hop merges only captures made in that switch's
   namespace; a switch hop only says what the switch reported (ports, reason).
 - Hops are numbered in time order (`_number`, for an echo and for the ARP exchange alike), whatever
   order the captures and switches delivered them in; at equal times a request's hop comes before a
@@ -174,16 +175,17 @@ def _switch_hops(ev: FrameEvent, ports: Mapping[str, SwitchPortMap],
     else:
         arrive_text = f"frame in at switch {sw} port {in_port}"
     arrive = dict(base, step="arrive", link=in_link, text=arrive_text)
+    who = f"switch {sw} ({ev.path})"  # which datapath decided: "python" or "kernel fast path"
     if not out_ports and ev.reason.startswith("FLOOD_"):
-        text = f"switch {sw}: {short}, but no other port in VLAN {ev.vlan} — not sent anywhere ({ev.reason})"
+        text = f"{who}: {short}, but no other port in VLAN {ev.vlan} — not sent anywhere ({ev.reason})"
     elif not out_ports:
-        text = f"switch {sw}: dropped — {explanation} ({ev.reason})"
+        text = f"{who}: dropped — {explanation} ({ev.reason})"
     elif len(out_ports) == 1:
-        text = f"switch {sw}: {short} → port {out_ports[0]} ({ev.reason})"
+        text = f"{who}: {short} → port {out_ports[0]} ({ev.reason})"
     else:
-        text = f"switch {sw}: {short} → flooded to ports {', '.join(out_ports)} ({ev.reason})"
+        text = f"{who}: {short} → flooded to ports {', '.join(out_ports)} ({ev.reason})"
     decide = dict(base, step="decide", out_ports=out_ports, flooded=len(out_ports) > 1, explanation=explanation,
-                  text=text)
+                  path=ev.path, text=text)
     return [arrive, decide]
 
 

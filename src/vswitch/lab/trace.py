@@ -13,7 +13,8 @@ Invariants:
 - Capture and watches start before the first ping, and stop only after ping has exited (its last
   reply or timeout) plus a short grace; nothing is left running when `trace` returns or raises.
 - What cannot be observed (a link that could not be captured on, a switch that could not be
-  watched) is reported in `errors`, never filled in from the topology.
+  watched, decisions a kernel fast path lost) is reported in `errors`, never filled in from the
+  topology.
 - A request that cannot be traced (same node twice, unknown node, count out of range) is refused
   with TraceError before anything is started.
 Must not touch: the topology (it only reads the lab's capture points, switches and which port it gave a node).
@@ -87,6 +88,14 @@ def _watching(api: SwitchApi, switch: str) -> int:
         return 0
 
 
+def _events_lost(api: SwitchApi, switch: str) -> int:
+    """Decisions the switch's kernel fast path could not report so far (its event ring was full)."""
+    try:
+        return api.get_switch(switch).watch_events_lost
+    except Exception:  # the watch reports what is wrong with this switch
+        return 0
+
+
 def _wait_recording(apis: Sequence[tuple[LabSwitchLike, SwitchApi]],
                     watches: Sequence[tuple[str, threading.Thread, dict[str, Any]]],
                     before: dict[str, int]) -> list[str]:
@@ -149,6 +158,7 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
     ping_rc: int | None = None
     try:
         watching_before = {sw.name: _watching(api, sw.name) for sw, api in apis}
+        lost_before = {sw.name: _events_lost(api, sw.name) for sw, api in apis}
         for sw, api in apis:
             box: dict[str, Any] = {}
             watches.append((sw.name, _watch_thread(api, sw.name, watch_s, box), box))
@@ -169,6 +179,11 @@ def trace(lab: TraceableLab, src: str, dst: str, *, count: int = 3,
         for _, th, _ in watches:
             th.join(timeout=watch_s + 15)
     errors += capture.errors
+    for sw, api in apis:
+        lost = _events_lost(api, sw.name) - lost_before.get(sw.name, 0)
+        if lost > 0:
+            errors.append(f"switch {sw.name}: its kernel fast path could not report {lost} decisions while "
+                          "tracing (its event ring was full); some hops may be missing")
     events: list[FrameEvent] = []
     for name, _, box in watches:
         if "error" in box:

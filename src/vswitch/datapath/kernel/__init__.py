@@ -2,7 +2,8 @@
 
 Modules, one job each: switch.h / layout.py (the shared numbers and structs), libbpf.py (ctypes
 binding to libbpf.so.1), tables.py (the maps: ports, config, MAC table, counters), tc.py (netlink:
-clsact + bpf filter), program.py (`SwitchProgram`: one switch's loaded program, slots, attachment).
+clsact + bpf filter), program.py (`SwitchProgram`: one switch's loaded program, slots, attachment),
+events.py (its per-frame decision events, read from a ring buffer while someone watches).
 The object is built by `make bpf` beside its source. A switch uses it through
 datapath/fastpath.py (`KernelDatapath`), chosen by the switch's `--datapath`.
 Must not touch: control/, the Python datapath (datapath/loop.py).

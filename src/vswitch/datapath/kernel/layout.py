@@ -27,6 +27,7 @@ PF_UPCALL = 0x40
 
 FDB_STATIC = 0x01
 CFG_TEST = 0x01
+CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
@@ -34,7 +35,7 @@ PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q")           # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}Q")       # struct vs_config
-ST_ADDED, ST_REMOVED, NR_STATE = 0, 1, 2          # vs_state keys
+ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, NR_STATE = 0, 1, 2, 3   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
 # enum vs_counter, in order
@@ -76,10 +77,10 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
-                py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None) -> bytes:
+                py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
-    on test mode with that clock."""
-    flags = CFG_TEST if test_now_ns is not None else 0
+    on test mode with that clock; `events` the decision events (vs_events)."""
+    flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
                        *vlan_bits(py_vlans))
 
@@ -94,3 +95,11 @@ def unpack_test_out(raw: bytes) -> tuple[int, int, bool, int, int, bytes]:
     proto = int.from_bytes(raw[12:14], "big")
     (tci,) = struct.unpack_from("<H", raw, 14)
     return slot, length, bool(present), proto, tci, raw[16:16 + HEAD_BYTES]
+
+
+# vs_events: struct vs_event
+EV_DECISION = 1
+EV_HEAD = 128
+EV_OUT_WORDS = 16
+EV_RING_BYTES = 262144
+EVENT = struct.Struct(f"<IIIIIIQI2sH{EV_OUT_WORDS}Q{EV_HEAD}s")   # struct vs_event (vlan_proto kept raw)

@@ -1,6 +1,6 @@
 """A small ctypes binding to libbpf (``libbpf.so.1``, a dependency of iproute2): open and load a BPF
 object, find its programs and maps, read and write map elements (per-CPU too), run a program on a
-frame with BPF_PROG_TEST_RUN, and list the kernel's program ids.
+frame with BPF_PROG_TEST_RUN, list the kernel's program ids, and read a BPF ring buffer.
 
 Owns: every call into libbpf and the bpf(2) error texts (the verifier log of a failed load).
 Invariants: a `BpfObject` owns its fds; `close` releases the programs and maps it loaded (those
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -27,6 +28,7 @@ _PERCPU_TYPES = (BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TY
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 
 _LOG_LINES = 60
+log = logging.getLogger(__name__)
 
 
 class BpfError(OSError):
@@ -39,6 +41,8 @@ class LibbpfMissing(BpfError):
 
 
 _log: list[str] = []
+#: ring_buffer_sample_fn: int (*)(void *ctx, void *data, size_t size)
+_SAMPLE_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
 
 @cache
@@ -70,6 +74,10 @@ def _lib() -> Any:
         "bpf_map_get_next_id": (c_int, c_uint32, ctypes.POINTER(c_uint32)),
         "bpf_obj_get_info_by_fd": (c_int, c_int, c_void_p, ctypes.POINTER(c_uint32)),
         "libbpf_num_possible_cpus": (c_int,),
+        "ring_buffer__new": (c_void_p, c_int, _SAMPLE_FN, c_void_p, c_void_p),
+        "ring_buffer__consume": (c_int, c_void_p),
+        "ring_buffer__epoll_fd": (c_int, c_void_p),
+        "ring_buffer__free": (None, c_void_p),
     }
     for name, (res, *args) in sigs.items():
         f = getattr(lib, name)
@@ -314,3 +322,50 @@ def program_ids() -> list[int]:
 def map_ids() -> list[int]:
     """Ids of every BPF map in the kernel (needs CAP_SYS_ADMIN). Raises BpfError."""
     return _ids("bpf_map_get_next_id")
+
+
+class RingBuffer:
+    """The consumer side of one BPF_MAP_TYPE_RINGBUF map through libbpf's ring_buffer (which keeps
+    the ring's memory-ordering protocol: acquire/release on its positions, busy and discard bits).
+
+    `on_sample` gets each record as bytes, on the thread that calls `consume`. `fileno()` is an epoll
+    descriptor that is readable while records wait (level-triggered: put it in another epoll set and
+    call `consume` when it is). Raises LibbpfMissing, BpfError (the map is not a ring buffer)."""
+
+    def __init__(self, map_fd: int, on_sample: Callable[[bytes], None]) -> None:
+        lib = _lib()
+        self._on_sample = on_sample
+        self._budget = 0
+        self._cb = _SAMPLE_FN(self._sample)  # kept alive as long as the ring
+        self._ptr: int | None = lib.ring_buffer__new(map_fd, self._cb, None, None)
+        if not self._ptr:
+            raise _error(f"ring_buffer__new on map fd {map_fd}")
+        self._fd = int(lib.ring_buffer__epoll_fd(self._ptr))
+
+    def _sample(self, _ctx: int, data: int, size: int) -> int:
+        try:
+            self._on_sample(ctypes.string_at(data, size))
+        except Exception:  # a callback must not unwind through C: the record is dropped
+            log.exception("ring buffer record handler failed")
+        self._budget -= 1
+        return 0 if self._budget > 0 else -1  # negative: libbpf stops here (this record is consumed)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def consume(self, limit: int = 1 << 30) -> int:
+        """Hand at most `limit` waiting records to `on_sample` without waiting; returns how many.
+        Raises BpfError (the ring is closed)."""
+        if not self._ptr:
+            raise BpfError(errno.EBADF, "the ring buffer is closed")
+        self._budget = limit
+        rc = _lib().ring_buffer__consume(self._ptr)
+        if rc < 0 and self._budget > 0:
+            raise _error("ring_buffer__consume", rc)
+        return limit - self._budget
+
+    def close(self) -> None:
+        """Free the ring's consumer (its epoll descriptor with it). Idempotent."""
+        ptr, self._ptr = self._ptr, None
+        if ptr:
+            _lib().ring_buffer__free(ptr)

@@ -3,7 +3,8 @@ attachment of the program to the switch's links.
 
 Owns: the PortId → slot mapping, what each slot holds (a `PortPolicy`, oper state, whether the
 program can reach the port), the config (ageing, cap, group forward mask, the VLANs whose floods
-need Python), and which links it attached (so `close` leaves none behind).
+need Python, whether decision events are on — events.py reads them), and which links it attached
+(so `close` leaves none behind).
 Invariants: the slots mirror the calls made here, as SwitchCore's ports mirror its own calls:
 `add_port`/`set_policy`/`set_oper_up`/`remove_port` take the same arguments. MAC table policy that
 SwitchCore applies on those calls (flushing on a membership change, ageing, fair eviction) stays
@@ -14,14 +15,14 @@ Must not touch: SwitchCore, the Python datapath, control/.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vswitch.core.policy import PortPolicy
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel import tc
-from vswitch.datapath.kernel.libbpf import BpfObject, object_id, prog_test_run
+from vswitch.datapath.kernel.libbpf import BpfObject, RingBuffer, object_id, prog_test_run
 from vswitch.datapath.kernel.tables import SwitchTables, TestOutput
 
 PortId = Hashable
@@ -86,6 +87,7 @@ class SwitchProgram:
         self._max_entries = max_entries
         self._group_fwd_mask = group_fwd_mask
         self._test_now_ns: int | None = None
+        self._events = False
         self._slots: dict[int, _Slot] = {}
         self._slot_of: dict[PortId, int] = {}
         self._attached: dict[PortId, _Attached] = {}
@@ -184,12 +186,25 @@ class SwitchProgram:
         self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
-                                               py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns))
+                                               py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns,
+                                               events=self._events))
+
+    # -- decision events ----------------------------------------------------------------------
+    def set_events(self, on: bool) -> None:
+        """Report (or stop reporting) each decision in the `vs_events` ring (events.py reads it)."""
+        self._events = on
+        self._write_config()
+
+    def open_events(self, on_record: Callable[[bytes], None]) -> RingBuffer:
+        """A consumer of the `vs_events` ring handing each raw record to `on_record` (the caller
+        closes it before the program). Raises BpfError."""
+        return RingBuffer(self.tables.events.fd, on_record)
 
     def kernel_ids(self) -> tuple[int, frozenset[int]]:
         """The kernel ids of the program and of its maps (what `close` must leave unloaded)."""
         maps = (self.tables.fdb, self.tables.ports, self.tables.slot_of, self.tables.config, self.tables.state,
-                self.tables.counters, self.tables.test_run, self.tables.test_out)
+                self.tables.counters, self.tables.test_run, self.tables.test_out, self.tables.events,
+                self.tables.event_buf)
         return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
     # -- test mode ----------------------------------------------------------------------------

@@ -22,6 +22,11 @@
  * recorded in vs_test_out (slot, length, tag, first bytes) instead of cloned, so BPF_PROG_TEST_RUN
  * shows a flood's every target. The shipped object is the tested one: no build flag.
  *
+ * Decision events (vs_config.flags VS_CFG_EVENTS, set while someone watches the switch): each frame
+ * decided here is also one struct vs_event in the vs_events ring buffer (ev_begin, ev_out, ev_emit);
+ * a full ring never waits, the event is counted in vs_state[VS_ST_EVENTS_LOST]. An upcall is not
+ * reported: Python decides that frame and reports it.
+ *
  * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
  * functions: the verifier checks each once, not once per path of vs_ingress (inlined, the program
  * failed with "The sequence of 8193 jumps is too complex").
@@ -95,6 +100,18 @@ struct {
 	__type(value, struct vs_test_out);
 } vs_test_out SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VS_EV_RING_BYTES);
+} vs_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vs_event);     /* the event of the frame being decided on this CPU */
+} vs_event_buf SEC(".maps");
+
 /* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
  * so the flood (a global function, verified once on its own) can take it as an argument. */
 struct egress {
@@ -105,7 +122,7 @@ struct egress {
 	__u32 out_proto;                /* the tag a tagged output carries (network order) */
 	__u32 out_tci;
 	__u32 test;                     /* test mode: record instead of sending */
-	__u32 pad;
+	__u32 observe;                  /* VS_CFG_EVENTS: report the decision in vs_events */
 };
 
 /* The flood's state from one port to the next */
@@ -213,6 +230,58 @@ static __always_inline void record(struct __sk_buff *skb, __u32 slot)
 	t->n_out = i + 1;
 }
 
+/* Decision events (VS_CFG_EVENTS). The event is built in this CPU's vs_event_buf — begun when the
+ * frame is decided (before any tag edit: the head is the frame as it came), its outputs marked as
+ * they are chosen — and copied into the ring by ev_emit, the one place an event leaves. Called only
+ * with eg->observe set: with events off a frame pays the one test of that flag. */
+static __always_inline void ev_begin(struct __sk_buff *skb, const struct egress *eg, __u32 len, __u32 reason)
+{
+	__u32 zero = 0, n = skb->len;
+	struct vs_event *ev = bpf_map_lookup_elem(&vs_event_buf, &zero);
+
+	if (!ev)
+		return;
+	__builtin_memset(ev->outs, 0, sizeof(ev->outs));
+	ev->kind = VS_EV_DECISION;
+	ev->in_slot = eg->in_slot;
+	ev->reason = reason;
+	ev->vlan = eg->vlan;
+	ev->len = len;
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->vlan_present = skb->vlan_present;
+	ev->vlan_proto = skb->vlan_proto;
+	ev->vlan_tci = skb->vlan_tci;
+	if (n >= VS_EV_HEAD)
+		n = bpf_skb_load_bytes(skb, 0, ev->head, VS_EV_HEAD) ? 0 : VS_EV_HEAD;
+	else if (n == 0 || bpf_skb_load_bytes(skb, 0, ev->head, n & (VS_EV_HEAD - 1)))
+		n = 0;              /* the mask only tells the verifier what the test above already did */
+	ev->head_len = n;
+}
+
+/* slot is an output of the decision being reported */
+static __always_inline void ev_out(__u32 slot)
+{
+	__u32 zero = 0;
+	struct vs_event *ev = bpf_map_lookup_elem(&vs_event_buf, &zero);
+
+	if (ev)
+		ev->outs[(slot >> 6) & (VS_EV_OUT_WORDS - 1)] |= 1ULL << (slot & 63);
+}
+
+/* Put the decision's event in the ring; a full ring never waits: the event is counted lost. */
+static __always_inline void ev_emit(void)
+{
+	__u32 zero = 0, lost_k = VS_ST_EVENTS_LOST;
+	struct vs_event *ev = bpf_map_lookup_elem(&vs_event_buf, &zero);
+	__u64 *lost;
+
+	if (ev && bpf_ringbuf_output(&vs_events, ev, sizeof(*ev), 0)) {
+		lost = bpf_map_lookup_elem(&vs_state, &lost_k);
+		if (lost)
+			__sync_fetch_and_add(lost, 1);
+	}
+}
+
 /* Send a clone of the frame to the pending output (its tag edited for it). */
 static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flood_state *st)
 {
@@ -250,6 +319,8 @@ __attribute__((noinline)) int vs_flood_visit(struct __sk_buff *skb, struct flood
 	if (st->pending)
 		send_pending_clone(skb, st);
 	st->pending = slot + 1;
+	if (st->eg.observe)
+		ev_out(slot);
 	return 0;
 }
 
@@ -281,6 +352,8 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 		return TC_ACT_SHOT;
 	n = cfg->n_slots;
 	bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
+	if (st->eg.observe)
+		ev_emit();
 	if (st->failed)
 		count(in, VS_C_REDIRECT_FAIL, st->failed);
 	if (st->tag_failed)
@@ -304,8 +377,9 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 }
 
 /* The frame was decided here with `reason`: count it as the core does (rx, then the reason; a
- * flood in `floods` too). */
-static __always_inline void decided(struct egress *eg, __u32 len, __u32 reason)
+ * flood in `floods` too), and report it when observed (a drop at once; a flood or a forward once
+ * its outputs are known). */
+static __always_inline void decided(struct __sk_buff *skb, struct egress *eg, __u32 len, __u32 reason)
 {
 	__u32 zero = 0, slot = eg->in_slot;
 	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
@@ -318,6 +392,12 @@ static __always_inline void decided(struct egress *eg, __u32 len, __u32 reason)
 			row->c[VS_C_FLOODS] += 1;
 		if (reason < VS_NR_COUNTERS)
 			row->c[reason] += 1;
+	}
+	if (eg->observe) {
+		ev_begin(skb, eg, len, reason);
+		if (reason != VS_C_FORWARD_LEARNED && reason != VS_C_FLOOD_UNKNOWN && reason != VS_C_FLOOD_BROADCAST &&
+		    reason != VS_C_FLOOD_MULTICAST)
+			ev_emit();
 	}
 	if (eg->test) {
 		t = bpf_map_lookup_elem(&vs_test_run, &zero);
@@ -420,28 +500,30 @@ int vs_ingress(struct __sk_buff *skb)
 	} else {
 		now = bpf_ktime_get_ns();
 	}
+	if (cfg->flags & VS_CFG_EVENTS)
+		eg.observe = 1;
 	if (inp->flags & VS_PF_UPCALL)
 		return upcall(&eg, VS_C_UPCALL_PORT);
 
 	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
 	len = skb->len + (skb->vlan_present ? 4 : 0);
 	if (skb->len < ETH_HLEN || bpf_skb_load_bytes(skb, 0, hdr, ETH_HLEN)) {
-		decided(&eg, len, VS_C_DROP_MALFORMED);
+		decided(skb, &eg, len, VS_C_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 
 	/* ingress */
 	if (!(inp->flags & VS_PF_ADMIN_UP)) {
-		decided(&eg, len, VS_C_DROP_PORT_DOWN);
+		decided(skb, &eg, len, VS_C_DROP_PORT_DOWN);
 		return TC_ACT_SHOT;
 	}
 	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && dst[5] < 16 &&
 	    !((cfg->group_fwd_mask >> dst[5]) & 1)) {
-		decided(&eg, len, VS_C_DROP_RESERVED_GROUP);
+		decided(skb, &eg, len, VS_C_DROP_RESERVED_GROUP);
 		return TC_ACT_SHOT;
 	}
 	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5])) {
-		decided(&eg, len, VS_C_DROP_INVALID_SRC);
+		decided(skb, &eg, len, VS_C_DROP_INVALID_SRC);
 		return TC_ACT_SHOT;
 	}
 	if (skb->vlan_present) {
@@ -450,7 +532,7 @@ int vs_ingress(struct __sk_buff *skb)
 		eg.out_tci = skb->vlan_tci;
 	} else if ((hdr[12] == 0x81 && hdr[13] == 0x00) || (hdr[12] == 0x88 && hdr[13] == 0xa8)) {
 		if (skb->len < ETH_HLEN + 4 || bpf_skb_load_bytes(skb, 0, hdr, 18)) {
-			decided(&eg, len, VS_C_DROP_MALFORMED);
+			decided(skb, &eg, len, VS_C_DROP_MALFORMED);
 			return TC_ACT_SHOT;
 		}
 		tagged_in = 1;
@@ -461,7 +543,7 @@ int vs_ingress(struct __sk_buff *skb)
 		vid = eg.out_tci & 0x0fff;
 	eg.vlan = classify(inp, vid);
 	if (!eg.vlan) {
-		decided(&eg, len, VS_C_DROP_VLAN_INGRESS);
+		decided(skb, &eg, len, VS_C_DROP_VLAN_INGRESS);
 		return TC_ACT_SHOT;
 	}
 	eg.tagged_now = tagged_in;
@@ -482,9 +564,9 @@ int vs_ingress(struct __sk_buff *skb)
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(&eg, VS_C_UPCALL_FLOOD);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
-			decided(&eg, len, VS_C_FLOOD_BROADCAST);
+			decided(skb, &eg, len, VS_C_FLOOD_BROADCAST);
 		else
-			decided(&eg, len, VS_C_FLOOD_MULTICAST);
+			decided(skb, &eg, len, VS_C_FLOOD_MULTICAST);
 		return vs_flood(skb, &eg);
 	}
 	__builtin_memcpy(k.mac, dst, 6);
@@ -493,22 +575,26 @@ int vs_ingress(struct __sk_buff *skb)
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(&eg, VS_C_UPCALL_FLOOD);
-		decided(&eg, len, VS_C_FLOOD_UNKNOWN);
+		decided(skb, &eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
 	}
 	out = e->slot;
 	if (out == eg.in_slot) {
-		decided(&eg, len, VS_C_DROP_SAME_PORT);
+		decided(skb, &eg, len, VS_C_DROP_SAME_PORT);
 		return TC_ACT_SHOT;
 	}
 	op = out < VS_MAX_PORTS ? bpf_map_lookup_elem(&vs_ports, &out) : NULL;
 	if (!op || (op->flags & PORT_UP) != PORT_UP) {
-		decided(&eg, len, VS_C_DROP_EGRESS_DOWN);
+		decided(skb, &eg, len, VS_C_DROP_EGRESS_DOWN);
 		return TC_ACT_SHOT;
 	}
 	if (!(op->flags & VS_PF_KERNEL))
 		return upcall(&eg, VS_C_UPCALL_DEST);
-	decided(&eg, len, VS_C_FORWARD_LEARNED);
+	decided(skb, &eg, len, VS_C_FORWARD_LEARNED);
+	if (eg.observe) {
+		ev_out(out);
+		ev_emit();
+	}
 	if (set_tag(skb, &eg, op)) {
 		count(eg.in_slot, VS_C_TAG_FAIL, 1);
 		return TC_ACT_SHOT;

@@ -46,6 +46,7 @@ struct vs_fdb_val {
 
 /* vs_config.flags */
 #define VS_CFG_TEST     0x01    /* record outputs into vs_test_* instead of sending; use test_now_ns */
+#define VS_CFG_EVENTS   0x02    /* report each decision in vs_events (someone watches this switch) */
 
 struct vs_config {
 	__u64 ageing_ns;
@@ -59,10 +60,12 @@ struct vs_config {
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
- * writer, so neither overwrites the other: the program adds (atomically), Python removes. */
+ * writer, so neither overwrites the other: the program adds (atomically), Python removes.
+ * VS_ST_EVENTS_LOST: decision events vs_events had no room for (the program adds, atomically). */
 #define VS_ST_ADDED     0
 #define VS_ST_REMOVED   1
-#define VS_NR_STATE     2
+#define VS_ST_EVENTS_LOST 2
+#define VS_NR_STATE     3
 
 /* Per-CPU counters, one row (struct vs_counters) per port slot. The first six are the core's
  * PortCounters fields; the decision block is numbered like vswitch.core.reasons.Reason. A frame
@@ -116,6 +119,28 @@ struct vs_test_out {
 	__u16 vlan_proto;           /* network order, as in __sk_buff */
 	__u16 vlan_tci;
 	__u8  head[VS_HEAD_BYTES];
+};
+
+/* vs_events (a BPF ring buffer): one record per frame the program decided, while VS_CFG_EVENTS is
+ * set. Frames that go up are not reported here: Python decides (and reports) them. */
+#define VS_EV_DECISION  1
+#define VS_EV_HEAD      128     /* first bytes of the frame carried (as it arrived, tag in metadata) */
+#define VS_EV_OUT_WORDS 16      /* output slots bitmap: 16 x 64 bits = every one of VS_MAX_PORTS */
+#define VS_EV_RING_BYTES 262144  /* the ring (256 KiB): ~860 events */
+
+struct vs_event {
+	__u32 kind;                 /* VS_EV_DECISION */
+	__u32 in_slot;
+	__u32 reason;               /* a VS_C_ decision counter */
+	__u32 vlan;                 /* the VLAN classified to, 0 when dropped before */
+	__u32 len;                  /* the frame's length as the core counts it (a metadata tag included) */
+	__u32 head_len;             /* bytes of head[] filled */
+	__u64 ktime_ns;             /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) at the decision */
+	__u32 vlan_present;         /* the frame's tag was in skb metadata (not in head[]) */
+	__u16 vlan_proto;           /* network order, as in __sk_buff */
+	__u16 vlan_tci;
+	__u64 outs[VS_EV_OUT_WORDS]; /* bit s of word s/64: slot s is an output of the decision */
+	__u8  head[VS_EV_HEAD];
 };
 
 #endif

@@ -1,7 +1,8 @@
 """The fast path's maps as Python reads and writes them: ports, config, MAC table, counters, and
 the test-mode record of the last run.
 
-Owns: the keys and values of every map (through layout.py's packing), summing per-CPU counters,
+Owns: the keys and values of every map (through layout.py's packing; the event ring's records are
+events.py's), summing per-CPU counters,
 and the count of dynamic MAC entries (the program adds to `vs_state[ADDED]`, this module alone to
 `vs_state[REMOVED]`, so the two writers never overwrite each other).
 Invariants: a dynamic entry removed here is counted removed exactly once; static entries are not
@@ -10,10 +11,11 @@ counted. Must not touch: links and tc (tc.py), the program's life (program.py).
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from vswitch.datapath.kernel import layout as L
-from vswitch.datapath.kernel.libbpf import BpfObject
+from vswitch.datapath.kernel.libbpf import BPF_NOEXIST, BpfError, BpfObject
 
 _ZERO = L.U32.pack(0)
 
@@ -51,8 +53,10 @@ class SwitchTables:
         self.counters = obj.map("vs_counters")
         self.test_run = obj.map("vs_test_run")
         self.test_out = obj.map("vs_test_out")
+        self.events = obj.map("vs_events")
+        self.event_buf = obj.map("vs_event_buf")
         for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
-                        (self.counters, L.COUNTER_ROW.size)):
+                        (self.counters, L.COUNTER_ROW.size), (self.event_buf, L.EVENT.size)):
             if m.value_size != size:
                 raise ValueError(f"map {m.name}: value of {m.value_size} bytes in the object, layout.py says "
                                  f"{size}: switch.h and layout.py disagree")
@@ -97,6 +101,26 @@ class SwitchTables:
         if old is not None and not L.FDB_VAL.unpack(old)[1] & L.FDB_STATIC:
             self._count_removed(1)
 
+    def preload(self, entries: list[tuple[bytes, int, int, int]]) -> int:
+        """Learned entries (mac, vlan, slot, seen_ns) into the MAC table, counted as the program counts
+        what it learns. Only before the program is on any link: `vs_state[ADDED]` is the program's
+        counter, and has no other writer only then. An entry there already is left as it is; returns
+        how many were added. Raises BpfError (E2BIG: the map is full)."""
+        n = 0
+        for mac, vlan, slot, seen_ns in entries:
+            try:
+                self.fdb.update(L.FDB_KEY.pack(mac, vlan), L.FDB_VAL.pack(slot, 0, seen_ns), BPF_NOEXIST)
+            except BpfError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                continue
+            n += 1
+        if n:
+            key = L.U32.pack(L.ST_ADDED)
+            cur = L.U64.unpack(self.state.lookup(key) or bytes(8))[0]
+            self.state.update(key, L.U64.pack(cur + n))
+        return n
+
     def delete(self, mac: bytes, vlan: int) -> bool:
         """Remove one entry; False when it was not there."""
         key = L.FDB_KEY.pack(mac, vlan)
@@ -120,6 +144,10 @@ class SwitchTables:
         added = self.state.lookup(L.U32.pack(L.ST_ADDED))
         removed = self.state.lookup(L.U32.pack(L.ST_REMOVED))
         return L.U64.unpack(added or bytes(8))[0] - L.U64.unpack(removed or bytes(8))[0]
+
+    def events_lost(self) -> int:
+        """Decision events the program had no room for in vs_events since it was loaded."""
+        return L.U64.unpack(self.state.lookup(L.U32.pack(L.ST_EVENTS_LOST)) or bytes(8))[0]
 
     def _count_removed(self, n: int) -> None:
         key = L.U32.pack(L.ST_REMOVED)
