@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=None, help="comma-separated setups (kernel-bridge is always included)")
     p.add_argument("--modes", default=None, help="unpinned,pinned (default both; --quick unpinned)")
     p.add_argument("--vswitchd-args", default="", help='extra vswitchd arguments, e.g. "--busy-poll-us 50"')
+    p.add_argument("--baseline-src", default=None,
+                   help="a vswitch source tree (e.g. `git worktree add` of main): with --only …,vswitch-tap-base"
+                        " or vswitch-link-base, its vswitchd is measured interleaved with this tree's")
     p.add_argument("--no-scale", action="store_true", help="skip flood / MAC-table / fan-in tests")
     p.add_argument("--integrity", action="store_true", help="only the offload integrity check (1 GiB)")
     p.add_argument("--no-integrity", action="store_true", help="skip the offload integrity check")
@@ -217,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         import setups
 
         setups.VSWITCHD_EXTRA_ARGS[:] = shlex.split(args.vswitchd_args)
+    if args.baseline_src:
+        import setups
+
+        setups.BASELINE_SRC = os.path.abspath(args.baseline_src)
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     t0 = time.monotonic()

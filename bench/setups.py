@@ -32,6 +32,9 @@ PLEN = 24
 VENV_BIN = Path(sys.executable).parent
 #: extra vswitchd arguments for every vswitch setup (run.py --vswitchd-args, e.g. "--busy-poll-us 50")
 VSWITCHD_EXTRA_ARGS: list[str] = []
+#: run.py --baseline-src: a vswitch source tree (its ``src/``) whose vswitchd the ``…-base`` setups run,
+#: so a change and the code before it are measured in the same interleaved run
+BASELINE_SRC: str | None = None
 
 
 @dataclass
@@ -79,7 +82,7 @@ def kernel_bridge(lab: Lab, cpus: str | None) -> Pair:
 class Vswitchd:
     """vswitchd in namespace ``ns`` (optionally pinned), driven over its REST socket."""
 
-    def __init__(self, lab: Lab, ns: str, cpus: str | None) -> None:
+    def __init__(self, lab: Lab, ns: str, cpus: str | None, src: str | None = None) -> None:
         from vswitch.frontends.client import RestSwitchApi
 
         tmp = tempfile.TemporaryDirectory(prefix="pbvs-")
@@ -88,7 +91,10 @@ class Vswitchd:
         self.log_path = os.path.join(tmp.name, "vswitchd.log")
         log = open(self.log_path, "w")
         lab.callback(log.close)
-        argv = [str(VENV_BIN / "vswitchd"), "--state-dir", os.path.join(tmp.name, "state"),
+        # Another tree's vswitchd: this venv's interpreter with that tree's package first on the path.
+        program = ([str(VENV_BIN / "vswitchd")] if src is None else
+                   ["env", f"PYTHONPATH={os.path.join(src, 'src')}", sys.executable, "-m", "vswitch.app.daemon"])
+        argv = [*program, "--state-dir", os.path.join(tmp.name, "state"),
                 "--socket", self.socket, "--log-level", "warning", *VSWITCHD_EXTRA_ARGS]
         self.proc = lab.popen(ns, argv, cpus=cpus, stdout=log, stderr=subprocess.STDOUT)
         self.api = RestSwitchApi(self.socket)
@@ -124,10 +130,11 @@ class Vswitchd:
         self.api.add_port(switch, PortSpec(port, PortKind(kind), target))
 
 
-def vswitch_tap(lab: Lab, cpus: str | None) -> Pair:
-    """vswitchd in S owning two TAP ports (vnet header + TSO); the TAPs are moved into A and B."""
+def vswitch_tap(lab: Lab, cpus: str | None, *, src: str | None = None) -> Pair:
+    """vswitchd in S owning two TAP ports (vnet header + TSO); the TAPs are moved into A and B.
+    ``src``: run that source tree's vswitchd (``--baseline-src``)."""
     ns_a, ns_b, ns_s = _endpoints(lab)
-    d = Vswitchd(lab, ns_s, cpus)
+    d = Vswitchd(lab, ns_s, cpus, src)
     sw = unique_name("sw")
     d.create_private(sw)
     if_a, if_b = unique_name("ta"), unique_name("tb")
@@ -136,29 +143,45 @@ def vswitch_tap(lab: Lab, cpus: str | None) -> Pair:
     move_link(if_a, ns_s, ns_a)
     move_link(if_b, ns_s, ns_b)
     _address(ns_a, if_a, ns_b, if_b)
-    return Pair("vswitch-tap", ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
+    return Pair("vswitch-tap" if src is None else "vswitch-tap-base", ns_a, ns_b, if_a, if_b,
+                switch_pids=[d.pid], ns_sw=ns_s)
 
 
-def vswitch_link(lab: Lab, cpus: str | None, *, datapath: str = "python") -> Pair:
+def vswitch_link(lab: Lab, cpus: str | None, *, datapath: str = "python", src: str | None = None) -> Pair:
     """vswitchd in S with two link ports on the S ends of veths: on the Python datapath (AF_PACKET +
-    PACKET_VNET_HDR), or with ``datapath="kernel"`` on the kernel fast path (tc-bpf on those ends)."""
+    PACKET_VNET_HDR), or with ``datapath="kernel"`` on the kernel fast path (tc-bpf on those ends).
+    ``src``: run that source tree's vswitchd (``--baseline-src``)."""
     ns_a, ns_b, ns_s = _endpoints(lab)
     if_a, if_b, sa, sb = (unique_name(t) for t in ("ia", "ib", "sa", "sb"))
     lab.veth(if_a, ns_a, sa, ns_s)
     lab.veth(if_b, ns_b, sb, ns_s)
-    d = Vswitchd(lab, ns_s, cpus)
+    d = Vswitchd(lab, ns_s, cpus, src)
     sw = unique_name("sw")
     d.create_private(sw, datapath)
     d.add_port(sw, "a", "link", sa)
     d.add_port(sw, "b", "link", sb)
     _address(ns_a, if_a, ns_b, if_b)
-    name = "vswitch-link" if datapath == "python" else "vswitch-kernel"
+    name = ("vswitch-link" if datapath == "python" else "vswitch-kernel") + ("" if src is None else "-base")
     return Pair(name, ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
 
 
 def vswitch_kernel(lab: Lab, cpus: str | None) -> Pair:
     """`vswitch_link` on the kernel datapath (refused, so the run says why, where it cannot load)."""
     return vswitch_link(lab, cpus, datapath="kernel")
+
+
+def vswitch_tap_base(lab: Lab, cpus: str | None) -> Pair:
+    """`vswitch_tap` with the ``--baseline-src`` tree's vswitchd."""
+    if BASELINE_SRC is None:
+        raise RuntimeError("vswitch-tap-base needs --baseline-src")
+    return vswitch_tap(lab, cpus, src=BASELINE_SRC)
+
+
+def vswitch_link_base(lab: Lab, cpus: str | None) -> Pair:
+    """`vswitch_link` (Python datapath) with the ``--baseline-src`` tree's vswitchd."""
+    if BASELINE_SRC is None:
+        raise RuntimeError("vswitch-link-base needs --baseline-src")
+    return vswitch_link(lab, cpus, src=BASELINE_SRC)
 
 
 # -- (d) peers: VDE2 and Open vSwitch's userspace datapath ----------------------------------------
@@ -249,6 +272,8 @@ SETUPS: dict[str, Callable[[Lab, str | None], Pair]] = {
     "vswitch-tap": vswitch_tap,
     "vswitch-link": vswitch_link,
     "vswitch-kernel": vswitch_kernel,
+    "vswitch-tap-base": vswitch_tap_base,
+    "vswitch-link-base": vswitch_link_base,
     "vde2": vde2,
     "ovs-netdev": ovs_netdev,
 }
