@@ -113,7 +113,7 @@ from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
-from vswitch.datapath.fastpath import FastPathRefused, make_datapath, remove_stale_fast_path
+from vswitch.datapath.fastpath import FastPathRefused, fast_path_filters, make_datapath, remove_stale_fast_path
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
@@ -254,7 +254,7 @@ class SwitchManager:
                 ownership.refuse_reserved_link(spec.nic, wanted)
                 try:
                     if not nic_taken_by_us:  # our own ingress drop is on it: that is what is adopted
-                        hostnic.validate(nl, spec.nic, None, False)
+                        hostnic.validate(nl, spec.nic, None, False, fast_path_filters())
                 except hostnic.TakeoverRefused as exc:
                     raise InvalidRequest(str(exc)) from None
             if vnic_name is not None:
@@ -356,7 +356,7 @@ class SwitchManager:
         """Open (create, or adopt what the kernel kept) the host vNIC; `attach` makes it port "host"."""
         vnic = self._port_kinds[PortKind.TAP](HOST_PORT, vnic_name, persist=True)  # type: ignore[call-arg]
         try:
-            vnic.open()
+            sw.datapath.open_port(vnic, role="host-vnic")
         except OSError as exc:
             raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
         # a vNIC `switch set` adds is removed if it unwinds; one of `_build` follows `_release_vnic`
@@ -372,7 +372,7 @@ class SwitchManager:
         assert spec.nic is not None
         uplink = self._port_kinds[PortKind.LINK](UPLINK_PORT, spec.nic)  # type: ignore[call-arg]
         try:
-            uplink.open()
+            sw.datapath.open_port(uplink, role="uplink")
         except OSError as exc:
             raise InvalidRequest(f"cannot open NIC {spec.nic!r}: {exc}") from exc
         undo.callback(uplink.close)
@@ -417,7 +417,7 @@ class SwitchManager:
         assert spec.nic is not None
         takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
                                     fail_at=self._takeover_fail_at, netlink=self._netlink,
-                                    on_step=self._step_observer(spec.name))
+                                    on_step=self._step_observer(spec.name), own_filters=fast_path_filters())
         try:
             snap = {**takeover.snapshot(), **(remember or {})}
         except hostnic.TakeoverRefused as exc:

@@ -50,6 +50,7 @@ from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_f
 from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
 from vswitch.ports.base import Port, link_mtu
 from vswitch.ports.link import LinkPort
+from vswitch.ports.tap import TapPort
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,22 @@ class FastPathRefused(OSError):
 
 
 def role_refusal(role: str) -> str | None:
-    """Why a switch's own port of this role cannot be on the fast path yet, None when it can."""
-    if role == "host-vnic":
-        return "the host vNIC is a TAP vswitch reads itself (not on the fast path yet)"
-    if role == "uplink":
-        return "an external switch's uplink is not on the fast path yet (its takeover owns the NIC's ingress)"
+    """Why a switch's own port of this role cannot be on the fast path, None when it can (the uplink
+    and the host vNIC both can: see `refusal`)."""
     return None
 
 
 def refusal(pid: Hashable, port: Port, role: str) -> str | None:
-    """Why a port cannot be on the fast path, None when it can (a `link` port of a VM)."""
+    """Why a port cannot be on the fast path, None when it can: a `link` port (a VM's, the uplink), or
+    the host vNIC — a TAP in vswitchd's namespace, the program on its egress."""
     why = role_refusal(role)
-    if why is None and not isinstance(port, LinkPort):
+    if why is None and not (isinstance(port, LinkPort) or _is_host_tap(port, role)):
         why = f"port {pid} is a {port.kind} port"
     return why
+
+
+def _is_host_tap(port: Port, role: str) -> bool:
+    return role == "host-vnic" and isinstance(port, TapPort) and port.netns is None
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
@@ -125,17 +128,27 @@ class PythonDatapath(Datapath):
         port.open()
 
 
+def fast_path_filters() -> tuple[str, ...]:
+    """The names of the fast path's tc filters: what a takeover may find on the NIC (the uplink is
+    attached first) and keep in front of its drop."""
+    from vswitch.datapath.kernel.program import PROGRAM, PROGRAM_EGRESS
+    return PROGRAM, PROGRAM_EGRESS
+
+
 def remove_stale_fast_path(port: Port) -> None:
-    """Take off a link port's link the fast-path filter a killed vswitchd left there (its program goes
-    on forwarding): before the Python datapath opens the link, and when a port is discarded for good
-    (a crash recovery undoing it). Best effort: no link, no netlink, nothing of ours — nothing done."""
-    if not isinstance(port, LinkPort):
+    """Take off a link port's link (a TAP's egress: the host vNIC) the fast-path filter a killed
+    vswitchd left there (its program goes on forwarding): before the Python datapath opens the link,
+    and when a port is discarded for good (a crash recovery undoing it). Best effort: no link, no
+    netlink, nothing of ours — nothing done."""
+    egress = isinstance(port, TapPort) and port.netns is None
+    if not (isinstance(port, LinkPort) or egress):
         return
     try:
         from vswitch.datapath.kernel import tc
-        from vswitch.datapath.kernel.program import PROGRAM
-        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
-            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)
+        from vswitch.datapath.kernel.program import PROGRAM, PROGRAM_EGRESS
+        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM_EGRESS if egress else PROGRAM,  # type: ignore[attr-defined]
+                           egress=egress):
+            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)  # type: ignore[attr-defined]
     except Exception as exc:  # the link is gone (open says so), no netlink here: nothing of ours there
         log.debug("looking for a stale fast path on %s: %s", port.ifname, exc)
 
@@ -180,12 +193,14 @@ class KernelDatapath(Datapath):
 
     # -- ports ----------------------------------------------------------------------------------
     def open_port(self, port: Port, role: str = "vm") -> None:
-        """A port the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
-        switch, refused — even while a watch has it on Python: FastPathRefused). Raises OSError."""
+        """A link the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
+        switch, refused — even while a watch has it on Python: FastPathRefused). The host vNIC's TAP
+        is opened on both paths (it exists while its descriptor or persistence holds it, and has
+        carrier while a descriptor is open) but read only on Python. Raises OSError."""
         why = refusal(port.name, port, role)
         if why is not None and self.required:
             raise FastPathRefused(self._refused(why))
-        if why is None and self.program is not None:
+        if why is None and self.program is not None and not _is_host_tap(port, role):
             return
         port.open()
 
@@ -208,19 +223,21 @@ class KernelDatapath(Datapath):
                 return False
             if pid in self._ports:
                 raise ValueError(f"port {pid!r} already attached")
-            assert isinstance(port, LinkPort)
-            port.close()  # opened while a watch had the switch on Python: the program serves it now
-            ifindex = socket.if_nametoindex(port.ifname)
-            self.program.add_port(pid, policy, ifindex=ifindex)
+            host = _is_host_tap(port, role)
+            assert isinstance(port, LinkPort) or host
+            if not host:  # the TAP stays open, unread: its carrier is its descriptor's
+                port.close()  # opened while a watch had the switch on Python: the program serves it now
+            ifindex = socket.if_nametoindex(port.ifname)  # type: ignore[attr-defined]
+            self.program.add_port(pid, policy, ifindex=ifindex, host=host)
             try:
                 self.program.attach(pid)
             except BaseException:
                 self.program.remove_port(pid)
                 raise
-            port.mtu = link_mtu(None, port.ifname, port.mtu)  # what an open would have read
+            port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
             self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
-            self._tx_base[pid] = _link_tx(port.ifname)
+            self._tx_base[pid] = _link_tx(port.ifname)  # type: ignore[attr-defined]
             return True
         if not self.call(do):
             super().attach(pid, port, policy, role)
@@ -408,7 +425,8 @@ class KernelDatapath(Datapath):
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
         — the core holds them — and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
-            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname),  # type: ignore[attr-defined]
+                             host=_is_host_tap(ps.port, ps.role))
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
         for table in self.core.fdb.by_vlan.values():
             for e in table.values():
@@ -461,7 +479,8 @@ class KernelDatapath(Datapath):
             self._unregister(ps)
             ps.queue.clear()
             ps.failed, ps.error, ps.link_down = False, "", False
-            ps.port.close()
+            if not _is_host_tap(ps.port, ps.role):  # the TAP stays open (carrier), unread
+                ps.port.close()
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
         self.core.fdb.flush()
         log.info("switch %s is back on the kernel datapath", self.name)

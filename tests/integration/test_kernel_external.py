@@ -1,0 +1,170 @@
+"""The host vNIC and an External switch's uplink on the kernel fast path (and the same on Python).
+
+The host vNIC is a TAP: the program sits on its clsact egress (what the host sends) and delivers
+to it with BPF_F_INGRESS; the uplink NIC's clsact ingress carries the program first and the
+takeover's drop last. Real vswitchd processes in a "host" namespace, real ping and TCP.
+
+Topologies (every name unique per test):
+- Internal: host ns (vswitchd, host vNIC 10.95.N.10/24) ↔ switch ↔ veth ↔ vm ns (10.95.N.2/24).
+- External: test_external_switch.py's lab: host ns (vswitchd, NIC) ↔ veth ↔ pswitch ns (a Linux
+  bridge) ↔ veth ↔ server ns; after the takeover the host's addresses live on the vNIC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import pytest
+from kernel_fastpath import require_fastpath
+from switchlab import Daemon, address_in, veth_pair
+from test_external_switch import _link_state, daemon_factory, lab  # noqa: F401  (fixtures)
+
+import netns as ns_helpers
+from vswitch.datapath.fastpath import KERNEL_LABEL
+from vswitch.datapath.kernel import libbpf
+from waiting import wait_until
+
+pytestmark = pytest.mark.root
+
+_subnet = iter(range(10, 250))
+
+
+def _filters(ns: str, dev: str, hook: str) -> list[tuple[str, int]]:
+    """(program name, kernel id) of each bpf filter on `dev`'s `hook` ("ingress"/"egress"), as tc shows
+    them (pyroute2 does not decode TCA_BPF_ID); the takeover's drop program is `vs_drop`."""
+    out = ns_helpers.run(ns, ["tc", "filter", "show", "dev", dev, hook], check=False).stdout
+    return [(m.group(2), int(m.group(1))) for m in re.finditer(r"\bid (\d+) name (\S+)", out)]
+
+
+def _names(ns: str, dev: str, hook: str) -> list[str]:
+    return [name for name, _ in _filters(ns, dev, hook)]
+
+
+def _ids(ns: str, *hooks: tuple[str, str]) -> set[int]:
+    return {i for dev, hook in hooks for name, i in _filters(ns, dev, hook) if name.startswith("vs_")}
+
+
+def _qdiscs(ns: str, dev: str) -> str:
+    return ns_helpers.run(ns, ["tc", "qdisc", "show", "dev", dev], check=False).stdout
+
+
+def _datapath(d: Daemon, sw: str) -> str:
+    return json.loads(d.cli("switch", "show", sw, "--json").stdout)["datapath"]
+
+
+@pytest.fixture
+def internal(netns):
+    """A host namespace with a VM namespace behind a veth whose switch end is in the host ns."""
+    require_fastpath()
+    host, vm = netns("ihost"), netns("ivm")
+    side, inner = ns_helpers.unique_name("is"), ns_helpers.unique_name("ii")
+    net = f"10.95.{next(_subnet)}"
+    veth_pair(side, inner, host, vm)
+    ns_helpers.run(host, ["sysctl", "-qw", f"net.ipv6.conf.{side}.disable_ipv6=1"])
+    address_in(host, side, None)
+    address_in(vm, inner, f"{net}.2/24")
+    return host, vm, side, net
+
+
+def test_an_internal_switch_carries_host_to_vm_traffic_on_the_kernel_datapath(internal, daemon_factory):  # noqa: F811
+    host, vm, side, net = internal
+    d = daemon_factory(host)
+    sw = ns_helpers.unique_name("ik")
+    vnic = ("vs-" + sw)[:15]
+    d.cli("switch", "create", sw, "--internal")
+    d.cli("port", "add", sw, "vm", "--link", side)
+    ns_helpers.run(host, ["ip", "addr", "add", f"{net}.10/24", "dev", vnic])
+    assert _datapath(d, sw) == KERNEL_LABEL, "auto puts an Internal switch on the kernel datapath"
+    assert _names(host, vnic, "egress") == ["vs_egress"] and _names(host, side, "ingress") == ["vs_ingress"]
+    assert ns_helpers.ping(host, f"{net}.2"), "the host reaches the VM through its vNIC"
+    assert ns_helpers.ping(vm, f"{net}.10"), "the VM reaches the host"
+    ns_helpers.tcp_transfer(vm, host, f"{net}.10", 20_000_000)  # TSO frames into the TAP's ingress
+    ns_helpers.tcp_transfer(host, vm, f"{net}.2", 20_000_000)  # and from its egress
+    stats = {s["port"]: s for s in json.loads(d.cli("stats", sw, "--json").stdout)}
+    assert stats["host"]["rx_frames"] > 0 and stats["vm"]["rx_frames"] > 0, stats
+
+    # a watch moves the switch to Python (the TAP read again), and the end of the watch moves it back
+    with d.api() as api:
+        events = api.watch(sw, seconds=1.5)
+    assert _datapath(d, sw) == KERNEL_LABEL
+    assert _names(host, vnic, "egress") == ["vs_egress"], "back on the fast path: one egress filter"
+    assert ns_helpers.ping(host, f"{net}.2") and events is not None
+
+    ids = _ids(host, (vnic, "egress"), (side, "ingress"))
+    d.cli("switch", "delete", sw)
+    assert _names(host, side, "ingress") == [] and "clsact" not in _qdiscs(host, side), "nothing of ours left"
+    wait_until(lambda: not set(libbpf.program_ids()) & ids, what="the switch's programs to be unloaded")
+
+
+@pytest.mark.parametrize("datapath", ["kernel", "python"])
+def test_the_hosts_own_traffic_crosses_an_external_switch(lab, daemon_factory, datapath):  # noqa: F811
+    """host vNIC → switch → uplink → server and back, on both datapaths; the NIC's ingress keeps
+    the drop behind the program; delete gives everything back and leaves nothing of ours."""
+    if datapath == "kernel":
+        require_fastpath()
+    before = _link_state(lab.host, lab.nic)
+    d = daemon_factory(lab.host)
+    sw = ns_helpers.unique_name("xk")
+    vnic = ("vs-" + sw)[:15]
+    d.cli("switch", "create", sw, "--external", lab.nic, "--datapath", datapath)
+    shown = _datapath(d, sw)
+    if datapath == "kernel":
+        assert shown == KERNEL_LABEL, shown
+        assert _names(lab.host, lab.nic, "ingress") == ["vs_ingress", "vs_drop"], \
+            "the program first, the takeover's drop last on the NIC"
+        assert _names(lab.host, vnic, "egress") == ["vs_egress"]
+    else:
+        assert shown.startswith("python"), shown
+        assert _names(lab.host, lab.nic, "ingress") == ["vs_drop"]
+    assert ns_helpers.ping(lab.host, lab.server_ip), "the host reaches the server across the switch"
+    ns_helpers.tcp_transfer(lab.server, lab.host, lab.host_ip, 20_000_000)
+    ns_helpers.tcp_transfer(lab.host, lab.server, lab.server_ip, 20_000_000)
+    stats = {s["port"]: s for s in json.loads(d.cli("stats", sw, "--json").stdout)}
+    assert stats["host"]["rx_frames"] > 0 and stats["uplink"]["rx_frames"] > 0, stats
+    ids = _ids(lab.host, (vnic, "egress"), (lab.nic, "ingress"))
+
+    d.cli("switch", "delete", sw)
+    assert _link_state(lab.host, lab.nic) == before, "deleting the switch gives the NIC back exactly"
+    assert _names(lab.host, lab.nic, "ingress") == [] and "clsact" not in _qdiscs(lab.host, lab.nic), \
+        "no qdisc or filter of ours is left on the NIC"
+    wait_until(lambda: not set(libbpf.program_ids()) & ids, what="the switch's programs to be unloaded")
+    assert ns_helpers.ping(lab.host, lab.server_ip)
+
+
+def test_sigkill_of_vswitchd_leaves_an_external_switch_forwarding_and_a_restart_replaces_it(lab):  # noqa: F811
+    require_fastpath()
+    before = _link_state(lab.host, lab.nic)
+    d = Daemon(lab.host)
+    try:
+        d.start()
+        sw = ns_helpers.unique_name("xs")
+        vnic = ("vs-" + sw)[:15]
+        d.cli("switch", "create", sw, "--external", lab.nic)
+        assert _datapath(d, sw) == KERNEL_LABEL, "auto: an External switch with management OS on the kernel"
+        assert ns_helpers.ping(lab.host, lab.server_ip)
+        hooks = ((vnic, "egress"), (lab.nic, "ingress"))
+        old = _ids(lab.host, *hooks)
+        assert len(old) == 2, f"one object: its ingress and egress programs: {old}"
+
+        d.stop(signal.SIGKILL)
+        assert ns_helpers.ping(lab.host, lab.server_ip, count=5), \
+            "with vswitchd killed the kernel keeps forwarding the host's traffic (the TAP has no carrier)"
+
+        d.start()
+        wait_until(lambda: _ids(lab.host, *hooks) and not _ids(lab.host, *hooks) & old,
+                   what="the restarted daemon to replace its programs")
+        assert _names(lab.host, lab.nic, "ingress") == ["vs_ingress", "vs_drop"], "one program, one drop"
+        assert _names(lab.host, vnic, "egress") == ["vs_egress"], "one filter on the vNIC"
+        assert _datapath(d, sw) == KERNEL_LABEL
+        assert ns_helpers.ping(lab.host, lab.server_ip), "the new program forwards"
+        wait_until(lambda: not set(libbpf.program_ids()) & old, what="the old programs to be unloaded")
+
+        new = _ids(lab.host, *hooks)
+        d.cli("switch", "delete", sw)
+        assert _link_state(lab.host, lab.nic) == before
+        assert "clsact" not in _qdiscs(lab.host, lab.nic)
+        wait_until(lambda: not set(libbpf.program_ids()) & new, what="delete to unload the programs")
+    finally:
+        d.cleanup()
