@@ -43,7 +43,8 @@ def _names(ns: str, dev: str, hook: str) -> list[str]:
 
 
 def _ids(ns: str, *hooks: tuple[str, str]) -> set[int]:
-    return {i for dev, hook in hooks for name, i in _filters(ns, dev, hook) if name.startswith("vs_")}
+    """Kernel ids of the fast path's programs (not the takeover's drop) on these (link, hook)s."""
+    return {i for dev, hook in hooks for name, i in _filters(ns, dev, hook) if name in ("vs_ingress", "vs_egress")}
 
 
 def _qdiscs(ns: str, dev: str) -> str:
