@@ -22,8 +22,10 @@ from switchlab import Daemon, address_in, veth_pair
 from test_external_switch import _link_state, daemon_factory, lab  # noqa: F401  (fixtures)
 
 import netns as ns_helpers
+from vswitch.control.netlink import Netlink
 from vswitch.datapath.fastpath import KERNEL_LABEL
-from vswitch.datapath.kernel import libbpf
+from vswitch.datapath.kernel import libbpf, tc
+from vswitch.datapath.kernel.program import SwitchProgram
 from waiting import wait_until
 
 pytestmark = pytest.mark.root
@@ -124,6 +126,12 @@ def test_the_hosts_own_traffic_crosses_an_external_switch(lab, daemon_factory, d
     ns_helpers.tcp_transfer(lab.host, lab.server, lab.server_ip, 20_000_000)
     stats = {s["port"]: s for s in json.loads(d.cli("stats", sw, "--json").stdout)}
     assert stats["host"]["rx_frames"] > 0 and stats["uplink"]["rx_frames"] > 0, stats
+    if datapath == "kernel":  # a watch: to Python (the program off, the drop kept) and back
+        with d.api() as api:
+            api.watch(sw, seconds=1.0)
+        assert _datapath(d, sw) == KERNEL_LABEL
+        assert _names(lab.host, lab.nic, "ingress") == ["vs_ingress", "vs_drop"], "the drop outlived the move"
+        assert ns_helpers.ping(lab.host, lab.server_ip)
     ids = _ids(lab.host, (vnic, "egress"), (lab.nic, "ingress"))
 
     d.cli("switch", "delete", sw)
@@ -169,3 +177,31 @@ def test_sigkill_of_vswitchd_leaves_an_external_switch_forwarding_and_a_restart_
         wait_until(lambda: not set(libbpf.program_ids()) & new, what="delete to unload the programs")
     finally:
         d.cleanup()
+
+
+def test_what_the_program_leaves_undecided_on_an_uplink_falls_through_to_the_takeovers_drop(netns):
+    """The program's upcall verdict is TC_ACT_UNSPEC: alone on a link the frame passes (as TC_ACT_OK
+    did), behind it the takeover's drop keeps it from the host stack; detaching the program leaves
+    the drop (and the clsact it sits on) in place."""
+    require_fastpath()
+    host, peer = netns("uh"), netns("up")
+    nic, far = ns_helpers.unique_name("un"), ns_helpers.unique_name("uf")
+    net = f"10.96.{next(_subnet)}"
+    veth_pair(nic, far, host, peer)
+    address_in(host, nic, f"{net}.10/24")
+    address_in(peer, far, f"{net}.1/24")
+    ifindex = int(ns_helpers.run(host, ["cat", f"/sys/class/net/{nic}/ifindex"]).stdout)
+    with SwitchProgram() as prog:
+        prog.add_port("uplink", ifindex=ifindex, upcall=True)  # every frame from it left undecided
+        prog.attach("uplink", netns=host)
+        assert ns_helpers.ping(peer, f"{net}.10"), "alone on the link, an undecided frame reaches the stack"
+        with Netlink(host) as nl:
+            nl.add_ingress_drop(nic)  # the takeover's step, on the clsact the program made
+        assert tc.ingress_filters(ifindex, netns=host) == ["vs_ingress", "vswitch_drop"]
+        assert not ns_helpers.ping(peer, f"{net}.10", count=3, deadline=2), "behind the program, the drop"
+        assert prog.counters("uplink")["upcall_port"] > 0, "the program saw the frames first"
+    assert tc.ingress_filters(ifindex, netns=host) == ["vswitch_drop"], "closing the program kept the drop"
+    assert not ns_helpers.ping(peer, f"{net}.10", count=2, deadline=2)
+    with Netlink(host) as nl:
+        nl.del_ingress(nic)
+        assert nl.ingress_qdisc_kind(nic) is None, "the takeover's undo leaves no qdisc"
