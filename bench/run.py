@@ -71,7 +71,10 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
     elif args.quick:
         names = ["vswitch-tap"]
     else:
-        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel"] + (list(PEERS) if args.peers else [])
+        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel", "vswitch-external"]
+        names += list(PEERS) if args.peers else []
+    if any(report.BASE.get(n) for n in names) and "bridge-external" not in names:
+        names.append("bridge-external")  # the External setups' own baseline
     return ["kernel-bridge"] + [n for n in names if n != "kernel-bridge"]
 
 

@@ -1,12 +1,20 @@
 """The kernel datapath: a switch whose ports are all links in vswitchd's namespace, forwarded by the
 tc-bpf fast path (datapath/kernel/), with the control plane's view unchanged.
 
+What qualifies (`refusal`): `link` ports (a VM's veth or TAP, an External switch's uplink NIC) and
+the host vNIC — a persistent TAP in vswitchd's namespace whose program sits on its clsact egress
+(what the host sends) and which the program delivers to with BPF_F_INGRESS (into the host stack).
+The TAP's descriptor stays open on the fast path (the TAP has carrier while one is), unread; on the
+uplink the program shares the NIC's clsact with the takeover's drop, which runs after it and catches
+what the program leaves undecided.
+
 `KernelDatapath` is a `Datapath` (a subclass, not a second class behind a Protocol: the thread, the
 command queue, the port records, the link watch and — when a port only Python serves arrives — the
 whole Python datapath are the base class's, so the live move to Python is "stop being special").
 While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
-back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
-second time. Python does no per-frame work; the loop wakes for commands and the tick only.
+back-end is never opened (the host vNIC's TAP is opened but not read): an AF_PACKET socket sees a
+frame before tc ingress and would forward it a second time. Python does no per-frame work; the loop
+wakes for commands and the tick only.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
@@ -28,10 +36,12 @@ Invariants:
   a new program, learned entries learned again, counters carried) when the last observer goes — or
   when the last port only Python serves is removed.
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
-  ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
-  replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
-  Python datapath instead, `PythonDatapath` removes that filter before opening the link's sockets
-  (else the old program and Python would both forward each frame).
+  ours is left (a clsact the takeover's drop still sits on stays: the give-back removes it). A
+  SIGKILLed vswitchd leaves the programs attached and forwarding (the host vNIC's TAP loses its
+  carrier with its last descriptor, and the host still sends and receives through it); the next
+  start replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back
+  on the Python datapath instead, `PythonDatapath` removes that filter (a TAP's: on its egress)
+  before opening the port (else the old program and Python would both forward each frame).
 Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
 """
 
