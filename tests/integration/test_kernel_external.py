@@ -13,16 +13,18 @@ Topologies (every name unique per test):
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 
 import pytest
 from kernel_fastpath import require_fastpath
+from pyroute2 import NetNS
 from switchlab import Daemon, address_in, veth_pair
 from test_external_switch import _link_state, daemon_factory, lab  # noqa: F401  (fixtures)
 
 import netns as ns_helpers
-from vswitch.control.netlink import Netlink
+from vswitch.control.netlink import DROP_FILTER_NAME, Netlink, _load_drop_program
 from vswitch.datapath.fastpath import KERNEL_LABEL
 from vswitch.datapath.kernel import libbpf, tc
 from vswitch.datapath.kernel.program import SwitchProgram
@@ -205,3 +207,34 @@ def test_what_the_program_leaves_undecided_on_an_uplink_falls_through_to_the_tak
     with Netlink(host) as nl:
         nl.del_ingress(nic)
         assert nl.ingress_qdisc_kind(nic) is None, "the takeover's undo leaves no qdisc"
+
+
+def test_a_takeover_an_older_vswitchd_left_gets_its_drop_behind_the_program(lab):  # noqa: F811
+    """Before the fast path the drop was first, in an `ingress` qdisc: adopted as it is, it would stop
+    every frame before the program. The restarted daemon makes it again on a clsact, last."""
+    require_fastpath()
+    d = Daemon(lab.host)
+    try:
+        d.start()
+        sw = ns_helpers.unique_name("xu")
+        d.cli("switch", "create", sw, "--external", lab.nic)
+        d.stop(signal.SIGKILL)
+        with NetNS(lab.host) as ipr:  # the NIC as an older vswitchd left it
+            index = ipr.link_lookup(ifname=lab.nic)[0]
+            ipr.tc("del", "clsact", index)
+            ipr.tc("add", "ingress", index)
+            fd = _load_drop_program()
+            try:
+                ipr.tc("add-filter", "bpf", index, ":1", fd=fd, name=DROP_FILTER_NAME, parent=0xFFFF0000, prio=1,
+                       direct_action=True)
+            finally:
+                os.close(fd)
+        assert not ns_helpers.ping(lab.host, lab.server_ip, count=2, deadline=2), "the old drop stops everything"
+
+        d.start()
+        wait_until(lambda: _names(lab.host, lab.nic, "ingress") == ["vs_ingress", "vs_drop"],
+                   what="the restarted daemon to put the drop behind its program")
+        assert "qdisc clsact" in _qdiscs(lab.host, lab.nic)
+        assert ns_helpers.ping(lab.host, lab.server_ip), "the host reaches the server again"
+    finally:
+        d.cleanup()

@@ -459,6 +459,11 @@ class SwitchManager:
             with self._netlink() as nl:
                 intact = nl.ingress_qdisc_kind(spec.nic) is not None and (
                     snap["vnic"] is None or nl.link_exists(snap["vnic"]))
+                if intact and nl.ingress_qdisc_kind(spec.nic) == "ingress":
+                    # a drop made before the fast path: first in an ingress qdisc, where it would stop
+                    # every frame before the program; made again, it sits last on a clsact
+                    nl.del_ingress(spec.nic, missing_ok=True)
+                    nl.add_ingress_drop(spec.nic)
             if intact:
                 log.info("switch %s: adopting the takeover of %s left by the previous run", spec.name, spec.nic)
                 return hostnic.Takeover.from_snapshot(snap, netlink=self._netlink)
