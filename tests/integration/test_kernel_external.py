@@ -238,3 +238,22 @@ def test_a_takeover_an_older_vswitchd_left_gets_its_drop_behind_the_program(lab)
         assert ns_helpers.ping(lab.host, lab.server_ip), "the host reaches the server again"
     finally:
         d.cleanup()
+
+
+def test_the_program_goes_on_an_existing_ingress_qdisc_and_leaves_it_as_it_was(netns):
+    """A link with an `ingress` qdisc (not clsact: no egress hook) takes the program's filter; attaching
+    again replaces it (one filter); closing removes the filter and keeps the qdisc, which was not ours."""
+    require_fastpath()
+    ns = netns("iq")
+    a, b = ns_helpers.unique_name("qa"), ns_helpers.unique_name("qb")
+    veth_pair(a, b, ns, ns)
+    ns_helpers.run(ns, ["tc", "qdisc", "add", "dev", a, "ingress"])
+    ifindex = int(ns_helpers.run(ns, ["cat", f"/sys/class/net/{a}/ifindex"]).stdout)
+    with SwitchProgram() as prog:
+        prog.add_port("uplink", ifindex=ifindex)
+        prog.attach("uplink", netns=ns)
+        assert tc.ingress_filters(ifindex, netns=ns) == ["vs_ingress"] and not tc.has_clsact(ifindex, netns=ns)
+        tc.attach_ingress(ifindex, prog.prog_fd, name="vs_ingress", netns=ns)
+        assert tc.ingress_filters(ifindex, netns=ns) == ["vs_ingress"], "replaced, not doubled"
+    assert tc.ingress_filters(ifindex, netns=ns) == []
+    assert "qdisc ingress" in _qdiscs(ns, a), "the link's own qdisc stays"
