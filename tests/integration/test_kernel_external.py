@@ -257,3 +257,19 @@ def test_the_program_goes_on_an_existing_ingress_qdisc_and_leaves_it_as_it_was(n
         assert tc.ingress_filters(ifindex, netns=ns) == ["vs_ingress"], "replaced, not doubled"
     assert tc.ingress_filters(ifindex, netns=ns) == []
     assert "qdisc ingress" in _qdiscs(ns, a), "the link's own qdisc stays"
+
+
+def test_an_unconfirmed_external_switch_on_the_kernel_datapath_reverts_leaving_nothing_of_ours(lab, daemon_factory):  # noqa: F811
+    require_fastpath()
+    before = _link_state(lab.host, lab.nic)
+    d = daemon_factory(lab.host)
+    sw = ns_helpers.unique_name("xr")
+    vnic = ("vs-" + sw)[:15]
+    d.cli("switch", "create", sw, "--external", lab.nic, "--confirm-timeout", "3")
+    ids = _ids(lab.host, (vnic, "egress"), (lab.nic, "ingress"))
+    assert len(ids) == 2, f"on the kernel datapath: {_datapath(d, sw)}"
+    wait_until(lambda: "not confirmed in time" in d.log(), what="the unconfirmed switch to revert by itself")
+    assert _link_state(lab.host, lab.nic) == before, "the revert gives the NIC back exactly"
+    assert _names(lab.host, lab.nic, "ingress") == [] and "clsact" not in _qdiscs(lab.host, lab.nic)
+    wait_until(lambda: not set(libbpf.program_ids()) & ids, what="the revert to unload the programs")
+    assert ns_helpers.ping(lab.host, lab.server_ip)
