@@ -74,7 +74,10 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
     elif args.quick:
         names = ["vswitch-tap"]
     else:
-        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel"] + (list(PEERS) if args.peers else [])
+        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel", "vswitch-external"]
+        names += list(PEERS) if args.peers else []
+    if any(report.BASE.get(n) for n in names) and "bridge-external" not in names:
+        names.append("bridge-external")  # the External setups' own baseline
     return ["kernel-bridge"] + [n for n in names if n != "kernel-bridge"]
 
 
@@ -144,6 +147,10 @@ UDP with 64-byte payloads at unlimited rate (`-u -b 0 -l 64`: packets/s received
 reports them, plus frames the switch delivered into B from B's rx counter), tear down. The whole list
 is repeated round after round (A B C … A B C …) so drift and other load hit every setup alike;
 tables show medians, and ratios are to the kernel bridge's median in the same run and mode.
+External setups: A is the host namespace itself and B a server behind its "NIC" (a veth); in
+`vswitch-external*` the host's address moved with the takeover to the host vNIC, so its traffic
+crosses vNIC → switch → uplink; their ratios are to `bridge-external` (a kernel bridge holding the
+same NIC, the host's address on the bridge), whose own ratio is to the kernel bridge.
 Switch CPU: user+system time of the switch process (all threads), read from the kernel's
 per-process CPU clock (the ns-precise form of /proc/PID/stat utime+stime); per packet = CPU during
 the UDP test ÷ frames delivered into B. The kernel bridge has no process (it forwards in

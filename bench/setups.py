@@ -184,6 +184,49 @@ def vswitch_link_base(lab: Lab, cpus: str | None) -> Pair:
     return vswitch_link(lab, cpus, src=BASELINE_SRC)
 
 
+# -- (c2) an External switch: the host's own traffic across the uplink ------------------------------
+#
+# Here A is the host namespace itself (S): the host's address moves with the takeover to the host
+# vNIC, and B is a "server" behind the NIC (a veth whose other end is in B). The baseline is a
+# kernel bridge holding the same NIC, the host's address on the bridge's own port.
+
+def _nic(lab: Lab) -> tuple[str, str, str, str]:
+    """The host namespace S with a "NIC" (a veth end) whose peer is the server B's interface."""
+    ns_s, ns_b = lab.netns("s"), lab.netns("b")
+    nic, if_b = unique_name("ni"), unique_name("ib")
+    lab.veth(nic, ns_s, if_b, ns_b)
+    set_up(ns_b, if_b, cidr=f"{IP_B}/{PLEN}")
+    return ns_s, ns_b, nic, if_b
+
+
+def bridge_external(lab: Lab, cpus: str | None) -> Pair:
+    """A kernel bridge in S holding the NIC; the host's address on the bridge itself."""
+    ns_s, ns_b, nic, if_b = _nic(lab)
+    br = unique_name("br")
+    lab.bridge(ns_s, br)
+    set_up(ns_s, nic, master=br)
+    set_up(ns_s, br, cidr=f"{IP_A}/{PLEN}")
+    return Pair("bridge-external", ns_s, ns_b, br, if_b, ns_sw=ns_s)
+
+
+def vswitch_external(lab: Lab, cpus: str | None, *, datapath: str = "kernel") -> Pair:
+    """vswitchd in S with an External switch on the NIC (allow management OS): the takeover moves
+    the host's address to the host vNIC; its traffic crosses vNIC → switch → uplink → B."""
+    from vswitch.control.model import DatapathMode, SwitchSpec, SwitchType
+
+    ns_s, ns_b, nic, if_b = _nic(lab)
+    set_up(ns_s, nic, cidr=f"{IP_A}/{PLEN}")
+    d = Vswitchd(lab, ns_s, cpus)
+    sw = unique_name("sw")
+    d.api.create_switch(SwitchSpec(sw, SwitchType.EXTERNAL, nic=nic, datapath=DatapathMode(datapath)))
+    name = "vswitch-external" if datapath == "kernel" else "vswitch-external-python"
+    return Pair(name, ns_s, ns_b, ("vs-" + sw)[:15], if_b, switch_pids=[d.pid], ns_sw=ns_s)
+
+
+def vswitch_external_python(lab: Lab, cpus: str | None) -> Pair:
+    return vswitch_external(lab, cpus, datapath="python")
+
+
 # -- (d) peers: VDE2 and Open vSwitch's userspace datapath ----------------------------------------
 
 PEER_PACKAGES = {"vde_switch": "vde2", "ovs-vswitchd": "openvswitch-switch"}
@@ -274,6 +317,9 @@ SETUPS: dict[str, Callable[[Lab, str | None], Pair]] = {
     "vswitch-kernel": vswitch_kernel,
     "vswitch-tap-base": vswitch_tap_base,
     "vswitch-link-base": vswitch_link_base,
+    "bridge-external": bridge_external,
+    "vswitch-external": vswitch_external,
+    "vswitch-external-python": vswitch_external_python,
     "vde2": vde2,
     "ovs-netdev": ovs_netdev,
 }

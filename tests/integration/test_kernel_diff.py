@@ -31,7 +31,7 @@ N_FRAMES = 20_000
 NS = 1_000_000_000
 AGEING_S = 20
 GROUP_FWD_MASK = 1 << 0x0E           # LLDP's 01:80:C2:00:00:0E is forwarded, the others dropped
-TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
+TC_ACT_UNSPEC, TC_ACT_SHOT, TC_ACT_REDIRECT = -1, 2, 7  # UNSPEC: the upcall, on to the next filter
 
 POLICIES = {
     "a10": PortPolicy.access(10),
@@ -77,7 +77,7 @@ def _expected_outputs(core: SwitchCore, frame: bytes, d) -> list[tuple[str, byte
 
 def _verdict(reason: str, n_out: int) -> int:
     if reason.startswith("upcall"):
-        return TC_ACT_OK
+        return TC_ACT_UNSPEC
     return TC_ACT_REDIRECT if n_out else TC_ACT_SHOT
 
 
@@ -184,7 +184,7 @@ def test_a_new_mac_beyond_the_cap_goes_up_and_changes_nothing() -> None:
             assert prog.run("p0", b"\xff" * 6 + POOL[i] + b"\x08\x00" + bytes(46)).reason == "flood_broadcast"
         before = program_table(prog)
         r = prog.run("p1", b"\xff" * 6 + POOL[5] + b"\x08\x00" + bytes(46))
-        assert (r.verdict, r.reason, r.outputs) == (TC_ACT_OK, "upcall_table_full", ())
+        assert (r.verdict, r.reason, r.outputs) == (TC_ACT_UNSPEC, "upcall_table_full", ())
         assert program_table(prog) == before
         c = prog.counters("p1")
         assert (c["upcall"], c["upcall_table_full"], c["rx_frames"], c["flood_broadcast"]) == (1, 1, 0, 0)
@@ -210,7 +210,7 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         assert prog.counters("k1")["upcall_dest"] == 1
         prog.add_port("watched", PortPolicy.access(10), ifindex=1003, upcall=True)
         r = prog.run("watched", POOL[5] + POOL[6] + b"\x08\x00" + bytes(46))
-        assert (r.verdict, r.reason) == (TC_ACT_OK, "upcall_port")
+        assert (r.verdict, r.reason) == (TC_ACT_UNSPEC, "upcall_port")
         assert {k: v for k, v in prog.counters("watched").items() if v} == {"upcall": 1, "upcall_port": 1}
 
 

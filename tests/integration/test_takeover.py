@@ -146,7 +146,7 @@ def test_apply_moves_everything_and_restore_gives_it_back_exactly(topo: Topo) ->
     assert {a["local"] for a in vnic["addrs"]} >= {"10.50.0.1", "10.50.0.2", "2001:db8:50::1"}
     assert not [a for a in nic["addrs"] if a["family"] == "inet"], "the NIC keeps no IPv4 address"
     assert nic["sysctls"] == ["1", "8"], "IPv6 disabled and arp_ignore=8 on the NIC"
-    assert any(q["kind"] == "ingress" for q in nic["qdiscs"]), "tc ingress drop on the NIC"
+    assert any(q["kind"] == "clsact" for q in nic["qdiscs"]), "tc ingress drop on the NIC"
     assert "PROMISC" in nic["link"]["flags"] and "UP" in nic["link"]["flags"]
     routed = _json(topo.host, ["ip", "-j", "route", "get", "10.78.0.5"])[0]
     assert routed["dev"] == topo.vnic and routed["gateway"] == "10.77.0.1", routed

@@ -41,6 +41,7 @@ from socket import AF_INET, AF_INET6
 from typing import Any
 
 from vswitch.control.netlink import (
+    DROP_FILTER_NAME,
     IFA_F_SETTABLE,
     IFF_LOOPBACK,
     IFF_PROMISC,
@@ -377,13 +378,16 @@ class MemNetlink:
     def ingress_qdisc_kind(self, name: str) -> str | None:
         return self._get(name).ingress
 
+    def ingress_filter_names(self, name: str) -> list[str]:
+        return [DROP_FILTER_NAME] if self._get(name).ingress else []  # no fast path here: only the drop
+
     def add_ingress_drop(self, name: str) -> None:
         link = self._get(name)
-        what = f"add ingress qdisc to {name}"
+        what = f"add drop filter to {name}"
         self.kernel._mutate(what)
         if link.ingress is not None:
             raise NetlinkFailure.refused(errno.EEXIST, what)
-        link.ingress = "ingress"
+        link.ingress = "clsact"
 
     def del_ingress(self, name: str, *, missing_ok: bool = False) -> None:
         link = self._get(name)

@@ -103,7 +103,7 @@ def test_apply_then_restore(kernel: MemKernel) -> None:
     assert [str(a) for a in nl.addresses("vs-ext0")] == ["192.0.2.10/24", "192.0.2.11/24", "2001:db8::10/64"]
     assert nl.addresses("vs-ext0")[1].label == "vs-ext0:0", "IPv4 labels follow the link name"
     assert nl.addresses("eth1") == [] and nl.routes("eth1") == []
-    assert nl.ingress_qdisc_kind("eth1") == "ingress" and nl.link("eth1").promisc
+    assert nl.ingress_qdisc_kind("eth1") == "clsact" and nl.link("eth1").promisc
     t.restore()
     assert kernel.state() == before
     t.restore()

@@ -46,6 +46,7 @@ def _struct_size(name: str) -> int:
     ("VS_ST_ADDED", L.ST_ADDED), ("VS_ST_REMOVED", L.ST_REMOVED), ("VS_NR_STATE", L.NR_STATE),
     ("VS_CFG_EVENTS", L.CFG_EVENTS), ("VS_ST_EVENTS_LOST", L.ST_EVENTS_LOST), ("VS_EV_DECISION", L.EV_DECISION),
     ("VS_EV_HEAD", L.EV_HEAD), ("VS_EV_OUT_WORDS", L.EV_OUT_WORDS), ("VS_EV_RING_BYTES", L.EV_RING_BYTES),
+    ("VS_PF_INGRESS", L.PF_INGRESS),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"

@@ -139,7 +139,7 @@ def test_external_moves_the_nics_protocols_to_the_vnic_and_gives_them_back_exact
     assert _addrs(kernel, NIC) == [] and _routes(kernel, NIC) == []
     vnic, nic = nl.link(VNIC), nl.link(NIC)
     assert (vnic.mac, vnic.up, vnic.kind) == (NIC_MAC, True, "tun"), "the vNIC takes the NIC's MAC"
-    assert nl.ingress_qdisc_kind(NIC) == "ingress" and nic.promisc and nic.up
+    assert nl.ingress_qdisc_kind(NIC) == "clsact" and nic.promisc and nic.up
     assert nl.get_sysctl(f"net/ipv6/conf/{NIC}/disable_ipv6") == "1"
     assert nl.addresses(VNIC)[1].label == f"{VNIC}:0", "an IPv4 label follows the link's name"
     m.delete_switch("ext")

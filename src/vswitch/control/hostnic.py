@@ -9,9 +9,10 @@ Hyper-V semantics. With *allow management OS* the host vNIC (a TAP ``vs-<switch>
 someone else) takes the NIC's MAC and MTU, is brought up, and receives the NIC's IPv4/IPv6
 addresses (flags, lifetimes, labels) and every route whose output link is the NIC (all tables,
 both families; metric/scope/proto/gateway/src kept). The NIC keeps only the switch: no
-addresses, ``disable_ipv6=1``, ``arp_ignore=8``, an ingress qdisc whose filter drops everything
-(packet taps see frames before tc ingress, so the switch's uplink still does), up and
-promiscuous. Without management OS the addresses and routes are only removed (and remembered).
+addresses, ``disable_ipv6=1``, ``arp_ignore=8``, a clsact qdisc whose last ingress filter drops
+everything (packet taps see frames before tc ingress, so the switch's Python uplink still does; the
+kernel fast path's program runs before the drop), up and promiscuous. Without management OS the
+addresses and routes are only removed (and remembered).
 
 Order, and why:
   1. vNIC MAC, MTU, up        (IPv4 adds prefix routes only on an up link)
@@ -31,6 +32,9 @@ state (IPv6 link-local, SLAAC, ``proto kernel``/``ra`` routes) is never moved: e
 
 Must not touch: frames, ports, the datapath, or pyroute2 (all kernel access goes through the
 ``NetlinkApi`` the takeover is given: ``netlink.Netlink`` unless a test passes an in-memory kernel).
+The NIC's clsact qdisc may already hold the switch's fast-path filter (``own_filters``, attached
+with the uplink before the takeover); the drop goes behind it, and the undo removes the qdisc with
+both, so a give-back leaves no tc state of vswitch on the NIC.
 Restore expects the switch to have stopped bridging NIC and vNIC: otherwise IPv6 DAD on the NIC
 would hear the vNIC, which has the same MAC and addresses.
 """
@@ -41,7 +45,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from socket import AF_INET6
@@ -114,8 +118,10 @@ def _sysctl_paths(nic: str) -> dict[str, str]:
             "arp_ignore": f"net/ipv4/conf/{nic}/arp_ignore"}
 
 
-def validate(nl: NetlinkApi, nic: str, vnic: str | None, allow_management_os: bool) -> None:
-    """Raise ``TakeoverRefused`` naming the problem; reads only."""
+def validate(nl: NetlinkApi, nic: str, vnic: str | None, allow_management_os: bool,
+             own_filters: Collection[str] = ()) -> None:
+    """Raise ``TakeoverRefused`` naming the problem; reads only. ``own_filters``: the names of the
+    filters the switch itself may have put on the NIC's clsact ingress already (its fast path)."""
     if not nl.link_exists(nic):
         raise TakeoverRefused(f"NIC {nic!r} does not exist")
     info = nl.link(nic)
@@ -125,8 +131,9 @@ def validate(nl: NetlinkApi, nic: str, vnic: str | None, allow_management_os: bo
         what = "a port of a bridge" if info.slave_kind == "bridge" else f"enslaved ({info.slave_kind})"
         raise TakeoverRefused(f"NIC {nic!r} is already {what} (master ifindex {info.master}); "
                               "release it first")
-    if nl.ingress_qdisc_kind(nic):
-        raise TakeoverRefused(f"NIC {nic!r} already has an {nl.ingress_qdisc_kind(nic)} qdisc; "
+    kind = nl.ingress_qdisc_kind(nic)
+    if kind and not (kind == "clsact" and set(nl.ingress_filter_names(nic)) <= set(own_filters)):
+        raise TakeoverRefused(f"NIC {nic!r} already has an ingress qdisc ({kind}); "
                               "vswitch would have to replace it and could not give it back")
     if allow_management_os:
         if not vnic:
@@ -269,8 +276,9 @@ class Takeover:
 
     def __init__(self, nic: str, vnic: str | None = None, *, allow_management_os: bool = True,
                  netns: str | None = None, fail_at: FailAt = None, netlink: OpenNetlink = Netlink,
-                 on_step: StepObserver | None = None) -> None:
+                 on_step: StepObserver | None = None, own_filters: Collection[str] = ()) -> None:
         self.nic, self.vnic, self.netns = nic, vnic, netns
+        self.own_filters = tuple(own_filters)
         self._netlink = netlink
         self.on_step = on_step
         self.allow_management_os = allow_management_os
@@ -297,7 +305,7 @@ class Takeover:
         with self._lock:
             if self._snapshot is None:
                 with self._netlink(self.netns) as nl:
-                    validate(nl, self.nic, self.vnic, self.allow_management_os)
+                    validate(nl, self.nic, self.vnic, self.allow_management_os, self.own_filters)
                     self._snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
             return copy.deepcopy(self._snapshot)
 
@@ -314,7 +322,7 @@ class Takeover:
             if self._done:
                 raise TakeoverRefused(f"NIC {self.nic!r} is already taken over; restore() first")
             with self._netlink(self.netns) as nl:
-                validate(nl, self.nic, self.vnic, self.allow_management_os)
+                validate(nl, self.nic, self.vnic, self.allow_management_os, self.own_filters)
                 if snapshot is None:
                     snapshot = capture(nl, self.nic, self.vnic, self.allow_management_os)
                 self._snapshot = copy.deepcopy(snapshot)

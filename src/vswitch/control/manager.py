@@ -118,6 +118,7 @@ from vswitch.datapath.fastpath import (
     FastPathRefused,
     KernelDatapath,
     PythonDatapath,
+    fast_path_filters,
     make_datapath,
     remove_stale_fast_path,
 )
@@ -261,7 +262,7 @@ class SwitchManager:
                 ownership.refuse_reserved_link(spec.nic, wanted)
                 try:
                     if not nic_taken_by_us:  # our own ingress drop is on it: that is what is adopted
-                        hostnic.validate(nl, spec.nic, None, False)
+                        hostnic.validate(nl, spec.nic, None, False, fast_path_filters())
                 except hostnic.TakeoverRefused as exc:
                     raise InvalidRequest(str(exc)) from None
             if vnic_name is not None:
@@ -369,7 +370,7 @@ class SwitchManager:
         """Open (create, or adopt what the kernel kept) the host vNIC; `attach` makes it port "host"."""
         vnic = self._port_kinds[PortKind.TAP](HOST_PORT, vnic_name, persist=True)  # type: ignore[call-arg]
         try:
-            vnic.open()
+            sw.datapath.open_port(vnic, role="host-vnic")
         except OSError as exc:
             raise InvalidRequest(f"cannot create host vNIC {vnic_name}: {exc}") from exc
         # a vNIC `switch set` adds is removed if it unwinds; one of `_build` follows `_release_vnic`
@@ -385,7 +386,7 @@ class SwitchManager:
         assert spec.nic is not None
         uplink = self._port_kinds[PortKind.LINK](UPLINK_PORT, spec.nic)  # type: ignore[call-arg]
         try:
-            uplink.open()
+            sw.datapath.open_port(uplink, role="uplink")
         except OSError as exc:
             raise InvalidRequest(f"cannot open NIC {spec.nic!r}: {exc}") from exc
         undo.callback(uplink.close)
@@ -430,7 +431,7 @@ class SwitchManager:
         assert spec.nic is not None
         takeover = hostnic.Takeover(spec.nic, vnic_name, allow_management_os=spec.allow_management_os,
                                     fail_at=self._takeover_fail_at, netlink=self._netlink,
-                                    on_step=self._step_observer(spec.name))
+                                    on_step=self._step_observer(spec.name), own_filters=fast_path_filters())
         try:
             snap = {**takeover.snapshot(), **(remember or {})}
         except hostnic.TakeoverRefused as exc:
@@ -472,6 +473,11 @@ class SwitchManager:
             with self._netlink() as nl:
                 intact = nl.ingress_qdisc_kind(spec.nic) is not None and (
                     snap["vnic"] is None or nl.link_exists(snap["vnic"]))
+                if intact and nl.ingress_qdisc_kind(spec.nic) == "ingress":
+                    # a drop made before the fast path: first in an ingress qdisc, where it would stop
+                    # every frame before the program; made again, it sits last on a clsact
+                    nl.del_ingress(spec.nic, missing_ok=True)
+                    nl.add_ingress_drop(spec.nic)
             if intact:
                 log.info("switch %s: adopting the takeover of %s left by the previous run", spec.name, spec.nic)
                 return hostnic.Takeover.from_snapshot(snap, netlink=self._netlink)

@@ -18,9 +18,10 @@ Must not touch: switch types, ports, frames, policy decisions.
 
 Kernel facts behind choices here (measured on the target kernel, see DESIGN.md section 7):
 ``cls_matchall`` and ``act_gact`` are not built in, ``cls_bpf`` and the bpf() syscall are; so
-"drop everything the host stack would see" is an ingress qdisc plus a direct-action cls_bpf
-filter whose two-instruction program returns TC_ACT_SHOT. Packet taps (AF_PACKET) run before
-tc ingress, so the switch's uplink still sees every frame.
+"drop everything the host stack would see" is a clsact qdisc's ingress plus a direct-action cls_bpf
+filter whose two-instruction program returns TC_ACT_SHOT, at the last priority: the switch's kernel
+fast path shares that clsact and runs first (its undecided frames fall through to the drop). Packet
+taps (AF_PACKET) run before tc ingress, so the switch's Python uplink still sees every frame.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ IFA_F_TEMPORARY = 0x01
 # Address flags a caller may ask for; the rest (secondary, tentative, permanent...) the kernel owns.
 IFA_F_SETTABLE = 0x02 | 0x10 | 0x100 | 0x200 | 0x400  # nodad homeaddress mngtmpaddr noprefixroute autojoin
 RTNH_F_ONLINK = 0x4
-TC_H_INGRESS_PARENT = 0xFFFF0000
+TC_H_CLSACT_INGRESS = 0xFFFFFFF2  # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
 DROP_FILTER_NAME = "vswitch_drop"
+#: the drop runs last on the NIC's ingress: the switch's fast-path program, if any, decides first and
+#: hands on (TC_ACT_UNSPEC) only what it leaves undecided, which the drop keeps from the host stack
+DROP_PRIO = 0xFFFF
 
 T = TypeVar("T")
 
@@ -494,27 +498,40 @@ class Netlink:
                 return msg.get("TCA_KIND")
         return None
 
+    def ingress_filter_names(self, name: str) -> list[str]:
+        """The filters on ``name``'s ingress (a bpf filter by its program's name), empty without an
+        ingress or clsact qdisc."""
+        from vswitch.datapath.kernel import tc  # the one reader of a link's tc filters
+        return self._call(f"list ingress filters of {name}", tc.ingress_filters, self.link(name).index,
+                          netns=self.netns)
+
     def add_ingress_drop(self, name: str) -> None:
-        """Ingress qdisc + a match-everything filter that drops: the host stack sees nothing from ``name``."""
+        """A clsact qdisc (the one the switch's fast path made on ``name``, or a new one) + a
+        match-everything filter that drops, last (``DROP_PRIO``): the host stack sees nothing from
+        ``name``. EEXIST when the drop is there already."""
         index = self.link(name).index
-        self._call(f"add ingress qdisc to {name}", self._ipr.tc, "add", "ingress", index)
+        created = self.ingress_qdisc_kind(name) != "clsact"
+        if created:
+            self._call(f"add clsact qdisc to {name}", self._ipr.tc, "add", "clsact", index)
         try:
             fd = _load_drop_program()
             try:  # the kernel keeps its own reference to the program; our fd can go
                 self._call(f"add drop filter to {name}", self._ipr.tc, "add-filter", "bpf", index, ":1",
-                           fd=fd, name=DROP_FILTER_NAME, parent=TC_H_INGRESS_PARENT, prio=1,
+                           fd=fd, name=DROP_FILTER_NAME, parent=TC_H_CLSACT_INGRESS, prio=DROP_PRIO,
                            direct_action=True)
             finally:
                 os.close(fd)
         except BaseException:
-            self.del_ingress(name, missing_ok=True)  # no half-made ingress left behind
+            if created:
+                self.del_ingress(name, missing_ok=True)  # no half-made ingress left behind
             raise
 
     def del_ingress(self, name: str, *, missing_ok: bool = False) -> None:
-        """Delete the ingress qdisc of ``name`` and every filter on it."""
+        """Delete the clsact qdisc of ``name`` (an ``ingress`` one, as vswitch made before the fast
+        path) and every filter on it, the fast path's too."""
+        kind = self.ingress_qdisc_kind(name) or "clsact"
         try:
-            self._call(f"delete ingress qdisc of {name}", self._ipr.tc, "del", "ingress",
-                       self.link(name).index)
+            self._call(f"delete {kind} qdisc of {name}", self._ipr.tc, "del", kind, self.link(name).index)
         except NetlinkFailure as exc:
             if not (missing_ok and exc.errno in (errno.ENOENT, errno.EINVAL)):
                 raise
@@ -565,6 +582,7 @@ class NetlinkApi(Protocol):
     def del_route(self, name: str, route: Route, *, missing_ok: bool = False) -> None: ...
 
     def ingress_qdisc_kind(self, name: str) -> str | None: ...
+    def ingress_filter_names(self, name: str) -> list[str]: ...
     def add_ingress_drop(self, name: str) -> None: ...
     def del_ingress(self, name: str, *, missing_ok: bool = False) -> None: ...
 

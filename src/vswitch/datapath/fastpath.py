@@ -1,13 +1,20 @@
 """The kernel datapath: a switch whose ports are all links in vswitchd's namespace, forwarded by the
 tc-bpf fast path (datapath/kernel/), with the control plane's view unchanged.
 
+What qualifies (`refusal`): `link` ports (a VM's veth or TAP, an External switch's uplink NIC) and
+the host vNIC — a persistent TAP in vswitchd's namespace whose program sits on its clsact egress
+(what the host sends) and which the program delivers to with BPF_F_INGRESS (into the host stack).
+The TAP's descriptor stays open on the fast path (the TAP has carrier while one is), unread; on the
+uplink the program shares the NIC's clsact with the takeover's drop, which runs after it and catches
+what the program leaves undecided.
+
 `KernelDatapath` is a `Datapath` (a subclass, not a second class behind a Protocol: the thread, the
 command queue, the port records, the link watch and — when a port only Python serves arrives — the
 whole Python datapath are the base class's, so the live move to Python is "stop being special").
 While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
-back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
-second time. Python does no per-frame work; the loop wakes for commands, the tick and — only while
-someone watches — the program's decision events.
+back-end is never opened (the host vNIC's TAP is opened but not read): an AF_PACKET socket sees a
+frame before tc ingress and would forward it a second time. Python does no per-frame work; the loop
+wakes for commands, the tick and — only while someone watches — the program's decision events.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
@@ -40,10 +47,12 @@ Invariants:
   the switch unchanged). `PythonDatapath` is left for switches that cannot move (the fast path could
   not be had when they were built, a simulated kernel).
 - `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
-  ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
-  replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
-  Python datapath instead, `PythonDatapath` removes that filter before opening the link's sockets
-  (else the old program and Python would both forward each frame).
+  ours is left (a clsact the takeover's drop still sits on stays: the give-back removes it). A
+  SIGKILLed vswitchd leaves the programs attached and forwarding (the host vNIC's TAP loses its
+  carrier with its last descriptor, and the host still sends and receives through it); the next
+  start replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back
+  on the Python datapath instead, `PythonDatapath` removes that filter (a TAP's: on its egress)
+  before opening the port (else the old program and Python would both forward each frame).
 Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
 """
 
@@ -63,6 +72,7 @@ from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_f
 from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
 from vswitch.ports.base import Port, link_mtu
 from vswitch.ports.link import LinkPort
+from vswitch.ports.tap import TapPort
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +94,22 @@ class FastPathRefused(OSError):
 
 
 def role_refusal(role: str) -> str | None:
-    """Why a switch's own port of this role cannot be on the fast path yet, None when it can."""
-    if role == "host-vnic":
-        return "the host vNIC is a TAP vswitch reads itself (not on the fast path yet)"
-    if role == "uplink":
-        return "an external switch's uplink is not on the fast path yet (its takeover owns the NIC's ingress)"
+    """Why a switch's own port of this role cannot be on the fast path, None when it can (the uplink
+    and the host vNIC both can: see `refusal`)."""
     return None
 
 
 def refusal(pid: Hashable, port: Port, role: str) -> str | None:
-    """Why a port cannot be on the fast path, None when it can (a `link` port of a VM)."""
+    """Why a port cannot be on the fast path, None when it can: a `link` port (a VM's, the uplink), or
+    the host vNIC — a TAP in vswitchd's namespace, the program on its egress."""
     why = role_refusal(role)
-    if why is None and not isinstance(port, LinkPort):
+    if why is None and not (isinstance(port, LinkPort) or _is_host_tap(port, role)):
         why = f"port {pid} is a {port.kind} port"
     return why
+
+
+def _is_host_tap(port: Port, role: str) -> bool:
+    return role == "host-vnic" and isinstance(port, TapPort) and port.netns is None
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
@@ -154,17 +166,27 @@ class PythonDatapath(Datapath):
                                   f"built on the Python one ({why}); it is tried again when vswitchd starts")
 
 
+def fast_path_filters() -> tuple[str, ...]:
+    """The names of the fast path's tc filters: what a takeover may find on the NIC (the uplink is
+    attached first) and keep in front of its drop."""
+    from vswitch.datapath.kernel.program import PROGRAM, PROGRAM_EGRESS
+    return PROGRAM, PROGRAM_EGRESS
+
+
 def remove_stale_fast_path(port: Port) -> None:
-    """Take off a link port's link the fast-path filter a killed vswitchd left there (its program goes
-    on forwarding): before the Python datapath opens the link, and when a port is discarded for good
-    (a crash recovery undoing it). Best effort: no link, no netlink, nothing of ours — nothing done."""
-    if not isinstance(port, LinkPort):
+    """Take off a link port's link (a TAP's egress: the host vNIC) the fast-path filter a killed
+    vswitchd left there (its program goes on forwarding): before the Python datapath opens the link,
+    and when a port is discarded for good (a crash recovery undoing it). Best effort: no link, no
+    netlink, nothing of ours — nothing done."""
+    egress = isinstance(port, TapPort) and port.netns is None
+    if not (isinstance(port, LinkPort) or egress):
         return
     try:
         from vswitch.datapath.kernel import tc
-        from vswitch.datapath.kernel.program import PROGRAM
-        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM):
-            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)
+        from vswitch.datapath.kernel.program import PROGRAM, PROGRAM_EGRESS
+        if tc.remove_stale(socket.if_nametoindex(port.ifname), PROGRAM_EGRESS if egress else PROGRAM,  # type: ignore[attr-defined]
+                           egress=egress):
+            log.info("removed the fast path a previous vswitchd left on %s", port.ifname)  # type: ignore[attr-defined]
     except Exception as exc:  # the link is gone (open says so), no netlink here: nothing of ours there
         log.debug("looking for a stale fast path on %s: %s", port.ifname, exc)
 
@@ -218,12 +240,14 @@ class KernelDatapath(Datapath):
 
     # -- ports ----------------------------------------------------------------------------------
     def open_port(self, port: Port, role: str = "vm") -> None:
-        """A port the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
-        switch, refused — even while a watch has it on Python: FastPathRefused). Raises OSError."""
+        """A link the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
+        switch, refused — even while a watch has it on Python: FastPathRefused). The host vNIC's TAP
+        is opened on both paths (it exists while its descriptor or persistence holds it, and has
+        carrier while a descriptor is open) but read only on Python. Raises OSError."""
         why = refusal(port.name, port, role)
         if why is not None and self.required:
             raise FastPathRefused(self._refused(why))
-        if why is None and self.program is not None:
+        if why is None and self.program is not None and not _is_host_tap(port, role):
             return
         remove_stale_fast_path(port)  # on Python: as PythonDatapath.open_port
         port.open()
@@ -282,19 +306,21 @@ class KernelDatapath(Datapath):
                 return False
             if pid in self._ports:
                 raise ValueError(f"port {pid!r} already attached")
-            assert isinstance(port, LinkPort)
-            port.close()  # opened while a watch had the switch on Python: the program serves it now
-            ifindex = socket.if_nametoindex(port.ifname)
-            self.program.add_port(pid, policy, ifindex=ifindex)
+            host = _is_host_tap(port, role)
+            assert isinstance(port, LinkPort) or host
+            if not host:  # the TAP stays open, unread: its carrier is its descriptor's
+                port.close()  # opened while a watch had the switch on Python: the program serves it now
+            ifindex = socket.if_nametoindex(port.ifname)  # type: ignore[attr-defined]
+            self.program.add_port(pid, policy, ifindex=ifindex, host=host)
             try:
                 self.program.attach(pid)
             except BaseException:
                 self.program.remove_port(pid)
                 raise
-            port.mtu = link_mtu(None, port.ifname, port.mtu)  # what an open would have read
+            port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
             self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
-            self._tx_base[pid] = _link_tx(port.ifname)
+            self._tx_base[pid] = _link_tx(port.ifname)  # type: ignore[attr-defined]
             return True
         if not self.call(do):
             super().attach(pid, port, policy, role)
@@ -529,7 +555,8 @@ class KernelDatapath(Datapath):
         — the core holds them —, the `learned` entries (core FdbEntry records, last seen on the
         datapath's monotonic clock), and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
-            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname),  # type: ignore[attr-defined]
+                             host=_is_host_tap(ps.port, ps.role))
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
         for table in self.core.fdb.by_vlan.values():
             for e in table.values():
@@ -598,7 +625,8 @@ class KernelDatapath(Datapath):
             self._unregister(ps)
             ps.queue.clear()
             ps.failed, ps.error, ps.link_down = False, "", False
-            ps.port.close()
+            if not _is_host_tap(ps.port, ps.role):  # the TAP stays open (carrier), unread
+                ps.port.close()
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
         self.core.fdb.flush()
         log.info("switch %s is back on the kernel datapath", self.name)

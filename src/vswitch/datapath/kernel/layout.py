@@ -24,6 +24,7 @@ PF_FLOOD = 0x08
 PF_KERNEL = 0x10
 PF_TRUNK = 0x20
 PF_UPCALL = 0x40
+PF_INGRESS = 0x80
 
 FDB_STATIC = 0x01
 CFG_TEST = 0x01
@@ -65,12 +66,14 @@ def vlan_bits(vlans: frozenset[int] | set[int]) -> tuple[int, ...]:
     return tuple(words)
 
 
-def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, upcall: bool = False) -> bytes:
+def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, upcall: bool = False,
+              ingress: bool = False) -> bytes:
     """`struct vs_port` for a port with `policy`: `kernel` when the program can send to `ifindex`
-    (a link in its namespace), `upcall` when every frame from it must go to Python."""
+    (a link in its namespace), `upcall` when every frame from it must go to Python, `ingress` when
+    frames for it go into the link's ingress (the host vNIC)."""
     flags = ((PF_ADMIN_UP if policy.admin_up else 0) | (PF_OPER_UP if oper_up else 0)
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
-             | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0))
+             | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0))
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans))
     return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()))

@@ -288,7 +288,7 @@ def prog_test_run(prog_fd: int, frame: bytes, ingress_ifindex: int, *, ifindex: 
     rc = _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
     if rc != 0:
         raise _error("BPF_PROG_TEST_RUN", rc)
-    return int(opts.retval), data_out.raw[:opts.data_size_out]
+    return ctypes.c_int32(opts.retval).value, data_out.raw[:opts.data_size_out]  # TC_ACT_UNSPEC is -1
 
 
 def _ids(call: str) -> list[int]:

@@ -27,6 +27,8 @@ from vswitch.datapath.kernel.tables import SwitchTables, TestOutput
 
 PortId = Hashable
 PROGRAM = "vs_ingress"
+#: the program on the host vNIC's egress (its filter's name too)
+PROGRAM_EGRESS = "vs_egress"
 OBJECT_PATH = Path(__file__).with_name("switch.bpf.o")
 _NS = 1_000_000_000
 
@@ -50,6 +52,7 @@ class _Slot:
     kernel: bool
     upcall: bool
     oper_up: bool
+    ingress: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class _Attached:
     ifindex: int
     netns: str | None
     created_qdisc: bool
+    egress: bool = False
 
 
 class SwitchProgram:
@@ -79,6 +83,7 @@ class SwitchProgram:
         try:
             self.tables = SwitchTables(self._obj)
             self.prog_fd = self._obj.program_fd(PROGRAM)
+            self.egress_fd = self._obj.program_fd(PROGRAM_EGRESS)
         except BaseException:
             self._obj.close()
             raise
@@ -95,10 +100,11 @@ class SwitchProgram:
 
     # -- configuration (SwitchCore's calls) ---------------------------------------------------
     def add_port(self, port: PortId, policy: PortPolicy | None = None, *, ifindex: int = 0,
-                 kernel: bool = True, upcall: bool = False) -> int:
+                 kernel: bool = True, upcall: bool = False, host: bool = False) -> int:
         """A port in the lowest free slot; returns the slot. `ifindex` is its link in the program's
-        namespace (0 with `kernel=False`: a port only Python serves). Raises ValueError for a port
-        that exists or when every slot is taken."""
+        namespace (0 with `kernel=False`: a port only Python serves). `host`: the link is the host
+        vNIC (a TAP): the program goes on its egress, and frames for it into its ingress. Raises
+        ValueError for a port that exists or when every slot is taken."""
         if port in self._slot_of:
             raise ValueError(f"port {port!r} already exists")
         if kernel and not ifindex:
@@ -106,7 +112,7 @@ class SwitchProgram:
         slot = next((s for s in range(L.MAX_PORTS) if s not in self._slots), None)
         if slot is None:
             raise ValueError(f"the fast path has {L.MAX_PORTS} port slots, all taken")
-        self._slots[slot] = _Slot(port, policy or PortPolicy(), ifindex, kernel, upcall, True)
+        self._slots[slot] = _Slot(port, policy or PortPolicy(), ifindex, kernel, upcall, True, host)
         self._slot_of[port] = slot
         self._write_port(slot)
         return slot
@@ -174,7 +180,7 @@ class SwitchProgram:
     def _write_port(self, slot: int) -> None:
         s = self._slots[slot]
         self.tables.write_port(slot, L.pack_port(s.policy, ifindex=s.ifindex, oper_up=s.oper_up, kernel=s.kernel,
-                                                 upcall=s.upcall), s.ifindex)
+                                                 upcall=s.upcall, ingress=s.ingress), s.ifindex)
         self._write_config()
 
     def _write_config(self) -> None:
@@ -207,6 +213,10 @@ class SwitchProgram:
                 self.tables.event_buf)
         return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
+    def program_ids(self) -> frozenset[int]:
+        """The kernel ids of both programs (ingress, and the host vNIC's egress)."""
+        return frozenset((object_id(self.prog_fd), object_id(self.egress_fd)))
+
     # -- test mode ----------------------------------------------------------------------------
     def set_test_clock(self, now_ns: int | None) -> None:
         """Test mode on with the program's clock at `now_ns` (outputs recorded, nothing sent, refresh
@@ -228,19 +238,22 @@ class SwitchProgram:
 
     # -- links --------------------------------------------------------------------------------
     def attach(self, port: PortId, *, netns: str | None = None) -> None:
-        """Put the program on the port's link ingress (in `netns`, the switch's namespace). Raises
-        KeyError, ValueError for a port only Python serves, NetlinkError."""
+        """Put the program on the port's link ingress (the host vNIC: its egress) in `netns`, the
+        switch's namespace. Raises KeyError, ValueError for a port only Python serves, NetlinkError."""
         s = self._slots[self._slot_of[port]]
         if not s.kernel:
             raise ValueError(f"port {port!r} is served by Python only: no link to attach to")
-        created = tc.attach_ingress(s.ifindex, self.prog_fd, name=PROGRAM, netns=netns)
-        self._attached[port] = _Attached(s.ifindex, netns, created)
+        if s.ingress:
+            created = tc.attach_ingress(s.ifindex, self.egress_fd, name=PROGRAM_EGRESS, netns=netns, egress=True)
+        else:
+            created = tc.attach_ingress(s.ifindex, self.prog_fd, name=PROGRAM, netns=netns)
+        self._attached[port] = _Attached(s.ifindex, netns, created, s.ingress)
 
     def detach(self, port: PortId) -> None:
         """Take the program off the port's link (a link already gone is fine). Raises KeyError when
         it was not attached, NetlinkError."""
         a = self._attached.pop(port)
-        tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns)
+        tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns, egress=a.egress)
 
     def relink(self, port: PortId, ifindex: int, *, netns: str | None = None) -> bool:
         """The port's link is now `ifindex` (deleted and created again under its name): the slot follows

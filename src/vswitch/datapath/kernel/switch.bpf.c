@@ -2,7 +2,9 @@
 /* vswitch kernel fast path: vswitch.core.switch.SwitchCore.process in a tc clsact ingress program.
  *
  * vs_ingress runs on the ingress of every port of one switch backed by a kernel link in the
- * switch's namespace (one loaded object per switch: its maps are that switch's tables). The stages
+ * switch's namespace, vs_egress on the host vNIC's egress (a TAP: what the host sends leaves through
+ * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
+ * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
  * bad source, VLAN admission), learn, decide (flood / known unicast / same port / egress down),
  * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
@@ -12,7 +14,9 @@
  * output, or clones to all outputs but the last), TC_ACT_OK = "upcall": the program cannot decide
  * (a port only Python serves, a new MAC with the table at its cap: the core's fair eviction) and
  * leaves the frame to the Python path, counting VS_C_UPCALL and its cause. A frame from an ifindex
- * that is no port of this switch is left alone (TC_ACT_OK, not counted).
+ * that is no port of this switch is left alone (TC_ACT_OK, not counted). The entry points return
+ * TC_ACT_OK as TC_ACT_UNSPEC (pass_on): the link's next filter decides — on the uplink, the
+ * takeover's drop; elsewhere there is none and the frame passes.
  *
  * VLAN tags arrive at tc ingress as skb metadata (vlan_present / vlan_tci / vlan_proto); a frame
  * fed by BPF_PROG_TEST_RUN keeps its tag in the bytes. Both are read, and the egress edits work on
@@ -282,6 +286,13 @@ static __always_inline void ev_emit(void)
 	}
 }
 
+/* The redirect flags for an output: the host vNIC's frames go into its ingress (to the host stack),
+ * every other port's out of its link. */
+static __always_inline __u64 out_flags(const struct vs_port *p)
+{
+	return (p->flags & VS_PF_INGRESS) ? BPF_F_INGRESS : 0;
+}
+
 /* Send a clone of the frame to the pending output (its tag edited for it). */
 static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flood_state *st)
 {
@@ -297,7 +308,7 @@ static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flo
 	if (st->eg.test) {
 		record(skb, slot);
 		st->copies++;
-	} else if (bpf_clone_redirect(skb, p->ifindex, 0) == 0) {
+	} else if (bpf_clone_redirect(skb, p->ifindex, out_flags(p)) == 0) {
 		st->copies++;
 	} else {
 		st->failed++;
@@ -373,7 +384,7 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 	count(in, VS_C_FLOOD_COPIES, st->copies + 1);
 	if (st->eg.test)
 		record(skb, slot);
-	return bpf_redirect(p->ifindex, 0);
+	return bpf_redirect(p->ifindex, out_flags(p));
 }
 
 /* The frame was decided here with `reason`: count it as the core does (rx, then the reason; a
@@ -464,10 +475,10 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 	return 0;
 }
 
-SEC("tc")
-int vs_ingress(struct __sk_buff *skb)
+/* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
+static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 {
-	__u32 ifindex = skb->ingress_ifindex, zero = 0, *sp, out, len;
+	__u32 zero = 0, *sp, out, len;
 	struct vs_port *inp, *op;
 	struct vs_config *cfg;
 	struct vs_test_run *t;
@@ -601,7 +612,31 @@ int vs_ingress(struct __sk_buff *skb)
 	}
 	if (eg.test)
 		record(skb, out);
-	return bpf_redirect(op->ifindex, 0);
+	return bpf_redirect(op->ifindex, out_flags(op));
+}
+
+/* What the switch leaves undecided goes on to the link's next filter (TC_ACT_UNSPEC) rather than
+ * straight to the stack (TC_ACT_OK ends the filter chain): on an External switch's uplink that is
+ * the takeover's drop, so the host stack never sees a frame from the NIC; on any other link there is
+ * no next filter and the frame passes, as with TC_ACT_OK. */
+static __always_inline int pass_on(int verdict)
+{
+	return verdict == TC_ACT_OK ? TC_ACT_UNSPEC : verdict;
+}
+
+/* On a link's ingress (veth ends, the uplink NIC, a TAP QEMU opened): the frame came in on that link. */
+SEC("tc")
+int vs_ingress(struct __sk_buff *skb)
+{
+	return pass_on(vs_switch(skb, skb->ingress_ifindex));
+}
+
+/* On the host vNIC's egress: what the host stack sends out of the TAP enters the switch there
+ * (skb->ingress_ifindex is where a routed frame came from, or 0: the TAP itself is the in-port). */
+SEC("tc")
+int vs_egress(struct __sk_buff *skb)
+{
+	return pass_on(vs_switch(skb, skb->ifindex));
 }
 
 char LICENSE[] SEC("license") = "GPL";

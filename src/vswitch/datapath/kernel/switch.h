@@ -21,6 +21,8 @@
 #define VS_PF_KERNEL    0x10    /* a link in this program's namespace: redirect/clone reach it */
 #define VS_PF_TRUNK     0x20    /* else access */
 #define VS_PF_UPCALL    0x40    /* every frame from this port goes to Python */
+#define VS_PF_INGRESS   0x80    /* send into the link's ingress (BPF_F_INGRESS): the host vNIC, a TAP
+				 * whose program sits on its egress (what the host sends) */
 
 struct vs_port {
 	__u32 ifindex;              /* 0 for a port only Python serves */
