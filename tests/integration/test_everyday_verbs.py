@@ -1,7 +1,8 @@
 """The everyday verbs on a real switch: `port set` applied live while two other ports keep talking,
 static MAC entries that survive a restart and are never moved by a frame from elsewhere, `nic list`.
 
-VMs are namespaces whose NIC is a TAP owned by the switch (a `tap` port moved into the namespace).
+VMs are namespaces whose NIC is a TAP owned by the switch (a `tap` port moved into the namespace) on
+the Python datapath, or the far end of a veth whose switch end is a `link` port on the kernel one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 from switchlab import delete_link, move_and_address, veth_pair
 
+import datapaths
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
+    DatapathMode,
     PortKind,
     PortSettings,
     PortSpec,
@@ -41,26 +44,64 @@ for _ in range(int(sys.argv[3])):
 """
 
 
-def _vm(m: SwitchManager, netns, sw: str, tag: str, cidr: str, mac: str) -> tuple[str, str]:
-    ns = netns(tag)
-    tap = ns_helpers.unique_name("ev" + tag)
-    m.add_port(sw, PortSpec(tag, PortKind.TAP, tap))
-    move_and_address(tap, ns, cidr, mac=mac)
-    return ns, tap
+#: (datapath, the VMs' port kind): TAP ports on Python; veth cables (link ports) on the kernel fast path
+SETUPS = [("python", "tap"), ("kernel", "link")]
+
+
+class Vms:
+    """VMs of one test: namespaces whose NIC is a TAP port moved there, or the far end of a veth whose
+    switch end is a link port; `cleanup` deletes the cables (a TAP goes with its namespace)."""
+
+    def __init__(self, netns, kind: str) -> None:
+        self.netns, self.kind, self.sides = netns, kind, []
+
+    def add(self, m: SwitchManager, sw: str, tag: str, cidr: str, mac: str) -> tuple[str, str]:
+        """A VM on port `tag`: (its namespace, its NIC's name there)."""
+        ns = self.netns(tag)
+        nic = ns_helpers.unique_name("ev" + tag)
+        if self.kind == "tap":
+            m.add_port(sw, PortSpec(tag, PortKind.TAP, nic))
+        else:
+            side = ns_helpers.unique_name("es" + tag)
+            veth_pair(side, nic)
+            self.sides.append(side)
+            ns_helpers.run(None, ["sysctl", "-qw", f"net.ipv6.conf.{side}.disable_ipv6=1"])
+            ns_helpers.run(None, ["ip", "link", "set", side, "up"])
+            m.add_port(sw, PortSpec(tag, PortKind.LINK, side))
+        move_and_address(nic, ns, cidr, mac=mac)
+        return ns, nic
+
+    def cleanup(self) -> None:
+        for side in self.sides:
+            delete_link(side)
+
+
+@pytest.fixture(params=SETUPS, ids=[f"{d}-{k}" for d, k in SETUPS])
+def vms(request, netns):
+    """(datapath, Vms) for each setup; the kernel one skipped, saying why, where it cannot load."""
+    datapath, kind = request.param
+    datapaths.require(datapath)
+    made = Vms(netns, kind)
+    try:
+        yield datapath, made
+    finally:
+        made.cleanup()
 
 
 def _tx(m: SwitchManager, sw: str, port: str) -> int:
     return {s.port: s.tx_frames for s in m.stats(sw)}[port]
 
 
-def test_port_set_applies_live_and_the_other_ports_lose_nothing(netns):
+def test_port_set_applies_live_and_the_other_ports_lose_nothing(vms):
+    datapath, vm = vms
     m = SwitchManager()
     try:
         sw = ns_helpers.unique_name("ev")
-        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
-        ns1, _ = _vm(m, netns, sw, "vm1", "10.93.0.1/24", "02:93:00:00:00:01")
-        _vm(m, netns, sw, "vm2", "10.93.0.2/24", "02:93:00:00:00:02")
-        _vm(m, netns, sw, "vm3", "10.93.0.3/24", "02:93:00:00:00:03")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode(datapath)))
+        ns1, _ = vm.add(m, sw, "vm1", "10.93.0.1/24", "02:93:00:00:00:01")
+        vm.add(m, sw, "vm2", "10.93.0.2/24", "02:93:00:00:00:02")
+        vm.add(m, sw, "vm3", "10.93.0.3/24", "02:93:00:00:00:03")
+        datapaths.assert_runs_on(m.get_switch(sw).datapath, datapath)
         assert ns_helpers.ping(ns1, "10.93.0.3"), "vm1 reaches vm3 before any change"
 
         before = _tx(m, sw, "vm2")
@@ -94,16 +135,17 @@ def test_port_set_applies_live_and_the_other_ports_lose_nothing(netns):
 
 
 def test_a_static_entry_survives_a_rename_and_a_restart_and_a_frame_from_elsewhere_does_not_move_it(
-        netns, tmp_path: Path):
+        vms, tmp_path: Path):
+    datapath, vm = vms
     db = tmp_path / "config.sqlite"
     m = SwitchManager(ConfigStore(db))
     mac1 = "02:94:00:00:00:01"
     try:
         sw = ns_helpers.unique_name("es")
-        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
-        _vm(m, netns, sw, "vm1", "10.94.0.1/24", mac1)
-        ns2, _ = _vm(m, netns, sw, "vm2", "10.94.0.2/24", "02:94:00:00:00:02")
-        ns3, tap3 = _vm(m, netns, sw, "vm3", "10.94.0.3/24", "02:94:00:00:00:03")
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode(datapath)))
+        vm.add(m, sw, "vm1", "10.94.0.1/24", mac1)
+        ns2, _ = vm.add(m, sw, "vm2", "10.94.0.2/24", "02:94:00:00:00:02")
+        ns3, tap3 = vm.add(m, sw, "vm3", "10.94.0.3/24", "02:94:00:00:00:03")
         m.fdb_add(sw, StaticEntry(mac1, "vm1"))
         m.set_port(sw, "vm3", PortSettings(trunk=tuple(range(1, 4095)), native=1))
         m.set_switch(sw, SwitchSettings(ageing_s=60, max_entries=100))
@@ -118,10 +160,11 @@ def test_a_static_entry_survives_a_rename_and_a_restart_and_a_frame_from_elsewhe
         m.restore()
         assert m.restore_errors == []
         assert [s.name for s in m.list_switches()] == [sw], "the switch came back under its new name"
+        datapaths.assert_runs_on(m.get_switch(sw).datapath, datapath)
         assert m.get_port(sw, "vm3").vlan_mode == "trunk 1-4094 native 1", "port settings are stored"
         info = m.get_switch(sw)
         assert (info.ageing_s, info.max_entries) == (60, 100), "switch settings are stored"
-        fdb = m.datapath(sw).core.fdb
+        fdb = m.datapath(sw).core.fdb  # the kernel datapath's program has the core's limits too
         assert (fdb.ageing_s, fdb.max_entries) == (60, 100), "and applied to the restored MAC table"
         statics = [(e.mac, e.vlan, e.port) for e in m.fdb_show(sw) if e.static]
         assert statics == [(mac1, 1, "vm1")], "the static entry came back with the switch"
@@ -155,8 +198,9 @@ def test_port_set_mac_gives_the_vms_nic_its_mac_live_and_again_after_a_restart(n
     try:
         sw = ns_helpers.unique_name("em")
         m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
-        ns1, tap1 = _vm(m, netns, sw, "vm1", "10.95.0.1/24", "02:95:00:00:00:01")
-        ns2, _ = _vm(m, netns, sw, "vm2", "10.95.0.2/24", "02:95:00:00:00:02")
+        taps = Vms(netns, "tap")  # port set --mac is for TAP ports (vswitch holds the NIC's descriptor)
+        ns1, tap1 = taps.add(m, sw, "vm1", "10.95.0.1/24", "02:95:00:00:00:01")
+        ns2, _ = taps.add(m, sw, "vm2", "10.95.0.2/24", "02:95:00:00:00:02")
         assert ns_helpers.ping(ns1, "10.95.0.2")
         info = m.set_port(sw, "vm1", PortSettings(mac=new_mac))
         assert info.mac == new_mac and _mac_in(ns1, tap1) == new_mac, \
