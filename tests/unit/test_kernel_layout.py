@@ -44,6 +44,7 @@ def _struct_size(name: str) -> int:
     ("VS_PF_FLOOD", L.PF_FLOOD), ("VS_PF_KERNEL", L.PF_KERNEL), ("VS_PF_TRUNK", L.PF_TRUNK),
     ("VS_PF_UPCALL", L.PF_UPCALL), ("VS_FDB_STATIC", L.FDB_STATIC), ("VS_CFG_TEST", L.CFG_TEST),
     ("VS_ST_ADDED", L.ST_ADDED), ("VS_ST_REMOVED", L.ST_REMOVED), ("VS_NR_STATE", L.NR_STATE),
+    ("VS_UPCALL_TPID", L.UPCALL_TPID),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -47,8 +48,9 @@ from typing import Any
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
-from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
-from vswitch.ports.base import Port, link_mtu
+from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
+from vswitch.datapath.upcall import CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
+from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,25 @@ def refusal(pid: Hashable, port: Port, role: str) -> str | None:
     return why
 
 
+def python_served(port: Port, role: str) -> bool:
+    """Whether a port the fast path cannot serve still fits a switch on the kernel datapath, served by
+    Python through the upcall path (a TAP vswitch reads, a QEMU socket): any port but a switch's own
+    ones that `role_refusal` keeps off the fast path."""
+    return role_refusal(role) is None and not isinstance(port, LinkPort)
+
+
+def mixed_label(kernel_ports: int, python_kinds: list[str]) -> str:
+    """`switch show`'s datapath of a switch on the kernel datapath: `KERNEL_LABEL` alone, or with
+    the ports Python serves through the upcall path ("kernel (tc-bpf), 3 ports; python: 1 port
+    (qemu-stream)")."""
+    if not python_kinds:
+        return KERNEL_LABEL
+    kinds = ", ".join(sorted(set(python_kinds)))
+    n = len(python_kinds)
+    return (f"{KERNEL_LABEL}, {kernel_ports} port{'' if kernel_ports == 1 else 's'}; "
+            f"python: {n} port{'' if n == 1 else 's'} ({kinds})")
+
+
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
                   **kw: Any) -> Datapath:
     """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
@@ -113,7 +134,16 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
         dp = PythonDatapath(name, core, **kw)
         dp.label = f"python: {why}"
         return dp
-    return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+    try:
+        return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+    except Exception as exc:  # no upcall TAP (no /dev/net/tun, no netlink): no fast path either
+        program.close()
+        why = f"the fast path's upcall TAP could not be made: {str(exc)[:500]}"
+        if mode == "kernel":
+            raise FastPathRefused(f"switch {name!r} cannot use the kernel datapath ({chosen_by}): {why}") from exc
+        dp = PythonDatapath(name, core, **kw)
+        dp.label = f"python: {why}"
+        return dp
 
 
 class PythonDatapath(Datapath):
@@ -157,6 +187,25 @@ class KernelDatapath(Datapath):
         self._next_expire = 0.0
         #: each port's link tx counters when the program went on it (stats count from there)
         self._tx_base: dict[Hashable, tuple[int, int]] = {}
+        #: while on the fast path: each kernel port's slot (its frames go down the upcall TAP)
+        self._down: dict[Hashable, int] = {}
+        #: slot → port, for the upcall reader (every port with a slot)
+        self._slot_pid: dict[int, Hashable] = {}
+        self._upcall: UpcallChannel | None = None
+        self._up_ps: PortState | None = None
+        #: the core's MAC table is a full copy of the map since the last tick (the fair eviction of a
+        #: frame sent up at the cap needs it)
+        self._fdb_loaded = False
+        #: mirror into the map what the core learns behind kernel ports too (a frame sent up at the cap)
+        self._mirror_all = False
+        self._mirror = _MapMirror(self, core.fdb.events)
+        core.fdb.events = self._mirror  # type: ignore[assignment]
+        try:
+            self._open_upcall(program)
+        except BaseException:
+            core.fdb.events = self._mirror.recorder
+            Datapath.stop(self)  # its epoll and wake-up pipe; the caller still owns the program
+            raise
 
     # A watch (or lab trace) needs every frame's decision, which only the Python datapath reports
     # (the program's ring buffer is later): the first observer moves the switch to Python.
@@ -170,22 +219,28 @@ class KernelDatapath(Datapath):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop the loop, then detach and unload the program. Idempotent."""
+        """Stop the loop, then detach and unload the program and close the upcall TAP. Idempotent."""
         try:
             super().stop()
         finally:
             program, self.program = self.program, None
-            if program is not None:
-                program.close()
+            try:
+                if program is not None:
+                    program.close()
+            finally:
+                self._close_upcall()
+                if self.core.fdb.events is self._mirror:
+                    self.core.fdb.events = self._mirror.recorder
 
     # -- ports ----------------------------------------------------------------------------------
     def open_port(self, port: Port, role: str = "vm") -> None:
-        """A port the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
-        switch, refused — even while a watch has it on Python: FastPathRefused). Raises OSError."""
-        why = refusal(port.name, port, role)
+        """A port the fast path serves stays closed; one only Python serves (through the upcall path)
+        is opened; a switch's own port the fast path cannot have yet (`role_refusal`) is refused on a
+        `kernel` switch (FastPathRefused). Raises OSError."""
+        why = role_refusal(role)
         if why is not None and self.required:
             raise FastPathRefused(self._refused(why))
-        if why is None and self.program is not None:
+        if why is None and refusal(port.name, port, role) is None and self.program is not None:
             return
         port.open()
 
@@ -198,7 +253,7 @@ class KernelDatapath(Datapath):
         serves) the move to Python first. Raises ValueError (attached already), FastPathRefused,
         OSError (the link is gone), NetlinkError."""
         def do() -> bool:
-            why = refusal(pid, port, role)
+            why = role_refusal(role)
             if why is not None and self.required:
                 raise FastPathRefused(self._refused(why))
             if self.program is None:
@@ -208,6 +263,12 @@ class KernelDatapath(Datapath):
                 return False
             if pid in self._ports:
                 raise ValueError(f"port {pid!r} already attached")
+            if python_served(port, role):  # a slot the program sends up for; the loop reads the port
+                if not self._down and not self.required:  # nothing for the program to forward
+                    self._to_python(_all_python(pid, port))
+                    return False
+                self._slot_pid[self.program.add_port(pid, policy, kernel=False)] = pid
+                return False
             assert isinstance(port, LinkPort)
             port.close()  # opened while a watch had the switch on Python: the program serves it now
             ifindex = socket.if_nametoindex(port.ifname)
@@ -218,12 +279,17 @@ class KernelDatapath(Datapath):
                 self.program.remove_port(pid)
                 raise
             port.mtu = link_mtu(None, port.ifname, port.mtu)  # what an open would have read
-            self._ports[pid] = PortState(pid, port, role)
+            ps = self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
             self._tx_base[pid] = _link_tx(port.ifname)
+            self._as_kernel_port(ps)
+            self._relabel()
             return True
         if not self.call(do):
             super().attach(pid, port, policy, role)
+            self.call(self._relabel)
+            if not python_served(port, role):  # the first port the program can serve
+                self.call(self._back_to_kernel)
         elif self.link_watch is not None:
             self.link_watch.watch(self, pid, port)
 
@@ -232,13 +298,26 @@ class KernelDatapath(Datapath):
             if self.program is None:  # moved to Python meanwhile (a watch)
                 return Datapath.detach(self, pid)
             ps = self._ports.pop(pid)
+            self._unregister(ps)  # a port Python served: its descriptors leave the loop
+            ps.port.count_rx_drop = ignore_rx_drop
+            self._slot_pid.pop(self.program.slot(pid), None)
+            self._down.pop(pid, None)
             self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
             self.core.remove_port(pid)
+            self._relabel()
             return ps.port
         port = self.call(do)
         self._unwatch(pid)
-        self.call(self._back_to_kernel)  # the port only Python served may have been this one
+        self.call(self._back_to_kernel)  # the port that needed Python (a switch's own) may have been this one
+        self.call(self._python_only)  # or the last one the program served
         return port
+
+    def _python_only(self) -> None:
+        """On the fast path with ports, none of them one the program serves: over to Python (not on a
+        `kernel` switch)."""
+        if self.program is not None and not self.required and self._ports and not self._down:
+            pid, ps = next(iter(self._ports.items()))
+            self._to_python(_all_python(pid, ps.port))
 
     def set_link_state(self, pid: Hashable, up: bool, mtu: int | None = None) -> None:
         super().set_link_state(pid, up, mtu)
@@ -248,7 +327,7 @@ class KernelDatapath(Datapath):
         def do() -> None:
             if self.program is None or pid not in self._ports:
                 return
-            if up:  # the link may be a new one under the old name (a VM's veth rebuilt)
+            if up and pid in self._down:  # the link may be a new one under the old name (a VM's veth rebuilt)
                 try:
                     self.program.relink(pid, socket.if_nametoindex(self._ports[pid].port.ifname))  # type: ignore[attr-defined]
                 except OSError:
@@ -347,17 +426,178 @@ class KernelDatapath(Datapath):
         return out
 
     def _load_fdb(self) -> None:
-        """The core's MAC table := the program's, through the core's own `learn` in last-seen order and
-        its `expire`: the core's LRU and fair eviction see what the program saw, and its events tell
-        what the program did since the last copy (learned, moved, aged — one decision about what is an
-        event, the core's); `MacTable.retain` drops what the program no longer has. Statics are in both."""
-        fdb = self.core.fdb
+        """The one MAC table, made whole in both holders. Behind a kernel port the map is the master:
+        its entries go into the core through the core's own `learn` in last-seen order, so the core's
+        LRU and fair eviction see what the program saw, and its events tell what the program did since
+        the last copy (learned, moved, aged — one decision about what is an event, the core's). Behind
+        a port Python serves the core is the master (it learned them; `_MapMirror` wrote each into
+        the map): the map's entry gets the core's last-seen time, or goes when the core no longer has
+        it (flushed, the port down), and one the map lacks is written. `MacTable.retain` then drops
+        from the core what the map no longer has. Statics are in both."""
+        fdb, tables = self.core.fdb, self.program.tables
         kept: set[tuple[bytes, int]] = set()
-        for pid, r in sorted(self._program_entries(), key=lambda e: e[1].seen_ns):
-            if not r.static:
-                fdb.learn(r.mac, r.vlan, pid, r.seen_ns / 1e9)
-                kept.add((r.mac, r.vlan))
+        learned = []
+        for pid, r in self._program_entries():
+            if r.static:
+                continue
+            if pid in self._down:
+                learned.append((pid, r))
+                continue
+            e = fdb.get(r.mac, r.vlan)
+            if e is None or e.static or e.port != pid:
+                tables.delete(r.mac, r.vlan)
+                continue
+            kept.add((r.mac, r.vlan))
+            if e.seen * 1e9 > r.seen_ns + 1e9:  # the core refreshes once a second too
+                tables.write_dynamic(r.mac, r.vlan, r.slot, int(e.seen * 1e9))
+        for pid, r in sorted(learned, key=lambda e: e[1].seen_ns):
+            fdb.learn(r.mac, r.vlan, pid, r.seen_ns / 1e9)
+            kept.add((r.mac, r.vlan))
+        for table in list(fdb.by_vlan.values()):
+            for e in list(table.values()):
+                if not e.static and e.port not in self._down and (e.mac, e.vlan) not in kept:
+                    if self._write_entry(e.mac, e.vlan, e.port, e.seen):
+                        kept.add((e.mac, e.vlan))
         fdb.retain(kept, self._clock())
+        self._fdb_loaded = True
+
+    def _write_entry(self, mac: bytes, vlan: int, pid: Hashable, seen: float) -> bool:
+        """Write what the core learned into the map (False when it could not: the port has no slot yet,
+        the map is full, or the key is static there)."""
+        try:
+            return bool(self.program.tables.write_dynamic(mac, vlan, self.program.slot(pid), int(seen * 1e9)))
+        except (KeyError, OSError) as exc:
+            log.debug("switch %s: %s not written to the fast path's MAC table: %s", self.name, mac.hex(":"), exc)
+            return False
+
+    # -- the upcall path ----------------------------------------------------------------------------
+    def _open_upcall(self, program: Any) -> None:
+        """Create the upcall TAP, give it to `program` (its ifindex in the config, `vs_downcall` on its
+        ingress) and put it in the loop. Raises OSError, NetlinkError (the TAP closed again)."""
+        ch = UpcallChannel(self.name)
+        ifindex = ch.open()
+        try:
+            program.set_upcall(ifindex)
+        except BaseException:
+            ch.close()
+            raise
+        self._upcall = ch
+        # registered as a port's descriptor (never in `_ports`): the loop hands it to `_read_batch`
+        ps = self._up_ps = PortState("(upcall)", ch.tap, "upcall")
+        ps.fds = (ch.fileno(),)
+        ps.generation = ch.tap.generation
+        self._ep.register(ch.fileno(), select.EPOLLIN)
+        self._fd_owner[ch.fileno()] = ps
+
+    def _close_upcall(self) -> None:
+        if self._up_ps is not None:
+            self._unregister(self._up_ps)
+            self._up_ps = None
+        ch, self._upcall = self._upcall, None
+        if ch is not None:
+            ch.close()
+
+    def _as_kernel_port(self, ps: PortState) -> None:
+        """A port the program serves: the frames the core sends it go down the upcall TAP, in its format."""
+        slot = self.program.slot(ps.pid)
+        self._down[ps.pid] = slot
+        self._slot_pid[slot] = ps.pid
+        ps.hdr_len = UPCALL_HDR
+        ps.max_len = UPCALL_HDR + ps.port.mtu + ETH_HLEN
+
+    def _relabel(self) -> None:
+        """`switch show`'s datapath: which ports the program serves and which Python does."""
+        if self.program is not None:
+            self.label = mixed_label(len(self._down), [ps.port.kind for ps in self._ports.values()
+                                                       if ps.pid not in self._down])
+
+    def _read_batch(self, ps: PortState) -> None:
+        if ps is self._up_ps:
+            self._read_upcalls()
+        else:
+            super()._read_batch(ps)
+
+    def _read_upcalls(self) -> None:
+        """Serve what the program sent up: each frame through the one decision function
+        (`SwitchCore.process`) as if it had arrived on its in-port, each output sent (a kernel
+        port's back down). The program counted the frame as `upcall` and learned its source already
+        (and counted that): the core counts the frame's rx and decision, not the learning again —
+        except at the cap, where the program learned nothing and the core's fair eviction decides
+        (what the core learns and evicts then is written into the map)."""
+        ch = self._upcall
+        if ch is None:
+            return
+        read, process, deliver = ch.read, self.core.process, self._deliver
+        slot_pid, counters, observers, now = self._slot_pid, self.core.counters, self.frame_observers, self.now
+        for _ in range(BATCH):
+            try:
+                got = read()
+            except OSError as exc:
+                self._internal_error(None, exc, count=False)
+                return
+            if got is None:
+                return
+            slot, cause, buf = got
+            pid = slot_pid.get(slot)
+            if pid is None:  # not ours, or its port was removed meanwhile
+                continue
+            try:
+                c = counters[pid]
+                if cause == CAUSE_TABLE_FULL:
+                    if not self._fdb_loaded:  # once a tick: the fair eviction needs the whole table
+                        self._load_fdb()
+                    self._mirror_all = True
+                    try:
+                        d = process(pid, buf, UPCALL_HDR, now)
+                    finally:
+                        self._mirror_all = False
+                else:
+                    learned, moved, refused = c.learned, c.moved, c.static_refused
+                    d = process(pid, buf, UPCALL_HDR, now)
+                    c.learned, c.moved, c.static_refused = learned, moved, refused
+                if observers:
+                    for obs in observers:
+                        obs(pid, buf, UPCALL_HDR, d)
+                if d.out_ports:
+                    deliver(d, buf, UPCALL_HDR)
+            except Exception as exc:  # one frame, not the switch
+                self._internal_error(self._ports.get(pid), exc)
+
+    def _send(self, ps: PortState, frame: bytes | bytearray | memoryview) -> None:
+        slot = self._down.get(ps.pid)
+        if slot is None:
+            return super()._send(ps, frame)
+        # a kernel port: down the upcall TAP; its link counts what it sends (tx from /sys)
+        ch = self._upcall
+        c = self.core.counters.get(ps.pid)
+        if ch is None or c is None:
+            return None
+        if len(frame) > ps.max_len and over_mtu(frame, UPCALL_HDR, ps.port.mtu):
+            c.drop(Reason.DROP_OVERSIZE)
+            return None
+        try:
+            ch.send(slot, frame)
+        except LinkDown:
+            c.drop(Reason.DROP_LINK_DOWN)
+        except OSError:
+            c.drop(Reason.DROP_TX_ERROR)
+        return None
+
+    def _mirror_learn(self, mac: bytes, vlan: int, pid: Hashable, now: float) -> None:
+        """The core learned (or moved) `mac` behind `pid`: into the map when the core is its master
+        (a port Python serves; any port while serving a frame sent up at the cap)."""
+        if self.program is not None and (self._mirror_all or pid not in self._down):
+            self._write_entry(mac, vlan, pid, now)
+
+    def _mirror_delete(self, mac: bytes, vlan: int, pid: Hashable, evicted: bool) -> None:
+        """The core evicted (its fair rule: gone from the map too) or aged out (`pid` one Python serves:
+        the map's copy is the core's) an entry."""
+        if self.program is not None and (evicted or pid not in self._down):
+            try:
+                self.program.tables.delete(mac, vlan)
+            except OSError as exc:
+                log.debug("switch %s: %s not removed from the fast path's MAC table: %s", self.name,
+                          mac.hex(":"), exc)
 
     def _evict_down_to(self, limit: int) -> int:
         """Evict from the program by the core's fair rule until at most `limit` dynamic entries are left."""
@@ -381,14 +621,16 @@ class KernelDatapath(Datapath):
         return snap
 
     def _program_snapshot(self, ps: PortState) -> dict[str, Any]:
-        """The program's counters of one port. A frame that went up (nobody serves upcalls yet) is a
-        drop under its cause; tx is what the link sent since the program went on it."""
+        """The program's counters of one port. A frame that went up is counted by the core (its rx
+        and decision), so only one that could not go up (`upcall_fail`) is a drop here; tx of a kernel
+        port is what its link sent since the program went on it (a port Python serves counts its own)."""
         from vswitch.datapath.kernel import layout as L
         c = self.program.counters(ps.pid)
         drops = {L.COUNTERS[i]: c[L.COUNTERS[i]] for i, r in L.COUNTER_REASON.items()
                  if r.is_drop and c[L.COUNTERS[i]]}
-        drops.update({L.COUNTERS[i]: c[L.COUNTERS[i]] for i in L.UPCALL_CAUSES if c[L.COUNTERS[i]]})
-        tx_frames, tx_bytes = _link_tx(getattr(ps.port, "ifname", ""))
+        if c["upcall_fail"]:
+            drops["upcall_fail"] = c["upcall_fail"]
+        tx_frames, tx_bytes = _link_tx(ps.port.ifname) if ps.pid in self._down else (0, 0)  # type: ignore[attr-defined]
         base = self._tx_base.get(ps.pid, (0, 0))
         return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": max(0, tx_frames - base[0]),
                 "tx_bytes": max(0, tx_bytes - base[1]), "drops": drops}
@@ -399,6 +641,7 @@ class KernelDatapath(Datapath):
         if self.program is None or self._clock() < self._next_expire:
             return
         self._next_expire = self._clock() + EXPIRE_EVERY_S
+        self._fdb_loaded = False
         self.program.expire()
         self._load_fdb()  # the core's copy, and with it the MAC events, at most one tick behind
         cap = self.core.fdb.max_entries
@@ -408,14 +651,18 @@ class KernelDatapath(Datapath):
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
         — the core holds them — and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
-            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
+            if python_served(ps.port, ps.role):
+                program.add_port(pid, self.core.policies[pid], kernel=False)
+            else:
+                program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname))  # type: ignore[attr-defined]
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
         for table in self.core.fdb.by_vlan.values():
             for e in table.values():
                 if e.static:
                     program.add_static(e.mac, e.vlan, e.port)
-        for pid in self._ports:
-            program.attach(pid)
+        for pid, ps in self._ports.items():
+            if not python_served(ps.port, ps.role):
+                program.attach(pid)
 
     def _reload(self, ageing_s: float, max_entries: int) -> None:
         """A program with a larger MAC map in place of this one, on the same links (each filter replaced
@@ -426,12 +673,16 @@ class KernelDatapath(Datapath):
         new = _load(ageing_s, max_entries)
         try:
             self._fill(new)
+            if self._upcall is not None:
+                new.set_upcall(self._upcall.ifindex)
         except BaseException:
             new.close()
             raise
         old.hand_over_links()
         self.program = new
         old.close()
+        self._slot_pid = {new.slot(pid): pid for pid in self._ports}
+        self._down = {pid: new.slot(pid) for pid in self._down}
 
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
@@ -440,8 +691,10 @@ class KernelDatapath(Datapath):
         Nothing changes when the program cannot be loaded or attached (logged)."""
         if self.program is not None or self._observers or self._stopped:
             return
-        if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
+        if any(role_refusal(ps.role) for ps in self._ports.values()):
             return
+        if not self.required and self._ports and all(python_served(ps.port, ps.role) for ps in self._ports.values()):
+            return  # nothing for the program to forward
         try:
             program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
         except (OSError, ValueError) as exc:
@@ -449,6 +702,7 @@ class KernelDatapath(Datapath):
             return
         try:
             self._fill(program)
+            self._open_upcall(program)
         except Exception as exc:  # the switch keeps forwarding on Python
             log.warning("switch %s stays on the Python datapath: %s", self.name, exc)
             program.close()
@@ -456,14 +710,21 @@ class KernelDatapath(Datapath):
         # the program is on every link before the sockets close: frames queued in them are dropped
         # with them, none is forwarded twice
         self.program = program
-        self.label = KERNEL_LABEL
+        self._slot_pid = {program.slot(pid): pid for pid in self._ports}
         for ps in self._ports.values():
+            if python_served(ps.port, ps.role):
+                continue  # the loop goes on reading it
             self._unregister(ps)
             ps.queue.clear()
             ps.failed, ps.error, ps.link_down = False, "", False
             ps.port.close()
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
-        self.core.fdb.flush()
+            self._as_kernel_port(ps)
+        # the map learns again behind kernel ports; what the core learned behind Python's goes in with
+        # the next tick's copy (`_load_fdb`)
+        for pid in self._down:
+            self.core.fdb.flush(port=pid)
+        self._relabel()
         log.info("switch %s is back on the kernel datapath", self.name)
 
     # -- moving to Python -------------------------------------------------------------------------
@@ -474,6 +735,9 @@ class KernelDatapath(Datapath):
         self._load_fdb()
         for ps in self._ports.values():
             _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
+        kernel = set(self._down)
+        self._down.clear()
+        self._close_upcall()
         self.program = None
         self.label = f"python: {why}"
         # a switch given such a port first never forwarded on the fast path: not worth a line
@@ -483,6 +747,8 @@ class KernelDatapath(Datapath):
             program.close()
         finally:
             for ps in self._ports.values():
+                if ps.pid not in kernel:
+                    continue  # Python served it already
                 ps.port.count_rx_drop = self.core.counters[ps.pid].drop
                 try:
                     ps.port.open()
@@ -492,6 +758,36 @@ class KernelDatapath(Datapath):
                 ps.hdr_len = ps.port.vnet_hdr_len  # known once open (PACKET_VNET_HDR accepted or not)
                 ps.generation = -1
                 self._sync_fds(ps)
+
+
+class _MapMirror:
+    """The recorder of the core's MAC table events (`MacTable.events`), passing each on and telling the
+    datapath, so what the core alone decides reaches the map as it happens: an entry learned or moved
+    behind a port Python serves, an eviction (`_mirror_learn`, `_mirror_delete`). Per learn, not per
+    frame: a refresh records nothing."""
+
+    def __init__(self, dp: KernelDatapath, recorder: Any) -> None:
+        self._dp = dp
+        self.recorder = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.recorder, name)
+
+    def learned(self, mac: bytes, vlan: int, port: Hashable, now: float) -> None:
+        self.recorder.learned(mac, vlan, port, now)
+        self._dp._mirror_learn(mac, vlan, port, now)
+
+    def moved(self, mac: bytes, vlan: int, old_port: Hashable, port: Hashable, now: float) -> None:
+        self.recorder.moved(mac, vlan, old_port, port, now)
+        self._dp._mirror_learn(mac, vlan, port, now)
+
+    def aged(self, mac: bytes, vlan: int, port: Hashable, now: float) -> None:
+        self.recorder.aged(mac, vlan, port, now)
+        self._dp._mirror_delete(mac, vlan, port, evicted=False)
+
+    def evicted(self, mac: bytes, vlan: int, port: Hashable, now: float | None = None) -> None:
+        self.recorder.evicted(mac, vlan, port, now)
+        self._dp._mirror_delete(mac, vlan, port, evicted=True)
 
 
 class _Observers(list):  # type: ignore[type-arg]
@@ -511,6 +807,11 @@ class _Observers(list):  # type: ignore[type-arg]
         super().remove(obs)
         if not self:
             self._dp._back_to_kernel()
+
+
+def _all_python(pid: Hashable, port: Port) -> str:
+    """Why a switch whose every port Python serves is on the Python datapath (`switch show`)."""
+    return f"port {pid} is a {port.kind} port and no port is one the fast path serves"
 
 
 def _load(ageing_s: float, max_entries: int) -> Any:

@@ -11,7 +11,9 @@
  * Verdicts: TC_ACT_SHOT (a drop, its reason counted), TC_ACT_REDIRECT (sent: bpf_redirect to the one
  * output, or clones to all outputs but the last), TC_ACT_OK = "upcall": the program cannot decide
  * (a port only Python serves, a new MAC with the table at its cap: the core's fair eviction) and
- * leaves the frame to the Python path, counting VS_C_UPCALL and its cause. A frame from an ifindex
+ * sends the frame up to the Python path — redirected to the switch's upcall TAP with an S-tag naming
+ * its in-slot and cause (switch.h) — counting VS_C_UPCALL and its cause. vs_downcall, on that TAP's
+ * ingress, sends what Python writes back down out of the kernel port the S-tag names. A frame from an ifindex
  * that is no port of this switch is left alone (TC_ACT_OK, not counted).
  *
  * VLAN tags arrive at tc ingress as skb metadata (vlan_present / vlan_tci / vlan_proto); a frame
@@ -328,18 +330,30 @@ static __always_inline void decided(struct egress *eg, __u32 len, __u32 reason)
 	}
 }
 
-static __always_inline int upcall(struct egress *eg, __u32 cause)
+/* The frame goes up: to the upcall TAP with the S-tag naming its in-slot and cause (switch.h), or,
+ * with no upcall TAP (and in test mode), left to the stack (TC_ACT_OK). */
+static __always_inline int upcall(struct __sk_buff *skb, const struct vs_config *cfg, struct egress *eg,
+				  __u32 cause)
 {
 	__u32 zero = 0;
 	struct vs_test_run *t;
 
-	count(eg->in_slot, VS_C_UPCALL, 1);
-	count(eg->in_slot, cause, 1);
 	if (eg->test) {
 		t = bpf_map_lookup_elem(&vs_test_run, &zero);
 		if (t)
 			t->reason = cause;
+	} else if (cfg->upcall_ifindex) {
+		if (bpf_skb_vlan_push(skb, bpf_htons(VS_UPCALL_TPID),
+				      (((cause - VS_C_UPCALL) & 7) << 13) | ((eg->in_slot + 1) & 0x0fff))) {
+			count(eg->in_slot, VS_C_UPCALL_FAIL, 1);
+			return TC_ACT_SHOT;
+		}
+		count(eg->in_slot, VS_C_UPCALL, 1);
+		count(eg->in_slot, cause, 1);
+		return bpf_redirect(cfg->upcall_ifindex, 0);
 	}
+	count(eg->in_slot, VS_C_UPCALL, 1);
+	count(eg->in_slot, cause, 1);
 	return TC_ACT_OK;
 }
 
@@ -421,7 +435,7 @@ int vs_ingress(struct __sk_buff *skb)
 		now = bpf_ktime_get_ns();
 	}
 	if (inp->flags & VS_PF_UPCALL)
-		return upcall(&eg, VS_C_UPCALL_PORT);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
 
 	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
 	len = skb->len + (skb->vlan_present ? 4 : 0);
@@ -475,12 +489,12 @@ int vs_ingress(struct __sk_buff *skb)
 
 	/* learn */
 	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, eg.vlan, src, now))
-		return upcall(&eg, VS_C_UPCALL_TABLE_FULL);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_TABLE_FULL);
 
 	/* decide */
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
-			return upcall(&eg, VS_C_UPCALL_FLOOD);
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
 			decided(&eg, len, VS_C_FLOOD_BROADCAST);
 		else
@@ -492,7 +506,7 @@ int vs_ingress(struct __sk_buff *skb)
 	e = bpf_map_lookup_elem(&vs_fdb, &k);
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
-			return upcall(&eg, VS_C_UPCALL_FLOOD);
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		decided(&eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
 	}
@@ -507,7 +521,7 @@ int vs_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	if (!(op->flags & VS_PF_KERNEL))
-		return upcall(&eg, VS_C_UPCALL_DEST);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_DEST);
 	decided(&eg, len, VS_C_FORWARD_LEARNED);
 	if (set_tag(skb, &eg, op)) {
 		count(eg.in_slot, VS_C_TAG_FAIL, 1);
@@ -516,6 +530,27 @@ int vs_ingress(struct __sk_buff *skb)
 	if (eg.test)
 		record(skb, out);
 	return bpf_redirect(op->ifindex, 0);
+}
+
+/* On the upcall TAP's ingress: a frame Python wrote there for a kernel port. Its S-tag (in skb metadata
+ * by now) names the out-slot; the tag is popped and the frame redirected out of that port's link as
+ * it is (Python's core already edited its own VLAN tag for that port). Anything else is dropped. */
+SEC("tc")
+int vs_downcall(struct __sk_buff *skb)
+{
+	__u32 slot;
+	struct vs_port *p;
+
+	if (!skb->vlan_present || skb->vlan_proto != bpf_htons(VS_UPCALL_TPID))
+		return TC_ACT_SHOT;
+	slot = (skb->vlan_tci & 0x0fff) - 1;
+	if (slot >= VS_MAX_PORTS)
+		return TC_ACT_SHOT;
+	p = bpf_map_lookup_elem(&vs_ports, &slot);
+	if (!p || !(p->flags & VS_PF_KERNEL) || !p->ifindex || bpf_skb_vlan_pop(skb))
+		return TC_ACT_SHOT;
+	count(slot, VS_C_DOWNCALL, 1);
+	return bpf_redirect(p->ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";
