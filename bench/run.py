@@ -71,7 +71,7 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
     elif args.quick:
         names = ["vswitch-tap"]
     else:
-        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel"] + (list(PEERS) if args.peers else [])
+        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel", "vswitch-mixed"] + (list(PEERS) if args.peers else [])
     return ["kernel-bridge"] + [n for n in names if n != "kernel-bridge"]
 
 

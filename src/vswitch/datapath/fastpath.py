@@ -1,37 +1,61 @@
-"""The kernel datapath: a switch whose ports are all links in vswitchd's namespace, forwarded by the
-tc-bpf fast path (datapath/kernel/), with the control plane's view unchanged.
+"""The kernel datapath: a switch whose link ports in vswitchd's namespace are forwarded by the tc-bpf
+fast path (datapath/kernel/), its other ports (a TAP vswitch reads, a QEMU socket) by Python through the
+upcall path, with the control plane's view unchanged.
 
 `KernelDatapath` is a `Datapath` (a subclass, not a second class behind a Protocol: the thread, the
-command queue, the port records, the link watch and — when a port only Python serves arrives — the
-whole Python datapath are the base class's, so the live move to Python is "stop being special").
-While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
-back-end is never opened: an AF_PACKET socket sees a frame before tc ingress and would forward it a
-second time. Python does no per-frame work; the loop wakes for commands and the tick only.
+command queue, the port records, the link watch, the Python-served ports' loop and — when a watch
+asks for every frame — the whole Python datapath are the base class's, so the live move to Python is
+"stop being special"). While `program` is set, every port is a `SwitchProgram` slot. A kernel port's
+link carries the program and its back-end is never opened: an AF_PACKET socket sees a frame before tc
+ingress and would forward it a second time. A port only Python serves (`python_served`) has a slot
+without a link (the program sends its known unicast and its VLAN's floods up) and is read by the
+loop as on the Python datapath.
+
+The upcall path (datapath/upcall.py): one upcall TAP per switch, made and closed with the program
+(`_open_upcall`, `stop`, `_to_python`). The program redirects a frame it cannot decide to it with an
+S-tag naming the in-slot and the cause; `_read_upcalls` runs it through the one decision function
+(`SwitchCore.process`) as if it had arrived on that port and sends each output: a Python-served port
+directly, a kernel port back down the same TAP naming its slot (`_send`; `vs_downcall` redirects it
+out). Frames from Python-served ports go through the same core and down the same way. Frames cross
+with a virtio-net header both ways, so TSO super-frames stay whole.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
-  goes to both), so `policy`, `port_state` and `trace` answer from it. Its MAC table holds only the
-  statics while on the fast path: the dynamic entries live in the program's map; `trace` and the
-  tick's eviction copy them into the core first (`_load_fdb`), so the one decision function and the
-  one eviction rule (core/fdb.py) are used, never re-implemented.
-- Table full: the program cannot evict (it sends a new MAC at the cap up, which no one serves yet:
-  the frame is lost, counted `upcall_table_full`). The tick keeps room: when the dynamic count is
-  within `headroom` of the cap it evicts by the core's fair rule down to cap - headroom, so a new MAC
-  waits at most one tick.
+  goes to both), so `policy`, `port_state` and `trace` answer from it.
+- One MAC table, two holders, one master per entry: behind a kernel port the map is the master (the
+  program learns; the core's copy is refreshed from it every tick and when `trace`, the eviction or a
+  frame sent up at the cap needs it: `_load_fdb`); behind a Python-served port the core is (it learns;
+  `_MapMirror` writes each new or moved entry into the map at once, so the program's known unicast
+  to it goes up as `upcall_dest`; the tick writes the core's last-seen times into the map and removes
+  what the core forgot). `fdb show` reads the map. The one decision function and the one eviction
+  rule (core/fdb.py) are used, never re-implemented.
+- Counting: a frame sent up is counted by the program only as `upcall` and its cause (and, having
+  learned its source, learned/moved/static_refused); the core counts its rx and decision, and its
+  learning counts are put back (the program's were the first) — except at the cap, where the program
+  learned nothing. tx of a kernel port is its link's own counter (what the program and the downcalls
+  sent); a Python-served port counts its own.
+- Table full: the program cannot evict; a new MAC at the cap goes up (`upcall_table_full`), where
+  the core learns it by its fair eviction and the map gets the result (`_mirror_all`). The tick also
+  keeps room: when the dynamic count is within `headroom` of the cap it evicts by the core's fair
+  rule down to cap - headroom, so few frames need that.
 - Ageing on the tick (`SwitchProgram.expire`, the core's rule on the program's clock), once a second.
-- A port only Python serves (`refusal` says which) added to an `auto` switch moves it to the Python
-  datapath live: the MAC table and counters are carried into the core, the programs are detached and
-  unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
-  A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
+- An `auto` switch whose every port only Python serves runs on the Python datapath (nothing for the
+  program to forward): the first such port moves it there, the first kernel port brings it back.
+  A switch's own port the fast path cannot have yet (`role_refusal`) moves an `auto` switch to
+  Python live (MAC table and counters carried into the core, the program detached and unloaded, then
+  the links' sockets opened — in that order: a few frames lost, none forwarded twice); a `kernel`
+  switch refuses it (FastPathRefused, an OSError saying why).
 - `watch` needs every frame's decision, which only Python reports (the ring buffer is later): the
   first observer moves the switch to Python, and it comes back to the fast path (`_back_to_kernel`:
-  a new program, learned entries learned again, counters carried) when the last observer goes — or
-  when the last port only Python serves is removed.
-- `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
-  ours is left. A SIGKILLed vswitchd leaves the programs attached and forwarding; the next start
-  replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back on the
-  Python datapath instead, `PythonDatapath` removes that filter before opening the link's sockets
-  (else the old program and Python would both forward each frame).
+  a new program and upcall TAP, learned entries learned again, counters carried) when the last
+  observer goes.
+- `stop` (switch delete, daemon shutdown) detaches and unloads and closes the upcall TAP: no qdisc,
+  filter, program, map or TAP of ours is left. A SIGKILLed vswitchd leaves the programs attached and
+  forwarding between kernel ports (the upcall TAP dies with it: what goes up is lost); the next start
+  replaces them (tc.attach_ingress removes a filter of ours it finds first; a TAP of the upcall
+  TAP's name is deleted and made again); if it comes back on the Python datapath instead,
+  `PythonDatapath` removes that filter before opening the link's sockets (else the old program and
+  Python would both forward each frame).
 Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
 """
 
@@ -687,8 +711,10 @@ class KernelDatapath(Datapath):
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
         """On the datapath thread: back on the fast path once nothing needs Python any more (no watch,
-        every port a link port). The learned entries are learned again; counters go on from the core's.
-        Nothing changes when the program cannot be loaded or attached (logged)."""
+        no switch's own port the fast path cannot have, a port the program serves — or none). Kernel
+        ports' learned entries are learned again, Python-served ports stay open and keep theirs (the
+        next tick writes them into the map); counters go on from the core's. Nothing changes when the
+        program or the upcall TAP cannot be made or attached (logged)."""
         if self.program is not None or self._observers or self._stopped:
             return
         if any(role_refusal(ps.role) for ps in self._ports.values()):
@@ -730,7 +756,8 @@ class KernelDatapath(Datapath):
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
-        into the core, the program off every link and unloaded, then the links' sockets opened."""
+        into the core, the upcall TAP closed, the program off every link and unloaded, then the kernel
+        ports' sockets opened (the Python-served ones are open already)."""
         program = self.program
         self._load_fdb()
         for ps in self._ports.values():
