@@ -22,10 +22,13 @@ from switchlab import delete_link, move_and_address, veth_pair
 
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.control.model import PortKind, PortSpec, StaticEntry, SwitchSettings, SwitchSpec, SwitchType
+from vswitch.core.mac import format_mac
 from vswitch.datapath.fastpath import KernelDatapath
 from vswitch.datapath.kernel import libbpf, tc
 from vswitch.datapath.upcall import upcall_ifname
+from vswitch.ports.link import LinkPort
+from vswitch.ports.netns import run_in
 from waiting import wait_until
 
 pytestmark = pytest.mark.root
@@ -147,3 +150,84 @@ def test_link_tap_and_qemu_ports_reach_each_other_through_the_upcall_path(mixed:
     m.delete_switch(sw)
     wait_until(lambda: not _leftovers(mixed.side, upcall_tap, prog_ids, map_ids),
                what="switch delete to leave no qdisc, upcall TAP, program or map")
+
+
+def _raw_sender(ns: str, ifname: str) -> LinkPort:
+    """An AF_PACKET socket on a VM's own NIC (in its namespace), to send frames from any source MAC."""
+    port = LinkPort(ifname, ifname, vnet=False)
+    run_in(ns, port.open)
+    return port
+
+
+def _from(src: bytes) -> bytes:
+    return b"\xff" * 6 + src + b"\x88\xb5" + bytes(46)
+
+
+def test_one_mac_table_whichever_path_learned_moves_statics_eviction_and_ageing(mixed: Mixed) -> None:
+    """A MAC learned behind the TAP port (by Python) is in the program's map; it moves to the link port
+    (the program) and back (Python), each move counted once and told once; a static entry behind the
+    Python port is refused elsewhere (counted once); at the cap the core's fair eviction keeps the
+    map's count right; ageing removes what Python learned from the map too."""
+    m, sw = mixed.m, mixed.sw
+    dp = m.datapath(sw)
+    assert isinstance(dp, KernelDatapath) and dp.program is not None
+    inner = json.loads(ns_helpers.run(mixed.ns["vml"], ["ip", "-j", "link"]).stdout)
+    veth_in = next(link["ifname"] for link in inner if link["ifname"] != "lo")
+    tap = next(link["ifname"] for link in json.loads(ns_helpers.run(mixed.ns["vmt"], ["ip", "-j", "link"]).stdout)
+               if link["ifname"] != "lo")
+    on_link, on_tap = _raw_sender(mixed.ns["vml"], veth_in), _raw_sender(mixed.ns["vmt"], tap)
+    x, y = bytes((2, 0, 0, 0x5A, 0, 1)), bytes((2, 0, 0, 0x5A, 0, 2))
+    slot = {p: dp.program.slot(p) for p in ("vml", "vmt")}
+
+    def where(mac: bytes) -> tuple[list[str], set[int]]:
+        shown = [e.port for e in m.fdb_show(sw) if e.mac == format_mac(mac)]
+        in_map = {r.slot for r in dp.program.tables.fdb_entries() if r.mac == mac}
+        return shown, in_map
+
+    def stats(port: str):
+        return {s.port: s for s in m.stats(sw)}[port]
+
+    def moves() -> list[tuple[str | None, str | None]]:
+        return [(e.old_port, e.port) for e in m.events(sw, limit=1000).events
+                if e.kind == "mac-moved" and e.mac == format_mac(x)]
+
+    try:
+        assert on_tap.write(_from(x))
+        wait_until(lambda: where(x) == (["vmt"], {slot["vmt"]}),
+                   what="a MAC Python learned behind the TAP port to be in the program's map, shown once")
+        moved_l, moved_t = stats("vml").moved, stats("vmt").moved
+        assert on_link.write(_from(x))
+        wait_until(lambda: where(x) == (["vml"], {slot["vml"]}), what="the program to learn the move")
+        wait_until(lambda: moves() == [("vmt", "vml")], what="the move told once")
+        assert on_tap.write(_from(x))
+        wait_until(lambda: where(x) == (["vmt"], {slot["vmt"]}), what="Python to learn the move back, into the map")
+        wait_until(lambda: moves() == [("vmt", "vml"), ("vml", "vmt")], what="the move back told once")
+        assert (stats("vml").moved - moved_l, stats("vmt").moved - moved_t) == (1, 1), "each move counted once"
+
+        m.fdb_add(sw, StaticEntry(format_mac(y), "vmt"))
+        refused = stats("vml").static_refused
+        assert on_link.write(_from(y))
+        wait_until(lambda: stats("vml").static_refused > refused, what="a frame from a MAC static elsewhere")
+        assert stats("vml").static_refused == refused + 1, "refused once (the program; not the core again)"
+        assert [(e.port, e.static) for e in m.fdb_show(sw) if e.mac == format_mac(y)] == [("vmt", True)]
+        m.fdb_del(sw, format_mac(y))
+
+        m.set_switch(sw, SwitchSettings(max_entries=16))
+        for i in range(24):
+            assert on_tap.write(_from(bytes((2, 0, 0, 0x5B, 0, i))))
+
+        def counts_agree() -> bool:
+            rows = [e for e in m.fdb_show(sw) if not e.static]
+            return len(rows) <= 16 and dp.program.tables.dynamic_count() == len(rows) \
+                and any(e.mac == format_mac(bytes((2, 0, 0, 0x5B, 0, 23))) for e in rows)
+        wait_until(counts_agree, what="the core's fair eviction at the cap to leave the map at most full, "
+                                      "its count right, the newest MAC in")
+
+        m.set_switch(sw, SwitchSettings(ageing_s=10, max_entries=8192))
+        assert on_tap.write(_from(x))
+        wait_until(lambda: where(x) == (["vmt"], {slot["vmt"]}), what="x behind the TAP port again")
+        wait_until(lambda: where(x) == ([], set()), timeout=30,
+                   what="ageing to remove what Python learned from the map too")
+    finally:
+        on_link.close()
+        on_tap.close()
