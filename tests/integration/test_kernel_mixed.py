@@ -22,7 +22,15 @@ from switchlab import delete_link, move_and_address, veth_pair
 
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, StaticEntry, SwitchSettings, SwitchSpec, SwitchType
+from vswitch.control.model import (
+    DatapathMode,
+    PortKind,
+    PortSpec,
+    StaticEntry,
+    SwitchSettings,
+    SwitchSpec,
+    SwitchType,
+)
 from vswitch.core.mac import format_mac
 from vswitch.datapath.fastpath import KernelDatapath
 from vswitch.datapath.kernel import libbpf, tc
@@ -231,3 +239,40 @@ def test_one_mac_table_whichever_path_learned_moves_statics_eviction_and_ageing(
     finally:
         on_link.close()
         on_tap.close()
+
+
+def test_a_watch_takes_a_mixed_switch_to_python_and_back_with_a_new_upcall_tap(mixed: Mixed) -> None:
+    m, sw, ns, ip = mixed.m, mixed.sw, mixed.ns, mixed.ip
+    upcall_tap = upcall_ifname(sw)
+    before = socket.if_nametoindex(upcall_tap)
+    with ns_helpers.PacedPing(ns["vmt"], ip["vml"], interval=0.1) as ping:
+        ping.wait_reply()
+        events = m.watch(sw, seconds=2.0)
+    assert any(e.in_port == "vmt" and e.out_ports == ["vml"] for e in events), "the watch saw the pings"
+    wait_until(lambda: m.get_switch(sw).datapath.startswith("kernel (tc-bpf), 1 port; python: 2 ports"),
+               what="the switch to be back on the kernel datapath after the watch")
+    after = socket.if_nametoindex(upcall_tap)
+    assert after != before and tc.ingress_filters(after) == ["vs_downcall"], "a new upcall TAP, the new program on it"
+    for a, b in (("vml", "vmt"), ("vmq", "vml"), ("vmt", "vmq")):
+        assert ns_helpers.ping(ns[a], ip[b]), f"{a} reaches {b} again"
+
+
+def test_a_stale_tap_of_the_upcall_taps_name_is_replaced(netns) -> None:
+    """A TAP left under the name the switch's upcall TAP takes (another owner's, a persistent one) is
+    deleted and made again: the switch gets its own, and delete leaves none."""
+    require_fastpath()
+    sw = ns_helpers.unique_name("mxst")
+    name = upcall_ifname(sw)
+    ns_helpers.run(None, ["ip", "tuntap", "add", "mode", "tap", "name", name])
+    stale = socket.if_nametoindex(name)
+    m = SwitchManager()
+    try:
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.KERNEL))
+        ours = socket.if_nametoindex(name)
+        assert ours != stale and tc.ingress_filters(ours) == ["vs_downcall"], "the switch made its own"
+        m.delete_switch(sw)
+        with pytest.raises(OSError):
+            socket.if_nametoindex(name)
+    finally:
+        m.shutdown()
+        ns_helpers.run(None, ["ip", "link", "del", name], check=False)
