@@ -556,8 +556,12 @@ class KernelDatapath(Datapath):
         for _ in range(BATCH):
             try:
                 got = read()
-            except OSError as exc:
-                self._internal_error(None, exc, count=False)
+            except OSError as exc:  # its netdev deleted under us: stop reading rather than spin on it
+                log.error("switch %s: the upcall TAP %s failed (%s): frames the fast path sends up are lost "
+                          "from now on (a move to Python and back, as a watch does, makes a new one)",
+                          self.name, ch.ifname, exc)
+                if self._up_ps is not None:
+                    self._unregister(self._up_ps)
                 return
             if got is None:
                 return
