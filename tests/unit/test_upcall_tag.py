@@ -59,17 +59,19 @@ def test_a_partial_checksum_header_moves_with_the_tag() -> None:
     assert shift_header(plain, 4) == plain, "no partial checksum, no header length: nothing moves"
 
 
-def test_a_frame_read_from_the_upcall_tap_loses_its_s_tag_and_keeps_its_own() -> None:
+@pytest.mark.parametrize("payload", [46, 9000, 65000])
+def test_a_frame_read_from_the_upcall_tap_loses_its_s_tag_and_keeps_its_own(payload: int) -> None:
     ctag = bytes.fromhex("8100000a")
+    ipv4 = b"\x08\x00" + bytes(i & 0xFF for i in range(payload))
     hdr = VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, 0, 1448, 38 + 4, 16)  # the kernel counted the S-tag in
     tci = encode_tci(5, CAUSE_TABLE_FULL)
-    wire = hdr + MACS + bytes.fromhex("88a8") + tci.to_bytes(2, "big") + ctag + IPV4
+    wire = hdr + MACS + bytes.fromhex("88a8") + tci.to_bytes(2, "big") + ctag + ipv4
     buf = bytearray(wire + b"junk past the read")
     got = split_upcall(buf, len(wire))
     assert got is not None
     slot, cause, frame = got
     assert (slot, cause) == (5, CAUSE_TABLE_FULL)
-    assert frame == VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, 0, 1448, 38, 16) + MACS + ctag + IPV4
+    assert frame == VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, 0, 1448, 38, 16) + MACS + ctag + ipv4
     assert isinstance(frame, bytes), "a copy: the read buffer is reused"
 
 
@@ -90,3 +92,30 @@ def test_the_mixed_label_names_both_datapaths() -> None:
     assert mixed_label(3, ["qemu-stream"]) == "kernel (tc-bpf), 3 ports; python: 1 port (qemu-stream)"
     assert mixed_label(1, ["tap", "qemu-stream", "tap"]) == \
         "kernel (tc-bpf), 1 port; python: 3 ports (qemu-stream, tap)"
+
+
+@pytest.mark.parametrize("payload", [46, 9000, 65000])
+@pytest.mark.parametrize("as_view", [False, True])
+def test_a_frame_sent_down_carries_the_s_tag_and_its_header_moved_past_it(payload: int, as_view: bool) -> None:
+    """What `UpcallChannel.send` writes, read back from a pipe in its place: the S-tag after the MAC
+    addresses, `csum_start`/`hdr_len` 4 further; `split_upcall` undoes it exactly."""
+    import os
+
+    from vswitch.datapath.upcall import UpcallChannel
+
+    ipv4 = b"\x08\x00" + bytes(i & 0xFF for i in range(payload))
+    frame = VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, 54, 1448, 34, 16) + MACS + ipv4
+    ch = UpcallChannel("unit")
+    r, w = os.pipe()
+    try:
+        ch.tap._fd = w  # the TAP's descriptor, a pipe here: no root, no device
+        ch.send(7, memoryview(frame) if as_view else frame)
+        wire = bytearray(70000)
+        n = os.readv(r, (wire,))
+    finally:
+        ch.tap._fd = None
+        os.close(r)
+        os.close(w)
+    assert bytes(wire[:n]) == VNET_HDR.pack(F_NEEDS_CSUM, GSO_TCPV4, 58, 1448, 38, 16) + MACS + stag(7) + ipv4
+    wire[24] |= 2 << 5  # as if it came up with a cause
+    assert split_upcall(wire, n) == (7, 2, frame)

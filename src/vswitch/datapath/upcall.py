@@ -43,8 +43,8 @@ _MACS_END = UPCALL_HDR + 12   # the S-tag goes right after the MAC addresses
 _F_NEEDS_CSUM = 0x01
 _U16 = struct.Struct("<H")
 _STAGS = [struct.pack(">HH", TPID, slot + 1) for slot in range(1024)]
-_ZERO_HDR = bytes(UPCALL_HDR)
 _READ_SIZE = 65535 + 14 + 8 + UPCALL_HDR + 64
+_SMALL = 2048
 
 
 def upcall_ifname(switch: str) -> str:
@@ -86,16 +86,23 @@ def shift_header(hdr: bytes | bytearray | memoryview, delta: int) -> bytes:
     return bytes(out)
 
 
-def split_upcall(buf: bytes | bytearray | memoryview, n: int) -> tuple[int, int, bytes] | None:
-    """(in-slot, cause, frame) of `n` bytes read from the upcall TAP: the frame without the S-tag, its
-    header's checksum offsets moved back (`shift_header`). None when it carries no S-tag (not ours)."""
+def split_upcall(buf: bytearray, n: int) -> tuple[int, int, bytes] | None:
+    """(in-slot, cause, frame) of `n` bytes read from the upcall TAP into `buf`: the frame (a copy: the
+    read buffer is reused) without the S-tag, its header's checksum offsets moved back (`shift_header`).
+    None when it carries no S-tag (not ours)."""
     if n < _MACS_END + 4 or buf[_MACS_END] != 0x88 or buf[_MACS_END + 1] != 0xA8:
         return None
-    slot, cause = decode_tci((buf[_MACS_END + 2] << 8) | buf[_MACS_END + 3])
-    mv = memoryview(buf)
-    hdr = mv[:UPCALL_HDR]
-    head = _ZERO_HDR if not any(hdr) else shift_header(hdr, -4)
-    return slot, cause, b"".join((head, mv[UPCALL_HDR:_MACS_END], mv[_MACS_END + 4:n]))
+    tci = (buf[_MACS_END + 2] << 8) | buf[_MACS_END + 3]
+    moved = buf[0] & _F_NEEDS_CSUM or buf[2] or buf[3]
+    if n <= _SMALL:  # per frame: the fewest Python-level steps (measured: ~3x faster than joining views)
+        frame = buf[:n]
+        del frame[_MACS_END:_MACS_END + 4]
+        if moved:
+            frame[:UPCALL_HDR] = shift_header(frame, -4)
+        return (tci & 0x0FFF) - 1, tci >> 13, bytes(frame)
+    mv = memoryview(buf)  # a super-frame: one copy
+    head = shift_header(mv, -4) if moved else mv[:UPCALL_HDR]
+    return (tci & 0x0FFF) - 1, tci >> 13, b"".join((head, mv[UPCALL_HDR:_MACS_END], mv[_MACS_END + 4:n]))
 
 
 class UpcallChannel:
@@ -146,13 +153,20 @@ class UpcallChannel:
 
     def send(self, slot: int, frame: bytes | bytearray | memoryview) -> None:
         """Send `frame` (with its virtio-net header) down, out of the kernel port in `slot`: the S-tag
-        goes after its MAC addresses, the payload is not copied. Raises LinkDown (the TAP is down),
-        OSError."""
-        mv = memoryview(frame)
-        hdr = mv[:UPCALL_HDR]
-        head = _ZERO_HDR if not (frame[0] or frame[1] or frame[2] or frame[3]) else shift_header(hdr, 4)
+        goes after its MAC addresses (a super-frame's payload is not copied). Raises LinkDown (the TAP
+        is down), OSError."""
+        tag = stag(slot)
+        moved = frame[0] & _F_NEEDS_CSUM or frame[2] or frame[3]
         try:
-            os.writev(self.tap.fileno(), (head, mv[UPCALL_HDR:_MACS_END], stag(slot), mv[_MACS_END:]))
+            if len(frame) <= _SMALL:  # per frame: one small copy beats building views (measured)
+                if type(frame) is memoryview:
+                    frame = frame.tobytes()
+                head = shift_header(frame, 4) + frame[UPCALL_HDR:_MACS_END] if moved else frame[:_MACS_END]
+                os.write(self.tap.fileno(), head + tag + frame[_MACS_END:])
+            else:
+                mv = memoryview(frame)
+                os.writev(self.tap.fileno(), (shift_header(mv, 4) if moved else mv[:UPCALL_HDR],
+                                              mv[UPCALL_HDR:_MACS_END], tag, mv[_MACS_END:]))
         except OSError as e:
             if e.errno == errno.EIO:
                 raise LinkDown(errno.EIO, f"upcall TAP {self.tap.ifname} is down") from None
