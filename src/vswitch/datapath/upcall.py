@@ -74,16 +74,17 @@ def shift_header(hdr: bytes | bytearray | memoryview, delta: int) -> bytes:
     """The virtio-net header `hdr` for the same frame with `delta` bytes more (or fewer) before its L3
     header: `csum_start` moves when the checksum is partial, `hdr_len` when it is set. The header
     itself when nothing needs to change."""
-    b = bytes(hdr[:UPCALL_HDR])
-    if not b[0] & _F_NEEDS_CSUM and not (b[2] or b[3]):
-        return b
-    out = bytearray(b)
-    hlen = _U16.unpack_from(b, 2)[0]
-    if hlen:
-        _U16.pack_into(out, 2, max(0, hlen + delta))
-    if b[0] & _F_NEEDS_CSUM:
-        _U16.pack_into(out, 6, _U16.unpack_from(b, 6)[0] + delta)
+    out = bytearray(hdr[:UPCALL_HDR])
+    shift_into(out, delta)
     return bytes(out)
+
+
+def shift_into(buf: bytearray, delta: int) -> None:
+    """`shift_header` on the header at the start of `buf`, in place (the per-frame form)."""
+    if buf[0] & _F_NEEDS_CSUM:
+        _U16.pack_into(buf, 6, _U16.unpack_from(buf, 6)[0] + delta)
+    if buf[2] or buf[3]:
+        _U16.pack_into(buf, 2, max(0, _U16.unpack_from(buf, 2)[0] + delta))
 
 
 def split_upcall(buf: bytearray, n: int) -> tuple[int, int, bytes] | None:
@@ -98,7 +99,7 @@ def split_upcall(buf: bytearray, n: int) -> tuple[int, int, bytes] | None:
         frame = buf[:n]
         del frame[_MACS_END:_MACS_END + 4]
         if moved:
-            frame[:UPCALL_HDR] = shift_header(frame, -4)
+            shift_into(frame, -4)
         return (tci & 0x0FFF) - 1, tci >> 13, bytes(frame)
     mv = memoryview(buf)  # a super-frame: one copy
     head = shift_header(mv, -4) if moved else mv[:UPCALL_HDR]
@@ -161,7 +162,10 @@ class UpcallChannel:
             if len(frame) <= _SMALL:  # per frame: one small copy beats building views (measured)
                 if type(frame) is memoryview:
                     frame = frame.tobytes()
-                head = shift_header(frame, 4) + frame[UPCALL_HDR:_MACS_END] if moved else frame[:_MACS_END]
+                head = frame[:_MACS_END]
+                if moved:
+                    head = bytearray(head)
+                    shift_into(head, 4)
                 os.write(self.tap.fileno(), head + tag + frame[_MACS_END:])
             else:
                 mv = memoryview(frame)
