@@ -74,7 +74,7 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
     elif args.quick:
         names = ["vswitch-tap"]
     else:
-        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel", "vswitch-external"]
+        names = ["vswitch-tap", "vswitch-link", "vswitch-kernel", "vswitch-mixed", "vswitch-external"]
         names += list(PEERS) if args.peers else []
     if any(report.BASE.get(n) for n in names) and "bridge-external" not in names:
         names.append("bridge-external")  # the External setups' own baseline

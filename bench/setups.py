@@ -227,6 +227,23 @@ def vswitch_external_python(lab: Lab, cpus: str | None) -> Pair:
     return vswitch_external(lab, cpus, datapath="python")
 
 
+def vswitch_mixed(lab: Lab, cpus: str | None) -> Pair:
+    """A mixed switch on the kernel datapath: A behind a veth link port (the fast path), B behind a TAP
+    port moved into B (served by Python), so every frame between them crosses the upcall path (A's
+    frames go up the upcall TAP to Python, B's go down it to the veth)."""
+    ns_a, ns_b, ns_s = _endpoints(lab)
+    if_a, sa, if_b = unique_name("ia"), unique_name("sa"), unique_name("tb")
+    lab.veth(if_a, ns_a, sa, ns_s)
+    d = Vswitchd(lab, ns_s, cpus)
+    sw = unique_name("sw")
+    d.create_private(sw, "kernel")
+    d.add_port(sw, "a", "link", sa)
+    d.add_port(sw, "b", "tap", if_b)
+    move_link(if_b, ns_s, ns_b)
+    _address(ns_a, if_a, ns_b, if_b)
+    return Pair("vswitch-mixed", ns_a, ns_b, if_a, if_b, switch_pids=[d.pid], ns_sw=ns_s)
+
+
 # -- (d) peers: VDE2 and Open vSwitch's userspace datapath ----------------------------------------
 
 PEER_PACKAGES = {"vde_switch": "vde2", "ovs-vswitchd": "openvswitch-switch"}
@@ -320,6 +337,7 @@ SETUPS: dict[str, Callable[[Lab, str | None], Pair]] = {
     "bridge-external": bridge_external,
     "vswitch-external": vswitch_external,
     "vswitch-external-python": vswitch_external_python,
+    "vswitch-mixed": vswitch_mixed,
     "vde2": vde2,
     "ovs-netdev": ovs_netdev,
 }

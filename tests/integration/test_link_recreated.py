@@ -3,6 +3,10 @@
 AF_PACKET sockets are bound to an interface index: after the link is deleted they stay dead even
 when a link of the same name comes back. The switch must treat the deletion as a failed port,
 keep the other ports forwarding, and reopen the port by name once the link exists again.
+
+That is the Python datapath's story (the switch is pinned to it: with a TAP port an `auto` switch
+would be a mixed kernel one, its link port a program slot with no socket);
+tests/integration/test_kernel_switch.py has the kernel datapath's (the program follows the new link).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from switchlab import address_in, delete_link, move_and_address, veth_pair
 
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.control.model import DatapathMode, PortKind, PortSpec, SwitchSpec, SwitchType
 from waiting import wait_until
 
 pytestmark = pytest.mark.root
@@ -31,7 +35,7 @@ def test_a_deleted_and_recreated_link_comes_back_as_the_same_port(netns):
     side, inner = ns_helpers.unique_name("rc"), ns_helpers.unique_name("ri")
     try:
         sw = ns_helpers.unique_name("sw")
-        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
+        m.create_switch(SwitchSpec(sw, SwitchType.PRIVATE, datapath=DatapathMode.PYTHON))
         ns_a, ns_b = netns("rca"), netns("rcb")
         _cable(side, inner, ns_a)
         m.add_port(sw, PortSpec("a", PortKind.LINK, side))

@@ -47,6 +47,7 @@ def _struct_size(name: str) -> int:
     ("VS_CFG_EVENTS", L.CFG_EVENTS), ("VS_ST_EVENTS_LOST", L.ST_EVENTS_LOST), ("VS_EV_DECISION", L.EV_DECISION),
     ("VS_EV_HEAD", L.EV_HEAD), ("VS_EV_OUT_WORDS", L.EV_OUT_WORDS), ("VS_EV_RING_BYTES", L.EV_RING_BYTES),
     ("VS_PF_INGRESS", L.PF_INGRESS),
+    ("VS_UPCALL_TPID", L.UPCALL_TPID),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"

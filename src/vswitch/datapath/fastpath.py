@@ -1,5 +1,6 @@
-"""The kernel datapath: a switch whose ports are all links in vswitchd's namespace, forwarded by the
-tc-bpf fast path (datapath/kernel/), with the control plane's view unchanged.
+"""The kernel datapath: a switch whose link ports in vswitchd's namespace are forwarded by the tc-bpf
+fast path (datapath/kernel/), its other ports (a TAP vswitch reads, a QEMU socket) by Python through the
+upcall path, with the control plane's view unchanged.
 
 What qualifies (`refusal`): `link` ports (a VM's veth or TAP, an External switch's uplink NIC) and
 the host vNIC — a persistent TAP in vswitchd's namespace whose program sits on its clsact egress
@@ -9,50 +10,74 @@ uplink the program shares the NIC's clsact with the takeover's drop, which runs 
 what the program leaves undecided.
 
 `KernelDatapath` is a `Datapath` (a subclass, not a second class behind a Protocol: the thread, the
-command queue, the port records, the link watch and — when a port only Python serves arrives — the
-whole Python datapath are the base class's, so the live move to Python is "stop being special").
-While `program` is set, every port is a `SwitchProgram` slot, its link carries the program, and its
-back-end is never opened (the host vNIC's TAP is opened but not read): an AF_PACKET socket sees a
-frame before tc ingress and would forward it a second time. Python does no per-frame work; the loop
-wakes for commands, the tick and — only while someone watches — the program's decision events.
+command queue, the port records, the link watch, the Python-served ports' loop and — when the
+program's decision events cannot be read — the whole Python datapath are the base class's, so the
+live move to Python is "stop being special"). While `program` is set, every port is a `SwitchProgram`
+slot. A kernel port's link carries the program and its back-end is never opened (the host vNIC's TAP
+is opened but not read: the program is on its egress): an AF_PACKET socket sees a frame before tc
+ingress and would forward it a second time. A port only Python serves (`python_served`) has a slot
+without a link (the program sends its known unicast and its VLAN's floods up) and is read by the
+loop as on the Python datapath. For kernel ports Python does no per-frame work: the loop wakes for
+commands, the tick, the upcall TAP and — only while someone watches — the program's decision events.
+
+The upcall path (datapath/upcall.py): one upcall TAP per switch, made and closed with the program
+(`_open_upcall`, `stop`, `_to_python`). The program redirects a frame it cannot decide to it with an
+S-tag naming the in-slot and the cause; `_read_upcalls` runs it through the one decision function
+(`SwitchCore.process`) as if it had arrived on that port and sends each output: a Python-served port
+directly, a kernel port back down the same TAP naming its slot (`_send`; `vs_downcall` redirects it
+out, into the host stack for the host vNIC). Frames from Python-served ports go through the same core
+and down the same way. Frames cross with a virtio-net header both ways, so TSO super-frames stay whole.
 
 Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
-  goes to both), so `policy`, `port_state` and `trace` answer from it. Its MAC table holds only the
-  statics while on the fast path: the dynamic entries live in the program's map; `trace` and the
-  tick's eviction copy them into the core first (`_load_fdb`), so the one decision function and the
-  one eviction rule (core/fdb.py) are used, never re-implemented.
-- Table full: the program cannot evict (it sends a new MAC at the cap up, which no one serves yet:
-  the frame is lost, counted `upcall_table_full`). The tick keeps room: when the dynamic count is
-  within `headroom` of the cap it evicts by the core's fair rule down to cap - headroom, so a new MAC
-  waits at most one tick.
+  goes to both), so `policy`, `port_state` and `trace` answer from it.
+- One MAC table, two holders, one master per entry: behind a kernel port the map is the master (the
+  program learns; the core's copy is refreshed from it every tick and when `trace`, the eviction or a
+  frame sent up at the cap needs it: `_load_fdb`); behind a Python-served port the core is (it learns;
+  `_MapMirror` writes each new or moved entry into the map at once, so the program's known unicast
+  to it goes up as `upcall_dest`; the tick writes the core's last-seen times into the map and removes
+  what the core forgot). `fdb show` reads the map. The one decision function and the one eviction
+  rule (core/fdb.py) are used, never re-implemented.
+- Counting: a frame sent up is counted by the program only as `upcall` and its cause (and, having
+  learned its source, learned/moved/static_refused); the core counts its rx and decision, and its
+  learning counts are put back (the program's were the first) — except at the cap, where the program
+  learned nothing. tx of a kernel port is its link's own counter (what the program and the downcalls
+  sent); a Python-served port counts its own.
+- Table full: the program cannot evict; a new MAC at the cap goes up (`upcall_table_full`), where
+  the core learns it by its fair eviction and the map gets the result (`_mirror_all`). The tick also
+  keeps room: when the dynamic count is within `headroom` of the cap it evicts by the core's fair
+  rule down to cap - headroom, so few frames need that.
 - Ageing on the tick (`SwitchProgram.expire`, the core's rule on the program's clock), once a second.
-- A port only Python serves (`refusal` says which) added to an `auto` switch moves it to the Python
-  datapath live: the MAC table and counters are carried into the core, the programs are detached and
-  unloaded, then the links' sockets opened (in that order: a few frames lost, none forwarded twice).
-  A `kernel` switch refuses it (FastPathRefused, an OSError saying why).
+- An `auto` switch whose every port only Python serves runs on the Python datapath (nothing for the
+  program to forward): the first such port moves it there (MAC table and counters carried into the
+  core, the program detached and unloaded, then the links' sockets opened — in that order: a few
+  frames lost, none forwarded twice), the first kernel port brings it back. A `kernel` switch keeps
+  such ports on its upcall path.
 - `watch` (and `lab trace`) need every frame's decision: the first frame observer turns on the
   program's decision events (a flag in its config: with it off a frame pays one test of it), read
   from its `vs_events` ring buffer by `kernel/events.DecisionFeed` in the loop's own epoll set (no
   busy polling, at most DRAIN_LIMIT records per wake-up) and handed to the observers as
-  ``obs(pid, head, 0, decision, length=, t=, path=events.KERNEL_PATH)`` — the Python datapath calls
-  ``obs(pid, buf, hdr, decision)``; the last observer turns them off. A full ring never blocks the
-  program: the event is counted (`events_lost`, `switch show`). Only when the ring cannot be read
-  does the first observer move the switch to Python, as before the events existed.
-- Back to the fast path (`_back_to_kernel`: a new program, learned entries preloaded into its map
-  before it is on any link, counters carried) when the last port only Python serves is removed.
+  ``obs(pid, head, 0, decision, length=, t=, path=events.KERNEL_PATH)`` — the Python datapath (and
+  the upcall path, for what it decides) calls ``obs(pid, buf, hdr, decision)``; the last observer
+  turns them off. A full ring never blocks the program: the event is counted (`events_lost`, `switch
+  show`). Only when the ring cannot be read does the first observer move the switch to Python, as
+  before the events existed.
+- Back to the fast path (`_back_to_kernel`: a new program and upcall TAP, learned entries preloaded
+  into its map before it is on any link, counters carried) when a port the program serves arrives.
 - `set_mode` (`switch set --datapath`): "python" moves the switch to Python and keeps it there (a
   "python" switch on a real kernel is a KernelDatapath without a program from the start, so it can
-  move later); "kernel"/"auto" bring it back when every port qualifies ("kernel" refuses, saying why,
-  the switch unchanged). `PythonDatapath` is left for switches that cannot move (the fast path could
-  not be had when they were built, a simulated kernel).
-- `stop` (switch delete, daemon shutdown) detaches and unloads: no qdisc, filter, program or map of
-  ours is left (a clsact the takeover's drop still sits on stays: the give-back removes it). A
-  SIGKILLed vswitchd leaves the programs attached and forwarding (the host vNIC's TAP loses its
-  carrier with its last descriptor, and the host still sends and receives through it); the next
-  start replaces them (tc.attach_ingress removes a filter of ours it finds first); if it comes back
-  on the Python datapath instead, `PythonDatapath` removes that filter (a TAP's: on its egress)
-  before opening the port (else the old program and Python would both forward each frame).
+  move later); "kernel"/"auto" bring it back ("kernel" refuses, saying why, the switch unchanged).
+  `PythonDatapath` is left for switches that cannot move (the fast path could not be had when they
+  were built, a simulated kernel).
+- `stop` (switch delete, daemon shutdown) detaches and unloads and closes the upcall TAP: no qdisc,
+  filter, program, map or TAP of ours is left (a clsact the takeover's drop still sits on stays: the
+  give-back removes it). A SIGKILLed vswitchd leaves the programs attached and forwarding between
+  kernel ports (the host vNIC's TAP loses its carrier with its last descriptor, and the host still
+  sends and receives through it; the upcall TAP dies with vswitchd: what goes up is lost); the next
+  start replaces them (tc.attach_ingress removes a filter of ours it finds first; a TAP of the upcall
+  TAP's name is deleted and made again); if it comes back on the Python datapath instead,
+  `PythonDatapath` removes that filter (a TAP's: on its egress) before opening the port (else the old
+  program and Python would both forward each frame).
 Must not touch: switch types, persistence, netlink outside datapath/kernel/tc.py.
 """
 
@@ -69,8 +94,9 @@ from typing import Any
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
-from vswitch.datapath.loop import Datapath, FdbRow, LinkWatcher, PortState
-from vswitch.ports.base import Port, link_mtu
+from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
+from vswitch.datapath.upcall import CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
+from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
 from vswitch.ports.tap import TapPort
 
@@ -112,6 +138,25 @@ def _is_host_tap(port: Port, role: str) -> bool:
     return role == "host-vnic" and isinstance(port, TapPort) and port.netns is None
 
 
+def python_served(port: Port, role: str) -> bool:
+    """Whether a port the fast path cannot serve still fits a switch on the kernel datapath, served by
+    Python through the upcall path (a TAP vswitch reads, a QEMU socket): any port but a link and the
+    host vNIC, and none a `role_refusal` keeps off the fast path."""
+    return role_refusal(role) is None and not (isinstance(port, LinkPort) or _is_host_tap(port, role))
+
+
+def mixed_label(kernel_ports: int, python_kinds: list[str]) -> str:
+    """`switch show`'s datapath of a switch on the kernel datapath: `KERNEL_LABEL` alone, or with
+    the ports Python serves through the upcall path ("kernel (tc-bpf), 3 ports; python: 1 port
+    (qemu-stream)")."""
+    if not python_kinds:
+        return KERNEL_LABEL
+    kinds = ", ".join(sorted(set(python_kinds)))
+    n = len(python_kinds)
+    return (f"{KERNEL_LABEL}, {kernel_ports} port{'' if kernel_ports == 1 else 's'}; "
+            f"python: {n} port{'' if n == 1 else 's'} ({kinds})")
+
+
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
                   movable: bool = True, **kw: Any) -> Datapath:
     """The datapath of a new switch: `mode` is "python", "auto" or "kernel" (`chosen_by` says who chose
@@ -142,7 +187,16 @@ def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own
         dp = PythonDatapath(name, core, **kw)
         dp.label = f"python: {why}"
         return dp
-    return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+    try:
+        return KernelDatapath(name, core, program, required=mode == "kernel", chosen_by=chosen_by, **kw)
+    except Exception as exc:  # no upcall TAP (no /dev/net/tun, no netlink): no fast path either
+        program.close()
+        why = f"the fast path's upcall TAP could not be made: {str(exc)[:500]}"
+        if mode == "kernel":
+            raise FastPathRefused(f"switch {name!r} cannot use the kernel datapath ({chosen_by}): {why}") from exc
+        dp = PythonDatapath(name, core, **kw)
+        dp.label = f"python: {why}"
+        return dp
 
 
 class PythonDatapath(Datapath):
@@ -216,6 +270,26 @@ class KernelDatapath(Datapath):
         self._lost_before = 0
         #: on Python until the last observer goes: the program's events could not be read
         self._moved_for_watch = False
+        #: while on the fast path: each kernel port's slot (its frames go down the upcall TAP)
+        self._down: dict[Hashable, int] = {}
+        #: slot → port, for the upcall reader (every port with a slot)
+        self._slot_pid: dict[int, Hashable] = {}
+        self._upcall: UpcallChannel | None = None
+        self._up_ps: PortState | None = None
+        #: the core's MAC table is a full copy of the map since the last tick (the fair eviction of a
+        #: frame sent up at the cap needs it)
+        self._fdb_loaded = False
+        #: mirror into the map what the core learns behind kernel ports too (a frame sent up at the cap)
+        self._mirror_all = False
+        self._mirror = _MapMirror(self, core.fdb.events)
+        core.fdb.events = self._mirror  # type: ignore[assignment]
+        try:
+            if program is not None:
+                self._open_upcall(program)
+        except BaseException:
+            core.fdb.events = self._mirror.recorder
+            Datapath.stop(self)  # its epoll and wake-up pipe; the caller still owns the program
+            raise
 
     # A watch (or lab trace) needs every frame's decision: the first observer turns on the program's
     # decision events (events.DecisionFeed), the last one off.
@@ -229,25 +303,32 @@ class KernelDatapath(Datapath):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop the loop, then detach and unload the program. Idempotent."""
+        """Stop the loop, then detach and unload the program and close the upcall TAP. Idempotent."""
         try:
             super().stop()
         finally:
             self._stop_events()
             program, self.program = self.program, None
-            if program is not None:
-                program.close()
+            try:
+                if program is not None:
+                    program.close()
+            finally:
+                self._close_upcall()
+                if self.core.fdb.events is self._mirror:
+                    self.core.fdb.events = self._mirror.recorder
 
     # -- ports ----------------------------------------------------------------------------------
     def open_port(self, port: Port, role: str = "vm") -> None:
-        """A link the fast path serves stays closed; one it cannot is opened (and, on a `kernel`
-        switch, refused — even while a watch has it on Python: FastPathRefused). The host vNIC's TAP
-        is opened on both paths (it exists while its descriptor or persistence holds it, and has
-        carrier while a descriptor is open) but read only on Python. Raises OSError."""
-        why = refusal(port.name, port, role)
+        """A port the fast path serves stays closed; one only Python serves (through the upcall path)
+        is opened; a switch's own port the fast path cannot have yet (`role_refusal`) is refused on a
+        `kernel` switch (FastPathRefused). The host vNIC's TAP is opened on both paths (it exists while
+        its descriptor or persistence holds it, and has carrier while a descriptor is open) but read
+        only on Python. Raises OSError."""
+        why = role_refusal(role)
         if why is not None and self.required:
             raise FastPathRefused(self._refused(why))
-        if why is None and self.program is not None and not _is_host_tap(port, role):
+        if (why is None and refusal(port.name, port, role) is None and self.program is not None
+                and not _is_host_tap(port, role)):
             return
         remove_stale_fast_path(port)  # on Python: as PythonDatapath.open_port
         port.open()
@@ -257,13 +338,13 @@ class KernelDatapath(Datapath):
         counters carried) and keeps it there; "kernel" and "auto" bring it onto the fast path when every
         port qualifies (statics, learned entries and counters carried; a watch goes on through the
         program's events). With `dry_run` only the checks that need no load. Raises FastPathRefused
-        (mode "kernel" when the fast path cannot serve the switch now: a port only Python serves, the
-        program is not built or does not load — the switch unchanged)."""
+        (mode "kernel" when the fast path cannot serve the switch now: the program is not built or does
+        not load — the switch unchanged; ports only Python serves go through the upcall path)."""
         def check() -> None:
             if mode != "kernel" or self.program is not None:
                 return
             from vswitch.datapath.kernel import unavailable_reason
-            why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())),
+            why = next(filter(None, (role_refusal(ps.role) for ps in self._ports.values())),
                        None) or unavailable_reason()
             if why is not None:
                 raise FastPathRefused(f"switch {self.name!r} cannot use the kernel datapath ({chosen_by}): {why}")
@@ -296,7 +377,7 @@ class KernelDatapath(Datapath):
         serves) the move to Python first. Raises ValueError (attached already), FastPathRefused,
         OSError (the link is gone), NetlinkError."""
         def do() -> bool:
-            why = refusal(pid, port, role)
+            why = role_refusal(role)
             if why is not None and self.required:
                 raise FastPathRefused(self._refused(why))
             if self.program is None:
@@ -306,6 +387,12 @@ class KernelDatapath(Datapath):
                 return False
             if pid in self._ports:
                 raise ValueError(f"port {pid!r} already attached")
+            if python_served(port, role):  # a slot the program sends up for; the loop reads the port
+                if not self._down and not self.required:  # nothing for the program to forward
+                    self._to_python(_all_python(pid, port))
+                    return False
+                self._slot_pid[self.program.add_port(pid, policy, kernel=False)] = pid
+                return False
             host = _is_host_tap(port, role)
             assert isinstance(port, LinkPort) or host
             if not host:  # the TAP stays open, unread: its carrier is its descriptor's
@@ -318,12 +405,17 @@ class KernelDatapath(Datapath):
                 self.program.remove_port(pid)
                 raise
             port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
-            self._ports[pid] = PortState(pid, port, role)
+            ps = self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
             self._tx_base[pid] = _link_tx(port.ifname)  # type: ignore[attr-defined]
+            self._as_kernel_port(ps)
+            self._relabel()
             return True
         if not self.call(do):
             super().attach(pid, port, policy, role)
+            self.call(self._relabel)
+            if not python_served(port, role):  # the first port the program can serve
+                self.call(self._back_to_kernel)
         elif self.link_watch is not None:
             self.link_watch.watch(self, pid, port)
 
@@ -332,13 +424,26 @@ class KernelDatapath(Datapath):
             if self.program is None:  # moved to Python meanwhile (a watch)
                 return Datapath.detach(self, pid)
             ps = self._ports.pop(pid)
+            self._unregister(ps)  # a port Python served: its descriptors leave the loop
+            ps.port.count_rx_drop = ignore_rx_drop
+            self._slot_pid.pop(self.program.slot(pid), None)
+            self._down.pop(pid, None)
             self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
             self.core.remove_port(pid)
+            self._relabel()
             return ps.port
         port = self.call(do)
         self._unwatch(pid)
-        self.call(self._back_to_kernel)  # the port only Python served may have been this one
+        self.call(self._back_to_kernel)  # the port that needed Python (a switch's own) may have been this one
+        self.call(self._python_only)  # or the last one the program served
         return port
+
+    def _python_only(self) -> None:
+        """On the fast path with ports, none of them one the program serves: over to Python (not on a
+        `kernel` switch)."""
+        if self.program is not None and not self.required and self._ports and not self._down:
+            pid, ps = next(iter(self._ports.items()))
+            self._to_python(_all_python(pid, ps.port))
 
     def set_link_state(self, pid: Hashable, up: bool, mtu: int | None = None) -> None:
         super().set_link_state(pid, up, mtu)
@@ -348,7 +453,7 @@ class KernelDatapath(Datapath):
         def do() -> None:
             if self.program is None or pid not in self._ports:
                 return
-            if up:  # the link may be a new one under the old name (a VM's veth rebuilt)
+            if up and pid in self._down:  # the link may be a new one under the old name (a VM's veth rebuilt)
                 try:
                     self.program.relink(pid, socket.if_nametoindex(self._ports[pid].port.ifname))  # type: ignore[attr-defined]
                 except OSError:
@@ -447,17 +552,182 @@ class KernelDatapath(Datapath):
         return out
 
     def _load_fdb(self) -> None:
-        """The core's MAC table := the program's, through the core's own `learn` in last-seen order and
-        its `expire`: the core's LRU and fair eviction see what the program saw, and its events tell
-        what the program did since the last copy (learned, moved, aged — one decision about what is an
-        event, the core's); `MacTable.retain` drops what the program no longer has. Statics are in both."""
-        fdb = self.core.fdb
+        """The one MAC table, made whole in both holders. Behind a kernel port the map is the master:
+        its entries go into the core through the core's own `learn` in last-seen order, so the core's
+        LRU and fair eviction see what the program saw, and its events tell what the program did since
+        the last copy (learned, moved, aged — one decision about what is an event, the core's). Behind
+        a port Python serves the core is the master (it learned them; `_MapMirror` wrote each into
+        the map): the map's entry gets the core's last-seen time, or goes when the core no longer has
+        it (flushed, the port down), and one the map lacks is written. `MacTable.retain` then drops
+        from the core what the map no longer has. Statics are in both."""
+        fdb, tables = self.core.fdb, self.program.tables
         kept: set[tuple[bytes, int]] = set()
-        for pid, r in sorted(self._program_entries(), key=lambda e: e[1].seen_ns):
-            if not r.static:
-                fdb.learn(r.mac, r.vlan, pid, r.seen_ns / 1e9)
-                kept.add((r.mac, r.vlan))
+        learned = []
+        for pid, r in self._program_entries():
+            if r.static:
+                continue
+            if pid in self._down:
+                learned.append((pid, r))
+                continue
+            e = fdb.get(r.mac, r.vlan)
+            if e is None or e.static or e.port != pid:
+                tables.delete(r.mac, r.vlan)
+                continue
+            kept.add((r.mac, r.vlan))
+            if e.seen * 1e9 > r.seen_ns + 1e9:  # the core refreshes once a second too
+                tables.write_dynamic(r.mac, r.vlan, r.slot, int(e.seen * 1e9))
+        for pid, r in sorted(learned, key=lambda e: e[1].seen_ns):
+            fdb.learn(r.mac, r.vlan, pid, r.seen_ns / 1e9)
+            kept.add((r.mac, r.vlan))
+        for table in list(fdb.by_vlan.values()):
+            for e in list(table.values()):
+                if not e.static and e.port not in self._down and (e.mac, e.vlan) not in kept:
+                    if self._write_entry(e.mac, e.vlan, e.port, e.seen):
+                        kept.add((e.mac, e.vlan))
         fdb.retain(kept, self._clock())
+        self._fdb_loaded = True
+
+    def _write_entry(self, mac: bytes, vlan: int, pid: Hashable, seen: float) -> bool:
+        """Write what the core learned into the map (False when it could not: the port has no slot yet,
+        the map is full, or the key is static there)."""
+        try:
+            return bool(self.program.tables.write_dynamic(mac, vlan, self.program.slot(pid), int(seen * 1e9)))
+        except (KeyError, OSError) as exc:
+            log.debug("switch %s: %s not written to the fast path's MAC table: %s", self.name, mac.hex(":"), exc)
+            return False
+
+    # -- the upcall path ----------------------------------------------------------------------------
+    def _open_upcall(self, program: Any) -> None:
+        """Create the upcall TAP, give it to `program` (its ifindex in the config, `vs_downcall` on its
+        ingress) and put it in the loop. Raises OSError, NetlinkError (the TAP closed again)."""
+        ch = UpcallChannel(self.name)
+        ifindex = ch.open()
+        try:
+            program.set_upcall(ifindex)
+        except BaseException:
+            ch.close()
+            raise
+        self._upcall = ch
+        # registered as a port's descriptor (never in `_ports`): the loop hands it to `_read_batch`
+        ps = self._up_ps = PortState("(upcall)", ch.tap, "upcall")
+        ps.fds = (ch.fileno(),)
+        ps.generation = ch.tap.generation
+        self._ep.register(ch.fileno(), select.EPOLLIN)
+        self._fd_owner[ch.fileno()] = ps
+
+    def _close_upcall(self) -> None:
+        if self._up_ps is not None:
+            self._unregister(self._up_ps)
+            self._up_ps = None
+        ch, self._upcall = self._upcall, None
+        if ch is not None:
+            ch.close()
+
+    def _as_kernel_port(self, ps: PortState) -> None:
+        """A port the program serves: the frames the core sends it go down the upcall TAP, in its format."""
+        slot = self.program.slot(ps.pid)
+        self._down[ps.pid] = slot
+        self._slot_pid[slot] = ps.pid
+        ps.hdr_len = UPCALL_HDR
+        ps.max_len = UPCALL_HDR + ps.port.mtu + ETH_HLEN
+
+    def _relabel(self) -> None:
+        """`switch show`'s datapath: which ports the program serves and which Python does."""
+        if self.program is not None:
+            self.label = mixed_label(len(self._down), [ps.port.kind for ps in self._ports.values()
+                                                       if ps.pid not in self._down])
+
+    def _read_batch(self, ps: PortState) -> None:
+        if ps is self._up_ps:
+            self._read_upcalls()
+        else:
+            super()._read_batch(ps)
+
+    def _read_upcalls(self) -> None:
+        """Serve what the program sent up: each frame through the one decision function
+        (`SwitchCore.process`) as if it had arrived on its in-port, each output sent (a kernel
+        port's back down). The program counted the frame as `upcall` and learned its source already
+        (and counted that): the core counts the frame's rx and decision, not the learning again —
+        except at the cap, where the program learned nothing and the core's fair eviction decides
+        (what the core learns and evicts then is written into the map)."""
+        ch = self._upcall
+        if ch is None:
+            return
+        read, process, deliver = ch.read, self.core.process, self._deliver
+        slot_pid, counters, observers, now = self._slot_pid, self.core.counters, self.frame_observers, self.now
+        for _ in range(BATCH):
+            try:
+                got = read()
+            except OSError as exc:  # its netdev deleted under us: stop reading rather than spin on it
+                log.error("switch %s: the upcall TAP %s failed (%s): frames the fast path sends up are lost "
+                          "from now on (a move to Python and back, as a watch does, makes a new one)",
+                          self.name, ch.ifname, exc)
+                if self._up_ps is not None:
+                    self._unregister(self._up_ps)
+                return
+            if got is None:
+                return
+            slot, cause, buf = got
+            pid = slot_pid.get(slot)
+            if pid is None:  # not ours, or its port was removed meanwhile
+                continue
+            try:
+                c = counters[pid]
+                if cause == CAUSE_TABLE_FULL:
+                    if not self._fdb_loaded:  # once a tick: the fair eviction needs the whole table
+                        self._load_fdb()
+                    self._mirror_all = True
+                    try:
+                        d = process(pid, buf, UPCALL_HDR, now)
+                    finally:
+                        self._mirror_all = False
+                else:
+                    learned, moved, refused = c.learned, c.moved, c.static_refused
+                    d = process(pid, buf, UPCALL_HDR, now)
+                    c.learned, c.moved, c.static_refused = learned, moved, refused
+                if observers:
+                    for obs in observers:
+                        obs(pid, buf, UPCALL_HDR, d)
+                if d.out_ports:
+                    deliver(d, buf, UPCALL_HDR)
+            except Exception as exc:  # one frame, not the switch
+                self._internal_error(self._ports.get(pid), exc)
+
+    def _send(self, ps: PortState, frame: bytes | bytearray | memoryview) -> None:
+        slot = self._down.get(ps.pid)
+        if slot is None:
+            return super()._send(ps, frame)
+        # a kernel port: down the upcall TAP; its link counts what it sends (tx from /sys)
+        ch = self._upcall
+        c = self.core.counters.get(ps.pid)
+        if ch is None or c is None:
+            return None
+        if len(frame) > ps.max_len and over_mtu(frame, UPCALL_HDR, ps.port.mtu):
+            c.drop(Reason.DROP_OVERSIZE)
+            return None
+        try:
+            ch.send(slot, frame)
+        except LinkDown:
+            c.drop(Reason.DROP_LINK_DOWN)
+        except OSError:
+            c.drop(Reason.DROP_TX_ERROR)
+        return None
+
+    def _mirror_learn(self, mac: bytes, vlan: int, pid: Hashable, now: float) -> None:
+        """The core learned (or moved) `mac` behind `pid`: into the map when the core is its master
+        (a port Python serves; any port while serving a frame sent up at the cap)."""
+        if self.program is not None and (self._mirror_all or pid not in self._down):
+            self._write_entry(mac, vlan, pid, now)
+
+    def _mirror_delete(self, mac: bytes, vlan: int, pid: Hashable, evicted: bool) -> None:
+        """The core evicted (its fair rule: gone from the map too) or aged out (`pid` one Python serves:
+        the map's copy is the core's) an entry."""
+        if self.program is not None and (evicted or pid not in self._down):
+            try:
+                self.program.tables.delete(mac, vlan)
+            except OSError as exc:
+                log.debug("switch %s: %s not removed from the fast path's MAC table: %s", self.name,
+                          mac.hex(":"), exc)
 
     def _evict_down_to(self, limit: int) -> int:
         """Evict from the program by the core's fair rule until at most `limit` dynamic entries are left."""
@@ -481,14 +751,16 @@ class KernelDatapath(Datapath):
         return snap
 
     def _program_snapshot(self, ps: PortState) -> dict[str, Any]:
-        """The program's counters of one port. A frame that went up (nobody serves upcalls yet) is a
-        drop under its cause; tx is what the link sent since the program went on it."""
+        """The program's counters of one port. A frame that went up is counted by the core (its rx
+        and decision), so only one that could not go up (`upcall_fail`) is a drop here; tx of a kernel
+        port is what its link sent since the program went on it (a port Python serves counts its own)."""
         from vswitch.datapath.kernel import layout as L
         c = self.program.counters(ps.pid)
         drops = {L.COUNTERS[i]: c[L.COUNTERS[i]] for i, r in L.COUNTER_REASON.items()
                  if r.is_drop and c[L.COUNTERS[i]]}
-        drops.update({L.COUNTERS[i]: c[L.COUNTERS[i]] for i in L.UPCALL_CAUSES if c[L.COUNTERS[i]]})
-        tx_frames, tx_bytes = _link_tx(getattr(ps.port, "ifname", ""))
+        if c["upcall_fail"]:
+            drops["upcall_fail"] = c["upcall_fail"]
+        tx_frames, tx_bytes = _link_tx(ps.port.ifname) if ps.pid in self._down else (0, 0)  # type: ignore[attr-defined]
         base = self._tx_base.get(ps.pid, (0, 0))
         return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": max(0, tx_frames - base[0]),
                 "tx_bytes": max(0, tx_bytes - base[1]), "drops": drops}
@@ -499,6 +771,7 @@ class KernelDatapath(Datapath):
         if self.program is None or self._clock() < self._next_expire:
             return
         self._next_expire = self._clock() + EXPIRE_EVERY_S
+        self._fdb_loaded = False
         self.program.expire()
         self._load_fdb()  # the core's copy, and with it the MAC events, at most one tick behind
         cap = self.core.fdb.max_entries
@@ -555,8 +828,11 @@ class KernelDatapath(Datapath):
         — the core holds them —, the `learned` entries (core FdbEntry records, last seen on the
         datapath's monotonic clock), and put it on every link. Raises what the program's calls raise."""
         for pid, ps in self._ports.items():
-            program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname),  # type: ignore[attr-defined]
-                             host=_is_host_tap(ps.port, ps.role))
+            if python_served(ps.port, ps.role):
+                program.add_port(pid, self.core.policies[pid], kernel=False)
+            else:
+                program.add_port(pid, self.core.policies[pid], ifindex=socket.if_nametoindex(ps.port.ifname),  # type: ignore[attr-defined]
+                                 host=_is_host_tap(ps.port, ps.role))
             program.set_oper_up(pid, not (ps.carrier_down or ps.failed))
         for table in self.core.fdb.by_vlan.values():
             for e in table.values():
@@ -564,8 +840,9 @@ class KernelDatapath(Datapath):
                     program.add_static(e.mac, e.vlan, e.port)
         # before the program is on any link: the map has no other writer yet
         program.tables.preload([(e.mac, e.vlan, program.slot(e.port), int(e.seen * 1e9)) for e in learned])
-        for pid in self._ports:
-            program.attach(pid)
+        for pid, ps in self._ports.items():
+            if not python_served(ps.port, ps.role):
+                program.attach(pid)
 
     def _reload(self, ageing_s: float, max_entries: int) -> None:
         """A program with a larger MAC map in place of this one, on the same links (each filter replaced
@@ -576,6 +853,8 @@ class KernelDatapath(Datapath):
         new = _load(ageing_s, max_entries)
         try:
             self._fill(new)
+            if self._upcall is not None:
+                new.set_upcall(self._upcall.ifindex)
         except BaseException:
             new.close()
             raise
@@ -584,51 +863,68 @@ class KernelDatapath(Datapath):
         self._stop_events()
         self.program = new
         old.close()
+        self._slot_pid = {new.slot(pid): pid for pid in self._ports}
+        self._down = {pid: new.slot(pid) for pid in self._down}
         if watched and not self._start_events():
             self._watch_on_python()
 
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
-        """On the datapath thread: back on the fast path once nothing needs Python any more (every port
-        a link port; a watch goes on through the program's events; not mode "python"). Nothing changes
-        when the program cannot be loaded or attached (logged)."""
+        """On the datapath thread: back on the fast path once nothing needs Python any more (a port the
+        program serves, or none, on a switch not in mode "python"; a watch goes on through the
+        program's events). Nothing changes when the program or the upcall TAP cannot be made or
+        attached (logged)."""
         if self.program is not None or self._stopped or self.mode == "python" or (
                 self._moved_for_watch and self._observers):
             return
-        if any(refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values()):
+        if any(role_refusal(ps.role) for ps in self._ports.values()):
             return
+        if not self.required and self._ports and all(python_served(ps.port, ps.role) for ps in self._ports.values()):
+            return  # nothing for the program to forward
         why = self._try_back_to_kernel()
         if why is not None:
             log.warning("switch %s stays on the Python datapath: %s", self.name, why)
 
     def _try_back_to_kernel(self) -> str | None:
-        """On the datapath thread: move from Python onto a new program; why not (the switch unchanged),
-        or None when it did. The learned entries go into the program's map before it is on any link
-        (`SwitchTables.preload`), counters go on from the core's."""
-        why = next(filter(None, (refusal(ps.pid, ps.port, ps.role) for ps in self._ports.values())), None)
+        """On the datapath thread: move from Python onto a new program and upcall TAP; why not (the
+        switch unchanged), or None when it did. The learned entries go into the program's map before
+        it is on any link (`SwitchTables.preload`), Python-served ports stay open and keep theirs;
+        counters go on from the core's."""
+        why = next(filter(None, (role_refusal(ps.role) for ps in self._ports.values())), None)
         if why is not None:
             return why
+        if not self.required and self._ports and all(python_served(ps.port, ps.role) for ps in self._ports.values()):
+            pid, ps = next(iter(self._ports.items()))
+            return _all_python(pid, ps.port)  # nothing for the program to forward
         try:
             program = _load(self.core.fdb.ageing_s, self.core.fdb.max_entries)
         except (OSError, ValueError) as exc:
             return f"the fast path did not load: {str(exc)[:500]}"
         try:
             self._fill(program, learned=[e for e in self.core.fdb.entries(self.now) if not e.static])
+            self._open_upcall(program)
         except Exception as exc:  # the switch keeps forwarding on Python
             program.close()
             return f"the fast path could not take the switch's links: {exc}"
         # the program is on every link before the sockets close: frames queued in them are dropped
         # with them, none is forwarded twice
         self.program = program
-        self.label = KERNEL_LABEL
+        self._slot_pid = {program.slot(pid): pid for pid in self._ports}
         for ps in self._ports.values():
+            if python_served(ps.port, ps.role):
+                continue  # the loop goes on reading it
             self._unregister(ps)
             ps.queue.clear()
             ps.failed, ps.error, ps.link_down = False, "", False
             if not _is_host_tap(ps.port, ps.role):  # the TAP stays open (carrier), unread
                 ps.port.close()
             self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
-        self.core.fdb.flush()
+            self._as_kernel_port(ps)
+        # the map learns again behind kernel ports; what the core learned behind Python's goes in with
+        # the next tick's copy (`_load_fdb`)
+        for pid in self._down:
+            self.core.fdb.flush(port=pid)
+        self._relabel()
         log.info("switch %s is back on the kernel datapath", self.name)
         if self._observers and not self._start_events():
             self._watch_on_python()
@@ -637,12 +933,16 @@ class KernelDatapath(Datapath):
     # -- moving to Python -------------------------------------------------------------------------
     def _to_python(self, why: str) -> None:
         """Move the switch to the Python datapath now (on the datapath thread): MAC table and counters
-        into the core, the program off every link and unloaded, then the links' sockets opened."""
+        into the core, the upcall TAP closed, the program off every link and unloaded, then the kernel
+        ports' sockets opened (the Python-served ones are open already)."""
         program = self.program
         self._stop_events()  # the decisions still in the ring reach a watch before Python's own
         self._load_fdb()
         for ps in self._ports.values():
             _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
+        kernel = set(self._down)
+        self._down.clear()
+        self._close_upcall()
         self.program = None
         self.label = f"python: {why}"
         # a switch given such a port first never forwarded on the fast path: not worth a line
@@ -652,6 +952,8 @@ class KernelDatapath(Datapath):
             program.close()
         finally:
             for ps in self._ports.values():
+                if ps.pid not in kernel:
+                    continue  # Python served it already
                 ps.port.count_rx_drop = self.core.counters[ps.pid].drop
                 try:
                     ps.port.open()
@@ -661,6 +963,36 @@ class KernelDatapath(Datapath):
                 ps.hdr_len = ps.port.vnet_hdr_len  # known once open (PACKET_VNET_HDR accepted or not)
                 ps.generation = -1
                 self._sync_fds(ps)
+
+
+class _MapMirror:
+    """The recorder of the core's MAC table events (`MacTable.events`), passing each on and telling the
+    datapath, so what the core alone decides reaches the map as it happens: an entry learned or moved
+    behind a port Python serves, an eviction (`_mirror_learn`, `_mirror_delete`). Per learn, not per
+    frame: a refresh records nothing."""
+
+    def __init__(self, dp: KernelDatapath, recorder: Any) -> None:
+        self._dp = dp
+        self.recorder = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.recorder, name)
+
+    def learned(self, mac: bytes, vlan: int, port: Hashable, now: float) -> None:
+        self.recorder.learned(mac, vlan, port, now)
+        self._dp._mirror_learn(mac, vlan, port, now)
+
+    def moved(self, mac: bytes, vlan: int, old_port: Hashable, port: Hashable, now: float) -> None:
+        self.recorder.moved(mac, vlan, old_port, port, now)
+        self._dp._mirror_learn(mac, vlan, port, now)
+
+    def aged(self, mac: bytes, vlan: int, port: Hashable, now: float) -> None:
+        self.recorder.aged(mac, vlan, port, now)
+        self._dp._mirror_delete(mac, vlan, port, evicted=False)
+
+    def evicted(self, mac: bytes, vlan: int, port: Hashable, now: float | None = None) -> None:
+        self.recorder.evicted(mac, vlan, port, now)
+        self._dp._mirror_delete(mac, vlan, port, evicted=True)
 
 
 class _Observers(list):  # type: ignore[type-arg]
@@ -686,6 +1018,11 @@ class _Observers(list):  # type: ignore[type-arg]
             if self._dp._moved_for_watch:
                 self._dp._moved_for_watch = False
                 self._dp._back_to_kernel()
+
+
+def _all_python(pid: Hashable, port: Port) -> str:
+    """Why a switch whose every port Python serves is on the Python datapath (`switch show`)."""
+    return f"port {pid} is a {port.kind} port and no port is one the fast path serves"
 
 
 def _load(ageing_s: float, max_entries: int) -> Any:

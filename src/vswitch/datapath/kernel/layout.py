@@ -35,7 +35,7 @@ U64 = struct.Struct("<Q")
 PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q")           # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
-CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}Q")       # struct vs_config
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
 ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, NR_STATE = 0, 1, 2, 3   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
@@ -46,14 +46,16 @@ COUNTERS = (
     "drop_same_port", "drop_reserved_group", "drop_malformed", "drop_invalid_src",
     "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
-    "flood_copies", "redirect_fail", "tag_fail",
+    "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
 #: counter index → the core's Reason it counts (the decision block)
 COUNTER_REASON = {C[r.label]: r for r in Reason if r.label in C}
 #: counter indexes of the upcall causes
-UPCALL_CAUSES = tuple(C[n] for n in COUNTERS if n.startswith("upcall_"))
+UPCALL_CAUSES = tuple(C[n] for n in ("upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full"))
+#: the S-tag's TPID on the upcall path; its PCP is the cause (its counter index - C["upcall"])
+UPCALL_TPID = 0x88A8
 #: the counters named like PortCounters fields
 PORT_COUNTER_FIELDS = COUNTERS[:6]
 
@@ -80,12 +82,14 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
-                py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False) -> bytes:
+                py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False,
+                upcall_ifindex: int = 0) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
-    on test mode with that clock; `events` the decision events (vs_events)."""
+    on test mode with that clock; `events` the decision events (vs_events); `upcall_ifindex` the
+    upcall TAP (0: frames that go up are left to the stack)."""
     flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
-                       *vlan_bits(py_vlans))
+                       *vlan_bits(py_vlans), upcall_ifindex, 0)
 
 
 COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters

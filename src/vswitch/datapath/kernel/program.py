@@ -1,5 +1,5 @@
 """One switch's kernel fast path: its loaded BPF object, its port slots and configuration, and the
-attachment of the program to the switch's links.
+attachment of the program to the switch's links and of `vs_downcall` to the switch's upcall TAP (`set_upcall`).
 
 Owns: the PortId → slot mapping, what each slot holds (a `PortPolicy`, oper state, whether the
 program can reach the port), the config (ageing, cap, group forward mask, the VLANs whose floods
@@ -29,6 +29,8 @@ PortId = Hashable
 PROGRAM = "vs_ingress"
 #: the program on the host vNIC's egress (its filter's name too)
 PROGRAM_EGRESS = "vs_egress"
+#: the program on the upcall TAP's ingress: sends what Python writes there out of the port it names
+DOWNCALL = "vs_downcall"
 OBJECT_PATH = Path(__file__).with_name("switch.bpf.o")
 _NS = 1_000_000_000
 
@@ -84,6 +86,7 @@ class SwitchProgram:
             self.tables = SwitchTables(self._obj)
             self.prog_fd = self._obj.program_fd(PROGRAM)
             self.egress_fd = self._obj.program_fd(PROGRAM_EGRESS)
+            self.downcall_fd = self._obj.program_fd(DOWNCALL)
         except BaseException:
             self._obj.close()
             raise
@@ -96,6 +99,8 @@ class SwitchProgram:
         self._slots: dict[int, _Slot] = {}
         self._slot_of: dict[PortId, int] = {}
         self._attached: dict[PortId, _Attached] = {}
+        self._upcall: _Attached | None = None
+        self._upcall_ifindex = 0
         self._write_config()
 
     # -- configuration (SwitchCore's calls) ---------------------------------------------------
@@ -193,7 +198,8 @@ class SwitchProgram:
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns,
-                                               events=self._events))
+                                               events=self._events,
+                                               upcall_ifindex=self._upcall_ifindex))
 
     # -- decision events ----------------------------------------------------------------------
     def set_events(self, on: bool) -> None:
@@ -214,8 +220,25 @@ class SwitchProgram:
         return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
     def program_ids(self) -> frozenset[int]:
-        """The kernel ids of both programs (ingress, and the host vNIC's egress)."""
-        return frozenset((object_id(self.prog_fd), object_id(self.egress_fd)))
+        """The kernel ids of the programs (ingress, the host vNIC's egress, the upcall TAP's downcall)."""
+        return frozenset((object_id(self.prog_fd), object_id(self.egress_fd), object_id(self.downcall_fd)))
+
+    def downcall_id(self) -> int:
+        """The kernel id of the downcall program (on the upcall TAP; `close` must leave it unloaded)."""
+        return object_id(self.downcall_fd)
+
+    # -- the upcall path ----------------------------------------------------------------------
+    def set_upcall(self, ifindex: int, *, netns: str | None = None) -> None:
+        """Frames that go up are sent to the upcall TAP `ifindex` (with the S-tag of switch.h), and
+        `vs_downcall` goes on its ingress: what Python writes there leaves by the kernel port its
+        S-tag names. Raises NetlinkError (the TAP is gone)."""
+        if self._upcall is not None:
+            a, self._upcall = self._upcall, None
+            tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns)
+        created = tc.attach_ingress(ifindex, self.downcall_fd, name=DOWNCALL, netns=netns)
+        self._upcall = _Attached(ifindex, netns, created)
+        self._upcall_ifindex = ifindex
+        self._write_config()
 
     # -- test mode ----------------------------------------------------------------------------
     def set_test_clock(self, now_ns: int | None) -> None:
@@ -280,8 +303,10 @@ class SwitchProgram:
 
     def hand_over_links(self) -> None:
         """Forget the links this program is on without detaching: a new program replaced it there
-        (`tc.attach_ingress` replaces our filter), so `close` must not remove the new one's."""
+        (`tc.attach_ingress` replaces our filter), so `close` must not remove the new one's. The
+        upcall TAP's filter too."""
         self._attached.clear()
+        self._upcall = None
 
     def close(self) -> None:
         """Detach from every link and unload: no program, map or qdisc of ours is left. Idempotent;
@@ -291,6 +316,12 @@ class SwitchProgram:
             try:
                 self.detach(port)
             except Exception as e:  # keep releasing; report the first failure
+                first = first or e
+        a, self._upcall = self._upcall, None
+        if a is not None:
+            try:  # the TAP may be gone already (closed first): then so is the filter
+                tc.detach_ingress(a.ifindex, remove_qdisc=a.created_qdisc, netns=a.netns)
+            except Exception as e:
                 first = first or e
         self._obj.close()
         if first is not None:

@@ -13,9 +13,11 @@
  * Verdicts: TC_ACT_SHOT (a drop, its reason counted), TC_ACT_REDIRECT (sent: bpf_redirect to the one
  * output, or clones to all outputs but the last), TC_ACT_OK = "upcall": the program cannot decide
  * (a port only Python serves, a new MAC with the table at its cap: the core's fair eviction) and
- * leaves the frame to the Python path, counting VS_C_UPCALL and its cause. A frame from an ifindex
- * that is no port of this switch is left alone (TC_ACT_OK, not counted). The entry points return
- * TC_ACT_OK as TC_ACT_UNSPEC (pass_on): the link's next filter decides — on the uplink, the
+ * sends the frame up to the Python path — redirected to the switch's upcall TAP with an S-tag naming
+ * its in-slot and cause (switch.h) — counting VS_C_UPCALL and its cause. vs_downcall, on that TAP's
+ * ingress, sends what Python writes back down out of the kernel port the S-tag names. A frame from an
+ * ifindex that is no port of this switch is left alone (TC_ACT_OK, not counted). The entry points
+ * return TC_ACT_OK as TC_ACT_UNSPEC (pass_on): the link's next filter decides — on the uplink, the
  * takeover's drop; elsewhere there is none and the frame passes.
  *
  * VLAN tags arrive at tc ingress as skb metadata (vlan_present / vlan_tci / vlan_proto); a frame
@@ -419,18 +421,30 @@ static __always_inline void decided(struct __sk_buff *skb, struct egress *eg, __
 	}
 }
 
-static __always_inline int upcall(struct egress *eg, __u32 cause)
+/* The frame goes up: to the upcall TAP with the S-tag naming its in-slot and cause (switch.h), or,
+ * with no upcall TAP (and in test mode), left to the stack (TC_ACT_OK). */
+static __always_inline int upcall(struct __sk_buff *skb, const struct vs_config *cfg, struct egress *eg,
+				  __u32 cause)
 {
 	__u32 zero = 0;
 	struct vs_test_run *t;
 
-	count(eg->in_slot, VS_C_UPCALL, 1);
-	count(eg->in_slot, cause, 1);
 	if (eg->test) {
 		t = bpf_map_lookup_elem(&vs_test_run, &zero);
 		if (t)
 			t->reason = cause;
+	} else if (cfg->upcall_ifindex) {
+		if (bpf_skb_vlan_push(skb, bpf_htons(VS_UPCALL_TPID),
+				      (((cause - VS_C_UPCALL) & 7) << 13) | ((eg->in_slot + 1) & 0x0fff))) {
+			count(eg->in_slot, VS_C_UPCALL_FAIL, 1);
+			return TC_ACT_SHOT;
+		}
+		count(eg->in_slot, VS_C_UPCALL, 1);
+		count(eg->in_slot, cause, 1);
+		return bpf_redirect(cfg->upcall_ifindex, 0);
 	}
+	count(eg->in_slot, VS_C_UPCALL, 1);
+	count(eg->in_slot, cause, 1);
 	return TC_ACT_OK;
 }
 
@@ -514,7 +528,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (cfg->flags & VS_CFG_EVENTS)
 		eg.observe = 1;
 	if (inp->flags & VS_PF_UPCALL)
-		return upcall(&eg, VS_C_UPCALL_PORT);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
 
 	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
 	len = skb->len + (skb->vlan_present ? 4 : 0);
@@ -568,12 +582,12 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 
 	/* learn */
 	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, eg.vlan, src, now))
-		return upcall(&eg, VS_C_UPCALL_TABLE_FULL);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_TABLE_FULL);
 
 	/* decide */
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
-			return upcall(&eg, VS_C_UPCALL_FLOOD);
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
 			decided(skb, &eg, len, VS_C_FLOOD_BROADCAST);
 		else
@@ -585,7 +599,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	e = bpf_map_lookup_elem(&vs_fdb, &k);
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
-			return upcall(&eg, VS_C_UPCALL_FLOOD);
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		decided(skb, &eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
 	}
@@ -600,7 +614,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		return TC_ACT_SHOT;
 	}
 	if (!(op->flags & VS_PF_KERNEL))
-		return upcall(&eg, VS_C_UPCALL_DEST);
+		return upcall(skb, cfg, &eg, VS_C_UPCALL_DEST);
 	decided(skb, &eg, len, VS_C_FORWARD_LEARNED);
 	if (eg.observe) {
 		ev_out(out);
@@ -637,6 +651,27 @@ SEC("tc")
 int vs_egress(struct __sk_buff *skb)
 {
 	return pass_on(vs_switch(skb, skb->ifindex));
+}
+
+/* On the upcall TAP's ingress: a frame Python wrote there for a kernel port. Its S-tag (in skb metadata
+ * by now) names the out-slot; the tag is popped and the frame redirected out of that port's link as
+ * it is (Python's core already edited its own VLAN tag for that port). Anything else is dropped. */
+SEC("tc")
+int vs_downcall(struct __sk_buff *skb)
+{
+	__u32 slot;
+	struct vs_port *p;
+
+	if (!skb->vlan_present || skb->vlan_proto != bpf_htons(VS_UPCALL_TPID))
+		return TC_ACT_SHOT;
+	slot = (skb->vlan_tci & 0x0fff) - 1;
+	if (slot >= VS_MAX_PORTS)
+		return TC_ACT_SHOT;
+	p = bpf_map_lookup_elem(&vs_ports, &slot);
+	if (!p || !(p->flags & VS_PF_KERNEL) || !p->ifindex || bpf_skb_vlan_pop(skb))
+		return TC_ACT_SHOT;
+	count(slot, VS_C_DOWNCALL, 1);
+	return bpf_redirect(p->ifindex, out_flags(p));
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -59,6 +59,8 @@ struct vs_config {
 	__u32 flags;
 	__u32 n_slots;              /* highest slot in use + 1: the flood visits slots 0..n_slots-1 */
 	__u64 py_vlans[VS_VLAN_WORDS]; /* VLANs with a flooding member only Python serves */
+	__u32 upcall_ifindex;       /* the upcall TAP: frames that go up are redirected there (0: left to the stack) */
+	__u32 pad_upcall;
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
@@ -99,6 +101,8 @@ enum vs_counter {
 	VS_C_FLOOD_COPIES,          /* frames sent by floods (clones + the last redirect) */
 	VS_C_REDIRECT_FAIL,
 	VS_C_TAG_FAIL,              /* bpf_skb_vlan_push/pop failed: the output was skipped */
+	VS_C_UPCALL_FAIL,           /* a frame that had to go up could not (no S-tag pushed): dropped */
+	VS_C_DOWNCALL,              /* frames Python sent down the upcall TAP out of this port */
 	VS_NR_COUNTERS
 };
 
@@ -144,5 +148,11 @@ struct vs_event {
 	__u64 outs[VS_EV_OUT_WORDS]; /* bit s of word s/64: slot s is an output of the decision */
 	__u8  head[VS_EV_HEAD];
 };
+
+/* The upcall path. A frame that goes up is redirected to the switch's upcall TAP (vs_config.upcall_ifindex)
+ * with an 802.1ad S-tag pushed in front of its own tag, if any: VID = in-slot + 1, PCP = its cause
+ * (VS_C_UPCALL_* - VS_C_UPCALL). Python writes a frame for a kernel port back into that TAP with an S-tag
+ * VID = out-slot + 1 (PCP 0); vs_downcall on the TAP's ingress pops it and redirects the frame out. */
+#define VS_UPCALL_TPID  0x88A8
 
 #endif

@@ -139,11 +139,26 @@ class SwitchTables:
                 n += self.delete(e.mac, e.vlan)
         return n
 
+    def write_dynamic(self, mac: bytes, vlan: int, slot: int, seen_ns: int) -> bool:
+        """Learn (mac, vlan) behind `slot`, last seen at `seen_ns`, as the program would (what Python
+        learned: a port only Python serves, a MAC the core let in at the cap). A new entry is counted
+        (`vs_state[REMOVED]` goes down: this module is its one writer). False, and nothing written,
+        when the key is static. Raises BpfError (E2BIG: no room in the map)."""
+        key = L.FDB_KEY.pack(mac, vlan)
+        old = self.fdb.lookup(key)
+        if old is not None and L.FDB_VAL.unpack(old)[1] & L.FDB_STATIC:
+            return False
+        self.fdb.update(key, L.FDB_VAL.pack(slot, 0, seen_ns))
+        if old is None:
+            self._count_removed(-1)
+        return True
+
     def dynamic_count(self) -> int:
-        """Dynamic entries in the table, as the program counts them against the cap."""
+        """Dynamic entries in the table, as the program counts them against the cap (both counters
+        are u64 and wrap: the program compares their difference)."""
         added = self.state.lookup(L.U32.pack(L.ST_ADDED))
         removed = self.state.lookup(L.U32.pack(L.ST_REMOVED))
-        return L.U64.unpack(added or bytes(8))[0] - L.U64.unpack(removed or bytes(8))[0]
+        return (L.U64.unpack(added or bytes(8))[0] - L.U64.unpack(removed or bytes(8))[0]) % (1 << 64)
 
     def events_lost(self) -> int:
         """Decision events the program had no room for in vs_events since it was loaded."""
@@ -152,7 +167,7 @@ class SwitchTables:
     def _count_removed(self, n: int) -> None:
         key = L.U32.pack(L.ST_REMOVED)
         cur = L.U64.unpack(self.state.lookup(key) or bytes(8))[0]
-        self.state.update(key, L.U64.pack(cur + n))
+        self.state.update(key, L.U64.pack((cur + n) % (1 << 64)))
 
     # -- counters -----------------------------------------------------------------------------
     def port_counters(self, slot: int) -> dict[str, int]:

@@ -123,3 +123,25 @@ def detach_ingress(ifindex: int, *, remove_qdisc: bool, netns: str | None = None
         except NetlinkError as e:
             if e.code not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
                 raise
+
+
+def set_link_up(ifindex: int, *, netns: str | None = None) -> None:
+    """Bring a link up (the upcall TAP: a TAP that is down neither takes redirected frames nor
+    writes). Raises NetlinkError."""
+    with _ipr(netns) as ipr:
+        ipr.link("set", index=ifindex, state="up")
+
+
+def delete_link(ifname: str, *, netns: str | None = None) -> bool:
+    """Delete the link named `ifname` (a stale upcall TAP); False when there is none. Raises
+    NetlinkError."""
+    with _ipr(netns) as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return False
+        try:
+            ipr.link("del", index=found[0])
+        except NetlinkError as e:
+            if e.code != errno.ENODEV:
+                raise
+        return True
