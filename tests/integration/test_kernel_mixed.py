@@ -241,20 +241,25 @@ def test_one_mac_table_whichever_path_learned_moves_statics_eviction_and_ageing(
         on_tap.close()
 
 
-def test_a_watch_takes_a_mixed_switch_to_python_and_back_with_a_new_upcall_tap(mixed: Mixed) -> None:
+def test_a_watch_keeps_a_mixed_switch_on_the_kernel_datapath_and_sees_pythons_decisions(mixed: Mixed) -> None:
+    """A watch turns on the program's decision events and leaves the switch where it is: frames the
+    upcall path serves are reported by Python (which decided them), the upcall TAP stays the same."""
     m, sw, ns, ip = mixed.m, mixed.sw, mixed.ns, mixed.ip
     upcall_tap = upcall_ifname(sw)
-    before = socket.if_nametoindex(upcall_tap)
+    before, label = socket.if_nametoindex(upcall_tap), m.get_switch(sw).datapath
+    assert label.startswith("kernel (tc-bpf), 1 port; python: 2 ports"), label
     with ns_helpers.PacedPing(ns["vmt"], ip["vml"], interval=0.1) as ping:
         ping.wait_reply()
         events = m.watch(sw, seconds=2.0)
-    assert any(e.in_port == "vmt" and e.out_ports == ["vml"] for e in events), "the watch saw the pings"
-    wait_until(lambda: m.get_switch(sw).datapath.startswith("kernel (tc-bpf), 1 port; python: 2 ports"),
-               what="the switch to be back on the kernel datapath after the watch")
-    after = socket.if_nametoindex(upcall_tap)
-    assert after != before and tc.ingress_filters(after) == ["vs_downcall"], "a new upcall TAP, the new program on it"
+        assert m.get_switch(sw).datapath == label, "the watch did not move the switch"
+    requests = [e for e in events if e.in_port == "vmt" and e.out_ports == ["vml"]]
+    replies = [e for e in events if e.in_port == "vml" and e.out_ports == ["vmt"]]
+    assert requests and replies, f"the watch saw the pings both ways: {events}"
+    assert {e.path for e in requests + replies} == {"python"}, "the upcall path's decisions are Python's"
+    assert socket.if_nametoindex(upcall_tap) == before and tc.ingress_filters(before) == ["vs_downcall"], \
+        "the same upcall TAP, the program still on it"
     for a, b in (("vml", "vmt"), ("vmq", "vml"), ("vmt", "vmq")):
-        assert ns_helpers.ping(ns[a], ip[b]), f"{a} reaches {b} again"
+        assert ns_helpers.ping(ns[a], ip[b]), f"{a} reaches {b}"
 
 
 def test_a_stale_tap_of_the_upcall_taps_name_is_replaced(netns) -> None:

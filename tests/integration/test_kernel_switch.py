@@ -36,6 +36,7 @@ from vswitch.control.model import (
     SwitchType,
 )
 from vswitch.core.mac import format_mac
+from vswitch.datapath import kernel
 from vswitch.datapath.fastpath import KERNEL_LABEL, KernelDatapath, headroom
 from vswitch.datapath.kernel import libbpf, tc
 from vswitch.ports.link import LinkPort
@@ -333,10 +334,11 @@ def test_a_watch_sees_each_ping_decided_by_the_program_while_the_switch_stays_on
     assert ns_helpers.ping(a.ns, b.ip), "and it forwards"
 
 
-def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables):
+def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables, monkeypatch):
     """`switch set --datapath python|kernel` live: ports, static and learned entries and counters kept,
-    a ping going on throughout; `kernel` refused, naming why, with a port only Python serves, the switch
-    unchanged; a dry run changes nothing."""
+    a ping going on throughout; `kernel` refused, naming why, when the fast path cannot be had (a port
+    only Python serves no longer stops it: it joins through the upcall path), the switch unchanged; a
+    dry run changes nothing."""
     a, b, _ = cables
     sw = ns_helpers.unique_name("kdp")
     manager.create_switch(SwitchSpec(sw, SwitchType.PRIVATE))
@@ -386,13 +388,16 @@ def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowin
     manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.AUTO))
     manager.add_port(sw, PortSpec("vmt", PortKind.TAP, ns_helpers.unique_name("kt")))
     label = manager.get_switch(sw).datapath
-    assert label == "python: port vmt is a tap port", label
+    assert label == "kernel (tc-bpf), 2 ports; python: 1 port (tap)", "a tap port joins through the upcall path"
+    manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))
+    monkeypatch.setattr(kernel, "unavailable_reason", lambda: "the fast path is not built (as a test says)")
     for dry_run in (True, False):
-        with pytest.raises(InvalidRequest, match="port vmt is a tap port"):
+        with pytest.raises(InvalidRequest, match="the fast path is not built"):
             manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.KERNEL), dry_run=dry_run)
     info = manager.get_switch(sw)
-    assert info.datapath == label and [p.name for p in info.ports] == [a.port, b.port, "vmt"], "unchanged"
-    assert manager._switches[sw].spec.datapath == DatapathMode.AUTO, "the stored setting unchanged"
+    assert info.datapath == "python (--datapath python)" and [p.name for p in info.ports] == [a.port, b.port, "vmt"], \
+        "a refused kernel leaves the switch unchanged"
+    assert manager._switches[sw].spec.datapath == DatapathMode.PYTHON, "the stored setting unchanged"
     assert ns_helpers.ping(a.ns, b.ip)
 
 
