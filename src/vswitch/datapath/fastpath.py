@@ -262,8 +262,6 @@ class KernelDatapath(Datapath):
         self.mode = mode or ("kernel" if required else "auto")
         self.label = KERNEL_LABEL
         self._next_expire = 0.0
-        #: each port's link tx counters when the program went on it (stats count from there)
-        self._tx_base: dict[Hashable, tuple[int, int]] = {}
         #: the program's decision events while someone observes (a watch, lab trace)
         self._feed: Any = None
         #: decision events lost (a full ring) by the feeds closed so far
@@ -407,7 +405,6 @@ class KernelDatapath(Datapath):
             port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
             ps = self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
-            self._tx_base[pid] = _link_tx(port.ifname)  # type: ignore[attr-defined]
             self._as_kernel_port(ps)
             self._relabel()
             return True
@@ -697,7 +694,7 @@ class KernelDatapath(Datapath):
         slot = self._down.get(ps.pid)
         if slot is None:
             return super()._send(ps, frame)
-        # a kernel port: down the upcall TAP; its link counts what it sends (tx from /sys)
+        # a kernel port: down the upcall TAP; the program counts it as the port's tx (vs_downcall)
         ch = self._upcall
         c = self.core.counters.get(ps.pid)
         if ch is None or c is None:
@@ -760,10 +757,8 @@ class KernelDatapath(Datapath):
                  if r.is_drop and c[L.COUNTERS[i]]}
         if c["upcall_fail"]:
             drops["upcall_fail"] = c["upcall_fail"]
-        tx_frames, tx_bytes = _link_tx(ps.port.ifname) if ps.pid in self._down else (0, 0)  # type: ignore[attr-defined]
-        base = self._tx_base.get(ps.pid, (0, 0))
-        return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": max(0, tx_frames - base[0]),
-                "tx_bytes": max(0, tx_bytes - base[1]), "drops": drops}
+        return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": c["tx_frames"], "tx_bytes": c["tx_bytes"],
+                "drops": drops}
 
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -918,7 +913,6 @@ class KernelDatapath(Datapath):
             ps.failed, ps.error, ps.link_down = False, "", False
             if not _is_host_tap(ps.port, ps.role):  # the TAP stays open (carrier), unread
                 ps.port.close()
-            self._tx_base[ps.pid] = _link_tx(ps.port.ifname)  # type: ignore[attr-defined]
             self._as_kernel_port(ps)
         # the map learns again behind kernel ports; what the core learned behind Python's goes in with
         # the next tick's copy (`_load_fdb`)
@@ -1048,15 +1042,3 @@ def _fold(c: Any, snap: dict[str, Any]) -> None:
         if r is not None:
             c.drops[r] = c.drops.get(r, 0) + n
 
-
-def _link_tx(ifname: str) -> tuple[int, int]:
-    """(tx_packets, tx_bytes) of a link in our namespace: what the fast path sent out of it (plus what
-    the link's own stack sent, e.g. IPv6 neighbour discovery); (0, 0) when it cannot be read."""
-    out = []
-    for what in ("tx_packets", "tx_bytes"):
-        try:
-            with open(f"/sys/class/net/{ifname}/statistics/{what}") as f:
-                out.append(int(f.read()))
-        except (OSError, ValueError):
-            return 0, 0
-    return out[0], out[1]

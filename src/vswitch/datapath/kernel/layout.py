@@ -46,7 +46,7 @@ COUNTERS = (
     "drop_same_port", "drop_reserved_group", "drop_malformed", "drop_invalid_src",
     "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
-    "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall",
+    "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}

@@ -154,6 +154,18 @@ static __always_inline void count(__u32 slot, __u32 counter, __u64 n)
 		row->c[counter] += n;
 }
 
+/* The frame goes out of `slot` now (its tag edited for it): the port's tx, as the core counts what it
+ * writes (PortCounters.tx_frames/tx_bytes). Not in test mode: nothing is sent there. */
+static __always_inline void sent(struct __sk_buff *skb, __u32 slot)
+{
+	struct vs_counters *row = bpf_map_lookup_elem(&vs_counters, &slot);
+
+	if (row) {
+		row->c[VS_C_TX_FRAMES] += 1;
+		row->c[VS_C_TX_BYTES] += skb->len + (skb->vlan_present ? 4 : 0);
+	}
+}
+
 static __always_inline int vlan_bit(const __u64 *bits, __u32 vlan)
 {
 	return (bits[(vlan >> 6) & (VS_VLAN_WORDS - 1)] >> (vlan & 63)) & 1;
@@ -312,6 +324,7 @@ static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flo
 		st->copies++;
 	} else if (bpf_clone_redirect(skb, p->ifindex, out_flags(p)) == 0) {
 		st->copies++;
+		sent(skb, slot);
 	} else {
 		st->failed++;
 	}
@@ -386,6 +399,8 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 	count(in, VS_C_FLOOD_COPIES, st->copies + 1);
 	if (st->eg.test)
 		record(skb, slot);
+	else
+		sent(skb, slot);
 	return bpf_redirect(p->ifindex, out_flags(p));
 }
 
@@ -626,6 +641,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (eg.test)
 		record(skb, out);
+	else
+		sent(skb, out);
 	return bpf_redirect(op->ifindex, out_flags(op));
 }
 
@@ -671,6 +688,7 @@ int vs_downcall(struct __sk_buff *skb)
 	if (!p || !(p->flags & VS_PF_KERNEL) || !p->ifindex || bpf_skb_vlan_pop(skb))
 		return TC_ACT_SHOT;
 	count(slot, VS_C_DOWNCALL, 1);
+	sent(skb, slot);
 	return bpf_redirect(p->ifindex, out_flags(p));
 }
 

@@ -103,6 +103,8 @@ enum vs_counter {
 	VS_C_TAG_FAIL,              /* bpf_skb_vlan_push/pop failed: the output was skipped */
 	VS_C_UPCALL_FAIL,           /* a frame that had to go up could not (no S-tag pushed): dropped */
 	VS_C_DOWNCALL,              /* frames Python sent down the upcall TAP out of this port */
+	VS_C_TX_FRAMES,             /* frames sent out of this port (redirects, flood copies, downcalls) */
+	VS_C_TX_BYTES,              /* their bytes as on the wire (a metadata tag counted: the core's tx_bytes) */
 	VS_NR_COUNTERS
 };
 
