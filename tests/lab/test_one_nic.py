@@ -10,17 +10,22 @@ from __future__ import annotations
 import pytest
 from labkit import api_factory, binding, fdb, lab_name, mac, ping, stats
 
+import datapaths
+from vswitch.control.model import DatapathMode
 from vswitch.lab import build_network, builtin_topology, create_switches, down
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def story():
-    lab = build_network(builtin_topology("one-nic"), lab_name("one"))
+@pytest.fixture(scope="module", params=datapaths.DATAPATHS)
+def story(request):
+    """The one-nic lab with its External switch on each datapath in turn."""
+    datapaths.require(request.param)
+    lab = build_network(builtin_topology("one-nic").with_datapath(DatapathMode(request.param)), lab_name("one"))
     try:
         before = {b["name"]: b for b in lab.bindings("host")}
         create_switches(lab, api_factory)
+        datapaths.assert_runs_on(api_factory(lab.socket("host")).get_switch("ext").datapath, request.param)
         yield lab, before
     finally:
         down(lab.name)
@@ -52,6 +57,7 @@ def test_host_pings_server_through_the_switch(story):
     assert s1["host"].rx_frames - s0["host"].rx_frames >= 3, "the host's echoes enter the switch at its vNIC"
     assert s1["uplink"].tx_frames - s0["uplink"].tx_frames >= 3, "and leave through the uplink (eth1)"
     assert s1["uplink"].rx_frames - s0["uplink"].rx_frames >= 3, "the replies come back in on the uplink"
+    assert s1["host"].tx_frames - s0["host"].tx_frames >= 3, "and leave the switch at the host's vNIC"
 
 
 def test_vm_pings_server(story):

@@ -301,10 +301,15 @@ static __always_inline void ev_emit(void)
 }
 
 /* The redirect flags for an output: the host vNIC's frames go into its ingress (to the host stack),
- * every other port's out of its link. */
-static __always_inline __u64 out_flags(const struct vs_port *p)
+ * every other port's out of its link. A frame going into the host stack loses its receive time (the
+ * uplink's, kept through a redirect in one namespace): it is stamped again on arrival there, so the
+ * host's sockets and packet taps see when it reached the host, not when it reached the switch. */
+static __always_inline __u64 out_flags(struct __sk_buff *skb, const struct vs_port *p)
 {
-	return (p->flags & VS_PF_INGRESS) ? BPF_F_INGRESS : 0;
+	if (!(p->flags & VS_PF_INGRESS))
+		return 0;
+	skb->tstamp = 0;
+	return BPF_F_INGRESS;
 }
 
 /* Send a clone of the frame to the pending output (its tag edited for it). */
@@ -322,7 +327,7 @@ static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flo
 	if (st->eg.test) {
 		record(skb, slot);
 		st->copies++;
-	} else if (bpf_clone_redirect(skb, p->ifindex, out_flags(p)) == 0) {
+	} else if (bpf_clone_redirect(skb, p->ifindex, out_flags(skb, p)) == 0) {
 		st->copies++;
 		sent(skb, slot);
 	} else {
@@ -401,7 +406,7 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 		record(skb, slot);
 	else
 		sent(skb, slot);
-	return bpf_redirect(p->ifindex, out_flags(p));
+	return bpf_redirect(p->ifindex, out_flags(skb, p));
 }
 
 /* The frame was decided here with `reason`: count it as the core does (rx, then the reason; a
@@ -643,7 +648,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		record(skb, out);
 	else
 		sent(skb, out);
-	return bpf_redirect(op->ifindex, out_flags(op));
+	return bpf_redirect(op->ifindex, out_flags(skb, op));
 }
 
 /* What the switch leaves undecided goes on to the link's next filter (TC_ACT_UNSPEC) rather than
@@ -689,7 +694,7 @@ int vs_downcall(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	count(slot, VS_C_DOWNCALL, 1);
 	sent(skb, slot);
-	return bpf_redirect(p->ifindex, out_flags(p));
+	return bpf_redirect(p->ifindex, out_flags(skb, p));
 }
 
 char LICENSE[] SEC("license") = "GPL";
