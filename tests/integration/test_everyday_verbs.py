@@ -27,6 +27,7 @@ from vswitch.control.model import (
     SwitchSettings,
     SwitchSpec,
     SwitchType,
+    host_vnic_name,
 )
 from vswitch.control.store import ConfigStore
 from waiting import wait_until
@@ -226,13 +227,12 @@ def test_nic_list_offers_a_free_veth_but_not_taps_vnics_or_ports(netns):
     free, peer = ns_helpers.unique_name("nf"), ns_helpers.unique_name("np")
     held, held_peer = ns_helpers.unique_name("nh"), ns_helpers.unique_name("nq")
     ns = netns("nic")
+    tap, sw = ns_helpers.unique_name("nt"), ns_helpers.unique_name("nl")
     try:
         veth_pair(free, peer, None, ns)
         veth_pair(held, held_peer)
-        sw = ns_helpers.unique_name("nl")
         info = m.create_switch(SwitchSpec(sw, SwitchType.INTERNAL))
         m.add_port(sw, PortSpec("vm", PortKind.LINK, held))
-        tap = ns_helpers.unique_name("nt")
         m.add_port(sw, PortSpec("t", PortKind.TAP, tap))
         ns_helpers.run(None, ["ip", "addr", "add", "192.0.2.77/32", "dev", free])
         nics = {n.name: n for n in m.list_nics()}
@@ -244,6 +244,6 @@ def test_nic_list_offers_a_free_veth_but_not_taps_vnics_or_ports(netns):
             assert name not in nics, f"{name} is {why}: never an uplink"
         assert all(isinstance(n.default_route, bool) for n in nics.values())
     finally:
-        m.shutdown()
-        for name in (free, held):
+        m.shutdown()  # a TAP port's netdev outlives it (it persists for the VM): ours to delete
+        for name in (free, held, tap, host_vnic_name(sw)):
             delete_link(name)

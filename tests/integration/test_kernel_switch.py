@@ -334,7 +334,8 @@ def test_a_watch_sees_each_ping_decided_by_the_program_while_the_switch_stays_on
     assert ns_helpers.ping(a.ns, b.ip), "and it forwards"
 
 
-def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables, monkeypatch):
+def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowing(manager, cables, monkeypatch,
+                                                                                  request):
     """`switch set --datapath python|kernel` live: ports, static and learned entries and counters kept,
     a ping going on throughout; `kernel` refused, naming why, when the fast path cannot be had (a port
     only Python serves no longer stops it: it joins through the upcall path), the switch unchanged; a
@@ -386,7 +387,9 @@ def test_switch_set_datapath_moves_a_running_switch_both_ways_with_frames_flowin
     assert want <= table(), f"learned entries carried into the new program: {table()}"
 
     manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.AUTO))
-    manager.add_port(sw, PortSpec("vmt", PortKind.TAP, ns_helpers.unique_name("kt")))
+    tap = ns_helpers.unique_name("kt")
+    request.addfinalizer(lambda: delete_link(tap))  # a TAP port's netdev outlives the switch (it persists)
+    manager.add_port(sw, PortSpec("vmt", PortKind.TAP, tap))
     label = manager.get_switch(sw).datapath
     assert label == "kernel (tc-bpf), 2 ports; python: 1 port (tap)", "a tap port joins through the upcall path"
     manager.set_switch(sw, SwitchSettings(datapath=DatapathMode.PYTHON))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from switchlab import Daemon
+from switchlab import Daemon, delete_link
 
 import netns as ns_helpers
 from listener import GREETING, other_process_listening
@@ -66,14 +66,18 @@ def test_link_port_on_a_tap_port_of_another_switch_is_refused(manager: SwitchMan
     a, b = ns_helpers.unique_name("oa"), ns_helpers.unique_name("ob")
     _switches(manager, a, b)
     tap = ns_helpers.unique_name("ot")
-    manager.add_port(a, PortSpec("vm1", PortKind.TAP, tap))
-    with pytest.raises(Conflict) as exc:
-        manager.add_port(b, PortSpec("leak", PortKind.LINK, tap))
-    assert exc.value.status == 409
-    assert f"tap port 'vm1' of switch {a!r}" in exc.value.message and tap in exc.value.message
-    with pytest.raises(Conflict, match="tap port 'vm1'"):
-        manager.add_port(a, PortSpec("again", PortKind.TAP, tap))  # same switch, same kind: refused too
-    assert [p.name for p in manager.list_ports(b)] == [], "switch B is unchanged"
+    try:
+        manager.add_port(a, PortSpec("vm1", PortKind.TAP, tap))
+        with pytest.raises(Conflict) as exc:
+            manager.add_port(b, PortSpec("leak", PortKind.LINK, tap))
+        assert exc.value.status == 409
+        assert f"tap port 'vm1' of switch {a!r}" in exc.value.message and tap in exc.value.message
+        with pytest.raises(Conflict, match="tap port 'vm1'"):
+            manager.add_port(a, PortSpec("again", PortKind.TAP, tap))  # same switch, same kind: refused too
+        assert [p.name for p in manager.list_ports(b)] == [], "switch B is unchanged"
+    finally:
+        manager.remove_port(a, "vm1")  # a TAP port's netdev outlives a shutdown (it persists for the VM)
+        delete_link(tap)
 
 
 @pytest.fixture

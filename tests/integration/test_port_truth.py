@@ -126,9 +126,10 @@ def _ours(cap: socket.socket, until_fill: int, timeout: float = 5) -> list[bytes
     raise AssertionError("the marker frame after the oversize ones never reached the TAP")
 
 
-def test_oversize_frames_from_socket_ports_never_reach_an_mtu_1500_tap(switch) -> None:
+def test_oversize_frames_from_socket_ports_never_reach_an_mtu_1500_tap(switch, request) -> None:
     m, sw, tmp = switch
     tap = ns_helpers.unique_name("ptt")
+    request.addfinalizer(lambda: delete_link(tap))  # a TAP port's netdev outlives the switch (it persists)
     m.add_port(sw, PortSpec("tap", PortKind.TAP, tap))
     ns_helpers.run(None, ["ip", "link", "set", tap, "up"])
     wait_for(lambda: port(m, sw, "tap").up, "the TAP port up", 5)
