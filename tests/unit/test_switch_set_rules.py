@@ -31,6 +31,7 @@ from test_manager_kernel import (
     _crash,
     _crash_at,
     _host_kernel,
+    _no_crash_points,
     _routes,
 )
 
@@ -390,8 +391,7 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
     monkeypatch.setattr(manager_module, "crashpoint", seen.append)
     monkeypatch.setattr(hostnic, "crashpoint", seen.append)
     learn.managers[-1].set_switch(SW, settings)
-    monkeypatch.setattr(manager_module, "crashpoint", lambda name: None)
-    monkeypatch.setattr(hostnic, "crashpoint", lambda name: None)
+    _no_crash_points(monkeypatch)
     learn.close()
     assert len(seen) >= 2, seen
     for k, point in enumerate(seen):
@@ -400,8 +400,7 @@ def test_a_crash_at_every_step_leaves_the_old_connection_or_the_new_one(
         crashed = _crash_at(monkeypatch, h, point, nth)
         with pytest.raises(_Crash):
             h.managers[-1].set_switch(SW, settings)
-        monkeypatch.setattr(manager_module, "crashpoint", lambda name: None)
-        monkeypatch.setattr(hostnic, "crashpoint", lambda name: None)
+        _no_crash_points(monkeypatch)
         h.close()
         for dp in datapaths:
             dp.stop()

@@ -874,11 +874,16 @@ class KernelDatapath(Datapath):
             return
         if any(role_refusal(ps.role) for ps in self._ports.values()):
             return
-        if not self.required and self._ports and all(python_served(ps.port, ps.role) for ps in self._ports.values()):
+        if self._only_python_ports():
             return  # nothing for the program to forward
         why = self._try_back_to_kernel()
         if why is not None:
             log.warning("switch %s stays on the Python datapath: %s", self.name, why)
+
+    def _only_python_ports(self) -> bool:
+        """Nothing for the program to forward: not a `kernel` switch, and every port one only Python serves."""
+        return not self.required and bool(self._ports) and all(python_served(ps.port, ps.role)
+                                                                 for ps in self._ports.values())
 
     def _try_back_to_kernel(self) -> str | None:
         """On the datapath thread: move from Python onto a new program and upcall TAP; why not (the
@@ -888,7 +893,7 @@ class KernelDatapath(Datapath):
         why = next(filter(None, (role_refusal(ps.role) for ps in self._ports.values())), None)
         if why is not None:
             return why
-        if not self.required and self._ports and all(python_served(ps.port, ps.role) for ps in self._ports.values()):
+        if self._only_python_ports():
             pid, ps = next(iter(self._ports.items()))
             return _all_python(pid, ps.port)  # nothing for the program to forward
         try:
