@@ -1,4 +1,5 @@
-"""The program's decision event records (struct vs_event) decoded as a watch needs them; no kernel."""
+"""The program's event records (struct vs_event, struct vs_fdb_event) decoded as a watch and the MAC table's
+copy need them; no kernel."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from vswitch.core.reasons import Reason
 from vswitch.datapath.kernel import layout as L
-from vswitch.datapath.kernel.events import decode, out_slots
+from vswitch.datapath.kernel.events import decode, decode_fdb, out_slots
 
 FRAME = bytes.fromhex("020000000002" "020000000001" "0800") + bytes(range(200))
 
@@ -56,3 +57,20 @@ def test_a_tag_kept_in_skb_metadata_is_put_back_after_the_mac_addresses() -> Non
 def test_a_record_that_is_no_decision_is_refused_saying_why(raw: bytes, what: str) -> None:
     with pytest.raises(ValueError, match=what):
         decode(raw)
+
+
+def test_a_mac_table_event_tells_a_learn_or_a_move_with_both_slots() -> None:
+    mac = bytes.fromhex("029500000001")
+    learned = decode_fdb(L.FDB_EVENT.pack(mac, 10, L.FE_LEARNED, 4, 4, 0, 5_000))
+    moved = decode_fdb(L.FDB_EVENT.pack(mac, 10, L.FE_MOVED, 7, 4, 0, 6_000))
+    assert (learned.mac, learned.vlan, learned.slot, learned.moved, learned.ktime_ns) == (mac, 10, 4, False, 5_000)
+    assert (moved.slot, moved.old_slot, moved.moved) == (7, 4, True)
+
+
+@pytest.mark.parametrize(("raw", "what"), [
+    (bytes(8), "of 8 bytes"),
+    (L.FDB_EVENT.pack(bytes(6), 1, 9, 0, 0, 0, 0), "kind 9"),
+])
+def test_a_record_that_is_no_mac_table_event_is_refused_saying_why(raw: bytes, what: str) -> None:
+    with pytest.raises(ValueError, match=what):
+        decode_fdb(raw)

@@ -46,7 +46,8 @@ def _struct_size(name: str) -> int:
     ("VS_ST_ADDED", L.ST_ADDED), ("VS_ST_REMOVED", L.ST_REMOVED), ("VS_NR_STATE", L.NR_STATE),
     ("VS_CFG_EVENTS", L.CFG_EVENTS), ("VS_ST_EVENTS_LOST", L.ST_EVENTS_LOST), ("VS_EV_DECISION", L.EV_DECISION),
     ("VS_EV_HEAD", L.EV_HEAD), ("VS_EV_OUT_WORDS", L.EV_OUT_WORDS), ("VS_EV_RING_BYTES", L.EV_RING_BYTES),
-    ("VS_PF_INGRESS", L.PF_INGRESS),
+    ("VS_PF_INGRESS", L.PF_INGRESS), ("VS_ST_FDB_EVENTS_LOST", L.ST_FDB_EVENTS_LOST),
+    ("VS_FE_LEARNED", L.FE_LEARNED), ("VS_FE_MOVED", L.FE_MOVED), ("VS_FE_RING_BYTES", L.FE_RING_BYTES),
     ("VS_UPCALL_TPID", L.UPCALL_TPID),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
@@ -64,6 +65,7 @@ def test_counter_enum_in_the_same_order() -> None:
 @pytest.mark.parametrize(("struct_name", "packer"), [
     ("vs_port", L.PORT), ("vs_fdb_key", L.FDB_KEY), ("vs_fdb_val", L.FDB_VAL), ("vs_config", L.CONFIG),
     ("vs_test_run", L.TEST_RUN), ("vs_counters", L.COUNTER_ROW), ("vs_event", L.EVENT),
+    ("vs_fdb_event", L.FDB_EVENT),
 ])
 def test_struct_sizes_agree(struct_name: str, packer: object) -> None:
     assert _struct_size(struct_name) == packer.size  # type: ignore[attr-defined]

@@ -32,8 +32,10 @@ Invariants:
 - `core` holds the ports, policies, oper state and static entries as the program does (every change
   goes to both), so `policy`, `port_state` and `trace` answer from it.
 - One MAC table, two holders, one master per entry: behind a kernel port the map is the master (the
-  program learns; the core's copy is refreshed from it every tick and when `trace`, the eviction or a
-  frame sent up at the cap needs it: `_load_fdb`); behind a Python-served port the core is (it learns;
+  program learns, and tells each learn and move in its `vs_fdb_events` ring, which the core's copy
+  learns as the loop drains it — `_program_learned`, so `events` tells each as the Python datapath
+  does; the whole map is copied in every tick, catching up what a full ring lost, and when `trace`,
+  the eviction or a frame sent up at the cap needs it: `_load_fdb`); behind a Python-served port the core is (it learns;
   `_MapMirror` writes each new or moved entry into the map at once, so the program's known unicast
   to it goes up as `upcall_dest`; the tick writes the core's last-seen times into the map and removes
   what the core forgot). `fdb show` reads the map. The one decision function and the one eviction
@@ -266,6 +268,9 @@ class KernelDatapath(Datapath):
         self._feed: Any = None
         #: decision events lost (a full ring) by the feeds closed so far
         self._lost_before = 0
+        #: the program's learns and moves (events.FdbFeed), while it is loaded
+        self._fdb_feed: Any = None
+        self._fdb_lost_seen = 0
         #: on Python until the last observer goes: the program's events could not be read
         self._moved_for_watch = False
         #: while on the fast path: each kernel port's slot (its frames go down the upcall TAP)
@@ -284,6 +289,7 @@ class KernelDatapath(Datapath):
         try:
             if program is not None:
                 self._open_upcall(program)
+                self._open_fdb_feed(program)
         except BaseException:
             core.fdb.events = self._mirror.recorder
             Datapath.stop(self)  # its epoll and wake-up pipe; the caller still owns the program
@@ -306,6 +312,7 @@ class KernelDatapath(Datapath):
             super().stop()
         finally:
             self._stop_events()
+            self._close_fdb_feed()
             program, self.program = self.program, None
             try:
                 if program is not None:
@@ -420,6 +427,7 @@ class KernelDatapath(Datapath):
         def do() -> Port:
             if self.program is None:  # moved to Python meanwhile (a watch)
                 return Datapath.detach(self, pid)
+            self._drain_fdb_feed()  # its slot's learns are told before the slot empties
             ps = self._ports.pop(pid)
             self._unregister(ps)  # a port Python served: its descriptors leave the loop
             ps.port.count_rx_drop = ignore_rx_drop
@@ -557,6 +565,7 @@ class KernelDatapath(Datapath):
         the map): the map's entry gets the core's last-seen time, or goes when the core no longer has
         it (flushed, the port down), and one the map lacks is written. `MacTable.retain` then drops
         from the core what the map no longer has. Statics are in both."""
+        self._drain_fdb_feed()  # the events first: the copy below then finds the core agreeing
         fdb, tables = self.core.fdb, self.program.tables
         kept: set[tuple[bytes, int]] = set()
         learned = []
@@ -592,6 +601,63 @@ class KernelDatapath(Datapath):
         except (KeyError, OSError) as exc:
             log.debug("switch %s: %s not written to the fast path's MAC table: %s", self.name, mac.hex(":"), exc)
             return False
+
+    # -- the program's learns and moves ------------------------------------------------------------
+    def _open_fdb_feed(self, program: Any) -> None:
+        """Put the program's MAC table events (events.FdbFeed) in the loop. Without them (logged) the
+        core's copy, and the events, follow the map at each tick only."""
+        from vswitch.datapath.kernel.events import FdbFeed
+        try:
+            feed = FdbFeed(program, self._program_learned)
+        except OSError as exc:
+            log.warning("switch %s: the fast path's MAC table events cannot be read (the table is copied "
+                        "once a second instead): %s", self.name, exc)
+            return
+        self._fdb_feed = feed
+        self._fdb_lost_seen = 0
+        self._ep.register(feed.fileno(), select.EPOLLIN)
+        self._fd_handlers[feed.fileno()] = feed.drain
+
+    def _drain_fdb_feed(self) -> None:
+        feed = self._fdb_feed
+        if feed is None:
+            return
+        feed.drain_waiting()
+        lost = feed.lost
+        if lost > self._fdb_lost_seen:
+            log.warning("switch %s: %d MAC table events found the fast path's ring full; the table's copy "
+                        "caught up from the map", self.name, lost - self._fdb_lost_seen)
+            self._fdb_lost_seen = lost
+
+    def _close_fdb_feed(self) -> None:
+        """On the datapath thread (or after it stopped): what waits is learned, then the feed closed."""
+        feed, self._fdb_feed = self._fdb_feed, None
+        if feed is None:
+            return
+        fd = feed.fileno()
+        self._fd_handlers.pop(fd, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass  # the loop's epoll is closed already (stop)
+        try:
+            feed.close()
+        except OSError as exc:  # the program is going anyway
+            log.debug("switch %s: closing the MAC table events: %s", self.name, exc)
+
+    def _program_learned(self, ev: Any) -> None:
+        """The program learned or moved a MAC behind a kernel port: the core's copy learns it now, by
+        its own rule (which tells the event), so each learn and move is told as on the Python
+        datapath, a flap between two ticks included. One the core has there already (a frame sent
+        up, learned by both) is no event; behind a port Python serves the core is the master."""
+        pid = self._slot_pid.get(ev.slot)
+        if pid is None or pid not in self._down:
+            return  # a slot emptied meanwhile (its entries went with it)
+        fdb = self.core.fdb
+        e = fdb.get(ev.mac, ev.vlan)
+        if e is not None and (e.static or e.port == pid):
+            return
+        fdb.learn(ev.mac, ev.vlan, pid, ev.ktime_ns / 1e9)
 
     # -- the upcall path ----------------------------------------------------------------------------
     def _open_upcall(self, program: Any) -> None:
@@ -856,10 +922,12 @@ class KernelDatapath(Datapath):
         old.hand_over_links()
         watched = self._feed is not None
         self._stop_events()
+        self._close_fdb_feed()
         self.program = new
         old.close()
         self._slot_pid = {new.slot(pid): pid for pid in self._ports}
         self._down = {pid: new.slot(pid) for pid in self._down}
+        self._open_fdb_feed(new)
         if watched and not self._start_events():
             self._watch_on_python()
 
@@ -910,6 +978,7 @@ class KernelDatapath(Datapath):
         # with them, none is forwarded twice
         self.program = program
         self._slot_pid = {program.slot(pid): pid for pid in self._ports}
+        self._open_fdb_feed(program)
         for ps in self._ports.values():
             if python_served(ps.port, ps.role):
                 continue  # the loop goes on reading it
@@ -937,6 +1006,7 @@ class KernelDatapath(Datapath):
         program = self.program
         self._stop_events()  # the decisions still in the ring reach a watch before Python's own
         self._load_fdb()
+        self._close_fdb_feed()
         for ps in self._ports.values():
             _fold(self.core.counters[ps.pid], self._program_snapshot(ps))
         kernel = set(self._down)

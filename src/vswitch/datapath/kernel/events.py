@@ -1,4 +1,5 @@
-"""The program's decision events (the `vs_events` ring buffer) as the frame observers' calls.
+"""The program's decision events (the `vs_events` ring buffer) as the frame observers' calls, and its
+MAC table events (the `vs_fdb_events` ring) as learns of the core's copy of the table.
 
 Owns: the decoding of a `struct vs_event` (`decode`, pure) and `DecisionFeed`, which reads the ring
 through libbpf's ring_buffer (libbpf.RingBuffer) and turns each record into the call a frame
@@ -17,7 +18,11 @@ Invariants: records are handed over on the thread that calls `drain` (the datapa
 (`fileno`) is level-triggered, so what is left is taken on the next wake-up. A record of a slot no
 port holds any more (removed meanwhile) is skipped. The program never waits for room: a record that
 does not fit is counted (`lost`), and the frame is forwarded all the same.
-Must not touch: the program's maps other than the ring and its lost counter (tables.py), observers'
+`FdbFeed` reads `vs_fdb_events` (always on while the program is loaded): each MAC the program learned
+or moved, in the order it did, handed to a callback (the kernel datapath learns it into the core's
+copy, whose own rule says what is an event), so `events` tells every learn and move as the Python
+datapath does, a flap between two ticks included.
+Must not touch: the program's maps other than the rings and their lost counters (tables.py), observers'
 own state.
 """
 
@@ -82,7 +87,46 @@ def decode(raw: bytes) -> DecisionEvent:
     return DecisionEvent(in_slot, r, vlan, length, ktime, out_slots(rest[:L.EV_OUT_WORDS]), head)
 
 
-class DecisionFeed:
+class _RingFeed:
+    """One of the program's rings read in the datapath's loop: its epoll descriptor (`fileno`), what
+    the program could not put in it (`lost`, read by `lost_fn`), `drain` (at most `limit` records to
+    `_record`, on the calling thread) and `close` (what waits handed over first). Raises BpfError
+    when the ring cannot be opened."""
+
+    def __init__(self, ring: RingBuffer, lost_fn: Callable[[], int]) -> None:
+        self._ring: RingBuffer | None = ring
+        self._lost_fn = lost_fn
+
+    def fileno(self) -> int:
+        assert self._ring is not None
+        return self._ring.fileno()
+
+    @property
+    def lost(self) -> int:
+        """Records the program had no room for since it was loaded (a full ring)."""
+        return int(self._lost_fn())
+
+    def drain(self, limit: int = DRAIN_LIMIT) -> int:
+        """Hand at most `limit` waiting records over; returns how many were read."""
+        return self._ring.consume(limit) if self._ring is not None else 0
+
+    def _before_close(self) -> None:
+        """What the program must stop doing before the last records are read (nothing by default)."""
+
+    def close(self) -> None:
+        """`_before_close`, then what is still in the ring handed over, then the ring closed. Idempotent."""
+        if self._ring is None:
+            return
+        try:
+            self._before_close()
+            while self.drain():
+                pass
+        finally:
+            ring, self._ring = self._ring, None
+            ring.close()
+
+
+class DecisionFeed(_RingFeed):
     """A switch program's decision events handed to `observers` (the datapath's list, read at each
     record) as ``obs(pid, head, 0, decision, length=n, t=wall_clock_s, path=KERNEL_PATH)``.
 
@@ -93,22 +137,13 @@ class DecisionFeed:
         self._program = program
         self._observers = observers
         self._t_offset = 0.0
-        self._ring: RingBuffer | None = program.open_events(self._record)
+        super().__init__(program.open_events(self._record), program.tables.events_lost)
         program.set_events(True)
 
-    def fileno(self) -> int:
-        return self._ring.fileno()
-
-    @property
-    def lost(self) -> int:
-        """Events the program had no room for since it was loaded (a full ring)."""
-        return int(self._program.tables.events_lost())
-
     def drain(self, limit: int = DRAIN_LIMIT) -> int:
-        """Hand at most `limit` waiting records to the observers; returns how many were read."""
         # CLOCK_MONOTONIC (the program's clock) → wall clock, as the observers and captures count time
         self._t_offset = time.time() - time.monotonic()
-        return self._ring.consume(limit) if self._ring is not None else 0
+        return super().drain(limit)
 
     def _record(self, raw: bytes) -> None:
         ev = decode(raw)
@@ -123,14 +158,45 @@ class DecisionFeed:
         for obs in self._observers:
             obs(pid, ev.head, 0, d, length=ev.length, t=t, path=KERNEL_PATH)
 
-    def close(self) -> None:
-        """Events off, then what is still in the ring handed over, then the ring closed. Idempotent."""
-        if self._ring is None:
-            return
-        try:
-            self._program.set_events(False)
-            while self.drain():
-                pass
-        finally:
-            ring, self._ring = self._ring, None
-            ring.close()
+    def _before_close(self) -> None:
+        self._program.set_events(False)
+
+
+@dataclass(frozen=True, slots=True)
+class FdbEvent:
+    """One learn (`moved` False) or move the program made: the MAC, its VLAN, the slot it is behind
+    now and was behind before (a learn: the same), when (`ktime_ns`, CLOCK_MONOTONIC)."""
+
+    mac: bytes
+    vlan: int
+    slot: int
+    old_slot: int
+    moved: bool
+    ktime_ns: int
+
+
+def decode_fdb(raw: bytes) -> FdbEvent:
+    """A `struct vs_fdb_event` record. Raises ValueError for a record of the wrong size or kind."""
+    if len(raw) < L.FDB_EVENT.size:
+        raise ValueError(f"a MAC table event of {len(raw)} bytes, expected {L.FDB_EVENT.size}")
+    mac, vlan, kind, slot, old_slot, _pad, ktime = L.FDB_EVENT.unpack_from(raw)
+    if kind not in (L.FE_LEARNED, L.FE_MOVED):
+        raise ValueError(f"MAC table event kind {kind}, expected {L.FE_LEARNED} or {L.FE_MOVED}")
+    return FdbEvent(mac, vlan, slot, old_slot, kind == L.FE_MOVED, ktime)
+
+
+class FdbFeed(_RingFeed):
+    """A switch program's MAC table events handed to `on_event` (an `FdbEvent`), on the thread that
+    calls `drain`. Raises BpfError when the ring cannot be opened."""
+
+    def __init__(self, program: Any, on_event: Callable[[FdbEvent], None]) -> None:
+        self._on_event = on_event
+        super().__init__(program.open_fdb_events(self._record), program.tables.fdb_events_lost)
+
+    def drain_waiting(self) -> int:
+        """Hand over what waits now (at most what the ring holds, so a busy producer cannot keep the
+        caller here); returns how many."""
+        return self.drain(L.FE_RING_BYTES // L.FDB_EVENT.size)
+
+    def _record(self, raw: bytes) -> None:
+        self._on_event(decode_fdb(raw))

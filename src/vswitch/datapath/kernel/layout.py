@@ -36,7 +36,7 @@ PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q")           # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
-ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, NR_STATE = 0, 1, 2, 3   # vs_state keys
+ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, ST_FDB_EVENTS_LOST, NR_STATE = 0, 1, 2, 3, 4   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
 # enum vs_counter, in order
@@ -110,3 +110,9 @@ EV_HEAD = 128
 EV_OUT_WORDS = 16
 EV_RING_BYTES = 262144
 EVENT = struct.Struct(f"<IIIIIIQI2sH{EV_OUT_WORDS}Q{EV_HEAD}s")   # struct vs_event (vlan_proto kept raw)
+
+# vs_fdb_events: struct vs_fdb_event
+FE_LEARNED = 1
+FE_MOVED = 2
+FE_RING_BYTES = 65536
+FDB_EVENT = struct.Struct("<6sHIIIIQ")                # struct vs_fdb_event

@@ -212,11 +212,16 @@ class SwitchProgram:
         closes it before the program). Raises BpfError."""
         return RingBuffer(self.tables.events.fd, on_record)
 
+    def open_fdb_events(self, on_record: Callable[[bytes], None]) -> RingBuffer:
+        """A consumer of the `vs_fdb_events` ring (each learn and move, always on) handing each raw
+        record to `on_record` (the caller closes it before the program). Raises BpfError."""
+        return RingBuffer(self.tables.fdb_events.fd, on_record)
+
     def kernel_ids(self) -> tuple[int, frozenset[int]]:
         """The kernel ids of the program and of its maps (what `close` must leave unloaded)."""
         maps = (self.tables.fdb, self.tables.ports, self.tables.slot_of, self.tables.config, self.tables.state,
                 self.tables.counters, self.tables.test_run, self.tables.test_out, self.tables.events,
-                self.tables.event_buf)
+                self.tables.event_buf, self.tables.fdb_events)
         return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
     def program_ids(self) -> frozenset[int]:

@@ -31,7 +31,8 @@
  * Decision events (vs_config.flags VS_CFG_EVENTS, set while someone watches the switch): each frame
  * decided here is also one struct vs_event in the vs_events ring buffer (ev_begin, ev_out, ev_emit);
  * a full ring never waits, the event is counted in vs_state[VS_ST_EVENTS_LOST]. An upcall is not
- * reported: Python decides that frame and reports it.
+ * reported: Python decides that frame and reports it. MAC table events (vs_fdb_events, always on):
+ * each learn and move, so Python's copy and its `events` follow the program as it learns.
  *
  * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
  * functions: the verifier checks each once, not once per path of vs_ingress (inlined, the program
@@ -117,6 +118,11 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vs_event);     /* the event of the frame being decided on this CPU */
 } vs_event_buf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VS_FE_RING_BYTES);
+} vs_fdb_events SEC(".maps");
 
 /* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
  * so the flood (a global function, verified once on its own) can take it as an argument. */
@@ -468,6 +474,23 @@ static __always_inline int upcall(struct __sk_buff *skb, const struct vs_config 
 	return TC_ACT_OK;
 }
 
+/* A learn or a move told to Python (vs_fdb_events); per learn, never per frame. */
+static __always_inline void fdb_event(__u32 kind, const struct vs_fdb_key *k, __u32 slot, __u32 old_slot,
+				      __u64 now)
+{
+	struct vs_fdb_event fe = { .vlan = k->vlan, .kind = kind, .slot = slot, .old_slot = old_slot,
+				   .ktime_ns = now };
+	__u32 lost_k = VS_ST_FDB_EVENTS_LOST;
+	__u64 *lost;
+
+	__builtin_memcpy(fe.mac, k->mac, 6);
+	if (bpf_ringbuf_output(&vs_fdb_events, &fe, sizeof(fe), 0)) {
+		lost = bpf_map_lookup_elem(&vs_state, &lost_k);
+		if (lost)
+			__sync_fetch_and_add(lost, 1);
+	}
+}
+
 /* SwitchCore.process's learn stage (MacTable.learn / learn_outcome). 0, or 1 when the frame must go
  * up because a new MAC meets a full table (the core evicts fairly; this map cannot). */
 static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u32 vlan, const __u8 *src,
@@ -489,6 +512,7 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 		if (bpf_map_update_elem(&vs_fdb, &k, &nv, BPF_NOEXIST) == 0) {
 			__sync_fetch_and_add(added, 1);
 			count(in_slot, VS_C_LEARNED, 1);
+			fdb_event(VS_FE_LEARNED, &k, in_slot, in_slot, now);
 		}
 		return 0;
 	}
@@ -498,9 +522,13 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 		return 0;
 	}
 	if (e->slot != in_slot) {
+		__u32 old_slot = e->slot;
+
 		/* a move replaces the element whole: a reader never sees the new port with the old time */
-		if (bpf_map_update_elem(&vs_fdb, &k, &nv, BPF_EXIST) == 0)
+		if (bpf_map_update_elem(&vs_fdb, &k, &nv, BPF_EXIST) == 0) {
 			count(in_slot, VS_C_MOVED, 1);
+			fdb_event(VS_FE_MOVED, &k, in_slot, old_slot, now);
+		}
 		return 0;
 	}
 	/* refresh at most every refresh_ns: a busy MAC does not write its cache line on every frame */

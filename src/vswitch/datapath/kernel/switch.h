@@ -69,7 +69,8 @@ struct vs_config {
 #define VS_ST_ADDED     0
 #define VS_ST_REMOVED   1
 #define VS_ST_EVENTS_LOST 2
-#define VS_NR_STATE     3
+#define VS_ST_FDB_EVENTS_LOST 3 /* MAC table events vs_fdb_events had no room for (atomically) */
+#define VS_NR_STATE     4
 
 /* Per-CPU counters, one row (struct vs_counters) per port slot. The first six are the core's
  * PortCounters fields; the decision block is numbered like vswitch.core.reasons.Reason. A frame
@@ -149,6 +150,24 @@ struct vs_event {
 	__u16 vlan_tci;
 	__u64 outs[VS_EV_OUT_WORDS]; /* bit s of word s/64: slot s is an output of the decision */
 	__u8  head[VS_EV_HEAD];
+};
+
+/* vs_fdb_events (a BPF ring buffer, always on): one record per MAC the program learned or moved, so
+ * Python's copy of the table (and `events`) follows every learn and move as it happens, a flap
+ * faster than the once-a-second copy included. A full ring never waits: the record is counted in
+ * vs_state[VS_ST_FDB_EVENTS_LOST] and the next copy of the map catches the state up. */
+#define VS_FE_LEARNED   1
+#define VS_FE_MOVED     2
+#define VS_FE_RING_BYTES 65536  /* 64 KiB: ~2000 records */
+
+struct vs_fdb_event {
+	__u8  mac[6];
+	__u16 vlan;
+	__u32 kind;                 /* VS_FE_LEARNED or VS_FE_MOVED */
+	__u32 slot;                 /* where the MAC is now */
+	__u32 old_slot;             /* moved: where it was (learned: = slot) */
+	__u32 pad;
+	__u64 ktime_ns;             /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when learned */
 };
 
 /* The upcall path. A frame that goes up is redirected to the switch's upcall TAP (vs_config.upcall_ifindex)

@@ -55,6 +55,7 @@ class SwitchTables:
         self.test_out = obj.map("vs_test_out")
         self.events = obj.map("vs_events")
         self.event_buf = obj.map("vs_event_buf")
+        self.fdb_events = obj.map("vs_fdb_events")
         for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
                         (self.counters, L.COUNTER_ROW.size), (self.event_buf, L.EVENT.size)):
             if m.value_size != size:
@@ -163,6 +164,10 @@ class SwitchTables:
     def events_lost(self) -> int:
         """Decision events the program had no room for in vs_events since it was loaded."""
         return L.U64.unpack(self.state.lookup(L.U32.pack(L.ST_EVENTS_LOST)) or bytes(8))[0]
+
+    def fdb_events_lost(self) -> int:
+        """MAC table events the program had no room for in vs_fdb_events since it was loaded."""
+        return L.U64.unpack(self.state.lookup(L.U32.pack(L.ST_FDB_EVENTS_LOST)) or bytes(8))[0]
 
     def _count_removed(self, n: int) -> None:
         key = L.U32.pack(L.ST_REMOVED)
