@@ -197,6 +197,7 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
         lines += [f"## {mode.capitalize()} — medians of {args.rounds} interleaved rounds (per-round ratio to the "
                   "baseline in the same round: median [IQR])", "",
                   report.main_table(runs[mode], names, ratios[mode]), ""]
+    vs: list[report.Verdict] = []
     if "unpinned" in runs:
         vs = report.verdicts(records, extra.get("scale"), "unpinned", issue12_only=args.targets)
         lines += ["## Targets (unpinned)" + (" — issue 12" if args.targets else ""), "", report.NOISE_RULE, "",
@@ -216,6 +217,7 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
     paired = {mode: {setup: {key: dataclasses.asdict(sp) for key, sp in per.items()} for setup, per in r.items()}
               for mode, r in ratios.items()}
     (out / "latest.json").write_text(json.dumps({"records": records, "medians": runs, "paired_ratios": paired,
+                                                 "verdicts": [dict(dataclasses.asdict(v), word=v.word) for v in vs],
                                                  **extra.get("json", {})}, indent=1, default=str))
     return text
 
