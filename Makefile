@@ -116,3 +116,9 @@ demo:
 bench: system-deps venv
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Only issue 12's targets, with a second kernel bridge as the noise control (met / MISSED / within noise).
+.PHONY: bench-targets
+bench-targets: system-deps venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run.py --targets $(BENCH_ARGS)

@@ -3,17 +3,21 @@
 
 Builds two namespaces joined by each switch in turn, measures (ping, iperf3 TCP 1 and 4 streams,
 UDP 64 B, switch CPU per packet), repeats the whole list ``--rounds`` times interleaved, unpinned and
-pinned, and prints medians with ratios to the kernel bridge of the same run. Then the scale tests
+pinned, and prints medians with paired ratios (per round, to the kernel bridge of the same round:
+their median and interquartile range; see report.py). Then the scale tests
 (flood cost against port count, 1,000,000-entry MAC table, fan-in with one slow port) and the
 offload integrity check. Writes ``<out>/latest.md``, ``latest.png`` and ``latest.json``.
 
 Everything it creates has a unique ``pb…`` name and is removed on exit, failure or Ctrl-C.
 Needs root. ``--quick``: a ~10 s smoke run (kernel bridge and vswitch on TAP ports only).
+``--targets``: only issue 12's targets (report.TARGET_SETUPS, the noise control included), unpinned,
+7 rounds, no scale or integrity tests; prints each target as met, MISSED or within noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -39,10 +43,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="~10 s smoke run: kernel bridge + vswitch tap, 1 s tests")
     p.add_argument("--peers", action="store_true", help="also VDE2 and Open vSwitch (installed by apt if missing)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --quick 1)")
+    p.add_argument("--targets", action="store_true",
+                   help="issue 12's targets only: their setups and the noise control (a second kernel bridge), "
+                        "unpinned, 7 rounds, no scale/integrity tests; installs Open vSwitch if missing")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; --quick 1; --targets 7)")
     p.add_argument("--seconds", type=float, default=None, help="seconds per iperf3 test (default 3; --quick 1)")
     p.add_argument("--pings", type=int, default=None, help="pings per RTT test, 2 ms apart (default 500)")
-    p.add_argument("--only", default=None, help="comma-separated setups (kernel-bridge is always included)")
+    p.add_argument("--only", default=None, help="comma-separated setups (kernel-bridge is always included; "
+                                                "with --targets, kernel-bridge-2 too)")
     p.add_argument("--modes", default=None, help="unpinned,pinned (default both; --quick unpinned)")
     p.add_argument("--vswitchd-args", default="", help='extra vswitchd arguments, e.g. "--busy-poll-us 50"')
     p.add_argument("--baseline-src", default=None,
@@ -56,10 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--update-docs", action="store_true",
                    help="also replace the 'Latest results' section of docs/performance.md with this run")
     args = p.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    if args.targets and args.quick:
+        p.error("--targets and --quick exclude each other")
+    args.rounds = args.rounds or (1 if args.quick else 7 if args.targets else 3)
     args.seconds = args.seconds or (1.0 if args.quick else 3.0)
     args.pings = args.pings or (30 if args.quick else 500)
-    args.modes = (args.modes or ("unpinned" if args.quick else "unpinned,pinned")).split(",")
+    args.modes = (args.modes or ("unpinned" if args.quick or args.targets else "unpinned,pinned")).split(",")
+    if args.targets:
+        args.no_scale = args.no_integrity = True
     return args
 
 
@@ -71,6 +83,10 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
         unknown = [n for n in names if n not in SETUPS]
         if unknown:
             sys.exit(f"unknown setup(s) {unknown}; choose from {list(SETUPS)}")
+        if args.targets:  # the control is what makes a targets run's verdicts say "within noise"
+            names.append(report.CONTROL)
+    elif args.targets:
+        names = list(report.TARGET_SETUPS)
     elif args.quick:
         names = ["vswitch-tap"]
     else:
@@ -78,7 +94,7 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
         names += list(PEERS) if args.peers else []
     if any(report.BASE.get(n) for n in names) and "bridge-external" not in names:
         names.append("bridge-external")  # the External setups' own baseline
-    return ["kernel-bridge"] + [n for n in names if n != "kernel-bridge"]
+    return ["kernel-bridge"] + [n for n in dict.fromkeys(names) if n != "kernel-bridge"]
 
 
 def run_matrix(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
@@ -146,11 +162,13 @@ and its side of the links live in a third namespace. Per setup and round: build,
 UDP with 64-byte payloads at unlimited rate (`-u -b 0 -l 64`: packets/s received and loss as iperf3
 reports them, plus frames the switch delivered into B from B's rx counter), tear down. The whole list
 is repeated round after round (A B C … A B C …) so drift and other load hit every setup alike;
-tables show medians, and ratios are to the kernel bridge's median in the same run and mode.
+tables show medians; a ratio is paired: per round, the setup's value ÷ the kernel bridge's in the
+same round and mode, shown as the median of those per-round ratios [their interquartile range].
 External setups: A is the host namespace itself and B a server behind its "NIC" (a veth); in
 `vswitch-external*` the host's address moved with the takeover to the host vNIC, so its traffic
 crosses vNIC → switch → uplink; their ratios are to `bridge-external` (a kernel bridge holding the
 same NIC, the host's address on the bridge), whose own ratio is to the kernel bridge.
+`kernel-bridge-2` (in `--targets` runs) is the noise control, built exactly as the kernel bridge.
 Switch CPU: user+system time of the switch process (all threads), read from the kernel's
 per-process CPU clock (the ns-precise form of /proc/PID/stat utime+stime); per packet = CPU during
 the UDP test ÷ frames delivered into B. The kernel bridge has no process (it forwards in
@@ -168,6 +186,7 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
         (out / "integrity.md").write_text(text + "\n")
         return text
     runs = {mode: report.medians(records, mode) for mode in args.modes}
+    ratios = {mode: report.table_ratios(records, mode) for mode in args.modes}
     lines = ["# vswitch benchmark — latest run", "",
              f"- date: {started} (took {elapsed_s / 60:.1f} min)",
              f"- machine: {host}",
@@ -175,25 +194,31 @@ def write_outputs(args: argparse.Namespace, names: list[str], records: list[dict
              f"- rounds: {args.rounds}, {args.seconds:g} s per iperf3 test, {args.pings} pings per RTT test",
              "", "## Method", "", METHOD, ""]
     for mode in args.modes:
-        lines += [f"## {mode.capitalize()} — medians of {args.rounds} interleaved rounds (ratio to kernel bridge)",
-                  "", report.main_table(runs[mode], names), ""]
+        lines += [f"## {mode.capitalize()} — medians of {args.rounds} interleaved rounds (per-round ratio to the "
+                  "baseline in the same round: median [IQR])", "",
+                  report.main_table(runs[mode], names, ratios[mode]), ""]
+    vs: list[report.Verdict] = []
     if "unpinned" in runs:
-        lines += ["## Targets (unpinned)", "", report.verdict_table(report.verdicts(runs["unpinned"],
-                                                                                     extra.get("scale"))), ""]
+        vs = report.verdicts(records, extra.get("scale"), "unpinned", issue12_only=args.targets)
+        lines += ["## Targets (unpinned)" + (" — issue 12" if args.targets else ""), "", report.NOISE_RULE, "",
+                  report.verdict_table(vs), ""]
     for section in extra.get("sections", []):
         lines += [section, ""]
     errors = [r for r in records if r.get("error")]
     if errors:
         lines += ["## Errors", ""] + [f"- round {r['round']} {r['mode']} {r['setup']}: {r['error'].splitlines()[0]}"
                                       for r in errors] + [""]
-    if report.plot(str(out / "latest.png"), runs, names):
+    if report.plot(str(out / "latest.png"), ratios, names):
         lines += ["![ratios to the kernel bridge](latest.png)", ""]
     text = "\n".join(lines)
     (out / "latest.md").write_text(text)
     if args.update_docs:
         update_docs(lines, out)
-    (out / "latest.json").write_text(json.dumps({"records": records, "medians": runs, **extra.get("json", {})},
-                                                indent=1, default=str))
+    paired = {mode: {setup: {key: dataclasses.asdict(sp) for key, sp in per.items()} for setup, per in r.items()}
+              for mode, r in ratios.items()}
+    (out / "latest.json").write_text(json.dumps({"records": records, "medians": runs, "paired_ratios": paired,
+                                                 "verdicts": [dict(dataclasses.asdict(v), word=v.word) for v in vs],
+                                                 **extra.get("json", {})}, indent=1, default=str))
     return text
 
 
@@ -241,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             records: list[dict[str, Any]] = []
             args.modes = []
         else:
-            if args.peers:
-                from setups import ensure_peer_packages
-
-                ensure_peer_packages()
             names = choose_setups(args)
+            from setups import PEERS, ensure_peer_packages
+
+            if args.peers or (args.targets and any(n in PEERS for n in names)):
+                ensure_peer_packages()
             records = run_matrix(args, names)
             if not args.quick and not args.no_scale:
                 import scale
