@@ -615,8 +615,7 @@ class KernelDatapath(Datapath):
             return
         self._fdb_feed = feed
         self._fdb_lost_seen = 0
-        self._ep.register(feed.fileno(), select.EPOLLIN)
-        self._fd_handlers[feed.fileno()] = feed.drain
+        self._loop_feed(feed)
 
     def _drain_fdb_feed(self) -> None:
         feed = self._fdb_feed
@@ -632,8 +631,17 @@ class KernelDatapath(Datapath):
     def _close_fdb_feed(self) -> None:
         """On the datapath thread (or after it stopped): what waits is learned, then the feed closed."""
         feed, self._fdb_feed = self._fdb_feed, None
-        if feed is None:
-            return
+        if feed is not None:
+            self._unloop_feed(feed, "the MAC table events")
+
+    def _loop_feed(self, feed: Any) -> None:
+        """One of the program's rings (events.py) read in the loop: its descriptor in the epoll set."""
+        self._ep.register(feed.fileno(), select.EPOLLIN)
+        self._fd_handlers[feed.fileno()] = feed.drain
+
+    def _unloop_feed(self, feed: Any, what: str) -> bool:
+        """A ring's feed out of the loop, what waits in it handed over, closed; False (logged) when
+        closing failed (the program is going anyway)."""
         fd = feed.fileno()
         self._fd_handlers.pop(fd, None)
         try:
@@ -642,8 +650,10 @@ class KernelDatapath(Datapath):
             pass  # the loop's epoll is closed already (stop)
         try:
             feed.close()
-        except OSError as exc:  # the program is going anyway
-            log.debug("switch %s: closing the MAC table events: %s", self.name, exc)
+        except OSError as exc:
+            log.debug("switch %s: closing %s: %s", self.name, what, exc)
+            return False
+        return True
 
     def _program_learned(self, ev: Any) -> None:
         """The program learned or moved a MAC behind a kernel port: the core's copy learns it now, by
@@ -858,8 +868,7 @@ class KernelDatapath(Datapath):
             log.warning("switch %s: the fast path's decision events cannot be read: %s", self.name, exc)
             return False
         self._feed = feed
-        self._ep.register(feed.fileno(), select.EPOLLIN)
-        self._fd_handlers[feed.fileno()] = feed.drain
+        self._loop_feed(feed)
         return True
 
     def _watch_on_python(self) -> None:
@@ -870,19 +879,8 @@ class KernelDatapath(Datapath):
     def _stop_events(self) -> None:
         """On the datapath thread: events off; what is left in the ring goes to the observers first."""
         feed, self._feed = self._feed, None
-        if feed is None:
-            return
-        fd = feed.fileno()
-        self._fd_handlers.pop(fd, None)
-        try:
-            self._ep.unregister(fd)
-        except (OSError, ValueError):
-            pass  # the loop's epoll is closed already (stop)
-        try:
-            feed.close()
+        if feed is not None and self._unloop_feed(feed, "the decision events"):
             self._lost_before += feed.lost
-        except OSError as exc:  # the program is going anyway
-            log.debug("switch %s: closing the decision events: %s", self.name, exc)
 
     def _fill(self, program: Any, learned: Iterable[Any] = ()) -> None:
         """Give a freshly loaded program the switch's ports (policies, oper state), its static entries
