@@ -961,6 +961,7 @@ class KernelDatapath(Datapath):
                 except OSError as exc:
                     self._fail(ps, exc)  # the tick reopens it
                     continue
+                ps.error = ""  # a deleted link's (set_link_state): open again, on a link of its name
                 ps.hdr_len = ps.port.vnet_hdr_len  # known once open (PACKET_VNET_HDR accepted or not)
                 ps.generation = -1
                 self._sync_fds(ps)
