@@ -4,6 +4,8 @@ the switch); a file with one bad port, or a step the kernel refuses, changes not
 
 The daemon runs in its own namespace; each "VM" is a namespace holding one end of a veth whose
 other end is a `link` port of the switch (veths outlive the switch, so the applied file finds them).
+The mixed switch of the first test runs on both datapaths (its `datapath` is exported and applied back);
+the refusal test stays on `auto` (the kernel one here): what it tests is the undo, before any frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from switchlab import Daemon, address_in, veth_pair
 
+import datapaths
 import netns as ns_helpers
 
 pytestmark = pytest.mark.root
@@ -46,15 +49,21 @@ def lab(netns, tmp_path: Path) -> Iterator[tuple[Daemon, str, Path, list[str]]]:
         d.cleanup()
 
 
+def _runs_on(d: Daemon, mode: str) -> None:
+    with d.api() as api:
+        datapaths.assert_runs_on(api.get_switch(SW).datapath, mode)
+
+
 def test_export_delete_apply_gives_back_the_same_switch_and_frames_flow(
-        lab: tuple[Daemon, str, Path, list[str]]) -> None:
+        lab: tuple[Daemon, str, Path, list[str]], datapath: str) -> None:
     d, vm1, tmp, (sw1, sw2) = lab
-    d.cli("switch", "create", SW, "--private", "--ageing", "60", "--max-entries", "1024")
+    d.cli("switch", "create", SW, "--private", "--ageing", "60", "--max-entries", "1024", "--datapath", datapath)
     d.cli("port", "add", SW, "p1", "--link", sw1, "--vlan", "10")
     d.cli("port", "add", SW, "p2", "--link", sw2, "--trunk", "10,20-22", "--native", "10")
     d.cli("port", "add", SW, "tap1", "--tap", ns_helpers.unique_name("cft"), "--vlan", "20")
     d.cli("port", "set", SW, "tap1", "--learning", "off")
     d.cli("fdb", "add", SW, MAC, "--port", "p2", "--vlan", "21")
+    _runs_on(d, datapath)
     assert ns_helpers.ping(vm1, "10.95.0.2"), "vm1 reaches vm2 through the switch before the export"
 
     out = tmp / "host.yaml"
@@ -70,6 +79,7 @@ def test_export_delete_apply_gives_back_the_same_switch_and_frames_flow(
     assert applied.startswith(f"applied {out}:\n  1. create switch cfg (private)\n"), applied
     assert f"static cfg {MAC} vlan 21: add (port p2)" in applied
     assert _body(d.cli("config", "export").stdout) == _body(exported), "the same switch, ports and static entries"
+    _runs_on(d, datapath)
     assert ns_helpers.ping(vm1, "10.95.0.2"), "vm1 reaches vm2 through the re-applied switch"
     assert d.cli("config", "apply", str(out)).stdout == "nothing to change\n"
 

@@ -3,6 +3,10 @@
 Before: a confirmed switch came back `awaiting-confirm` after a clean restart, then reverted and was
 deleted from the store — a rebooted server lost its External switch; a restart also restarted the
 countdown from the full timeout.
+
+Run once, on `auto` (the kernel datapath where it loads): the confirm and its deadline are the control
+plane's; the closing ping checks only that the switch is there. test_kernel_external.py has the host's
+traffic through an External switch on both datapaths.
 """
 
 from __future__ import annotations

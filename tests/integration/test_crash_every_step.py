@@ -12,6 +12,11 @@ there — restarts it on the same state directory and checks what the user relie
   links, addresses, routes and qdiscs are as before, no socket file remains.
 
 Topology: the one of test_external_switch (host ns with a veth "NIC" → Linux bridge → server).
+
+Run once, on `auto` (the kernel datapath where it loads): what it tests is the control plane's steps
+and state across a crash, the ping only that the switch came back; forwarding through an External
+switch on both datapaths is test_kernel_external.py's (and the kernel's own crash points are in
+tests/unit/test_manager_kernel.py and test_kernel_switch.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Topology (every name unique per test):
 
 After `vswitch switch create EXT --external NIC` the host's address and routes live on the host
 vNIC `vs-EXT`, and the host's own ping crosses vNIC → switch → uplink → NIC → bridge → server.
+The SIGKILL-and-restart test runs on both datapaths; the others on `auto` (the kernel one where it
+loads): they test the takeover and its undo, and test_kernel_external.py has the host's traffic
+through an External switch on both.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 from pyroute2 import NetNS
 from switchlab import Daemon, address_in, veth_pair
 
+import datapaths
 import netns as ns_helpers
 from vswitch.control.netlink import Netlink
 from waiting import wait_until
@@ -228,10 +232,18 @@ def test_refusals_change_nothing(lab, daemon_factory):
     assert _link_state(lab.host, lab.nic) == before
 
 
-def test_sigkill_then_restart_restores_the_switch_and_traffic(lab, daemon_factory):
+def _runs_on(d: Daemon, sw: str, mode: str) -> None:
+    with d.api() as api:
+        datapaths.assert_runs_on(api.get_switch(sw).datapath, mode)
+
+
+def test_sigkill_then_restart_restores_the_switch_and_traffic(lab, daemon_factory, datapath):
+    """On both datapaths: the restarted daemon brings the stored switch back on its datapath, and the
+    host's traffic with it."""
     before = _link_state(lab.host, lab.nic)
     d = daemon_factory(lab.host)
-    d.cli("switch", "create", "ext", "--external", lab.nic)
+    d.cli("switch", "create", "ext", "--external", lab.nic, "--datapath", datapath)
+    _runs_on(d, "ext", datapath)
     assert ns_helpers.ping(lab.host, lab.server_ip)
     d.stop(sig=9)
     # the host keeps its addresses on the persistent vNIC while nobody forwards
@@ -243,5 +255,6 @@ def test_sigkill_then_restart_restores_the_switch_and_traffic(lab, daemon_factor
     links = ns_helpers.run(lab.host, ["ip", "-o", "link"]).stdout
     assert links.count(" vs-ext:") == 1, "no duplicate host vNIC after restart"
     assert ns_helpers.ping(lab.host, lab.server_ip), "traffic must work again after the restart"
+    _runs_on(d2, "ext", datapath)
     assert d2.stop() == 0, "SIGTERM must exit cleanly"
     assert _link_state(lab.host, lab.nic) == before, "a clean shutdown gives the NIC back"

@@ -5,6 +5,9 @@ the loopback device is never either. Sockets: a qemu-dgram port never shares a q
 path, a live socket of another process (or vswitchd's own API socket) is never unlinked or taken
 over, '..' is refused, a plain name gets a socket in the manager's port socket directory, and a
 port removes only the socket file it bound.
+
+Run once, on `auto`: every check is a refusal (or a socket file) decided before any frame is forwarded,
+the same whichever datapath the switch would run on.
 """
 
 from __future__ import annotations

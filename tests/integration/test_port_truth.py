@@ -5,7 +5,8 @@
 - 65,536-byte frames from qemu-stream and 65,554-byte datagrams from qemu-dgram never reach an
   MTU-1500 TAP (captured on the TAP) and are counted DROP_OVERSIZE;
 - a TAP moved into a namespace and set down there, and a veth link port set down, are shown down
-  within 1 s of the `ip link set down` (netlink link events), and up again after `set up`.
+  within 1 s of the `ip link set down` (netlink link events), and up again after `set up` (the link
+  port on both datapaths: the kernel one has no socket on it, only the link watch).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from switchlab import delete_link, move_and_address, veth_pair
 
+import datapaths
 import netns as ns_helpers
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.control.model import DatapathMode, PortKind, PortSpec, SwitchSpec, SwitchType
 
 pytestmark = pytest.mark.root
 
@@ -45,12 +47,15 @@ def eth(size: int, fill: int = 0) -> bytes:
 
 
 @pytest.fixture
-def switch() -> Iterator[tuple[SwitchManager, str, str]]:
+def switch(request: pytest.FixtureRequest) -> Iterator[tuple[SwitchManager, str, str]]:
+    """A private switch on `auto`, or on the datapath a test gives (indirect parametrization)."""
+    mode = getattr(request, "param", "auto")
+    datapaths.require(mode)
     m = SwitchManager()
     tmp = tempfile.mkdtemp(prefix="vspt", dir="/tmp")
     name = ns_helpers.unique_name("pt")
     try:
-        m.create_switch(SwitchSpec(name, SwitchType.PRIVATE))
+        m.create_switch(SwitchSpec(name, SwitchType.PRIVATE, datapath=DatapathMode(mode)))
         yield m, name, tmp
     finally:
         m.shutdown()
@@ -188,7 +193,8 @@ def test_tap_set_down_inside_its_namespace_is_seen_within_1s(switch, netns) -> N
     _down_then_up(m, sw, "vm", ns2, tap)
 
 
-def test_link_port_set_down_is_seen_within_1s(switch, netns) -> None:
+@pytest.mark.parametrize("switch", datapaths.DATAPATHS, indirect=True)
+def test_link_port_set_down_is_seen_within_1s(switch, netns, request) -> None:
     m, sw, _tmp = switch
     ns = netns("ptl")
     a, b = ns_helpers.unique_name("pla"), ns_helpers.unique_name("plb")
@@ -197,6 +203,7 @@ def test_link_port_set_down_is_seen_within_1s(switch, netns) -> None:
         ns_helpers.run(None, ["ip", "link", "set", a, "up"])
         ns_helpers.run(ns, ["ip", "link", "set", b, "up"])
         m.add_port(sw, PortSpec("ln", PortKind.LINK, a))
+        datapaths.assert_runs_on(m.get_switch(sw).datapath, request.node.callspec.params["switch"])
         assert m.datapath(sw).port_state("ln")["mtu"] == 1500, "a link port knows its link's MTU"
         _down_then_up(m, sw, "ln", None, a)
         ns_helpers.run(ns, ["ip", "link", "set", b, "down"])

@@ -6,6 +6,8 @@ proves: after External → Internal the NIC carries the host's addresses and rou
 host pings the server through it; after Internal → External the host pings through vNIC → switch →
 uplink again; an unconfirmed change goes back to Internal by itself; a rename keeps the vNIC's
 addresses on the renamed link. The rules of every transition are tests/unit/test_switch_set_rules.py.
+The External → Internal → External test runs on both datapaths (the one that forwards after each change);
+the revert and the rename stay on `auto` (the kernel datapath where it loads).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_external_switch import _link_state, daemon_factory, lab  # noqa: F401  (fixtures)
+from test_external_switch import _link_state, _runs_on, daemon_factory, lab  # noqa: F401  (fixtures)
 
 import netns as ns_helpers
 from waiting import wait_until
@@ -26,13 +28,14 @@ def _switch(d, name: str) -> dict:
 
 
 def test_external_to_internal_gives_the_nic_back_and_back_to_external_the_host_pings_through_the_switch(
-        lab, daemon_factory):  # noqa: F811
+        lab, daemon_factory, datapath):  # noqa: F811
     before = _link_state(lab.host, lab.nic)
     d = daemon_factory(lab.host)
     sw = ns_helpers.unique_name("x")
     vnic = ("vs-" + sw)[:15]
-    d.cli("switch", "create", sw, "--external", lab.nic)
+    d.cli("switch", "create", sw, "--external", lab.nic, "--datapath", datapath)
     d.cli("port", "add", sw, "vm1", "--memory", "vm1")
+    _runs_on(d, sw, datapath)
     assert ns_helpers.ping(lab.host, lab.server_ip), "through the switch before the change"
 
     out = d.cli("switch", "set", sw, "--internal").stdout
@@ -51,6 +54,7 @@ def test_external_to_internal_gives_the_nic_back_and_back_to_external_the_host_p
     assert ns_helpers.ping(lab.host, lab.server_ip), "the host reaches the server through the switch again"
     stats = {s["port"]: s for s in json.loads(d.cli("stats", sw, "--json").stdout)}
     assert stats["host"]["rx_frames"] > 0 and stats["uplink"]["tx_frames"] > 0, stats
+    _runs_on(d, sw, datapath)
     d.cli("switch", "delete", sw)
     assert _link_state(lab.host, lab.nic) == before
 

@@ -12,6 +12,9 @@ Topology (one set of fresh namespaces per test):
 addresses in kernel order, routes of every table, the two sysctls, qdiscs) is equal to the view
 taken before. accept_dad=0 on the NIC keeps restored IPv6 addresses from being "tentative" for a
 second, which would make the comparison race DAD rather than test the takeover.
+
+No switch and so no datapath here: `Takeover` alone moves the host's state; the External switches
+that use it forward on both datapaths in test_kernel_external.py.
 """
 
 from __future__ import annotations

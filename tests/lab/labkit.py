@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vswitch.control.model import PortStatsInfo
+import datapaths
+from vswitch.control.model import DatapathMode, PortStatsInfo
 from vswitch.frontends.client import RestSwitchApi
 from vswitch.lab import Lab, Topology, down, up
 
@@ -28,10 +29,21 @@ def lab_name(tag: str) -> str:
 
 
 @contextmanager
-def running_lab(topology: Topology, tag: str) -> Iterator[Lab]:
-    """`up` a lab and always take it down afterwards (an `up` that fails cleans up after itself)."""
-    lab = up(topology, lab_name(tag), api_factory=api_factory)
+def running_lab(topology: Topology, tag: str, datapath: str | None = None) -> Iterator[Lab]:
+    """`up` a lab and always take it down afterwards (an `up` that fails cleans up after itself).
+
+    With `datapath` ("python" or "kernel", skipped where the kernel one cannot load) every switch runs on
+    it (`lab up --datapath`), checked once the lab is up; without it each switch runs on its topology's.
+    """
+    if datapath is not None:
+        datapaths.require(datapath)
+        topology = topology.with_datapath(DatapathMode(datapath))
+    lab = up(topology, lab_name(tag + (datapath or "")[:1]), api_factory=api_factory)
     try:
+        if datapath is not None:
+            for sw in topology.switches:
+                with api_factory(lab.switch(sw).socket) as api:
+                    datapaths.assert_runs_on(api.get_switch(sw).datapath, datapath)
         yield lab
     finally:
         down(lab.name)

@@ -1,4 +1,8 @@
-"""A topology file of one's own: VMs on access VLANs of one private switch reach only their VLAN."""
+"""A topology file of one's own: VMs on access VLANs of one private switch reach only their VLAN.
+
+No link port here (a lab VM's NIC is a TAP port), so `auto` runs it on Python; access VLANs on both
+datapaths are tests/integration/test_vlan_trunk.py's.
+"""
 
 from __future__ import annotations
 

@@ -11,14 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from labkit import api_factory, fdb, flush, kernel_counters, mac, ping, running_lab, stats, unreachable
 
+import datapaths
 from vswitch.lab import builtin_topology
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with running_lab(builtin_topology("internal-private"), "ip") as lab:
+@pytest.fixture(scope="module", params=datapaths.DATAPATHS)
+def lab(request):
+    """The lab with every switch on each datapath in turn."""
+    with running_lab(builtin_topology("internal-private"), "ip", request.param) as lab:
         yield lab
 
 

@@ -1,5 +1,9 @@
 """Labs come up and go down cleanly: two labs of one topology coexist, `down` leaves nothing behind
-(no namespace, link, vswitchd or socket), and a build that fails midway undoes everything it made."""
+(no namespace, link, vswitchd or socket), and a build that fails midway undoes everything it made.
+
+Run once, on `auto`: up and down are the lab's and the daemons' steps, the ping only a sanity check;
+the stories that test forwarding (test_one_nic, test_two_nics, test_internal_private) run on both
+datapaths."""
 
 from __future__ import annotations
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import pytest
 from labkit import binding, kernel_counters, ping, running_lab, stats
 
+import datapaths
 from vswitch.lab import builtin_topology
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with running_lab(builtin_topology("two-nics"), "two") as lab:
+@pytest.fixture(scope="module", params=datapaths.DATAPATHS)
+def lab(request):
+    """The lab with every switch on each datapath in turn."""
+    with running_lab(builtin_topology("two-nics"), "two", request.param) as lab:
         yield lab
 
 

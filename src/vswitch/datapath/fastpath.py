@@ -458,6 +458,8 @@ class KernelDatapath(Datapath):
         def do() -> None:
             if self.program is None or pid not in self._ports:
                 return
+            if pid in self._down:  # no socket of ours to find the link deleted (LinkPort._raise_if_deleted)
+                self._ports[pid].error = "" if up else _deleted(self._ports[pid].port.ifname)
             if up and pid in self._down:  # the link may be a new one under the old name (a VM's veth rebuilt)
                 try:
                     self.program.relink(pid, socket.if_nametoindex(self._ports[pid].port.ifname))  # type: ignore[attr-defined]
@@ -1027,9 +1029,20 @@ class KernelDatapath(Datapath):
                 except OSError as exc:
                     self._fail(ps, exc)  # the tick reopens it
                     continue
+                ps.error = ""  # a deleted link's (set_link_state): open again, on a link of its name
                 ps.hdr_len = ps.port.vnet_hdr_len  # known once open (PACKET_VNET_HDR accepted or not)
                 ps.generation = -1
                 self._sync_fds(ps)
+
+
+def _deleted(ifname: str) -> str:
+    """What `port list` says of a kernel port's link reported down: that it was deleted when no link
+    of its name is left, else nothing (a carrier down is "link down")."""
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        return f"link {ifname} was deleted"
+    return ""
 
 
 class _MapMirror:
