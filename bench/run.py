@@ -97,8 +97,19 @@ def choose_setups(args: argparse.Namespace) -> list[str]:
     return ["kernel-bridge"] + [n for n in dict.fromkeys(names) if n != "kernel-bridge"]
 
 
+def round_order(names: list[str], rnd: int) -> list[str]:
+    """The setups in round `rnd` (from 1): the list rotated by rnd - 1, so over as many rounds as
+    setups each takes every place in a round once. A place has a bias of its own — in a 7-round run
+    the setup measured first in a round (after the previous round's last UDP flood) had the lowest
+    ping in every round, and an identical second bridge measured right after it read 1.24× —, which
+    a fixed order puts on the same setups every round."""
+    k = (rnd - 1) % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
 def run_matrix(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
-    """Every setup in every mode, the whole list repeated ``rounds`` times (A B C … A B C …)."""
+    """Every setup in every mode, the whole list repeated ``rounds`` times, each round starting one
+    setup later (`round_order`: A B C, B C A, C A B …)."""
     from measure import measure_pair
     from setups import SETUPS
 
@@ -106,7 +117,7 @@ def run_matrix(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any
     for rnd in range(1, args.rounds + 1):
         for mode in args.modes:
             pinned = mode == "pinned"
-            for name in names:
+            for name in round_order(names, rnd):
                 rec: dict[str, Any] = {"round": rnd, "mode": mode, "setup": name}
                 t0 = time.monotonic()
                 try:
@@ -161,7 +172,8 @@ and its side of the links live in a third namespace. Per setup and round: build,
 `ping -i 0.002` (RTT avg and p99 from every reply), iperf3 TCP 1 stream, TCP 4 streams (`-P 4`),
 UDP with 64-byte payloads at unlimited rate (`-u -b 0 -l 64`: packets/s received and loss as iperf3
 reports them, plus frames the switch delivered into B from B's rx counter), tear down. The whole list
-is repeated round after round (A B C … A B C …) so drift and other load hit every setup alike;
+is repeated round after round, each round starting one setup later (A B C, B C A, C A B …), so drift,
+other load and a place's own bias hit every setup alike;
 tables show medians; a ratio is paired: per round, the setup's value ÷ the kernel bridge's in the
 same round and mode, shown as the median of those per-round ratios [their interquartile range].
 External setups: A is the host namespace itself and B a server behind its "NIC" (a veth); in

@@ -137,3 +137,10 @@ def test_targets_run_with_only_keeps_the_bridge_the_control_and_the_baseline():
     assert run.choose_setups(args) == ["kernel-bridge", "vswitch-external", "kernel-bridge-2", "bridge-external"]
     plain = run.parse_args(["--only", "vswitch-kernel"])
     assert run.choose_setups(plain) == ["kernel-bridge", "vswitch-kernel"]
+
+
+def test_each_round_starts_one_setup_later_so_every_setup_takes_every_place() -> None:
+    names = ["a", "b", "c"]
+    orders = [run.round_order(names, r) for r in (1, 2, 3, 4)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert {o.index("c") for o in orders[:3]} == {0, 1, 2}
