@@ -26,6 +26,7 @@ COLUMNS: list[tuple[str, str, str, bool | None]] = [
     ("udp_fwd_kpps", "UDP fwd kpps (into B)", "{:.0f}", None),
     ("ping_avg_us", "ping avg µs", "{:.0f}", False),
     ("ping_p99_us", "ping p99 µs", "{:.0f}", False),
+    ("ping_b2b_us", "ping back-to-back µs", "{:.1f}", False),
     ("cpu_us_per_pkt", "switch CPU µs/pkt", "{:.2f}", None),
     ("tcp1_cpu_pct", "switch CPU % (TCP 1)", "{:.0f}", None),
 ]

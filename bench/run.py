@@ -169,7 +169,8 @@ def machine() -> str:
 METHOD = """\
 Two namespaces A (10.201.0.1) and B (10.201.0.2) joined by each switch in turn; the switch's process
 and its side of the links live in a third namespace. Per setup and round: build, warm-up ping, then
-`ping -i 0.002` (RTT avg and p99 from every reply), iperf3 TCP 1 stream, TCP 4 streams (`-P 4`),
+`ping -i 0.002` (RTT avg and p99 from every reply), `ping -f` (back-to-back RTT avg), iperf3 TCP 1
+stream, TCP 4 streams (`-P 4`),
 UDP with 64-byte payloads at unlimited rate (`-u -b 0 -l 64`: packets/s received and loss as iperf3
 reports them, plus frames the switch delivered into B from B's rx counter), tear down. The whole list
 is repeated round after round, each round starting one setup later (A B C, B C A, C A B …), so drift,
