@@ -153,7 +153,8 @@ class FakeApi:
         elif spec.kind == PortKind.QEMU_DGRAM:
             details["qemu_arg"] = f"-netdev dgram,id={spec.name},remote.type=unix,remote.path={spec.target}"
         port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), spec.admin_up, details=details,
-                        admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding)
+                        admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding,
+                        dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
         self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
@@ -183,6 +184,7 @@ class FakeApi:
         info.vlan_mode, info.up = vlan_mode(spec), spec.admin_up
         info.admin_up, info.learning, info.flooding = spec.admin_up, spec.learning, spec.flooding
         info.mac = spec.mac
+        info.dhcp_guard, info.router_guard = spec.dhcp_guard, spec.router_guard
         return info
 
     def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:

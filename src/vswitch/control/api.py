@@ -88,13 +88,13 @@ class SwitchApi(Protocol):
 
     @command("GET", "/switches/{name}/ports/{port}")
     def get_port(self, switch: str, port: str) -> PortInfo:
-        """One port: its VLAN mode (trunks as ranges), admin state, learning, flooding."""
+        """One port: its VLAN mode (trunks as ranges), admin state, learning, flooding, guards."""
         ...
 
     @command("PATCH", "/switches/{name}/ports/{port}")
     def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
-        """Change a port's VLAN mode, admin state, learning or flooding, live and stored; the other
-        ports forward on meanwhile."""
+        """Change a port's VLAN mode, admin state, learning, flooding, MAC, DHCP guard or router guard,
+        live and stored; the other ports forward on meanwhile."""
         ...
 
     @command("DELETE", "/switches/{name}/ports/{port}")

@@ -109,6 +109,7 @@ from vswitch.control.model import (
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
+from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
@@ -1007,7 +1008,7 @@ class SwitchManager:
             return self._port_info(sw, port)
 
     def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
-        """Change a port's VLAN mode, admin state, learning or flooding: stored first, then applied on
+        """Change a port's VLAN mode, admin state, learning, flooding or guards: stored first, then applied on
         the datapath thread between two batches, so the other ports forward on without a gap.
 
         Raises NotFound, InvalidRequest (bad settings; a port of the switch itself), Conflict (a static
@@ -1582,7 +1583,8 @@ class SwitchManager:
             target = getattr(att.port, "ifname", "")
         return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
                         policy.admin_up, policy.learning, policy.flooding,
-                        att.spec.mac if att.spec is not None else None)
+                        att.spec.mac if att.spec is not None else None,
+                        bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER))
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

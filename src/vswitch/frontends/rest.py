@@ -197,6 +197,9 @@ class PortCreate(BaseModel):
     learning: bool = Field(True, description="Learn the source MACs of the port's frames.")
     flooding: bool = Field(True, description="Receive floods (unknown unicast, broadcast, multicast).")
     mac: _UnicastMac | None = Field(None, description="A tap port: the MAC its TAP (the VM's NIC) is given.")
+    dhcp_guard: bool = Field(False, description="Drop DHCP server messages from this port (Hyper-V -DhcpGuard).")
+    router_guard: bool = Field(False, description="Drop router advertisements and redirects from this port "
+                                                  "(Hyper-V -RouterGuard).")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
