@@ -7,19 +7,24 @@ from __future__ import annotations
 import random
 import struct
 from pathlib import Path
+from typing import cast
 
 import pytest
 from click.testing import CliRunner
 from fake_api import FakeApi, private
+from memkernel import MemKernel
 
 from guard_frames import GUARDED, PASSING, dhcp4, eth, icmp6, random_l3
-from vswitch.control.model import InvalidRequest, PortKind, PortSettings, PortSpec, policy_for
+from vswitch.control.manager import SwitchManager
+from vswitch.control.model import InvalidRequest, PortKind, PortSettings, PortSpec, SwitchSpec, SwitchType, policy_for
 from vswitch.control.store import ConfigStore
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER, MAX_EXT_HEADERS
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import SwitchCore
 from vswitch.frontends.cli import cli
+from vswitch.ports.memory import MemoryPort
+from waiting import wait_until
 
 BOTH = GUARD_DHCP | GUARD_ROUTER
 ROGUE, CLIENT = bytes.fromhex("020000000066"), bytes.fromhex("020000000001")
@@ -156,8 +161,6 @@ def test_spec_settings_and_policy() -> None:
 
 
 def test_the_guards_are_stored(tmp_path: Path) -> None:
-    from vswitch.control.model import SwitchSpec, SwitchType
-
     spec = PortSpec("vm1", PortKind.MEMORY, "vm1", dhcp_guard=True, router_guard=True)
     with ConfigStore(tmp_path / "db") as store:
         store.save_switch(SwitchSpec("s", SwitchType.PRIVATE))
@@ -187,3 +190,45 @@ def test_cli_port_set_and_show_the_guards() -> None:
     bad = runner.invoke(cli, ["port", "set", "s", "vm1", "--dhcp-guard", "maybe"], obj=api)
     assert bad.exit_code != 0 and "--dhcp-guard" in bad.output
     assert api.get_port("s", "vm1").dhcp_guard, "a refused value changes nothing"
+
+
+def test_set_live_and_kept_across_a_restart(tmp_path: Path) -> None:
+    """`port set --dhcp-guard on` on a running switch: the next OFFER from that port is dropped and
+    counted in `stats`, the other ports forward on; a restart from the store brings the guard back."""
+    def manager() -> SwitchManager:
+        kernel = MemKernel()
+        m = SwitchManager(ConfigStore(tmp_path / "db"), netlink=kernel, port_kinds=kernel.port_kinds,
+                          port_socket_dir=str(tmp_path / "p"))
+        return m
+
+    def drops(m: SwitchManager) -> dict[str, int]:
+        return {s.port: s.drops.get("drop_dhcp_guard", 0) for s in m.stats("s")}
+
+    offer = eth(BCAST, ROGUE, dhcp4(2, 2))
+    m = manager()
+    try:
+        m.create_switch(SwitchSpec("s", SwitchType.PRIVATE))
+        for name in ("rogue", "client"):
+            m.add_port("s", PortSpec(name, PortKind.MEMORY, name))
+        rogue, client = (cast(MemoryPort, m.port_object("s", n)) for n in ("rogue", "client"))
+        rogue.inject(offer)
+        wait_until(lambda: client.sent, what="the OFFER to reach the client while the guard is off")
+        info = m.set_port("s", "rogue", PortSettings(dhcp_guard=True))
+        assert (info.dhcp_guard, info.router_guard) == (True, False)
+        rogue.inject(offer)
+        client.inject(eth(BCAST, CLIENT, dhcp4(1, 1)))
+        wait_until(lambda: len(rogue.sent) == 1, what="the client's DISCOVER to reach the rogue")
+        wait_until(lambda: drops(m)["rogue"] == 1, what="the guarded OFFER to be counted")
+        assert len(client.take()) == 1, "the client got the first OFFER only"
+    finally:
+        m.shutdown()
+    m = manager()
+    try:
+        m.restore()
+        assert m.get_port("s", "rogue").dhcp_guard, "the guard is stored"
+        rogue, client = (cast(MemoryPort, m.port_object("s", n)) for n in ("rogue", "client"))
+        rogue.inject(offer)
+        wait_until(lambda: drops(m)["rogue"] == 1, what="the OFFER after the restart to be dropped")
+        assert not client.sent
+    finally:
+        m.shutdown()
