@@ -114,7 +114,7 @@ class SwitchCore:
         self._flood: dict[int, dict[PortId, Decision]] = {}
         self._unicast: dict[int, dict[PortId, Decision]] = {}
         self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
-        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, int]] = {}
+        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool]] = {}
 
     # -- configuration ------------------------------------------------------------------------
     def set_group_fwd_mask(self, mask: int) -> None:
@@ -167,9 +167,10 @@ class SwitchCore:
     def _invalidate(self) -> None:
         self._flood.clear()
         self._unicast.clear()
-        # Per-port ingress facts in one tuple: one dict lookup per frame instead of five.
-        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol, pol.guards)
-                         for p, pol in self.policies.items()}
+        # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
+        # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
+        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
+                             pol.guards != 0) for p, pol in self.policies.items()}
 
     # -- the hot path -------------------------------------------------------------------------
     def process(self, in_port: PortId, buf: bytes, offset: int, now: float,
@@ -183,7 +184,7 @@ class SwitchCore:
         """
         if type(buf) is not bytes:
             buf = bytes(buf)
-        c, admin_up, learning, untagged_vlan, pol, guards = self._ingress[in_port]
+        c, admin_up, learning, untagged_vlan, pol, guarded = self._ingress[in_port]
         if report is None:
             fdb: MacTable | DryRunFdb = self.fdb
         else:
@@ -237,10 +238,10 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if guards:  # the ports with no guard pay this one test
+        if guarded:  # the ports with no guard pay this one test
             l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
             ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
-            why = guard_rules.check(buf, l3, ethertype, guards)
+            why = guard_rules.check(buf, l3, ethertype, pol.guards)
             if why is not None:
                 c.drop(why)
                 if report is not None:
