@@ -39,6 +39,7 @@ from vswitch.control.model import (
     check_events_query,
     check_field,
     host_vnic_name,
+    trace_payload,
 )
 from vswitch.core.mac import parse_mac
 from vswitch.core.policy import format_vlan_list
@@ -304,8 +305,10 @@ class FakeApi:
         return [PortStatsInfo(p.name, 10, 1000, 8, 800, 3, 1, 0, drops={"DROP_SAME_PORT": 2})
                 for p in self._get(switch).ports]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
-        self._note("trace", switch, in_port, src, dst, vlan)
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
+        self._note("trace", switch, in_port, src, dst, vlan, *(() if payload is None else (payload,)))
+        trace_payload(payload)  # as SwitchManager.trace
         info = self._get(switch)
         if not any(p.name == in_port for p in info.ports):
             raise NotFound(f"switch {switch!r} has no port named {in_port!r}")

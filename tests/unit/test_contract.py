@@ -386,6 +386,11 @@ def trace(api: SwitchApi) -> None:
         api.trace(SW, "zz", "02:00:00:00:00:01", "02:00:00:00:00:02")
     with pytest.raises(InvalidRequest):
         api.trace(SW, "a", "bogus", "02:00:00:00:00:02")
+    offer = "0800" + "45000110000100004011" + "00" * 10 + "00430044" + "00" * 4 + "02"
+    assert isinstance(api.trace(SW, "a", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", payload=offer), TraceInfo)
+    for bad in ("08", "zz00", "080"):
+        with pytest.raises(InvalidRequest, match="payload"):
+            api.trace(SW, "a", "02:00:00:00:00:01", "02:00:00:00:00:02", payload=bad)
 
 
 def watch(api: SwitchApi) -> None:

@@ -232,3 +232,23 @@ def test_set_live_and_kept_across_a_restart(tmp_path: Path) -> None:
         assert not client.sent
     finally:
         m.shutdown()
+
+
+def test_trace_with_a_payload_shows_the_guard(tmp_path: Path) -> None:
+    """`vswitch trace --payload HEX`: the frame after its MAC addresses, so a user sees a guard's drop."""
+    kernel = MemKernel()
+    m = SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds, port_socket_dir=str(tmp_path / "p"))
+    try:
+        m.create_switch(SwitchSpec("s", SwitchType.PRIVATE))
+        for name in ("vm1", "vm2"):
+            m.add_port("s", PortSpec(name, PortKind.MEMORY, name, dhcp_guard=name == "vm2"))
+        offer = eth(b"", b"", dhcp4(2, 2)).hex()
+        t = m.trace("s", "vm2", "02:00:00:00:00:66", "ff:ff:ff:ff:ff:ff", 0, offer)
+        assert (t.reason, t.out_ports, t.vlan) == ("DROP_DHCP_GUARD", [], 1)
+        assert t.steps[-1].result == "DHCP guard on port vm2 — DHCPv4 BOOTREPLY (OFFER) from 10.0.0.66: dropped"
+        assert m.trace("s", "vm1", "02:00:00:00:00:66", "ff:ff:ff:ff:ff:ff", None, offer).reason \
+            == "FLOOD_BROADCAST", "vm1 has no guard"
+        assert m.trace("s", "vm2", "02:00:00:00:00:66", "ff:ff:ff:ff:ff:ff").reason == "FLOOD_BROADCAST", \
+            "the default payload is no DHCP message"
+    finally:
+        m.shutdown()

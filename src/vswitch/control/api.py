@@ -130,9 +130,11 @@ class SwitchApi(Protocol):
         ...
 
     @command("GET", "/switches/{name}/trace")
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
         """What the switch would do with such a frame now (its steps, the classified VLAN, the reason, the
-        output ports); sends, learns and counts nothing."""
+        output ports); sends, learns and counts nothing. `payload`: the frame's bytes after the MAC
+        addresses (and the tag), hex — the ethertype and what follows (default IPv4, 46 zero bytes)."""
         ...
 
     @command("GET", "/switches/{name}/watch", pooled=True)

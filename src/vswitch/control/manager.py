@@ -105,6 +105,7 @@ from vswitch.control.model import (
     clip,
     host_vnic_name,
     policy_for,
+    trace_payload,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
@@ -1127,11 +1128,13 @@ class SwitchManager:
                               s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"])
                 for pid, s in self.datapath(switch).port_counters().items()]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
         """What the switch would do now with a frame src → dst (tagged `vlan`, if given) on `in_port`:
         `SwitchCore.process` with a report, on the datapath thread, so nothing is learned or counted.
 
-        Raises InvalidRequest for a bad MAC or a VLAN outside 0-4094, NotFound for an unknown switch or port.
+        Raises InvalidRequest for a bad MAC, a VLAN outside 0-4094 or a payload that is not hex (naming
+        ``payload``), NotFound for an unknown switch or port.
         """
         dp = self.datapath(switch)
         try:
@@ -1140,7 +1143,7 @@ class SwitchManager:
             raise InvalidRequest(str(exc)) from None
         if vlan is not None and not 0 <= vlan <= 4094:
             raise InvalidRequest(f"VLAN must be 0-4094, got {vlan}")
-        frame = dst_b + src_b + b"\x08\x00" + bytes(46)
+        frame = dst_b + src_b + trace_payload(payload)
         if vlan is not None:
             frame = push_vlan(frame, vlan)
 

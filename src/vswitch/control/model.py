@@ -484,6 +484,27 @@ SWITCH_FIELDS: dict[str, Check] = {
 }
 
 
+#: `trace --payload`: what follows the MAC addresses (ethertype and on), at most a jumbo frame's worth
+TRACE_PAYLOAD_MAX = 9000
+#: the default payload of a traced frame: IPv4's ethertype and 46 zero bytes (a minimum-size frame)
+TRACE_PAYLOAD_DEFAULT = b"\x08\x00" + bytes(46)
+
+
+def trace_payload(text: str | None) -> bytes:
+    """`trace`'s payload as bytes (None: the default); InvalidRequest naming ``payload`` when it is
+    not 2 to TRACE_PAYLOAD_MAX bytes of hex."""
+    if text is None:
+        return TRACE_PAYLOAD_DEFAULT
+    try:
+        data = bytes.fromhex(text) if isinstance(text, str) else None
+    except ValueError:
+        data = None
+    if data is None or not 2 <= len(data) <= TRACE_PAYLOAD_MAX:
+        raise InvalidRequest([Problem("payload", f"{clip(text)} is not 2-{TRACE_PAYLOAD_MAX} bytes of hex "
+                                                 "(the ethertype and what follows, e.g. 86dd6000...)")])
+    return data
+
+
 def check_unicast_mac(text: object) -> str:
     """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
     unicast MAC lives behind one port)."""

@@ -778,12 +778,15 @@ def _print_trace(t: TraceInfo) -> None:
 @click.option("--src", required=True, metavar="MAC", help="Source MAC.")
 @click.option("--dst", required=True, metavar="MAC", help="Destination MAC.")
 @click.option("--vlan", type=int, metavar="N", default=None, help="VLAN tag of the frame.")
+@click.option("--payload", metavar="HEX", default=None,
+              help="The frame after the MAC addresses (and tag): ethertype and what follows, in hex "
+                   "(default: IPv4, 46 zero bytes), e.g. a DHCP offer to see the DHCP guard at work.")
 @json_option
 @pass_state
 def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, vlan: int | None,
-          as_json: bool) -> None:
+          payload: str | None, as_json: bool) -> None:
     """Explain what SWITCH would do with such a frame now (sends nothing)."""
-    result = state.api.trace(switch_name, in_port, src, dst, vlan)
+    result = state.api.trace(switch_name, in_port, src, dst, vlan, payload)
     if as_json:
         _print_json(result)
     else:
