@@ -16,6 +16,8 @@ SYSTEM_PACKAGES := libbpf-dev
 # the tests also boot real QEMU guests (vswitch.lab.guest); the demo and the benchmark do not
 test: SYSTEM_TOOLS += qemu-system-x86_64:qemu-system-x86
 test: SYSTEM_PACKAGES += busybox-static
+# the DHCP guard's test runs a real (rogue) DHCP server; dnsmasq-base is the binary without a service
+test: SYSTEM_PACKAGES += dnsmasq-base
 
 .PHONY: test lint demo bench system-deps venv clean install uninstall bpf
 

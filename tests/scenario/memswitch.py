@@ -135,3 +135,7 @@ def _show(frame: bytes) -> str:
     if frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
         tag = f" vid {int.from_bytes(frame[14:16], 'big') & 0xFFF}"
     return f"{frame[6:12].hex(':')} → {frame[0:6].hex(':')}{tag} ({len(frame)} B)"
+
+
+#: what a story's `switch` fixture (conftest.py) gives: ports (names or policies) → a started switch
+Factory = Callable[..., MemSwitch]

@@ -5,44 +5,14 @@ Each expectation carries the sentence it proves; when it fails, that sentence is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-
 import pytest
-from linkswitch import LinkSwitch
-from memswitch import FakeClock, MemSwitch
+from memswitch import FakeClock
 
-import datapaths
+from conftest import Factory
 from l2frames import BROADCAST, frame, mac
 from vswitch.core.policy import PortPolicy
 
 pytestmark = pytest.mark.timeout(60)
-
-Factory = Callable[..., MemSwitch]
-
-
-@pytest.fixture(params=["memory", *(pytest.param(d, marks=pytest.mark.root) for d in datapaths.DATAPATHS)])
-def switch(request: pytest.FixtureRequest) -> Iterator[Factory]:
-    """The story's switch: in-memory ports on the Python datapath, then real veth cables on each
-    datapath (linkswitch.py; root only)."""
-    made: list[MemSwitch] = []
-    on_links = request.param != "memory"
-    if on_links:
-        datapaths.require(request.param)
-
-    def make(ports: Mapping[str, PortPolicy | None] | str = "ABC", **kw: object) -> MemSwitch:
-        spec = {p: None for p in ports} if isinstance(ports, str) else ports
-        if on_links:
-            if "clock" in kw:
-                pytest.skip("ageing on real links runs on the real clock: the in-memory story tells it")
-            sw: MemSwitch = LinkSwitch(spec, datapath=request.param, **kw)  # type: ignore[arg-type]
-        else:
-            sw = MemSwitch(spec, **kw)  # type: ignore[arg-type]
-        made.append(sw)
-        return sw
-
-    yield make
-    for sw in reversed(made):
-        sw.close()
 
 
 def test_first_frame_floods_then_traffic_goes_only_to_the_owner(switch: Factory) -> None:

@@ -39,6 +39,7 @@ from vswitch.control.model import (
     check_events_query,
     check_field,
     host_vnic_name,
+    trace_payload,
 )
 from vswitch.core.mac import parse_mac
 from vswitch.core.policy import format_vlan_list
@@ -153,7 +154,8 @@ class FakeApi:
         elif spec.kind == PortKind.QEMU_DGRAM:
             details["qemu_arg"] = f"-netdev dgram,id={spec.name},remote.type=unix,remote.path={spec.target}"
         port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), spec.admin_up, details=details,
-                        admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding)
+                        admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding,
+                        dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
         self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
@@ -183,6 +185,7 @@ class FakeApi:
         info.vlan_mode, info.up = vlan_mode(spec), spec.admin_up
         info.admin_up, info.learning, info.flooding = spec.admin_up, spec.learning, spec.flooding
         info.mac = spec.mac
+        info.dhcp_guard, info.router_guard = spec.dhcp_guard, spec.router_guard
         return info
 
     def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
@@ -302,8 +305,10 @@ class FakeApi:
         return [PortStatsInfo(p.name, 10, 1000, 8, 800, 3, 1, 0, drops={"DROP_SAME_PORT": 2})
                 for p in self._get(switch).ports]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
-        self._note("trace", switch, in_port, src, dst, vlan)
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
+        self._note("trace", switch, in_port, src, dst, vlan, *(() if payload is None else (payload,)))
+        trace_payload(payload)  # as SwitchManager.trace
         info = self._get(switch)
         if not any(p.name == in_port for p in info.ports):
             raise NotFound(f"switch {switch!r} has no port named {in_port!r}")

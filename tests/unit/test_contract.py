@@ -278,9 +278,17 @@ def set_port(api: SwitchApi) -> None:
     port = api.set_port(SW, "a", PortSettings(admin_up=True, flooding=False))
     assert (port.up, port.admin_up, port.learning, port.flooding) == (True, True, False, False)
     assert api.get_port(SW, "a") == port
+    assert (port.dhcp_guard, port.router_guard) == (False, False), "the guards are off unless set (Hyper-V)"
+    port = api.set_port(SW, "a", PortSettings(dhcp_guard=True))
+    assert (port.dhcp_guard, port.router_guard, port.flooding) == (True, False, False)
+    port = api.set_port(SW, "a", PortSettings(router_guard=True, dhcp_guard=False))
+    assert (port.dhcp_guard, port.router_guard) == (False, True)
+    assert api.get_port(SW, "a") == port
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
-                        ({"mac": "01:00:5e:00:00:01"}, "group address")]:
+                        ({"mac": "01:00:5e:00:00:01"}, "group address"),
+                        ({"dhcp_guard": "yes"}, "dhcp_guard: 'yes' is not true or false"),
+                        ({"router_guard": 1}, "router_guard: 1 is not true or false")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):
@@ -378,6 +386,11 @@ def trace(api: SwitchApi) -> None:
         api.trace(SW, "zz", "02:00:00:00:00:01", "02:00:00:00:00:02")
     with pytest.raises(InvalidRequest):
         api.trace(SW, "a", "bogus", "02:00:00:00:00:02")
+    offer = "0800" + "45000110000100004011" + "00" * 10 + "00430044" + "00" * 4 + "02"
+    assert isinstance(api.trace(SW, "a", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff", payload=offer), TraceInfo)
+    for bad in ("08", "zz00", "080"):
+        with pytest.raises(InvalidRequest, match="payload"):
+            api.trace(SW, "a", "02:00:00:00:00:01", "02:00:00:00:00:02", payload=bad)
 
 
 def watch(api: SwitchApi) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vswitch.core.guards import MAX_EXT_HEADERS
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.datapath.kernel import layout as L
@@ -48,7 +49,9 @@ def _struct_size(name: str) -> int:
     ("VS_EV_HEAD", L.EV_HEAD), ("VS_EV_OUT_WORDS", L.EV_OUT_WORDS), ("VS_EV_RING_BYTES", L.EV_RING_BYTES),
     ("VS_PF_INGRESS", L.PF_INGRESS), ("VS_ST_FDB_EVENTS_LOST", L.ST_FDB_EVENTS_LOST),
     ("VS_FE_LEARNED", L.FE_LEARNED), ("VS_FE_MOVED", L.FE_MOVED), ("VS_FE_RING_BYTES", L.FE_RING_BYTES),
-    ("VS_UPCALL_TPID", L.UPCALL_TPID),
+    ("VS_UPCALL_TPID", L.UPCALL_TPID), ("VS_PF_DHCP_GUARD", L.PF_DHCP_GUARD),
+    ("VS_PF_ROUTER_GUARD", L.PF_ROUTER_GUARD), ("VS_GUARD_EXT_MAX", L.GUARD_EXT_MAX),
+    ("VS_GUARD_EXT_MAX", MAX_EXT_HEADERS),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"

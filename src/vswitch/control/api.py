@@ -88,13 +88,13 @@ class SwitchApi(Protocol):
 
     @command("GET", "/switches/{name}/ports/{port}")
     def get_port(self, switch: str, port: str) -> PortInfo:
-        """One port: its VLAN mode (trunks as ranges), admin state, learning, flooding."""
+        """One port: its VLAN mode (trunks as ranges), admin state, learning, flooding, guards."""
         ...
 
     @command("PATCH", "/switches/{name}/ports/{port}")
     def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
-        """Change a port's VLAN mode, admin state, learning or flooding, live and stored; the other
-        ports forward on meanwhile."""
+        """Change a port's VLAN mode, admin state, learning, flooding, MAC, DHCP guard or router guard,
+        live and stored; the other ports forward on meanwhile."""
         ...
 
     @command("DELETE", "/switches/{name}/ports/{port}")
@@ -130,9 +130,11 @@ class SwitchApi(Protocol):
         ...
 
     @command("GET", "/switches/{name}/trace")
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
         """What the switch would do with such a frame now (its steps, the classified VLAN, the reason, the
-        output ports); sends, learns and counts nothing."""
+        output ports); sends, learns and counts nothing. `payload`: the frame's bytes after the MAC
+        addresses (and the tag), hex — the ethertype and what follows (default IPv4, 46 zero bytes)."""
         ...
 
     @command("GET", "/switches/{name}/watch", pooled=True)

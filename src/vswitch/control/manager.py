@@ -105,10 +105,12 @@ from vswitch.control.model import (
     clip,
     host_vnic_name,
     policy_for,
+    trace_payload,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
+from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
@@ -1007,7 +1009,7 @@ class SwitchManager:
             return self._port_info(sw, port)
 
     def set_port(self, switch: str, port: str, settings: PortSettings) -> PortInfo:
-        """Change a port's VLAN mode, admin state, learning or flooding: stored first, then applied on
+        """Change a port's VLAN mode, admin state, learning, flooding or guards: stored first, then applied on
         the datapath thread between two batches, so the other ports forward on without a gap.
 
         Raises NotFound, InvalidRequest (bad settings; a port of the switch itself), Conflict (a static
@@ -1126,11 +1128,13 @@ class SwitchManager:
                               s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"])
                 for pid, s in self.datapath(switch).port_counters().items()]
 
-    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None) -> TraceInfo:
+    def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
+              payload: str | None = None) -> TraceInfo:
         """What the switch would do now with a frame src → dst (tagged `vlan`, if given) on `in_port`:
         `SwitchCore.process` with a report, on the datapath thread, so nothing is learned or counted.
 
-        Raises InvalidRequest for a bad MAC or a VLAN outside 0-4094, NotFound for an unknown switch or port.
+        Raises InvalidRequest for a bad MAC, a VLAN outside 0-4094 or a payload that is not hex (naming
+        ``payload``), NotFound for an unknown switch or port.
         """
         dp = self.datapath(switch)
         try:
@@ -1139,7 +1143,7 @@ class SwitchManager:
             raise InvalidRequest(str(exc)) from None
         if vlan is not None and not 0 <= vlan <= 4094:
             raise InvalidRequest(f"VLAN must be 0-4094, got {vlan}")
-        frame = dst_b + src_b + b"\x08\x00" + bytes(46)
+        frame = dst_b + src_b + trace_payload(payload)
         if vlan is not None:
             frame = push_vlan(frame, vlan)
 
@@ -1582,7 +1586,8 @@ class SwitchManager:
             target = getattr(att.port, "ifname", "")
         return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
                         policy.admin_up, policy.learning, policy.flooding,
-                        att.spec.mac if att.spec is not None else None)
+                        att.spec.mac if att.spec is not None else None,
+                        bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER))
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

@@ -27,6 +27,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
 from vswitch.core import events as core_events
+from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
 
@@ -483,6 +484,27 @@ SWITCH_FIELDS: dict[str, Check] = {
 }
 
 
+#: `trace --payload`: what follows the MAC addresses (ethertype and on), at most a jumbo frame's worth
+TRACE_PAYLOAD_MAX = 9000
+#: the default payload of a traced frame: IPv4's ethertype and 46 zero bytes (a minimum-size frame)
+TRACE_PAYLOAD_DEFAULT = b"\x08\x00" + bytes(46)
+
+
+def trace_payload(text: str | None) -> bytes:
+    """`trace`'s payload as bytes (None: the default); InvalidRequest naming ``payload`` when it is
+    not 2 to TRACE_PAYLOAD_MAX bytes of hex."""
+    if text is None:
+        return TRACE_PAYLOAD_DEFAULT
+    try:
+        data = bytes.fromhex(text) if isinstance(text, str) else None
+    except ValueError:
+        data = None
+    if data is None or not 2 <= len(data) <= TRACE_PAYLOAD_MAX:
+        raise InvalidRequest([Problem("payload", f"{clip(text)} is not 2-{TRACE_PAYLOAD_MAX} bytes of hex "
+                                                 "(the ethertype and what follows, e.g. 86dd6000...)")])
+    return data
+
+
 def check_unicast_mac(text: object) -> str:
     """`text` as ``aa:bb:cc:dd:ee:ff``; FieldError when it is not a MAC, or a group address (only a
     unicast MAC lives behind one port)."""
@@ -535,6 +557,8 @@ PORT_FIELDS: dict[str, Check] = {
     "learning": check_flag,
     "flooding": check_flag,
     "mac": optional(check_unicast_mac),
+    "dhcp_guard": check_flag,
+    "router_guard": check_flag,
 }
 
 
@@ -612,6 +636,8 @@ class PortSpec(_Spec):
     learning: bool = True
     flooding: bool = True
     mac: str | None = None                        # a tap port's netdev MAC (the VM's); None: the kernel's
+    dhcp_guard: bool = False                      # drop DHCP server messages from it (Hyper-V -DhcpGuard)
+    router_guard: bool = False                    # drop RAs and redirects from it (Hyper-V -RouterGuard)
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -633,7 +659,9 @@ def policy_for(spec: PortSpec) -> PortPolicy:
     """The core's policy of a port: its VLAN mode and flags. The one translation of a spec into the
     rules the core applies (the manager attaches it; a configuration file resolves a static entry's
     VLAN with it)."""
-    flags = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding}
+    flags: dict[str, Any] = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding,
+                             "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
+                             | (GUARD_ROUTER if spec.router_guard else 0)}
     if spec.trunk is not None:
         return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
     return PortPolicy.access(spec.access_vlan, **flags)
@@ -656,6 +684,8 @@ class PortInfo:
     learning: bool = True
     flooding: bool = True
     mac: str | None = None    # the MAC vswitch gives a tap port's netdev (`port set --mac`); None: the kernel's
+    dhcp_guard: bool = False  # DHCP server messages from it are dropped (docs/port-features.md)
+    router_guard: bool = False  # router advertisements and redirects from it are dropped
 
 
 @dataclass
@@ -746,16 +776,21 @@ class PortSettings(_Change):
     learning: bool | None = None
     flooding: bool | None = None
     mac: str | None = None
+    dhcp_guard: bool | None = None
+    router_guard: bool | None = None
 
     what: ClassVar[str] = "port setting"
-    options: ClassVar[str] = "--vlan, --trunk, --admin, --learning, --flooding or --mac"
+    options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard or "
+                              "--router-guard")
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
-                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac")}
+                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
+                                              "dhcp_guard", "router_guard")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
-        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac")
+        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
+                                                                 "dhcp_guard", "router_guard")
                                    if getattr(self, f) is not None}
         if self.vlan is not None:
             changes.update(vlan=self.vlan, trunk=None, native=None)

@@ -1,8 +1,9 @@
-"""Per-port policy: admin state, learning, flooding, and VLAN membership (access or trunk).
+"""Per-port policy: admin state, learning, flooding, VLAN membership (access or trunk), guards.
 
 A port is either *access* (one VLAN, untagged on the wire; a priority tag VID 0 is accepted and
 classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and an optional
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
+`guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class VlanMode(enum.StrEnum):
@@ -21,7 +23,7 @@ class VlanMode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PortPolicy:
-    """What a port admits, learns, floods and how it tags. Immutable: replace to change.
+    """What a port admits, learns, floods, how it tags and what it guards. Immutable: replace to change.
 
     Trusts its VLANs (1-4094, a trunk with at least one): the spec it comes from was checked."""
 
@@ -32,14 +34,15 @@ class PortPolicy:
     access_vlan: int = 1
     allowed_vlans: frozenset[int] = field(default_factory=frozenset)
     native_vlan: int | None = None
+    guards: int = 0
 
     @classmethod
-    def access(cls, vlan: int = 1, **kw: bool) -> PortPolicy:
+    def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.ACCESS, access_vlan=vlan, **kw)
 
     @classmethod
     def trunk(cls, allowed: set[int] | frozenset[int] | list[int], native: int | None = None,
-              **kw: bool) -> PortPolicy:
+              **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.TRUNK, allowed_vlans=frozenset(allowed), native_vlan=native, **kw)
 
     def classify(self, vid: int | None) -> int | None:

@@ -23,6 +23,8 @@ class Reason(enum.Enum):
     DROP_VLAN_INGRESS = "VLAN not admitted on the ingress port"
     DROP_PORT_DOWN = "ingress port is administratively down"
     DROP_EGRESS_DOWN = "the destination's port is down"
+    DROP_DHCP_GUARD = "a DHCP server's message from a port with the DHCP guard on"
+    DROP_ROUTER_GUARD = "a router advertisement or redirect from a port with the router guard on"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

@@ -4,7 +4,9 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
 1. parse: runt or truncated tag → DROP_MALFORMED
 2. ingress: admin down → DROP_PORT_DOWN; reserved 01:80:C2:00:00:0X → DROP_RESERVED_GROUP
    (unless allowed by `group_fwd_mask`, never 00-02); multicast/zero source → DROP_INVALID_SRC;
-   VLAN not admitted → DROP_VLAN_INGRESS
+   VLAN not admitted → DROP_VLAN_INGRESS; with a guard on (core/guards.py), a DHCP server's message
+   → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD (before learning: a
+   dropped frame is never learned)
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
@@ -29,6 +31,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vswitch.core import guards as guard_rules
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
@@ -111,7 +114,7 @@ class SwitchCore:
         self._flood: dict[int, dict[PortId, Decision]] = {}
         self._unicast: dict[int, dict[PortId, Decision]] = {}
         self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
-        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy]] = {}
+        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool]] = {}
 
     # -- configuration ------------------------------------------------------------------------
     def set_group_fwd_mask(self, mask: int) -> None:
@@ -164,9 +167,10 @@ class SwitchCore:
     def _invalidate(self) -> None:
         self._flood.clear()
         self._unicast.clear()
-        # Per-port ingress facts in one tuple: one dict lookup per frame instead of five.
-        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol)
-                         for p, pol in self.policies.items()}
+        # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
+        # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
+        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
+                             pol.guards != 0) for p, pol in self.policies.items()}
 
     # -- the hot path -------------------------------------------------------------------------
     def process(self, in_port: PortId, buf: bytes, offset: int, now: float,
@@ -180,7 +184,7 @@ class SwitchCore:
         """
         if type(buf) is not bytes:
             buf = bytes(buf)
-        c, admin_up, learning, untagged_vlan, pol = self._ingress[in_port]
+        c, admin_up, learning, untagged_vlan, pol, guarded = self._ingress[in_port]
         if report is None:
             fdb: MacTable | DryRunFdb = self.fdb
         else:
@@ -234,6 +238,18 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
+        if guarded:  # the ports with no guard pay this one test
+            l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+            ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
+            why = guard_rules.check(buf, l3, ethertype, pol.guards)
+            if why is not None:
+                c.drop(why)
+                if report is not None:
+                    name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
+                    _report_drop(report, buf, offset, f"{name} on port {in_port} — "
+                                 f"{guard_rules.describe(buf, l3, ethertype)}", why,
+                                 {"vlan": vlan, "guard": name})
+                return self._drop_in_vlan(why, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:

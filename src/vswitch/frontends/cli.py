@@ -468,16 +468,23 @@ _ON_OFF = click.Choice(["on", "off"])
               help="Send it floods (unknown unicast, broadcast, multicast).")
 @click.option("--mac", metavar="MAC", default=None,
               help="A tap port: give its TAP (the VM's NIC) this MAC, now and after every restart.")
+@click.option("--dhcp-guard", "dhcp_guard", type=_ON_OFF, default=None,
+              help="Drop DHCP server messages (OFFER, ACK, NAK; DHCPv6 ADVERTISE, REPLY, RECONFIGURE) from it.")
+@click.option("--router-guard", "router_guard", type=_ON_OFF, default=None,
+              help="Drop router advertisements and redirects (ICMPv6 134, 137; ICMPv4 5) from it.")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
-             mac: str | None, as_json: bool) -> None:
+             mac: str | None, dhcp_guard: str | None, router_guard: str | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
+    def flag(value: str | None) -> bool | None:
+        return None if value is None else value == "on"
+
     fields: dict[str, Any] = {"vlan": vlan, "trunk": trunk, "native": native,
                               "admin_up": None if admin is None else admin == "up",
-                              "learning": None if learning is None else learning == "on",
-                              "flooding": None if flooding is None else flooding == "on", "mac": mac}
+                              "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
+                              "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard)}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -502,7 +509,9 @@ def _on(flag: bool) -> str:
 
 def _port_summary(p: PortInfo) -> str:
     return (f"{p.vlan_mode}, admin {'up' if p.admin_up else 'down'}, learning {_on(p.learning)}, "
-            f"flooding {_on(p.flooding)}" + (f", mac {p.mac}" if p.mac else ""))
+            f"flooding {_on(p.flooding)}" + (f", mac {p.mac}" if p.mac else "")
+            + (f", dhcp guard {_on(p.dhcp_guard)}, router guard {_on(p.router_guard)}"
+               if p.dhcp_guard or p.router_guard else ""))
 
 
 @port.command("show")
@@ -511,7 +520,7 @@ def _port_summary(p: PortInfo) -> str:
 @json_option
 @pass_state
 def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> None:
-    """Show port PORT of SWITCH: VLAN mode (trunks as ranges), admin state, learning, flooding."""
+    """Show port PORT of SWITCH: VLAN mode (trunks as ranges), admin state, learning, flooding, guards."""
     p = state.api.get_port(switch_name, name)
     if as_json:
         _print_json(p)
@@ -521,7 +530,8 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
     table.add_column("value")
     rows = [("kind", p.kind), ("target", p.target), ("role", p.role), ("vlan", p.vlan_mode),
             ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
-            ("flooding", _on(p.flooding)),
+            ("flooding", _on(p.flooding)), ("dhcp guard", _on(p.dhcp_guard)),
+            ("router guard", _on(p.router_guard)),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
@@ -768,12 +778,15 @@ def _print_trace(t: TraceInfo) -> None:
 @click.option("--src", required=True, metavar="MAC", help="Source MAC.")
 @click.option("--dst", required=True, metavar="MAC", help="Destination MAC.")
 @click.option("--vlan", type=int, metavar="N", default=None, help="VLAN tag of the frame.")
+@click.option("--payload", metavar="HEX", default=None,
+              help="The frame after the MAC addresses (and tag): ethertype and what follows, in hex "
+                   "(default: IPv4, 46 zero bytes), e.g. a DHCP offer to see the DHCP guard at work.")
 @json_option
 @pass_state
 def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, vlan: int | None,
-          as_json: bool) -> None:
+          payload: str | None, as_json: bool) -> None:
     """Explain what SWITCH would do with such a frame now (sends nothing)."""
-    result = state.api.trace(switch_name, in_port, src, dst, vlan)
+    result = state.api.trace(switch_name, in_port, src, dst, vlan, payload)
     if as_json:
         _print_json(result)
     else:

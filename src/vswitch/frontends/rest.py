@@ -87,6 +87,7 @@ from vswitch.control.model import (
     NAME_MAX,
     NAME_PATTERN,
     RESERVED_PORT_NAMES,
+    TRACE_PAYLOAD_MAX,
     TRUNK_MAX_VLANS,
     VLAN_MAX,
     VLAN_MIN,
@@ -197,6 +198,9 @@ class PortCreate(BaseModel):
     learning: bool = Field(True, description="Learn the source MACs of the port's frames.")
     flooding: bool = Field(True, description="Receive floods (unknown unicast, broadcast, multicast).")
     mac: _UnicastMac | None = Field(None, description="A tap port: the MAC its TAP (the VM's NIC) is given.")
+    dhcp_guard: bool = Field(False, description="Drop DHCP server messages from this port (Hyper-V -DhcpGuard).")
+    router_guard: bool = Field(False, description="Drop router advertisements and redirects from this port "
+                                                  "(Hyper-V -RouterGuard).")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -309,6 +313,10 @@ _QUERIES: dict[Any, dict[str, Any]] = {
     "dst": {"description": "Destination MAC", "max_length": MAC_TEXT_MAX, "json_schema_extra": {"pattern": _MAC}},
     "vlan": {"ge": VLAN_MIN, "le": VLAN_MAX, "description": "VLAN id"},
     ("trace", "vlan"): {"ge": 0, "le": VLAN_MAX, "description": "VLAN id of the frame (tagged; 0: priority tag)"},
+    ("trace", "payload"): {"description": "The frame after its MAC addresses (and tag), hex: the ethertype and "
+                                          "what follows (default IPv4, 46 zero bytes)",
+                           "max_length": 2 * TRACE_PAYLOAD_MAX,
+                           "json_schema_extra": {"pattern": "^([0-9a-fA-F]{2}){2,}$"}},
     "seconds": {"gt": 0, "le": WATCH_MAX_S, "allow_inf_nan": False,
                 "description": f"How long to record, at most {WATCH_MAX_S:.0f} s"},
     "limit": {"ge": 1, "le": WATCH_MAX_EVENTS, "description": "At most this many events"},

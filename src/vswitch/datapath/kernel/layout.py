@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortPolicy, VlanMode
 from vswitch.core.reasons import Reason
 
@@ -25,6 +26,9 @@ PF_KERNEL = 0x10
 PF_TRUNK = 0x20
 PF_UPCALL = 0x40
 PF_INGRESS = 0x80
+PF_DHCP_GUARD = 0x100
+PF_ROUTER_GUARD = 0x200
+GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
 CFG_TEST = 0x01
@@ -47,6 +51,7 @@ COUNTERS = (
     "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
+    "drop_dhcp_guard", "drop_router_guard",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -75,7 +80,9 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
     frames for it go into the link's ingress (the host vNIC)."""
     flags = ((PF_ADMIN_UP if policy.admin_up else 0) | (PF_OPER_UP if oper_up else 0)
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
-             | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0))
+             | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
+             | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
+             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0))
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans))
     return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()))

@@ -6,7 +6,7 @@
  * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
- * bad source, VLAN admission), learn, decide (flood / known unicast / same port / egress down),
+ * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards), learn, decide (flood / known unicast / same port / egress down),
  * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
  *
@@ -249,8 +249,11 @@ static __always_inline void record(struct __sk_buff *skb, __u32 slot)
 	o->vlan_present = skb->vlan_present;
 	o->vlan_proto = skb->vlan_proto;
 	o->vlan_tci = skb->vlan_tci;
-	if (bpf_skb_load_bytes(skb, 0, o->head, VS_HEAD_BYTES))
-		__builtin_memset(o->head, 0, VS_HEAD_BYTES);
+	__builtin_memset(o->head, 0, VS_HEAD_BYTES);
+	if (skb->len >= VS_HEAD_BYTES)
+		bpf_skb_load_bytes(skb, 0, o->head, VS_HEAD_BYTES);
+	else if (skb->len)          /* a shorter frame: all of it (the mask only tells the verifier) */
+		bpf_skb_load_bytes(skb, 0, o->head, skb->len & (VS_HEAD_BYTES - 1));
 	t->n_out = i + 1;
 }
 
@@ -491,6 +494,122 @@ static __always_inline void fdb_event(__u32 kind, const struct vs_fdb_key *k, __
 	}
 }
 
+/* The guards (vswitch.core.guards: the rules, and why each one). What a packet needs to be dropped: the
+ * guard bits (GUARD_DHCP 1, GUARD_ROUTER 2) of which it is a message, 0 when it is none of theirs. */
+#define G_DHCP   1
+#define G_ROUTER 2
+#define G_ANY    (G_DHCP | G_ROUTER)
+
+static __always_inline int byte_at(struct __sk_buff *skb, __u32 off)
+{
+	__u8 b;
+
+	return bpf_skb_load_bytes(skb, off, &b, 1) ? -1 : b;
+}
+
+static __always_inline __u32 guard_ipv4(struct __sk_buff *skb, __u32 l3, __u32 n)
+{
+	__u8 h[20], p[2];
+	__u32 end, l4;
+
+	if (n < l3 + 20)
+		return n > l3 && (byte_at(skb, l3) >> 4) == 4 ? G_ANY : 0;
+	if (bpf_skb_load_bytes(skb, l3, h, 20) || (h[0] >> 4) != 4)
+		return 0;
+	end = l3 + (((__u32)h[2] << 8) | h[3]);
+	if (end > n)
+		end = n;
+	l4 = l3 + (h[0] & 0x0f) * 4;
+	if ((((__u32)h[6] & 0x1f) << 8) | h[7])
+		return 0;                       /* a non-first fragment: no L4 header */
+	if (h[9] == 17) {
+		if (l4 < l3 + 20 || end < l4 + 2 || bpf_skb_load_bytes(skb, l4, p, 2))
+			return G_DHCP;
+		if (p[0] != 0 || p[1] != 67)
+			return 0;
+		if (end < l4 + 9)
+			return G_DHCP;
+		return byte_at(skb, l4 + 8) == 2 ? G_DHCP : 0;
+	}
+	if (h[9] == 1) {
+		if (l4 < l3 + 20 || end < l4 + 1)
+			return G_ROUTER;
+		return byte_at(skb, l4) == 5 ? G_ROUTER : 0;
+	}
+	return 0;
+}
+
+static __always_inline __u32 guard_ipv6(struct __sk_buff *skb, __u32 l3, __u32 n)
+{
+	__u8 h[8];
+	__u32 end, at, nh, i, t;
+
+	if (n < l3 + 40)
+		return n > l3 && (byte_at(skb, l3) >> 4) == 6 ? G_ANY : 0;
+	if (bpf_skb_load_bytes(skb, l3, h, 8) || (h[0] >> 4) != 6)
+		return 0;
+	end = l3 + 40 + (((__u32)h[4] << 8) | h[5]);
+	if (end > n)
+		end = n;
+	nh = h[6];
+	at = l3 + 40;
+	for (i = 0; i <= VS_GUARD_EXT_MAX; i++) {
+		if (nh == 17) {
+			if (end < at + 2 || bpf_skb_load_bytes(skb, at, h, 2))
+				return G_DHCP;
+			if (h[0] != 0x02 || h[1] != 0x23)   /* 547 */
+				return 0;
+			if (end < at + 9)
+				return G_DHCP;
+			t = byte_at(skb, at + 8);
+			return t == 2 || t == 7 || t == 10 ? G_DHCP : 0;
+		}
+		if (nh == 58) {
+			if (end < at + 1)
+				return G_ROUTER;
+			t = byte_at(skb, at);
+			return t == 134 || t == 137 ? G_ROUTER : 0;
+		}
+		if (nh != 0 && nh != 43 && nh != 44 && nh != 60 && nh != 51)
+			return 0;                   /* another upper layer */
+		if (end < at + 8 || bpf_skb_load_bytes(skb, at, h, 8))
+			return G_ANY;
+		if (nh == 44) {
+			if ((((__u32)h[2] << 8) | h[3]) & 0xfff8)
+				return 0;           /* a non-first fragment */
+			at += 8;
+		} else if (nh == 51) {
+			at += ((__u32)h[1] + 2) * 4;
+		} else {
+			at += ((__u32)h[1] + 1) * 8;
+		}
+		nh = h[0];
+	}
+	return G_ANY;                           /* more extension headers than VS_GUARD_EXT_MAX */
+}
+
+/* The guards' verdict on a frame from a port with a guard on: G_ROUTER (drop_router_guard), G_DHCP
+ * (drop_dhcp_guard) or 0 (it passes). `l3`: where its L3 header starts (after a tag in the bytes).
+ * A global function: verified once. */
+__attribute__((noinline)) int vs_guard(struct __sk_buff *skb, __u32 l3, __u32 ethertype, __u32 port_flags)
+{
+	__u32 need = 0, hit = 0;
+
+	if (!skb)
+		return 0;
+	if (ethertype == 0x0800)
+		need = guard_ipv4(skb, l3, skb->len);
+	else if (ethertype == 0x86dd)
+		need = guard_ipv6(skb, l3, skb->len);
+	if ((need & G_DHCP) && (port_flags & VS_PF_DHCP_GUARD))
+		hit |= G_DHCP;
+	if ((need & G_ROUTER) && (port_flags & VS_PF_ROUTER_GUARD))
+		hit |= G_ROUTER;
+	if (!hit)
+		return 0;
+	return hit & G_ROUTER ? G_ROUTER : G_DHCP;
+}
+
 /* SwitchCore.process's learn stage (MacTable.learn / learn_outcome). 0, or 1 when the frame must go
  * up because a new MAC meets a full table (the core evicts fairly; this map cannot). */
 static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u32 vlan, const __u8 *src,
@@ -626,6 +745,16 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	} else if (vid == 0) {
 		eg.out_tci = (eg.out_tci & 0xf000) | eg.vlan;
 		eg.retag = 1;
+	}
+	if (inp->flags & (VS_PF_DHCP_GUARD | VS_PF_ROUTER_GUARD)) {     /* the ports with none pay this test */
+		__u32 in_bytes = tagged_in && !skb->vlan_present, why;
+
+		why = vs_guard(skb, in_bytes ? 18 : 14,
+			       in_bytes ? ((__u32)hdr[16] << 8) | hdr[17] : ((__u32)hdr[12] << 8) | hdr[13], inp->flags);
+		if (why) {     /* each with its constant: the verifier bounds the counter index */
+			decided(skb, &eg, len, why == G_ROUTER ? VS_C_DROP_ROUTER_GUARD : VS_C_DROP_DHCP_GUARD);
+			return TC_ACT_SHOT;
+		}
 	}
 
 	/* learn */

@@ -23,6 +23,9 @@
 #define VS_PF_UPCALL    0x40    /* every frame from this port goes to Python */
 #define VS_PF_INGRESS   0x80    /* send into the link's ingress (BPF_F_INGRESS): the host vNIC, a TAP
 				 * whose program sits on its egress (what the host sends) */
+#define VS_PF_DHCP_GUARD   0x100 /* drop DHCP server messages from this port (vswitch.core.guards) */
+#define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
+#define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
 	__u32 ifindex;              /* 0 for a port only Python serves */
@@ -106,6 +109,8 @@ enum vs_counter {
 	VS_C_DOWNCALL,              /* frames Python sent down the upcall TAP out of this port */
 	VS_C_TX_FRAMES,             /* frames sent out of this port (redirects, flood copies, downcalls) */
 	VS_C_TX_BYTES,              /* their bytes as on the wire (a metadata tag counted: the core's tx_bytes) */
+	VS_C_DROP_DHCP_GUARD,       /* decisions, appended: Reason.DROP_DHCP_GUARD */
+	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
 	VS_NR_COUNTERS
 };
 

@@ -197,6 +197,6 @@ class SwitchTables:
             if present:  # the wire has the metadata tag after the MAC addresses
                 head = head[:12] + proto.to_bytes(2, "big") + tci.to_bytes(2, "big") + head[12:]
                 length += 4
-            outs.append(TestOutput(slot, head, length))
+            outs.append(TestOutput(slot, head[:length], length))  # a frame under HEAD_BYTES: all of it
         return L.COUNTERS[reason], vlan, outs
 
