@@ -99,7 +99,10 @@ def test_a_tap_whose_namespace_is_gone_comes_back_down_not_as_a_new_tap(lab):
     setup.daemon.wait_ready()
     a = _ports(setup)["a"]
     assert not a.up, a
-    assert "is gone" in a.details.get("down_reason", ""), a.details
+    # the namespace is torn down asynchronously after `ip netns del`: the restart may find it gone, or
+    # still there without the TAP (under load); either way the port says why it is down
+    reason = a.details.get("down_reason", "")
+    assert "is gone" in reason or f"TAP {setup.if_a} is no longer in" in reason, a.details
     assert _link(setup.ns_s, setup.if_a) is None, "the TAP must not be re-created in vswitchd's namespace"
     assert _ports(setup)["b"].up
     assert _link(setup.ns_b, setup.if_b) is not None
