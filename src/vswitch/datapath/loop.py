@@ -154,6 +154,9 @@ class Datapath:
         self.link_watch = link_watch
         #: who gets the core's events (events, how many were dropped); called on the datapath thread
         self.on_events: Callable[[list[CoreEvent], int], None] | None = None
+        #: who stores the MACs ports with spoofing off adopted ((port, MAC) pairs, SwitchCore.take_claims);
+        #: called on the datapath thread at most once a tick
+        self.on_claims: Callable[[list[tuple[Hashable, bytes]]], None] | None = None
         self._error_logged_at = -INTERNAL_ERROR_LOG_EVERY_S
         self._errors_unlogged = 0
 
@@ -691,6 +694,10 @@ class Datapath:
         now = self._clock()
         self._next_tick = now + TICK_S
         self.core.expire(self.now)
+        if self.core.claims:
+            claims = self.core.take_claims()
+            if self.on_claims is not None:
+                self.on_claims(claims)
         for ps in self._ports.values():
             if ps.failed and now >= ps.next_reopen:
                 try:
