@@ -25,7 +25,8 @@ class VlanMode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PortPolicy:
-    """What a port admits, learns, floods, how it tags, what it guards and which sources it may use. Immutable: replace to change.
+    """What a port admits, learns, floods, how it tags, what it guards and which sources it may send.
+    Immutable: replace to change.
 
     Trusts its VLANs (1-4094, a trunk with at least one): the spec it comes from was checked."""
 

@@ -78,8 +78,8 @@ _D_VLAN = _DROPS[Reason.DROP_VLAN_INGRESS]
 
 def policy_change_flushes(old: PortPolicy, new: PortPolicy) -> bool:
     """Whether a port's learned entries go when its policy changes from `old` to `new` (its VLANs
-    changed, it went administratively down, or its MAC spoofing was turned off): the rule of `SwitchCore.set_policy`, for every
-    holder of the MAC table."""
+    changed, it went administratively down, or its MAC spoofing was turned off): the rule of
+    `SwitchCore.set_policy`, for every holder of the MAC table."""
     return (old.member_vlans() != new.member_vlans() or not new.admin_up
             or (old.mac_spoofing and not new.mac_spoofing))  # what it learned from other sources goes
 
