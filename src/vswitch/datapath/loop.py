@@ -37,6 +37,7 @@ Invariants:
   reason — "link", "failed: <error>", "reopened" from here) are handed to `on_events` on this thread
   once per wake-up that produced some (and before a `call` returns, so a command's effects are told
   before the command), never per frame, and once more when the loop stops.
+- The MACs ports with spoofing off adopted (`SwitchCore.take_claims`) go to `on_claims` on the tick.
 - Other descriptors may join the epoll set with a handler (`_fd_handlers`: the kernel fast path's
   decision events, datapath/kernel/events.py); the handler runs on this thread when one is readable.
 Must not touch: switch types, persistence, netlink.
