@@ -35,11 +35,11 @@ def _forged(src: str) -> str:
     return ("ff" * 6 + src.replace(":", "") + "88b5").ljust(120, "0")
 
 
-def _port_of(lab: Lab, mac: str) -> list[str]:
-    return [e.port for e in lab.m.fdb_show(lab.sw) if e.mac == mac]
+def _port_of(on: Lab, mac: str) -> list[str]:
+    return [e.port for e in on.m.fdb_show(on.sw) if e.mac == mac]
 
 
-def test_spoofing_off_a_vm_cannot_steal_another_ports_mac_and_with_it_on_it_can(lab: Lab) -> None:
+def test_spoofing_off_a_vm_cannot_steal_another_ports_mac_and_with_it_on_it_can(lab: Lab) -> None:  # noqa: F811
     attacker_ns, attacker_nic = lab.vm("vm", "10.95.0.66/24", ATTACKER)
     victim_ns, _ = lab.vm("victim", "10.95.0.2/24", VICTIM)
     peer_ns, _ = lab.vm("peer", "10.95.0.1/24", PEER)
