@@ -117,7 +117,7 @@ class SwitchCore:
         self._flood: dict[int, dict[PortId, Decision]] = {}
         self._unicast: dict[int, dict[PortId, Decision]] = {}
         self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
-        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool, bool]] = {}
+        self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool]] = {}
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
@@ -180,7 +180,7 @@ class SwitchCore:
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0, not pol.mac_spoofing or pol.mac_limit > 0)
+                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0)
                          for p, pol in self.policies.items()}
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
@@ -202,7 +202,7 @@ class SwitchCore:
         """
         if type(buf) is not bytes:
             buf = bytes(buf)
-        c, admin_up, learning, untagged_vlan, pol, guarded, sourced = self._ingress[in_port]
+        c, admin_up, learning, untagged_vlan, pol, screened = self._ingress[in_port]
         if report is None:
             fdb: MacTable | DryRunFdb = self.fdb
         else:
@@ -256,26 +256,27 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if guarded:  # the ports with no guard pay this one test
-            l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
-            ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
-            why = guard_rules.check(buf, l3, ethertype, pol.guards)
-            if why is not None:
-                c.drop(why)
-                if report is not None:
-                    name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
-                    _report_drop(report, buf, offset, f"{name} on port {in_port} — "
-                                 f"{guard_rules.describe(buf, l3, ethertype)}", why,
-                                 {"vlan": vlan, "guard": name})
-                return self._drop_in_vlan(why, vlan)
-        if sourced:  # spoofing off or a MAC limit; the ports with neither pay this one test
-            why = self._source_check(in_port, pol, src, vlan, report)
-            if why is not None:
-                c.drop(why)
-                if report is not None:
-                    _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
-                                 {"vlan": vlan})
-                return self._drop_in_vlan(why, vlan)
+        if screened:  # a guard, spoofing off or a MAC limit; the ports with none pay this one test
+            if pol.guards:
+                l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+                ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
+                why = guard_rules.check(buf, l3, ethertype, pol.guards)
+                if why is not None:
+                    c.drop(why)
+                    if report is not None:
+                        name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
+                        _report_drop(report, buf, offset, f"{name} on port {in_port} — "
+                                     f"{guard_rules.describe(buf, l3, ethertype)}", why,
+                                     {"vlan": vlan, "guard": name})
+                    return self._drop_in_vlan(why, vlan)
+            if not pol.mac_spoofing or pol.mac_limit:
+                why = self._source_check(in_port, pol, src, vlan, report)
+                if why is not None:
+                    c.drop(why)
+                    if report is not None:
+                        _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
+                                     {"vlan": vlan})
+                    return self._drop_in_vlan(why, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:
