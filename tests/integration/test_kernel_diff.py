@@ -12,6 +12,8 @@ VLANs not admitted and truncated tags. Three more ports have guards on (DHCP, ro
 third of the frames carry an IPv4/IPv6 packet from tests/guard_frames.py: DHCP server messages,
 RAs and redirects (behind extension headers, tagged, fragmented, cut short) and their near misses
 (a DHCPDISCOVER, a relay's BOOTREQUEST, a Router Solicitation, an ICMPv6 echo, later fragments).
+Two ports have MAC spoofing off with their MAC known (an access and a trunk port): the sources from
+the pool are theirs a tenth of the time, forged the rest (DROP_SPOOFED_MAC, never learned).
 BPF_PROG_TEST_RUN keeps a tag in the bytes; test_kernel_veth.py covers the metadata tag of a real receive.
 """
 
@@ -26,6 +28,7 @@ from kernel_fastpath import core_table, program_table, require_fastpath
 from guard_frames import random_l3
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortPolicy
+from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, SwitchCore, egress_frame
 from vswitch.datapath.kernel import layout
 from vswitch.datapath.kernel.program import SwitchProgram
@@ -49,6 +52,8 @@ POLICIES = {
     "a10-dhcpguard": PortPolicy.access(10, guards=GUARD_DHCP),
     "t-routerguard": PortPolicy.trunk({10, 20}, native=20, guards=GUARD_ROUTER),
     "a20-guards": PortPolicy.access(20, guards=GUARD_DHCP | GUARD_ROUTER),
+    "a10-nospoof": PortPolicy.access(10, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 2))),
+    "t-nospoof": PortPolicy.trunk({10, 20, 30}, native=20, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 3))),
 }
 OPER_FLAPPING = "t-nonative"
 
@@ -175,7 +180,8 @@ def test_program_decides_like_the_core() -> None:
         assert program_table(prog) == core_table(core)
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count
         # the run covered every decision the core can make here, and nothing went up
-        decided = {r.label for r in layout.COUNTER_REASON.values()}
+        # a port with a MAC limit is served through the upcall path: the program never decides that
+        decided = {r.label for r in layout.COUNTER_REASON.values() if r is not Reason.DROP_MAC_LIMIT}
         assert decided <= set(tally), f"never decided: {sorted(decided - set(tally))}"
         assert all(prog.counters(p)["upcall"] == 0 for p in POLICIES)
         assert sum(c["moved"] for c in map(prog.counters, POLICIES)) > 0
@@ -222,6 +228,12 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         r = prog.run("watched", POOL[5] + POOL[6] + b"\x08\x00" + bytes(46))
         assert (r.verdict, r.reason) == (TC_ACT_UNSPEC, "upcall_port")
         assert {k: v for k, v in prog.counters("watched").items() if v} == {"upcall": 1, "upcall_port": 1}
+        # the source rules Python keeps: spoofing off with no MAC yet (the core adopts the first
+        # source), and a MAC limit (the program keeps no count per port)
+        prog.add_port("adopts", PortPolicy.access(10, mac_spoofing=False), ifindex=1004)
+        prog.add_port("limited", PortPolicy.access(10, mac_limit=2), ifindex=1005)
+        for name in ("adopts", "limited"):
+            assert prog.run(name, POOL[5] + POOL[7] + b"\x08\x00" + bytes(46)).reason == "upcall_port", name
 
 
 def test_a_flood_reaches_every_slot() -> None:

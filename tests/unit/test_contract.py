@@ -284,11 +284,19 @@ def set_port(api: SwitchApi) -> None:
     port = api.set_port(SW, "a", PortSettings(router_guard=True, dhcp_guard=False))
     assert (port.dhcp_guard, port.router_guard) == (False, True)
     assert api.get_port(SW, "a") == port
+    assert (port.mac_spoofing, port.mac_limit, port.port_mac) == (True, 0, None), "vswitch's default: on"
+    port = api.set_port(SW, "a", PortSettings(mac_spoofing=False, mac_limit=3))
+    assert (port.mac_spoofing, port.mac_limit, port.port_mac, port.router_guard) == (False, 3, None, True)
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(mac_spoofing=True, mac_limit=0))
+    assert (port.mac_spoofing, port.mac_limit) == (True, 0)
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
                         ({"dhcp_guard": "yes"}, "dhcp_guard: 'yes' is not true or false"),
-                        ({"router_guard": 1}, "router_guard: 1 is not true or false")]:
+                        ({"router_guard": 1}, "router_guard: 1 is not true or false"),
+                        ({"mac_spoofing": "off"}, "mac_spoofing: 'off' is not true or false"),
+                        ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):

@@ -51,7 +51,7 @@ def _struct_size(name: str) -> int:
     ("VS_FE_LEARNED", L.FE_LEARNED), ("VS_FE_MOVED", L.FE_MOVED), ("VS_FE_RING_BYTES", L.FE_RING_BYTES),
     ("VS_UPCALL_TPID", L.UPCALL_TPID), ("VS_PF_DHCP_GUARD", L.PF_DHCP_GUARD),
     ("VS_PF_ROUTER_GUARD", L.PF_ROUTER_GUARD), ("VS_GUARD_EXT_MAX", L.GUARD_EXT_MAX),
-    ("VS_GUARD_EXT_MAX", MAX_EXT_HEADERS),
+    ("VS_GUARD_EXT_MAX", MAX_EXT_HEADERS), ("VS_PF_MAC_LOCK", L.PF_MAC_LOCK),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"
@@ -84,7 +84,24 @@ def test_every_decision_reason_has_a_counter() -> None:
 def test_pack_port_trunk_bitmap() -> None:
     packed = L.pack_port(PortPolicy.trunk({10, 20, 4094}, native=5, flooding=False), ifindex=7, oper_up=True,
                          kernel=True)
-    ifindex, flags, access, native, _pad, *words = L.PORT.unpack(packed)
+    ifindex, flags, access, native, _pad, *words, _mac, _pad2 = L.PORT.unpack(packed)
     assert (ifindex, access, native) == (7, 0, 5)
     assert flags == L.PF_ADMIN_UP | L.PF_OPER_UP | L.PF_LEARN | L.PF_KERNEL | L.PF_TRUNK
     assert {w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1} == {10, 20, 4094}
+
+
+def test_pack_port_source_rules() -> None:
+    """Spoofing off with its MAC known: locked to it in the slot; with none yet, or with a MAC limit
+    (no per-port count in the program): every frame goes up to Python."""
+    mac = bytes.fromhex("525400000001")
+    flags_of = {}
+    for name, pol in (("locked", PortPolicy.access(mac_spoofing=False, mac=mac)),
+                      ("no mac yet", PortPolicy.access(mac_spoofing=False)),
+                      ("limited", PortPolicy.access(mac_limit=4)), ("free", PortPolicy.access())):
+        *_, slot_mac, _pad2 = L.PORT.unpack(L.pack_port(pol, ifindex=7, oper_up=True, kernel=True))
+        flags_of[name] = (L.PORT.unpack(L.pack_port(pol, ifindex=7, oper_up=True, kernel=True))[1], slot_mac)
+    assert flags_of["locked"][0] & L.PF_MAC_LOCK and flags_of["locked"][1] == mac
+    assert not flags_of["locked"][0] & L.PF_UPCALL
+    for name in ("no mac yet", "limited"):
+        assert flags_of[name][0] & L.PF_UPCALL and not flags_of[name][0] & L.PF_MAC_LOCK, name
+    assert not flags_of["free"][0] & (L.PF_UPCALL | L.PF_MAC_LOCK) and flags_of["free"][1] == bytes(6)

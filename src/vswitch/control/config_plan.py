@@ -106,6 +106,8 @@ def _vlan_mode(p: PortSpec) -> str:
 def _port_words(p: PortSpec) -> str:
     flags = [f"{k} {_on(getattr(p, k))}" for k in ("learning", "flooding") if not getattr(p, k)]
     flags += [f"{k.replace('_', ' ')} on" for k in ("dhcp_guard", "router_guard") if getattr(p, k)]
+    flags += ["mac spoofing off"] if not p.mac_spoofing else []
+    flags += [f"mac limit {p.mac_limit}"] if p.mac_limit else []
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 

@@ -58,7 +58,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -320,6 +320,7 @@ class SwitchManager:
         dp = self._new_datapath(spec, core)
         sw = _Switch(spec, core, dp)
         dp.on_events = self.event_log.sink(lambda: sw.spec.name)
+        dp.on_claims = lambda claims: self._store_claims(sw, claims)
         sw.deleting = True  # until built, any unwinding removes everything it made
         with ExitStack() as undo:
             dp.start()
@@ -1033,6 +1034,24 @@ class SwitchManager:
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
 
+    def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
+        """On the datapath thread: the MACs ports with spoofing off adopted (their first source),
+        stored so a restart keeps them. Takes no manager lock (a `port set` holds it while it calls
+        the datapath thread); a store failure is logged, the port keeps its MAC until then."""
+        for pid, mac in claims:
+            att = sw.ports.get(str(pid))
+            if att is None or att.spec is None or att.spec.mac_spoofing:
+                continue
+            spec = att.spec.updated({"port_mac": format_mac(mac)})
+            try:
+                if self.store is not None:
+                    self.store.save_port(sw.spec.name, spec)
+            except StoreError as exc:
+                log.warning("switch %s: port %s's MAC %s is not stored: %s", sw.spec.name, pid,
+                            format_mac(mac), exc)
+                continue
+            att.spec = spec
+
     def _set_tap_mac(self, sw: _Switch, att: _Attached, spec: PortSpec) -> None:
         """Give a tap port's netdev `spec.mac` and store `spec`: the MAC first (a MAC the kernel refuses
         changes nothing), given back when the store fails. Raises InvalidRequest, StoreError."""
@@ -1587,7 +1606,9 @@ class SwitchManager:
         return PortInfo(name, kind, target, policy.describe(), bool(state["up"]), att.role, details,
                         policy.admin_up, policy.learning, policy.flooding,
                         att.spec.mac if att.spec is not None else None,
-                        bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER))
+                        bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
+                        policy.mac_spoofing, policy.mac_limit,
+                        format_mac(policy.mac) if policy.mac is not None else None)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

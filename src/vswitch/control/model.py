@@ -559,6 +559,9 @@ PORT_FIELDS: dict[str, Check] = {
     "mac": optional(check_unicast_mac),
     "dhcp_guard": check_flag,
     "router_guard": check_flag,
+    "mac_spoofing": check_flag,
+    "mac_limit": _int_in(0, CAPACITY_MAX, "a MAC limit in MACs, 0 for none"),
+    "port_mac": optional(check_unicast_mac),
 }
 
 
@@ -638,6 +641,9 @@ class PortSpec(_Spec):
     mac: str | None = None                        # a tap port's netdev MAC (the VM's); None: the kernel's
     dhcp_guard: bool = False                      # drop DHCP server messages from it (Hyper-V -DhcpGuard)
     router_guard: bool = False                    # drop RAs and redirects from it (Hyper-V -RouterGuard)
+    mac_spoofing: bool = True                     # any source (Hyper-V -MacAddressSpoofing; docs/port-features.md)
+    mac_limit: int = 0                            # the most MACs it may own in the table; 0: no cap
+    port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -661,7 +667,11 @@ def policy_for(spec: PortSpec) -> PortPolicy:
     VLAN with it)."""
     flags: dict[str, Any] = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding,
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
-                             | (GUARD_ROUTER if spec.router_guard else 0)}
+                             | (GUARD_ROUTER if spec.router_guard else 0),
+                             "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit}
+    own = spec.mac or spec.port_mac
+    if not spec.mac_spoofing and own is not None:
+        flags["mac"] = parse_mac(own)
     if spec.trunk is not None:
         return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
     return PortPolicy.access(spec.access_vlan, **flags)
@@ -686,6 +696,9 @@ class PortInfo:
     mac: str | None = None    # the MAC vswitch gives a tap port's netdev (`port set --mac`); None: the kernel's
     dhcp_guard: bool = False  # DHCP server messages from it are dropped (docs/port-features.md)
     router_guard: bool = False  # router advertisements and redirects from it are dropped
+    mac_spoofing: bool = True   # it may send any source; off: only `port_mac`
+    mac_limit: int = 0          # the most MACs it may own in the table; 0: no cap
+    port_mac: str | None = None  # spoofing off: its one MAC (its `mac` or its first source); None: none yet
 
 
 @dataclass
@@ -778,20 +791,25 @@ class PortSettings(_Change):
     mac: str | None = None
     dhcp_guard: bool | None = None
     router_guard: bool | None = None
+    mac_spoofing: bool | None = None
+    mac_limit: int | None = None
 
     what: ClassVar[str] = "port setting"
-    options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard or "
-                              "--router-guard")
+    options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
+                              "--router-guard, --mac-spoofing or --mac-limit")
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
                                              ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
-                                              "dhcp_guard", "router_guard")}
+                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
-                                                                 "dhcp_guard", "router_guard")
+                                                                 "dhcp_guard", "router_guard", "mac_spoofing",
+                                                                 "mac_limit")
                                    if getattr(self, f) is not None}
+        if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
+            changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given
         if self.vlan is not None:
             changes.update(vlan=self.vlan, trunk=None, native=None)
         elif self.trunk is not None:

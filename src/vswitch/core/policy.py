@@ -4,6 +4,8 @@ A port is either *access* (one VLAN, untagged on the wire; a priority tag VID 0 
 classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and an optional
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
+`mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
+`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap). docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -23,7 +25,8 @@ class VlanMode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PortPolicy:
-    """What a port admits, learns, floods, how it tags and what it guards. Immutable: replace to change.
+    """What a port admits, learns, floods, how it tags, what it guards and which sources it may send.
+    Immutable: replace to change.
 
     Trusts its VLANs (1-4094, a trunk with at least one): the spec it comes from was checked."""
 
@@ -35,6 +38,9 @@ class PortPolicy:
     allowed_vlans: frozenset[int] = field(default_factory=frozenset)
     native_vlan: int | None = None
     guards: int = 0
+    mac_spoofing: bool = True
+    mac: bytes | None = None
+    mac_limit: int = 0
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

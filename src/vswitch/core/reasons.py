@@ -25,6 +25,8 @@ class Reason(enum.Enum):
     DROP_EGRESS_DOWN = "the destination's port is down"
     DROP_DHCP_GUARD = "a DHCP server's message from a port with the DHCP guard on"
     DROP_ROUTER_GUARD = "a router advertisement or redirect from a port with the router guard on"
+    DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
+    DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

@@ -5,8 +5,10 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
 2. ingress: admin down → DROP_PORT_DOWN; reserved 01:80:C2:00:00:0X → DROP_RESERVED_GROUP
    (unless allowed by `group_fwd_mask`, never 00-02); multicast/zero source → DROP_INVALID_SRC;
    VLAN not admitted → DROP_VLAN_INGRESS; with a guard on (core/guards.py), a DHCP server's message
-   → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD (before learning: a
-   dropped frame is never learned)
+   → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD; with MAC spoofing off,
+   a source other than the port's MAC → DROP_SPOOFED_MAC (a port with no MAC yet adopts its first
+   source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
+   (all before learning: a dropped frame is never learned)
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
@@ -28,7 +30,7 @@ static refusals and of ports going up or down (admin state here, link state from
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
@@ -76,9 +78,10 @@ _D_VLAN = _DROPS[Reason.DROP_VLAN_INGRESS]
 
 def policy_change_flushes(old: PortPolicy, new: PortPolicy) -> bool:
     """Whether a port's learned entries go when its policy changes from `old` to `new` (its VLANs
-    changed, or it went administratively down): the rule of `SwitchCore.set_policy`, for every
-    holder of the MAC table."""
-    return old.member_vlans() != new.member_vlans() or not new.admin_up
+    changed, it went administratively down, or its MAC spoofing was turned off): the rule of
+    `SwitchCore.set_policy`, for every holder of the MAC table."""
+    return (old.member_vlans() != new.member_vlans() or not new.admin_up
+            or (old.mac_spoofing and not new.mac_spoofing))  # what it learned from other sources goes
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class SwitchCore:
         self._unicast: dict[int, dict[PortId, Decision]] = {}
         self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
         self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool]] = {}
+        #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
+        #: the datapath drains it (`take_claims`) to tell its program and the control plane
+        self.claims: list[PortId] = []
 
     # -- configuration ------------------------------------------------------------------------
     def set_group_fwd_mask(self, mask: int) -> None:
@@ -142,7 +148,11 @@ class SwitchCore:
         self._invalidate()
 
     def set_policy(self, port: PortId, policy: PortPolicy) -> None:
+        """Replace a port's policy. A port that keeps spoofing off and is given no MAC keeps the one
+        it adopted. Raises KeyError for an unknown port."""
         old = self.policies[port]
+        if not policy.mac_spoofing and policy.mac is None and not old.mac_spoofing:
+            policy = replace(policy, mac=old.mac)
         self.policies[port] = policy
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
@@ -170,7 +180,15 @@ class SwitchCore:
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0) for p, pol in self.policies.items()}
+                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0)
+                         for p, pol in self.policies.items()}
+
+    def take_claims(self) -> list[tuple[PortId, bytes]]:
+        """The MACs ports adopted since the last call (port, MAC), still their MAC; empties `claims`."""
+        out = [(p, mac) for p in dict.fromkeys(self.claims)
+               if p in self.policies and (mac := self.policies[p].mac) is not None]
+        self.claims.clear()
+        return out
 
     # -- the hot path -------------------------------------------------------------------------
     def process(self, in_port: PortId, buf: bytes, offset: int, now: float,
@@ -184,7 +202,7 @@ class SwitchCore:
         """
         if type(buf) is not bytes:
             buf = bytes(buf)
-        c, admin_up, learning, untagged_vlan, pol, guarded = self._ingress[in_port]
+        c, admin_up, learning, untagged_vlan, pol, screened = self._ingress[in_port]
         if report is None:
             fdb: MacTable | DryRunFdb = self.fdb
         else:
@@ -238,18 +256,27 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if guarded:  # the ports with no guard pay this one test
-            l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
-            ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
-            why = guard_rules.check(buf, l3, ethertype, pol.guards)
-            if why is not None:
-                c.drop(why)
-                if report is not None:
-                    name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
-                    _report_drop(report, buf, offset, f"{name} on port {in_port} — "
-                                 f"{guard_rules.describe(buf, l3, ethertype)}", why,
-                                 {"vlan": vlan, "guard": name})
-                return self._drop_in_vlan(why, vlan)
+        if screened:  # a guard, spoofing off or a MAC limit; the ports with none pay this one test
+            if pol.guards:
+                l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+                ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
+                why = guard_rules.check(buf, l3, ethertype, pol.guards)
+                if why is not None:
+                    c.drop(why)
+                    if report is not None:
+                        name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
+                        _report_drop(report, buf, offset, f"{name} on port {in_port} — "
+                                     f"{guard_rules.describe(buf, l3, ethertype)}", why,
+                                     {"vlan": vlan, "guard": name})
+                    return self._drop_in_vlan(why, vlan)
+            if not pol.mac_spoofing or pol.mac_limit:
+                why = self._source_check(in_port, pol, src, vlan, report)
+                if why is not None:
+                    c.drop(why)
+                    if report is not None:
+                        _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
+                                     {"vlan": vlan})
+                    return self._drop_in_vlan(why, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:
@@ -295,6 +322,36 @@ class SwitchCore:
         if report is not None:
             self._report_decision(report, d, in_port, dst, vlan, e, fdb)
         return d
+
+    # -- the source rules (MAC spoofing, MAC limit) ---------------------------------------------
+    def _source_check(self, in_port: PortId, pol: PortPolicy, src: bytes, vlan: int,
+                      report: list[TraceStep] | None) -> Reason | None:
+        """Which source rule drops a frame from `src` on `in_port`, or None. A port with spoofing off
+        and no MAC yet adopts `src` (not while explaining): the policy gains it and `claims` the port.
+        The limit counts the port's dynamic entries in the real table (an explanation reads it too):
+        a source it already owns in `vlan` passes, a new one passes while it owns fewer."""
+        if not pol.mac_spoofing:
+            if pol.mac is None:
+                if report is None:
+                    self.policies[in_port] = pol = replace(pol, mac=bytes(src))
+                    self.claims.append(in_port)
+                    self._invalidate()
+            elif src != pol.mac:
+                return Reason.DROP_SPOOFED_MAC
+        if pol.mac_limit:
+            table = self.fdb.by_vlan.get(vlan)
+            e = table.get(src) if table is not None else None
+            if (e is None or e.port != in_port) and self.fdb.port_count(in_port) >= pol.mac_limit:
+                return Reason.DROP_MAC_LIMIT
+        return None
+
+    def _source_text(self, in_port: PortId, pol: PortPolicy, src: bytes, why: Reason) -> str:
+        if why is Reason.DROP_SPOOFED_MAC:
+            assert pol.mac is not None
+            return (f"MAC spoofing off on port {in_port} — source {format_mac(src)} is not its MAC "
+                    f"{format_mac(pol.mac)}")
+        return (f"MAC limit on port {in_port} — it owns {self.fdb.port_count(in_port)} MACs "
+                f"(limit {pol.mac_limit}) and {format_mac(src)} is not one of them")
 
     # -- decision builders (cached) -----------------------------------------------------------
     def _edit_for(self, port: PortId, vlan: int, tagstate: int) -> int:

@@ -477,7 +477,7 @@ class KernelDatapath(Datapath):
                 return Datapath.set_policy(self, pid, policy)
             old = self.core.policies[pid]
             self.core.set_policy(pid, policy)
-            self.program.set_policy(pid, policy)
+            self.program.set_policy(pid, self.core.policies[pid])  # with a MAC the port adopted
             if policy_change_flushes(old, policy):
                 self.program.tables.flush(slot=self.program.slot(pid))
         self.call(do)
@@ -840,7 +840,11 @@ class KernelDatapath(Datapath):
 
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
+        claimed = self.core.claims[:] if self.program is not None else []
         super()._tick()
+        for pid in dict.fromkeys(claimed):  # adopted MACs: their slots leave the upcall path, locked
+            if self.program is not None and pid in self.core.policies:
+                self.program.set_policy(pid, self.core.policies[pid])
         if self.program is None or self._clock() < self._next_expire:
             return
         self._next_expire = self._clock() + EXPIRE_EVERY_S

@@ -37,6 +37,7 @@ Invariants:
   reason — "link", "failed: <error>", "reopened" from here) are handed to `on_events` on this thread
   once per wake-up that produced some (and before a `call` returns, so a command's effects are told
   before the command), never per frame, and once more when the loop stops.
+- The MACs ports with spoofing off adopted (`SwitchCore.take_claims`) go to `on_claims` on the tick.
 - Other descriptors may join the epoll set with a handler (`_fd_handlers`: the kernel fast path's
   decision events, datapath/kernel/events.py); the handler runs on this thread when one is readable.
 Must not touch: switch types, persistence, netlink.
@@ -154,6 +155,9 @@ class Datapath:
         self.link_watch = link_watch
         #: who gets the core's events (events, how many were dropped); called on the datapath thread
         self.on_events: Callable[[list[CoreEvent], int], None] | None = None
+        #: who stores the MACs ports with spoofing off adopted ((port, MAC) pairs, SwitchCore.take_claims);
+        #: called on the datapath thread at most once a tick
+        self.on_claims: Callable[[list[tuple[Hashable, bytes]]], None] | None = None
         self._error_logged_at = -INTERNAL_ERROR_LOG_EVERY_S
         self._errors_unlogged = 0
 
@@ -691,6 +695,10 @@ class Datapath:
         now = self._clock()
         self._next_tick = now + TICK_S
         self.core.expire(self.now)
+        if self.core.claims:
+            claims = self.core.take_claims()
+            if self.on_claims is not None:
+                self.on_claims(claims)
         for ps in self._ports.values():
             if ps.failed and now >= ps.next_reopen:
                 try:

@@ -472,11 +472,16 @@ _ON_OFF = click.Choice(["on", "off"])
               help="Drop DHCP server messages (OFFER, ACK, NAK; DHCPv6 ADVERTISE, REPLY, RECONFIGURE) from it.")
 @click.option("--router-guard", "router_guard", type=_ON_OFF, default=None,
               help="Drop router advertisements and redirects (ICMPv6 134, 137; ICMPv4 5) from it.")
+@click.option("--mac-spoofing", "mac_spoofing", type=_ON_OFF, default=None,
+              help="off: only the port's MAC (--mac, or the first source it sends) may be its source.")
+@click.option("--mac-limit", "mac_limit", type=int, default=None, metavar="N",
+              help="The most MACs it may own in the MAC table (0: no cap).")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
-             mac: str | None, dhcp_guard: str | None, router_guard: str | None, as_json: bool) -> None:
+             mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
+             mac_limit: int | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -484,7 +489,8 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
     fields: dict[str, Any] = {"vlan": vlan, "trunk": trunk, "native": native,
                               "admin_up": None if admin is None else admin == "up",
                               "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
-                              "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard)}
+                              "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard),
+                              "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -511,7 +517,9 @@ def _port_summary(p: PortInfo) -> str:
     return (f"{p.vlan_mode}, admin {'up' if p.admin_up else 'down'}, learning {_on(p.learning)}, "
             f"flooding {_on(p.flooding)}" + (f", mac {p.mac}" if p.mac else "")
             + (f", dhcp guard {_on(p.dhcp_guard)}, router guard {_on(p.router_guard)}"
-               if p.dhcp_guard or p.router_guard else ""))
+               if p.dhcp_guard or p.router_guard else "")
+            + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
+            + (f", mac limit {p.mac_limit}" if p.mac_limit else ""))
 
 
 @port.command("show")
@@ -531,7 +539,9 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
     rows = [("kind", p.kind), ("target", p.target), ("role", p.role), ("vlan", p.vlan_mode),
             ("admin", "up" if p.admin_up else "down"), ("learning", _on(p.learning)),
             ("flooding", _on(p.flooding)), ("dhcp guard", _on(p.dhcp_guard)),
-            ("router guard", _on(p.router_guard)),
+            ("router guard", _on(p.router_guard)), ("mac spoofing", _on(p.mac_spoofing)),
+            *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
+            ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]

@@ -201,6 +201,12 @@ class PortCreate(BaseModel):
     dhcp_guard: bool = Field(False, description="Drop DHCP server messages from this port (Hyper-V -DhcpGuard).")
     router_guard: bool = Field(False, description="Drop router advertisements and redirects from this port "
                                                   "(Hyper-V -RouterGuard).")
+    mac_spoofing: bool = Field(True, description="Any source MAC (Hyper-V -MacAddressSpoofing); false: only "
+                                                 "the port's MAC (its mac, or the first source it sends).")
+    mac_limit: int = Field(0, ge=0, le=CAPACITY_MAX, description="The most MACs the port may own in the MAC "
+                                                                 "table; 0: no cap.")
+    port_mac: _UnicastMac | None = Field(None, description="Spoofing off: the MAC the port adopted (stored; "
+                                                           "vswitch sets it from the first source).")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:

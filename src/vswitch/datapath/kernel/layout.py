@@ -28,6 +28,7 @@ PF_UPCALL = 0x40
 PF_INGRESS = 0x80
 PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
+PF_MAC_LOCK = 0x400
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -36,7 +37,7 @@ CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
-PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q")           # struct vs_port
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
@@ -51,7 +52,7 @@ COUNTERS = (
     "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
-    "drop_dhcp_guard", "drop_router_guard",
+    "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -77,15 +78,21 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
               ingress: bool = False) -> bytes:
     """`struct vs_port` for a port with `policy`: `kernel` when the program can send to `ifindex`
     (a link in its namespace), `upcall` when every frame from it must go to Python, `ingress` when
-    frames for it go into the link's ingress (the host vNIC)."""
+    frames for it go into the link's ingress (the host vNIC). The source rules: a port with MAC
+    spoofing off and its MAC known is locked to it in the program; one with no MAC yet (the core
+    adopts its first source) or with a MAC limit (the program keeps no per-port count) goes up."""
+    locked = not policy.mac_spoofing and policy.mac is not None
+    upcall = upcall or (not policy.mac_spoofing and policy.mac is None) or policy.mac_limit > 0
     flags = ((PF_ADMIN_UP if policy.admin_up else 0) | (PF_OPER_UP if oper_up else 0)
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
-             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0))
+             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0))
+    mac = policy.mac if locked and policy.mac is not None else bytes(6)
     if policy.mode == VlanMode.TRUNK:
-        return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans))
-    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()))
+        return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
+                         mac, 0)
+    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0)
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,

@@ -6,7 +6,7 @@
  * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
- * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards), learn, decide (flood / known unicast / same port / egress down),
+ * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down),
  * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
  *
@@ -755,6 +755,12 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 			decided(skb, &eg, len, why == G_ROUTER ? VS_C_DROP_ROUTER_GUARD : VS_C_DROP_DHCP_GUARD);
 			return TC_ACT_SHOT;
 		}
+	}
+	if ((inp->flags & VS_PF_MAC_LOCK) &&    /* MAC spoofing off (SwitchCore._source_check); others pay the test */
+	    (src[0] != inp->mac[0] || src[1] != inp->mac[1] || src[2] != inp->mac[2] || src[3] != inp->mac[3] ||
+	     src[4] != inp->mac[4] || src[5] != inp->mac[5])) {
+		decided(skb, &eg, len, VS_C_DROP_SPOOFED_MAC);
+		return TC_ACT_SHOT;
 	}
 
 	/* learn */

@@ -25,6 +25,8 @@
 				 * whose program sits on its egress (what the host sends) */
 #define VS_PF_DHCP_GUARD   0x100 /* drop DHCP server messages from this port (vswitch.core.guards) */
 #define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
+#define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
+				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -34,6 +36,8 @@ struct vs_port {
 	__u16 native_vlan;          /* trunk: 0 = no native VLAN */
 	__u32 pad;
 	__u64 allowed[VS_VLAN_WORDS]; /* trunk: allowed VLANs */
+	__u8  mac[6];               /* appended: the port's one MAC when VS_PF_MAC_LOCK */
+	__u16 pad2;
 };
 
 struct vs_fdb_key {
@@ -111,6 +115,8 @@ enum vs_counter {
 	VS_C_TX_BYTES,              /* their bytes as on the wire (a metadata tag counted: the core's tx_bytes) */
 	VS_C_DROP_DHCP_GUARD,       /* decisions, appended: Reason.DROP_DHCP_GUARD */
 	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
+	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
+	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
 	VS_NR_COUNTERS
 };
 
