@@ -371,3 +371,35 @@ def _members(spec: PortSpec) -> set[int]:
 
 def private(name: str) -> SwitchSpec:
     return SwitchSpec(name, SwitchType.PRIVATE)
+
+
+def cli_on_one_port(api: FakeApi) -> Any:
+    """`vswitch …` run by Click against `api` with private switch "s" holding memory port "vm1": a
+    function of the arguments returning the output (asserting exit 0), or with ``ok=False`` Click's
+    result whatever the exit status."""
+    from click.testing import CliRunner
+
+    from vswitch.frontends.cli import cli
+
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True) -> Any:
+        result = runner.invoke(cli, list(args), obj=api)
+        if not ok:
+            return result
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+    return run
+
+
+def stored_and_loaded(path: Any, spec: PortSpec) -> list[PortSpec]:
+    """The ports of switch "s" as a ConfigStore at `path` loads them after saving `spec`."""
+    from vswitch.control.store import ConfigStore
+
+    with ConfigStore(path) as store:
+        store.save_switch(SwitchSpec("s", SwitchType.PRIVATE))
+        store.save_port("s", spec)
+    with ConfigStore(path) as store:
+        return store.load()[0][1]

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from click.testing import CliRunner
-from fake_api import FakeApi, private
+from fake_api import FakeApi, cli_on_one_port, stored_and_loaded
 from memkernel import MemKernel
 
 from guard_frames import GUARDED, PASSING, dhcp4, eth, icmp6, random_l3
@@ -22,7 +21,6 @@ from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER, MAX_EXT_HEADERS
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import SwitchCore
-from vswitch.frontends.cli import cli
 from vswitch.ports.memory import MemoryPort
 from waiting import wait_until
 
@@ -162,23 +160,12 @@ def test_spec_settings_and_policy() -> None:
 
 def test_the_guards_are_stored(tmp_path: Path) -> None:
     spec = PortSpec("vm1", PortKind.MEMORY, "vm1", dhcp_guard=True, router_guard=True)
-    with ConfigStore(tmp_path / "db") as store:
-        store.save_switch(SwitchSpec("s", SwitchType.PRIVATE))
-        store.save_port("s", spec)
-    with ConfigStore(tmp_path / "db") as store:
-        assert store.load()[0][1] == [spec]
+    assert stored_and_loaded(tmp_path / "db", spec) == [spec]
 
 
 def test_cli_port_set_and_show_the_guards() -> None:
     api = FakeApi()
-    api.create_switch(private("s"))
-    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
-    runner = CliRunner()
-
-    def run(*args: str) -> str:
-        result = runner.invoke(cli, list(args), obj=api)
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result.output
+    run = cli_on_one_port(api)
 
     out = run("port", "set", "s", "vm1", "--dhcp-guard", "on", "--router-guard", "on")
     assert "dhcp guard on, router guard on" in out
@@ -187,7 +174,7 @@ def test_cli_port_set_and_show_the_guards() -> None:
     shown = run("port", "show", "s", "vm1")
     assert "dhcp guard" in shown and "router guard" in shown
     assert '"dhcp_guard": true' in run("port", "show", "s", "vm1", "--json")
-    bad = runner.invoke(cli, ["port", "set", "s", "vm1", "--dhcp-guard", "maybe"], obj=api)
+    bad = run("port", "set", "s", "vm1", "--dhcp-guard", "maybe", ok=False)
     assert bad.exit_code != 0 and "--dhcp-guard" in bad.output
     assert api.get_port("s", "vm1").dhcp_guard, "a refused value changes nothing"
 

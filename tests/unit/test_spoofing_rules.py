@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from click.testing import CliRunner
-from fake_api import FakeApi, private
+from fake_api import FakeApi, cli_on_one_port, stored_and_loaded
 from memkernel import MemKernel
 
 from guard_frames import eth
@@ -21,7 +20,6 @@ from vswitch.control.store import ConfigStore
 from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import SwitchCore
-from vswitch.frontends.cli import cli
 from vswitch.ports.memory import MemoryPort
 from waiting import wait_until
 
@@ -157,23 +155,12 @@ def test_spec_settings_and_policy() -> None:
 
 def test_the_source_settings_are_stored(tmp_path: Path) -> None:
     spec = PortSpec("vm1", PortKind.MEMORY, "vm1", mac_spoofing=False, mac_limit=3, port_mac="52:54:00:00:00:01")
-    with ConfigStore(tmp_path / "db") as store:
-        store.save_switch(SwitchSpec("s", SwitchType.PRIVATE))
-        store.save_port("s", spec)
-    with ConfigStore(tmp_path / "db") as store:
-        assert store.load()[0][1] == [spec]
+    assert stored_and_loaded(tmp_path / "db", spec) == [spec]
 
 
 def test_cli_port_set_and_show() -> None:
     api = FakeApi()
-    api.create_switch(private("s"))
-    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
-    runner = CliRunner()
-
-    def run(*args: str) -> str:
-        result = runner.invoke(cli, list(args), obj=api)
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result.output
+    run = cli_on_one_port(api)
 
     out = run("port", "set", "s", "vm1", "--mac-spoofing", "off", "--mac-limit", "4")
     assert "mac spoofing off (its first source), mac limit 4" in out
@@ -183,7 +170,7 @@ def test_cli_port_set_and_show() -> None:
     assert "mac spoofing" in shown and "mac limit" in shown
     assert '"mac_spoofing": false' in run("port", "show", "s", "vm1", "--json")
     for args, word in ((["--mac-spoofing", "maybe"], "--mac-spoofing"), (["--mac-limit", "-2"], "mac_limit")):
-        bad = runner.invoke(cli, ["port", "set", "s", "vm1", *args], obj=api)
+        bad = run("port", "set", "s", "vm1", *args, ok=False)
         assert bad.exit_code != 0 and word in bad.output, bad.output
     assert api.get_port("s", "vm1").mac_limit == 4, "a refused value changes nothing"
 

@@ -263,6 +263,7 @@ _FIELDS: dict[str, Any] = {
     "name": Annotated[str, Field(max_length=NAME_MAX, json_schema_extra=_NAME)],
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
+    "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }
