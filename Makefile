@@ -19,7 +19,7 @@ test: SYSTEM_PACKAGES += busybox-static
 # the DHCP guard's test runs a real (rogue) DHCP server; dnsmasq-base is the binary without a service
 test: SYSTEM_PACKAGES += dnsmasq-base
 
-.PHONY: test lint demo bench system-deps venv clean install uninstall bpf
+.PHONY: test fuzz lint demo bench system-deps venv clean install uninstall bpf
 
 # The kernel fast path's BPF object, built beside its source (shipped as source, built per machine).
 # Without clang or the libbpf headers everything else works: the fast path is not available and its
@@ -35,6 +35,11 @@ TEST_WORKERS ?= 3
 
 test: system-deps venv bpf
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+
+# the REST schema fuzz with new random examples, many of them (make test runs a fixed few)
+FUZZ_EXAMPLES ?= 300
+fuzz: venv
+	VSWITCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -n $(TEST_WORKERS) tests/unit/test_schema_fuzz.py
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

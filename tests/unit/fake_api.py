@@ -203,7 +203,7 @@ class FakeApi:
             if spec.nic.startswith("vs-"):
                 raise Conflict(f"{spec.nic!r} is named like a host vNIC of vswitch; it cannot be the uplink")
             if spec.nic not in {n.name for n in self.nics}:
-                raise InvalidRequest(f"NIC {spec.nic!r} does not exist")
+                raise Conflict(f"NIC {spec.nic!r} does not exist")
         if dry_run:
             return [f"change switch {name} to {spec.type}" + (f" on {spec.nic}" if spec.nic else "")]
         if spec.name != name:

@@ -412,7 +412,7 @@ def test_a_step_the_manager_refuses_undoes_the_others_and_names_the_step(manager
     manager.config_apply(doc(BASE))
     before = _state(manager)
     bad = CHANGED.replace("{name: n1, kind: tap, target: n1tap}", "{name: n1, kind: link, target: nosuch0}")
-    with pytest.raises(InvalidRequest, match=r"\(add port new/n1 \(link nosuch0, vlan 1\)\) failed: interface "
+    with pytest.raises(Conflict, match=r"\(add port new/n1 \(link nosuch0, vlan 1\)\) failed: interface "
                                              r"'nosuch0' does not exist; nothing changed"):
         manager.config_apply(doc(bad))
     assert _state(manager) == before
@@ -445,7 +445,7 @@ def test_an_external_switch_created_by_a_failing_apply_gives_its_nic_back(tmp_pa
     try:
         want = doc("version: 1\nswitches:\n- switch: {name: wan, type: external, nic: eth1}\n  ports:\n"
                    "  - {name: vm, kind: link, target: nosuch0}\n")
-        with pytest.raises(InvalidRequest, match=r"^step 2 of 2 \(add port wan/vm .* nothing changed \(the 1 step "
+        with pytest.raises(Conflict, match=r"^step 2 of 2 \(add port wan/vm .* nothing changed \(the 1 step "
                                                  r"before it were undone\)$"):
             m.config_apply(want)
         assert m.list_switches() == [] and kernel.state() == before, "eth1 has its address and route back"

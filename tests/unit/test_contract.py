@@ -198,7 +198,7 @@ def _set_switch_connection(api: SwitchApi) -> None:
     assert _connection(info) == ("external", NIC, None, ["a"], ["uplink"])  # type: ignore[arg-type]
     assert info.allow_management_os is False  # type: ignore[union-attr]
     refusals: list[tuple[dict[str, Any], type, str]] = [
-        ({"type": "external", "nic": "eth9"}, InvalidRequest, "NIC 'eth9' does not exist"),
+        ({"type": "external", "nic": "eth9"}, Conflict, "NIC 'eth9' does not exist"),
         ({"type": "external", "nic": "vs-other"}, Conflict, "named like a host vNIC"),
         ({"type": "private", "allow_management_os": True}, InvalidRequest, "^allow_management_os: only an external"),
         ({"type": "internal", "confirm_timeout_s": 5}, InvalidRequest, "^confirm_timeout_s: "),

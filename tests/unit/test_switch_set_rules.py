@@ -210,7 +210,7 @@ def _refusals() -> list[tuple[str, Callable[[SwitchManager], object], type, str]
                                                                                   nic="eth2")),
          Conflict, "interface 'eth2' is already link port 'p' of switch 'other'"),
         ("missing NIC", lambda m: m.set_switch(SW, SwitchSettings(type=SwitchType.EXTERNAL, nic="eth9")),
-         InvalidRequest, "NIC 'eth9' does not exist"),
+         Conflict, "NIC 'eth9' does not exist"),
         ("our own vNIC", lambda m: m.set_switch("other", SwitchSettings(type=SwitchType.EXTERNAL, nic=VNIC)),
          Conflict, "interface 'vs-sw' is already the host vNIC of switch 'sw'"),
         ("its own vNIC", lambda m: m.set_switch(SW, SwitchSettings(type=SwitchType.EXTERNAL, nic=VNIC)),

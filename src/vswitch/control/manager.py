@@ -9,7 +9,9 @@ Invariants:
 - Specs arrive valid (control/model.py checks them when they are built); the manager checks only
   what needs the kernel or the running switches (a NIC that does not exist, a name or target
   taken), before anything changes: a refused request changes nothing (InvalidRequest / NotFound /
-  Conflict carry the message).
+  Conflict carry the message). What the host's state refuses (a NIC or link missing, a NIC that is
+  the loopback, enslaved or has a qdisc) is a Conflict (409), as a taken name: the same request can
+  succeed once the host changes, and the REST schema cannot state it.
 - Crash safety by intent: a change that touches the kernel (create/delete a switch, add/remove a
   port, change a switch's connection or rename one with a host vNIC) first writes an intent to the
   store (one transaction), then applies its steps (each registering its undo at once; a failure
@@ -265,8 +267,8 @@ class SwitchManager:
                 try:
                     if not nic_taken_by_us:  # our own ingress drop is on it: that is what is adopted
                         hostnic.validate(nl, spec.nic, None, False, fast_path_filters())
-                except hostnic.TakeoverRefused as exc:
-                    raise InvalidRequest(str(exc)) from None
+                except hostnic.TakeoverRefused as exc:  # the host's state, not the request's form
+                    raise Conflict(str(exc)) from None
             if vnic_name is not None:
                 owners.refuse_taken([(ownership.LINK, vnic_name)], f"the host vNIC of switch {spec.name!r}")
                 if nl.link_exists(vnic_name) and not _adoptable_vnic(nl, vnic_name, restoring):
@@ -438,7 +440,7 @@ class SwitchManager:
         try:
             snap = {**takeover.snapshot(), **(remember or {})}
         except hostnic.TakeoverRefused as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
         if self.store is not None:
             # stored before the NIC is touched, and the very plan applied: a crash at any step is
             # undone on restart from exactly this
@@ -450,7 +452,7 @@ class SwitchManager:
         except hostnic.TakeoverError as exc:
             raise InvalidRequest(f"taking over {spec.nic} failed and was rolled back: {exc}") from exc
         except hostnic.TakeoverRefused as exc:
-            raise InvalidRequest(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
         undo.callback(takeover.restore)  # (idempotent: the caller's own give-back may have run first)
         if self.store is not None:
             try:
@@ -940,7 +942,7 @@ class SwitchManager:
         if spec.kind == PortKind.LINK:
             with self._netlink() as nl:
                 if not nl.link_exists(spec.target):
-                    raise InvalidRequest(f"interface {spec.target!r} does not exist")
+                    raise Conflict(f"interface {spec.target!r} does not exist")
         if spec.kind in _SOCKET_KINDS:
             for _ns, path in ownership.port_targets(spec):
                 for form in {path, os.path.realpath(path)}:

@@ -19,7 +19,7 @@ carried out by the api; the body models only document the bodies (they validate 
 ``def`` functions, so FastAPI runs the (blocking) api calls in its threadpool and the event loop
 never waits on a switch. The OpenAPI schema states what the model enforces (name patterns and
 lengths from `control.model`, MAC format, VLAN ranges, enums, which fields go together), so a
-request valid per the schema is refused only for the state of the switches (404, 409), never with
+request valid per the schema is refused only for the state of the switches or the host (404, 409), never with
 a 400 the schema did not announce.
 
 Bounded: a request body over `MAX_BODY_BYTES` is refused with 413 (announced by Content-Length or
@@ -238,7 +238,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token"},
     403: {"model": ErrorBody, "description": "A reader token may only read (GET/HEAD)"},
     404: {"model": ErrorBody, "description": "No such switch or port"},
-    409: {"model": ErrorBody, "description": "Conflicts with what exists"},
+    409: {"model": ErrorBody, "description": "Conflicts with what exists on the host or in its switches "
+                                             "(a name taken; a NIC or link missing, in use or unsuitable)"},
     413: {"model": ErrorBody, "description": f"Request body over {MAX_BODY_BYTES} bytes"},
 }
 
