@@ -80,3 +80,27 @@ def test_spoofing_off_a_vm_cannot_steal_another_ports_mac_and_with_it_on_it_can(
     forge(N_FORGED)
     wait_until(lambda: _port_of(lab, VICTIM) == ["vm"], what="with spoofing on the forged source to move the MAC")
     assert dropped() == before + N_FORGED, "nothing more dropped with spoofing on"
+
+
+def test_a_mac_limit_sends_a_fast_path_port_up_and_port_show_says_why(lab: Lab, datapath: str) -> None:  # noqa: F811
+    a_ns, _ = lab.vm("vm", "10.95.0.66/24", ATTACKER)
+    b_ns, _ = lab.vm("peer", "10.95.0.1/24", PEER)
+    kernel = datapath == "kernel"
+    assert lab.m.get_port(lab.sw, "vm").datapath == ("kernel (tc-bpf)" if kernel else "python")
+
+    info = lab.m.set_port(lab.sw, "vm", PortSettings(mac_limit=2))
+    if kernel:
+        assert info.datapath == ("python, through the upcall path: a MAC limit (the program keeps no count "
+                                 "of MACs per port)")
+        assert "1 sent up by its settings" in lab.m.get_switch(lab.sw).datapath
+        assert lab.m.get_port(lab.sw, "peer").datapath == "kernel (tc-bpf)", "the other ports stay down there"
+    else:
+        assert info.datapath == "python"
+    assert ns_helpers.run(a_ns, ["ping", "-c", "1", "-W", "2", "10.95.0.1"], check=False).returncode == 0
+    if kernel:
+        assert lab.m.datapath(lab.sw).program.counters("vm")["upcall_port"] > 0, "Python decided its frames"
+
+    info = lab.m.set_port(lab.sw, "vm", PortSettings(mac_limit=0))
+    assert info.datapath == ("kernel (tc-bpf)" if kernel else "python")
+    assert "sent up" not in lab.m.get_switch(lab.sw).datapath
+    assert ns_helpers.run(b_ns, ["ping", "-c", "1", "-W", "2", "10.95.0.66"], check=False).returncode == 0

@@ -1,13 +1,15 @@
 """The upcall path's pure parts: the S-tag that names a slot (and the cause on the way up), the
 virtio-net header moved past it, a frame read from the upcall TAP split back into (slot, cause,
-frame), and `switch show`'s label of a mixed switch."""
+frame), `switch show`'s label of a mixed switch, and why a port's settings send it up."""
 
 from __future__ import annotations
 
 import pytest
 
+from vswitch.core.policy import PortPolicy
 from vswitch.datapath.fastpath import KERNEL_LABEL, mixed_label
 from vswitch.datapath.kernel import layout as L
+from vswitch.datapath.kernel.layout import upcall_reasons
 from vswitch.datapath.upcall import (
     CAUSE_TABLE_FULL,
     CAUSES,
@@ -92,6 +94,20 @@ def test_the_mixed_label_names_both_datapaths() -> None:
     assert mixed_label(3, ["qemu-stream"]) == "kernel (tc-bpf), 3 ports; python: 1 port (qemu-stream)"
     assert mixed_label(1, ["tap", "qemu-stream", "tap"]) == \
         "kernel (tc-bpf), 1 port; python: 3 ports (qemu-stream, tap)"
+    assert mixed_label(3, [], 1) == "kernel (tc-bpf), 3 ports; 1 sent up by its settings (see port show)"
+    assert mixed_label(3, ["tap"], 2) == \
+        "kernel (tc-bpf), 3 ports; python: 1 port (tap); 2 sent up by their settings (see port show)"
+
+
+def test_the_settings_the_program_does_not_run_send_a_port_up_saying_why() -> None:
+    assert upcall_reasons(PortPolicy()) == ()
+    assert upcall_reasons(PortPolicy(mac_spoofing=False, mac=b"\x02" * 6)) == (), "locked in the program"
+    assert upcall_reasons(PortPolicy(mac_spoofing=False, mac_limit=3)) == (
+        "MAC spoofing off and no MAC yet (Python adopts its first source)",
+        "a MAC limit (the program keeps no count of MACs per port)")
+    for policy in (PortPolicy(), PortPolicy(mac_limit=1), PortPolicy(mac_spoofing=False)):
+        flags = L.PORT.unpack(L.pack_port(policy, ifindex=7, oper_up=True, kernel=True))[1]
+        assert bool(flags & L.PF_UPCALL) == bool(upcall_reasons(policy)), policy
 
 
 @pytest.mark.parametrize("payload", [46, 9000, 65000])

@@ -1610,7 +1610,7 @@ class SwitchManager:
                         att.spec.mac if att.spec is not None else None,
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
-                        format_mac(policy.mac) if policy.mac is not None else None)
+                        format_mac(policy.mac) if policy.mac is not None else None, state["path"])
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

@@ -699,6 +699,9 @@ class PortInfo:
     mac_spoofing: bool = True   # it may send any source; off: only `port_mac`
     mac_limit: int = 0          # the most MACs it may own in the table; 0: no cap
     port_mac: str | None = None  # spoofing off: its one MAC (its `mac` or its first source); None: none yet
+    #: who decides its frames: "python", "kernel (tc-bpf)", or "python, through the upcall path: " and
+    #: why (a port kind the program cannot send to, or a setting the program does not run)
+    datapath: str = "python"
 
 
 @dataclass

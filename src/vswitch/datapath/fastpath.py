@@ -147,16 +147,20 @@ def python_served(port: Port, role: str) -> bool:
     return role_refusal(role) is None and not (isinstance(port, LinkPort) or _is_host_tap(port, role))
 
 
-def mixed_label(kernel_ports: int, python_kinds: list[str]) -> str:
+def mixed_label(kernel_ports: int, python_kinds: list[str], sent_up: int = 0) -> str:
     """`switch show`'s datapath of a switch on the kernel datapath: `KERNEL_LABEL` alone, or with
     the ports Python serves through the upcall path ("kernel (tc-bpf), 3 ports; python: 1 port
-    (qemu-stream)")."""
-    if not python_kinds:
+    (qemu-stream)") and the kernel ports a port setting sends up (`sent_up`: "…; 1 sent up by its
+    settings", which `port show` names)."""
+    if not python_kinds and not sent_up:
         return KERNEL_LABEL
-    kinds = ", ".join(sorted(set(python_kinds)))
-    n = len(python_kinds)
-    return (f"{KERNEL_LABEL}, {kernel_ports} port{'' if kernel_ports == 1 else 's'}; "
-            f"python: {n} port{'' if n == 1 else 's'} ({kinds})")
+    text = f"{KERNEL_LABEL}, {kernel_ports} port{'' if kernel_ports == 1 else 's'}"
+    if python_kinds:
+        n = len(python_kinds)
+        text += f"; python: {n} port{'' if n == 1 else 's'} ({', '.join(sorted(set(python_kinds)))})"
+    if sent_up:
+        text += f"; {sent_up} sent up by {'its' if sent_up == 1 else 'their'} settings (see port show)"
+    return text
 
 
 def make_datapath(name: str, core: SwitchCore, *, mode: str, chosen_by: str, own_roles: Iterable[str] = (),
@@ -480,6 +484,7 @@ class KernelDatapath(Datapath):
             self.program.set_policy(pid, self.core.policies[pid])  # with a MAC the port adopted
             if policy_change_flushes(old, policy):
                 self.program.tables.flush(slot=self.program.slot(pid))
+            self._relabel()  # a setting may send the port up, or bring it back
         self.call(do)
 
     def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
@@ -709,8 +714,19 @@ class KernelDatapath(Datapath):
     def _relabel(self) -> None:
         """`switch show`'s datapath: which ports the program serves and which Python does."""
         if self.program is not None:
+            from vswitch.datapath.kernel.layout import upcall_reasons
             self.label = mixed_label(len(self._down), [ps.port.kind for ps in self._ports.values()
-                                                       if ps.pid not in self._down])
+                                                       if ps.pid not in self._down],
+                                     sum(1 for pid in self._down if upcall_reasons(self.core.policies[pid])))
+
+    def _port_path(self, ps: PortState) -> str:
+        if self.program is None:
+            return "python"
+        if ps.pid not in self._down:
+            return f"python, through the upcall path: a {ps.port.kind} port (no link the program can send to)"
+        from vswitch.datapath.kernel.layout import upcall_reasons
+        why = upcall_reasons(self.core.policies[ps.pid])
+        return "python, through the upcall path: " + "; ".join(why) if why else KERNEL_LABEL
 
     def _read_batch(self, ps: PortState) -> None:
         if ps is self._up_ps:
@@ -845,6 +861,7 @@ class KernelDatapath(Datapath):
         for pid in dict.fromkeys(claimed):  # adopted MACs: their slots leave the upcall path, locked
             if self.program is not None and pid in self.core.policies:
                 self.program.set_policy(pid, self.core.policies[pid])
+                self._relabel()
         if self.program is None or self._clock() < self._next_expire:
             return
         self._next_expire = self._clock() + EXPIRE_EVERY_S

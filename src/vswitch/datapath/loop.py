@@ -286,8 +286,12 @@ class Datapath:
                     and self.core.is_up(pid),
                     "link_down": ps.link_down or ps.carrier_down, "failed": ps.failed, "error": ps.error,
                     "down_reason": waiting, "mtu": ps.port.mtu, "queued": len(ps.queue), "role": ps.role,
-                    "policy": self.core.policies[pid]}
+                    "policy": self.core.policies[pid], "path": self._port_path(ps)}
         return self.call(do)
+
+    def _port_path(self, ps: PortState) -> str:
+        """Which datapath decides this port's frames, in words for `port show` (datapath thread)."""
+        return "python"
 
     def port_failed(self, pid: Hashable, error: OSError) -> None:
         """The control plane found the port's endpoint dead (e.g. a TAP whose netdev went with its

@@ -543,7 +543,8 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
             ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
-            ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}")]
+            ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
+            ("datapath", p.datapath)]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
     for row in rows:
         table.add_row(*row)

@@ -74,15 +74,26 @@ def vlan_bits(vlans: frozenset[int] | set[int]) -> tuple[int, ...]:
     return tuple(words)
 
 
+def upcall_reasons(policy: PortPolicy) -> tuple[str, ...]:
+    """Why the program sends every frame from a kernel port with `policy` up to Python, in words for
+    `port show` (empty: the program decides its frames). A port feature the program does not run
+    adds its reason here, and only here: `pack_port` and the datapath's port state both read it."""
+    reasons: list[str] = []
+    if not policy.mac_spoofing and policy.mac is None:
+        reasons.append("MAC spoofing off and no MAC yet (Python adopts its first source)")
+    if policy.mac_limit > 0:
+        reasons.append("a MAC limit (the program keeps no count of MACs per port)")
+    return tuple(reasons)
+
+
 def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, upcall: bool = False,
               ingress: bool = False) -> bytes:
     """`struct vs_port` for a port with `policy`: `kernel` when the program can send to `ifindex`
     (a link in its namespace), `upcall` when every frame from it must go to Python, `ingress` when
-    frames for it go into the link's ingress (the host vNIC). The source rules: a port with MAC
-    spoofing off and its MAC known is locked to it in the program; one with no MAC yet (the core
-    adopts its first source) or with a MAC limit (the program keeps no per-port count) goes up."""
+    frames for it go into the link's ingress (the host vNIC). A port with MAC spoofing off and its
+    MAC known is locked to it in the program; one with any of `upcall_reasons` goes up."""
     locked = not policy.mac_spoofing and policy.mac is not None
-    upcall = upcall or (not policy.mac_spoofing and policy.mac is None) or policy.mac_limit > 0
+    upcall = upcall or bool(upcall_reasons(policy))
     flags = ((PF_ADMIN_UP if policy.admin_up else 0) | (PF_OPER_UP if oper_up else 0)
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
