@@ -310,8 +310,9 @@ _BODIES[ConfigDocument] = ConfigApply
 _PATHS: dict[str, Any] = {
     "name": SwitchName,
     "port": PortName,
-    "mac": Annotated[str, Path(description="MAC address", max_length=MAC_TEXT_MAX,
-                               json_schema_extra={"pattern": _MAC})],
+    # only static entries are deleted by MAC, and a static entry is a unicast MAC (fdb add)
+    "mac": Annotated[str, Path(description="Unicast MAC address", max_length=MAC_TEXT_MAX,
+                               json_schema_extra={"pattern": _UNICAST_MAC})],
 }
 #: query parameters by wire name, and by (command, wire name) where one command means more
 _QUERIES: dict[Any, dict[str, Any]] = {
