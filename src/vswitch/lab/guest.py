@@ -2,8 +2,8 @@
 
 Owns the guest image (built once into a cache directory) and the QEMU process of one guest. The
 image is Debian's own ``linux-image-*`` kernel (fetched with ``apt-get download``, never installed)
-and an initramfs written here: a static busybox, the virtio-net modules of that kernel in
-dependency order, and an ``/init`` that brings eth0 up with the address and gateway given on the
+and an initramfs written here: a static busybox, the modules of that kernel it loads at boot
+(virtio-net, bridge, 802.1Q) in dependency order, and an ``/init`` that brings eth0 up with the address and gateway given on the
 kernel command line, then runs a shell on the serial console. The console is a unix socket;
 :meth:`QemuGuest.exec` types a command there and reads its output and exit status.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import re
 import secrets
@@ -34,8 +35,10 @@ from vswitch.lab import daemons
 DEFAULT_CACHE = Path("/var/cache/vswitch/guest")
 QEMU = "qemu-system-x86_64"
 BUSYBOX_PATHS = ("/usr/bin/busybox", "/bin/busybox")
-#: the modules eth0 needs, found in the kernel package; their dependencies are added from modinfo
-NIC_MODULES = ("virtio_pci", "virtio_net")
+#: the modules the guest loads at boot, found in the kernel package (their dependencies are added from
+#: modinfo): eth0's, and a bridge and 802.1Q VLANs, so a guest can bridge inside itself (a nested
+#: VM's switch) or tag its own traffic (a VLAN sub-interface on a trunk port)
+GUEST_MODULES = ("virtio_pci", "virtio_net", "bridge", "8021q")
 READY = "vswitch-guest-ready"
 
 _INIT = r"""#!/bin/busybox sh
@@ -141,7 +144,10 @@ def ensure_image(cache_dir: Path = DEFAULT_CACHE) -> GuestImage:
         raise GuestError("a static busybox is missing (Debian package busybox-static)")
     pkg = _kernel_package()
     kernel = cache_dir / f"vmlinuz-{pkg}"
-    initrd = cache_dir / f"initrd-{pkg}.gz"
+    # named by what goes into it: an image cached by an older vswitch (other modules, another
+    # /init) is not taken for this one
+    tag = hashlib.sha256(repr((GUEST_MODULES, _INIT)).encode()).hexdigest()[:8]
+    initrd = cache_dir / f"initrd-{pkg}-{tag}.gz"
     if kernel.exists() and initrd.exists():
         return GuestImage(kernel, initrd)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +174,7 @@ def ensure_image(cache_dir: Path = DEFAULT_CACHE) -> GuestImage:
     moddirs = list((extract / "lib" / "modules").glob("*"))
     if vmlinuz is None or not moddirs:
         raise GuestError(f"{pkg} holds no kernel or no modules")
-    modules = _module_order(moddirs[0], NIC_MODULES)
+    modules = _module_order(moddirs[0], GUEST_MODULES)
     entries: list[tuple[str, int, bytes]] = [(d, 0o040755, b"") for d in
                                              ("bin", "lib", "lib/modules", "proc", "sys", "dev", "tmp")]
     entries.append(("bin/busybox", 0o100755, busybox.read_bytes()))
