@@ -363,6 +363,38 @@ def test_a_takeover_that_fails_midway_tells_each_step_done_and_undone(tmp_path: 
         m.shutdown()
 
 
+def test_a_port_features_drops_are_one_event_then_one_summary_per_window_whose_counts_sum_up() -> None:
+    sw = switch("vm1", "vm2")
+    sw.set_policy("vm1", PortPolicy(mac_spoofing=False, mac=mac("02:00:00:00:00:01")))
+    forged = frame(BROADCAST, "02:00:00:00:00:66")
+    drained(sw)
+    for i in range(5000):  # a forging VM at 1,000 frames a second for 5 s
+        assert sw.process("vm1", forged, 0, 100.0 + i / 1000).reason.name == "DROP_SPOOFED_MAC"
+    sw.trace("vm1", forged, 106.0)
+    first = drained(sw)
+    assert [(e.kind, e.port, e.reason, e.mac, e.vlan, e.count) for e in first] == [
+        (ce.FRAME_DROPPED, "vm1", "drop_spoofed_mac", mac("02:00:00:00:00:66"), 1, 1)], \
+        "the first drop names its source; trace records nothing"
+    sw.expire(111.0)
+    (summary,) = drained(sw)
+    assert (summary.kind, summary.port, summary.reason, summary.count, summary.mac) == \
+        (ce.FRAME_DROPPED, "vm1", "drop_spoofed_mac", 4999, None)
+    assert sum(e.count for e in first + [summary]) == 5000 == sw.counters["vm1"].snapshot()["drops"]["drop_spoofed_mac"]
+    sw.process("vm2", forged, 0, 112.0)
+    assert [e.kind for e in drained(sw)] == [ce.MAC_LEARNED], "a port without the feature: learned, no drop"
+
+
+def test_the_kernel_fast_paths_counts_are_events_too() -> None:
+    rec = EventRecorder()
+    rec.frame_dropped("vm1", "drop_dhcp_guard", None, None, 10.0, count=40)  # a second's count, no frame
+    rec.frame_dropped("vm1", "drop_dhcp_guard", None, None, 11.0, count=2)
+    rec.frame_dropped("vm1", "drop_router_guard", None, None, 11.0, count=1)  # another reason: its own key
+    rec.tick(21.0)
+    events, _ = rec.drain()
+    assert [(e.reason, e.count, e.window_s is not None) for e in events] == [
+        ("drop_dhcp_guard", 40, False), ("drop_router_guard", 1, False), ("drop_dhcp_guard", 2, True)]
+
+
 def test_the_human_words_of_an_event() -> None:
     ev = SwitchEvent(1, 0.0, "lan", "mac-moved", port="vm2", mac="52:54:00:aa:bb:cc", vlan=10, old_port="vm1",
                      count=37, window_s=10.0)
@@ -375,4 +407,12 @@ def test_the_human_words_of_an_event() -> None:
     assert step.summary() == "takeover step  done: bring vs-ext up"
     created = SwitchEvent(5, 0.0, "lan", "switch-created", detail={"type": "private", "nic": None})
     assert created.summary() == "switch created  type=private", "what a switch does not have is not said"
+    dropped = SwitchEvent(6, 0.0, "lan", "frame-dropped", port="vm2", mac="02:00:00:00:00:66", vlan=1,
+                          reason="drop_dhcp_guard")
+    assert dropped.summary() == ("frame dropped  1 frame from vm2: a DHCP server's message from a port with the "
+                                 "DHCP guard on  (source 02:00:00:00:00:66 vlan 1)")
+    folded = SwitchEvent(7, 0.0, "lan", "frame-dropped", port="vm2", reason="drop_spoofed_mac", count=4999,
+                         window_s=10.0)
+    assert folded.summary() == ("frame dropped  from vm2: a source other than the port's MAC from a port with MAC "
+                                "spoofing off  (×4999 in 10 s)")
     assert Counter(k.value for k in EventKind).most_common(1)[0][1] == 1, "each kind once"

@@ -30,6 +30,7 @@ from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
+from vswitch.core.reasons import Reason
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -1023,6 +1024,7 @@ class EventKind(enum.StrEnum):
     STATIC_REFUSED = core_events.STATIC_REFUSED
     PORT_UP = core_events.PORT_UP
     PORT_DOWN = core_events.PORT_DOWN
+    FRAME_DROPPED = core_events.FRAME_DROPPED
     SWITCH_CREATED = "switch-created"
     SWITCH_RESTORED = "switch-restored"
     SWITCH_SET = "switch-set"
@@ -1081,6 +1083,11 @@ class SwitchEvent:
             parts = [where or f"{self.count} MACs", f"{side} {self.port}" + (" (table full)" if side == "from" else "")]
         elif k in (EventKind.PORT_UP, EventKind.PORT_DOWN):
             parts = [f"{self.port} ({self.reason})"]
+        elif k == EventKind.FRAME_DROPPED:
+            reason = Reason.__members__.get((self.reason or "").upper())
+            n = "" if self.window_s is not None else f"{self.count} frame{'s' if self.count != 1 else ''} "
+            parts = [f"{n}from {self.port}: {reason.value if reason else self.reason}",
+                     f"(source {where})" if where else ""]
         elif k == EventKind.EVENTS_DROPPED:
             parts = [f"{self.count} lost before they reached the ring"]
         elif k == EventKind.FDB_ADD:

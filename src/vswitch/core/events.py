@@ -15,6 +15,9 @@ Invariants:
   are per port with a burst of `BULK_BURST`: a VM's few MACs show one by one, a network of 8,000
   MACs appearing behind the uplink at once is a few events and one "8,000 more" summary, so it does
   not push every other event out of the daemon's ring. Port up/down are per port, burst `PORT_BURST`.
+  A frame a port feature dropped is per (port, reason) with a burst of 1: a rogue DHCP server's first
+  offer is an event naming its source, an attack of 50,000 forged frames a second one event per 10 s
+  with the count (the kernel fast path reports its drops the same way, as counts, once a second).
 - Bounded: at most ``capacity`` events wait for `drain` and at most ``max_keys`` keys are tracked;
   beyond either an event is dropped and counted in ``dropped`` (drained with the events, so the
   reader is told).
@@ -36,7 +39,9 @@ MAC_EVICTED = "mac-evicted"
 STATIC_REFUSED = "static-refused"
 PORT_UP = "port-up"
 PORT_DOWN = "port-down"
-KINDS = (MAC_LEARNED, MAC_MOVED, MAC_AGED, MAC_EVICTED, STATIC_REFUSED, PORT_UP, PORT_DOWN)
+#: a port feature (a guard, the MAC spoofing rule, the MAC limit …) dropped frames from a port
+FRAME_DROPPED = "frame-dropped"
+KINDS = (MAC_LEARNED, MAC_MOVED, MAC_AGED, MAC_EVICTED, STATIC_REFUSED, PORT_UP, PORT_DOWN, FRAME_DROPPED)
 
 INTERVAL_S = 10.0
 BULK_BURST = 16
@@ -121,6 +126,14 @@ class EventRecorder:
         kind = PORT_UP if up else PORT_DOWN
         self._record((kind, port), PORT_BURST, False, kind, self.now, port, reason=reason)
 
+    def frame_dropped(self, port: PortId, reason: str, mac: bytes | None, vlan: int | None, now: float,
+                      count: int = 1) -> None:
+        """`count` frames from `port` dropped by a port feature for `reason` (a Reason's label, e.g.
+        "drop_dhcp_guard"); `mac`/`vlan` the source and VLAN of the frame (None when not known: the
+        kernel fast path reports counts only)."""
+        self._record((FRAME_DROPPED, port, reason), 1, False, FRAME_DROPPED, now, port, mac, vlan,
+                     reason=reason, n=count)
+
     # -- time and draining ------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         """End the windows that are over: each with folded occurrences gives its summary; a quiet one is forgotten."""
@@ -150,14 +163,16 @@ class EventRecorder:
     # -- internals ----------------------------------------------------------------------------------------
     def _record(self, key: tuple[object, ...], burst: int, per_mac: bool, kind: str, now: float, port: PortId,
                 mac: bytes | None = None, vlan: int | None = None, old_port: PortId = None,
-                reason: str | None = None) -> None:
+                reason: str | None = None, n: int = 1) -> None:
+        """`n` occurrences of `key` at `now` (an event of its own while the window's burst lasts,
+        folded into its summary after)."""
         if now > self.now:
             self.now = now
         w = self._windows.get(key)
         if w is not None and now - w.start >= self.interval_s:
             del self._windows[key]
             if w.folded:  # the window's summary, this occurrence folded in
-                w.folded += 1
+                w.folded += n
                 w.port, w.mac, w.vlan, w.old_port, w.reason = port, mac, vlan, old_port, reason
                 self._summarise(key, w, now)
                 return
@@ -169,9 +184,9 @@ class EventRecorder:
             w = self._windows[key] = _Window(kind, now, per_mac)
         if w.emitted < burst:
             w.emitted += 1
-            self._emit(CoreEvent(kind, now, port, mac, vlan, old_port, 1, None, reason))
+            self._emit(CoreEvent(kind, now, port, mac, vlan, old_port, n, None, reason))
             return
-        w.folded += 1
+        w.folded += n
         w.port, w.mac, w.vlan, w.old_port, w.reason = port, mac, vlan, old_port, reason
 
     def _summarise(self, key: tuple[object, ...], w: _Window, now: float) -> None:

@@ -42,6 +42,12 @@ class PortPolicy:
     mac: bytes | None = None
     mac_limit: int = 0
 
+    @property
+    def screened(self) -> bool:
+        """Whether any port feature screens this port's frames at ingress (a guard, spoofing off, a
+        MAC limit): `SwitchCore.process`'s one test for all of them."""
+        return self.guards != 0 or not self.mac_spoofing or self.mac_limit > 0
+
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.ACCESS, access_vlan=vlan, **kw)

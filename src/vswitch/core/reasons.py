@@ -50,3 +50,10 @@ class Reason(enum.Enum):
     def label(self) -> str:
         """Short lower-case name for counters and JSON: 'drop_same_port'."""
         return self.name.lower()
+
+
+#: the drops of the port features (docs/port-features.md): each is also an event (`frame-dropped`,
+#: rate-limited per port and reason), so an administrator hears of a rogue DHCP server or a VM
+#: forging MACs without reading counters
+PORT_FEATURE_DROPS = frozenset({Reason.DROP_DHCP_GUARD, Reason.DROP_ROUTER_GUARD, Reason.DROP_SPOOFED_MAC,
+                                Reason.DROP_MAC_LIMIT})

@@ -8,7 +8,8 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD; with MAC spoofing off,
    a source other than the port's MAC → DROP_SPOOFED_MAC (a port with no MAC yet adopts its first
    source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
-   (all before learning: a dropped frame is never learned)
+   (all before learning: a dropped frame is never learned; each of these drops is also a
+   rate-limited `frame-dropped` event)
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
@@ -179,8 +180,7 @@ class SwitchCore:
         self._unicast.clear()
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
-        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0)
+        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol, pol.screened)
                          for p, pol in self.policies.items()}
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
@@ -263,7 +263,9 @@ class SwitchCore:
                 why = guard_rules.check(buf, l3, ethertype, pol.guards)
                 if why is not None:
                     c.drop(why)
-                    if report is not None:
+                    if report is None:
+                        self.events.frame_dropped(in_port, why.label, src, vlan, now)
+                    else:
                         name = "DHCP guard" if why is Reason.DROP_DHCP_GUARD else "router guard"
                         _report_drop(report, buf, offset, f"{name} on port {in_port} — "
                                      f"{guard_rules.describe(buf, l3, ethertype)}", why,
@@ -273,7 +275,9 @@ class SwitchCore:
                 why = self._source_check(in_port, pol, src, vlan, report)
                 if why is not None:
                     c.drop(why)
-                    if report is not None:
+                    if report is None:
+                        self.events.frame_dropped(in_port, why.label, src, vlan, now)
+                    else:
                         _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
                                      {"vlan": vlan})
                     return self._drop_in_vlan(why, vlan)

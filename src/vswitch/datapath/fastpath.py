@@ -94,7 +94,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from vswitch.core.policy import PortPolicy
-from vswitch.core.reasons import Reason
+from vswitch.core.reasons import PORT_FEATURE_DROPS, Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
 from vswitch.datapath.upcall import CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
@@ -111,6 +111,8 @@ PYTHON_PATH = "python"
 #: hash buckets are: ~16 bytes each), so most cap increases need no reload
 FDB_ROOM_MIN = 65536
 EXPIRE_EVERY_S = 1.0
+#: the program's counters of the port features' drops (each also an event, core.reasons)
+_FEATURE_DROP_LABELS = tuple(sorted(r.label for r in PORT_FEATURE_DROPS))
 _LABEL_REASON = {r.label: r for r in Reason}
 
 
@@ -268,6 +270,8 @@ class KernelDatapath(Datapath):
         self.mode = mode or ("kernel" if required else "auto")
         self.label = KERNEL_LABEL
         self._next_expire = 0.0
+        #: (port, counter) → the program's count when last reported as events (_report_feature_drops)
+        self._feature_drops_seen: dict[tuple[Hashable, str], int] = {}
         #: the program's decision events while someone observes (a watch, lab trace)
         self._feed: Any = None
         #: decision events lost (a full ring) by the feeds closed so far
@@ -868,8 +872,25 @@ class KernelDatapath(Datapath):
         self._fdb_loaded = False
         self.program.expire()
         self._load_fdb()  # the core's copy, and with it the MAC events, at most one tick behind
+        self._report_feature_drops()
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
+
+    def _report_feature_drops(self) -> None:
+        """The port-feature drops the program counted since the last look, as the core's rate-limited
+        `frame-dropped` events (the program reports no frame it drops; Python's drops are reported by
+        the core itself, so only the program's counters are read, and only of ports a feature screens)."""
+        seen = self._feature_drops_seen
+        for pid in self._down:
+            if not self.core.policies[pid].screened:
+                continue
+            c = self.program.counters(pid)
+            for label in _FEATURE_DROP_LABELS:
+                n, before = c[label], seen.get((pid, label), 0)
+                if n != before:
+                    seen[(pid, label)] = n
+                    if n > before:  # (fewer: a new program, counting from 0)
+                        self.core.events.frame_dropped(pid, label, None, None, self.now, n - before)
 
     # -- decision events ------------------------------------------------------------------------
     def events_lost(self) -> int:

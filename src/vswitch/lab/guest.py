@@ -3,9 +3,10 @@
 Owns the guest image (built once into a cache directory) and the QEMU process of one guest. The
 image is Debian's own ``linux-image-*`` kernel (fetched with ``apt-get download``, never installed)
 and an initramfs written here: a static busybox, the modules of that kernel it loads at boot
-(virtio-net, bridge, 802.1Q) in dependency order, and an ``/init`` that brings eth0 up with the address and gateway given on the
-kernel command line, then runs a shell on the serial console. The console is a unix socket;
-:meth:`QemuGuest.exec` types a command there and reads its output and exit status.
+(virtio-net, bridge, 802.1Q) in dependency order, and an ``/init`` that brings eth0 up with the
+address and gateway given on the kernel command line, then runs a shell on the serial console.
+The console is a unix socket; :meth:`QemuGuest.exec` types a command there and reads its output
+and exit status.
 
 The guest's NIC is whatever ``-netdev`` argument a vswitch port prints (``qemu-stream`` or
 ``qemu-dgram``), so a test with a guest proves that argument works with the real QEMU.
