@@ -238,9 +238,9 @@ class FakeApi:
         own = (spec.native if spec.trunk is not None else spec.access_vlan) if spec is not None else 1
         vlan = entry.vlan if entry.vlan is not None else own
         if vlan is None:
-            raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN: give the VLAN (--vlan)")
+            raise Conflict(f"port {entry.port!r} is a trunk without a native VLAN: give the VLAN (--vlan)")
         if spec is not None and vlan not in _members(spec):
-            raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan}")
+            raise Conflict(f"port {entry.port!r} is not in VLAN {vlan}")
         added = FdbEntryInfo(entry.mac, vlan, entry.port, 0.0, True)
         self.fdb[switch] = [e for e in self.fdb[switch] if (e.mac, e.vlan) != (entry.mac, vlan)] + [added]
         self.event_log.emit(switch, EventKind.FDB_ADD, port=entry.port, mac=entry.mac, vlan=vlan)

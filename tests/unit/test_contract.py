@@ -335,9 +335,9 @@ def fdb_add(api: SwitchApi) -> None:
     assert api.fdb_add(SW, StaticEntry(MAC, "b", vlan=20)) == FdbEntryInfo(MAC, 20, "b", 0.0, True)
     assert api.fdb_add(SW, StaticEntry(MAC, "a", vlan=1)).port == "a", "adding again re-points"
     assert sorted((e.vlan, e.port) for e in api.fdb_show(SW)) == [(1, "a"), (20, "b")]
-    with pytest.raises(InvalidRequest, match="trunk without a native VLAN"):
+    with pytest.raises(Conflict, match="trunk without a native VLAN"):
         api.fdb_add(SW, StaticEntry(MAC, "b"))
-    with pytest.raises(InvalidRequest, match="not in VLAN 30"):
+    with pytest.raises(Conflict, match="not in VLAN 30"):
         api.fdb_add(SW, StaticEntry(MAC, "b", vlan=30))
     # each refusal names the field (the model's words in process, the schema's over REST)
     with pytest.raises(InvalidRequest, match="(?i)mac"):

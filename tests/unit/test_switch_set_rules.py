@@ -218,7 +218,7 @@ def _refusals() -> list[tuple[str, Callable[[SwitchManager], object], type, str]
         ("confirm without a change", lambda m: m.set_switch(SW, SwitchSettings(
             type=SwitchType.INTERNAL, confirm_timeout_s=5)), InvalidRequest, "confirm_timeout_s: only with"),
         ("management OS on internal", lambda m: m.set_switch(SW, SwitchSettings(allow_management_os=False)),
-         InvalidRequest, "allow_management_os: only an external switch has this setting; switch 'sw' is internal"),
+         Conflict, "allow_management_os: only an external switch has this setting; switch 'sw' is internal"),
         ("the same connection, confirmed", lambda m: m.set_switch("other", SwitchSettings(
             type=SwitchType.PRIVATE, confirm_timeout_s=5)), InvalidRequest, "confirm_timeout_s: only with"),
         ("rename onto a taken vNIC name", lambda m: m.set_switch(SW, SwitchSettings(name="x")),

@@ -1102,8 +1102,9 @@ class SwitchManager:
     def fdb_add(self, switch: str, entry: StaticEntry, *, persist: bool = True) -> FdbEntryInfo:
         """Pin `entry.mac` to `entry.port` (in the port's own VLAN unless one is given): stored, then
         live. It never ages and never moves: a frame from that MAC on another port is counted
-        (``static_refused``), not learned. Raises NotFound (switch, port), InvalidRequest (bad entry, a
-        VLAN the port is not in, a trunk without native VLAN and no VLAN given), StoreError."""
+        (``static_refused``), not learned. Raises NotFound (switch, port), InvalidRequest (bad entry),
+        Conflict (a VLAN the port is not in, a trunk without native VLAN and no VLAN given: the port's
+        state, not the request, refuses them), StoreError."""
         with self._lock:
             sw = self._get(switch)
             if entry.port not in sw.ports:
@@ -1111,10 +1112,10 @@ class SwitchManager:
             policy = sw.datapath.policy(entry.port)
             vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
             if vlan is None:
-                raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
-                                     "give the VLAN (--vlan)")
+                raise Conflict(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
+                            "give the VLAN (--vlan)")
             if not policy.is_member(vlan):
-                raise InvalidRequest(f"port {entry.port!r} is not in VLAN {vlan} ({policy.describe()})")
+                raise Conflict(f"port {entry.port!r} is not in VLAN {vlan} ({policy.describe()})")
             if persist and self.store is not None:
                 self.store.save_static(switch, entry.mac, vlan, entry.port)
             sw.datapath.add_static(parse_mac(entry.mac), vlan, entry.port)

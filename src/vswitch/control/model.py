@@ -904,7 +904,8 @@ class SwitchSettings(_Change):
         return any(getattr(self, k) is not None for k in _CONNECTION_FIELDS)
 
     def apply(self, spec: SwitchSpec) -> SwitchSpec:
-        """`spec` with these settings, checked again as any switch (InvalidRequest naming the field).
+        """`spec` with these settings, checked again as any switch (InvalidRequest naming the field;
+        Conflict for allow_management_os without a change of type on a switch that is not External).
 
         A new type starts from that type's defaults (no NIC off External, management OS allowed unless
         said otherwise); a change of the connection replaces the stored confirm timeout with its own."""
@@ -914,8 +915,10 @@ class SwitchSettings(_Change):
             if typ != spec.type:
                 changes.setdefault("allow_management_os", True)
             elif self.allow_management_os is not None and typ != SwitchType.EXTERNAL:
-                raise InvalidRequest([Problem("allow_management_os", f"only an external switch has this setting; "
-                                              f"switch {spec.name!r} is {typ}")])
+                # the switch's type, not the request, refuses it: a Conflict (409), as the REST schema
+                # cannot know what a switch is
+                raise Conflict(f"allow_management_os: only an external switch has this setting; "
+                               f"switch {spec.name!r} is {typ}")
             if typ != SwitchType.EXTERNAL:
                 changes["nic"] = None
             changes["confirm_timeout_s"] = self.confirm_timeout_s
