@@ -1037,12 +1037,27 @@ class SwitchManager:
             return self._port_info(sw, port)
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
-        """On the datapath thread: the MACs ports with spoofing off adopted (their first source),
-        stored so a restart keeps them. Takes no manager lock (a `port set` holds it while it calls
-        the datapath thread); a store failure is logged, the port keeps its MAC until then."""
+        """On the datapath thread: the MACs ports with spoofing off adopted (their first source), to
+        be stored so a restart keeps them. Stored from a thread of its own under the manager lock:
+        the datapath thread may not wait for that lock (a `port set` holds it while it calls the
+        datapath thread), and without it a `port set` storing the port meanwhile would be overwritten
+        by the spec read before it. Adoptions are once per port: a thread each costs nothing."""
+        threading.Thread(target=self._store_claims_locked, args=(sw, claims), daemon=True,
+                         name=f"claims-{sw.spec.name}").start()
+
+    def _store_claims_locked(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
+        """`_store_claims`' work, each MAC checked against the port as it is now (removed, spoofing
+        turned on, or given another MAC since: not stored); a store failure is logged, the port keeps
+        its MAC until the next restart."""
+        with self._lock:
+            if self._switches.get(sw.spec.name) is not sw:  # deleted (or shut down) meanwhile
+                return
+            self._store_claims_now(sw, claims)
+
+    def _store_claims_now(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         for pid, mac in claims:
             att = sw.ports.get(str(pid))
-            if att is None or att.spec is None or att.spec.mac_spoofing:
+            if att is None or att.spec is None or att.spec.mac_spoofing or att.spec.mac is not None:
                 continue
             spec = att.spec.updated({"port_mac": format_mac(mac)})
             try:
