@@ -299,7 +299,7 @@ def set_port(api: SwitchApi) -> None:
                         ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
-    with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):
+    with pytest.raises(Conflict, match="only a tap port's MAC .*memory port has no MAC"):
         api.set_port(SW, "a", PortSettings(mac="52:54:00:00:00:09"))
     with pytest.raises(NotFound):
         api.set_port(SW, "zz", PortSettings(vlan=2))

@@ -807,7 +807,11 @@ class PortSettings(_Change):
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
-        """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
+        """`spec` with these settings, checked again as any port (InvalidRequest naming the field;
+        Conflict for a MAC on a port that is not a tap: the port's kind refuses it, which the REST
+        schema of the settings cannot know)."""
+        if self.mac is not None and spec.kind != PortKind.TAP:
+            raise Conflict(f"mac: only a tap port's MAC is vswitch's to set: {_MAC_OWNER[spec.kind]}")
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
                                                                  "mac_limit")
