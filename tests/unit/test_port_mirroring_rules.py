@@ -1,0 +1,176 @@
+"""Port mirroring in the core (no I/O): Hyper-V's -PortMirroring Source/Destination. Every forwarded
+frame received from or delivered to a source port is copied once to every destination port that is
+up (never back to the port it came from, never a second time to a port that is an output already),
+with the tag the destination takes; dropped frames are not mirrored; the counters; `trace`'s
+sentences and `trace` agreeing with `process`; the cached decisions equal to freshly built ones."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from guard_frames import eth
+from vswitch.core.policy import PortMirroring, PortPolicy
+from vswitch.core.reasons import Reason
+from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, SwitchCore
+
+SRC, DST = PortMirroring.SOURCE, PortMirroring.DESTINATION
+MAC = {n: bytes((2, 0, 0, 0, 0x4D, i)) for i, n in enumerate(("vm1", "vm2", "vm3", "mon", "tmon", "vm4", "t1"))}
+BCAST = b"\xff" * 6
+PAYLOAD = b"\x08\x00" + bytes(46)
+
+
+def frame(dst: bytes, src: bytes, vid: int | None = None) -> bytes:
+    if vid is None:
+        return eth(dst, src, PAYLOAD)
+    return dst + src + struct.pack("!HH", 0x8100, vid) + PAYLOAD
+
+
+def lab() -> SwitchCore:
+    """vm1 a source; vm2, vm3 plain; mon an access destination, tmon a trunk destination; vm4 a
+    second source; every MAC learned (each port sent a broadcast)."""
+    sw = SwitchCore()
+    sw.add_port("vm1", PortPolicy.access(10, port_mirroring=SRC))
+    sw.add_port("vm2", PortPolicy.access(10))
+    sw.add_port("vm3", PortPolicy.access(10))
+    sw.add_port("mon", PortPolicy.access(10, port_mirroring=DST))
+    sw.add_port("tmon", PortPolicy.trunk({10, 20}, port_mirroring=DST))
+    sw.add_port("vm4", PortPolicy.access(10, port_mirroring=SRC))
+    for name in ("vm1", "vm2", "vm3", "mon", "vm4"):
+        sw.process(name, frame(BCAST, MAC[name]), 0, 1.0)
+    sw.process("tmon", frame(BCAST, MAC["tmon"], 10), 0, 1.0)
+    for c in sw.counters.values():
+        c.mirrored = c.mirror_tx = 0
+    return sw
+
+
+def test_a_sources_unicast_is_copied_to_every_destination_in_both_directions() -> None:
+    sw = lab()
+    out = sw.process("vm1", frame(MAC["vm2"], MAC["vm1"]), 0, 2.0)
+    assert (out.reason, out.out_ports) == (Reason.FORWARD_LEARNED, ("vm2", "mon", "tmon"))
+    assert out.edits == (EDIT_KEEP, EDIT_KEEP, EDIT_PUSH), "the trunk destination gets the frame tagged VLAN 10"
+    assert out.mirror is not None and out.mirror.sources == ("vm1",) and out.mirror.copies == ("mon", "tmon")
+    back = sw.process("vm2", frame(MAC["vm1"], MAC["vm2"]), 0, 2.0)
+    assert back.out_ports == ("vm1", "mon", "tmon"), "what is delivered to a source is mirrored too"
+    assert sw.counters["vm1"].mirrored == 2 and sw.counters["mon"].mirror_tx == 2
+    assert sw.counters["tmon"].mirror_tx == 2 and sw.counters["vm2"].mirrored == 0
+
+
+def test_other_ports_traffic_is_not_mirrored_and_a_destination_keeps_its_own() -> None:
+    sw = lab()
+    d = sw.process("vm2", frame(MAC["vm3"], MAC["vm2"]), 0, 2.0)
+    assert (d.out_ports, d.mirror) == (("vm3",), None)
+    own = sw.process("mon", frame(MAC["vm2"], MAC["mon"]), 0, 2.0)
+    assert (own.out_ports, own.mirror) == (("vm2",), None), "the monitor still forwards normally"
+    to_mon = sw.process("vm3", frame(MAC["mon"], MAC["vm3"]), 0, 2.0)
+    assert to_mon.out_ports == ("mon",)
+    assert all(c.mirror_tx == 0 and c.mirrored == 0 for c in sw.counters.values())
+
+
+def test_one_copy_per_destination_never_back_and_never_twice() -> None:
+    sw = lab()
+    d = sw.process("vm1", frame(MAC["vm4"], MAC["vm1"]), 0, 2.0)
+    assert d.out_ports == ("vm4", "mon", "tmon"), "source to source: one copy per destination"
+    assert d.mirror is not None and d.mirror.sources == ("vm1", "vm4")
+    assert sw.counters["vm1"].mirrored == sw.counters["vm4"].mirrored == 1 and sw.counters["mon"].mirror_tx == 1
+    from_mon = sw.process("mon", frame(MAC["vm1"], MAC["mon"]), 0, 2.0)
+    assert from_mon.out_ports == ("vm1", "tmon"), "never back to the port it came from"
+    flood = sw.process("vm1", frame(BCAST, MAC["vm1"]), 0, 2.0)
+    assert flood.out_ports == ("vm2", "vm3", "mon", "tmon", "vm4"), "a flood reaches the destinations once"
+    assert flood.mirror is not None and flood.mirror.copies == () and flood.mirror.dests == ("mon", "tmon")
+    unknown = sw.process("vm2", frame(bytes.fromhex("02000000ffff"), MAC["vm2"]), 0, 2.0)
+    assert unknown.mirror is not None and unknown.mirror.sources == ("vm1", "vm4"), "a flood to sources"
+    assert unknown.out_ports == ("vm1", "vm3", "mon", "tmon", "vm4")
+
+
+def test_tags_a_trunk_destination_keeps_the_vlan_an_access_one_gets_it_untagged() -> None:
+    sw = SwitchCore()
+    sw.add_port("t1", PortPolicy.trunk({10, 20}, port_mirroring=SRC))
+    sw.add_port("a20", PortPolicy.access(20))
+    sw.add_port("mon", PortPolicy.access(10, port_mirroring=DST))
+    sw.add_port("tmon", PortPolicy.trunk({30}, native=30, port_mirroring=DST))
+    sw.process("a20", frame(BCAST, MAC["vm2"]), 0, 1.0)
+    d = sw.process("t1", frame(MAC["vm2"], MAC["t1"], 20), 0, 2.0)
+    assert d.out_ports == ("a20", "mon", "tmon")
+    assert d.edits == (EDIT_POP, EDIT_POP, EDIT_KEEP), \
+        "an access destination gets it untagged (any VLAN), a trunk one with its tag (VLAN 20, not its own)"
+
+
+def test_dropped_frames_are_not_mirrored_nor_copies_to_a_port_that_is_down() -> None:
+    sw = lab()
+    assert sw.process("vm1", frame(MAC["vm1"], MAC["vm1"]), 0, 2.0).mirror is None  # DROP_SAME_PORT
+    d = sw.process("vm1", frame(BCAST, MAC["vm1"], 30), 0, 2.0)
+    assert (d.reason, d.out_ports) == (Reason.DROP_VLAN_INGRESS, ())
+    assert sw.counters["vm1"].mirrored == 0
+    sw.set_oper_up("mon", False)
+    d = sw.process("vm1", frame(MAC["vm2"], MAC["vm1"]), 0, 2.0)
+    assert d.out_ports == ("vm2", "tmon"), "a destination that is down gets nothing"
+    sw.set_oper_up("tmon", False)
+    d = sw.process("vm1", frame(MAC["vm2"], MAC["vm1"]), 0, 2.0)
+    assert (d.out_ports, d.mirror) == (("vm2",), None), "no destination up: not mirrored"
+    sw.set_oper_up("mon", True)
+    sw.fdb.add_static(MAC["vm3"], 10, "vm3")
+    sw.set_policy("vm3", PortPolicy.access(10, admin_up=False))
+    d = sw.process("vm1", frame(MAC["vm3"], MAC["vm1"]), 0, 2.0)
+    assert (d.reason, d.mirror) == (Reason.DROP_EGRESS_DOWN, None), "a drop after the lookup is not mirrored either"
+
+
+def test_a_policy_change_takes_effect_on_the_next_frame() -> None:
+    sw = lab()
+    first = sw.process("vm2", frame(MAC["vm3"], MAC["vm2"]), 0, 2.0)
+    assert sw.process("vm2", frame(MAC["vm3"], MAC["vm2"]), 0, 2.0) is first, "cached: nothing allocated"
+    sw.set_policy("vm3", PortPolicy.access(10, port_mirroring=SRC))
+    assert sw.process("vm2", frame(MAC["vm3"], MAC["vm2"]), 0, 2.0).out_ports == ("vm3", "mon", "tmon")
+    sw.set_policy("vm1", PortPolicy.access(10))
+    sw.set_policy("vm3", PortPolicy.access(10))
+    sw.set_policy("vm4", PortPolicy.access(10))
+    assert sw.process("vm1", frame(MAC["vm2"], MAC["vm1"]), 0, 2.0).out_ports == ("vm2",)
+    assert sw.process("vm1", frame(BCAST, MAC["vm1"]), 0, 2.0).mirror is None
+
+
+def test_trace_says_what_is_mirrored_and_why() -> None:
+    sw = lab()
+    d, steps = sw.trace("vm2", frame(MAC["vm1"], MAC["vm2"]), 2.0)
+    egress = [s.result for s in steps if s.stage == "egress"]
+    assert egress == ["port vm1: leaves as it came",
+                      "mirrored to port mon (port mirroring: vm1 is a source): leaves as it came",
+                      "mirrored to port tmon (port mirroring: vm1 is a source): leaves tagged VLAN 10 (tag pushed)"]
+    assert [s for s in steps if s.stage == "decide"][0].detail["mirrored_to"] == ["mon", "tmon"]
+    assert all(c.mirrored == 0 and c.mirror_tx == 0 for c in sw.counters.values()), "an explanation counts nothing"
+    _, steps = sw.trace("vm1", frame(BCAST, MAC["vm1"]), 2.0)
+    assert "port mon gets it already: no mirror copy (port mirroring: vm1, vm4 are sources)" in \
+        [s.result for s in steps]
+
+
+def test_trace_and_process_agree_and_the_caches_equal_fresh_decisions() -> None:
+    rng = random.Random(88)
+    policies = {"s-a10": PortPolicy.access(10, port_mirroring=SRC),
+                "s-t": PortPolicy.trunk({10, 20}, port_mirroring=SRC),
+                "a10": PortPolicy.access(10), "a20": PortPolicy.access(20), "t": PortPolicy.trunk({10, 20}, native=10),
+                "d-a10": PortPolicy.access(10, port_mirroring=DST),
+                "d-t": PortPolicy.trunk({20}, native=20, port_mirroring=DST, guards=1),
+                "d-a30": PortPolicy.access(30, port_mirroring=DST, flooding=False)}
+    sw, fresh = SwitchCore(), SwitchCore()
+    for name, policy in policies.items():
+        sw.add_port(name, policy)
+        fresh.add_port(name, policy)
+    macs = [bytes((2, 0, 0, 0, 3, i)) for i in range(12)]
+    seen: set[tuple[int, int]] = set()
+    for i in range(3000):
+        f = frame(rng.choice([*macs, BCAST]), rng.choice(macs), rng.choice((None, None, 10, 20, 30)))
+        port = rng.choice(list(policies))
+        if i % 500 == 250:
+            for s in (sw, fresh):
+                s.set_oper_up("d-a10", i % 1000 != 250)
+        now = float(i // 40)
+        explained, _ = sw.trace(port, f, now)
+        decided = sw.process(port, f, 0, now)
+        fresh._invalidate()  # every decision built anew: the caches must not change an answer
+        assert explained == decided == fresh.process(port, f, 0, now), f"frame {f.hex()} on {port}"
+        if decided.mirror is not None:
+            seen.add((len(decided.mirror.sources), len(decided.mirror.copies)))
+    assert {(1, 1), (1, 2), (2, 2)} <= seen, seen
+    for name in policies:
+        a, b = sw.counters[name], fresh.counters[name]
+        assert (a.mirrored, a.mirror_tx) == (b.mirrored, b.mirror_tx)
+    assert sw.counters["s-a10"].mirrored > 0 and sw.counters["d-a30"].mirror_tx > 0
