@@ -59,6 +59,10 @@ class PortPolicy:
     mac_limit: int = 0
     port_mirroring: PortMirroring = PortMirroring.NONE
 
+    def __post_init__(self) -> None:
+        if type(self.port_mirroring) is not PortMirroring:  # SwitchCore tests it by identity
+            object.__setattr__(self, "port_mirroring", PortMirroring(self.port_mirroring))
+
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.ACCESS, access_vlan=vlan, **kw)

@@ -852,7 +852,7 @@ class KernelDatapath(Datapath):
         if c["upcall_fail"]:
             drops["upcall_fail"] = c["upcall_fail"]
         return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": c["tx_frames"], "tx_bytes": c["tx_bytes"],
-                "drops": drops}
+                "mirrored": c["mirrored"], "mirror_tx": c["mirror_tx"], "drops": drops}
 
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -1137,7 +1137,8 @@ def headroom(cap: int) -> int:
     return max(1, min(1024, cap // 16))
 
 
-_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused")
+_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused",
+           "mirrored", "mirror_tx")
 
 
 def _fold(c: Any, snap: dict[str, Any]) -> None:
