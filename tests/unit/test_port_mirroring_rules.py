@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import random
 import struct
+from pathlib import Path
+from typing import cast
+
+import pytest
+from fake_api import FakeApi, cli_on_one_port, stored_and_loaded
+from memkernel import MemKernel
 
 from guard_frames import eth
+from vswitch.control.manager import SwitchManager
+from vswitch.control.model import InvalidRequest, PortKind, PortSettings, PortSpec, SwitchSpec, SwitchType, policy_for
+from vswitch.control.store import ConfigStore
 from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, SwitchCore
+from vswitch.ports.memory import MemoryPort
+from waiting import wait_until
 
 SRC, DST = PortMirroring.SOURCE, PortMirroring.DESTINATION
 MAC = {n: bytes((2, 0, 0, 0, 0x4D, i)) for i, n in enumerate(("vm1", "vm2", "vm3", "mon", "tmon", "vm4", "t1"))}
 BCAST = b"\xff" * 6
+PEER, OTHER = bytes.fromhex("020000000901"), bytes.fromhex("020000000902")
 PAYLOAD = b"\x08\x00" + bytes(46)
 
 
@@ -174,3 +186,82 @@ def test_trace_and_process_agree_and_the_caches_equal_fresh_decisions() -> None:
         a, b = sw.counters[name], fresh.counters[name]
         assert (a.mirrored, a.mirror_tx) == (b.mirrored, b.mirror_tx)
     assert sw.counters["s-a10"].mirrored > 0 and sw.counters["d-a30"].mirror_tx > 0
+
+
+# ---- the settings -------------------------------------------------------------------------------
+
+def test_spec_settings_and_policy() -> None:
+    spec = PortSpec("vm1", PortKind.MEMORY, "vm1")
+    assert (spec.port_mirroring, policy_for(spec).port_mirroring) == ("none", PortMirroring.NONE)
+    src = PortSettings(port_mirroring="SOURCE").apply(spec)
+    assert (src.port_mirroring, policy_for(src).port_mirroring) == ("source", SRC)
+    dst = PortSettings(port_mirroring="destination").apply(src)
+    assert policy_for(dst).port_mirroring is DST
+    assert PortSpec.parse(dst.to_dict()) == dst
+    assert PortSettings(learning=False).apply(dst).port_mirroring == "destination", "kept by other settings"
+    with pytest.raises(InvalidRequest, match=r"port_mirroring: 'mirror' is not a port mirroring mode "
+                                             r"\(none, source, destination\)"):
+        PortSettings.parse({"port_mirroring": "mirror"})
+    with pytest.raises(InvalidRequest, match="port_mirroring"):
+        PortSpec.parse({**spec.to_dict(), "port_mirroring": 2})
+    assert PortPolicy(port_mirroring=1).port_mirroring is SRC  # type: ignore[arg-type]
+
+
+def test_the_setting_is_stored(tmp_path: Path) -> None:
+    spec = PortSpec("vm1", PortKind.MEMORY, "vm1", port_mirroring="destination")
+    assert stored_and_loaded(tmp_path / "db", spec) == [spec]
+
+
+def test_cli_port_set_and_show() -> None:
+    api = FakeApi()
+    run = cli_on_one_port(api)
+    out = run("port", "set", "s", "vm1", "--port-mirroring", "source")
+    assert "port mirroring source" in out
+    assert api.calls[-1][1][2].port_mirroring == "source"
+    shown = run("port", "show", "s", "vm1")
+    assert "port mirroring" in shown and "source" in shown
+    assert '"port_mirroring": "source"' in run("port", "show", "s", "vm1", "--json")
+    bad = run("port", "set", "s", "vm1", "--port-mirroring", "both", ok=False)
+    assert bad.exit_code != 0 and "--port-mirroring" in bad.output, bad.output
+    assert api.get_port("s", "vm1").port_mirroring == "source", "a refused value changes nothing"
+
+
+def test_set_live_on_memory_ports_counted_and_kept_across_a_restart(tmp_path: Path) -> None:
+    """`port set` on a running switch: the monitor gets a copy of each frame between vm and peer,
+    in both directions, nothing of the others' traffic; `stats` counts them; a restart keeps the
+    settings."""
+    def manager() -> SwitchManager:
+        kernel = MemKernel()
+        return SwitchManager(ConfigStore(tmp_path / "db"), netlink=kernel, port_kinds=kernel.port_kinds,
+                             port_socket_dir=str(tmp_path / "p"))
+
+    names = ("vm", "peer", "other", "mon")
+    m = manager()
+    try:
+        m.create_switch(SwitchSpec("s", SwitchType.PRIVATE))
+        for name in names:
+            m.add_port("s", PortSpec(name, PortKind.MEMORY, name))
+        ports = {n: cast(MemoryPort, m.port_object("s", n)) for n in names}
+        for n in names:  # everyone learned
+            ports[n].inject(frame(BCAST, {"vm": MAC["vm1"], "peer": PEER, "other": OTHER, "mon": MAC["mon"]}[n]))
+        wait_until(lambda: len(ports["mon"].sent) == 3, what="the three broadcasts at the monitor")
+        assert m.set_port("s", "vm", PortSettings(port_mirroring="source")).port_mirroring == "source"
+        assert m.set_port("s", "mon", PortSettings(port_mirroring="destination")).port_mirroring == "destination"
+        ports["mon"].sent.clear()
+        there, back = frame(PEER, MAC["vm1"]), frame(MAC["vm1"], PEER)
+        ports["vm"].inject(there)
+        ports["peer"].inject(back)
+        ports["other"].inject(frame(PEER, OTHER))
+        wait_until(lambda: len(ports["peer"].sent) >= 2, what="vm's and other's frames at peer")
+        wait_until(lambda: len(ports["mon"].sent) == 2, what="the two mirrored frames")
+        assert sorted(map(bytes, ports["mon"].sent)) == sorted([there, back]), "exactly vm's frames, once each"
+        stats = {s.port: s for s in m.stats("s")}
+        assert (stats["vm"].mirrored, stats["mon"].mirror_tx, stats["peer"].mirrored) == (2, 2, 0)
+    finally:
+        m.shutdown()
+    m = manager()
+    try:
+        m.restore()
+        assert [m.get_port("s", n).port_mirroring for n in names] == ["source", "none", "none", "destination"]
+    finally:
+        m.shutdown()
