@@ -266,3 +266,28 @@ def test_a_flood_reaches_every_slot() -> None:
         assert r.verdict == TC_ACT_REDIRECT
         assert [o.slot for o in r.outputs] == list(range(1, layout.MAX_PORTS))
         assert prog.counters(0)["flood_copies"] == layout.MAX_PORTS - 1
+
+
+def test_a_mirror_copy_for_a_port_only_python_serves_sends_the_frame_up() -> None:
+    """The program cannot send a copy to a destination only Python serves: a frame it would mirror
+    goes up (the flood's or the unicast's cause) and Python makes every copy; a frame it would not
+    mirror stays in the kernel; with that destination down the copies are the program's again."""
+    require_fastpath()
+    with SwitchProgram() as prog:
+        prog.add_port("src", PortPolicy.access(10, port_mirroring=PortMirroring.SOURCE), ifindex=1000)
+        prog.add_port("k1", PortPolicy.access(10), ifindex=1001)
+        prog.add_port("k2", PortPolicy.access(10), ifindex=1002)
+        prog.add_port("kmon", PortPolicy.trunk({10}, port_mirroring=PortMirroring.DESTINATION), ifindex=1003)
+        prog.add_port("pymon", PortPolicy.access(20, port_mirroring=PortMirroring.DESTINATION), kernel=False)
+        prog.set_test_clock(NS)
+        prog.add_static(POOL[1], 10, "k1")
+        prog.add_static(POOL[2], 10, "k2")
+        assert prog.run("src", b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_flood"
+        assert prog.run("src", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_dest"
+        r = prog.run("k2", POOL[1] + POOL[2] + b"\x08\x00" + bytes(46))
+        assert (r.reason, [prog.port_at(o.slot) for o in r.outputs]) == ("forward_learned", ["k1"]), "not mirrored"
+        prog.set_oper_up("pymon", False)
+        r = prog.run("src", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46))
+        assert (r.reason, [prog.port_at(o.slot) for o in r.outputs]) == ("forward_learned", ["k1", "kmon"])
+        assert r.outputs[1].head[12:16] == b"\x81\x00\x00\x0a", "the trunk destination's copy carries VLAN 10"
+        assert (prog.counters("src")["mirrored"], prog.counters("kmon")["mirror_tx"]) == (1, 1)
