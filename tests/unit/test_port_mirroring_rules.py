@@ -265,3 +265,26 @@ def test_set_live_on_memory_ports_counted_and_kept_across_a_restart(tmp_path: Pa
         assert [m.get_port("s", n).port_mirroring for n in names] == ["source", "none", "none", "destination"]
     finally:
         m.shutdown()
+
+
+def test_a_configuration_file_carries_the_setting() -> None:
+    from vswitch.control.config_file import parse_yaml
+    from vswitch.control.config_plan import plan
+
+    text = """\
+version: 1
+switches:
+- switch: {name: lan, type: private}
+  ports:
+  - {name: vm1, kind: memory, target: vm1, port_mirroring: source}
+  - {name: mon, kind: memory, target: mon, port_mirroring: destination}
+"""
+    want = parse_yaml(text, "mirror.yaml")
+    assert [p.port_mirroring for p in want.switches[0].ports] == ["source", "destination"]
+    have = parse_yaml(text.replace("port_mirroring: source", "port_mirroring: none"), "have.yaml")
+    steps, _ = plan(want, have)
+    assert [s.info.text for s in steps] == ["port lan/vm1: port_mirroring none → source"]
+    new, _ = plan(want, parse_yaml("version: 1\nswitches: []\n", "empty.yaml"))
+    assert "add port lan/vm1 (memory vm1, vlan 1, port mirroring source)" in [s.info.text for s in new]
+    with pytest.raises(InvalidRequest, match="port_mirroring: 'span' is not a port mirroring mode"):
+        parse_yaml(text.replace("port_mirroring: source", "port_mirroring: span"), "bad.yaml")
