@@ -268,7 +268,7 @@ def test_set_live_on_memory_ports_counted_and_kept_across_a_restart(tmp_path: Pa
 
 
 def test_a_configuration_file_carries_the_setting() -> None:
-    from vswitch.control.config_file import parse_yaml
+    from vswitch.control.config_file import dump_yaml, parse_yaml
     from vswitch.control.config_plan import plan
 
     text = """\
@@ -288,3 +288,6 @@ switches:
     assert "add port lan/vm1 (memory vm1, vlan 1, port mirroring source)" in [s.info.text for s in new]
     with pytest.raises(InvalidRequest, match="port_mirroring: 'span' is not a port mirroring mode"):
         parse_yaml(text.replace("port_mirroring: source", "port_mirroring: span"), "bad.yaml")
+    exported = dump_yaml(want)
+    assert "port_mirroring: source" in exported and "port_mirroring: destination" in exported
+    assert plan(parse_yaml(exported, "export.yaml"), want)[0] == [], "export and apply round trip"
