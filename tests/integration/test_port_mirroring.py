@@ -127,3 +127,7 @@ def test_a_monitor_only_python_serves_gets_the_copies_too(lab: Lab, tmp_path: Pa
             f"{name}: {seen}"
     if program is not None:  # mirrored frames of vm went up: a copy for the TAP only Python can write
         assert program.counters("vm")["upcall"] - ups >= N_PINGS
+        assert lab.m.get_port(lab.sw, "vm").datapath == ("kernel (tc-bpf); its mirrored frames through the "
+                                                         "upcall path: port mirroring destination tmon only "
+                                                         "Python serves")
+        assert lab.m.get_port(lab.sw, "peer").datapath == "kernel (tc-bpf)"

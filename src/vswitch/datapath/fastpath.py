@@ -93,7 +93,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
@@ -726,7 +726,16 @@ class KernelDatapath(Datapath):
             return f"python, through the upcall path: a {ps.port.kind} port (no link the program can send to)"
         from vswitch.datapath.kernel.layout import upcall_reasons
         why = upcall_reasons(self.core.policies[ps.pid])
-        return "python, through the upcall path: " + "; ".join(why) if why else KERNEL_LABEL
+        if why:
+            return "python, through the upcall path: " + "; ".join(why)
+        if self.core.policies[ps.pid].port_mirroring is PortMirroring.SOURCE:
+            # the program cannot send a copy to these: while one is up, its mirrored frames go up
+            py = [str(pid) for pid, pol in self.core.policies.items() if pid not in self._down
+                  and pol.port_mirroring is PortMirroring.DESTINATION and self.core.is_up(pid)]
+            if py:
+                return (f"{KERNEL_LABEL}; its mirrored frames through the upcall path: port mirroring "
+                        f"destination{'s' if len(py) > 1 else ''} {', '.join(py)} only Python serves")
+        return KERNEL_LABEL
 
     def _read_batch(self, ps: PortState) -> None:
         if ps is self._up_ps:
