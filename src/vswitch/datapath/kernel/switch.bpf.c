@@ -841,7 +841,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
-		eg.mirror = mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
+		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
 		if (eg.mirror && cfg->mirror_py)       /* a copy for a port only Python serves */
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
@@ -856,7 +856,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
-		eg.mirror = mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
+		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
 		if (eg.mirror && cfg->mirror_py)
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		decided(skb, &eg, len, VS_C_FLOOD_UNKNOWN);
