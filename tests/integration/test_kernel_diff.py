@@ -14,6 +14,9 @@ RAs and redirects (behind extension headers, tagged, fragmented, cut short) and 
 (a DHCPDISCOVER, a relay's BOOTREQUEST, a Router Solicitation, an ICMPv6 echo, later fragments).
 Two ports have MAC spoofing off with their MAC known (an access and a trunk port): the sources from
 the pool are theirs a tenth of the time, forged the rest (DROP_SPOOFED_MAC, never learned).
+Port mirroring: two sources (access, trunk) and two destinations (an access port in another VLAN,
+which gets every copy untagged; a trunk that does not flood and goes oper down and up): the copies
+are outputs after the forwarded ones, compared like them, and the mirrored/mirror_tx counters too.
 BPF_PROG_TEST_RUN keeps a tag in the bytes; test_kernel_veth.py covers the metadata tag of a real receive.
 """
 
@@ -27,7 +30,7 @@ from kernel_fastpath import core_table, program_table, require_fastpath
 
 from guard_frames import random_l3
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, SwitchCore, egress_frame
 from vswitch.datapath.kernel import layout
@@ -54,8 +57,13 @@ POLICIES = {
     "a20-guards": PortPolicy.access(20, guards=GUARD_DHCP | GUARD_ROUTER),
     "a10-nospoof": PortPolicy.access(10, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 2))),
     "t-nospoof": PortPolicy.trunk({10, 20, 30}, native=20, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 3))),
+    "a10-msrc": PortPolicy.access(10, port_mirroring=PortMirroring.SOURCE),
+    "t-msrc": PortPolicy.trunk({10, 20}, native=20, port_mirroring=PortMirroring.SOURCE),
+    "a20-mdst": PortPolicy.access(20, port_mirroring=PortMirroring.DESTINATION),
+    "t-mdst": PortPolicy.trunk({10, 30}, native=30, flooding=False, port_mirroring=PortMirroring.DESTINATION),
 }
 OPER_FLAPPING = "t-nonative"
+OPER_FLAPPING_MIRROR = "t-mdst"
 
 POOL = [bytes((2, 0, 0, 0, 0xEB, i)) for i in range(10)]
 GROUPS = [b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("333300000001"),
@@ -123,6 +131,12 @@ def _compare(core: SwitchCore, prog: SwitchProgram, n_frames: int, seed: int) ->
             prog.set_oper_up(OPER_FLAPPING, not down)
             if down:
                 prog.tables.flush(slot=prog.slot(OPER_FLAPPING))
+        if i % 1499 == 700:  # a mirroring destination goes down and comes back: no copies meanwhile
+            down = i % 2 == 0
+            core.set_oper_up(OPER_FLAPPING_MIRROR, not down)
+            prog.set_oper_up(OPER_FLAPPING_MIRROR, not down)
+            if down:
+                prog.tables.flush(slot=prog.slot(OPER_FLAPPING_MIRROR))
         prog.set_test_clock(now)
         port = rng.choice(names)
         frame = _random_frame(rng)
@@ -157,7 +171,7 @@ def _counters_differ(core: SwitchCore, prog: SwitchProgram) -> list[str]:
     for port in POLICIES:
         snap = core.counters[port].snapshot()
         mine = prog.counters(port)
-        want = {k: snap[k] for k in layout.PORT_COUNTER_FIELDS}
+        want = {k: snap[k] for k in (*layout.PORT_COUNTER_FIELDS, "mirrored", "mirror_tx")}
         want.update({r.label: n for r, n in core.counters[port].drops.items()})
         got = {k: v for k, v in mine.items() if k in want or (k.startswith("drop_") and v)}
         if got != want:
@@ -186,6 +200,8 @@ def test_program_decides_like_the_core() -> None:
         assert all(prog.counters(p)["upcall"] == 0 for p in POLICIES)
         assert sum(c["moved"] for c in map(prog.counters, POLICIES)) > 0
         assert sum(c["static_refused"] for c in map(prog.counters, POLICIES)) > 0
+        assert all(core.counters[p].mirrored > 0 for p in ("a10-msrc", "t-msrc"))
+        assert all(core.counters[p].mirror_tx > 0 for p in ("a20-mdst", "t-mdst"))
 
 
 def test_a_new_mac_beyond_the_cap_goes_up_and_changes_nothing() -> None:
@@ -250,3 +266,28 @@ def test_a_flood_reaches_every_slot() -> None:
         assert r.verdict == TC_ACT_REDIRECT
         assert [o.slot for o in r.outputs] == list(range(1, layout.MAX_PORTS))
         assert prog.counters(0)["flood_copies"] == layout.MAX_PORTS - 1
+
+
+def test_a_mirror_copy_for_a_port_only_python_serves_sends_the_frame_up() -> None:
+    """The program cannot send a copy to a destination only Python serves: a frame it would mirror
+    goes up (the flood's or the unicast's cause) and Python makes every copy; a frame it would not
+    mirror stays in the kernel; with that destination down the copies are the program's again."""
+    require_fastpath()
+    with SwitchProgram() as prog:
+        prog.add_port("src", PortPolicy.access(10, port_mirroring=PortMirroring.SOURCE), ifindex=1000)
+        prog.add_port("k1", PortPolicy.access(10), ifindex=1001)
+        prog.add_port("k2", PortPolicy.access(10), ifindex=1002)
+        prog.add_port("kmon", PortPolicy.trunk({10}, port_mirroring=PortMirroring.DESTINATION), ifindex=1003)
+        prog.add_port("pymon", PortPolicy.access(20, port_mirroring=PortMirroring.DESTINATION), kernel=False)
+        prog.set_test_clock(NS)
+        prog.add_static(POOL[1], 10, "k1")
+        prog.add_static(POOL[2], 10, "k2")
+        assert prog.run("src", b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_flood"
+        assert prog.run("src", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_dest"
+        r = prog.run("k2", POOL[1] + POOL[2] + b"\x08\x00" + bytes(46))
+        assert (r.reason, [prog.port_at(o.slot) for o in r.outputs]) == ("forward_learned", ["k1"]), "not mirrored"
+        prog.set_oper_up("pymon", False)
+        r = prog.run("src", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46))
+        assert (r.reason, [prog.port_at(o.slot) for o in r.outputs]) == ("forward_learned", ["k1", "kmon"])
+        assert r.outputs[1].head[12:16] == b"\x81\x00\x00\x0a", "the trunk destination's copy carries VLAN 10"
+        assert (prog.counters("src")["mirrored"], prog.counters("kmon")["mirror_tx"]) == (1, 1)

@@ -63,7 +63,10 @@ def test_each_decision_is_one_event_with_the_cores_decision() -> None:
                     mismatches.append(f"#{i}: {len(seen.calls)} events for one frame")
                     continue
                 pid, head, hdr, got, length, _t, path = seen.calls[0]
-                want = (port, frame[:layout.EV_HEAD], 0, d.reason, d.vlan, d.out_ports, len(frame), KERNEL_PATH)
+                # the event's outputs are a bitmap of slots: in slot order (a mirrored unicast's copy to
+                # a destination in a lower slot comes after its output in the core's decision)
+                outs = tuple(sorted(d.out_ports, key=prog.slot))
+                want = (port, frame[:layout.EV_HEAD], 0, d.reason, d.vlan, outs, len(frame), KERNEL_PATH)
                 have = (pid, head, hdr, got.reason, got.vlan, got.out_ports, length, path)
                 if have != want and len(mismatches) < 20:
                     mismatches.append(f"#{i} on {port}: {frame.hex()}: event {have} (core {want})")

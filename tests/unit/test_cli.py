@@ -154,7 +154,7 @@ def test_stats(api: FakeApi) -> None:
     data = as_json(api, "stats", "s")
     assert data == [{"port": "vm1", "rx_frames": 10, "rx_bytes": 1000, "tx_frames": 8, "tx_bytes": 800,
                      "floods": 3, "learned": 1, "moved": 0, "drops": {"DROP_SAME_PORT": 2},
-                     "static_refused": 0}]
+                     "static_refused": 0, "mirrored": 0, "mirror_tx": 0}]
 
 
 def test_trace(api: FakeApi) -> None:

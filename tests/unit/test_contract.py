@@ -290,13 +290,21 @@ def set_port(api: SwitchApi) -> None:
     assert api.get_port(SW, "a") == port
     port = api.set_port(SW, "a", PortSettings(mac_spoofing=True, mac_limit=0))
     assert (port.mac_spoofing, port.mac_limit) == (True, 0)
+    assert port.port_mirroring == "none", "no port mirroring unless set (Hyper-V)"
+    port = api.set_port(SW, "a", PortSettings(port_mirroring="Source"))
+    assert (port.port_mirroring, port.mac_limit) == ("source", 0), "Hyper-V's spelling taken, vswitch's kept"
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(port_mirroring="none"))
+    assert port.port_mirroring == "none"
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
                         ({"dhcp_guard": "yes"}, "dhcp_guard: 'yes' is not true or false"),
                         ({"router_guard": 1}, "router_guard: 1 is not true or false"),
                         ({"mac_spoofing": "off"}, "mac_spoofing: 'off' is not true or false"),
-                        ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit")]:
+                        ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit"),
+                        ({"port_mirroring": "both"}, "port_mirroring: 'both' is not a port mirroring mode"),
+                        ({"port_mirroring": True}, "port_mirroring: True is not a port mirroring mode")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(Conflict, match="only a tap port's MAC .*memory port has no MAC"):

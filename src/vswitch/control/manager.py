@@ -1162,7 +1162,8 @@ class SwitchManager:
 
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
-                              s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"])
+                              s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"],
+                              s.get("mirrored", 0), s.get("mirror_tx", 0))
                 for pid, s in self.datapath(switch).port_counters().items()]
 
     def trace(self, switch: str, in_port: str, src: str, dst: str, vlan: int | None = None,
@@ -1626,7 +1627,8 @@ class SwitchManager:
                         att.spec.mac if att.spec is not None else None,
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
-                        format_mac(policy.mac) if policy.mac is not None else None, state["path"])
+                        format_mac(policy.mac) if policy.mac is not None else None, state["path"],
+                        policy.port_mirroring.label)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

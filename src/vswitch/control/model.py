@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Self, cast
 from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
+from vswitch.core.policy import PortMirroring, PortPolicy, format_vlan_list, merge_vlan_ranges
 from vswitch.core.reasons import Reason
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -235,6 +235,18 @@ def _enum_checker(enum_type: type[enum.StrEnum], what: str) -> Check:
         except ValueError:
             raise FieldError(f"{clip(value)} is not {what} ({', '.join(e.value for e in enum_type)})") from None
     return check
+
+
+#: `port set --port-mirroring` (Hyper-V -PortMirroring None|Source|Destination), as stored
+PORT_MIRRORING_MODES = ("none", "source", "destination")
+
+
+def check_port_mirroring(value: object) -> str:
+    """A port mirroring mode, 'none' | 'source' | 'destination' (any case, as PowerShell takes
+    Hyper-V's); FieldError otherwise."""
+    if isinstance(value, str) and value.lower() in PORT_MIRRORING_MODES:
+        return value.lower()
+    raise FieldError(f"{clip(value)} is not a port mirroring mode ({', '.join(PORT_MIRRORING_MODES)})")
 
 
 def check_port_name(name: object) -> str:
@@ -563,6 +575,7 @@ PORT_FIELDS: dict[str, Check] = {
     "mac_spoofing": check_flag,
     "mac_limit": _int_in(0, CAPACITY_MAX, "a MAC limit in MACs, 0 for none"),
     "port_mac": optional(check_unicast_mac),
+    "port_mirroring": check_port_mirroring,
 }
 
 
@@ -645,6 +658,7 @@ class PortSpec(_Spec):
     mac_spoofing: bool = True                     # any source (Hyper-V -MacAddressSpoofing; docs/port-features.md)
     mac_limit: int = 0                            # the most MACs it may own in the table; 0: no cap
     port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
+    port_mirroring: str = "none"                  # source | destination (Hyper-V -PortMirroring)
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -669,7 +683,8 @@ def policy_for(spec: PortSpec) -> PortPolicy:
     flags: dict[str, Any] = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding,
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
                              | (GUARD_ROUTER if spec.router_guard else 0),
-                             "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit}
+                             "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit,
+                             "port_mirroring": PortMirroring[spec.port_mirroring.upper()]}
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
@@ -703,6 +718,7 @@ class PortInfo:
     #: who decides its frames: "python", "kernel (tc-bpf)", or "python, through the upcall path: " and
     #: why (a port kind the program cannot send to, or a setting the program does not run)
     datapath: str = "python"
+    port_mirroring: str = "none"  # source: what it sends and receives is copied; destination: it gets the copies
 
 
 @dataclass
@@ -746,6 +762,9 @@ class PortStatsInfo:
     drops: dict[str, int] = field(default_factory=dict)
     #: frames whose source MAC is static on another port: counted, neither learned nor moved
     static_refused: int = 0
+    #: port mirroring: a source's frames (in or out) a destination got; the copies a destination was given
+    mirrored: int = 0
+    mirror_tx: int = 0
 
 
 def canonical_mac(what: str, text: object) -> str:
@@ -797,13 +816,15 @@ class PortSettings(_Change):
     router_guard: bool | None = None
     mac_spoofing: bool | None = None
     mac_limit: int | None = None
+    port_mirroring: str | None = None
 
     what: ClassVar[str] = "port setting"
     options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
-                              "--router-guard, --mac-spoofing or --mac-limit")
+                              "--router-guard, --mac-spoofing, --mac-limit or --port-mirroring")
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
                                              ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
-                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit")}
+                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit",
+                                              "port_mirroring")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
@@ -814,7 +835,7 @@ class PortSettings(_Change):
             raise Conflict(f"mac: only a tap port's MAC is vswitch's to set: {_MAC_OWNER[spec.kind]}")
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit")
+                                                                 "mac_limit", "port_mirroring")
                                    if getattr(self, f) is not None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
             changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given

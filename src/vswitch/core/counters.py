@@ -14,10 +14,12 @@ from vswitch.core.reasons import Reason
 class PortCounters:
     """Counters of one port. `drops` maps a Reason to a count; `floods` counts frames this port
     received that were flooded; `learned`/`moved` count MACs learned on / moved to this port;
-    `static_refused` counts frames from a MAC that is static on another port (neither learned nor moved)."""
+    `static_refused` counts frames from a MAC that is static on another port (neither learned nor moved);
+    port mirroring: `mirrored` counts, on a source port, its frames (received from it or delivered to
+    it) that a destination port got; `mirror_tx`, on a destination port, the copies it was given."""
 
     __slots__ = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused",
-                 "drops")
+                 "drops", "mirrored", "mirror_tx")
 
     def __init__(self) -> None:
         self.rx_frames = 0
@@ -29,6 +31,8 @@ class PortCounters:
         self.moved = 0
         self.static_refused = 0
         self.drops: dict[Reason, int] = {}
+        self.mirrored = 0
+        self.mirror_tx = 0
 
     def drop(self, reason: Reason) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -40,4 +44,5 @@ class PortCounters:
             "floods": self.floods, "learned": self.learned, "moved": self.moved,
             "static_refused": self.static_refused,
             "drops": {r.label: n for r, n in self.drops.items()},
+            "mirrored": self.mirrored, "mirror_tx": self.mirror_tx,
         }

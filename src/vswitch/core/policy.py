@@ -5,7 +5,9 @@ classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and 
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
-`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap). docs/port-features.md.
+`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `port_mirroring`
+makes it a mirroring source (what it sends and receives is copied) or destination (it gets the copies).
+docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -16,6 +18,20 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class PortMirroring(enum.IntEnum):
+    """Hyper-V's -PortMirroring: every frame in or out of a SOURCE port is copied to every DESTINATION
+    port of the switch (SwitchCore._mirror_for). Falsy NONE: the core tests it as a flag."""
+
+    NONE = 0
+    SOURCE = 1
+    DESTINATION = 2
+
+    @property
+    def label(self) -> str:
+        """'none' | 'source' | 'destination': the word of the CLI, REST and the store."""
+        return self.name.lower()
 
 
 class VlanMode(enum.StrEnum):
@@ -41,12 +57,19 @@ class PortPolicy:
     mac_spoofing: bool = True
     mac: bytes | None = None
     mac_limit: int = 0
+    port_mirroring: PortMirroring = PortMirroring.NONE
+
+    def __post_init__(self) -> None:
+        if type(self.port_mirroring) is not PortMirroring:  # SwitchCore tests it by identity
+            object.__setattr__(self, "port_mirroring", PortMirroring(self.port_mirroring))
 
     @property
     def screened(self) -> bool:
         """Whether any port feature screens this port's frames at ingress (a guard, spoofing off, a
-        MAC limit): `SwitchCore.process`'s one test for all of them."""
-        return self.guards != 0 or not self.mac_spoofing or self.mac_limit > 0
+        MAC limit) or makes its decisions depend on it (a mirroring source): `SwitchCore.process`'s
+        one test for all of them."""
+        return (self.guards != 0 or not self.mac_spoofing or self.mac_limit > 0
+                or self.port_mirroring is PortMirroring.SOURCE)
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

@@ -16,6 +16,10 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
    and floods.
 5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`.
+6. port mirroring (`_mirror_for`): a forwarded frame received from or delivered to a mirroring source
+   port is copied to every destination port that is up, but the one it came from and those already
+   among its outputs: the copies are more output ports (after the forwarded ones, each with its tag
+   edit) and `Decision.mirror` says which. A dropped frame is not mirrored.
 
 `process` is the hot path: it is written flat, with cached Decision objects, so a known-unicast
 frame allocates nothing but two 6-byte slices. It is also the only decision function: given a
@@ -40,7 +44,7 @@ from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
 from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header, pop_vlan, push_vlan, set_vid
 from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO, format_mac
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import Reason
 
 PortId = Hashable
@@ -55,18 +59,35 @@ _IN_UNTAGGED = 0
 _IN_TAGGED = 1
 _IN_PRIORITY = 2
 
+_SOURCE = PortMirroring.SOURCE
+
 _FLOOD_KIND = {Reason.FLOOD_BROADCAST: 0, Reason.FLOOD_MULTICAST: 1, Reason.FLOOD_UNKNOWN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """The port mirroring of one decision: `sources` the mirroring source ports the frame came from or
+    goes to (the ingress port first), `dests` the destination ports that see it (up, not the ingress
+    port), `copies` those of them that get a copy: the last `len(copies)` output ports (the others
+    are outputs of the frame already)."""
+
+    sources: tuple[PortId, ...]
+    dests: tuple[PortId, ...]
+    copies: tuple[PortId, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What to do with one frame: the output ports, why, in which VLAN, and per-port tag edits
-    (`edits` is None when every output port takes the frame as it came)."""
+    (`edits` is None when every output port takes the frame as it came). `mirror` (None: not
+    mirrored) tells which output ports are port mirroring's copies: every datapath sends them
+    like any output."""
 
     out_ports: tuple[PortId, ...]
     reason: Reason
     vlan: int = 0
     edits: tuple[int, ...] | None = None
+    mirror: Mirror | None = None
 
 
 _DROPS = {r: Decision((), r) for r in Reason if r.is_drop}
@@ -119,6 +140,12 @@ class SwitchCore:
         self._unicast: dict[int, dict[PortId, Decision]] = {}
         self._vlan_drops: dict[tuple[Reason, int], Decision] = {}
         self._ingress: dict[PortId, tuple[PortCounters, bool, bool, int | None, PortPolicy, bool]] = {}
+        # port mirroring: the source ports, the destination ports (in port order), and the unicast
+        # decisions that involve a source, by (vlan << 2 | tagstate) → in-port → out-port (they
+        # depend on both ends, `_unicast` on the out-port only)
+        self._mirror_sources: frozenset[PortId] = frozenset()
+        self._mirror_dests: tuple[PortId, ...] = ()
+        self._mirror_unicast: dict[int, dict[PortId, dict[PortId, Decision]]] = {}
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
@@ -178,10 +205,17 @@ class SwitchCore:
     def _invalidate(self) -> None:
         self._flood.clear()
         self._unicast.clear()
+        self._mirror_unicast.clear()
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
+        # `screened` (PortPolicy.screened): a guard, spoofing off, a MAC limit or a mirroring source
+        # (its unicast decisions depend on the ingress port)
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol, pol.screened)
                          for p, pol in self.policies.items()}
+        self._mirror_sources = frozenset(p for p, pol in self.policies.items()
+                                         if pol.port_mirroring == PortMirroring.SOURCE)
+        self._mirror_dests = tuple(p for p, pol in self.policies.items()
+                                   if pol.port_mirroring == PortMirroring.DESTINATION)
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
         """The MACs ports adopted since the last call (port, MAC), still their MAC; empties `claims`."""
@@ -304,6 +338,8 @@ class SwitchCore:
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate,
                                      Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
+            if d.mirror is not None and report is None:
+                self._count_mirror(d.mirror)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, None, fdb)
             return d
@@ -311,6 +347,8 @@ class SwitchCore:
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
+            if d.mirror is not None and report is None:
+                self._count_mirror(d.mirror)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, e, fdb)
             return d
@@ -321,8 +359,8 @@ class SwitchCore:
         else:
             cache = self._unicast.get((vlan << 2) | tagstate)
             d = cache.get(out) if cache is not None else None
-            if d is None:
-                d = self._unicast_decision(c, out, vlan, tagstate)
+            if d is None or screened and pol.port_mirroring is _SOURCE:  # by its ingress port too
+                d = self._unicast_decision(c, in_port, out, vlan, tagstate, report is None)
         if report is not None:
             self._report_decision(report, d, in_port, dst, vlan, e, fdb)
         return d
@@ -384,16 +422,66 @@ class SwitchCore:
         d = cache.get(in_port)
         if d is None:
             ports = self.flood_ports(in_port, vlan)
-            d = cache[in_port] = Decision(ports, reason, vlan, self._edits(ports, vlan, tagstate))
+            mirror = self._mirror_for(in_port, ports)
+            if mirror is not None:
+                ports += mirror.copies
+            d = cache[in_port] = Decision(ports, reason, vlan, self._edits(ports, vlan, tagstate), mirror)
         return d
 
-    def _unicast_decision(self, c: PortCounters, out: PortId, vlan: int, tagstate: int) -> Decision:
-        cache = self._unicast.setdefault((vlan << 2) | tagstate, {})
+    def _unicast_decision(self, c: PortCounters, in_port: PortId, out: PortId, vlan: int, tagstate: int,
+                          count: bool) -> Decision:
+        """A known unicast from `in_port` to `out`, cached: in `_unicast` (by `out`) unless a mirroring
+        source is at either end, then in `_mirror_unicast` (by both); `count`: the mirror's counters."""
+        key = (vlan << 2) | tagstate
+        sources = self._mirror_sources
+        if sources:
+            by_in = self._mirror_unicast.get(key)
+            row = by_in.get(in_port) if by_in is not None else None
+            d = row.get(out) if row is not None else None
+            if d is not None:
+                if d.mirror is not None and count:
+                    self._count_mirror(d.mirror)
+                return d
         if not self.is_up(out):
             c.drop(Reason.DROP_EGRESS_DOWN)
-            return self._drop_in_vlan(Reason.DROP_EGRESS_DOWN, vlan)  # never in `cache`: counted each time
-        d = cache[out] = Decision((out,), Reason.FORWARD_LEARNED, vlan, self._edits((out,), vlan, tagstate))
+            return self._drop_in_vlan(Reason.DROP_EGRESS_DOWN, vlan)  # never cached: counted each time
+        outs: tuple[PortId, ...] = (out,)
+        mirror = self._mirror_for(in_port, outs)
+        if mirror is not None:
+            outs += mirror.copies
+        d = Decision(outs, Reason.FORWARD_LEARNED, vlan, self._edits(outs, vlan, tagstate), mirror)
+        if mirror is None and out not in sources and in_port not in sources:  # the same for every ingress port
+            self._unicast.setdefault(key, {})[out] = d
+        else:
+            self._mirror_unicast.setdefault(key, {}).setdefault(in_port, {})[out] = d
+            if mirror is not None and count:
+                self._count_mirror(mirror)
         return d
+
+    # -- port mirroring ---------------------------------------------------------------------------
+    def _mirror_for(self, in_port: PortId, outs: tuple[PortId, ...]) -> Mirror | None:
+        """The rule of port mirroring (Hyper-V -PortMirroring), for a frame from `in_port` forwarded
+        to `outs`: mirrored when it comes from or goes to a source port and a destination port other
+        than `in_port` is up; each such destination not already in `outs` gets one copy — one, however
+        many sources the frame touches. None: not mirrored."""
+        srcs = self._mirror_sources
+        if not srcs:
+            return None
+        sources = tuple(p for p in (in_port, *outs) if p in srcs)
+        if not sources:
+            return None
+        dests = tuple(p for p in self._mirror_dests if p != in_port and self.is_up(p))
+        if not dests:
+            return None
+        return Mirror(sources, dests, tuple(p for p in dests if p not in outs))
+
+    def _count_mirror(self, m: Mirror) -> None:
+        """A mirrored frame: once on each of its sources (`mirrored`), once per copy (`mirror_tx`)."""
+        counters = self.counters
+        for p in m.sources:
+            counters[p].mirrored += 1
+        for p in m.copies:
+            counters[p].mirror_tx += 1
 
     def _drop_in_vlan(self, reason: Reason, vlan: int) -> Decision:
         """A drop decided after the frame was classified: it keeps the VLAN (watch and trace show it)."""
@@ -493,14 +581,33 @@ class SwitchCore:
                 result = f"{mac} is on port {e.port} (VLAN {vlan}), which is down: dropped"
             else:
                 result = f"{mac} is on port {e.port} (VLAN {vlan}): forwarded"
+        m = d.mirror
+        if m is not None:
+            detail["mirrored_to"] = list(m.copies)
         report.append(TraceStep("decide", result, r, detail))
+        n_forwarded = len(outs) - (len(m.copies) if m is not None else 0)
         for i, port in enumerate(outs):
             edit = d.edits[i] if d.edits is not None else EDIT_KEEP
             what = {EDIT_KEEP: "leaves as it came", EDIT_PUSH: f"leaves tagged VLAN {vlan} (tag pushed)",
                     EDIT_POP: "leaves untagged (tag popped)",
                     EDIT_RETAG: f"leaves tagged VLAN {vlan} (priority tag rewritten)"}[edit]
-            report.append(TraceStep("egress", f"port {port}: {what}",
-                                    detail={"port": port, "edit": _EDIT_NAMES[edit], "vlan": vlan}))
+            step_detail: dict[str, Any] = {"port": port, "edit": _EDIT_NAMES[edit], "vlan": vlan}
+            if m is not None and i >= n_forwarded:
+                step_detail["mirrored"] = True
+                report.append(TraceStep("egress", f"mirrored to port {port} ({_mirror_why(m)}): {what}",
+                                        detail=step_detail))
+            else:
+                report.append(TraceStep("egress", f"port {port}: {what}", detail=step_detail))
+        if m is not None:
+            for port in m.dests:
+                if port not in m.copies:
+                    report.append(TraceStep("egress", f"port {port} gets it already: no mirror copy "
+                                            f"({_mirror_why(m)})", detail={"port": port, "mirrored": False}))
+
+
+def _mirror_why(m: Mirror) -> str:
+    names = ", ".join(map(str, m.sources))
+    return f"port mirroring: {names} {'is a source' if len(m.sources) == 1 else 'are sources'}"
 
 
 def _tag_text(buf: bytes, offset: int) -> str:
@@ -546,5 +653,5 @@ def egress_frame(buf: Buffer, offset: int, edit: int, vlan: int) -> Buffer:
     return set_vid(buf, vlan, offset=offset)
 
 
-__all__ = ["Decision", "EDIT_KEEP", "EDIT_POP", "EDIT_PUSH", "EDIT_RETAG", "SwitchCore", "TraceStep",
+__all__ = ["Decision", "Mirror", "EDIT_KEEP", "EDIT_POP", "EDIT_PUSH", "EDIT_RETAG", "SwitchCore", "TraceStep",
            "egress_frame", "TPID_8021Q", "TPID_8021AD"]

@@ -93,7 +93,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import PORT_FEATURE_DROPS, Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
@@ -730,7 +730,16 @@ class KernelDatapath(Datapath):
             return f"python, through the upcall path: a {ps.port.kind} port (no link the program can send to)"
         from vswitch.datapath.kernel.layout import upcall_reasons
         why = upcall_reasons(self.core.policies[ps.pid])
-        return "python, through the upcall path: " + "; ".join(why) if why else KERNEL_LABEL
+        if why:
+            return "python, through the upcall path: " + "; ".join(why)
+        if self.core.policies[ps.pid].port_mirroring is PortMirroring.SOURCE:
+            # the program cannot send a copy to these: while one is up, its mirrored frames go up
+            py = [str(pid) for pid, pol in self.core.policies.items() if pid not in self._down
+                  and pol.port_mirroring is PortMirroring.DESTINATION and self.core.is_up(pid)]
+            if py:
+                return (f"{KERNEL_LABEL}; its mirrored frames through the upcall path: port mirroring "
+                        f"destination{'s' if len(py) > 1 else ''} {', '.join(py)} only Python serves")
+        return KERNEL_LABEL
 
     def _read_batch(self, ps: PortState) -> None:
         if ps is self._up_ps:
@@ -856,7 +865,7 @@ class KernelDatapath(Datapath):
         if c["upcall_fail"]:
             drops["upcall_fail"] = c["upcall_fail"]
         return {**{f: c[f] for f in L.PORT_COUNTER_FIELDS}, "tx_frames": c["tx_frames"], "tx_bytes": c["tx_bytes"],
-                "drops": drops}
+                "mirrored": c["mirrored"], "mirror_tx": c["mirror_tx"], "drops": drops}
 
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -1158,7 +1167,8 @@ def headroom(cap: int) -> int:
     return max(1, min(1024, cap // 16))
 
 
-_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused")
+_SUMMED = ("rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "floods", "learned", "moved", "static_refused",
+           "mirrored", "mirror_tx")
 
 
 def _fold(c: Any, snap: dict[str, Any]) -> None:

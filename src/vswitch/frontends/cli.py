@@ -476,12 +476,16 @@ _ON_OFF = click.Choice(["on", "off"])
               help="off: only the port's MAC (--mac, or the first source it sends) may be its source.")
 @click.option("--mac-limit", "mac_limit", type=int, default=None, metavar="N",
               help="The most MACs it may own in the MAC table (0: no cap).")
+@click.option("--port-mirroring", "port_mirroring", type=click.Choice(["none", "source", "destination"],
+                                                                      case_sensitive=False), default=None,
+              help="source: what it sends and receives is copied to every destination port of the switch; "
+                   "destination: it gets those copies (Hyper-V -PortMirroring).")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
              mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
-             mac_limit: int | None, as_json: bool) -> None:
+             mac_limit: int | None, port_mirroring: str | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -490,7 +494,8 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
                               "admin_up": None if admin is None else admin == "up",
                               "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
                               "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard),
-                              "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit}
+                              "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit,
+                              "port_mirroring": port_mirroring}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -519,7 +524,8 @@ def _port_summary(p: PortInfo) -> str:
             + (f", dhcp guard {_on(p.dhcp_guard)}, router guard {_on(p.router_guard)}"
                if p.dhcp_guard or p.router_guard else "")
             + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
-            + (f", mac limit {p.mac_limit}" if p.mac_limit else ""))
+            + (f", mac limit {p.mac_limit}" if p.mac_limit else "")
+            + (f", port mirroring {p.port_mirroring}" if p.port_mirroring != "none" else ""))
 
 
 @port.command("show")
@@ -542,6 +548,7 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             ("router guard", _on(p.router_guard)), ("mac spoofing", _on(p.mac_spoofing)),
             *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
             ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
+            ("port mirroring", p.port_mirroring),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
             ("datapath", p.datapath)]
@@ -761,13 +768,15 @@ def stats(state: CliState, switch_name: str, as_json: bool) -> None:
         _print_json(rows)
         return
     table = Table(title=f"stats of {switch_name}")
+    mirroring = any(s.mirrored or s.mirror_tx for s in rows)  # the columns only where port mirroring happened
     for col in ("port", "rx frames", "rx bytes", "tx frames", "tx bytes", "floods", "learned", "moved",
-                "static refused", "drops"):
+                "static refused", *(("mirrored", "mirror tx") if mirroring else ()), "drops"):
         table.add_column(col, justify="left" if col in ("port", "drops") else "right", no_wrap=col != "drops")
     for s in rows:
         drops = ", ".join(f"{reason}={n}" for reason, n in sorted(s.drops.items()) if n) or "-"
         table.add_row(s.port, str(s.rx_frames), str(s.rx_bytes), str(s.tx_frames), str(s.tx_bytes),
-                      str(s.floods), str(s.learned), str(s.moved), str(s.static_refused), drops)
+                      str(s.floods), str(s.learned), str(s.moved), str(s.static_refused),
+                      *((str(s.mirrored), str(s.mirror_tx)) if mirroring else ()), drops)
     _console().print(table)
 
 

@@ -133,6 +133,8 @@ Vlan = Annotated[int, Interval(ge=VLAN_MIN, le=VLAN_MAX)]
 _UNICAST_MAC = r"^[0-9A-Fa-f][02468aceACE]([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f][02468aceACE][0-9A-Fa-f]{10}$"
 _UnicastMac = Annotated[str, Field(max_length=MAC_TEXT_MAX, pattern=_UNICAST_MAC,
                                    description="Unicast MAC, e.g. 52:54:00:12:34:56")]
+#: Hyper-V's -PortMirroring modes, as vswitch spells them (model.PORT_MIRRORING_MODES)
+_PortMirroring = Literal["none", "source", "destination"]
 #: a request body as FastAPI hands it over (a JSON object); the model parses it
 JsonObject = Annotated[dict[str, Any], Body()]
 # the length is checked here too, so a 10 KB path segment is refused before any message repeats it
@@ -207,6 +209,10 @@ class PortCreate(BaseModel):
                                                                  "table; 0: no cap.")
     port_mac: _UnicastMac | None = Field(None, description="Spoofing off: the MAC the port adopted (stored; "
                                                            "vswitch sets it from the first source).")
+    port_mirroring: _PortMirroring = Field("none", description="Hyper-V -PortMirroring: source (what the port "
+                                                               "sends and receives is copied to every "
+                                                               "destination port of the switch), destination "
+                                                               "(it gets the copies) or none.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -265,6 +271,7 @@ _FIELDS: dict[str, Any] = {
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
     "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
+    "port_mirroring": _PortMirroring,
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }

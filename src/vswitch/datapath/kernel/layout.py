@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
-from vswitch.core.policy import PortPolicy, VlanMode
+from vswitch.core.policy import PortMirroring, PortPolicy, VlanMode
 from vswitch.core.reasons import Reason
 
 MAX_PORTS = 1024
@@ -29,6 +29,8 @@ PF_INGRESS = 0x80
 PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
+PF_MIRROR_SRC = 0x10000
+PF_MIRROR_DST = 0x20000
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -40,7 +42,7 @@ U64 = struct.Struct("<Q")
 PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
-CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII")  # struct vs_config
 ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, ST_FDB_EVENTS_LOST, NR_STATE = 0, 1, 2, 3, 4   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
@@ -53,6 +55,7 @@ COUNTERS = (
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
     "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
+    "mirrored", "mirror_tx",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -64,6 +67,9 @@ UPCALL_CAUSES = tuple(C[n] for n in ("upcall_port", "upcall_dest", "upcall_flood
 UPCALL_TPID = 0x88A8
 #: the counters named like PortCounters fields
 PORT_COUNTER_FIELDS = COUNTERS[:6]
+
+
+_MIRROR_FLAGS = {PortMirroring.NONE: 0, PortMirroring.SOURCE: PF_MIRROR_SRC, PortMirroring.DESTINATION: PF_MIRROR_DST}
 
 
 def vlan_bits(vlans: frozenset[int] | set[int]) -> tuple[int, ...]:
@@ -98,7 +104,8 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
-             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0))
+             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
+             | _MIRROR_FLAGS[policy.port_mirroring])
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
@@ -108,13 +115,16 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
                 py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False,
-                upcall_ifindex: int = 0) -> bytes:
+                upcall_ifindex: int = 0, mirror_vlans: frozenset[int] = frozenset(), mirror_dests: int = 0,
+                mirror_py: int = 0) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
     on test mode with that clock; `events` the decision events (vs_events); `upcall_ifindex` the
-    upcall TAP (0: frames that go up are left to the stack)."""
+    upcall TAP (0: frames that go up are left to the stack). Port mirroring: `mirror_vlans` the
+    VLANs with a source up and flooding, `mirror_dests` the destinations up, `mirror_py` how many of
+    them only Python serves."""
     flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
-                       *vlan_bits(py_vlans), upcall_ifindex, 0)
+                       *vlan_bits(py_vlans), upcall_ifindex, 0, *vlan_bits(mirror_vlans), mirror_dests, mirror_py)
 
 
 COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters

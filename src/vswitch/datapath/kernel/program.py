@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel import tc
 from vswitch.datapath.kernel.libbpf import BpfObject, RingBuffer, object_id, prog_test_run
@@ -191,15 +191,27 @@ class SwitchProgram:
     def _write_config(self) -> None:
         # a flood in a VLAN with a flooding member only Python serves must go up (SwitchCore.flood_ports)
         py_vlans: set[int] = set()
+        mirror_vlans: set[int] = set()
+        mirror_dests = mirror_py = 0
         for s in self._slots.values():
-            if not s.kernel and s.policy.flooding and s.policy.admin_up and s.oper_up:
+            up = s.policy.admin_up and s.oper_up
+            if not s.kernel and s.policy.flooding and up:
                 py_vlans |= s.policy.member_vlans()
+            # port mirroring (SwitchCore._mirror_for): a flood in these VLANs reaches a source; the
+            # destinations that are up, and those of them the program cannot send a copy to
+            if s.policy.port_mirroring is PortMirroring.SOURCE and s.policy.flooding and up:
+                mirror_vlans |= s.policy.member_vlans()
+            elif s.policy.port_mirroring is PortMirroring.DESTINATION and up:
+                mirror_dests += 1
+                mirror_py += not s.kernel
         self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns,
                                                events=self._events,
-                                               upcall_ifindex=self._upcall_ifindex))
+                                               upcall_ifindex=self._upcall_ifindex,
+                                               mirror_vlans=frozenset(mirror_vlans), mirror_dests=mirror_dests,
+                                               mirror_py=mirror_py))
 
     # -- decision events ----------------------------------------------------------------------
     def set_events(self, on: bool) -> None:

@@ -7,7 +7,7 @@
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
  * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down),
- * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
+ * egress tag edits per output port, port mirroring's copies after the outputs (vs_mirror_visit). The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
  *
  * Verdicts: TC_ACT_SHOT (a drop, its reason counted), TC_ACT_REDIRECT (sent: bpf_redirect to the one
@@ -135,6 +135,8 @@ struct egress {
 	__u32 out_tci;
 	__u32 test;                     /* test mode: record instead of sending */
 	__u32 observe;                  /* VS_CFG_EVENTS: report the decision in vs_events */
+	__u32 mirror;                   /* port mirroring: the destinations get copies (mirrored()) */
+	__u32 only;                     /* a mirrored known unicast: its one output's slot + 1 (0: a flood) */
 };
 
 /* The flood's state from one port to the next */
@@ -344,6 +346,52 @@ static __always_inline void send_pending_clone(struct __sk_buff *skb, struct flo
 	}
 }
 
+/* Port mirroring (SwitchCore._mirror_for): is a forwarded frame from `inp` mirrored? When it comes
+ * from a source, or goes to one (`to_source`: a known unicast to a source, a flood in a VLAN with a
+ * source that floods), and a destination other than the in-port is up. A switch with no destination
+ * up pays the one test of mirror_dests. */
+static __always_inline int mirrored(const struct vs_config *cfg, const struct vs_port *inp, int to_source)
+{
+	__u32 others = cfg->mirror_dests;
+
+	if (!others)
+		return 0;
+	if ((inp->flags & VS_PF_MIRROR_DST) && (inp->flags & PORT_UP) == PORT_UP)
+		others--;               /* never back to the port it came from */
+	return others && ((inp->flags & VS_PF_MIRROR_SRC) || to_source);
+}
+
+/* One slot of the mirror pass, after the outputs: a destination port that is up, is not the in-port
+ * and is no output of the frame already gets its copy (the pending scheme of the flood). A global
+ * function: verified once. */
+__attribute__((noinline)) int vs_mirror_visit(struct __sk_buff *skb, struct flood_state *st, __u32 slot)
+{
+	struct vs_port *p;
+
+	if (!skb || !st || slot == st->eg.in_slot)
+		return 0;
+	p = bpf_map_lookup_elem(&vs_ports, &slot);
+	if (!p || !(p->flags & VS_PF_MIRROR_DST) || (p->flags & PORT_UP) != PORT_UP)
+		return 0;
+	if (st->eg.only ? slot == st->eg.only - 1 : (p->flags & VS_PF_FLOOD) && is_member(p, st->eg.vlan))
+		return 0;               /* an output already: no second copy */
+	count(slot, VS_C_MIRROR_TX, 1);
+	if (st->pending)
+		send_pending_clone(skb, st);
+	st->pending = slot + 1;
+	if (st->eg.observe)
+		ev_out(slot);
+	return 0;
+}
+
+static long mirror_one(__u32 i, void *ctx)
+{
+	struct flood_ctx *c = ctx;
+
+	vs_mirror_visit(c->skb, &c->st, i);
+	return 0;
+}
+
 /* One slot of the flood: it floods when it is another port, up, flooding and a member of the VLAN
  * (SwitchCore.flood_ports); the previous such slot gets its clone now, so the last one can take
  * the original frame. A global function: verified once, whatever the state the loop carries. */
@@ -359,6 +407,8 @@ __attribute__((noinline)) int vs_flood_visit(struct __sk_buff *skb, struct flood
 	if (st->pending)
 		send_pending_clone(skb, st);
 	st->pending = slot + 1;
+	if (st->eg.mirror && (p->flags & VS_PF_MIRROR_SRC))
+		count(slot, VS_C_MIRRORED, 1);  /* a source the flood reaches */
 	if (st->eg.observe)
 		ev_out(slot);
 	return 0;
@@ -372,7 +422,9 @@ static long flood_one(__u32 i, void *ctx)
 	return 0;
 }
 
-/* The flood's sending: clones to every output but the last, which takes the frame itself. A global
+/* The flood's sending: clones to every output but the last, which takes the frame itself; with port
+ * mirroring (eg->mirror) a second pass adds the destinations' copies after the outputs, and a
+ * mirrored known unicast (eg->only) comes here too, its one output in place of the flood's. A global
  * function, so the verifier checks it once and not once per path of vs_ingress. Returns the verdict. */
 __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 {
@@ -391,7 +443,25 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 	if (in >= VS_MAX_PORTS || !cfg)
 		return TC_ACT_SHOT;
 	n = cfg->n_slots;
-	bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
+	if (st->eg.only) {
+		slot = st->eg.only - 1;
+		p = bpf_map_lookup_elem(&vs_ports, &slot);
+		if (!p)
+			return TC_ACT_SHOT;
+		st->pending = st->eg.only;
+		if (p->flags & VS_PF_MIRROR_SRC)
+			count(slot, VS_C_MIRRORED, 1);
+		if (st->eg.observe)
+			ev_out(slot);
+	} else {
+		bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
+	}
+	if (st->eg.mirror) {
+		p = bpf_map_lookup_elem(&vs_ports, &in);
+		if (p && (p->flags & VS_PF_MIRROR_SRC))
+			count(in, VS_C_MIRRORED, 1);
+		bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, mirror_one, &c, 0);
+	}
 	if (st->eg.observe)
 		ev_emit();
 	if (st->failed)
@@ -771,6 +841,9 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
+		if (eg.mirror && cfg->mirror_py)       /* a copy for a port only Python serves */
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
 			decided(skb, &eg, len, VS_C_FLOOD_BROADCAST);
 		else
@@ -782,6 +855,9 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	e = bpf_map_lookup_elem(&vs_fdb, &k);
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
+		if (eg.mirror && cfg->mirror_py)
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
 		decided(skb, &eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
@@ -798,6 +874,14 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (!(op->flags & VS_PF_KERNEL))
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_DEST);
+	eg.mirror = mirrored(cfg, inp, op->flags & VS_PF_MIRROR_SRC);
+	if (eg.mirror) {                        /* the one output and the destinations' copies */
+		if (cfg->mirror_py)
+			return upcall(skb, cfg, &eg, VS_C_UPCALL_DEST);
+		decided(skb, &eg, len, VS_C_FORWARD_LEARNED);
+		eg.only = out + 1;
+		return vs_flood(skb, &eg);
+	}
 	decided(skb, &eg, len, VS_C_FORWARD_LEARNED);
 	if (eg.observe) {
 		ev_out(out);

@@ -27,6 +27,9 @@
 #define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
 #define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
 				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
+#define VS_PF_MIRROR_SRC   0x10000 /* port mirroring source: its frames, in and out, are copied to every
+				    * destination (SwitchCore._mirror_for) */
+#define VS_PF_MIRROR_DST   0x20000 /* port mirroring destination: it gets those copies */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -68,6 +71,12 @@ struct vs_config {
 	__u64 py_vlans[VS_VLAN_WORDS]; /* VLANs with a flooding member only Python serves */
 	__u32 upcall_ifindex;       /* the upcall TAP: frames that go up are redirected there (0: left to the stack) */
 	__u32 pad_upcall;
+	/* appended, port mirroring: the VLANs with a source port that is up and floods (a flood there
+	 * reaches a source), how many destination ports are up, and how many of those only Python
+	 * serves (then a mirrored frame goes up: the program cannot send its copy there) */
+	__u64 mirror_vlans[VS_VLAN_WORDS];
+	__u32 mirror_dests;
+	__u32 mirror_py;
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
@@ -117,6 +126,8 @@ enum vs_counter {
 	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
+	VS_C_MIRRORED,              /* appended: a source's frames (in or out) a destination got (PortCounters.mirrored) */
+	VS_C_MIRROR_TX,             /* a destination's mirror copies (PortCounters.mirror_tx) */
 	VS_NR_COUNTERS
 };
 
