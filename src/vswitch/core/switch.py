@@ -8,13 +8,17 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD; with MAC spoofing off,
    a source other than the port's MAC → DROP_SPOOFED_MAC (a port with no MAC yet adopts its first
    source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
-   (all before learning: a dropped frame is never learned)
+   (all before learning: a dropped frame is never learned); with ACLs (core/acl.py) on the port in its
+   "out" direction (from the VM), a frame they deny → DROP_ACL
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
    and floods.
-5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`.
+5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`;
+   an output port whose ACLs deny the frame in their "in" direction (to the VM) is left out (a known
+   unicast left with no port → DROP_ACL). Only a switch with such a port pays for it: every port is
+   then `screened`, and the decision is filtered (`_acl_egress`) only when it names such a port.
 
 `process` is the hot path: it is written flat, with cached Decision objects, so a known-unicast
 frame allocates nothing but two 6-byte slices. It is also the only decision function: given a
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
+from vswitch.core.acl import DIR_IN, DIR_OUT, ConnTable, PortAcl, RuleCounters, Verdict, evaluate, read_packet
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
@@ -121,6 +126,11 @@ class SwitchCore:
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
+        #: ACL rules' hits and bytes, by (port, rule id); the flows stateful ACL rules admitted
+        self.acl_counters = RuleCounters()
+        self.conns = ConnTable()
+        #: the ports with an ACL rule in the "in" direction (to the VM): their deliveries are filtered
+        self._acl_in: frozenset[PortId] = frozenset()
 
     # -- configuration ------------------------------------------------------------------------
     def set_group_fwd_mask(self, mask: int) -> None:
@@ -145,6 +155,8 @@ class SwitchCore:
         self.counters.pop(port, None)
         self._oper_up.pop(port, None)
         self.fdb.flush(port=port, include_static=True)
+        self.acl_counters.keep(port, set())
+        self.conns.drop_port(port)
         self._invalidate()
 
     def set_policy(self, port: PortId, policy: PortPolicy) -> None:
@@ -154,6 +166,13 @@ class SwitchCore:
         if not policy.mac_spoofing and policy.mac is None and not old.mac_spoofing:
             policy = replace(policy, mac=old.mac)
         self.policies[port] = policy
+        if old.acl != policy.acl:  # a removed rule's counters and flows go; the others keep counting
+            ids = {r.id for r in policy.acl.rules} if policy.acl is not None else set()
+            self.acl_counters.keep(port, ids)
+            if old.acl is not None:
+                gone = {r.id for r in old.acl.rules} - ids
+                for k in [k for k, c in self.conns.flows.items() if k.port == port and c.rule in gone]:
+                    del self.conns.flows[k]
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
@@ -179,8 +198,12 @@ class SwitchCore:
         self._unicast.clear()
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
+        # A port with an ACL "in" anywhere screens every port: any of them may deliver to it.
+        self._acl_in = acl_in = frozenset(p for p, pol in self.policies.items()
+                                          if pol.acl is not None and pol.acl.has(DIR_IN))
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0)
+                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0 or bool(acl_in)
+                             or (pol.acl is not None and pol.acl.has(DIR_OUT)))
                          for p, pol in self.policies.items()}
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
@@ -256,7 +279,7 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if screened:  # a guard, spoofing off or a MAC limit; the ports with none pay this one test
+        if screened:  # a guard, spoofing off, a MAC limit or ACLs; the ports with none pay this one test
             if pol.guards:
                 l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
                 ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
@@ -277,6 +300,18 @@ class SwitchCore:
                         _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
                                      {"vlan": vlan})
                     return self._drop_in_vlan(why, vlan)
+            if pol.acl is not None and pol.acl.has(DIR_OUT):
+                l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+                v = evaluate(pol.acl, DIR_OUT, in_port, read_packet(buf, offset, l3, DIR_OUT), now, self.conns,
+                             dry=report is not None)
+                if report is None:
+                    self.acl_counters.count(in_port, v.counted, n)
+                if v.deny is not None:
+                    c.drop(Reason.DROP_ACL)
+                    if report is not None:
+                        _report_drop(report, buf, offset, acl_text(in_port, v), Reason.DROP_ACL,
+                                     {"vlan": vlan, "acl": v.deny.id, "direction": "out"})
+                    return self._drop_in_vlan(Reason.DROP_ACL, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:
@@ -302,6 +337,8 @@ class SwitchCore:
                                      Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, None, fdb)
+            if screened and self._acl_in:
+                d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
@@ -309,6 +346,8 @@ class SwitchCore:
             d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+            if screened and self._acl_in:
+                d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
         out = e.port
         if out == in_port:
@@ -321,7 +360,50 @@ class SwitchCore:
                 d = self._unicast_decision(c, out, vlan, tagstate)
         if report is not None:
             self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+        if screened and self._acl_in:
+            d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
         return d
+
+    # -- the ACLs' "in" direction (to the VM) ---------------------------------------------------
+    def _acl_egress(self, d: Decision, c: PortCounters, buf: bytes, offset: int, tagstate: int, n: int,
+                    now: float, report: list[TraceStep] | None) -> Decision:
+        """`d` without the output ports whose ACLs deny the frame on its way to them (`d` itself when
+        none does); a known unicast left with no port is DROP_ACL. A flood keeps its reason."""
+        acl_in = self._acl_in
+        outs = d.out_ports
+        if not any(p in acl_in for p in outs):
+            return d
+        l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+        pkt = read_packet(buf, offset, l3, DIR_IN)
+        keep: list[PortId] = []
+        edits: list[int] = []
+        denied = False
+        for i, p in enumerate(outs):
+            if p in acl_in:
+                acl = self.policies[p].acl
+                assert acl is not None
+                v = evaluate(acl, DIR_IN, p, pkt, now, self.conns, dry=report is not None)
+                if report is None:
+                    self.acl_counters.count(p, v.counted, n)
+                if v.deny is not None:
+                    denied = True
+                    if report is not None:
+                        report.append(TraceStep("egress", f"port {p}: {acl_text(p, v)}: not delivered",
+                                                Reason.DROP_ACL, {"port": p, "acl": v.deny.id, "direction": "in"}))
+                    continue
+            keep.append(p)
+            edits.append(d.edits[i] if d.edits is not None else EDIT_KEEP)
+        if not denied:
+            return d
+        if not keep and not d.reason.is_flood:
+            c.drop(Reason.DROP_ACL)
+            return self._drop_in_vlan(Reason.DROP_ACL, d.vlan)
+        return Decision(tuple(keep), d.reason, d.vlan, tuple(edits) if any(edits) else None)
+
+    def acl_counts(self, port: PortId) -> dict[int, tuple[int, int]]:
+        """The hits and bytes of each rule of `port` (by rule id). Raises KeyError for an unknown port."""
+        acl: PortAcl | None = self.policies[port].acl
+        return {r.id: self.acl_counters.get(port, r.id) for r in (acl.rules if acl is not None else ())}
 
     # -- the source rules (MAC spoofing, MAC limit) ---------------------------------------------
     def _source_check(self, in_port: PortId, pol: PortPolicy, src: bytes, vlan: int,
@@ -403,6 +485,7 @@ class SwitchCore:
         """Drop aged MAC entries and end the event windows that are over; the datapath calls this
         from a coarse tick."""
         gone = len(self.fdb.expire(now))
+        self.conns.expire(now)
         self.events.tick(now)
         return gone
 
@@ -497,6 +580,13 @@ class SwitchCore:
                     EDIT_RETAG: f"leaves tagged VLAN {vlan} (priority tag rewritten)"}[edit]
             report.append(TraceStep("egress", f"port {port}: {what}",
                                     detail={"port": port, "edit": _EDIT_NAMES[edit], "vlan": vlan}))
+
+
+def acl_text(port: PortId, v: Verdict) -> str:
+    """Which rule of `port` denies a frame, for `trace`: "ACL #3 on port vm2 (out, deny remote
+    10.0.0.0/8) — most specific match"."""
+    assert v.deny is not None
+    return f"ACL #{v.deny.id} on port {port} ({v.deny.describe()}) — {v.why}"
 
 
 def _tag_text(buf: bytes, offset: int) -> str:

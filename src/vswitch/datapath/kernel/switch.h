@@ -117,6 +117,7 @@ enum vs_counter {
 	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
+	VS_C_DROP_ACL,              /* Reason.DROP_ACL (Python's: a port with ACLs is served there) */
 	VS_NR_COUNTERS
 };
 
