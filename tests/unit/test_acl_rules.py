@@ -404,3 +404,39 @@ def test_cli_acl_add_list_remove_by_selector() -> None:
     assert api.acl_list("s") == []
     r = run("acl", "add", "s", "vm1", "--direction", "out", "--action", "deny", ok=False)
     assert r.exit_code != 0 and "remote_mac" in r.output
+
+
+def test_config_apply_makes_a_ports_acls_what_the_file_lists(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from vswitch.control.config_file import ConfigDocument, dump_yaml, parse_yaml
+
+    kernel = MemKernel()
+    m = SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds, port_socket_dir=str(tmp_path / "p"))
+    try:
+        m.create_switch(SwitchSpec("s", SwitchType.PRIVATE))
+        m.add_port("s", PortSpec("a", PortKind.MEMORY, "a"))
+        m.acl_add("s", "a", AclRuleSpec("out", "deny", remote_ip="10.0.0.0/8"))
+        m.acl_add("s", "a", AclRuleSpec("in", "meter", remote_ip="any"))
+        doc = m.config_export()
+        text = dump_yaml(doc)
+        assert "acls:" in text and "remote_ip: 10.0.0.0/8" in text
+        assert parse_yaml(text, "export") == doc, "the exported rules read back the same"
+        sw = doc.switches[0]
+        (a,) = sw.ports or ()
+        assert [r.id for r in a.acls] == [1, 2]
+        # the file keeps the meter, drops the deny and adds a rule written without an id
+        want_a = a.updated({"acls": [a.acls[1].to_dict(), {"direction": "out", "action": "allow", "weight": 5,
+                                                            "protocol": "udp"}]})
+        want = ConfigDocument([replace(sw, ports=[want_a])])
+        plan = m.config_apply(want, dry_run=True)
+        assert [s.action for s in plan.steps] == ["set-acls"]
+        assert plan.steps[0].text == ("port s/a: remove ACL #1 (out, deny remote 10.0.0.0/8), add ACL (out, weight 5, "
+                                      "allow udp)")
+        assert [r.id for r in m.acl_list("s")] == [1, 2], "a dry run changes nothing"
+        m.config_apply(want)
+        assert [(r.id, r.rule) for r in m.acl_list("s")] == [(2, "in, meter remote any"),
+                                                             (3, "out, weight 5, allow udp")]
+        assert m.config_apply(want).steps == [], "applying it again changes nothing"
+    finally:
+        m.shutdown()

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING as NO_DEFAULT
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
@@ -662,6 +662,8 @@ class PortSpec(_Spec):
         # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
         d["acls"] = [r.to_dict() for r in self.acls]
+        if not self.acls:
+            del d["acls"]  # a port without ACLs reads (and is stored, and exported) as before
         return d
 
 
@@ -1008,7 +1010,8 @@ class AclRuleSpec(_Spec):
 
 
 def check_acls(value: object) -> tuple[AclRuleSpec, ...]:
-    """A port's rules (AclRuleSpec or mappings, each with its id): unique ids, unique weights per direction."""
+    """A port's rules (AclRuleSpec or mappings; one without an id is numbered after the others): unique
+    ids, unique weights per direction."""
     if not isinstance(value, (list, tuple)):
         raise FieldError(f"{clip(value)} is not a list of ACL rules")
     if len(value) > ACL_RULES_MAX:
@@ -1019,9 +1022,12 @@ def check_acls(value: object) -> tuple[AclRuleSpec, ...]:
             r = item if isinstance(item, AclRuleSpec) else AclRuleSpec.parse(item)
         except InvalidRequest as exc:
             raise FieldError("; ".join(str(p) for p in exc.problems), f"[{i}]") from None
-        if r.id is None:
-            raise FieldError("a stored rule has its id", f"[{i}]")
         out.append(r)
+    top = max((r.id or 0 for r in out), default=0)
+    for i, r in enumerate(out):  # a rule written without its id (a file) is numbered after the others
+        if r.id is None:
+            top += 1
+            out[i] = replace(r, id=top)
     ids = [r.id for r in out]
     if len(set(ids)) != len(ids):
         raise FieldError("two rules have the same id")
