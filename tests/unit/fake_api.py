@@ -39,6 +39,7 @@ from vswitch.control.model import (
     TraceInfo,
     TraceStepInfo,
     canonical_mac,
+    check_acl_id,
     check_events_query,
     check_field,
     host_vnic_name,
@@ -287,7 +288,7 @@ class FakeApi:
         self._note("acl_remove", switch, port, rule)
         info = self._port(switch, port)
         spec = self.specs.get((switch, port))
-        rid = check_field(AclRuleSpec, "id", int(rule) if isinstance(rule, str) and rule.isdigit() else rule)
+        rid = check_acl_id(rule)
         if spec is None or not any(r.id == rid for r in spec.acls):
             raise NotFound(f"port {port!r} has no ACL rule #{rid}")
         self.specs[(switch, port)] = spec.updated({"acls": [r for r in spec.acls if r.id != rid]})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from fake_api import FakeApi, cli_on_one_port
+from fake_api import FakeApi, cli_on_one_port, private
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from memkernel import MemKernel
@@ -398,6 +398,7 @@ def test_cli_acl_add_list_remove_by_selector() -> None:
     run("acl", "add", "s", "vm1", "--direction", "in", "--action", "allow", "--weight", "10", "--protocol", "tcp",
         "--remote-port", "80", "--stateful")
     assert "out, deny remote 10.0.0.0/8" in run("acl", "list", "s")
+    assert "2 rules (vswitch acl list)" in run("port", "show", "s", "vm1")
     assert '"hits": 0' in run("acl", "list", "s", "vm1", "--json")
     run("acl", "remove", "s", "vm1", "--direction", "out", "--action", "deny", "--remote-ip", "10.0.0.0/8")
     run("acl", "remove", "s", "vm1", "--weight", "10", "--direction", "in")
@@ -440,3 +441,32 @@ def test_config_apply_makes_a_ports_acls_what_the_file_lists(tmp_path: Path) -> 
         assert m.config_apply(want).steps == [], "applying it again changes nothing"
     finally:
         m.shutdown()
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"direction": "out", "action": "deny"}, "remote_mac: a port ACL names a remote MAC or a remote IP"),
+    ({"direction": "sideways", "action": "deny", "remote_ip": "any"}, "direction: 'sideways' is not a direction"),
+    ({"direction": "out", "action": "deny", "remote_ip": "10.0.0.300/8"}, "remote_ip: '10.0.0.300/8' is not"),
+    ({"direction": "in", "action": "allow", "weight": 0}, "weight: 0 is not a weight (1-65535)"),
+    ({"direction": "in", "action": "allow", "weight": 5, "protocol": "gre"}, "protocol: 'gre' is not a protocol"),
+    ({"direction": "in", "action": "allow", "weight": 5, "idle_timeout": 9}, "idle_timeout: only a stateful rule"),
+    ({"direction": "in", "action": "deny", "remote_ip": "any", "bogus": 1}, "bogus: unknown ACL rule field"),
+])
+def test_rest_refuses_a_bad_rule_naming_the_field_and_changes_nothing(body: dict[str, object], needle: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from vswitch.frontends.rest import make_app
+
+    api = FakeApi()
+    api.create_switch(private("s"))
+    api.add_port("s", PortSpec("vm1", PortKind.MEMORY, "vm1"))
+    client = TestClient(make_app(api))
+    r = client.post("/switches/s/ports/vm1/acls", json=body)
+    assert r.status_code == 400 and needle in r.text, r.text
+    assert api.acl_list("s") == []
+    ok = client.post("/switches/s/ports/vm1/acls", json={"direction": "in", "action": "deny", "remote_ip": "any"})
+    assert ok.status_code == 201 and ok.json()["id"] == 1
+    assert client.get("/switches/s/acls").json()[0]["rule"] == "in, deny remote any"
+    assert client.delete("/switches/s/ports/vm1/acls/x1").status_code in (400, 404, 422)
+    assert client.delete("/switches/s/ports/vm1/acls/1").status_code == 204
+    assert client.get("/switches/s/ports/vm1").json()["acl_rules"] == 0

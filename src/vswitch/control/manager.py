@@ -105,6 +105,7 @@ from vswitch.control.model import (
     TraceStepInfo,
     VswitchError,
     canonical_mac,
+    check_acl_id,
     check_events_query,
     check_field,
     clip,
@@ -1191,7 +1192,7 @@ class SwitchManager:
     def acl_remove(self, switch: str, port: str, rule: str) -> None:
         """Remove rule number `rule` of a port: from the store, then live (its counters go with it).
         Raises NotFound (switch, port, no such rule), InvalidRequest (not a rule id), StoreError."""
-        rid = check_field(AclRuleSpec, "id", int(rule) if isinstance(rule, str) and rule.isdigit() else rule)
+        rid = check_acl_id(rule)
         with self._lock:
             sw = self._get(switch)
             att = self._vm_port(sw, switch, port, "it takes no ACLs")

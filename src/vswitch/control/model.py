@@ -1037,6 +1037,14 @@ def check_acls(value: object) -> tuple[AclRuleSpec, ...]:
     return tuple(out)
 
 
+def check_acl_id(rule: object) -> int:
+    """A rule's id as `acl remove` names it (text or a number); InvalidRequest naming ``rule``."""
+    n = int(rule) if isinstance(rule, str) and rule.isdigit() and len(rule) < 8 else _whole(rule)
+    if n is None or not 1 <= n <= 1_000_000:
+        raise InvalidRequest([Problem("rule", f"{clip(rule)} is not a rule id (acl list shows them)")])
+    return n
+
+
 @dataclass
 class AclRuleInfo:
     """One rule of a port as `acl list` shows it: the rule, in words, and what it counted (frames it
