@@ -26,8 +26,9 @@ SRV_IP, CLI_IP, OTHER_IP = "10.96.0.2", "10.96.0.1", "10.96.0.3"
 SERVER = """
 import socket, sys, threading
 def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16)
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 and IPv6 clients
+    s.bind(("::", port)); s.listen(16)
     while True:
         c, _ = s.accept()
         try:
@@ -150,3 +151,19 @@ def test_acl_list_counts_the_frames_and_bytes_sent(lab: Lab, datapath: str) -> N
     assert lab.drops("cli", "drop_acl") == n
     rows = {r.id: r for r in lab.m.acl_list(lab.sw)}
     assert rows[deny.id].rule == f"out, deny remote {SRV_IP}/32 local {CLI_IP}/32"
+
+
+def test_ipv6_rules_allow_and_deny_real_tcp(lab: Lab, datapath: str) -> None:  # noqa: F811
+    srv_ns, srv_nic = lab.vm("srv", f"{SRV_IP}/24", SRV, ipv6=True)
+    cli_ns, cli_nic = lab.vm("cli", f"{CLI_IP}/24", CLI, ipv6=True)
+    other_ns, other_nic = lab.vm("other", f"{OTHER_IP}/24", OTHER, ipv6=True)
+    for ns, nic, addr in ((srv_ns, srv_nic, "fd96::2"), (cli_ns, cli_nic, "fd96::1"), (other_ns, other_nic, "fd96::3")):
+        ns_helpers.run(ns, ["ip", "-6", "addr", "add", f"{addr}/64", "dev", nic, "nodad"])
+    with server(srv_ns, 5001):
+        wait_until(lambda: connects(cli_ns, "fd96::2", 5001), what="the client to reach the server over IPv6")
+        lab.m.acl_add(lab.sw, "srv", AclRuleSpec("in", "deny", remote_ip="fd96::/64"))
+        allow = lab.m.acl_add(lab.sw, "srv", AclRuleSpec("in", "allow", remote_ip="fd96::1/128"))
+        assert connects(cli_ns, "fd96::2", 5001), "the /128 allow is more specific than the /64 deny"
+        assert not connects(other_ns, "fd96::2", 5001, timeout=2), "the rest of the /64 is denied"
+        assert connects(other_ns, SRV_IP, 5001), "an IPv6 rule does not touch IPv4"
+        assert hits(lab, "srv", allow.id)[0] > 0
