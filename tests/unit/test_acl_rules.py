@@ -384,6 +384,9 @@ def test_acl_add_list_remove_stored_live_and_restored(tmp_path: Path) -> None:
         cast(MemoryPort, m.port_object("s", "a")).inject(f)
         wait_until(lambda: drops(m) == 1, what="the rule restored live")
         assert m.acl_add("s", "a", AclRuleSpec("in", "deny", remote_mac="any")).id == 3
+        t = m.trace("s", "a", "52:54:00:00:00:01", "52:54:00:00:00:02", payload=f[12:].hex())
+        assert (t.reason, t.out_ports) == ("DROP_ACL", [])
+        assert t.steps[-1].result == "ACL #1 on port a (out, deny remote 10.0.0.0/8) — most specific match: dropped"
         doc = m.config_export()
         assert [len(p.acls) for p in doc.switches[0].ports or ()] == [3, 0], "exported with the ports"
     finally:

@@ -371,7 +371,7 @@ class SwitchCore:
         none does); a known unicast left with no port is DROP_ACL. A flood keeps its reason."""
         acl_in = self._acl_in
         outs = d.out_ports
-        if not any(p in acl_in for p in outs):
+        if acl_in.isdisjoint(outs):  # no allocation: a decision for ports without "in" rules stays as cached
             return d
         l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
         pkt = read_packet(buf, offset, l3, DIR_IN)
