@@ -128,7 +128,7 @@ def test_a_stateful_rule_admits_the_return_traffic_of_its_flows_only(lab: Lab, d
         assert not connects(cli_ns, SRV_IP, 5002, timeout=2), "no stateful rule opened it: its answer is denied"
         assert not connects(srv_ns, CLI_IP, 6001, timeout=2), "nothing comes in that the VM did not open"
         core = lab.m._switches[lab.sw].core  # type: ignore[attr-defined]
-        assert len(lab.m.datapath(lab.sw).call(lambda: core.conns)) >= 1
+        assert next(r.flows for r in lab.m.acl_list(lab.sw, "cli") if r.id == web.id) >= 1, "its flows are open"
         syn = (bytes.fromhex(CLI.replace(":", "") + SRV.replace(":", "") + "0800" + "450000280001000040060000")
                + bytes(map(int, SRV_IP.split("."))) + bytes(map(int, CLI_IP.split(".")))
                + (40000).to_bytes(2, "big") + (6001).to_bytes(2, "big") + bytes(16))

@@ -1185,8 +1185,10 @@ class SwitchManager:
                 spec = sw.ports[n].spec
                 if spec is None or not spec.acls:
                     continue
-                counts = sw.datapath.call(lambda n=n: sw.core.acl_counts(n))  # type: ignore[misc]
-                out += [self._acl_info(sw, n, r, counts.get(r.id or 0, (0, 0))) for r in spec.acls]
+                counts, flows = sw.datapath.call(lambda n=n: (sw.core.acl_counts(n),  # type: ignore[misc]
+                                                             sw.core.acl_flows(n)))
+                out += [replace(self._acl_info(sw, n, r, counts.get(r.id or 0, (0, 0))),
+                                flows=flows.get(r.id or 0, 0)) for r in spec.acls]
             return out
 
     def acl_remove(self, switch: str, port: str, rule: str) -> None:

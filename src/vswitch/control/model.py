@@ -1066,6 +1066,8 @@ class AclRuleInfo:
     local_port: str | None = None
     stateful: bool = False
     idle_timeout: int | None = None
+    #: a stateful rule: the flows it admitted that are in the connection table now
+    flows: int = 0
 
 
 @dataclass(frozen=True)

@@ -400,6 +400,14 @@ class SwitchCore:
             return self._drop_in_vlan(Reason.DROP_ACL, d.vlan)
         return Decision(tuple(keep), d.reason, d.vlan, tuple(edits) if any(edits) else None)
 
+    def acl_flows(self, port: PortId) -> dict[int, int]:
+        """How many live flows each stateful rule of `port` admitted (by rule id)."""
+        out: dict[int, int] = {}
+        for k, c in self.conns.flows.items():
+            if k.port == port:
+                out[c.rule] = out.get(c.rule, 0) + 1
+        return out
+
     def acl_counts(self, port: PortId) -> dict[int, tuple[int, int]]:
         """The hits and bytes of each rule of `port` (by rule id). Raises KeyError for an unknown port."""
         acl: PortAcl | None = self.policies[port].acl

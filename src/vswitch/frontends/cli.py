@@ -695,7 +695,8 @@ def acl_list(state: CliState, switch_name: str, port_name: str | None, as_json: 
                          ("bytes", "right")):
         table.add_column(col, justify=justify, no_wrap=col != "rule")  # type: ignore[arg-type]
     for r in rules:
-        table.add_row(r.port, str(r.id), r.rule, str(r.hits), str(r.bytes))
+        table.add_row(r.port, str(r.id), r.rule + (f" — {r.flows} flow{'' if r.flows == 1 else 's'} open"
+                                                   if r.stateful else ""), str(r.hits), str(r.bytes))
     _console().print(table)
 
 
