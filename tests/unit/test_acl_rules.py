@@ -25,6 +25,7 @@ from vswitch.control.model import (
     InvalidRequest,
     NotFound,
     PortKind,
+    PortSettings,
     PortSpec,
     SwitchSpec,
     SwitchType,
@@ -373,6 +374,9 @@ def test_acl_add_list_remove_stored_live_and_restored(tmp_path: Path) -> None:
             m.acl_add("s", "a", AclRuleSpec("out", "deny", weight=100))
         m.acl_remove("s", "b", "1")
         assert m.acl_list("s", "b") == []
+        m.set_port("s", "a", PortSettings(dhcp_guard=True))
+        assert [r.id for r in m.acl_list("s", "a")] == [1, 2], "another setting keeps the rules"
+        assert [r.hits for r in m.acl_list("s", "a")] == [1, 0], "and their counters"
     finally:
         m.shutdown()
     m = manager()
