@@ -16,9 +16,9 @@ Simple ACLs (`Rule.weight == 0`), as Hyper-V keeps them, in separate lists by th
 - **meter** rules (IP only, as Hyper-V requires) never decide: the most specific one matching counts
   the packet's bytes.
 Extended ACLs (`weight >= 1`): the highest weight matching decides (weights are unique per port and
-direction), before the simple ones are looked at only in the sense that both must allow; nothing
-matching: allowed. A **stateful** allow records the flow (protocol, local and remote address and port)
-in the `ConnTable`; a packet of that flow in the other direction is admitted without the rules until
+direction); nothing matching: allowed. A frame passes when neither the simple nor the extended rules
+deny it. A **stateful** allow records the flow (protocol, local and remote address and port) in the
+`ConnTable`; a packet of that flow in the other direction is admitted without the extended rules until
 the flow has been idle for the rule's timeout.
 
 Frames are read as the guards read them: the outer VLAN tag only; IPv4 non-first fragments have no
