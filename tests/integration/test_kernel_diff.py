@@ -29,6 +29,7 @@ import pytest
 from kernel_fastpath import core_table, program_table, require_fastpath
 
 from guard_frames import random_l3
+from vswitch.core.acl import DIR_IN, DIR_OUT, PortAcl, Rule, parse_net
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import Reason
@@ -195,7 +196,8 @@ def test_program_decides_like_the_core() -> None:
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count
         # the run covered every decision the core can make here, and nothing went up
         # a port with a MAC limit is served through the upcall path: the program never decides that
-        decided = {r.label for r in layout.COUNTER_REASON.values() if r is not Reason.DROP_MAC_LIMIT}
+        decided = {r.label for r in layout.COUNTER_REASON.values()
+                   if r not in (Reason.DROP_MAC_LIMIT, Reason.DROP_ACL)}  # ACLs too: Python runs them
         assert decided <= set(tally), f"never decided: {sorted(decided - set(tally))}"
         assert all(prog.counters(p)["upcall"] == 0 for p in POLICIES)
         assert sum(c["moved"] for c in map(prog.counters, POLICIES)) > 0
@@ -250,6 +252,34 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         prog.add_port("limited", PortPolicy.access(10, mac_limit=2), ifindex=1005)
         for name in ("adopts", "limited"):
             assert prog.run(name, POOL[5] + POOL[7] + b"\x08\x00" + bytes(46)).reason == "upcall_port", name
+
+
+def test_a_port_with_acls_is_decided_and_delivered_by_python() -> None:
+    """Port ACLs run in Python: the port's own frames go up, and so does what the switch delivers to it
+    when it has an "in" rule — a known unicast to it (even one whose MAC is in the map), and a flood or
+    an unknown unicast in its VLANs; a port with "out" rules only takes its deliveries from the kernel."""
+    require_fastpath()
+    deny_in = PortAcl((Rule(1, DIR_IN, "deny", remote_ip=parse_net("10.0.0.0/8")),))
+    deny_out = PortAcl((Rule(1, DIR_OUT, "deny", remote_ip=parse_net("10.0.0.0/8")),))
+    with SwitchProgram() as prog:
+        prog.add_port("k0", PortPolicy.access(10), ifindex=1000)
+        prog.add_port("k1", PortPolicy.access(20), ifindex=1001)
+        prog.add_port("acl", PortPolicy.access(10), ifindex=1002)
+        prog.set_test_clock(NS)
+        assert prog.run("k0", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46)).reason == "flood_unknown"
+        assert prog.run("acl", POOL[0] + POOL[1] + b"\x08\x00" + bytes(46)).reason == "forward_learned"
+        prog.set_policy("acl", PortPolicy.access(10, acl=deny_in))
+        assert layout.upcall_reasons(PortPolicy(acl=deny_in)) == ("port ACLs (the program does not run them)",)
+        assert prog.run("acl", POOL[0] + POOL[1] + b"\x08\x00" + bytes(46)).reason == "upcall_port"
+        assert prog.run("k0", POOL[1] + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_dest", \
+            "its MAC is in the map, but Python decides what it is delivered"
+        assert prog.run("k0", b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_flood"
+        assert prog.run("k0", POOL[7] + POOL[0] + b"\x08\x00" + bytes(46)).reason == "upcall_flood"
+        assert prog.run("k1", b"\xff" * 6 + POOL[2] + b"\x08\x00" + bytes(46)).reason == "flood_broadcast", \
+            "another VLAN stays in the kernel"
+        prog.set_policy("acl", PortPolicy.access(10, acl=deny_out))
+        assert prog.run("k0", b"\xff" * 6 + POOL[0] + b"\x08\x00" + bytes(46)).reason == "flood_broadcast"
+        assert prog.run("acl", POOL[0] + POOL[1] + b"\x08\x00" + bytes(46)).reason == "upcall_port"
 
 
 def test_a_flood_reaches_every_slot() -> None:

@@ -7,6 +7,7 @@ Conflict, change nothing on refusal) so the front ends can be tested for their o
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 from vswitch.control import config_file, config_plan, ownership
@@ -15,6 +16,8 @@ from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.events import EventLog
 from vswitch.control.model import (
     EVENTS_LIMIT_DEFAULT,
+    AclRuleInfo,
+    AclRuleSpec,
     Conflict,
     EventKind,
     EventsPage,
@@ -36,6 +39,7 @@ from vswitch.control.model import (
     TraceInfo,
     TraceStepInfo,
     canonical_mac,
+    check_acl_id,
     check_events_query,
     check_field,
     host_vnic_name,
@@ -261,6 +265,37 @@ class FakeApi:
             raise InvalidRequest(f"{mac} is static in several VLANs: give the VLAN (--vlan)")
         self.fdb[switch] = [e for e in self.fdb[switch] if e not in doomed]
 
+    def acl_add(self, switch: str, port: str, rule: AclRuleSpec) -> AclRuleInfo:
+        self._note("acl_add", switch, port, rule)
+        info = self._port(switch, port)
+        spec = self.specs.get((switch, port))
+        if spec is None:
+            raise InvalidRequest(f"port {port!r} is the switch's own; it takes no ACLs")
+        if any(r.selector() == rule.selector() for r in spec.acls):
+            raise Conflict(f"port {port!r} has that rule already")
+        new = replace(rule, id=max((r.id or 0 for r in spec.acls), default=0) + 1)
+        self.specs[(switch, port)] = spec.updated({"acls": [*spec.acls, new]})
+        info.acl_rules += 1
+        return _acl_info(port, new)
+
+    def acl_list(self, switch: str, port: str | None = None) -> list[AclRuleInfo]:
+        self._note("acl_list", switch, port)
+        self._get(switch)
+        if port is not None:
+            self._port(switch, port)
+        return [_acl_info(p, r) for (sw, p), spec in self.specs.items() if sw == switch and port in (None, p)
+                for r in spec.acls]
+
+    def acl_remove(self, switch: str, port: str, rule: str) -> None:
+        self._note("acl_remove", switch, port, rule)
+        info = self._port(switch, port)
+        spec = self.specs.get((switch, port))
+        rid = check_acl_id(rule)
+        if spec is None or not any(r.id == rid for r in spec.acls):
+            raise NotFound(f"port {port!r} has no ACL rule #{rid}")
+        self.specs[(switch, port)] = spec.updated({"acls": [r for r in spec.acls if r.id != rid]})
+        info.acl_rules -= 1
+
     def config_export(self) -> ConfigDocument:
         self._note("config_export")
         return config_file.document(
@@ -363,6 +398,11 @@ class FakeApi:
         if switch is not None and switch not in self.switches and not self.event_log.mentions(switch):
             raise NotFound(f"no switch named {switch!r}")
         return self.event_log.read(switch, since, limit, wait_s)
+
+
+def _acl_info(port: str, r: AclRuleSpec) -> AclRuleInfo:
+    return AclRuleInfo(port, r.id or 0, r.direction, r.action, r.rule().describe(), 0, 0, r.weight, r.remote_mac,
+                       r.remote_ip, r.local_ip, r.protocol, r.remote_port, r.local_port, r.stateful, r.idle_timeout)
 
 
 def _members(spec: PortSpec) -> set[int]:

@@ -33,6 +33,8 @@ from vswitch.control.config_file import ConfigDocument, SwitchConfig
 from vswitch.control.config_plan import ConfigPlan, ConfigStep
 from vswitch.control.manager import SwitchManager
 from vswitch.control.model import (
+    AclRuleInfo,
+    AclRuleSpec,
     Conflict,
     EventsPage,
     FdbEntryInfo,
@@ -506,10 +508,45 @@ def config_apply(api: SwitchApi) -> None:
     assert [s.name for s in api.list_switches()] == [SW]
 
 
+def acl_add(api: SwitchApi) -> None:
+    _switch(api, "a")
+    r = api.acl_add(SW, "a", AclRuleSpec("out", "deny", remote_ip="10.1.2.3/8"))
+    assert type(r) is AclRuleInfo and (r.id, r.port, r.remote_ip, r.rule) == (1, "a", "10.0.0.0/8",
+                                                                              "out, deny remote 10.0.0.0/8")
+    r2 = api.acl_add(SW, "a", AclRuleSpec("in", "allow", weight=10, protocol="tcp", remote_port="80",
+                                          stateful=True))
+    assert (r2.id, r2.weight, r2.stateful) == (2, 10, True)
+    with pytest.raises(Conflict):
+        api.acl_add(SW, "a", AclRuleSpec("out", "deny", remote_ip="10.0.0.0/8"))
+    with pytest.raises(NotFound):
+        api.acl_add(SW, "zz", AclRuleSpec("out", "deny", remote_ip="any"))
+    assert api.get_port(SW, "a").acl_rules == 2
+
+
+def acl_list(api: SwitchApi) -> None:
+    _switch(api, "a", "b")
+    assert api.acl_list(SW) == []
+    api.acl_add(SW, "b", AclRuleSpec("both", "meter", remote_ip="2001:db8::/32"))
+    (r,) = api.acl_list(SW)
+    assert (type(r), r.port, r.id, r.action, r.hits, r.bytes) == (AclRuleInfo, "b", 1, "meter", 0, 0)
+    assert api.acl_list(SW, "a") == []
+    with pytest.raises(NotFound):
+        api.acl_list("nope")
+
+
+def acl_remove(api: SwitchApi) -> None:
+    _switch(api, "a")
+    api.acl_add(SW, "a", AclRuleSpec("out", "deny", remote_mac="02:00:00:00:00:09"))
+    with pytest.raises(NotFound):
+        api.acl_remove(SW, "a", "7")
+    api.acl_remove(SW, "a", "1")
+    assert api.acl_list(SW) == [] and api.get_port(SW, "a").acl_rules == 0
+
+
 CASES: dict[str, Callable[[SwitchApi], None]] = {f.__name__: f for f in (
     list_switches, create_switch, get_switch, set_switch, delete_switch, confirm_switch, list_ports, add_port,
     get_port, set_port, remove_port, fdb_show, fdb_add, fdb_del, fdb_flush, stats, trace, watch, events,
-    list_nics, config_export, config_apply)}
+    list_nics, config_export, config_apply, acl_add, acl_list, acl_remove)}
 
 
 def test_every_command_has_a_contract_case() -> None:

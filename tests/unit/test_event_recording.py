@@ -409,10 +409,10 @@ def test_the_human_words_of_an_event() -> None:
     assert created.summary() == "switch created  type=private", "what a switch does not have is not said"
     dropped = SwitchEvent(6, 0.0, "lan", "frame-dropped", port="vm2", mac="02:00:00:00:00:66", vlan=1,
                           reason="drop_dhcp_guard")
-    assert dropped.summary() == ("frame dropped  1 frame from vm2: a DHCP server's message from a port with the "
+    assert dropped.summary() == ("frame dropped  1 frame at vm2: a DHCP server's message from a port with the "
                                  "DHCP guard on  (source 02:00:00:00:00:66 vlan 1)")
     folded = SwitchEvent(7, 0.0, "lan", "frame-dropped", port="vm2", reason="drop_spoofed_mac", count=4999,
                          window_s=10.0)
-    assert folded.summary() == ("frame dropped  from vm2: a source other than the port's MAC from a port with MAC "
+    assert folded.summary() == ("frame dropped  at vm2: a source other than the port's MAC from a port with MAC "
                                 "spoofing off  (×4999 in 10 s)")
     assert Counter(k.value for k in EventKind).most_common(1)[0][1] == 1, "each kind once"

@@ -64,4 +64,8 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
         # a document's rules between its parts (a name listed twice, a static entry's port) cannot be
         # stated in JSON Schema: its description states them, and a random document breaks them
         checks.remove(positive_data_acceptance)
+    if case.operation.path.endswith("/acls") and case.operation.method.upper() == "POST":
+        # an ACL rule's rules between its fields (a remote MAC or a remote IP; ports only with tcp/udp)
+        # and what an IP prefix is cannot be stated in JSON Schema either: the model's messages state them
+        checks.remove(positive_data_acceptance)
     case.call_and_validate(checks=checks)

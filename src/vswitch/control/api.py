@@ -19,6 +19,8 @@ from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.model import (
     EVENTS_LIMIT_DEFAULT,
+    AclRuleInfo,
+    AclRuleSpec,
     EventsPage,
     FdbEntryInfo,
     FrameEvent,
@@ -121,6 +123,23 @@ class SwitchApi(Protocol):
     @command("POST", "/switches/{name}/fdb/flush", result_key="removed")
     def fdb_flush(self, switch: str) -> int:
         """Remove the dynamic entries; return how many were removed."""
+        ...
+
+    # -- port ACLs (Add-VMNetworkAdapterAcl / Add-VMNetworkAdapterExtendedAcl) ----------------------
+    @command("POST", "/switches/{name}/ports/{port}/acls", status=201)
+    def acl_add(self, switch: str, port: str, rule: AclRuleSpec) -> AclRuleInfo:
+        """Add a port ACL (remote MAC or IP; allow, deny or meter; in, out or both) or, with a weight, an
+        extended ACL (protocol, addresses, ports; maybe stateful) to a port: numbered, stored, live."""
+        ...
+
+    @command("GET", "/switches/{name}/acls")
+    def acl_list(self, switch: str, port: str | None = None) -> list[AclRuleInfo]:
+        """The ACL rules of the switch's ports (or of one), each with the frames and bytes it counted."""
+        ...
+
+    @command("DELETE", "/switches/{name}/ports/{port}/acls/{rule}")
+    def acl_remove(self, switch: str, port: str, rule: str) -> None:
+        """Remove ACL rule number `rule` of a port (stored, live)."""
         ...
 
     # -- counters and explanations ----------------------------------------------------------------

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from vswitch.control import ownership
 from vswitch.control.config_file import ConfigDocument, SwitchConfig
 from vswitch.control.model import (
+    AclRuleSpec,
     PortKind,
     PortSettings,
     PortSpec,
@@ -58,7 +59,7 @@ _SOCKET_KINDS = (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM)
 @dataclass
 class ConfigStep:
     """One change of an apply: `action` (create-switch, delete-switch, set-switch, change-connection,
-    add-port, remove-port, set-port, add-static, del-static), the switch, the port or static entry it
+    add-port, remove-port, set-port, set-acls, add-static, del-static), the switch, the port or static entry it
     is about (None for a switch's own steps) and the change in words."""
 
     action: str
@@ -109,6 +110,7 @@ def _port_words(p: PortSpec) -> str:
     flags += ["mac spoofing off"] if not p.mac_spoofing else []
     flags += [f"mac limit {p.mac_limit}"] if p.mac_limit else []
     flags += [f"port mirroring {p.port_mirroring}"] if p.port_mirroring != "none" else []
+    flags += [f"{len(p.acls)} ACL rule{'' if len(p.acls) == 1 else 's'}"] if p.acls else []
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 
@@ -228,8 +230,11 @@ def plan(want: ConfigDocument, have: ConfigDocument, *, prune: bool = False,
                     port_removes.append(_remove_port(name, q, f"replace port {name}/{p.name}: {q.kind} {q.target} → "
                                                               f"{p.kind} {p.target} (removed, then added)"))
                     port_adds.append(_add_port(name, p))
-                elif (step := _set_port(name, q, p)) is not None:
-                    port_sets.append(step)
+                else:
+                    if (step := _set_port(name, q, p)) is not None:
+                        port_sets.append(step)
+                    if (step := _set_acls(name, q, p)) is not None:
+                        port_sets.append(step)
             listed = {p.name for p in sw.ports}
             for q in old.ports or ():
                 if q.name not in listed:
@@ -316,6 +321,45 @@ def _set_port(switch: str, have: PortSpec, want: PortSpec) -> Step | None:
             api.set_port(switch, want.name, back)
     return _step("set-port", switch, want.name, f"port {switch}/{want.name}: {', '.join(words)}",
                  lambda api: api.set_port(switch, want.name, settings), undo)
+
+
+def _acl_key(r: AclRuleSpec) -> tuple[tuple[str, Any], ...]:
+    """A rule without its id: what a document and the switch compare (ids are the port's numbering)."""
+    return tuple(sorted((k, v) for k, v in r.to_dict().items() if k != "id"))
+
+
+def _set_acls(switch: str, have: PortSpec, want: PortSpec) -> Step | None:
+    """The port's ACL rules made what `want` lists: the ones it does not list removed, the missing added
+    (numbered anew by the port); the undo removes what it added and adds back what it removed."""
+    wanted = {_acl_key(r) for r in want.acls}
+    held = {_acl_key(r) for r in have.acls}
+    gone = [r for r in have.acls if _acl_key(r) not in wanted]
+    new = [r for r in want.acls if _acl_key(r) not in held]
+    if not gone and not new:
+        return None
+    added: list[int] = []
+
+    removed: list[AclRuleSpec] = []
+
+    def undo(api: SwitchApi) -> None:
+        while added:
+            api.acl_remove(switch, want.name, str(added.pop()))
+        while removed:
+            api.acl_add(switch, want.name, replace(removed.pop(0), id=None))
+
+    def do(api: SwitchApi) -> None:
+        try:
+            for r in gone:
+                api.acl_remove(switch, want.name, str(r.id))
+                removed.append(r)
+            for r in new:
+                added.append(api.acl_add(switch, want.name, replace(r, id=None)).id)
+        except BaseException:
+            undo(api)  # this step is all or nothing too
+            raise
+    words = [f"remove ACL #{r.id} ({r.rule().describe()})" for r in gone]
+    words += [f"add ACL ({r.rule().describe()})" for r in new]
+    return _step("set-acls", switch, want.name, f"port {switch}/{want.name}: {', '.join(words)}", do, undo)
 
 
 def _del_static(switch: str, key: tuple[str, int], port: str) -> Step:

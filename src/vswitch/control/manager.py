@@ -72,11 +72,14 @@ from vswitch.control.crashpoint import crashpoint
 from vswitch.control.events import EventLog
 from vswitch.control.linkwatch import LinkWatch
 from vswitch.control.model import (
+    ACL_RULES_MAX,
     EVENTS_LIMIT_DEFAULT,
     HOST_PORT,
     UPLINK_PORT,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
+    AclRuleInfo,
+    AclRuleSpec,
     Conflict,
     DatapathMode,
     EventKind,
@@ -102,6 +105,7 @@ from vswitch.control.model import (
     TraceStepInfo,
     VswitchError,
     canonical_mac,
+    check_acl_id,
     check_events_query,
     check_field,
     clip,
@@ -1160,6 +1164,72 @@ class SwitchManager:
             sw.datapath.remove_static(key, vlans[0])
             self.event_log.emit(switch, EventKind.FDB_DEL, mac=mac, vlan=vlans[0])
 
+    # -- port ACLs ------------------------------------------------------------------------------
+    def acl_add(self, switch: str, port: str, rule: AclRuleSpec) -> AclRuleInfo:
+        """Add a rule to a port's ACLs: numbered (the port's next id), stored, then live. Raises NotFound,
+        InvalidRequest (a port of the switch itself; too many rules), Conflict (the same rule exists; an
+        extended rule of that weight and direction exists), StoreError (nothing changed)."""
+        with self._lock:
+            sw = self._get(switch)
+            att = self._vm_port(sw, switch, port, "it takes no ACLs")
+            assert att.spec is not None
+            have = att.spec.acls
+            if len(have) >= ACL_RULES_MAX:
+                raise InvalidRequest(f"port {port!r} has {len(have)} ACL rules, the most a port may have")
+            for r in have:
+                if r.selector() == rule.selector() or (rule.extended and r.extended and r.weight == rule.weight
+                                                       and r.direction == rule.direction):
+                    raise Conflict(f"port {port!r} has that rule already (#{r.id}: {r.rule().describe()})")
+            new = replace(rule, id=max((r.id or 0 for r in have), default=0) + 1)
+            spec = att.spec.updated({"acls": [*have, new]})
+            if self.store is not None:
+                self.store.save_port(switch, spec)
+            sw.datapath.set_policy(port, policy_for(spec))
+            att.spec = spec
+            self.event_log.emit(switch, EventKind.PORT_SET, port=port, acl_added=new.id)
+            return self._acl_info(sw, port, new, (0, 0))
+
+    def acl_list(self, switch: str, port: str | None = None) -> list[AclRuleInfo]:
+        """The ACL rules of every port of a switch (or of `port`), each with its hits and bytes."""
+        with self._lock:
+            sw = self._get(switch)
+            if port is not None:
+                self._vm_port(sw, switch, port, "it takes no ACLs")
+            names = [port] if port is not None else [n for n, a in sw.ports.items() if a.spec is not None]
+            out: list[AclRuleInfo] = []
+            for n in names:
+                spec = sw.ports[n].spec
+                if spec is None or not spec.acls:
+                    continue
+                counts, flows = sw.datapath.call(lambda n=n: (sw.core.acl_counts(n),  # type: ignore[misc]
+                                                             sw.core.acl_flows(n)))
+                out += [replace(self._acl_info(sw, n, r, counts.get(r.id or 0, (0, 0))),
+                                flows=flows.get(r.id or 0, 0)) for r in spec.acls]
+            return out
+
+    def acl_remove(self, switch: str, port: str, rule: str) -> None:
+        """Remove rule number `rule` of a port: from the store, then live (its counters go with it).
+        Raises NotFound (switch, port, no such rule), InvalidRequest (not a rule id), StoreError."""
+        rid = check_acl_id(rule)
+        with self._lock:
+            sw = self._get(switch)
+            att = self._vm_port(sw, switch, port, "it takes no ACLs")
+            assert att.spec is not None
+            if not any(r.id == rid for r in att.spec.acls):
+                raise NotFound(f"port {port!r} has no ACL rule #{rid}")
+            spec = att.spec.updated({"acls": [r for r in att.spec.acls if r.id != rid]})
+            if self.store is not None:
+                self.store.save_port(switch, spec)
+            sw.datapath.set_policy(port, policy_for(spec))
+            att.spec = spec
+            self.event_log.emit(switch, EventKind.PORT_SET, port=port, acl_removed=rid)
+
+    @staticmethod
+    def _acl_info(sw: _Switch, port: str, r: AclRuleSpec, counts: tuple[int, int]) -> AclRuleInfo:
+        return AclRuleInfo(port, r.id or 0, r.direction, r.action, r.rule().describe(), counts[0], counts[1],
+                           r.weight, r.remote_mac, r.remote_ip, r.local_ip, r.protocol, r.remote_port,
+                           r.local_port, r.stateful, r.idle_timeout)
+
     def stats(self, switch: str) -> list[PortStatsInfo]:
         return [PortStatsInfo(str(pid), s["rx_frames"], s["rx_bytes"], s["tx_frames"], s["tx_bytes"],
                               s["floods"], s["learned"], s["moved"], s["drops"], s["static_refused"],
@@ -1628,7 +1698,8 @@ class SwitchManager:
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
                         format_mac(policy.mac) if policy.mac is not None else None, state["path"],
-                        policy.port_mirroring.label)
+                        port_mirroring=policy.port_mirroring.label,
+                        acl_rules=len(att.spec.acls) if att.spec is not None else 0)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

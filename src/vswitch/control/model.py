@@ -22,10 +22,11 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING as NO_DEFAULT
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar, Self, cast
 
+from vswitch.core import acl as acl_rules
 from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
@@ -576,6 +577,7 @@ PORT_FIELDS: dict[str, Check] = {
     "mac_limit": _int_in(0, CAPACITY_MAX, "a MAC limit in MACs, 0 for none"),
     "port_mac": optional(check_unicast_mac),
     "port_mirroring": check_port_mirroring,
+    "acls": lambda v: check_acls(v),
 }
 
 
@@ -659,6 +661,7 @@ class PortSpec(_Spec):
     mac_limit: int = 0                            # the most MACs it may own in the table; 0: no cap
     port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
     port_mirroring: str = "none"                  # source | destination (Hyper-V -PortMirroring)
+    acls: tuple[AclRuleSpec, ...] = ()            # its port ACLs and extended ACLs (`vswitch acl add`)
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -673,6 +676,9 @@ class PortSpec(_Spec):
         d["kind"] = str(self.kind)
         # ranges, not a list: 4094 VLANs are "1-4094", not 20 KB of JSON
         d["trunk"] = format_vlan_list(self.trunk) if self.trunk is not None else None
+        d["acls"] = [r.to_dict() for r in self.acls]
+        if not self.acls:
+            del d["acls"]  # a port without ACLs reads (and is stored, and exported) as before
         return d
 
 
@@ -688,6 +694,8 @@ def policy_for(spec: PortSpec) -> PortPolicy:
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
+    if spec.acls:
+        flags["acl"] = acl_rules.PortAcl(tuple(r.rule() for r in spec.acls))
     if spec.trunk is not None:
         return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
     return PortPolicy.access(spec.access_vlan, **flags)
@@ -719,6 +727,8 @@ class PortInfo:
     #: why (a port kind the program cannot send to, or a setting the program does not run)
     datapath: str = "python"
     port_mirroring: str = "none"  # source: what it sends and receives is copied; destination: it gets the copies
+    #: how many ACL rules (simple and extended) the port has (`vswitch acl list` shows them)
+    acl_rules: int = 0
 
 
 @dataclass
@@ -848,6 +858,242 @@ class PortSettings(_Change):
 
 def _no_rules(v: dict[str, Any]) -> Iterator[Problem]:
     return iter(())
+
+
+# ---- port ACLs (Add-VMNetworkAdapterAcl / Add-VMNetworkAdapterExtendedAcl; core/acl.py) ----------------
+ACL_DIRECTIONS = ("in", "out", "both")
+ACL_ACTIONS = ("allow", "deny", "meter")
+ACL_PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+#: the most rules one port may have (each frame of an ACL port is matched against them in Python)
+ACL_RULES_MAX = 256
+ACL_WEIGHT_MAX = 65535            # Hyper-V's Weight is a UInt16 in WMI
+ACL_IDLE_TIMEOUT_MAX = 86400
+_DIR_BITS = {"in": acl_rules.DIR_IN, "out": acl_rules.DIR_OUT, "both": acl_rules.DIR_BOTH}
+
+
+def _choice(options: Sequence[str], what: str) -> Check:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise FieldError(f"{clip(value)} is not {what} ({', '.join(options)})")
+        return value.lower()
+    return check
+
+
+def check_acl_mac(value: object) -> str:
+    """A remote MAC (any MAC: a rule may name a group address) or ``any``, canonical."""
+    if isinstance(value, str) and value.strip().lower() in ("any", "*"):
+        return "any"
+    if not isinstance(value, str):
+        raise FieldError(f"{clip(value)} is not a MAC address like 52:54:00:12:34:56 or any")
+    try:
+        return format_mac(parse_mac(value))
+    except ValueError as e:
+        raise FieldError(str(e)) from None
+
+
+def check_acl_ip(value: object) -> str:
+    """An IPv4/IPv6 address or prefix (host bits are cleared: 10.1.2.3/8 is 10.0.0.0/8) or ``any``."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise FieldError(f"{clip(value)} is not an IP address or prefix like 10.0.0.0/8, 2001:db8::/32 or any")
+    try:
+        return str(acl_rules.parse_net(value))
+    except ValueError:
+        raise FieldError(f"{clip(value)} is not an IP address or prefix like 10.0.0.0/8, 2001:db8::/32 "
+                         "or any") from None
+
+
+def check_acl_ports(value: object) -> str:
+    """A port P or a range P-Q (0-65535, P <= Q), as text."""
+    n = _whole(value)
+    text = str(n) if n is not None else value
+    if isinstance(text, str):
+        m = re.fullmatch(r"\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?", text)
+        if m:
+            lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+            if lo <= hi <= 65535:
+                return str(lo) if lo == hi else f"{lo}-{hi}"
+    raise FieldError(f"{clip(value)} is not a port or a range of ports like 80 or 1024-65535")
+
+
+def check_acl_protocol(value: object) -> str:
+    """tcp, udp, icmp or an IP protocol number 0-255, as text."""
+    n = _whole(value)
+    if n is None and isinstance(value, str) and value.strip().isdigit():
+        n = int(value)
+    if n is not None:
+        if 0 <= n <= 255:
+            return next((k for k, v in ACL_PROTOCOLS.items() if v == n), str(n))
+    elif isinstance(value, str) and value.strip().lower() in ACL_PROTOCOLS:
+        return value.strip().lower()
+    raise FieldError(f"{clip(value)} is not a protocol (tcp, udp, icmp or a number 0-255)")
+
+
+def _acl_rule_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    extended = v.get("weight") is not None
+    action, direction = v.get("action"), v.get("direction")
+    if not extended:
+        for f in ("protocol", "remote_port", "local_port", "stateful", "idle_timeout"):
+            if v.get(f) not in (None, False):
+                yield Problem(f, "only an extended ACL (with a weight) has this")
+        if (v.get("remote_mac") is None) == (v.get("remote_ip") is None) and "remote_mac" in v and "remote_ip" in v:
+            yield Problem("remote_mac", "a port ACL names a remote MAC or a remote IP (one of them)")
+        if v.get("remote_mac") is not None and v.get("local_ip") is not None:
+            yield Problem("local_ip", "a MAC rule has no local IP (give a remote IP with it)")
+        if action == "meter" and v.get("remote_mac") is not None:
+            yield Problem("action", "a meter rule is IP-based (as Hyper-V's): give a remote IP")
+    else:
+        if direction == "both":
+            yield Problem("direction", "an extended ACL is in or out (add one of each)")
+        if action == "meter":
+            yield Problem("action", "an extended ACL allows or denies (meter is a port ACL's)")
+        if v.get("remote_mac") is not None:
+            yield Problem("remote_mac", "an extended ACL matches IP fields, not a MAC")
+        proto = v.get("protocol")
+        if proto not in ("tcp", "udp", "132") and (v.get("remote_port") is not None
+                                                   or v.get("local_port") is not None):
+            yield Problem("remote_port" if v.get("remote_port") is not None else "local_port",
+                          "only a tcp, udp or sctp (132) rule has ports")
+        if v.get("stateful") and action != "allow":
+            yield Problem("stateful", "only an allow rule is stateful (it admits the flow's return traffic)")
+        if v.get("idle_timeout") is not None and not v.get("stateful"):
+            yield Problem("idle_timeout", "only a stateful rule has an idle timeout")
+    r, loc = v.get("remote_ip"), v.get("local_ip")
+    if r and loc and r != "any" and loc != "any" and (":" in r) != (":" in loc):
+        yield Problem("local_ip", f"{loc} and the remote {r} are not the same IP version")
+
+
+@dataclass(frozen=True)
+class AclRuleSpec(_Spec):
+    """One port ACL rule as a user asks for it (`vswitch acl add`); valid by construction. Without a
+    `weight` a port ACL (Add-VMNetworkAdapterAcl): `remote_mac` or `remote_ip` (+ `local_ip`), action
+    allow, deny or meter; with a `weight` (1-65535) an extended ACL (Add-VMNetworkAdapterExtendedAcl):
+    protocol, addresses, port ranges, allow or deny, maybe `stateful` with an `idle_timeout`. `id` is
+    the port's number for it (given by `acl add`; None in a request)."""
+
+    direction: str
+    action: str
+    remote_mac: str | None = None
+    remote_ip: str | None = None
+    local_ip: str | None = None
+    weight: int | None = None
+    protocol: str | None = None
+    remote_port: str | None = None
+    local_port: str | None = None
+    stateful: bool = False
+    idle_timeout: int | None = None
+    id: int | None = None
+
+    what: ClassVar[str] = "ACL rule"
+    fields: ClassVar[Mapping[str, Check]] = {
+        "direction": _choice(ACL_DIRECTIONS, "a direction"),
+        "action": _choice(ACL_ACTIONS, "an action"),
+        "remote_mac": optional(check_acl_mac),
+        "remote_ip": optional(check_acl_ip),
+        "local_ip": optional(check_acl_ip),
+        "weight": optional(_int_in(1, ACL_WEIGHT_MAX, "a weight")),
+        "protocol": optional(check_acl_protocol),
+        "remote_port": optional(check_acl_ports),
+        "local_port": optional(check_acl_ports),
+        "stateful": check_flag,
+        "idle_timeout": optional(_int_in(1, ACL_IDLE_TIMEOUT_MAX, "an idle timeout in seconds")),
+        "id": optional(_int_in(1, 1_000_000, "a rule id")),
+    }
+    rules = staticmethod(_acl_rule_rules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+
+    @property
+    def extended(self) -> bool:
+        return self.weight is not None
+
+    def selector(self) -> dict[str, Any]:
+        """What names the rule on its port besides its id (`acl remove` by selector): an extended ACL
+        by weight and direction (as Remove-VMNetworkAdapterExtendedAcl), a port ACL by everything."""
+        if self.extended:
+            return {"weight": self.weight, "direction": self.direction}
+        d = self.to_dict()
+        d.pop("id", None)
+        return d
+
+    def rule(self) -> acl_rules.Rule:
+        """The core's rule (the id must be set)."""
+        def ports(text: str | None) -> tuple[int, int] | None:
+            if text is None:
+                return None
+            lo, _, hi = text.partition("-")
+            return int(lo), int(hi or lo)
+        mac = None if self.remote_mac is None else (b"" if self.remote_mac == "any" else parse_mac(self.remote_mac))
+        proto = None if self.protocol is None else ACL_PROTOCOLS.get(self.protocol, None)
+        if proto is None and self.protocol is not None:
+            proto = int(self.protocol)
+        return acl_rules.Rule(
+            self.id or 0, _DIR_BITS[self.direction], self.action, mac,
+            None if self.remote_ip is None else acl_rules.parse_net(self.remote_ip),
+            None if self.local_ip is None else acl_rules.parse_net(self.local_ip),
+            self.weight or 0, proto, ports(self.remote_port), ports(self.local_port), self.stateful,
+            self.idle_timeout or acl_rules.IDLE_TIMEOUT_DEFAULT)
+
+
+def check_acls(value: object) -> tuple[AclRuleSpec, ...]:
+    """A port's rules (AclRuleSpec or mappings; one without an id is numbered after the others): unique
+    ids, unique weights per direction."""
+    if not isinstance(value, (list, tuple)):
+        raise FieldError(f"{clip(value)} is not a list of ACL rules")
+    if len(value) > ACL_RULES_MAX:
+        raise FieldError(f"{len(value)} rules: a port has at most {ACL_RULES_MAX}")
+    out: list[AclRuleSpec] = []
+    for i, item in enumerate(value):
+        try:
+            r = item if isinstance(item, AclRuleSpec) else AclRuleSpec.parse(item)
+        except InvalidRequest as exc:
+            raise FieldError("; ".join(str(p) for p in exc.problems), f"[{i}]") from None
+        out.append(r)
+    top = max((r.id or 0 for r in out), default=0)
+    for i, r in enumerate(out):  # a rule written without its id (a file) is numbered after the others
+        if r.id is None:
+            top += 1
+            out[i] = replace(r, id=top)
+    ids = [r.id for r in out]
+    if len(set(ids)) != len(ids):
+        raise FieldError("two rules have the same id")
+    weights = [(r.weight, r.direction) for r in out if r.weight is not None]
+    if len(set(weights)) != len(weights):
+        raise FieldError("two extended rules have the same weight and direction")
+    return tuple(out)
+
+
+def check_acl_id(rule: object) -> int:
+    """A rule's id as `acl remove` names it (text or a number); InvalidRequest naming ``rule``."""
+    n = int(rule) if isinstance(rule, str) and rule.isdigit() and len(rule) < 8 else _whole(rule)
+    if n is None or not 1 <= n <= 1_000_000:
+        raise InvalidRequest([Problem("rule", f"{clip(rule)} is not a rule id (acl list shows them)")])
+    return n
+
+
+@dataclass
+class AclRuleInfo:
+    """One rule of a port as `acl list` shows it: the rule, in words, and what it counted (frames it
+    decided or metered, and their bytes as the switch received them)."""
+
+    port: str
+    id: int
+    direction: str
+    action: str
+    rule: str
+    hits: int = 0
+    bytes: int = 0
+    weight: int | None = None
+    remote_mac: str | None = None
+    remote_ip: str | None = None
+    local_ip: str | None = None
+    protocol: str | None = None
+    remote_port: str | None = None
+    local_port: str | None = None
+    stateful: bool = False
+    idle_timeout: int | None = None
+    #: a stateful rule: the flows it admitted that are in the connection table now
+    flows: int = 0
 
 
 @dataclass(frozen=True)
@@ -1114,7 +1360,7 @@ class SwitchEvent:
         elif k == EventKind.FRAME_DROPPED:
             reason = Reason.__members__.get((self.reason or "").upper())
             n = "" if self.window_s is not None else f"{self.count} frame{'s' if self.count != 1 else ''} "
-            parts = [f"{n}from {self.port}: {reason.value if reason else self.reason}",
+            parts = [f"{n}at {self.port}: {reason.value if reason else self.reason}",
                      f"(source {where})" if where else ""]
         elif k == EventKind.EVENTS_DROPPED:
             parts = [f"{self.count} lost before they reached the ring"]

@@ -39,7 +39,7 @@ MAC_EVICTED = "mac-evicted"
 STATIC_REFUSED = "static-refused"
 PORT_UP = "port-up"
 PORT_DOWN = "port-down"
-#: a port feature (a guard, the MAC spoofing rule, the MAC limit …) dropped frames from a port
+#: a port feature (a guard, the MAC spoofing rule, the MAC limit, an ACL …) dropped frames at a port
 FRAME_DROPPED = "frame-dropped"
 KINDS = (MAC_LEARNED, MAC_MOVED, MAC_AGED, MAC_EVICTED, STATIC_REFUSED, PORT_UP, PORT_DOWN, FRAME_DROPPED)
 

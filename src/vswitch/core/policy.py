@@ -6,8 +6,8 @@ native VLAN carried untagged). The default — access VLAN 1 — behaves as a pl
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
 `SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `port_mirroring`
-makes it a mirroring source (what it sends and receives is copied) or destination (it gets the copies).
-docs/port-features.md.
+makes it a mirroring source (what it sends and receives is copied) or destination (it gets the copies);
+`acl` its port ACLs and extended ACLs (core/acl.py; None: none). docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -18,6 +18,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from vswitch.core.acl import DIR_OUT, PortAcl
 
 
 class PortMirroring(enum.IntEnum):
@@ -57,6 +59,7 @@ class PortPolicy:
     mac_spoofing: bool = True
     mac: bytes | None = None
     mac_limit: int = 0
+    acl: PortAcl | None = None
     port_mirroring: PortMirroring = PortMirroring.NONE
 
     def __post_init__(self) -> None:
@@ -66,10 +69,11 @@ class PortPolicy:
     @property
     def screened(self) -> bool:
         """Whether any port feature screens this port's frames at ingress (a guard, spoofing off, a
-        MAC limit) or makes its decisions depend on it (a mirroring source): `SwitchCore.process`'s
-        one test for all of them."""
+        MAC limit, ACLs on what it sends) or makes its decisions depend on it (a mirroring source):
+        `SwitchCore.process`'s one test for all of them (with ACLs on what any port receives, which
+        screen every port: `SwitchCore._invalidate`)."""
         return (self.guards != 0 or not self.mac_spoofing or self.mac_limit > 0
-                or self.port_mirroring is PortMirroring.SOURCE)
+                or self.port_mirroring is PortMirroring.SOURCE or (self.acl is not None and self.acl.has(DIR_OUT)))
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

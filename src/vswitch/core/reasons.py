@@ -27,6 +27,7 @@ class Reason(enum.Enum):
     DROP_ROUTER_GUARD = "a router advertisement or redirect from a port with the router guard on"
     DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
     DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
+    DROP_ACL = "an ACL of the port (in or out) denies it"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"
@@ -56,4 +57,4 @@ class Reason(enum.Enum):
 #: rate-limited per port and reason), so an administrator hears of a rogue DHCP server or a VM
 #: forging MACs without reading counters
 PORT_FEATURE_DROPS = frozenset({Reason.DROP_DHCP_GUARD, Reason.DROP_ROUTER_GUARD, Reason.DROP_SPOOFED_MAC,
-                                Reason.DROP_MAC_LIMIT})
+                                Reason.DROP_MAC_LIMIT, Reason.DROP_ACL})

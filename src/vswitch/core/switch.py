@@ -9,13 +9,17 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    a source other than the port's MAC → DROP_SPOOFED_MAC (a port with no MAC yet adopts its first
    source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
    (all before learning: a dropped frame is never learned; each of these drops is also a
-   rate-limited `frame-dropped` event)
+   rate-limited `frame-dropped` event); with ACLs (core/acl.py) on the port in its "out" direction
+   (from the VM), a frame they deny → DROP_ACL
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
    and floods.
-5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`.
+5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`;
+   an output port whose ACLs deny the frame in their "in" direction (to the VM) is left out (a known
+   unicast left with no port → DROP_ACL). Only a switch with such a port pays for it: every port is
+   then `screened`, and the decision is filtered (`_acl_egress`) only when it names such a port.
 6. port mirroring (`_mirror_for`): a forwarded frame received from or delivered to a mirroring source
    port is copied to every destination port that is up, but the one it came from and those already
    among its outputs: the copies are more output ports (after the forwarded ones, each with its tag
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
+from vswitch.core.acl import DIR_IN, DIR_OUT, ConnTable, PortAcl, RuleCounters, Verdict, evaluate, read_packet
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
@@ -149,6 +154,11 @@ class SwitchCore:
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
+        #: ACL rules' hits and bytes, by (port, rule id); the flows stateful ACL rules admitted
+        self.acl_counters = RuleCounters()
+        self.conns = ConnTable()
+        #: the ports with an ACL rule in the "in" direction (to the VM): their deliveries are filtered
+        self._acl_in: frozenset[PortId] = frozenset()
 
     # -- configuration ------------------------------------------------------------------------
     def set_group_fwd_mask(self, mask: int) -> None:
@@ -173,6 +183,8 @@ class SwitchCore:
         self.counters.pop(port, None)
         self._oper_up.pop(port, None)
         self.fdb.flush(port=port, include_static=True)
+        self.acl_counters.keep(port, set())
+        self.conns.drop_port(port)
         self._invalidate()
 
     def set_policy(self, port: PortId, policy: PortPolicy) -> None:
@@ -182,6 +194,13 @@ class SwitchCore:
         if not policy.mac_spoofing and policy.mac is None and not old.mac_spoofing:
             policy = replace(policy, mac=old.mac)
         self.policies[port] = policy
+        if old.acl != policy.acl:  # a removed rule's counters and flows go; the others keep counting
+            ids = {r.id for r in policy.acl.rules} if policy.acl is not None else set()
+            self.acl_counters.keep(port, ids)
+            if old.acl is not None:
+                gone = {r.id for r in old.acl.rules} - ids
+                for k in [k for k, c in self.conns.flows.items() if k.port == port and c.rule in gone]:
+                    del self.conns.flows[k]
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
@@ -208,9 +227,13 @@ class SwitchCore:
         self._mirror_unicast.clear()
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
-        # `screened` (PortPolicy.screened): a guard, spoofing off, a MAC limit or a mirroring source
-        # (its unicast decisions depend on the ingress port)
-        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol, pol.screened)
+        # `screened` (PortPolicy.screened): a guard, spoofing off, a MAC limit, ACLs on what it sends or
+        # a mirroring source (its unicast decisions depend on the ingress port); and a port with an ACL
+        # "in" anywhere screens every port: any of them may deliver to it
+        self._acl_in = acl_in = frozenset(p for p, pol in self.policies.items()
+                                          if pol.acl is not None and pol.acl.has(DIR_IN))
+        self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
+                             pol.screened or bool(acl_in))
                          for p, pol in self.policies.items()}
         self._mirror_sources = frozenset(p for p, pol in self.policies.items()
                                          if pol.port_mirroring == PortMirroring.SOURCE)
@@ -290,7 +313,7 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if screened:  # a guard, spoofing off or a MAC limit; the ports with none pay this one test
+        if screened:  # a guard, spoofing off, a MAC limit or ACLs; the ports with none pay this one test
             if pol.guards:
                 l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
                 ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
@@ -315,6 +338,20 @@ class SwitchCore:
                         _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
                                      {"vlan": vlan})
                     return self._drop_in_vlan(why, vlan)
+            if pol.acl is not None and pol.acl.has(DIR_OUT):
+                l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+                v = evaluate(pol.acl, DIR_OUT, in_port, read_packet(buf, offset, l3, DIR_OUT), now, self.conns,
+                             dry=report is not None)
+                if report is None:
+                    self.acl_counters.count(in_port, v.counted, n)
+                if v.deny is not None:
+                    c.drop(Reason.DROP_ACL)
+                    if report is None:
+                        self.events.frame_dropped(in_port, Reason.DROP_ACL.label, src, vlan, now)
+                    else:
+                        _report_drop(report, buf, offset, acl_text(in_port, v), Reason.DROP_ACL,
+                                     {"vlan": vlan, "acl": v.deny.id, "direction": "out"})
+                    return self._drop_in_vlan(Reason.DROP_ACL, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:
@@ -342,6 +379,8 @@ class SwitchCore:
                 self._count_mirror(d.mirror)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, None, fdb)
+            if screened and self._acl_in:
+                d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
@@ -351,6 +390,8 @@ class SwitchCore:
                 self._count_mirror(d.mirror)
             if report is not None:
                 self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+            if screened and self._acl_in:
+                d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
         out = e.port
         if out == in_port:
@@ -363,7 +404,71 @@ class SwitchCore:
                 d = self._unicast_decision(c, in_port, out, vlan, tagstate, report is None)
         if report is not None:
             self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+        if screened and self._acl_in:
+            d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
         return d
+
+    # -- the ACLs' "in" direction (to the VM) ---------------------------------------------------
+    def _acl_egress(self, d: Decision, c: PortCounters, buf: bytes, offset: int, tagstate: int, n: int,
+                    now: float, report: list[TraceStep] | None) -> Decision:
+        """`d` without the output ports whose ACLs deny the frame on its way to them (`d` itself when
+        none does); a known unicast left with no port is DROP_ACL. A flood keeps its reason.
+
+        Port mirroring's copies are not deliveries: they stay, whatever the destination's own ACLs
+        (a monitor sees what its sources exchange), and a frame mirrored because it reached a source
+        is still copied when that delivery is denied but the frame goes elsewhere. A known unicast
+        denied its one port is dropped and so not mirrored (its mirror counts are taken back)."""
+        acl_in = self._acl_in
+        outs = d.out_ports
+        if acl_in.isdisjoint(outs):  # no allocation: a decision for ports without "in" rules stays as cached
+            return d
+        n_forwarded = len(outs) - (len(d.mirror.copies) if d.mirror is not None else 0)
+        l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
+        pkt = read_packet(buf, offset, l3, DIR_IN)
+        keep: list[PortId] = []
+        edits: list[int] = []
+        denied = False
+        kept_forwarded = 0
+        for i, p in enumerate(outs):
+            if i < n_forwarded and p in acl_in:
+                acl = self.policies[p].acl
+                assert acl is not None
+                v = evaluate(acl, DIR_IN, p, pkt, now, self.conns, dry=report is not None)
+                if report is None:
+                    self.acl_counters.count(p, v.counted, n)
+                if v.deny is not None:
+                    denied = True
+                    if report is None:
+                        self.events.frame_dropped(p, Reason.DROP_ACL.label, bytes(buf[offset + 6:offset + 12]),
+                                                  d.vlan, now)
+                    else:
+                        report.append(TraceStep("egress", f"port {p}: {acl_text(p, v)}: not delivered",
+                                                Reason.DROP_ACL, {"port": p, "acl": v.deny.id, "direction": "in"}))
+                    continue
+            keep.append(p)
+            kept_forwarded += i < n_forwarded
+            edits.append(d.edits[i] if d.edits is not None else EDIT_KEEP)
+        if not denied:
+            return d
+        if not kept_forwarded and not d.reason.is_flood:
+            if d.mirror is not None and report is None:
+                self._count_mirror(d.mirror, -1)
+            c.drop(Reason.DROP_ACL)
+            return self._drop_in_vlan(Reason.DROP_ACL, d.vlan)
+        return Decision(tuple(keep), d.reason, d.vlan, tuple(edits) if any(edits) else None, d.mirror)
+
+    def acl_flows(self, port: PortId) -> dict[int, int]:
+        """How many live flows each stateful rule of `port` admitted (by rule id)."""
+        out: dict[int, int] = {}
+        for k, c in self.conns.flows.items():
+            if k.port == port:
+                out[c.rule] = out.get(c.rule, 0) + 1
+        return out
+
+    def acl_counts(self, port: PortId) -> dict[int, tuple[int, int]]:
+        """The hits and bytes of each rule of `port` (by rule id). Raises KeyError for an unknown port."""
+        acl: PortAcl | None = self.policies[port].acl
+        return {r.id: self.acl_counters.get(port, r.id) for r in (acl.rules if acl is not None else ())}
 
     # -- the source rules (MAC spoofing, MAC limit) ---------------------------------------------
     def _source_check(self, in_port: PortId, pol: PortPolicy, src: bytes, vlan: int,
@@ -475,13 +580,14 @@ class SwitchCore:
             return None
         return Mirror(sources, dests, tuple(p for p in dests if p not in outs))
 
-    def _count_mirror(self, m: Mirror) -> None:
-        """A mirrored frame: once on each of its sources (`mirrored`), once per copy (`mirror_tx`)."""
+    def _count_mirror(self, m: Mirror, n: int = 1) -> None:
+        """A mirrored frame: once on each of its sources (`mirrored`), once per copy (`mirror_tx`);
+        `n` -1 takes a count back (a unicast the ACLs then dropped)."""
         counters = self.counters
         for p in m.sources:
-            counters[p].mirrored += 1
+            counters[p].mirrored += n
         for p in m.copies:
-            counters[p].mirror_tx += 1
+            counters[p].mirror_tx += n
 
     def _drop_in_vlan(self, reason: Reason, vlan: int) -> Decision:
         """A drop decided after the frame was classified: it keeps the VLAN (watch and trace show it)."""
@@ -495,6 +601,7 @@ class SwitchCore:
         """Drop aged MAC entries and end the event windows that are over; the datapath calls this
         from a coarse tick."""
         gone = len(self.fdb.expire(now))
+        self.conns.expire(now)
         self.events.tick(now)
         return gone
 
@@ -608,6 +715,13 @@ class SwitchCore:
 def _mirror_why(m: Mirror) -> str:
     names = ", ".join(map(str, m.sources))
     return f"port mirroring: {names} {'is a source' if len(m.sources) == 1 else 'are sources'}"
+
+
+def acl_text(port: PortId, v: Verdict) -> str:
+    """Which rule of `port` denies a frame, for `trace`: "ACL #3 on port vm2 (out, deny remote
+    10.0.0.0/8) — most specific match"."""
+    assert v.deny is not None
+    return f"ACL #{v.deny.id} on port {port} ({v.deny.describe()}) — {v.why}"
 
 
 def _tag_text(buf: bytes, offset: int) -> str:

@@ -46,6 +46,7 @@ from vswitch.control import config_file
 from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
     EVENTS_LIMIT_MAX,
+    AclRuleSpec,
     EventsPage,
     InvalidRequest,
     PortInfo,
@@ -551,7 +552,9 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             ("port mirroring", p.port_mirroring),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
-            ("datapath", p.datapath)]
+            ("datapath", p.datapath),
+            ("acls", f"{p.acl_rules} rule{'' if p.acl_rules == 1 else 's'} (vswitch acl list)" if p.acl_rules
+             else "none")]
     rows += [(k, str(v)) for k, v in p.details.items() if k not in ("down_reason", "kind", "name")]
     for row in rows:
         table.add_row(*row)
@@ -624,6 +627,111 @@ def fdb_del(state: CliState, switch_name: str, mac: str, vlan: int | None) -> No
     state.api.fdb_del(switch_name, mac, vlan)
     click.echo(f"removed static entry {mac}" + (f" (VLAN {vlan})" if vlan is not None else "")
                + f" from switch {switch_name!r}")
+
+
+# ---- port ACLs --------------------------------------------------------------------------------------
+
+@cli.group()
+def acl() -> None:
+    """Port ACLs and extended ACLs (Hyper-V's Add-VMNetworkAdapterAcl / Add-VMNetworkAdapterExtendedAcl)."""
+
+
+def _acl_options(fn: Any) -> Any:
+    for opt in reversed((
+        click.option("--direction", default=None, metavar="in|out|both",
+                     help="in: what the switch delivers to the port (the VM's Inbound); out: what the port "
+                          "sends (Outbound); both (port ACLs only)."),
+        click.option("--action", default=None, metavar="allow|deny|meter",
+                     help="meter (port ACLs, IP rules) only counts the bytes."),
+        click.option("--remote-mac", default=None, metavar="MAC|any", help="A port ACL on the remote MAC."),
+        click.option("--remote-ip", default=None, metavar="CIDR|any", help="The remote address or prefix."),
+        click.option("--local-ip", default=None, metavar="CIDR|any", help="The local (the VM's) address or prefix."),
+        click.option("--weight", type=int, default=None, metavar="N",
+                     help="An extended ACL: the highest weight matching decides (1-65535)."),
+        click.option("--protocol", default=None, metavar="tcp|udp|icmp|NUM", help="Extended: the IP protocol."),
+        click.option("--remote-port", default=None, metavar="P|P-Q", help="Extended (tcp/udp): the remote port(s)."),
+        click.option("--local-port", default=None, metavar="P|P-Q", help="Extended (tcp/udp): the local port(s)."),
+        click.option("--stateful", is_flag=True, default=False,
+                     help="Extended allow: admit the return traffic of the flows it admits."),
+        click.option("--idle-timeout", type=int, default=None, metavar="S",
+                     help="Stateful: forget a flow idle this many seconds (default 255)."),
+    )):
+        fn = opt(fn)
+    return fn
+
+
+def _acl_rule(opts: dict[str, Any]) -> AclRuleSpec:
+    """The rule the options state (InvalidRequest naming a missing or bad one)."""
+    return AclRuleSpec.parse({k: v for k, v in opts.items() if v is not None and v is not False})
+
+
+_ACL_FIELDS = ("direction", "action", "remote_mac", "remote_ip", "local_ip", "weight", "protocol", "remote_port",
+               "local_port", "stateful", "idle_timeout")
+
+
+@acl.command("add")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("port_name", metavar="PORT")
+@_acl_options
+@json_option
+@pass_state
+def acl_add(state: CliState, switch_name: str, port_name: str, as_json: bool, **opts: Any) -> None:
+    """Add a rule to PORT's ACLs (stored, live): a port ACL (--remote-mac or --remote-ip) or, with
+    --weight, an extended ACL."""
+    r = state.api.acl_add(switch_name, port_name, _acl_rule(opts))
+    if as_json:
+        _print_json(r)
+    else:
+        click.echo(f"ACL #{r.id} on port {port_name!r} of switch {switch_name!r}: {r.rule}")
+
+
+@acl.command("list")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("port_name", metavar="PORT", required=False)
+@json_option
+@pass_state
+def acl_list(state: CliState, switch_name: str, port_name: str | None, as_json: bool) -> None:
+    """Every ACL rule of SWITCH's ports (or of PORT) with its hits and bytes."""
+    rules = state.api.acl_list(switch_name, port_name)
+    if as_json:
+        _print_json(rules)
+        return
+    table = Table(title=f"ACLs of {switch_name}" + (f" port {port_name}" if port_name else "")
+                  + f" ({len(rules)} rule{'' if len(rules) == 1 else 's'})")
+    for col, justify in (("port", "left"), ("#", "right"), ("rule", "left"), ("hits", "right"),
+                         ("bytes", "right")):
+        table.add_column(col, justify=justify, no_wrap=col != "rule")  # type: ignore[arg-type]
+    for r in rules:
+        table.add_row(r.port, str(r.id), r.rule + (f" — {r.flows} flow{'' if r.flows == 1 else 's'} open"
+                                                   if r.stateful else ""), str(r.hits), str(r.bytes))
+    _console().print(table)
+
+
+@acl.command("remove")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("port_name", metavar="PORT")
+@click.argument("rule_id", metavar="ID", required=False)
+@_acl_options
+@pass_state
+def acl_remove(state: CliState, switch_name: str, port_name: str, rule_id: str | None, **opts: Any) -> None:
+    """Remove rule ID of PORT, or the rule the same options name (an extended ACL: --weight and
+    --direction, as Remove-VMNetworkAdapterExtendedAcl)."""
+    given = {k: v for k, v in opts.items() if v is not None and v is not False}
+    if (rule_id is None) == (not given):
+        raise click.UsageError("give the rule's ID or the options that name it (not both)")
+    if rule_id is None:
+        if "weight" in given:  # an extended ACL is named by its weight and direction
+            want = {"weight": given["weight"], "direction": given.get("direction")}
+        else:
+            want = _acl_rule(opts).selector()
+        found = [r for r in state.api.acl_list(switch_name, port_name)
+                 if _acl_rule({k: getattr(r, k) for k in _ACL_FIELDS}).selector() == want]
+        if not found:
+            raise click.ClickException(f"port {port_name!r} has no such ACL rule (vswitch acl list {switch_name} "
+                                       f"{port_name})")
+        rule_id = str(found[0].id)
+    state.api.acl_remove(switch_name, port_name, rule_id)
+    click.echo(f"removed ACL #{rule_id} from port {port_name!r} of switch {switch_name!r}")
 
 
 # ---- config ---------------------------------------------------------------------------------------

@@ -274,6 +274,10 @@ _FIELDS: dict[str, Any] = {
     "port_mirroring": _PortMirroring,
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
+    "direction": Literal["in", "out", "both"],
+    "action": Literal["allow", "deny", "meter"],
+    "weight": Annotated[int, Interval(ge=1, le=65535)],
+    "idle_timeout": Annotated[int, Interval(ge=1, le=86400)],
 }
 #: a switch of a configuration document: `SwitchCreate`'s fields without ``dry_run``
 _ConfigSwitchSpec = pydantic.create_model(  # type: ignore[call-overload]
@@ -320,6 +324,8 @@ _PATHS: dict[str, Any] = {
     # only static entries are deleted by MAC, and a static entry is a unicast MAC (fdb add)
     "mac": Annotated[str, Path(description="Unicast MAC address", max_length=MAC_TEXT_MAX,
                                json_schema_extra={"pattern": _UNICAST_MAC})],
+    "rule": Annotated[str, Path(description="ACL rule id (`acl list`)", max_length=7,
+                                json_schema_extra={"pattern": "^[1-9][0-9]{0,5}$"})],
 }
 #: query parameters by wire name, and by (command, wire name) where one command means more
 _QUERIES: dict[Any, dict[str, Any]] = {
@@ -333,6 +339,7 @@ _QUERIES: dict[Any, dict[str, Any]] = {
                                           "what follows (default IPv4, 46 zero bytes)",
                            "max_length": 2 * TRACE_PAYLOAD_MAX,
                            "json_schema_extra": {"pattern": "^([0-9a-fA-F]{2}){2,}$"}},
+    ("acl_list", "port"): {"description": "Only this port's rules", "max_length": NAME_MAX, "json_schema_extra": _NAME},
     "seconds": {"gt": 0, "le": WATCH_MAX_S, "allow_inf_nan": False,
                 "description": f"How long to record, at most {WATCH_MAX_S:.0f} s"},
     "limit": {"ge": 1, "le": WATCH_MAX_EVENTS, "description": "At most this many events"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from vswitch.core.acl import DIR_IN
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortMirroring, PortPolicy, VlanMode
 from vswitch.core.reasons import Reason
@@ -56,6 +57,7 @@ COUNTERS = (
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
     "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
     "mirrored", "mirror_tx",
+    "drop_acl",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -89,7 +91,17 @@ def upcall_reasons(policy: PortPolicy) -> tuple[str, ...]:
         reasons.append("MAC spoofing off and no MAC yet (Python adopts its first source)")
     if policy.mac_limit > 0:
         reasons.append("a MAC limit (the program keeps no count of MACs per port)")
+    if policy.acl is not None:
+        reasons.append("port ACLs (the program does not run them)")
     return tuple(reasons)
+
+
+def delivers_through_python(policy: PortPolicy) -> bool:
+    """Whether what the switch delivers to a kernel port with `policy` must be decided by Python: its
+    ACLs have an "in" rule (to the VM), which the program does not run. A flood in its VLANs goes up
+    (`py_vlans`), and so does a known unicast to it (the program sends a frame for any VS_PF_UPCALL
+    port up, VS_C_UPCALL_DEST)."""
+    return policy.acl is not None and policy.acl.has(DIR_IN)
 
 
 def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, upcall: bool = False,

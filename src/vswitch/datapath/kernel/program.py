@@ -197,6 +197,9 @@ class SwitchProgram:
             up = s.policy.admin_up and s.oper_up
             if not s.kernel and s.policy.flooding and up:
                 py_vlans |= s.policy.member_vlans()
+            elif s.kernel and L.delivers_through_python(s.policy):
+                # its MACs are never in the map (Python learns them): a unicast to it is "unknown" here
+                py_vlans |= s.policy.member_vlans()
             # port mirroring (SwitchCore._mirror_for): a flood in these VLANs reaches a source; the
             # destinations that are up, and those of them the program cannot send a copy to
             if s.policy.port_mirroring is PortMirroring.SOURCE and s.policy.flooding and up:

@@ -872,7 +872,9 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		decided(skb, &eg, len, VS_C_DROP_EGRESS_DOWN);
 		return TC_ACT_SHOT;
 	}
-	if (!(op->flags & VS_PF_KERNEL))
+	/* A port only Python serves, or one whose frames Python decides (VS_PF_UPCALL: e.g. its ACLs, whose
+	 * "in" direction filters what it is delivered): Python decides the delivery too. */
+	if (!(op->flags & VS_PF_KERNEL) || (op->flags & VS_PF_UPCALL))
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_DEST);
 	eg.mirror = mirrored(cfg, inp, op->flags & VS_PF_MIRROR_SRC);
 	if (eg.mirror) {                        /* the one output and the destinations' copies */

@@ -128,6 +128,7 @@ enum vs_counter {
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
 	VS_C_MIRRORED,              /* appended: a source's frames (in or out) a destination got (PortCounters.mirrored) */
 	VS_C_MIRROR_TX,             /* a destination's mirror copies (PortCounters.mirror_tx) */
+	VS_C_DROP_ACL,              /* Reason.DROP_ACL (Python's: a port with ACLs is served there) */
 	VS_NR_COUNTERS
 };
 
