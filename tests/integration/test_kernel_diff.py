@@ -27,7 +27,7 @@ from kernel_fastpath import core_table, program_table, require_fastpath
 
 from guard_frames import random_l3
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
-from vswitch.core.policy import PortPolicy
+from vswitch.core.policy import PortPolicy, PvlanMode
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, SwitchCore, egress_frame
 from vswitch.datapath.kernel import layout
@@ -54,6 +54,10 @@ POLICIES = {
     "a20-guards": PortPolicy.access(20, guards=GUARD_DHCP | GUARD_ROUTER),
     "a10-nospoof": PortPolicy.access(10, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 2))),
     "t-nospoof": PortPolicy.trunk({10, 20, 30}, native=20, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 3))),
+    # port isolation: floods and known unicast never between these three, in any VLAN
+    "a10-iso": PortPolicy.access(10, isolated=True),
+    "a10-iso2": PortPolicy.access(10, isolated=True),
+    "t-iso": PortPolicy.trunk({10, 20, 30}, native=20, isolated=True),
 }
 OPER_FLAPPING = "t-nonative"
 
@@ -181,7 +185,9 @@ def test_program_decides_like_the_core() -> None:
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count
         # the run covered every decision the core can make here, and nothing went up
         # a port with a MAC limit is served through the upcall path: the program never decides that
-        decided = {r.label for r in layout.COUNTER_REASON.values() if r is not Reason.DROP_MAC_LIMIT}
+        # and a private VLAN port too (test_ports_only_python_serves_send_their_frames_up)
+        decided = {r.label for r in layout.COUNTER_REASON.values()
+                   if r not in (Reason.DROP_MAC_LIMIT, Reason.DROP_PRIVATE_VLAN)}
         assert decided <= set(tally), f"never decided: {sorted(decided - set(tally))}"
         assert all(prog.counters(p)["upcall"] == 0 for p in POLICIES)
         assert sum(c["moved"] for c in map(prog.counters, POLICIES)) > 0
@@ -234,6 +240,11 @@ def test_ports_only_python_serves_send_their_frames_up() -> None:
         prog.add_port("limited", PortPolicy.access(10, mac_limit=2), ifindex=1005)
         for name in ("adopts", "limited"):
             assert prog.run(name, POOL[5] + POOL[7] + b"\x08\x00" + bytes(46)).reason == "upcall_port", name
+        # a private VLAN port goes up, and so does a flood in its VLANs from a kernel port (Python
+        # knows who receives a primary's and a secondary's frames; the program learns per VLAN)
+        prog.add_port("pv", PortPolicy.private(PvlanMode.ISOLATED, 10, {20}), ifindex=1006)
+        assert prog.run("pv", POOL[5] + POOL[7] + b"\x08\x00" + bytes(46)).reason == "upcall_port"
+        assert prog.run("k0", b"\xff" * 6 + POOL[8] + tag[20] + bytes(46)).reason == "upcall_flood"
 
 
 def test_a_flood_reaches_every_slot() -> None:

@@ -107,6 +107,7 @@ from vswitch.control.model import (
     clip,
     host_vnic_name,
     policy_for,
+    pvlan_conflicts,
     trace_payload,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
@@ -896,6 +897,7 @@ class SwitchManager:
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
             spec = self._check_target(switch, spec)
+            self._check_pvlan(sw, spec)
             store = self.store if persist else None
             intent = store.begin_intent("add-port", switch, spec.name, {"spec": spec.to_dict()}) if store else None
             crashpoint("add-port.intent")
@@ -1021,6 +1023,7 @@ class SwitchManager:
             sw = self._get(switch)
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
+            self._check_pvlan(sw, spec)
             policy = policy_for(spec)
             left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
                     if e.static and e.port == port and not policy.is_member(e.vlan)]
@@ -1035,6 +1038,12 @@ class SwitchManager:
             att.spec = spec
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
+
+    def _check_pvlan(self, sw: _Switch, spec: PortSpec) -> None:
+        """Refuse a private VLAN that contradicts another port's (model.pvlan_conflicts)."""
+        problems = pvlan_conflicts(spec, (a.spec for a in sw.ports.values() if a.spec is not None))
+        if problems:
+            raise Conflict("; ".join(str(p) for p in problems))
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         """On the datapath thread: the MACs ports with spoofing off adopted (their first source),
@@ -1610,7 +1619,9 @@ class SwitchManager:
                         att.spec.mac if att.spec is not None else None,
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
-                        format_mac(policy.mac) if policy.mac is not None else None, state["path"])
+                        format_mac(policy.mac) if policy.mac is not None else None, state["path"],
+                        policy.isolated, str(policy.pvlan) if policy.pvlan is not None else None,
+                        policy.primary_vlan or None, sorted(policy.secondary_vlans))
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

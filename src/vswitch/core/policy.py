@@ -5,7 +5,9 @@ classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and 
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
-`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap). docs/port-features.md.
+`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap). `isolated` is the
+Linux bridge's port flag (isolated ports never reach each other); `pvlan` makes it a private VLAN port
+(core/isolation.py: what it sends in and what it receives from). docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -21,6 +23,14 @@ from typing import Any
 class VlanMode(enum.StrEnum):
     ACCESS = "access"
     TRUNK = "trunk"
+
+
+class PvlanMode(enum.StrEnum):
+    """A private VLAN port's type (Hyper-V's Set-VMNetworkAdapterVlan -Isolated/-Community/-Promiscuous)."""
+
+    ISOLATED = "isolated"
+    COMMUNITY = "community"
+    PROMISCUOUS = "promiscuous"
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,13 @@ class PortPolicy:
     mac_spoofing: bool = True
     mac: bytes | None = None
     mac_limit: int = 0
+    isolated: bool = False
+    #: a private VLAN port (None: a plain access or trunk port); it is an access port of `access_vlan`,
+    #: the VLAN it sends in (its secondary; a promiscuous port's: the primary)
+    pvlan: PvlanMode | None = None
+    primary_vlan: int = 0
+    #: isolated/community: its one secondary VLAN; promiscuous: the secondaries it receives from
+    secondary_vlans: frozenset[int] = field(default_factory=frozenset)
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:
@@ -51,6 +68,25 @@ class PortPolicy:
               **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.TRUNK, allowed_vlans=frozenset(allowed), native_vlan=native, **kw)
 
+    @classmethod
+    def private(cls, pvlan: PvlanMode, primary: int, secondaries: set[int] | frozenset[int] | list[int],
+                **kw: Any) -> PortPolicy:
+        """A private VLAN port: it sends in its secondary VLAN (promiscuous: in the primary) and
+        receives what `egress_vlans` says (trusted: the spec checked one secondary for isolated and
+        community, none of them the primary)."""
+        sec = frozenset(secondaries)
+        sends = primary if pvlan == PvlanMode.PROMISCUOUS else min(sec)
+        return cls(mode=VlanMode.ACCESS, access_vlan=sends, pvlan=pvlan, primary_vlan=primary,
+                   secondary_vlans=sec, **kw)
+
+    def egress_vlans(self) -> frozenset[int]:
+        """A private VLAN port's VLANs whose frames it receives (NDIS_SWITCH_PORT_PVLAN_MODE): isolated
+        the primary only; community the primary and its community; promiscuous the primary and its
+        secondaries."""
+        if self.pvlan == PvlanMode.ISOLATED:
+            return frozenset((self.primary_vlan,))
+        return self.secondary_vlans | {self.primary_vlan}
+
     def classify(self, vid: int | None) -> int | None:
         """Ingress: the VLAN a frame belongs to (vid None = untagged), or None when not admitted."""
         if self.mode == VlanMode.ACCESS:
@@ -60,6 +96,9 @@ class PortPolicy:
         return vid if vid in self.allowed_vlans else None
 
     def member_vlans(self) -> frozenset[int]:
+        """Every VLAN the port sends or receives in (a private VLAN port: its primary and secondaries)."""
+        if self.pvlan is not None:
+            return self.secondary_vlans | {self.primary_vlan}
         if self.mode == VlanMode.ACCESS:
             return frozenset((self.access_vlan,))
         if self.native_vlan is None:
@@ -67,7 +106,10 @@ class PortPolicy:
         return self.allowed_vlans | {self.native_vlan}
 
     def is_member(self, vlan: int) -> bool:
+        """Egress: does a frame of `vlan` leave by this port (a private VLAN port: `egress_vlans`)?"""
         if self.mode == VlanMode.ACCESS:
+            if self.pvlan is not None:
+                return vlan in self.egress_vlans()
             return vlan == self.access_vlan
         return vlan in self.allowed_vlans or vlan == self.native_vlan
 
@@ -78,6 +120,11 @@ class PortPolicy:
         return vlan != self.native_vlan
 
     def describe(self) -> str:
+        if self.pvlan == PvlanMode.PROMISCUOUS:
+            return f"private VLAN promiscuous, primary {self.primary_vlan}, secondary " \
+                   f"{format_vlan_list(self.secondary_vlans)}"
+        if self.pvlan is not None:
+            return f"private VLAN {self.pvlan}, primary {self.primary_vlan}, secondary {self.access_vlan}"
         if self.mode == VlanMode.ACCESS:
             return f"access {self.access_vlan}"
         text = "trunk " + format_vlan_list(self.allowed_vlans)

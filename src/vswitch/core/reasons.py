@@ -27,6 +27,8 @@ class Reason(enum.Enum):
     DROP_ROUTER_GUARD = "a router advertisement or redirect from a port with the router guard on"
     DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
     DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
+    DROP_ISOLATED = "the destination is isolated from the ingress port (both ports are isolated)"
+    DROP_PRIVATE_VLAN = "private VLAN: the destination's port does not receive the frame's secondary VLAN"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

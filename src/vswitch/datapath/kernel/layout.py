@@ -29,6 +29,7 @@ PF_INGRESS = 0x80
 PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
+PF_ISOLATED = 0x800
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -53,6 +54,7 @@ COUNTERS = (
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
     "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
+    "drop_isolated", "drop_private_vlan",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -83,6 +85,9 @@ def upcall_reasons(policy: PortPolicy) -> tuple[str, ...]:
         reasons.append("MAC spoofing off and no MAC yet (Python adopts its first source)")
     if policy.mac_limit > 0:
         reasons.append("a MAC limit (the program keeps no count of MACs per port)")
+    if policy.pvlan is not None:
+        reasons.append("a private VLAN port (the program keeps no shared learning of a primary and its "
+                       "secondaries, nor a port's receive set)")
     return tuple(reasons)
 
 
@@ -98,7 +103,8 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
-             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0))
+             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
+             | (PF_ISOLATED if policy.isolated else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),

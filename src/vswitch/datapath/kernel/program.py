@@ -194,6 +194,8 @@ class SwitchProgram:
         for s in self._slots.values():
             if not s.kernel and s.policy.flooding and s.policy.admin_up and s.oper_up:
                 py_vlans |= s.policy.member_vlans()
+            if s.policy.pvlan is not None:  # a private VLAN's floods: Python knows who receives them
+                py_vlans |= s.policy.member_vlans()
         self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,

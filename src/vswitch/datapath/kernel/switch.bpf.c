@@ -135,6 +135,7 @@ struct egress {
 	__u32 out_tci;
 	__u32 test;                     /* test mode: record instead of sending */
 	__u32 observe;                  /* VS_CFG_EVENTS: report the decision in vs_events */
+	__u32 isolated;                 /* the in-port is VS_PF_ISOLATED: the flood skips isolated ports */
 };
 
 /* The flood's state from one port to the next */
@@ -355,6 +356,8 @@ __attribute__((noinline)) int vs_flood_visit(struct __sk_buff *skb, struct flood
 		return 0;
 	p = bpf_map_lookup_elem(&vs_ports, &slot);
 	if (!p || (p->flags & (PORT_UP | VS_PF_FLOOD)) != (PORT_UP | VS_PF_FLOOD) || !is_member(p, st->eg.vlan))
+		return 0;
+	if (st->eg.isolated && (p->flags & VS_PF_ISOLATED))    /* port isolation (core/isolation.py) */
 		return 0;
 	if (st->pending)
 		send_pending_clone(skb, st);
@@ -694,6 +697,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (cfg->flags & VS_CFG_EVENTS)
 		eg.observe = 1;
+	if (inp->flags & VS_PF_ISOLATED)
+		eg.isolated = 1;
 	if (inp->flags & VS_PF_UPCALL)
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
 
@@ -794,6 +799,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	op = out < VS_MAX_PORTS ? bpf_map_lookup_elem(&vs_ports, &out) : NULL;
 	if (!op || (op->flags & PORT_UP) != PORT_UP) {
 		decided(skb, &eg, len, VS_C_DROP_EGRESS_DOWN);
+		return TC_ACT_SHOT;
+	}
+	if (inp->flags & op->flags & VS_PF_ISOLATED) {  /* both isolated (isolation.refusal); others pay the test */
+		decided(skb, &eg, len, VS_C_DROP_ISOLATED);
 		return TC_ACT_SHOT;
 	}
 	if (!(op->flags & VS_PF_KERNEL))

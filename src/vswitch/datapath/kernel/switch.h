@@ -27,6 +27,8 @@
 #define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
 #define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
 				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
+#define VS_PF_ISOLATED     0x800 /* port isolation: never to or from another VS_PF_ISOLATED port (a private
+				  * VLAN port goes up: layout.upcall_reasons) */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -117,6 +119,8 @@ enum vs_counter {
 	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
+	VS_C_DROP_ISOLATED,         /* appended: Reason.DROP_ISOLATED */
+	VS_C_DROP_PRIVATE_VLAN,     /* Reason.DROP_PRIVATE_VLAN (Python's: a private VLAN port is served there) */
 	VS_NR_COUNTERS
 };
 
