@@ -463,7 +463,7 @@ class SwitchCore:
         src = bytes(buf[offset + 6:offset + 12])
         mac = format_mac(src)
         detail: dict[str, Any] = {"mac": mac, "vlan": fid, "port": in_port}
-        where = f"VLAN {vlan}" if fid == vlan else f"VLAN {fid}, private VLAN {vlan}'s primary: shared learning"
+        where = f"VLAN {vlan}" if fid == vlan else f"VLAN {fid}, the primary of secondary VLAN {vlan}: shared learning"
         if not learning:
             what = f"learning is off on port {in_port}: {mac} not learned"
             detail["action"] = "off"
