@@ -312,3 +312,36 @@ def test_set_live_counted_and_kept_across_a_restart(tmp_path: Path) -> None:
         assert (info.pvlan, info.primary, info.secondary) == ("community", P, [COM1])
     finally:
         m.shutdown()
+
+
+PVLAN_DOC = """\
+version: 1
+switches:
+- switch: {name: pv, type: private}
+  ports:
+  - {name: prom, kind: memory, target: prom, pvlan: promiscuous, primary: 100, secondary_list: "101-102"}
+  - {name: iso, kind: memory, target: iso, pvlan: isolated, primary: 100, secondary: 101, isolated: true}
+  - {name: com, kind: memory, target: com, vlan: 5}
+"""
+
+
+def test_config_export_and_apply_carry_the_private_vlans(tmp_path: Path) -> None:
+    from vswitch.control.config_file import dump_yaml, parse_yaml
+
+    kernel = MemKernel()
+    m = SwitchManager(netlink=kernel, port_kinds=kernel.port_kinds, port_socket_dir=str(tmp_path / "p"))
+    try:
+        m.config_apply(parse_yaml(PVLAN_DOC, "pv.yaml"))
+        assert m.get_port("pv", "iso").vlan_mode == "private VLAN isolated, primary 100, secondary 101"
+        assert m.get_port("pv", "iso").isolated
+        exported = dump_yaml(m.config_export())
+        assert m.config_apply(parse_yaml(exported, "export")).steps == []
+        changed = PVLAN_DOC.replace("vlan: 5}", "pvlan: community, primary: 100, secondary: 102}")
+        steps = [s.text for s in m.config_apply(parse_yaml(changed, "pv.yaml")).steps]
+        assert steps == ["port pv/com: vlan 5 → pvlan community primary 100 secondary 102"]
+        assert m.get_port("pv", "com").pvlan == "community"
+        back = [s.text for s in m.config_apply(parse_yaml(PVLAN_DOC, "pv.yaml")).steps]
+        assert back == ["port pv/com: pvlan community primary 100 secondary 102 → vlan 5"]
+        assert m.get_port("pv", "com").pvlan is None
+    finally:
+        m.shutdown()

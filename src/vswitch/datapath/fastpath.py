@@ -97,7 +97,7 @@ from vswitch.core.policy import PortPolicy
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
-from vswitch.datapath.upcall import CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
+from vswitch.datapath.upcall import CAUSE_PORT, CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
 from vswitch.ports.tap import TapPort
@@ -764,7 +764,16 @@ class KernelDatapath(Datapath):
                 continue
             try:
                 c = counters[pid]
-                if cause == CAUSE_TABLE_FULL:
+                if cause == CAUSE_PORT:
+                    # the program sent it up before learning (a port it does not decide for): the core
+                    # learns and counts it, and the map gets what the core learned (its key: a private
+                    # VLAN's secondary is learned under the primary, which the program cannot do)
+                    self._mirror_all = True
+                    try:
+                        d = process(pid, buf, UPCALL_HDR, now)
+                    finally:
+                        self._mirror_all = False
+                elif cause == CAUSE_TABLE_FULL:
                     if not self._fdb_loaded:  # once a tick: the fair eviction needs the whole table
                         self._load_fdb()
                     self._mirror_all = True
