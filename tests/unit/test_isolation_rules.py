@@ -21,6 +21,7 @@ from vswitch.control.model import (
     PortKind,
     PortSettings,
     PortSpec,
+    StaticEntry,
     SwitchSpec,
     SwitchType,
     policy_for,
@@ -37,14 +38,14 @@ from waiting import wait_until
 BCAST = b"\xff" * 6
 PAYLOAD = b"\x08\x00" + bytes(46)
 P, ISO, COM1, COM2 = 100, 101, 102, 103
-I, C, PR = PvlanMode.ISOLATED, PvlanMode.COMMUNITY, PvlanMode.PROMISCUOUS
+ISOL, C, PR = PvlanMode.ISOLATED, PvlanMode.COMMUNITY, PvlanMode.PROMISCUOUS
 
 #: the private VLAN of the real-part test: a promiscuous port, two communities of two, two isolated
 PVLAN_PORTS = {
     "prom": PortPolicy.private(PR, P, {ISO, COM1, COM2}),
     "c1a": PortPolicy.private(C, P, {COM1}), "c1b": PortPolicy.private(C, P, {COM1}),
     "c2a": PortPolicy.private(C, P, {COM2}), "c2b": PortPolicy.private(C, P, {COM2}),
-    "i1": PortPolicy.private(I, P, {ISO}), "i2": PortPolicy.private(I, P, {ISO}),
+    "i1": PortPolicy.private(ISOL, P, {ISO}), "i2": PortPolicy.private(ISOL, P, {ISO}),
 }
 HOSTS = list(PVLAN_PORTS)
 
@@ -212,7 +213,7 @@ def spec(**kw: object) -> PortSpec:
 
 def test_the_settings_and_their_policy() -> None:
     s = PortSettings.parse({"pvlan": "isolated", "primary": P, "secondary": ISO}).apply(spec(vlan=5))
-    assert (s.vlan, s.pvlan, s.primary, s.secondary) == (None, I, P, ISO)
+    assert (s.vlan, s.pvlan, s.primary, s.secondary) == (None, ISOL, P, ISO)
     pol = policy_for(s)
     assert (pol.access_vlan, pol.egress_vlans(), pol.describe()) == (
         ISO, {P}, "private VLAN isolated, primary 100, secondary 101")
@@ -241,14 +242,14 @@ def test_bad_settings_are_refused_naming_the_field(body: dict[str, object], mess
 
 
 def test_a_private_vlan_that_contradicts_another_port_is_a_conflict() -> None:
-    iso = spec(pvlan=I, primary=P, secondary=ISO)
+    iso = spec(pvlan=ISOL, primary=P, secondary=ISO)
     others = [PortSpec("x", PortKind.MEMORY, "x", pvlan=C, primary=P, secondary=COM1)]
     assert pvlan_conflicts(iso, others) == []
     assert "secondary VLAN 102 is community (port x), not isolated" in str(
-        pvlan_conflicts(spec(pvlan=I, primary=P, secondary=COM1), others)[0])
+        pvlan_conflicts(spec(pvlan=ISOL, primary=P, secondary=COM1), others)[0])
     assert "belongs to primary 100" in str(pvlan_conflicts(spec(pvlan=C, primary=200, secondary=COM1), others)[0])
     assert "VLAN 100 is the primary" in str(pvlan_conflicts(spec(pvlan=C, primary=P, secondary=P), []))
-    assert "is the primary of port x" in str(pvlan_conflicts(spec(pvlan=I, primary=7, secondary=P), others)[0])
+    assert "is the primary of port x" in str(pvlan_conflicts(spec(pvlan=ISOL, primary=7, secondary=P), others)[0])
     assert pvlan_conflicts(spec(pvlan=PR, primary=P, secondary_list=(ISO, COM1)), others) == []
 
 
@@ -299,6 +300,7 @@ def test_set_live_counted_and_kept_across_a_restart(tmp_path: Path) -> None:
         a.inject(frame(MACS["b"], MACS["a"]))
         wait_until(lambda: drops(m) == 1, what="a's unicast to b counted as drop_isolated")
         m.set_port("s", "n", PortSettings(pvlan="community", primary=P, secondary=COM1))
+        assert m.fdb_add("s", StaticEntry("02:00:00:00:15:77", "n")).vlan == P, "a static entry goes in the primary"
         with pytest.raises(Conflict, match="secondary VLAN 102 is community"):
             m.set_port("s", "a", PortSettings(pvlan="isolated", primary=P, secondary=COM1))
         assert m.get_port("s", "a").pvlan is None

@@ -1118,7 +1118,7 @@ class SwitchManager:
             if entry.port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {entry.port!r}")
             policy = sw.datapath.policy(entry.port)
-            vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
+            vlan = entry.vlan if entry.vlan is not None else policy.own_vlan()
             if vlan is None:
                 raise InvalidRequest(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
                                      "give the VLAN (--vlan)")

@@ -95,6 +95,11 @@ class PortPolicy:
             return self.native_vlan
         return vid if vid in self.allowed_vlans else None
 
+    def own_vlan(self) -> int | None:
+        """The VLAN a static entry given without one goes in: its untagged frames' VLAN, or a private
+        VLAN port's primary (its learning domain: where lookups for it go). None: a trunk without one."""
+        return self.primary_vlan if self.pvlan is not None else self.classify(None)
+
     def member_vlans(self) -> frozenset[int]:
         """Every VLAN the port sends or receives in (a private VLAN port: its primary and secondaries)."""
         if self.pvlan is not None:
