@@ -347,3 +347,19 @@ def test_config_export_and_apply_carry_the_private_vlans(tmp_path: Path) -> None
         assert m.get_port("pv", "com").pvlan is None
     finally:
         m.shutdown()
+
+
+def test_the_fast_path_slot_and_config_of_a_private_vlan() -> None:
+    """What the program is given (no I/O): a private VLAN port's slot sends in its secondary and
+    receives its receive set; the config's domain table keys a primary and its secondaries by the primary."""
+    from vswitch.datapath.kernel import layout as L
+
+    packed = L.PORT.unpack(L.pack_port(PVLAN_PORTS["c1a"], ifindex=7, oper_up=True, kernel=True))
+    flags, access, allowed = packed[1], packed[2], packed[5:5 + L.VLAN_WORDS]
+    assert flags & L.PF_PVLAN and not flags & L.PF_UPCALL and access == COM1
+    assert allowed == L.vlan_bits({P, COM1})
+    assert L.upcall_reasons(PVLAN_PORTS["i1"]) == (), "the program runs private VLANs"
+    assert L.PORT.unpack(L.pack_port(PortPolicy(isolated=True), ifindex=7, oper_up=True, kernel=True))[1] \
+        & L.PF_ISOLATED
+    table = L.domain_table({ISO: P, COM1: P})
+    assert (table[P], table[ISO], table[COM1], table[COM2], table[1]) == (P, P, P, 0, 0)

@@ -9,6 +9,7 @@ Pure: no I/O. Must not touch: maps, libbpf (libbpf.py, tables.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortPolicy, VlanMode
@@ -30,6 +31,8 @@ PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
 PF_ISOLATED = 0x800
+PF_PVLAN = 0x1000
+VLAN_IDS = 4096
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -41,7 +44,7 @@ U64 = struct.Struct("<Q")
 PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
-CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_IDS}H")     # struct vs_config
 ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, ST_FDB_EVENTS_LOST, NR_STATE = 0, 1, 2, 3, 4   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
@@ -85,9 +88,6 @@ def upcall_reasons(policy: PortPolicy) -> tuple[str, ...]:
         reasons.append("MAC spoofing off and no MAC yet (Python adopts its first source)")
     if policy.mac_limit > 0:
         reasons.append("a MAC limit (the program keeps no count of MACs per port)")
-    if policy.pvlan is not None:
-        reasons.append("a private VLAN port (the program keeps no shared learning of a primary and its "
-                       "secondaries, nor a port's receive set)")
     return tuple(reasons)
 
 
@@ -106,6 +106,9 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
              | (PF_ISOLATED if policy.isolated else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
+    if policy.pvlan is not None:  # it sends in access_vlan, receives the VLANs in `allowed`
+        return PORT.pack(ifindex, flags | PF_PVLAN, policy.access_vlan, 0, 0, *vlan_bits(policy.egress_vlans()),
+                         mac, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
                          mac, 0)
@@ -114,13 +117,24 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
                 py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False,
-                upcall_ifindex: int = 0) -> bytes:
+                upcall_ifindex: int = 0, domains: Mapping[int, int] | None = None) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
     on test mode with that clock; `events` the decision events (vs_events); `upcall_ifindex` the
-    upcall TAP (0: frames that go up are left to the stack)."""
+    upcall TAP (0: frames that go up are left to the stack); `domains` the private VLANs' learning
+    domains (isolation.learning_domains: secondary → primary), each primary its own too."""
     flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
-                       *vlan_bits(py_vlans), upcall_ifindex, 0)
+                       *vlan_bits(py_vlans), upcall_ifindex, 0, *domain_table(domains or {}))
+
+
+def domain_table(domains: Mapping[int, int]) -> list[int]:
+    """`vs_config.domain`: the primary of every VLAN of a private VLAN (its primary and secondaries), 0
+    for the others — so the program learns and looks up under the core's key and knows which
+    VLANs' known unicast needs the receive test (SwitchCore._unicast_decision's `shared`)."""
+    table = [0] * VLAN_IDS
+    for secondary, primary in domains.items():
+        table[secondary] = table[primary] = primary
+    return table
 
 
 COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vswitch.core.isolation import learning_domains
 from vswitch.core.policy import PortPolicy
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel import tc
@@ -194,14 +195,13 @@ class SwitchProgram:
         for s in self._slots.values():
             if not s.kernel and s.policy.flooding and s.policy.admin_up and s.oper_up:
                 py_vlans |= s.policy.member_vlans()
-            if s.policy.pvlan is not None:  # a private VLAN's floods: Python knows who receives them
-                py_vlans |= s.policy.member_vlans()
         self.tables.write_config(L.pack_config(ageing_ns=self._ageing_ns, refresh_ns=self._refresh_ns,
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns,
                                                events=self._events,
-                                               upcall_ifindex=self._upcall_ifindex))
+                                               upcall_ifindex=self._upcall_ifindex,
+                                               domains=learning_domains(s.policy for s in self._slots.values())))
 
     # -- decision events ----------------------------------------------------------------------
     def set_events(self, on: bool) -> None:

@@ -188,9 +188,11 @@ static __always_inline __u32 classify(const struct vs_port *p, int vid)
 	return vlan_bit(p->allowed, vid) ? vid : 0;
 }
 
-/* PortPolicy.is_member */
+/* PortPolicy.is_member (a private VLAN port: the VLANs it receives, in `allowed`) */
 static __always_inline int is_member(const struct vs_port *p, __u32 vlan)
 {
+	if (p->flags & VS_PF_PVLAN)
+		return vlan_bit(p->allowed, vlan);
 	if (!(p->flags & VS_PF_TRUNK))
 		return vlan == p->access_vlan;
 	return vlan_bit(p->allowed, vlan) || vlan == p->native_vlan;
@@ -662,7 +664,7 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 /* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
 static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 {
-	__u32 zero = 0, *sp, out, len;
+	__u32 zero = 0, *sp, out, len, domain, fid;
 	struct vs_port *inp, *op;
 	struct vs_config *cfg;
 	struct vs_test_run *t;
@@ -769,7 +771,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 
 	/* learn */
-	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, eg.vlan, src, now))
+	/* the learning domain: a private VLAN's VLANs are learned and looked up under its primary */
+	domain = cfg->domain[eg.vlan & (VS_VLAN_IDS - 1)];
+	fid = domain ? domain : eg.vlan;
+	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, fid, src, now))
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_TABLE_FULL);
 
 	/* decide */
@@ -783,7 +788,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		return vs_flood(skb, &eg);
 	}
 	__builtin_memcpy(k.mac, dst, 6);
-	k.vlan = eg.vlan;
+	k.vlan = fid;
 	e = bpf_map_lookup_elem(&vs_fdb, &k);
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
@@ -803,6 +808,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (inp->flags & op->flags & VS_PF_ISOLATED) {  /* both isolated (isolation.refusal); others pay the test */
 		decided(skb, &eg, len, VS_C_DROP_ISOLATED);
+		return TC_ACT_SHOT;
+	}
+	if (domain && !is_member(op, eg.vlan)) {        /* shared learning found a port that does not receive it */
+		decided(skb, &eg, len, VS_C_DROP_PRIVATE_VLAN);
 		return TC_ACT_SHOT;
 	}
 	if (!(op->flags & VS_PF_KERNEL))

@@ -27,8 +27,10 @@
 #define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
 #define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
 				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
-#define VS_PF_ISOLATED     0x800 /* port isolation: never to or from another VS_PF_ISOLATED port (a private
-				  * VLAN port goes up: layout.upcall_reasons) */
+#define VS_PF_ISOLATED     0x800 /* port isolation: never to or from another VS_PF_ISOLATED port */
+#define VS_PF_PVLAN        0x1000 /* a private VLAN port: it sends in access_vlan and receives the VLANs of
+				   * vs_port.allowed (PortPolicy.egress_vlans) */
+#define VS_VLAN_IDS        4096  /* vs_config.domain: one entry per VLAN id */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -70,6 +72,8 @@ struct vs_config {
 	__u64 py_vlans[VS_VLAN_WORDS]; /* VLANs with a flooding member only Python serves */
 	__u32 upcall_ifindex;       /* the upcall TAP: frames that go up are redirected there (0: left to the stack) */
 	__u32 pad_upcall;
+	__u16 domain[VS_VLAN_IDS];  /* appended: a private VLAN's primary for the primary and each of its
+				     * secondaries (their one learning domain, core/isolation.py); 0: a VLAN of none */
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
@@ -120,7 +124,7 @@ enum vs_counter {
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
 	VS_C_DROP_ISOLATED,         /* appended: Reason.DROP_ISOLATED */
-	VS_C_DROP_PRIVATE_VLAN,     /* Reason.DROP_PRIVATE_VLAN (Python's: a private VLAN port is served there) */
+	VS_C_DROP_PRIVATE_VLAN,     /* Reason.DROP_PRIVATE_VLAN */
 	VS_NR_COUNTERS
 };
 
