@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import subprocess
 from itertools import permutations
+from pathlib import Path
 
 import pytest
+from switchlab import veth_pair
 from test_dhcp_router_guards import Lab, lab  # noqa: F401  (the fixture: a private switch and its VMs)
 
 import netns as ns_helpers
-from vswitch.control.model import PortSettings
+from vswitch.control.model import DatapathMode, PortKind, PortSettings, PortSpec, SwitchSpec, SwitchType
 from waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
@@ -45,9 +47,17 @@ def _mac(n: int) -> str:
     return f"02:96:00:00:00:{n:02x}"
 
 
-def _vms(lab: Lab, names: dict[str, int]) -> dict[str, str]:  # noqa: F811
-    """A VM per name, each knowing every other's MAC: name → namespace."""
-    vms = {name: lab.vm(name, f"{_addr(n)}/24", _mac(n)) for name, n in names.items()}
+def _vms(lab: Lab, names: dict[str, int], switch_of: dict[str, str] | None = None) -> dict[str, str]:  # noqa: F811
+    """A VM per name (on `lab`'s switch, or the one `switch_of` names), each knowing every other's
+    MAC: name → namespace."""
+    vms = {}
+    home = lab.sw
+    try:
+        for name, n in names.items():
+            lab.sw = (switch_of or {}).get(name, home)  # Lab.vm adds its port to lab.sw
+            vms[name] = lab.vm(name, f"{_addr(n)}/24", _mac(n))
+    finally:
+        lab.sw = home
     for name, (ns, nic) in vms.items():
         for other, n in names.items():
             if other != name:
@@ -113,3 +123,53 @@ def test_port_isolation_on_and_off(lab: Lab, datapath: str) -> None:  # noqa: F8
         assert program is not None and program.counters("a")["drop_isolated"] > 0, "the program's own drop"
     lab.m.set_port(lab.sw, "b", PortSettings(isolated=False))
     _matrix(spaces, names, lambda x, y: True, "n")
+
+
+def test_a_trunk_to_another_switch_extends_the_private_vlan(lab: Lab, datapath: str,  # noqa: F811
+                                                            tmp_path: Path) -> None:
+    """Two switches joined by a veth trunk carrying the primary and two secondaries: the far switch's
+    isolated host reaches the near promiscuous port (tagged 101 one way, 100 back: tcpdump on the
+    trunk says so) and nobody else, a community spans both switches, and each switch learns the other
+    side's MACs under the primary."""
+    far = ns_helpers.unique_name("pf")
+    lab.m.create_switch(SwitchSpec(far, SwitchType.PRIVATE, datapath=DatapathMode(datapath)))
+    near_end, far_end = ns_helpers.unique_name("pta"), ns_helpers.unique_name("ptb")
+    veth_pair(near_end, far_end)
+    lab.sides.append(near_end)  # deleting one end deletes the pair
+    for end in (near_end, far_end):
+        ns_helpers.run(None, ["sysctl", "-qw", f"net.ipv6.conf.{end}.disable_ipv6=1"])
+        ns_helpers.run(None, ["ip", "link", "set", end, "up"])
+    carried = (P, ISO, COM1)
+    lab.m.add_port(lab.sw, PortSpec("trunk", PortKind.LINK, near_end, trunk=carried))
+    lab.m.add_port(far, PortSpec("trunk", PortKind.LINK, far_end, trunk=carried))
+    names = {"prom": 1, "i1": 6, "c1a": 2, "i2": 7, "c1b": 3}
+    where = {"i2": far, "c1b": far}
+    spaces = _vms(lab, names, where)
+    for name in names:
+        settings = PVLAN[name][0]
+        if name == "prom":
+            settings = PortSettings(pvlan="promiscuous", primary=P, secondary_list=(ISO, COM1))
+        assert lab.m.set_port(where.get(name, lab.sw), name, settings).pvlan == settings.pvlan
+    _matrix(spaces, names, allowed, "prom")
+    far_entries = {e.mac: (e.vlan, e.port) for e in lab.m.fdb_show(far)}
+    assert far_entries[_mac(1)] == (P, "trunk"), "the promiscuous port's MAC, learned across the trunk"
+    assert far_entries[_mac(3)][0] == P and far_entries[_mac(7)] == (P, "i2"), "hosts under the primary"
+    near_entries = {e.mac: (e.vlan, e.port) for e in lab.m.fdb_show(lab.sw)}
+    assert near_entries[_mac(7)] == (P, "trunk"), "the far isolated host, from frames tagged 101"
+    # on the wire: the isolated host's echo crosses the trunk tagged with its secondary, the answer
+    # from the promiscuous port with the primary
+    err = tmp_path / "tcpdump.err"
+    with err.open("w") as err_file:
+        dump = subprocess.Popen(["tcpdump", "-i", near_end, "-e", "-n", "-l", "--immediate-mode", "-c", "2",
+                                 "vlan and icmp"], stdout=subprocess.PIPE, stderr=err_file, text=True)
+    try:
+        wait_until(lambda: "listening on" in err.read_text(), what="tcpdump to listen")
+        wait_until(lambda: _pings([("i2", "prom")], spaces, names)[("i2", "prom")], what="i2 to reach prom")
+        out, _ = dump.communicate(timeout=20)
+    finally:
+        if dump.poll() is None:
+            dump.kill()
+            dump.wait()
+    lines = out.splitlines()
+    assert any(f"vlan {ISO}," in ln and "echo request" in ln for ln in lines), out
+    assert any(f"vlan {P}," in ln and "echo reply" in ln for ln in lines), out
