@@ -134,6 +134,23 @@ def test_a_trunk_carries_the_secondary_from_a_host_and_the_primary_from_promiscu
     assert (d.reason, d.out_ports) == (Reason.FORWARD_LEARNED, ("trunk",)), "learned under the primary"
 
 
+def test_a_change_of_the_learning_domains_forgets_what_was_learned_under_the_old_key() -> None:
+    """A trunk's host on secondary 101 is learned under 100; when the private VLAN goes, 101 is its own
+    VLAN again and the entry goes (a frame on 100 must not find it on a trunk that may not carry 100)."""
+    sw = pvlan_switch(trunk=PortPolicy.trunk({P, ISO}))
+    far, other = mac(0x40), mac(0x41)
+    sw.process("trunk", push_vlan(frame(BCAST, far), ISO), 0, 1.0)
+    sw.process("prom", frame(BCAST, other), 0, 1.0)
+    assert sw.fdb.get(far, P) is not None
+    sw.take_relearned()  # the domains as the switch was built
+    for name in HOSTS:
+        sw.remove_port(name)
+    assert sw.fdb.get(far, P) is None and sw.fdb.get(far, ISO) is None
+    assert sw.take_relearned() == {P, ISO, COM1, COM2} and sw.take_relearned() == set()
+    sw.set_policy("trunk", PortPolicy.trunk({P}))
+    assert sw.take_relearned() == set(), "no domain change, no flush"
+
+
 def isolation_switch() -> SwitchCore:
     sw = SwitchCore()
     sw.add_port("a", PortPolicy(isolated=True))

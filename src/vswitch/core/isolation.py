@@ -40,6 +40,18 @@ def learning_domains(policies: Iterable[PortPolicy]) -> dict[int, int]:
     return out
 
 
+def relearned(old: Mapping[int, int], new: Mapping[int, int]) -> set[int]:
+    """The VLANs whose dynamic entries go when the learning domains change from `old` to `new`: for
+    each VLAN learned under another key now, its old key and its new one (an entry learned under a
+    primary from a secondary cannot be told from the primary's own, so both go)."""
+    out: set[int] = set()
+    for v in set(old) | set(new):
+        before, after = old.get(v, v), new.get(v, v)
+        if before != after:
+            out |= {v, before, after}
+    return out
+
+
 def refusal(src: PortPolicy, dst: PortPolicy, vlan: int, shared: bool = False) -> Reason | None:
     """Why a frame of `vlan` from a port with policy `src` may not leave by one with `dst`, or None.
 
@@ -86,4 +98,4 @@ def describe(why: Reason, in_port: Hashable, out_port: Hashable, vlan: int, prim
             f"{dst.describe()}")
 
 
-__all__ = ["describe", "flood_note", "learning_domains", "reach_text", "refusal"]
+__all__ = ["describe", "flood_note", "learning_domains", "reach_text", "refusal", "relearned"]

@@ -125,6 +125,9 @@ class SwitchCore:
         self._unicast_isolated: dict[tuple[int, PortId, PortId], Decision] = {}
         #: a private VLAN's secondaries → its primary: the VLANs learned under another (isolation.py)
         self._domain: dict[int, int] = {}
+        #: VLANs whose dynamic entries were flushed because the learning domains changed: a second
+        #: holder of the table (the kernel fast path's map) drains it (`take_relearned`) to do the same
+        self.relearned: set[int] = set()
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
@@ -185,7 +188,13 @@ class SwitchCore:
         self._flood.clear()
         self._unicast.clear()
         self._unicast_isolated.clear()
-        self._domain = isolation.learning_domains(self.policies.values())
+        domain = isolation.learning_domains(self.policies.values())
+        if domain != self._domain:  # a VLAN keyed anew: what was learned under the old key goes
+            gone = isolation.relearned(self._domain, domain)
+            for v in gone:
+                self.fdb.flush(vlan=v)
+            self.relearned |= gone
+            self._domain = domain
         shared = frozenset(self._domain)
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
@@ -194,6 +203,11 @@ class SwitchCore:
                              pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0
                              or not shared.isdisjoint(pol.member_vlans()))
                          for p, pol in self.policies.items()}
+
+    def take_relearned(self) -> set[int]:
+        """The VLANs `relearned` since the last call; empties it."""
+        out, self.relearned = self.relearned, set()
+        return out
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
         """The MACs ports adopted since the last call (port, MAC), still their MAC; empties `claims`."""

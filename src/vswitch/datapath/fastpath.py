@@ -416,6 +416,7 @@ class KernelDatapath(Datapath):
             port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
             ps = self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
+            self._flush_relearned()
             self._as_kernel_port(ps)
             self._relabel()
             return True
@@ -439,6 +440,7 @@ class KernelDatapath(Datapath):
             self._down.pop(pid, None)
             self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
             self.core.remove_port(pid)
+            self._flush_relearned()
             self._relabel()
             return ps.port
         port = self.call(do)
@@ -484,8 +486,15 @@ class KernelDatapath(Datapath):
             self.program.set_policy(pid, self.core.policies[pid])  # with a MAC the port adopted
             if policy_change_flushes(old, policy):
                 self.program.tables.flush(slot=self.program.slot(pid))
+            self._flush_relearned()
             self._relabel()  # a setting may send the port up, or bring it back
         self.call(do)
+
+    def _flush_relearned(self) -> None:
+        """The learning domains changed (a private VLAN came, went or changed): the map forgets what
+        the core forgot (SwitchCore.relearned), so neither holder keeps an entry under an old key."""
+        for vlan in self.core.take_relearned():
+            self.program.tables.flush(vlan=vlan)
 
     def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
         def do() -> None:
