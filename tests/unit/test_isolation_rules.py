@@ -268,6 +268,13 @@ def test_a_private_vlan_that_contradicts_another_port_is_a_conflict() -> None:
     assert "VLAN 100 is the primary" in str(pvlan_conflicts(spec(pvlan=C, primary=P, secondary=P), []))
     assert "is the primary of port x" in str(pvlan_conflicts(spec(pvlan=ISOL, primary=7, secondary=P), others)[0])
     assert pvlan_conflicts(spec(pvlan=PR, primary=P, secondary_list=(ISO, COM1)), others) == []
+    plain = PortSpec("h", PortKind.MEMORY, "h", vlan=COM1)
+    assert "VLAN 102 is the access VLAN of port h" in str(pvlan_conflicts(spec(pvlan=C, primary=P, secondary=COM1),
+                                                                           [plain])[0])
+    assert "VLAN 102 is a secondary of private VLAN 100 (port x)" in str(pvlan_conflicts(plain, others)[0])
+    assert pvlan_conflicts(PortSpec("t", PortKind.MEMORY, "t", trunk=(P, COM1)), others) == [], "a trunk may"
+    assert pvlan_conflicts(spec(pvlan=C, primary=P, secondary=COM1), [spec(pvlan=C, primary=P, secondary=COM2)]) \
+        == [], "a port's own old settings are not a conflict"
 
 
 def test_the_settings_are_stored(tmp_path: Path) -> None:

@@ -583,8 +583,18 @@ def pvlan_conflicts(spec: PortSpec, others: Iterable[PortSpec]) -> list[Problem]
     """What `spec` contradicts among the private VLANs of its switch (itself included): a secondary is
     not its own primary, belongs to one primary and is one kind (isolated or community), and no VLAN is
     both a primary and a secondary (the learning domains of core/isolation.py would not be one each).
-    A conflict (409), not a bad request: JSON Schema cannot compare two fields' values."""
+    A plain access port's VLAN is no secondary (its hosts would receive an isolated secondary's frames:
+    a host port there is a private VLAN port); a trunk may carry any (that is how a private VLAN
+    crosses switches). A conflict (409), not a bad request: JSON Schema cannot compare two fields'
+    values, nor see the other ports."""
+    others = [o for o in others if o.name != spec.name]
     if spec.pvlan is None:
+        if spec.trunk is not None:
+            return []
+        for o in others:
+            if o.pvlan is not None and spec.access_vlan in _secondaries(o):
+                return [Problem("vlan", f"VLAN {spec.access_vlan} is a secondary of private VLAN {o.primary} "
+                                        f"(port {o.name}): a host port there is a private VLAN port (pvlan)")]
         return []
     field_name = "secondary_list" if spec.pvlan == PvlanMode.PROMISCUOUS else "secondary"
     if spec.primary in _secondaries(spec):
@@ -592,7 +602,7 @@ def pvlan_conflicts(spec: PortSpec, others: Iterable[PortSpec]) -> list[Problem]
     owner: dict[int, tuple[int, str, str]] = {}   # secondary → (primary, kind, port)
     primaries: dict[int, str] = {}
     for o in others:
-        if o.pvlan is None or o.name == spec.name:
+        if o.pvlan is None:
             continue
         primaries.setdefault(cast(int, o.primary), o.name)
         for s in _secondaries(o):
@@ -604,7 +614,12 @@ def pvlan_conflicts(spec: PortSpec, others: Iterable[PortSpec]) -> list[Problem]
     kind = "" if spec.pvlan == PvlanMode.PROMISCUOUS else str(spec.pvlan)
     if spec.primary in owner:
         problems.append(Problem("primary", f"VLAN {spec.primary} is a secondary of port {owner[spec.primary][2]}"))
+    plain = {o.access_vlan: o.name for o in others if o.pvlan is None and o.trunk is None}
     for s in _secondaries(spec):
+        if s in plain:
+            problems.append(Problem(field_name, f"VLAN {s} is the access VLAN of port {plain[s]}, not a "
+                                                "private VLAN port"))
+            continue
         if s in primaries:
             problems.append(Problem(field_name, f"VLAN {s} is the primary of port {primaries[s]}"))
             continue
