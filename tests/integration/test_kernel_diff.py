@@ -31,7 +31,7 @@ from kernel_fastpath import core_table, program_table, require_fastpath
 from guard_frames import random_l3
 from vswitch.core.acl import DIR_IN, DIR_OUT, PortAcl, Rule, parse_net
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
-from vswitch.core.policy import PortMirroring, PortPolicy
+from vswitch.core.policy import PortMirroring, PortPolicy, PvlanMode
 from vswitch.core.reasons import Reason
 from vswitch.core.switch import EDIT_KEEP, SwitchCore, egress_frame
 from vswitch.datapath.kernel import layout
@@ -62,6 +62,24 @@ POLICIES = {
     "t-msrc": PortPolicy.trunk({10, 20}, native=20, port_mirroring=PortMirroring.SOURCE),
     "a20-mdst": PortPolicy.access(20, port_mirroring=PortMirroring.DESTINATION),
     "t-mdst": PortPolicy.trunk({10, 30}, native=30, flooding=False, port_mirroring=PortMirroring.DESTINATION),
+    # port isolation: floods and known unicast never between these three, in any VLAN
+    "a10-iso": PortPolicy.access(10, isolated=True),
+    "a10-iso2": PortPolicy.access(10, isolated=True),
+    "t-iso": PortPolicy.trunk({10, 20, 30}, native=20, isolated=True),
+    # a private VLAN: primary 30, isolated secondary 40, community 50 (learned under 30), and a trunk
+    # carrying all three as they are tagged
+    "pv-prom": PortPolicy.private(PvlanMode.PROMISCUOUS, 30, {40, 50}),
+    "pv-iso": PortPolicy.private(PvlanMode.ISOLATED, 30, {40}),
+    "pv-iso2": PortPolicy.private(PvlanMode.ISOLATED, 30, {40}, isolated=True),
+    "pv-com": PortPolicy.private(PvlanMode.COMMUNITY, 30, {50}),
+    "pv-com2": PortPolicy.private(PvlanMode.COMMUNITY, 30, {50}),
+    "t-pv": PortPolicy.trunk({30, 40, 50}),
+    # an isolated mirroring source, the only source of its VLAN (a flood from an isolated port never
+    # reaches it: not mirrored), and an isolated destination (isolation keeps floods from it, not copies)
+    "a60-iso-msrc": PortPolicy.access(60, isolated=True, port_mirroring=PortMirroring.SOURCE),
+    "a60-iso": PortPolicy.access(60, isolated=True),
+    "a60": PortPolicy.access(60),
+    "a10-iso-mdst": PortPolicy.access(10, isolated=True, port_mirroring=PortMirroring.DESTINATION),
 }
 OPER_FLAPPING = "t-nonative"
 OPER_FLAPPING_MIRROR = "t-mdst"
@@ -85,7 +103,7 @@ def _random_frame(rng: random.Random) -> bytes:
         # tag in the bytes hides the ethertype from that check, so tagged runts are still in the mix
         return dst + src + ethertype + body.ljust(40 if ethertype == b"\x86\xdd" else 20, b"\0")
     tpid = 0x88A8 if x < 0.50 else 0x8100
-    vid = rng.choice((0, 10, 10, 20, 20, 30, 40))
+    vid = rng.choice((0, 10, 10, 20, 20, 30, 40, 50))
     tci = (rng.randrange(8) << 13) | (rng.randrange(2) << 12) | vid
     return dst + src + struct.pack("!HH", tpid, tci) + ethertype + body
 
@@ -189,8 +207,10 @@ def test_program_decides_like_the_core() -> None:
         assert program_table(prog) == core_table(core)
         assert not _counters_differ(core, prog)
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count
-        # ageing removes the same entries on both sides, and the cap's count follows
-        later = max(e.seen for t in core.fdb.by_vlan.values() for e in t.values() if not e.static) + NS
+        # ageing removes the same entries on both sides, and the cap's count follows: a clock at which
+        # the older half of the entries has aged out (whatever the run's random clock left)
+        seen = sorted(e.seen for t in core.fdb.by_vlan.values() for e in t.values() if not e.static)
+        later = seen[len(seen) // 2] + AGEING_S * NS + 1
         assert prog.expire(later) == core.expire(later) > 0
         assert program_table(prog) == core_table(core)
         assert prog.tables.dynamic_count() == core.fdb.dynamic_count

@@ -78,7 +78,10 @@ class LinkSwitch(MemSwitch):
         self.dp = None
         try:
             lab_netns.sysctl(self.ns, QUIET)
-            self.dp = make_datapath("scenario", self.core, mode=datapath, chosen_by="the scenario")
+            # a name of its own: the fast path's upcall TAP is named after the switch, and stories
+            # run side by side in the suite's workers (one "scenario" TAP: EBUSY in the second)
+            self.dp = make_datapath(ns_helpers.unique_name("scn"), self.core, mode=datapath,
+                                    chosen_by="the scenario")
             datapaths.assert_runs_on(self.dp.label, datapath)
             self.dp.on_events = lambda events, dropped: self._events.extend(events)
             for name, policy in ports.items():

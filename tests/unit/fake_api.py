@@ -43,6 +43,8 @@ from vswitch.control.model import (
     check_events_query,
     check_field,
     host_vnic_name,
+    policy_for,
+    pvlan_conflicts,
     trace_payload,
 )
 from vswitch.core.mac import parse_mac
@@ -50,10 +52,19 @@ from vswitch.core.policy import format_vlan_list
 
 
 def vlan_mode(spec: PortSpec) -> str:
+    if spec.pvlan is not None:
+        return policy_for(spec).describe()
     if spec.trunk is not None:
         text = "trunk " + format_vlan_list(spec.trunk)
         return text + (f" native {spec.native}" if spec.native is not None else "")
     return f"access {spec.access_vlan}"
+
+
+def _pvlan_info(info: PortInfo, spec: PortSpec) -> None:
+    pol = policy_for(spec)
+    info.isolated = spec.isolated
+    info.pvlan = str(spec.pvlan) if spec.pvlan is not None else None
+    info.primary, info.secondary = spec.primary, sorted(pol.secondary_vlans)
 
 
 class FakeApi:
@@ -151,6 +162,7 @@ class FakeApi:
             raise Conflict(f"switch {switch!r} already has a port named {spec.name!r}")
         self._owners().refuse_taken(ownership.port_targets(spec),
                                     f"{spec.kind} port {spec.name!r} of switch {switch!r}")
+        self._check_pvlan(switch, spec)
         details: dict[str, Any] = {}
         if spec.kind == PortKind.QEMU_STREAM:
             details["qemu_arg"] = (f"-netdev stream,id={spec.name},server=off,"
@@ -162,6 +174,7 @@ class FakeApi:
                         dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard,
                         mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit,
                         port_mirroring=spec.port_mirroring)
+        _pvlan_info(port, spec)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
         self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
@@ -184,6 +197,7 @@ class FakeApi:
         if spec is None:
             raise InvalidRequest(f"port {port!r} belongs to the switch itself; its settings cannot be changed")
         new = settings.apply(spec)
+        self._check_pvlan(switch, new)
         stranded = [e for e in self.fdb[switch] if e.static and e.port == port and e.vlan not in _members(new)]
         if stranded:
             raise Conflict(f"port {port!r} has static entries outside its new VLANs; delete them first")
@@ -195,7 +209,13 @@ class FakeApi:
         info.mac_spoofing, info.mac_limit = spec.mac_spoofing, spec.mac_limit
         info.port_mac = None if spec.mac_spoofing else spec.mac or spec.port_mac
         info.port_mirroring = spec.port_mirroring
+        _pvlan_info(info, spec)
         return info
+
+    def _check_pvlan(self, switch: str, spec: PortSpec) -> None:
+        problems = pvlan_conflicts(spec, [s for (sw, _), s in self.specs.items() if sw == switch])
+        if problems:
+            raise Conflict("; ".join(str(p) for p in problems))
 
     def set_switch(self, name: str, settings: SwitchSettings, *, dry_run: bool = False) -> SwitchInfo | list[str]:
         self._note("set_switch", name, settings, dry_run)
@@ -406,6 +426,8 @@ def _acl_info(port: str, r: AclRuleSpec) -> AclRuleInfo:
 
 
 def _members(spec: PortSpec) -> set[int]:
+    if spec.pvlan is not None:
+        return set(policy_for(spec).member_vlans())
     if spec.trunk is None:
         return {spec.access_vlan}
     return set(spec.trunk) | ({spec.native} if spec.native is not None else set())

@@ -298,6 +298,15 @@ def set_port(api: SwitchApi) -> None:
     assert api.get_port(SW, "a") == port
     port = api.set_port(SW, "a", PortSettings(port_mirroring="none"))
     assert port.port_mirroring == "none"
+    assert (port.isolated, port.pvlan) == (False, None), "neither unless set"
+    port = api.set_port(SW, "a", PortSettings(isolated=True, pvlan="isolated", primary=100, secondary=101))
+    assert (port.isolated, port.pvlan, port.primary, port.secondary) == (True, "isolated", 100, [101])
+    assert port.vlan_mode == "private VLAN isolated, primary 100, secondary 101"
+    assert api.get_port(SW, "a") == port
+    with pytest.raises(Conflict, match="secondary VLAN 101 is isolated"):
+        api.set_port(SW, "b", PortSettings(pvlan="community", primary=100, secondary=101))
+    port = api.set_port(SW, "a", PortSettings(pvlan="none", isolated=False))
+    assert (port.isolated, port.pvlan, port.vlan_mode) == (False, None, "access 1")
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
@@ -306,7 +315,10 @@ def set_port(api: SwitchApi) -> None:
                         ({"mac_spoofing": "off"}, "mac_spoofing: 'off' is not true or false"),
                         ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit"),
                         ({"port_mirroring": "both"}, "port_mirroring: 'both' is not a port mirroring mode"),
-                        ({"port_mirroring": True}, "port_mirroring: True is not a port mirroring mode")]:
+                        ({"port_mirroring": True}, "port_mirroring: True is not a port mirroring mode"),
+                        ({"isolated": "on"}, "isolated: 'on' is not true or false"),
+                        ({"pvlan": "isolated", "primary": 100}, "secondary: an isolated private VLAN port needs"),
+                        ({"pvlan": "bogus"}, "pvlan: 'bogus' is not a private VLAN mode")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(Conflict, match="only a tap port's MAC .*memory port has no MAC"):

@@ -52,6 +52,7 @@ def _struct_size(name: str) -> int:
     ("VS_UPCALL_TPID", L.UPCALL_TPID), ("VS_PF_DHCP_GUARD", L.PF_DHCP_GUARD),
     ("VS_PF_ROUTER_GUARD", L.PF_ROUTER_GUARD), ("VS_GUARD_EXT_MAX", L.GUARD_EXT_MAX),
     ("VS_GUARD_EXT_MAX", MAX_EXT_HEADERS), ("VS_PF_MAC_LOCK", L.PF_MAC_LOCK),
+    ("VS_PF_ISOLATED", L.PF_ISOLATED), ("VS_PF_PVLAN", L.PF_PVLAN), ("VS_VLAN_IDS", L.VLAN_IDS),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"

@@ -70,7 +70,7 @@ class SwitchConfig:
 
     def _vlan_of(self, entry: StaticEntry) -> int | None:
         policy = self._policy(entry.port)
-        return entry.vlan if entry.vlan is not None else (policy.classify(None) if policy else None)
+        return entry.vlan if entry.vlan is not None else (policy.own_vlan() if policy else None)
 
     def _policy(self, port: str) -> PortPolicy | None:
         """The policy `port` has on this switch; None when the document does not say."""

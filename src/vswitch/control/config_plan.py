@@ -99,6 +99,9 @@ def _on(flag: bool) -> str:
 
 
 def _vlan_mode(p: PortSpec) -> str:
+    if p.pvlan is not None:
+        sec = format_vlan_list(p.secondary_list or ()) if p.secondary is None else str(p.secondary)
+        return f"pvlan {p.pvlan} primary {p.primary} secondary {sec}"
     if p.trunk is not None:
         return f"trunk {format_vlan_list(p.trunk)}" + (f" native {p.native}" if p.native is not None else "")
     return f"vlan {p.access_vlan}"
@@ -111,11 +114,12 @@ def _port_words(p: PortSpec) -> str:
     flags += [f"mac limit {p.mac_limit}"] if p.mac_limit else []
     flags += [f"port mirroring {p.port_mirroring}"] if p.port_mirroring != "none" else []
     flags += [f"{len(p.acls)} ACL rule{'' if len(p.acls) == 1 else 's'}"] if p.acls else []
+    flags += ["isolated on"] if p.isolated else []
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 
-#: the VLAN mode is one setting of `PortSettings` in three fields
-_VLAN_FIELDS = ("vlan", "trunk", "native")
+#: the VLAN mode is one setting of `PortSettings` in three fields (a private VLAN's in four more)
+_VLAN_FIELDS = ("vlan", "trunk", "native", "pvlan", "primary", "secondary", "secondary_list")
 
 
 def _shown(k: str, value: object) -> str:
@@ -134,8 +138,12 @@ def _settings_between(have: PortSpec, want: PortSpec) -> tuple[PortSettings | No
     changes: dict[str, Any] = {}
     words = []
     if _vlan_mode(have) != _vlan_mode(want):
-        changes.update({"trunk": want.trunk, "native": want.native} if want.trunk is not None
-                       else {"vlan": want.access_vlan})
+        if want.pvlan is not None:
+            changes.update(pvlan=str(want.pvlan), primary=want.primary, secondary=want.secondary,
+                           secondary_list=want.secondary_list)
+        else:
+            changes.update({"trunk": want.trunk, "native": want.native} if want.trunk is not None
+                           else {"vlan": want.access_vlan})
         words.append(f"{_vlan_mode(have)} → {_vlan_mode(want)}")
     for k in (f.name for f in dataclass_fields(PortSettings) if f.name not in _VLAN_FIELDS):
         before, after = getattr(have, k), getattr(want, k)

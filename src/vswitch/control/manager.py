@@ -111,6 +111,7 @@ from vswitch.control.model import (
     clip,
     host_vnic_name,
     policy_for,
+    pvlan_conflicts,
     trace_payload,
 )
 from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
@@ -900,6 +901,7 @@ class SwitchManager:
             if spec.name in sw.ports:
                 raise Conflict(f"switch {switch!r} already has a port {spec.name!r}")
             spec = self._check_target(switch, spec)
+            self._check_pvlan(sw, spec)
             store = self.store if persist else None
             intent = store.begin_intent("add-port", switch, spec.name, {"spec": spec.to_dict()}) if store else None
             crashpoint("add-port.intent")
@@ -1025,6 +1027,7 @@ class SwitchManager:
             sw = self._get(switch)
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
+            self._check_pvlan(sw, spec)
             policy = policy_for(spec)
             left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
                     if e.static and e.port == port and not policy.is_member(e.vlan)]
@@ -1039,6 +1042,12 @@ class SwitchManager:
             att.spec = spec
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
+
+    def _check_pvlan(self, sw: _Switch, spec: PortSpec) -> None:
+        """Refuse a private VLAN that contradicts another port's (model.pvlan_conflicts)."""
+        problems = pvlan_conflicts(spec, (a.spec for a in sw.ports.values() if a.spec is not None))
+        if problems:
+            raise Conflict("; ".join(str(p) for p in problems))
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         """On the datapath thread: the MACs ports with spoofing off adopted (their first source), to
@@ -1129,7 +1138,7 @@ class SwitchManager:
             if entry.port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {entry.port!r}")
             policy = sw.datapath.policy(entry.port)
-            vlan = entry.vlan if entry.vlan is not None else policy.classify(None)
+            vlan = entry.vlan if entry.vlan is not None else policy.own_vlan()
             if vlan is None:
                 raise Conflict(f"port {entry.port!r} is a trunk without a native VLAN ({policy.describe()}): "
                             "give the VLAN (--vlan)")
@@ -1699,7 +1708,9 @@ class SwitchManager:
                         policy.mac_spoofing, policy.mac_limit,
                         format_mac(policy.mac) if policy.mac is not None else None, state["path"],
                         port_mirroring=policy.port_mirroring.label,
-                        acl_rules=len(att.spec.acls) if att.spec is not None else 0)
+                        acl_rules=len(att.spec.acls) if att.spec is not None else 0,
+                        isolated=policy.isolated, pvlan=str(policy.pvlan) if policy.pvlan is not None else None,
+                        primary=policy.primary_vlan or None, secondary=sorted(policy.secondary_vlans))
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

@@ -30,7 +30,7 @@ from vswitch.core import acl as acl_rules
 from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
-from vswitch.core.policy import PortMirroring, PortPolicy, format_vlan_list, merge_vlan_ranges
+from vswitch.core.policy import PortMirroring, PortPolicy, PvlanMode, format_vlan_list, merge_vlan_ranges
 from vswitch.core.reasons import Reason
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -558,6 +558,100 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("native", "only a trunk port has a native VLAN")
     if v.get("mac") is not None and kind is not None and kind != PortKind.TAP:
         yield Problem("mac", f"only a tap port's MAC is vswitch's to set: {_MAC_OWNER[kind]}")
+    yield from _pvlan_rules(v)
+
+
+def _pvlan_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    """A private VLAN port (Hyper-V's Set-VMNetworkAdapterVlan): its mode replaces access and trunk;
+    isolated and community take one --secondary, promiscuous a --secondary-list; none is the primary."""
+    mode = v.get("pvlan")
+    if "pvlan" not in v and not any(k in v for k in ("primary", "secondary", "secondary_list")):
+        return
+    if mode is None:
+        for k in ("primary", "secondary", "secondary_list"):
+            if v.get(k) is not None:
+                yield Problem(k, "only a private VLAN port (pvlan isolated, community or promiscuous) has it")
+        return
+    if v.get("vlan") is not None or v.get("trunk") is not None:
+        yield Problem("pvlan", "a private VLAN port is neither access (vlan) nor trunk (trunk): give one mode")
+    primary = v.get("primary")
+    if primary is None and "primary" in v:
+        yield Problem("primary", f"{_a(mode)} private VLAN port needs its primary VLAN")
+    if mode == PvlanMode.PROMISCUOUS:
+        if v.get("secondary") is not None:
+            yield Problem("secondary", "a promiscuous port takes a secondary_list, not one secondary")
+        if v.get("secondary_list") is None and "secondary_list" in v:
+            yield Problem("secondary_list", "a promiscuous port needs the secondary VLANs it serves")
+    else:
+        if v.get("secondary_list") is not None:
+            yield Problem("secondary_list", f"{_a(mode)} port takes one secondary, not a list")
+        if v.get("secondary") is None and "secondary" in v:
+            yield Problem("secondary", f"{_a(mode)} private VLAN port needs its secondary VLAN")
+
+
+def _a(mode: object) -> str:
+    return f"{'an' if mode == PvlanMode.ISOLATED else 'a'} {mode}"
+
+
+def pvlan_conflicts(spec: PortSpec, others: Iterable[PortSpec]) -> list[Problem]:
+    """What `spec` contradicts among the private VLANs of its switch (itself included): a secondary is
+    not its own primary, belongs to one primary and is one kind (isolated or community), and no VLAN is
+    both a primary and a secondary (the learning domains of core/isolation.py would not be one each).
+    A plain access port's VLAN is no secondary (its hosts would receive an isolated secondary's frames:
+    a host port there is a private VLAN port); a trunk may carry any (that is how a private VLAN
+    crosses switches). A conflict (409), not a bad request: JSON Schema cannot compare two fields'
+    values, nor see the other ports."""
+    others = [o for o in others if o.name != spec.name]
+    if spec.pvlan is None:
+        if spec.trunk is not None:
+            return []
+        for o in others:
+            if o.pvlan is not None and spec.access_vlan in _secondaries(o):
+                return [Problem("vlan", f"VLAN {spec.access_vlan} is a secondary of private VLAN {o.primary} "
+                                        f"(port {o.name}): a host port there is a private VLAN port (pvlan)")]
+        return []
+    field_name = "secondary_list" if spec.pvlan == PvlanMode.PROMISCUOUS else "secondary"
+    if spec.primary in _secondaries(spec):
+        return [Problem(field_name, f"VLAN {spec.primary} is the primary; a secondary is another VLAN")]
+    owner: dict[int, tuple[int, str, str]] = {}   # secondary → (primary, kind, port)
+    primaries: dict[int, str] = {}
+    for o in others:
+        if o.pvlan is None:
+            continue
+        primaries.setdefault(cast(int, o.primary), o.name)
+        for s in _secondaries(o):
+            kind = "" if o.pvlan == PvlanMode.PROMISCUOUS else str(o.pvlan)
+            prev = owner.get(s)
+            if prev is None or (not prev[1] and kind):
+                owner[s] = (cast(int, o.primary), kind, o.name)
+    problems: list[Problem] = []
+    kind = "" if spec.pvlan == PvlanMode.PROMISCUOUS else str(spec.pvlan)
+    if spec.primary in owner:
+        problems.append(Problem("primary", f"VLAN {spec.primary} is a secondary of port {owner[spec.primary][2]}"))
+    plain = {o.access_vlan: o.name for o in others if o.pvlan is None and o.trunk is None}
+    for s in _secondaries(spec):
+        if s in plain:
+            problems.append(Problem(field_name, f"VLAN {s} is the access VLAN of port {plain[s]}, not a "
+                                                "private VLAN port"))
+            continue
+        if s in primaries:
+            problems.append(Problem(field_name, f"VLAN {s} is the primary of port {primaries[s]}"))
+            continue
+        prev = owner.get(s)
+        if prev is None:
+            continue
+        if prev[0] != spec.primary:
+            problems.append(Problem(field_name, f"secondary VLAN {s} belongs to primary {prev[0]} "
+                                                f"(port {prev[2]})"))
+        elif kind and prev[1] and prev[1] != kind:
+            problems.append(Problem(field_name, f"secondary VLAN {s} is {prev[1]} (port {prev[2]}), not {kind}"))
+    return problems
+
+
+def _secondaries(spec: PortSpec) -> tuple[int, ...]:
+    if spec.pvlan == PvlanMode.PROMISCUOUS:
+        return spec.secondary_list or ()
+    return (spec.secondary,) if spec.secondary is not None else ()
 
 
 PORT_FIELDS: dict[str, Check] = {
@@ -578,6 +672,11 @@ PORT_FIELDS: dict[str, Check] = {
     "port_mac": optional(check_unicast_mac),
     "port_mirroring": check_port_mirroring,
     "acls": lambda v: check_acls(v),
+    "isolated": check_flag,
+    "pvlan": optional(_enum_checker(PvlanMode, "a private VLAN mode")),
+    "primary": optional(check_vlan),
+    "secondary": optional(check_vlan),
+    "secondary_list": optional(trunk_vlans),
 }
 
 
@@ -662,6 +761,11 @@ class PortSpec(_Spec):
     port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
     port_mirroring: str = "none"                  # source | destination (Hyper-V -PortMirroring)
     acls: tuple[AclRuleSpec, ...] = ()            # its port ACLs and extended ACLs (`vswitch acl add`)
+    isolated: bool = False                        # never exchanges frames with another isolated port
+    pvlan: PvlanMode | None = None                # a private VLAN port (Hyper-V -Isolated/-Community/-Promiscuous)
+    primary: int | None = None                    # its primary VLAN
+    secondary: int | None = None                  # isolated/community: its secondary VLAN
+    secondary_list: tuple[int, ...] | None = None  # promiscuous: the secondaries it serves
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -679,6 +783,8 @@ class PortSpec(_Spec):
         d["acls"] = [r.to_dict() for r in self.acls]
         if not self.acls:
             del d["acls"]  # a port without ACLs reads (and is stored, and exported) as before
+        d["pvlan"] = str(self.pvlan) if self.pvlan is not None else None
+        d["secondary_list"] = format_vlan_list(self.secondary_list) if self.secondary_list is not None else None
         return d
 
 
@@ -690,12 +796,14 @@ def policy_for(spec: PortSpec) -> PortPolicy:
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
                              | (GUARD_ROUTER if spec.router_guard else 0),
                              "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit,
-                             "port_mirroring": PortMirroring[spec.port_mirroring.upper()]}
+                             "port_mirroring": PortMirroring[spec.port_mirroring.upper()], "isolated": spec.isolated}
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
     if spec.acls:
         flags["acl"] = acl_rules.PortAcl(tuple(r.rule() for r in spec.acls))
+    if spec.pvlan is not None and spec.primary is not None:
+        return PortPolicy.private(spec.pvlan, spec.primary, _secondaries(spec), **flags)
     if spec.trunk is not None:
         return PortPolicy.trunk(set(spec.trunk), spec.native, **flags)
     return PortPolicy.access(spec.access_vlan, **flags)
@@ -729,6 +837,10 @@ class PortInfo:
     port_mirroring: str = "none"  # source: what it sends and receives is copied; destination: it gets the copies
     #: how many ACL rules (simple and extended) the port has (`vswitch acl list` shows them)
     acl_rules: int = 0
+    isolated: bool = False      # never exchanges frames with another isolated port
+    pvlan: str | None = None    # isolated | community | promiscuous: a private VLAN port (vlan_mode says it)
+    primary: int | None = None  # its primary VLAN
+    secondary: list[int] = field(default_factory=list)  # its secondary (promiscuous: the ones it serves)
 
 
 @dataclass
@@ -805,6 +917,32 @@ def _port_settings_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("vlan", "a port is either access (vlan) or trunk (trunk), not both")
     if v.get("native") is not None and "trunk" in v and v["trunk"] is None:
         yield Problem("native", "only a trunk port has a native VLAN (give trunk with it)")
+    mode = v.get("pvlan")
+    if mode is None:
+        for k in ("primary", "secondary", "secondary_list"):
+            if v.get(k) is not None:
+                yield Problem(k, "give pvlan with it (the VLAN mode is set as a whole)")
+    elif mode != "none":
+        if v.get("vlan") is not None or v.get("trunk") is not None:
+            yield Problem("pvlan", "a private VLAN port is neither access (vlan) nor trunk (trunk): give one mode")
+        if v.get("primary") is None:
+            yield Problem("primary", f"{_a(mode)} private VLAN port needs its primary VLAN")
+        need = "secondary_list" if mode == PvlanMode.PROMISCUOUS else "secondary"
+        if v.get(need) is None:
+            yield Problem(need, f"{_a(mode)} private VLAN port needs " + ("the secondary VLANs it serves"
+                                                                        if need == "secondary_list" else
+                                                                        "its secondary VLAN"))
+    else:
+        for k in ("primary", "secondary", "secondary_list"):
+            if v.get(k) is not None:
+                yield Problem(k, "pvlan none leaves the private VLAN: no primary or secondary")
+
+
+def _check_pvlan_setting(value: object) -> str:
+    """`port set --pvlan`: a private VLAN mode, or none (back to a plain access port)."""
+    if value == "none":
+        return "none"
+    return str(_enum_checker(PvlanMode, "a private VLAN mode or none")(value))
 
 
 @dataclass(frozen=True)
@@ -827,14 +965,20 @@ class PortSettings(_Change):
     mac_spoofing: bool | None = None
     mac_limit: int | None = None
     port_mirroring: str | None = None
+    isolated: bool | None = None
+    pvlan: str | None = None                      # isolated | community | promiscuous | none
+    primary: int | None = None
+    secondary: int | None = None
+    secondary_list: tuple[int, ...] | None = None
 
     what: ClassVar[str] = "port setting"
     options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
-                              "--router-guard, --mac-spoofing, --mac-limit or --port-mirroring")
-    fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
-                                             ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
-                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit",
-                                              "port_mirroring")}
+                              "--router-guard, --mac-spoofing, --mac-limit, --port-mirroring, --isolated or --pvlan")
+    fields: ClassVar[Mapping[str, Check]] = {
+        **{k: optional(PORT_FIELDS[k]) for k in
+           ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac", "dhcp_guard", "router_guard",
+            "mac_spoofing", "mac_limit", "port_mirroring", "isolated", "primary", "secondary", "secondary_list")},
+        "pvlan": optional(_check_pvlan_setting)}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
@@ -845,14 +989,20 @@ class PortSettings(_Change):
             raise Conflict(f"mac: only a tap port's MAC is vswitch's to set: {_MAC_OWNER[spec.kind]}")
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit", "port_mirroring")
+                                                                 "mac_limit", "port_mirroring", "isolated")
                                    if getattr(self, f) is not None}
+        no_pvlan = {"pvlan": None, "primary": None, "secondary": None, "secondary_list": None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
             changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given
+        if self.pvlan is not None and self.pvlan != "none":
+            changes.update(vlan=None, trunk=None, native=None, pvlan=self.pvlan, primary=self.primary,
+                           secondary=self.secondary, secondary_list=self.secondary_list)
+        elif self.pvlan == "none":
+            changes.update(no_pvlan)
         if self.vlan is not None:
-            changes.update(vlan=self.vlan, trunk=None, native=None)
+            changes.update(vlan=self.vlan, trunk=None, native=None, **no_pvlan)
         elif self.trunk is not None:
-            changes.update(vlan=None, trunk=self.trunk, native=self.native)
+            changes.update(vlan=None, trunk=self.trunk, native=self.native, **no_pvlan)
         return spec.updated(changes)
 
 

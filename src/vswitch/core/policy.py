@@ -7,7 +7,9 @@ native VLAN carried untagged). The default — access VLAN 1 — behaves as a pl
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
 `SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `port_mirroring`
 makes it a mirroring source (what it sends and receives is copied) or destination (it gets the copies);
-`acl` its port ACLs and extended ACLs (core/acl.py; None: none). docs/port-features.md.
+`acl` its port ACLs and extended ACLs (core/acl.py; None: none). `isolated` is the Linux bridge's port
+flag (isolated ports never reach each other); `pvlan` makes it a private VLAN port (core/isolation.py:
+what it sends in and what it receives from). docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -41,6 +43,14 @@ class VlanMode(enum.StrEnum):
     TRUNK = "trunk"
 
 
+class PvlanMode(enum.StrEnum):
+    """A private VLAN port's type (Hyper-V's Set-VMNetworkAdapterVlan -Isolated/-Community/-Promiscuous)."""
+
+    ISOLATED = "isolated"
+    COMMUNITY = "community"
+    PROMISCUOUS = "promiscuous"
+
+
 @dataclass(frozen=True)
 class PortPolicy:
     """What a port admits, learns, floods, how it tags, what it guards and which sources it may send.
@@ -61,6 +71,14 @@ class PortPolicy:
     mac_limit: int = 0
     acl: PortAcl | None = None
     port_mirroring: PortMirroring = PortMirroring.NONE
+
+    isolated: bool = False
+    #: a private VLAN port (None: a plain access or trunk port); it is an access port of `access_vlan`,
+    #: the VLAN it sends in (its secondary; a promiscuous port's: the primary)
+    pvlan: PvlanMode | None = None
+    primary_vlan: int = 0
+    #: isolated/community: its one secondary VLAN; promiscuous: the secondaries it receives from
+    secondary_vlans: frozenset[int] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if type(self.port_mirroring) is not PortMirroring:  # SwitchCore tests it by identity
@@ -84,6 +102,25 @@ class PortPolicy:
               **kw: Any) -> PortPolicy:
         return cls(mode=VlanMode.TRUNK, allowed_vlans=frozenset(allowed), native_vlan=native, **kw)
 
+    @classmethod
+    def private(cls, pvlan: PvlanMode, primary: int, secondaries: set[int] | frozenset[int] | list[int],
+                **kw: Any) -> PortPolicy:
+        """A private VLAN port: it sends in its secondary VLAN (promiscuous: in the primary) and
+        receives what `egress_vlans` says (trusted: the spec checked one secondary for isolated and
+        community, none of them the primary)."""
+        sec = frozenset(secondaries)
+        sends = primary if pvlan == PvlanMode.PROMISCUOUS else min(sec)
+        return cls(mode=VlanMode.ACCESS, access_vlan=sends, pvlan=pvlan, primary_vlan=primary,
+                   secondary_vlans=sec, **kw)
+
+    def egress_vlans(self) -> frozenset[int]:
+        """A private VLAN port's VLANs whose frames it receives (NDIS_SWITCH_PORT_PVLAN_MODE): isolated
+        the primary only; community the primary and its community; promiscuous the primary and its
+        secondaries."""
+        if self.pvlan == PvlanMode.ISOLATED:
+            return frozenset((self.primary_vlan,))
+        return self.secondary_vlans | {self.primary_vlan}
+
     def classify(self, vid: int | None) -> int | None:
         """Ingress: the VLAN a frame belongs to (vid None = untagged), or None when not admitted."""
         if self.mode == VlanMode.ACCESS:
@@ -92,7 +129,15 @@ class PortPolicy:
             return self.native_vlan
         return vid if vid in self.allowed_vlans else None
 
+    def own_vlan(self) -> int | None:
+        """The VLAN a static entry given without one goes in: its untagged frames' VLAN, or a private
+        VLAN port's primary (its learning domain: where lookups for it go). None: a trunk without one."""
+        return self.primary_vlan if self.pvlan is not None else self.classify(None)
+
     def member_vlans(self) -> frozenset[int]:
+        """Every VLAN the port sends or receives in (a private VLAN port: its primary and secondaries)."""
+        if self.pvlan is not None:
+            return self.secondary_vlans | {self.primary_vlan}
         if self.mode == VlanMode.ACCESS:
             return frozenset((self.access_vlan,))
         if self.native_vlan is None:
@@ -100,7 +145,10 @@ class PortPolicy:
         return self.allowed_vlans | {self.native_vlan}
 
     def is_member(self, vlan: int) -> bool:
+        """Egress: does a frame of `vlan` leave by this port (a private VLAN port: `egress_vlans`)?"""
         if self.mode == VlanMode.ACCESS:
+            if self.pvlan is not None:
+                return vlan in self.egress_vlans()
             return vlan == self.access_vlan
         return vlan in self.allowed_vlans or vlan == self.native_vlan
 
@@ -111,6 +159,11 @@ class PortPolicy:
         return vlan != self.native_vlan
 
     def describe(self) -> str:
+        if self.pvlan == PvlanMode.PROMISCUOUS:
+            return f"private VLAN promiscuous, primary {self.primary_vlan}, secondary " \
+                   f"{format_vlan_list(self.secondary_vlans)}"
+        if self.pvlan is not None:
+            return f"private VLAN {self.pvlan}, primary {self.primary_vlan}, secondary {self.access_vlan}"
         if self.mode == VlanMode.ACCESS:
             return f"access {self.access_vlan}"
         text = "trunk " + format_vlan_list(self.allowed_vlans)

@@ -28,6 +28,8 @@ class Reason(enum.Enum):
     DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
     DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
     DROP_ACL = "an ACL of the port (in or out) denies it"
+    DROP_ISOLATED = "the destination is isolated from the ingress port (both ports are isolated)"
+    DROP_PRIVATE_VLAN = "private VLAN: the destination's port does not receive the frame's secondary VLAN"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

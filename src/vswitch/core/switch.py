@@ -11,11 +11,13 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    (all before learning: a dropped frame is never learned; each of these drops is also a
    rate-limited `frame-dropped` event); with ACLs (core/acl.py) on the port in its "out" direction
    (from the VM), a frame they deny → DROP_ACL
-3. learn the source (when the port learns); a source that is static on another port is counted
-   (`static_refused`) and recorded as an event, never learned or moved
+3. learn the source (when the port learns) in the VLAN's learning domain (its own, or for a private
+   VLAN's secondary its primary: core/isolation.py); a source that is static on another port is
+   counted (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
-   ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
-   and floods.
+   ingress port; DROP_ISOLATED when both ports are isolated; DROP_PRIVATE_VLAN when a private VLAN's
+   destination does not receive the frame's VLAN); unknown → flood. Floods go to every other port
+   that is up, a member of the VLAN, floods and is not isolated from the ingress port.
 5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`;
    an output port whose ACLs deny the frame in their "in" direction (to the VM) is left out (a known
    unicast left with no port → DROP_ACL). Only a switch with such a port pays for it: every port is
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
+from vswitch.core import isolation
 from vswitch.core.acl import DIR_IN, DIR_OUT, ConnTable, PortAcl, RuleCounters, Verdict, evaluate, read_packet
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
@@ -107,7 +110,7 @@ def policy_change_flushes(old: PortPolicy, new: PortPolicy) -> bool:
     """Whether a port's learned entries go when its policy changes from `old` to `new` (its VLANs
     changed, it went administratively down, or its MAC spoofing was turned off): the rule of
     `SwitchCore.set_policy`, for every holder of the MAC table."""
-    return (old.member_vlans() != new.member_vlans() or not new.admin_up
+    return (old.member_vlans() != new.member_vlans() or not new.admin_up or old.pvlan != new.pvlan
             or (old.mac_spoofing and not new.mac_spoofing))  # what it learned from other sources goes
 
 
@@ -151,6 +154,13 @@ class SwitchCore:
         self._mirror_sources: frozenset[PortId] = frozenset()
         self._mirror_dests: tuple[PortId, ...] = ()
         self._mirror_unicast: dict[int, dict[PortId, dict[PortId, Decision]]] = {}
+        #: known unicast to an isolated port: its decision depends on the ingress port too
+        self._unicast_isolated: dict[tuple[int, PortId, PortId], Decision] = {}
+        #: a private VLAN's secondaries → its primary: the VLANs learned under another (isolation.py)
+        self._domain: dict[int, int] = {}
+        #: VLANs whose dynamic entries were flushed because the learning domains changed: a second
+        #: holder of the table (the kernel fast path's map) drains it (`take_relearned`) to do the same
+        self.relearned: set[int] = set()
         #: ports that adopted their first source as their MAC (spoofing off, no MAC), oldest first:
         #: the datapath drains it (`take_claims`) to tell its program and the control plane
         self.claims: list[PortId] = []
@@ -225,20 +235,35 @@ class SwitchCore:
         self._flood.clear()
         self._unicast.clear()
         self._mirror_unicast.clear()
+        self._unicast_isolated.clear()
+        domain = isolation.learning_domains(self.policies.values())
+        if domain != self._domain:  # a VLAN keyed anew: what was learned under the old key goes
+            gone = isolation.relearned(self._domain, domain)
+            for v in gone:
+                self.fdb.flush(vlan=v)
+            self.relearned |= gone
+            self._domain = domain
+        shared = frozenset(self._domain)
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
         # `screened` (PortPolicy.screened): a guard, spoofing off, a MAC limit, ACLs on what it sends or
-        # a mirroring source (its unicast decisions depend on the ingress port); and a port with an ACL
-        # "in" anywhere screens every port: any of them may deliver to it
+        # a mirroring source (its unicast decisions depend on the ingress port); a port with an ACL
+        # "in" anywhere screens every port (any of them may deliver to it); and a port in a VLAN
+        # learned under its primary (a private VLAN's)
         self._acl_in = acl_in = frozenset(p for p, pol in self.policies.items()
                                           if pol.acl is not None and pol.acl.has(DIR_IN))
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.screened or bool(acl_in))
+                             pol.screened or bool(acl_in) or not shared.isdisjoint(pol.member_vlans()))
                          for p, pol in self.policies.items()}
         self._mirror_sources = frozenset(p for p, pol in self.policies.items()
                                          if pol.port_mirroring == PortMirroring.SOURCE)
         self._mirror_dests = tuple(p for p, pol in self.policies.items()
                                    if pol.port_mirroring == PortMirroring.DESTINATION)
+
+    def take_relearned(self) -> set[int]:
+        """The VLANs `relearned` since the last call; empties it."""
+        out, self.relearned = self.relearned, set()
+        return out
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
         """The MACs ports adopted since the last call (port, MAC), still their MAC; empties `claims`."""
@@ -313,7 +338,10 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if screened:  # a guard, spoofing off, a MAC limit or ACLs; the ports with none pay this one test
+        fid = vlan  # the learning domain
+        if screened:  # a guard, spoofing off, a MAC limit, ACLs, a private VLAN; the others pay this one test
+            if self._domain:
+                fid = self._domain.get(vlan, vlan)
             if pol.guards:
                 l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
                 ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
@@ -329,7 +357,7 @@ class SwitchCore:
                                      {"vlan": vlan, "guard": name})
                     return self._drop_in_vlan(why, vlan)
             if not pol.mac_spoofing or pol.mac_limit:
-                why = self._source_check(in_port, pol, src, vlan, report)
+                why = self._source_check(in_port, pol, src, fid, report)
                 if why is not None:
                     c.drop(why)
                     if report is None:
@@ -353,23 +381,23 @@ class SwitchCore:
                                      {"vlan": vlan, "acl": v.deny.id, "direction": "out"})
                     return self._drop_in_vlan(Reason.DROP_ACL, vlan)
 
-        table = fdb.by_vlan.get(vlan)
+        table = fdb.by_vlan.get(fid)
         if learning:
             e = table.get(src) if table is not None else None
             if e is None or e.port != in_port or e.seen != now:
                 if e is None or not e.static:
-                    r = fdb.learn(src, vlan, in_port, now)
+                    r = fdb.learn(src, fid, in_port, now)
                     if r == LEARN_NEW:
                         c.learned += 1
                     elif r == LEARN_MOVED:
                         c.moved += 1
-                    table = fdb.by_vlan[vlan]
+                    table = fdb.by_vlan[fid]
                 elif e.port != in_port:
                     c.static_refused += 1  # pinned elsewhere: counted, never moved
                     if report is None:
-                        self.events.static_refused(src, vlan, in_port, e.port, now)
+                        self.events.static_refused(src, fid, in_port, e.port, now)
         if report is not None:
-            self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb)
+            self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb, fid)
 
         if dst[0] & 1:
             c.floods += 1
@@ -378,7 +406,7 @@ class SwitchCore:
             if d.mirror is not None and report is None:
                 self._count_mirror(d.mirror)
             if report is not None:
-                self._report_decision(report, d, in_port, dst, vlan, None, fdb)
+                self._report_decision(report, d, in_port, dst, vlan, None, fdb, fid)
             if screened and self._acl_in:
                 d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
@@ -389,7 +417,7 @@ class SwitchCore:
             if d.mirror is not None and report is None:
                 self._count_mirror(d.mirror)
             if report is not None:
-                self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+                self._report_decision(report, d, in_port, dst, vlan, e, fdb, fid)
             if screened and self._acl_in:
                 d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
             return d
@@ -403,7 +431,7 @@ class SwitchCore:
             if d is None or screened and pol.port_mirroring is _SOURCE:  # by its ingress port too
                 d = self._unicast_decision(c, in_port, out, vlan, tagstate, report is None)
         if report is not None:
-            self._report_decision(report, d, in_port, dst, vlan, e, fdb)
+            self._report_decision(report, d, in_port, dst, vlan, e, fdb, fid)
         if screened and self._acl_in:
             d = self._acl_egress(d, c, buf, offset, tagstate, n, now, report)
         return d
@@ -514,10 +542,18 @@ class SwitchCore:
         return edits if any(edits) else None
 
     def flood_ports(self, in_port: PortId, vlan: int) -> tuple[PortId, ...]:
-        """Every other port that is up, a member of `vlan` and floods."""
+        """Every other port that is up, a member of `vlan`, floods and is not isolated from `in_port`."""
+        src = self.policies[in_port]
         return tuple(p for p, pol in self.policies.items()
                      if p != in_port and pol.flooding and pol.admin_up and self._oper_up.get(p)
-                     and pol.is_member(vlan))
+                     and pol.is_member(vlan) and isolation.refusal(src, pol, vlan) is None)
+
+    def isolated_from(self, in_port: PortId, vlan: int) -> list[tuple[PortId, Reason]]:
+        """The ports a flood of `vlan` from `in_port` would reach but for isolation (trace's words)."""
+        src = self.policies[in_port]
+        return [(p, why) for p, pol in self.policies.items()
+                if p != in_port and pol.flooding and pol.admin_up and self._oper_up.get(p) and pol.is_member(vlan)
+                and (why := isolation.refusal(src, pol, vlan)) is not None]
 
     def _flood_decision(self, in_port: PortId, vlan: int, tagstate: int, reason: Reason) -> Decision:
         key = (((vlan << 2) | tagstate) << 2) | _FLOOD_KIND[reason]
@@ -535,8 +571,10 @@ class SwitchCore:
 
     def _unicast_decision(self, c: PortCounters, in_port: PortId, out: PortId, vlan: int, tagstate: int,
                           count: bool) -> Decision:
-        """A known unicast from `in_port` to `out`, cached: in `_unicast` (by `out`) unless a mirroring
-        source is at either end, then in `_mirror_unicast` (by both); `count`: the mirror's counters."""
+        """A known unicast from `in_port` to `out` (a cache miss, or from a mirroring source): cached in
+        `_unicast` (by `out`) unless it depends on the ingress port too — a mirroring source at either
+        end (`_mirror_unicast`, by both) or an isolated destination (`_unicast_isolated`); a drop is
+        never cached (counted each time). `count`: the mirror's counters."""
         key = (vlan << 2) | tagstate
         sources = self._mirror_sources
         if sources:
@@ -549,18 +587,30 @@ class SwitchCore:
                 return d
         if not self.is_up(out):
             c.drop(Reason.DROP_EGRESS_DOWN)
-            return self._drop_in_vlan(Reason.DROP_EGRESS_DOWN, vlan)  # never cached: counted each time
+            return self._drop_in_vlan(Reason.DROP_EGRESS_DOWN, vlan)
+        dst = self.policies[out]
+        why = isolation.refusal(self.policies[in_port], dst, vlan, vlan in self._domain.values()
+                                or vlan in self._domain)
+        if why is not None:
+            c.drop(why)
+            return self._drop_in_vlan(why, vlan)
+        if dst.isolated:
+            d = self._unicast_isolated.get((key, in_port, out))
+            if d is not None:
+                return d
         outs: tuple[PortId, ...] = (out,)
         mirror = self._mirror_for(in_port, outs)
         if mirror is not None:
             outs += mirror.copies
         d = Decision(outs, Reason.FORWARD_LEARNED, vlan, self._edits(outs, vlan, tagstate), mirror)
-        if mirror is None and out not in sources and in_port not in sources:  # the same for every ingress port
-            self._unicast.setdefault(key, {})[out] = d
-        else:
+        if mirror is not None or out in sources or in_port in sources:
             self._mirror_unicast.setdefault(key, {}).setdefault(in_port, {})[out] = d
             if mirror is not None and count:
                 self._count_mirror(mirror)
+        elif dst.isolated:
+            self._unicast_isolated[(key, in_port, out)] = d
+        else:  # the same for every ingress port
+            self._unicast.setdefault(key, {})[out] = d
         return d
 
     # -- port mirroring ---------------------------------------------------------------------------
@@ -614,8 +664,8 @@ class SwitchCore:
 
     # The report writers: called by `process` only when it was given a report, never on the hot path.
     def _report_admitted(self, report: list[TraceStep], buf: bytes, offset: int, in_port: PortId, vlan: int,
-                         tagstate: int, learning: bool, fdb: DryRunFdb) -> None:
-        """The parse, ingress and learn steps of a frame admitted to `vlan`."""
+                         tagstate: int, learning: bool, fdb: DryRunFdb, fid: int) -> None:
+        """The parse, ingress and learn steps of a frame admitted to `vlan` (learned in `fid`)."""
         report.append(_parse_step(buf, offset))
         policy = self.policies[in_port].describe()
         how = ("untagged", "tagged", "priority-tagged")[tagstate]
@@ -623,12 +673,13 @@ class SwitchCore:
                                 detail={"vlan": vlan, "policy": policy, "arrived": how}))
         src = bytes(buf[offset + 6:offset + 12])
         mac = format_mac(src)
-        detail: dict[str, Any] = {"mac": mac, "vlan": vlan, "port": in_port}
+        detail: dict[str, Any] = {"mac": mac, "vlan": fid, "port": in_port}
+        where = f"VLAN {vlan}" if fid == vlan else f"VLAN {fid}, the primary of secondary VLAN {vlan}: shared learning"
         if not learning:
             what = f"learning is off on port {in_port}: {mac} not learned"
             detail["action"] = "off"
         elif fdb.outcome is None:  # `process` did not need to learn: static, or already seen now
-            e = self.fdb.get(src, vlan)
+            e = self.fdb.get(src, fid)
             if e is not None and e.static:
                 what = f"{mac} is static on port {e.port}: kept"
                 detail.update(action="static", port=e.port)
@@ -636,7 +687,7 @@ class SwitchCore:
                 what = f"{mac} already learned on port {in_port}"
                 detail["action"] = "refresh"
         elif fdb.outcome == LEARN_NEW:
-            what = f"would learn {mac} on port {in_port} (VLAN {vlan})"
+            what = f"would learn {mac} on port {in_port} ({where})"
             detail["action"] = "learn"
             victim = fdb.evicted
             if victim is not None:
@@ -656,22 +707,24 @@ class SwitchCore:
         report.append(TraceStep("learn", what, detail=detail))
 
     def _report_decision(self, report: list[TraceStep], d: Decision, in_port: PortId, dst: bytes, vlan: int,
-                         e: Any, fdb: DryRunFdb) -> None:
+                         e: Any, fdb: DryRunFdb, fid: int) -> None:
         """The decide step (lookup, verdict, output ports) and one egress step per output port.
-        `e` is the destination's entry as the lookup found it (None: not found, or not looked up)."""
+        `e` is the destination's entry as the lookup found it (None: not found, or not looked up);
+        `fid` the VLAN the lookup was in (a private VLAN's primary for its secondaries)."""
         mac = format_mac(dst)
         outs = list(d.out_ports)
         r = d.reason
         detail: dict[str, Any] = {"dst": mac, "vlan": vlan, "out_ports": outs}
+        primary = fid if fid != vlan else (vlan if vlan in self._domain.values() else None)
         if r.is_flood:
             if r is Reason.FLOOD_UNKNOWN:
                 victim = fdb.evicted
                 if e is not None:
-                    why = f"{mac} aged out of the MAC table (VLAN {vlan})"
-                elif victim is not None and victim.mac == dst and victim.vlan == vlan:
-                    why = f"{mac} would be evicted by learning the source (VLAN {vlan})"
+                    why = f"{mac} aged out of the MAC table (VLAN {fid})"
+                elif victim is not None and victim.mac == dst and victim.vlan == fid:
+                    why = f"{mac} would be evicted by learning the source (VLAN {fid})"
                 else:
-                    why = f"{mac} is not in the MAC table (VLAN {vlan})"
+                    why = f"{mac} is not in the MAC table (VLAN {fid})"
                 detail["lookup"] = "miss"
             else:
                 why = f"{mac} is a {'broadcast' if r is Reason.FLOOD_BROADCAST else 'multicast'} address: no lookup"
@@ -679,6 +732,14 @@ class SwitchCore:
             to = (f"flooded to port{'s' if len(outs) > 1 else ''} {', '.join(map(str, outs))}" if outs else
                   f"flooded to no port: no other port is up, floods and is a member of VLAN {vlan}")
             result = f"{why}; {to}"
+            note = isolation.flood_note(vlan, primary, self.policies)
+            if note:
+                result += f" ({note})"
+            refused = self.isolated_from(in_port, vlan)
+            if refused:
+                result += "; not to " + "; ".join(
+                    f"port {p} ({isolation.describe(w, in_port, p, vlan, primary, self.policies)})" for p, w in refused)
+                detail["isolated_from"] = [p for p, _ in refused]
         else:
             detail["lookup"] = "hit"
             detail["dst_port"] = e.port
@@ -686,6 +747,9 @@ class SwitchCore:
                 result = f"{mac} is on the ingress port {in_port} (VLAN {vlan}): dropped"
             elif r is Reason.DROP_EGRESS_DOWN:
                 result = f"{mac} is on port {e.port} (VLAN {vlan}), which is down: dropped"
+            elif r in (Reason.DROP_ISOLATED, Reason.DROP_PRIVATE_VLAN):
+                result = (f"{mac} is on port {e.port} (VLAN {fid}); "
+                          f"{isolation.describe(r, in_port, e.port, vlan, primary, self.policies)}: dropped")
             else:
                 result = f"{mac} is on port {e.port} (VLAN {vlan}): forwarded"
         m = d.mirror

@@ -97,7 +97,7 @@ from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import PORT_FEATURE_DROPS, Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
 from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
-from vswitch.datapath.upcall import CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
+from vswitch.datapath.upcall import CAUSE_PORT, CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
 from vswitch.ports.tap import TapPort
@@ -420,6 +420,7 @@ class KernelDatapath(Datapath):
             port.mtu = link_mtu(None, port.ifname, port.mtu)  # type: ignore[attr-defined]  # what an open would have read
             ps = self._ports[pid] = PortState(pid, port, role)
             self.core.add_port(pid, policy)
+            self._flush_relearned()
             self._as_kernel_port(ps)
             self._relabel()
             return True
@@ -443,6 +444,7 @@ class KernelDatapath(Datapath):
             self._down.pop(pid, None)
             self.program.remove_port(pid)  # takes the program off the link, drops the port's entries
             self.core.remove_port(pid)
+            self._flush_relearned()
             self._relabel()
             return ps.port
         port = self.call(do)
@@ -488,8 +490,15 @@ class KernelDatapath(Datapath):
             self.program.set_policy(pid, self.core.policies[pid])  # with a MAC the port adopted
             if policy_change_flushes(old, policy):
                 self.program.tables.flush(slot=self.program.slot(pid))
+            self._flush_relearned()
             self._relabel()  # a setting may send the port up, or bring it back
         self.call(do)
+
+    def _flush_relearned(self) -> None:
+        """The learning domains changed (a private VLAN came, went or changed): the map forgets what
+        the core forgot (SwitchCore.relearned), so neither holder keeps an entry under an old key."""
+        for vlan in self.core.take_relearned():
+            self.program.tables.flush(vlan=vlan)
 
     def add_static(self, mac: bytes, vlan: int, pid: Hashable) -> None:
         def do() -> None:
@@ -777,7 +786,16 @@ class KernelDatapath(Datapath):
                 continue
             try:
                 c = counters[pid]
-                if cause == CAUSE_TABLE_FULL:
+                if cause == CAUSE_PORT:
+                    # the program sent it up before learning (a port it does not decide for): the core
+                    # learns and counts it, and the map gets what the core learned (its key: a private
+                    # VLAN's secondary is learned under the primary, which the program cannot do)
+                    self._mirror_all = True
+                    try:
+                        d = process(pid, buf, UPCALL_HDR, now)
+                    finally:
+                        self._mirror_all = False
+                elif cause == CAUSE_TABLE_FULL:
                     if not self._fdb_loaded:  # once a tick: the fair eviction needs the whole table
                         self._load_fdb()
                     self._mirror_all = True

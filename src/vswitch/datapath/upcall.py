@@ -37,6 +37,7 @@ TPID = 0x88A8
 #: the S-tag's PCP on the way up: the cause, an index into these (layout.COUNTERS[C["upcall"] + cause])
 CAUSES = ("", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full")
 CAUSE_TABLE_FULL = CAUSES.index("upcall_table_full")
+CAUSE_PORT = CAUSES.index("upcall_port")
 MAX_SLOT = 4094  # VID = slot + 1 must stay below 4095
 
 _MACS_END = UPCALL_HDR + 12   # the S-tag goes right after the MAC addresses

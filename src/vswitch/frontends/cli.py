@@ -63,6 +63,7 @@ from vswitch.control.model import (
     VswitchError,
     to_jsonable,
 )
+from vswitch.core.policy import format_vlan_list
 from vswitch.frontends.console import console as _console
 from vswitch.frontends.demo import demo
 from vswitch.frontends.lab_cli import lab
@@ -481,12 +482,23 @@ _ON_OFF = click.Choice(["on", "off"])
                                                                       case_sensitive=False), default=None,
               help="source: what it sends and receives is copied to every destination port of the switch; "
                    "destination: it gets those copies (Hyper-V -PortMirroring).")
+@click.option("--isolated", type=_ON_OFF, default=None,
+              help="on: never exchange frames with another isolated port (the Linux bridge's isolated flag).")
+@click.option("--pvlan", type=click.Choice(["isolated", "community", "promiscuous", "none"]), default=None,
+              help="Make it a private VLAN port (Hyper-V Set-VMNetworkAdapterVlan -Isolated/-Community/"
+                   "-Promiscuous); none: back to a plain access port.")
+@click.option("--primary", type=int, metavar="P", default=None, help="With --pvlan: the primary VLAN.")
+@click.option("--secondary", type=int, metavar="S", default=None,
+              help="With --pvlan isolated|community: its secondary VLAN.")
+@click.option("--secondary-list", "secondary_list", metavar="LIST", default=None,
+              help="With --pvlan promiscuous: the secondary VLANs it serves, e.g. 101-103.")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
              mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
-             mac_limit: int | None, port_mirroring: str | None, as_json: bool) -> None:
+             mac_limit: int | None, port_mirroring: str | None, isolated: str | None, pvlan: str | None,
+             primary: int | None, secondary: int | None, secondary_list: str | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -496,7 +508,9 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
                               "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
                               "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard),
                               "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit,
-                              "port_mirroring": port_mirroring}
+                              "port_mirroring": port_mirroring,
+                              "isolated": flag(isolated), "pvlan": pvlan, "primary": primary,
+                              "secondary": secondary, "secondary_list": secondary_list}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -526,7 +540,8 @@ def _port_summary(p: PortInfo) -> str:
                if p.dhcp_guard or p.router_guard else "")
             + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
             + (f", mac limit {p.mac_limit}" if p.mac_limit else "")
-            + (f", port mirroring {p.port_mirroring}" if p.port_mirroring != "none" else ""))
+            + (f", port mirroring {p.port_mirroring}" if p.port_mirroring != "none" else "")
+            + (", isolated" if p.isolated else ""))
 
 
 @port.command("show")
@@ -550,6 +565,9 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
             ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
             ("port mirroring", p.port_mirroring),
+            ("isolated", _on(p.isolated)),
+            *([("private vlan", f"{p.pvlan}, primary {p.primary}, secondary "
+                                f"{format_vlan_list(p.secondary)}")] if p.pvlan else []),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
             ("datapath", p.datapath),

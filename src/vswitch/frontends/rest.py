@@ -107,6 +107,7 @@ from vswitch.control.model import (
     clip,
     to_jsonable,
 )
+from vswitch.core.policy import PvlanMode
 from vswitch.frontends.tokens import READ_METHODS, Role
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,24 @@ def _switch_schema(schema: dict[str, Any]) -> None:
     }]
 
 
+_PV_FIELDS = ("primary", "secondary", "secondary_list")
+_PV_NULL = {k: {"type": "null"} for k in _PV_FIELDS}
+#: as model._pvlan_rules: a private VLAN port has no vlan or trunk, its primary and its secondary
+#: (promiscuous: its list); any other port none of them
+_PVLAN_SPEC_SCHEMA = [
+    {"if": {"properties": {"pvlan": {"enum": ["isolated", "community"]}}, "required": ["pvlan"]},
+     "then": {"required": ["primary", "secondary"],
+              "properties": {"primary": {"type": "integer"}, "secondary": {"type": "integer"},
+                             "secondary_list": {"type": "null"}, "vlan": {"type": "null"}, "trunk": {"type": "null"}}}},
+    {"if": {"properties": {"pvlan": {"const": "promiscuous"}}, "required": ["pvlan"]},
+     "then": {"required": ["primary", "secondary_list"],
+              "properties": {"primary": {"type": "integer"}, "secondary_list": {"type": "array"},
+                             "secondary": {"type": "null"}, "vlan": {"type": "null"}, "trunk": {"type": "null"}}}},
+    {"if": {"not": {"properties": {"pvlan": {"type": "string"}}, "required": ["pvlan"]}},
+     "then": {"properties": _PV_NULL}},
+]
+
+
 def _port_schema(schema: dict[str, Any]) -> None:
     """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native); a MAC
     for a tap port only."""
@@ -163,6 +182,7 @@ def _port_schema(schema: dict[str, Any]) -> None:
          "else": {"properties": {"native": {"type": "null"}}}},
         {"if": {"properties": {"kind": {"not": {"const": "tap"}}}},
          "then": {"properties": {"mac": {"type": "null"}}}},
+        *_PVLAN_SPEC_SCHEMA,
     ]
 
 
@@ -213,6 +233,15 @@ class PortCreate(BaseModel):
                                                                "sends and receives is copied to every "
                                                                "destination port of the switch), destination "
                                                                "(it gets the copies) or none.")
+    isolated: bool = Field(False, description="Never exchange frames with another isolated port (the Linux "
+                                              "bridge's isolated flag).")
+    pvlan: Annotated[PvlanMode, Field(strict=False)] | None = Field(
+        None, description="A private VLAN port (Hyper-V Set-VMNetworkAdapterVlan -Isolated/-Community/"
+                          "-Promiscuous); replaces vlan and trunk.")
+    primary: Vlan | None = Field(None, description="A private VLAN port's primary VLAN.")
+    secondary: Vlan | None = Field(None, description="An isolated or community port's secondary VLAN.")
+    secondary_list: list[Vlan] | None = Field(None, min_length=1, max_length=TRUNK_MAX_VLANS,
+                                              description="A promiscuous port's secondary VLANs.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -272,6 +301,10 @@ _FIELDS: dict[str, Any] = {
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
     "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
     "port_mirroring": _PortMirroring,
+    "primary": Vlan,
+    "secondary": Vlan,
+    "secondary_list": Annotated[list[Vlan], Field(min_length=1, max_length=TRUNK_MAX_VLANS)],
+    "pvlan": Literal["isolated", "community", "promiscuous", "none"],
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
     "direction": Literal["in", "out", "both"],
@@ -356,7 +389,18 @@ _QUERIES: dict[Any, dict[str, Any]] = {
 def _port_settings_schema(schema: dict[str, Any]) -> None:
     """Access (vlan) or trunk (+native), as `PortSettings` enforces."""
     schema["allOf"] = [{"if": {"required": ["trunk"]}, "then": {"not": {"required": ["vlan"]}},
-                        "else": {"not": {"required": ["native"]}}}]
+                        "else": {"not": {"required": ["native"]}}},
+                       # as PortSettings: --pvlan (not none) with its primary and secondary (promiscuous: list),
+                       # without vlan or trunk; none, or no pvlan, with none of them
+                       {"if": {"properties": {"pvlan": {"enum": ["isolated", "community"]}}, "required": ["pvlan"]},
+                        "then": {"required": ["primary", "secondary"],
+                                 "not": {"anyOf": [{"required": [k]} for k in ("vlan", "trunk", "secondary_list")]}}},
+                       {"if": {"properties": {"pvlan": {"const": "promiscuous"}}, "required": ["pvlan"]},
+                        "then": {"required": ["primary", "secondary_list"],
+                                 "not": {"anyOf": [{"required": [k]} for k in ("vlan", "trunk", "secondary")]}}},
+                       {"if": {"not": {"properties": {"pvlan": {"enum": ["isolated", "community", "promiscuous"]}},
+                                       "required": ["pvlan"]}},
+                        "then": {"not": {"anyOf": [{"required": [k]} for k in _PV_FIELDS]}}}]
 
 
 def _switch_settings_schema(schema: dict[str, Any]) -> None:

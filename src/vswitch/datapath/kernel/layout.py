@@ -9,6 +9,7 @@ Pure: no I/O. Must not touch: maps, libbpf (libbpf.py, tables.py).
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 from vswitch.core.acl import DIR_IN
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
@@ -32,6 +33,9 @@ PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
 PF_MIRROR_SRC = 0x10000
 PF_MIRROR_DST = 0x20000
+PF_ISOLATED = 0x800
+PF_PVLAN = 0x1000
+VLAN_IDS = 4096
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -43,7 +47,7 @@ U64 = struct.Struct("<Q")
 PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
-CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII")  # struct vs_config
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII{VLAN_IDS}H")  # struct vs_config
 ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, ST_FDB_EVENTS_LOST, NR_STATE = 0, 1, 2, 3, 4   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
@@ -58,6 +62,7 @@ COUNTERS = (
     "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
     "mirrored", "mirror_tx",
     "drop_acl",
+    "drop_isolated", "drop_private_vlan",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -117,8 +122,11 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
              | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
-             | _MIRROR_FLAGS[policy.port_mirroring])
+             | _MIRROR_FLAGS[policy.port_mirroring] | (PF_ISOLATED if policy.isolated else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
+    if policy.pvlan is not None:  # it sends in access_vlan, receives the VLANs in `allowed`
+        return PORT.pack(ifindex, flags | PF_PVLAN, policy.access_vlan, 0, 0, *vlan_bits(policy.egress_vlans()),
+                         mac, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
                          mac, 0)
@@ -128,15 +136,27 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
                 py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False,
                 upcall_ifindex: int = 0, mirror_vlans: frozenset[int] = frozenset(), mirror_dests: int = 0,
-                mirror_py: int = 0) -> bytes:
+                mirror_py: int = 0, domains: Mapping[int, int] | None = None) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
     on test mode with that clock; `events` the decision events (vs_events); `upcall_ifindex` the
     upcall TAP (0: frames that go up are left to the stack). Port mirroring: `mirror_vlans` the
     VLANs with a source up and flooding, `mirror_dests` the destinations up, `mirror_py` how many of
-    them only Python serves."""
+    them only Python serves. `domains` the private VLANs' learning domains
+    (isolation.learning_domains: secondary → primary), each primary its own too."""
     flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
-                       *vlan_bits(py_vlans), upcall_ifindex, 0, *vlan_bits(mirror_vlans), mirror_dests, mirror_py)
+                       *vlan_bits(py_vlans), upcall_ifindex, 0, *vlan_bits(mirror_vlans), mirror_dests, mirror_py,
+                       *domain_table(domains or {}))
+
+
+def domain_table(domains: Mapping[int, int]) -> list[int]:
+    """`vs_config.domain`: the primary of every VLAN of a private VLAN (its primary and secondaries), 0
+    for the others — so the program learns and looks up under the core's key and knows which
+    VLANs' known unicast needs the receive test (SwitchCore._unicast_decision's `shared`)."""
+    table = [0] * VLAN_IDS
+    for secondary, primary in domains.items():
+        table[secondary] = table[primary] = primary
+    return table
 
 
 COUNTER_ROW = struct.Struct(f"<{NR_COUNTERS}Q")           # struct vs_counters

@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vswitch.core.isolation import learning_domains
 from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel import tc
@@ -214,7 +215,8 @@ class SwitchProgram:
                                                events=self._events,
                                                upcall_ifindex=self._upcall_ifindex,
                                                mirror_vlans=frozenset(mirror_vlans), mirror_dests=mirror_dests,
-                                               mirror_py=mirror_py))
+                                               mirror_py=mirror_py,
+                                               domains=learning_domains(s.policy for s in self._slots.values())))
 
     # -- decision events ----------------------------------------------------------------------
     def set_events(self, on: bool) -> None:

@@ -137,6 +137,7 @@ struct egress {
 	__u32 observe;                  /* VS_CFG_EVENTS: report the decision in vs_events */
 	__u32 mirror;                   /* port mirroring: the destinations get copies (mirrored()) */
 	__u32 only;                     /* a mirrored known unicast: its one output's slot + 1 (0: a flood) */
+	__u32 isolated;                 /* the in-port is VS_PF_ISOLATED: the flood skips isolated ports */
 };
 
 /* The flood's state from one port to the next */
@@ -146,6 +147,7 @@ struct flood_state {
 	__u32 copies;
 	__u32 failed;
 	__u32 tag_failed;
+	__u32 reached_src;              /* the flood reached a mirroring source (eg.mirror is then exact) */
 };
 
 /* bpf_loop's context in the flood */
@@ -189,9 +191,11 @@ static __always_inline __u32 classify(const struct vs_port *p, int vid)
 	return vlan_bit(p->allowed, vid) ? vid : 0;
 }
 
-/* PortPolicy.is_member */
+/* PortPolicy.is_member (a private VLAN port: the VLANs it receives, in `allowed`) */
 static __always_inline int is_member(const struct vs_port *p, __u32 vlan)
 {
+	if (p->flags & VS_PF_PVLAN)
+		return vlan_bit(p->allowed, vlan);
 	if (!(p->flags & VS_PF_TRUNK))
 		return vlan == p->access_vlan;
 	return vlan_bit(p->allowed, vlan) || vlan == p->native_vlan;
@@ -373,8 +377,10 @@ __attribute__((noinline)) int vs_mirror_visit(struct __sk_buff *skb, struct floo
 	p = bpf_map_lookup_elem(&vs_ports, &slot);
 	if (!p || !(p->flags & VS_PF_MIRROR_DST) || (p->flags & PORT_UP) != PORT_UP)
 		return 0;
-	if (st->eg.only ? slot == st->eg.only - 1 : (p->flags & VS_PF_FLOOD) && is_member(p, st->eg.vlan))
-		return 0;               /* an output already: no second copy */
+	if (st->eg.only ? slot == st->eg.only - 1
+	    : (p->flags & VS_PF_FLOOD) && is_member(p, st->eg.vlan)
+	      && !(st->eg.isolated && (p->flags & VS_PF_ISOLATED)))
+		return 0;               /* an output already (isolation kept it out of none): no second copy */
 	count(slot, VS_C_MIRROR_TX, 1);
 	if (st->pending)
 		send_pending_clone(skb, st);
@@ -404,11 +410,16 @@ __attribute__((noinline)) int vs_flood_visit(struct __sk_buff *skb, struct flood
 	p = bpf_map_lookup_elem(&vs_ports, &slot);
 	if (!p || (p->flags & (PORT_UP | VS_PF_FLOOD)) != (PORT_UP | VS_PF_FLOOD) || !is_member(p, st->eg.vlan))
 		return 0;
+	if (st->eg.isolated && (p->flags & VS_PF_ISOLATED))    /* port isolation (core/isolation.py) */
+		return 0;
 	if (st->pending)
 		send_pending_clone(skb, st);
 	st->pending = slot + 1;
-	if (st->eg.mirror && (p->flags & VS_PF_MIRROR_SRC))
-		count(slot, VS_C_MIRRORED, 1);  /* a source the flood reaches */
+	if (p->flags & VS_PF_MIRROR_SRC) {
+		st->reached_src = 1;
+		if (st->eg.mirror)
+			count(slot, VS_C_MIRRORED, 1);  /* a source the flood reaches */
+	}
 	if (st->eg.observe)
 		ev_out(slot);
 	return 0;
@@ -457,10 +468,15 @@ __attribute__((noinline)) int vs_flood(struct __sk_buff *skb, struct egress *eg)
 		bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, flood_one, &c, 0);
 	}
 	if (st->eg.mirror) {
+		/* a flood is mirrored for its VLAN's sources only if it reached one (isolation may have kept
+		 * it from them: mirror_vlans is the VLANs' superset), as SwitchCore._mirror_for asks */
 		p = bpf_map_lookup_elem(&vs_ports, &in);
-		if (p && (p->flags & VS_PF_MIRROR_SRC))
+		int from_src = p && (p->flags & VS_PF_MIRROR_SRC);
+
+		if (from_src)
 			count(in, VS_C_MIRRORED, 1);
-		bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, mirror_one, &c, 0);
+		if (from_src || st->eg.only || st->reached_src)
+			bpf_loop(n < VS_MAX_PORTS ? n : VS_MAX_PORTS, mirror_one, &c, 0);
 	}
 	if (st->eg.observe)
 		ev_emit();
@@ -729,7 +745,7 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 /* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
 static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 {
-	__u32 zero = 0, *sp, out, len;
+	__u32 zero = 0, *sp, out, len, domain, fid;
 	struct vs_port *inp, *op;
 	struct vs_config *cfg;
 	struct vs_test_run *t;
@@ -764,6 +780,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (cfg->flags & VS_CFG_EVENTS)
 		eg.observe = 1;
+	if (inp->flags & VS_PF_ISOLATED)
+		eg.isolated = 1;
 	if (inp->flags & VS_PF_UPCALL)
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
 
@@ -834,7 +852,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 
 	/* learn */
-	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, eg.vlan, src, now))
+	/* the learning domain: a private VLAN's VLANs are learned and looked up under its primary */
+	domain = cfg->domain[eg.vlan & (VS_VLAN_IDS - 1)];
+	fid = domain ? domain : eg.vlan;
+	if ((inp->flags & VS_PF_LEARN) && learn(cfg, eg.in_slot, fid, src, now))
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_TABLE_FULL);
 
 	/* decide */
@@ -851,7 +872,7 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		return vs_flood(skb, &eg);
 	}
 	__builtin_memcpy(k.mac, dst, 6);
-	k.vlan = eg.vlan;
+	k.vlan = fid;
 	e = bpf_map_lookup_elem(&vs_fdb, &k);
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
@@ -870,6 +891,14 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	op = out < VS_MAX_PORTS ? bpf_map_lookup_elem(&vs_ports, &out) : NULL;
 	if (!op || (op->flags & PORT_UP) != PORT_UP) {
 		decided(skb, &eg, len, VS_C_DROP_EGRESS_DOWN);
+		return TC_ACT_SHOT;
+	}
+	if (inp->flags & op->flags & VS_PF_ISOLATED) {  /* both isolated (isolation.refusal); others pay the test */
+		decided(skb, &eg, len, VS_C_DROP_ISOLATED);
+		return TC_ACT_SHOT;
+	}
+	if (domain && !is_member(op, eg.vlan)) {        /* shared learning found a port that does not receive it */
+		decided(skb, &eg, len, VS_C_DROP_PRIVATE_VLAN);
 		return TC_ACT_SHOT;
 	}
 	/* A port only Python serves, or one whose frames Python decides (VS_PF_UPCALL: e.g. its ACLs, whose

@@ -30,6 +30,10 @@
 #define VS_PF_MIRROR_SRC   0x10000 /* port mirroring source: its frames, in and out, are copied to every
 				    * destination (SwitchCore._mirror_for) */
 #define VS_PF_MIRROR_DST   0x20000 /* port mirroring destination: it gets those copies */
+#define VS_PF_ISOLATED     0x800 /* port isolation: never to or from another VS_PF_ISOLATED port */
+#define VS_PF_PVLAN        0x1000 /* a private VLAN port: it sends in access_vlan and receives the VLANs of
+				   * vs_port.allowed (PortPolicy.egress_vlans) */
+#define VS_VLAN_IDS        4096  /* vs_config.domain: one entry per VLAN id */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -77,6 +81,8 @@ struct vs_config {
 	__u64 mirror_vlans[VS_VLAN_WORDS];
 	__u32 mirror_dests;
 	__u32 mirror_py;
+	__u16 domain[VS_VLAN_IDS];  /* appended: a private VLAN's primary for the primary and each of its
+				     * secondaries (their one learning domain, core/isolation.py); 0: a VLAN of none */
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one
@@ -129,6 +135,8 @@ enum vs_counter {
 	VS_C_MIRRORED,              /* appended: a source's frames (in or out) a destination got (PortCounters.mirrored) */
 	VS_C_MIRROR_TX,             /* a destination's mirror copies (PortCounters.mirror_tx) */
 	VS_C_DROP_ACL,              /* Reason.DROP_ACL (Python's: a port with ACLs is served there) */
+	VS_C_DROP_ISOLATED,         /* appended: Reason.DROP_ISOLATED */
+	VS_C_DROP_PRIVATE_VLAN,     /* Reason.DROP_PRIVATE_VLAN */
 	VS_NR_COUNTERS
 };
 

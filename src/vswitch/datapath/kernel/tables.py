@@ -132,11 +132,12 @@ class SwitchTables:
             self._count_removed(1)
         return True
 
-    def flush(self, *, slot: int | None = None, include_static: bool = False) -> int:
-        """Remove entries (dynamic only unless `include_static`), optionally only those of a slot."""
+    def flush(self, *, slot: int | None = None, include_static: bool = False, vlan: int | None = None) -> int:
+        """Remove entries (dynamic only unless `include_static`), optionally only those of a slot or VLAN."""
         n = 0
         for e in self.fdb_entries():
-            if (slot is None or e.slot == slot) and (include_static or not e.static):
+            if (slot is None or e.slot == slot) and (vlan is None or e.vlan == vlan) \
+                    and (include_static or not e.static):
                 n += self.delete(e.mac, e.vlan)
         return n
 
