@@ -14,6 +14,9 @@ RAs and redirects (behind extension headers, tagged, fragmented, cut short) and 
 (a DHCPDISCOVER, a relay's BOOTREQUEST, a Router Solicitation, an ICMPv6 echo, later fragments).
 Two ports have MAC spoofing off with their MAC known (an access and a trunk port): the sources from
 the pool are theirs a tenth of the time, forged the rest (DROP_SPOOFED_MAC, never learned).
+Two ports have a storm limit (1 and 2 frames per second, on the test clock: their floods are over
+it about as often as not, DROP_STORM_LIMIT); test_the_storm_limit_meters_floods_like_the_core
+floods one port at 10 kpps of the test clock against a limit of 1,000.
 BPF_PROG_TEST_RUN keeps a tag in the bytes; test_kernel_veth.py covers the metadata tag of a real receive.
 """
 
@@ -54,6 +57,8 @@ POLICIES = {
     "a20-guards": PortPolicy.access(20, guards=GUARD_DHCP | GUARD_ROUTER),
     "a10-nospoof": PortPolicy.access(10, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 2))),
     "t-nospoof": PortPolicy.trunk({10, 20, 30}, native=20, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 3))),
+    "a10-storm": PortPolicy.access(10, storm_limit=1),
+    "t-storm": PortPolicy.trunk({10, 20, 30}, native=10, storm_limit=2),
 }
 OPER_FLAPPING = "t-nonative"
 
@@ -97,12 +102,12 @@ def _verdict(reason: str, n_out: int) -> int:
 
 
 def _build(ports: dict[str, PortPolicy]) -> tuple[SwitchCore, SwitchProgram]:
-    core = SwitchCore(ageing_s=AGEING_S * NS, group_fwd_mask=GROUP_FWD_MASK)
+    core = SwitchCore(ageing_s=AGEING_S * NS, group_fwd_mask=GROUP_FWD_MASK, clock_ns=1)  # now: the test's ns
     prog = SwitchProgram(ageing_s=AGEING_S, group_fwd_mask=GROUP_FWD_MASK)
     for i, (name, policy) in enumerate(ports.items()):
         core.add_port(name, policy)
         prog.add_port(name, policy, ifindex=1000 + i)  # test mode sends nothing: any ifindex will do
-    for mac, vlan, port in STATICS:
+    for mac, vlan, port in (st for st in STATICS if st[2] in ports):
         core.fdb.add_static(mac, vlan, port)
         prog.add_static(mac, vlan, port)
     return core, prog
@@ -153,8 +158,12 @@ def _compare(core: SwitchCore, prog: SwitchProgram, n_frames: int, seed: int) ->
 
 
 def _counters_differ(core: SwitchCore, prog: SwitchProgram) -> list[str]:
+    return _counters_differ_for(core, prog, POLICIES)
+
+
+def _counters_differ_for(core: SwitchCore, prog: SwitchProgram, ports: dict[str, PortPolicy]) -> list[str]:
     out = []
-    for port in POLICIES:
+    for port in ports:
         snap = core.counters[port].snapshot()
         mine = prog.counters(port)
         want = {k: snap[k] for k in layout.PORT_COUNTER_FIELDS}
@@ -250,3 +259,47 @@ def test_a_flood_reaches_every_slot() -> None:
         assert r.verdict == TC_ACT_REDIRECT
         assert [o.slot for o in r.outputs] == list(range(1, layout.MAX_PORTS))
         assert prog.counters(0)["flood_copies"] == layout.MAX_PORTS - 1
+
+
+def test_the_storm_limit_meters_floods_like_the_core() -> None:
+    """A port limited to 1,000 pps sends 3,000 frames at 10 kpps of the test clock — broadcast,
+    multicast, unknown and known unicast mixed — on both sides: the same frames pass and drop, known
+    unicast is never dropped, the floods that pass are the bucket's burst plus 1,000 a second, and a
+    new limit starts with a full bucket on both."""
+    require_fastpath()
+    ports = {"storm": PortPolicy.access(10, storm_limit=1000), "a": PortPolicy.access(10),
+             "b": PortPolicy.access(10)}
+    core, prog = _build(ports)
+    rng = random.Random(7)
+    kinds = {"b": b"\xff" * 6, "m": bytes.fromhex("01005e000001"), "u": bytes((2, 0, 0, 0, 0xEC, 1)),
+             "k": POOL[5]}
+    with prog:
+        now = 1_000 * NS
+        for port, src in (("a", POOL[5]), ("storm", POOL[6])):  # POOL[5] is known, on port a
+            prog.set_test_clock(now)
+            frame = b"\xff" * 6 + src + b"\x08\x00" + bytes(46)
+            assert core.process(port, frame, 0, now).reason.label == prog.run(port, frame).reason
+        passed = {k: 0 for k in kinds}
+        sent = dict(passed)
+        mismatches = []
+        for i in range(3_000):
+            now += 100_000  # 10 kpps
+            kind = rng.choice("bbmuk")
+            frame = kinds[kind] + POOL[6] + b"\x08\x00" + bytes(46)
+            prog.set_test_clock(now)
+            want, got = core.process("storm", frame, 0, now).reason.label, prog.run("storm", frame).reason
+            if want != got:
+                mismatches.append(f"frame #{i} ({kind}) at {now}: program {got}, core {want}")
+            sent[kind] += 1
+            passed[kind] += got != "drop_storm_limit"
+            if i == 1_999:  # a new limit, a full bucket, on both sides
+                for side in (core, prog):
+                    side.set_policy("storm", PortPolicy.access(10, storm_limit=500))
+        assert not mismatches, "\n".join(mismatches[:20])
+        assert passed["k"] == sent["k"], "known unicast is never metered"
+        floods = sum(passed[k] for k in "bmu")
+        # at most: 0.2 s at 1,000 pps after a full bucket of 100, then 0.1 s at 500 pps after a full
+        # bucket of 50 (a few less: a token that comes while no flood does waits for the next)
+        assert 390 <= floods <= 100 + 200 + 50 + 50, (floods, passed, sent)
+        assert not _counters_differ_for(core, prog, ports)
+        assert prog.counters("storm")["drop_storm_limit"] == sum(sent[k] - passed[k] for k in "bmu")

@@ -156,7 +156,7 @@ class FakeApi:
         port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), spec.admin_up, details=details,
                         admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding,
                         dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard,
-                        mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit)
+                        mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit, storm_limit=spec.storm_limit)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
         self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
@@ -188,6 +188,7 @@ class FakeApi:
         info.mac = spec.mac
         info.dhcp_guard, info.router_guard = spec.dhcp_guard, spec.router_guard
         info.mac_spoofing, info.mac_limit = spec.mac_spoofing, spec.mac_limit
+        info.storm_limit = spec.storm_limit
         info.port_mac = None if spec.mac_spoofing else spec.mac or spec.port_mac
         return info
 

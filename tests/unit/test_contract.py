@@ -290,13 +290,21 @@ def set_port(api: SwitchApi) -> None:
     assert api.get_port(SW, "a") == port
     port = api.set_port(SW, "a", PortSettings(mac_spoofing=True, mac_limit=0))
     assert (port.mac_spoofing, port.mac_limit) == (True, 0)
+    assert port.storm_limit == 0, "no storm limit unless set (Hyper-V's StormLimit 0)"
+    port = api.set_port(SW, "a", PortSettings(storm_limit=1000))
+    assert (port.storm_limit, port.mac_limit) == (1000, 0)
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(storm_limit=0))
+    assert port.storm_limit == 0
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
                         ({"dhcp_guard": "yes"}, "dhcp_guard: 'yes' is not true or false"),
                         ({"router_guard": 1}, "router_guard: 1 is not true or false"),
                         ({"mac_spoofing": "off"}, "mac_spoofing: 'off' is not true or false"),
-                        ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit")]:
+                        ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit"),
+                        ({"storm_limit": -5}, "storm_limit: -5 is not a storm limit in frames per second"),
+                        ({"storm_limit": 10**8}, "storm_limit: 100000000 is not a storm limit")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):

@@ -108,6 +108,7 @@ def _port_words(p: PortSpec) -> str:
     flags += [f"{k.replace('_', ' ')} on" for k in ("dhcp_guard", "router_guard") if getattr(p, k)]
     flags += ["mac spoofing off"] if not p.mac_spoofing else []
     flags += [f"mac limit {p.mac_limit}"] if p.mac_limit else []
+    flags += [f"storm limit {p.storm_limit} pps"] if p.storm_limit else []
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 

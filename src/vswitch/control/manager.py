@@ -1610,7 +1610,8 @@ class SwitchManager:
                         att.spec.mac if att.spec is not None else None,
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
-                        format_mac(policy.mac) if policy.mac is not None else None, state["path"])
+                        format_mac(policy.mac) if policy.mac is not None else None, state["path"],
+                        policy.storm_limit)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

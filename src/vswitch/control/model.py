@@ -30,6 +30,7 @@ from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
+from vswitch.core.rates import STORM_LIMIT_MAX
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -562,6 +563,7 @@ PORT_FIELDS: dict[str, Check] = {
     "mac_spoofing": check_flag,
     "mac_limit": _int_in(0, CAPACITY_MAX, "a MAC limit in MACs, 0 for none"),
     "port_mac": optional(check_unicast_mac),
+    "storm_limit": _int_in(0, STORM_LIMIT_MAX, "a storm limit in frames per second, 0 for none"),
 }
 
 
@@ -644,6 +646,7 @@ class PortSpec(_Spec):
     mac_spoofing: bool = True                     # any source (Hyper-V -MacAddressSpoofing; docs/port-features.md)
     mac_limit: int = 0                            # the most MACs it may own in the table; 0: no cap
     port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
+    storm_limit: int = 0                          # floods it may send per second (Hyper-V -StormLimit); 0: none
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -668,7 +671,8 @@ def policy_for(spec: PortSpec) -> PortPolicy:
     flags: dict[str, Any] = {"admin_up": spec.admin_up, "learning": spec.learning, "flooding": spec.flooding,
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
                              | (GUARD_ROUTER if spec.router_guard else 0),
-                             "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit}
+                             "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit,
+                             "storm_limit": spec.storm_limit}
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
@@ -702,6 +706,7 @@ class PortInfo:
     #: who decides its frames: "python", "kernel (tc-bpf)", or "python, through the upcall path: " and
     #: why (a port kind the program cannot send to, or a setting the program does not run)
     datapath: str = "python"
+    storm_limit: int = 0        # broadcast/multicast/unknown-unicast frames it may send per second; 0: none
 
 
 @dataclass
@@ -796,20 +801,22 @@ class PortSettings(_Change):
     router_guard: bool | None = None
     mac_spoofing: bool | None = None
     mac_limit: int | None = None
+    storm_limit: int | None = None
 
     what: ClassVar[str] = "port setting"
     options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
-                              "--router-guard, --mac-spoofing or --mac-limit")
+                              "--router-guard, --mac-spoofing, --mac-limit or --storm-limit")
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
                                              ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
-                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit")}
+                                              "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit",
+                                              "storm_limit")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit")
+                                                                 "mac_limit", "storm_limit")
                                    if getattr(self, f) is not None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
             changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given

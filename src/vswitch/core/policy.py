@@ -5,7 +5,9 @@ classified to that VLAN) or *trunk* (a set of allowed VLANs carried tagged, and 
 native VLAN carried untagged). The default — access VLAN 1 — behaves as a plain learning switch.
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
-`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap). docs/port-features.md.
+`SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `storm_limit` caps
+the broadcast, multicast and unknown-unicast frames it may send per second (0: none; core/rates.py).
+docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -41,6 +43,7 @@ class PortPolicy:
     mac_spoofing: bool = True
     mac: bytes | None = None
     mac_limit: int = 0
+    storm_limit: int = 0
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

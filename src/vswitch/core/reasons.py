@@ -27,6 +27,7 @@ class Reason(enum.Enum):
     DROP_ROUTER_GUARD = "a router advertisement or redirect from a port with the router guard on"
     DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
     DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
+    DROP_STORM_LIMIT = "a broadcast, multicast or unknown unicast over the port's storm limit (frames per second)"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

@@ -13,7 +13,9 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port); unknown → flood. Floods go to every other port that is up, a member of the VLAN
-   and floods.
+   and floods. A port with a storm limit sends at most that many floods (broadcast, multicast,
+   unknown unicast) per second: the excess → DROP_STORM_LIMIT (core/rates.py: a token bucket per
+   port on the clock `now`, in `clock_ns` nanoseconds a unit).
 5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`.
 
 `process` is the hot path: it is written flat, with cached Decision objects, so a known-unicast
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
+from vswitch.core import rates
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
 from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb, MacTable
@@ -105,8 +108,14 @@ _EDIT_NAMES = {EDIT_KEEP: "keep", EDIT_PUSH: "push", EDIT_POP: "pop", EDIT_RETAG
 class SwitchCore:
     """A learning switch over opaque port ids: policies, MAC table, counters and decisions."""
 
-    def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0) -> None:
+    def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0,
+                 clock_ns: int = rates.NS) -> None:
+        """`clock_ns`: nanoseconds in one unit of the `now` given to `process` (seconds by default; a
+        test on the BPF program's nanosecond clock gives 1), for the rate limits."""
         self.events = EventRecorder()
+        self.clock_ns = clock_ns
+        #: per port with a storm limit: its bucket (core/rates.py: the time it is full again, in ns)
+        self._storm: dict[PortId, int] = {}
         self.fdb = MacTable(ageing_s=ageing_s, max_entries=max_entries, events=self.events)
         self.policies: dict[PortId, PortPolicy] = {}
         self.counters: dict[PortId, PortCounters] = {}
@@ -144,6 +153,7 @@ class SwitchCore:
         self.policies.pop(port)
         self.counters.pop(port, None)
         self._oper_up.pop(port, None)
+        self._storm.pop(port, None)
         self.fdb.flush(port=port, include_static=True)
         self._invalidate()
 
@@ -154,6 +164,8 @@ class SwitchCore:
         if not policy.mac_spoofing and policy.mac is None and not old.mac_spoofing:
             policy = replace(policy, mac=old.mac)
         self.policies[port] = policy
+        if old.storm_limit != policy.storm_limit:
+            self._storm.pop(port, None)  # a new limit starts with a full bucket
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
@@ -180,7 +192,7 @@ class SwitchCore:
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0)
+                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0 or pol.storm_limit > 0)
                          for p, pol in self.policies.items()}
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
@@ -256,7 +268,7 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if screened:  # a guard, spoofing off or a MAC limit; the ports with none pay this one test
+        if screened:  # a guard, spoofing off, a MAC limit or a storm limit; the ports with none pay this test
             if pol.guards:
                 l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
                 ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
@@ -297,6 +309,8 @@ class SwitchCore:
             self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb)
 
         if dst[0] & 1:
+            if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate,
                                      Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
@@ -305,6 +319,8 @@ class SwitchCore:
             return d
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
+            if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
             if report is not None:
@@ -352,6 +368,29 @@ class SwitchCore:
                     f"{format_mac(pol.mac)}")
         return (f"MAC limit on port {in_port} — it owns {self.fdb.port_count(in_port)} MACs "
                 f"(limit {pol.mac_limit}) and {format_mac(src)} is not one of them")
+
+    # -- the storm limit ------------------------------------------------------------------------
+    def _storm_excess(self, in_port: PortId, pol: PortPolicy, now: float, report: list[TraceStep] | None) -> bool:
+        """Whether a flood from `in_port` at `now` is over its storm limit (core/rates.py); takes the
+        frame's token when it is not (not while explaining: an explanation reads the bucket)."""
+        interval, tolerance = rates.storm_bucket(pol.storm_limit)
+        now_ns = round(now * self.clock_ns)
+        tat = rates.take(self._storm.get(in_port, 0), now_ns, interval, tolerance)
+        if tat is None:
+            return True
+        if report is None:
+            self._storm[in_port] = tat
+        return False
+
+    def _storm_drop(self, c: PortCounters, in_port: PortId, pol: PortPolicy, buf: bytes, offset: int, vlan: int,
+                    report: list[TraceStep] | None) -> Decision:
+        c.drop(Reason.DROP_STORM_LIMIT)
+        if report is not None:
+            report.append(TraceStep("decide", f"storm limit on port {in_port} — {pol.storm_limit} pps of "
+                                    "broadcast/multicast/unknown unicast exceeded: dropped", Reason.DROP_STORM_LIMIT,
+                                    {"vlan": vlan, "storm_limit": pol.storm_limit,
+                                     "dst": format_mac(bytes(buf[offset:offset + 6]))}))
+        return self._drop_in_vlan(Reason.DROP_STORM_LIMIT, vlan)
 
     # -- decision builders (cached) -----------------------------------------------------------
     def _edit_for(self, port: PortId, vlan: int, tagstate: int) -> int:

@@ -72,6 +72,10 @@ T = TypeVar("T")
 BATCH = 64
 QUEUE_FRAMES = 256
 TICK_S = 0.5
+#: the core's clock advances in steps of this (1/100 s): coarse, so the MAC table refreshes a busy
+#: entry at most 100 times a second, not once per frame; fine enough for the storm limit's bucket
+#: (a tenth of a second deep: core/rates.py), which a whole-second clock would starve
+CLOCK_STEP = 100
 REOPEN_EVERY_S = 2.0
 INTERNAL_ERROR_LOG_EVERY_S = 60.0
 _FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
@@ -395,8 +399,8 @@ class Datapath:
 
     # -- the loop -----------------------------------------------------------------------------
     def _coarse_now(self) -> float:
-        # Whole seconds: the FDB refreshes an entry's LRU position only when `now` changes.
-        return float(int(self._clock()))
+        # Steps of 1/CLOCK_STEP s: the FDB refreshes an entry's LRU position only when `now` changes.
+        return int(self._clock() * CLOCK_STEP) / CLOCK_STEP
 
     def _run(self) -> None:
         poll = self._ep.poll

@@ -476,12 +476,15 @@ _ON_OFF = click.Choice(["on", "off"])
               help="off: only the port's MAC (--mac, or the first source it sends) may be its source.")
 @click.option("--mac-limit", "mac_limit", type=int, default=None, metavar="N",
               help="The most MACs it may own in the MAC table (0: no cap).")
+@click.option("--storm-limit", "storm_limit", type=int, default=None, metavar="PPS",
+              help="Broadcast, multicast and unknown-unicast frames it may send per second; the excess is "
+                   "dropped (0: no limit).")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
              mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
-             mac_limit: int | None, as_json: bool) -> None:
+             mac_limit: int | None, storm_limit: int | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -490,7 +493,8 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
                               "admin_up": None if admin is None else admin == "up",
                               "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
                               "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard),
-                              "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit}
+                              "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit,
+                              "storm_limit": storm_limit}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -519,7 +523,8 @@ def _port_summary(p: PortInfo) -> str:
             + (f", dhcp guard {_on(p.dhcp_guard)}, router guard {_on(p.router_guard)}"
                if p.dhcp_guard or p.router_guard else "")
             + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
-            + (f", mac limit {p.mac_limit}" if p.mac_limit else ""))
+            + (f", mac limit {p.mac_limit}" if p.mac_limit else "")
+            + (f", storm limit {p.storm_limit} pps" if p.storm_limit else ""))
 
 
 @port.command("show")
@@ -542,6 +547,7 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             ("router guard", _on(p.router_guard)), ("mac spoofing", _on(p.mac_spoofing)),
             *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
             ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
+            ("storm limit", f"{p.storm_limit} pps" if p.storm_limit else "none"),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
             ("datapath", p.datapath)]

@@ -87,6 +87,7 @@ from vswitch.control.model import (
     NAME_MAX,
     NAME_PATTERN,
     RESERVED_PORT_NAMES,
+    STORM_LIMIT_MAX,
     TRACE_PAYLOAD_MAX,
     TRUNK_MAX_VLANS,
     VLAN_MAX,
@@ -207,6 +208,8 @@ class PortCreate(BaseModel):
                                                                  "table; 0: no cap.")
     port_mac: _UnicastMac | None = Field(None, description="Spoofing off: the MAC the port adopted (stored; "
                                                            "vswitch sets it from the first source).")
+    storm_limit: int = Field(0, ge=0, le=STORM_LIMIT_MAX, description="Broadcast, multicast and unknown-unicast "
+                             "frames the port may send per second (Hyper-V -StormLimit); 0: no limit.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -265,6 +268,7 @@ _FIELDS: dict[str, Any] = {
     "ageing_s": Annotated[int, Interval(ge=AGEING_MIN_S, le=AGEING_MAX_S)],
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
     "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
+    "storm_limit": Annotated[int, Interval(ge=0, le=STORM_LIMIT_MAX)],
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }

@@ -12,6 +12,7 @@ import struct
 
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortPolicy, VlanMode
+from vswitch.core.rates import storm_bucket
 from vswitch.core.reasons import Reason
 
 MAX_PORTS = 1024
@@ -29,6 +30,7 @@ PF_INGRESS = 0x80
 PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
+PF_STORM = 0x4000
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -37,7 +39,7 @@ CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
-PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQ")      # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
@@ -52,7 +54,7 @@ COUNTERS = (
     "drop_vlan_ingress", "drop_port_down", "drop_egress_down",
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
-    "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit",
+    "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit", "drop_storm_limit",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -98,12 +100,14 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_LEARN if policy.learning else 0) | (PF_FLOOD if policy.flooding else 0)
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
-             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0))
+             | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
+             | (PF_STORM if policy.storm_limit else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
+    storm = storm_bucket(policy.storm_limit) if policy.storm_limit else (0, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
-                         mac, 0)
-    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0)
+                         mac, 0, *storm)
+    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0, *storm)
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,

@@ -6,7 +6,8 @@
  * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
- * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down),
+ * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down;
+ * a flood over the port's storm limit: storm_excess, vswitch.core.rates),
  * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
  *
@@ -123,6 +124,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, VS_FE_RING_BYTES);
 } vs_fdb_events SEC(".maps");
+
+/* The storm limit's buckets, one per slot (vswitch.core.rates): the time in ns at which the bucket is
+ * full again. Not in vs_ports: Python rewrites a slot whole, the program writes this word; Python
+ * zeroes it (a full bucket) when the port's limit changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, __u64);
+} vs_storm SEC(".maps");
 
 /* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
  * so the flood (a global function, verified once on its own) can take it as an argument. */
@@ -656,6 +667,32 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 	return 0;
 }
 
+/* The storm limit (vswitch.core.rates.take): 1 when a flood from `slot` at `now` is over its limit, else
+ * 0 with the frame's token taken. The bucket is one 64-bit word shared by every CPU: a compare-and-swap
+ * takes the token, so two CPUs never take the same one and the limit is exact (each frame that passes
+ * moved the word by one interval); a CPU that loses the race VS_STORM_TRIES times in a row counts its
+ * frame over the limit (only when other CPUs are taking this port's tokens at that moment). */
+#define VS_STORM_TRIES 4
+
+static __always_inline int storm_excess(__u32 slot, const struct vs_port *p, __u64 now)
+{
+	__u64 *tat = bpf_map_lookup_elem(&vs_storm, &slot);
+	__u64 old, start;
+	int i;
+
+	if (!tat)
+		return 0;
+	for (i = 0; i < VS_STORM_TRIES; i++) {
+		old = *(volatile __u64 *)tat;
+		start = old > now ? old : now;
+		if (start - now > p->storm_tolerance_ns)
+			return 1;
+		if (__sync_val_compare_and_swap(tat, old, start + p->storm_interval_ns) == old)
+			return 0;
+	}
+	return 1;
+}
+
 /* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
 static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 {
@@ -771,6 +808,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		if ((inp->flags & VS_PF_STORM) && storm_excess(eg.in_slot, inp, now)) {  /* others pay the test */
+			decided(skb, &eg, len, VS_C_DROP_STORM_LIMIT);
+			return TC_ACT_SHOT;
+		}
 		if ((dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff)
 			decided(skb, &eg, len, VS_C_FLOOD_BROADCAST);
 		else
@@ -783,6 +824,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		if ((inp->flags & VS_PF_STORM) && storm_excess(eg.in_slot, inp, now)) {
+			decided(skb, &eg, len, VS_C_DROP_STORM_LIMIT);
+			return TC_ACT_SHOT;
+		}
 		decided(skb, &eg, len, VS_C_FLOOD_UNKNOWN);
 		return vs_flood(skb, &eg);
 	}

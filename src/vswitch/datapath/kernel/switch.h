@@ -27,6 +27,7 @@
 #define VS_PF_ROUTER_GUARD 0x200 /* drop router advertisements and redirects from this port */
 #define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
 				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
+#define VS_PF_STORM        0x4000 /* a storm limit: its floods are metered by vs_storm (vswitch.core.rates) */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -38,6 +39,8 @@ struct vs_port {
 	__u64 allowed[VS_VLAN_WORDS]; /* trunk: allowed VLANs */
 	__u8  mac[6];               /* appended: the port's one MAC when VS_PF_MAC_LOCK */
 	__u16 pad2;
+	__u64 storm_interval_ns;    /* appended, VS_PF_STORM: one token per interval (core.rates.storm_bucket) */
+	__u64 storm_tolerance_ns;   /* how far ahead of now the bucket's time may be: (burst - 1) x interval */
 };
 
 struct vs_fdb_key {
@@ -117,6 +120,7 @@ enum vs_counter {
 	VS_C_DROP_ROUTER_GUARD,     /* Reason.DROP_ROUTER_GUARD */
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
+	VS_C_DROP_STORM_LIMIT,      /* appended: Reason.DROP_STORM_LIMIT */
 	VS_NR_COUNTERS
 };
 
