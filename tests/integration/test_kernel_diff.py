@@ -16,7 +16,9 @@ Two ports have MAC spoofing off with their MAC known (an access and a trunk port
 the pool are theirs a tenth of the time, forged the rest (DROP_SPOOFED_MAC, never learned).
 Two ports have a storm limit (1 and 2 frames per second, on the test clock: their floods are over
 it about as often as not, DROP_STORM_LIMIT); test_the_storm_limit_meters_floods_like_the_core
-floods one port at 10 kpps of the test clock against a limit of 1,000.
+floods one port at 10 kpps of the test clock against a limit of 1,000. Two ports have a maximum
+bandwidth (8 kbit/s with a 300-byte bucket, 1.6 kbit/s with 100 bytes and a storm limit: DROP_MAX_BANDWIDTH
+often); test_the_policer_meters_bytes_like_the_core sends 1,500-byte frames at 240 Mbit/s into 100.
 BPF_PROG_TEST_RUN keeps a tag in the bytes; test_kernel_veth.py covers the metadata tag of a real receive.
 """
 
@@ -59,6 +61,8 @@ POLICIES = {
     "t-nospoof": PortPolicy.trunk({10, 20, 30}, native=20, mac_spoofing=False, mac=bytes((2, 0, 0, 0, 0xEB, 3))),
     "a10-storm": PortPolicy.access(10, storm_limit=1),
     "t-storm": PortPolicy.trunk({10, 20, 30}, native=10, storm_limit=2),
+    "a20-police": PortPolicy.access(20, max_bandwidth=8_000, bandwidth_burst=300),
+    "t-police": PortPolicy.trunk({10, 20}, native=20, max_bandwidth=1_600, bandwidth_burst=100, storm_limit=3),
 }
 OPER_FLAPPING = "t-nonative"
 
@@ -303,3 +307,41 @@ def test_the_storm_limit_meters_floods_like_the_core() -> None:
         assert 390 <= floods <= 100 + 200 + 50 + 50, (floods, passed, sent)
         assert not _counters_differ_for(core, prog, ports)
         assert prog.counters("storm")["drop_storm_limit"] == sum(sent[k] - passed[k] for k in "bmu")
+
+
+def test_the_policer_meters_bytes_like_the_core() -> None:
+    """A port with a maximum bandwidth of 100 Mbit/s (a 64 KiB bucket) sends 4,000 frames of 60 to
+    1,514 bytes at 20 kpps of the test clock (about 125 Mbit/s), unicast and broadcast: the same
+    frames pass and drop on both sides, and the bytes that pass are at most the bucket plus 100
+    Mbit/s of the time; a new rate starts with a full bucket on both."""
+    require_fastpath()
+    ports = {"vm": PortPolicy.access(10, max_bandwidth=100_000_000, bandwidth_burst=65_536),
+             "a": PortPolicy.access(10)}
+    core, prog = _build(ports)
+    rng = random.Random(11)
+    with prog:
+        now = 1_000 * NS
+        prog.set_test_clock(now)
+        hello = b"\xff" * 6 + POOL[5] + b"\x08\x00" + bytes(46)
+        assert core.process("a", hello, 0, now).reason.label == prog.run("a", hello).reason
+        passed = sent = 0
+        mismatches = []
+        for i in range(4_000):
+            now += 50_000  # 20 kpps
+            dst = POOL[5] if rng.random() < 0.8 else b"\xff" * 6
+            frame = dst + POOL[6] + b"\x08\x00" + bytes(rng.randrange(46, 1501))
+            prog.set_test_clock(now)
+            want, got = core.process("vm", frame, 0, now).reason.label, prog.run("vm", frame).reason
+            if want != got:
+                mismatches.append(f"frame #{i} ({len(frame)} bytes) at {now}: program {got}, core {want}")
+            if i < 2_000:
+                sent += len(frame)
+                passed += len(frame) if got != "drop_max_bandwidth" else 0
+            if i == 1_999:
+                for side in (core, prog):
+                    side.set_policy("vm", PortPolicy.access(10, max_bandwidth=50_000_000, bandwidth_burst=65_536))
+        assert not mismatches, "\n".join(mismatches[:20])
+        bound = 65_536 + 1_514 + 100_000_000 // 8 * 2_000 * 50_000 // NS
+        assert bound * 0.9 < passed <= bound < sent, (passed, bound, sent)
+        assert not _counters_differ_for(core, prog, ports)
+        assert prog.counters("vm")["drop_max_bandwidth"] > 0

@@ -156,7 +156,9 @@ class FakeApi:
         port = PortInfo(spec.name, str(spec.kind), spec.target, vlan_mode(spec), spec.admin_up, details=details,
                         admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding,
                         dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard,
-                        mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit, storm_limit=spec.storm_limit)
+                        mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit, storm_limit=spec.storm_limit,
+                        max_bandwidth=spec.max_bandwidth, bandwidth_burst=spec.bandwidth_burst,
+                        max_bandwidth_in=spec.max_bandwidth_in, min_bandwidth_weight=spec.min_bandwidth_weight)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
         self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind), target=spec.target)
@@ -189,6 +191,8 @@ class FakeApi:
         info.dhcp_guard, info.router_guard = spec.dhcp_guard, spec.router_guard
         info.mac_spoofing, info.mac_limit = spec.mac_spoofing, spec.mac_limit
         info.storm_limit = spec.storm_limit
+        info.max_bandwidth, info.bandwidth_burst = spec.max_bandwidth, spec.bandwidth_burst
+        info.max_bandwidth_in, info.min_bandwidth_weight = spec.max_bandwidth_in, spec.min_bandwidth_weight
         info.port_mac = None if spec.mac_spoofing else spec.mac or spec.port_mac
         return info
 

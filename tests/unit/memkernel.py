@@ -79,6 +79,7 @@ class _Link:
     persist: bool = False           # TAP: survives its last descriptor
     holder: object | None = None    # TAP: who holds its descriptor (a port, or another "process")
     speed_mbps: int | None = None   # what ethtool reports (None: nothing, as a virtual link)
+    shaper: int | None = None       # the rate of a root tbf qdisc (port set --max-bandwidth-in)
 
     def info(self) -> LinkInfo:
         flags = (IFF_UP if self.up else 0) | (IFF_PROMISC if self.promisc else 0) | (
@@ -398,6 +399,15 @@ class MemNetlink:
                 return
             raise NetlinkFailure.refused(errno.EINVAL, what)
         link.ingress = None
+
+    # -- the egress shaper --------------------------------------------------------------------
+    def shaper_rate(self, name: str) -> int | None:
+        return self._get(name).shaper
+
+    def set_shaper(self, name: str, rate_bps: int) -> None:
+        link = self._get(name)
+        self.kernel._mutate(f"shape {name}")
+        link.shaper = rate_bps or None
 
     # -- sysctls ------------------------------------------------------------------------------
     def get_sysctl(self, path: str) -> str:

@@ -109,7 +109,7 @@ from vswitch.control.model import (
     policy_for,
     trace_payload,
 )
-from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
+from vswitch.control.netlink import LinkNotFound, Netlink, NetlinkApi, NetlinkFailure, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
@@ -910,6 +910,8 @@ class SwitchManager:
             try:
                 sw.datapath.attach(spec.name, port, policy_for(spec), role="vm")
                 crashpoint("add-port.attached")
+                if spec.max_bandwidth_in:
+                    self._shape(spec, spec.max_bandwidth_in)
                 if store is not None:
                     with store.transaction():
                         store.save_port(switch, spec)
@@ -984,6 +986,8 @@ class SwitchManager:
             crashpoint("remove-port.intent")
             sw.datapath.detach(port)
             del sw.ports[port]
+            if att.spec.max_bandwidth_in:
+                self._shape(att.spec, 0, quiet=True)  # the link as it was before the port
             try:
                 _discard_port(att.port)
                 crashpoint("remove-port.closed")
@@ -1027,14 +1031,35 @@ class SwitchManager:
             if left:
                 raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
                                f"delete them first (vswitch fdb del)")
-            if spec.mac != att.spec.mac and spec.mac is not None:
-                self._set_tap_mac(sw, att, spec)
-            elif self.store is not None:
-                self.store.save_port(switch, spec)
+            shaped = spec.max_bandwidth_in != att.spec.max_bandwidth_in
+            if shaped:
+                self._shape(spec, spec.max_bandwidth_in)  # first: a link that refuses changes nothing
+            try:
+                if spec.mac != att.spec.mac and spec.mac is not None:
+                    self._set_tap_mac(sw, att, spec)
+                elif self.store is not None:
+                    self.store.save_port(switch, spec)
+            except BaseException:
+                if shaped:
+                    self._shape(att.spec, att.spec.max_bandwidth_in, quiet=True)
+                raise
             sw.datapath.set_policy(port, policy)
             att.spec = spec
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
+
+    def _shape(self, spec: PortSpec, rate_bps: int, *, quiet: bool = False) -> None:
+        """Shape what the switch delivers to link port `spec` to `rate_bps` (0: no shaper): a tbf
+        qdisc on its link's egress, which both datapaths send through (docs/port-features.md).
+        InvalidRequest naming max_bandwidth_in when the kernel refuses; `quiet`: logged instead."""
+        try:
+            with self._netlink() as nl:
+                nl.set_shaper(spec.target, rate_bps)
+        except (NetlinkFailure, LinkNotFound) as exc:
+            if quiet:
+                log.warning("port %s: the shaper of %s not changed: %s", spec.name, spec.target, exc)
+                return
+            raise InvalidRequest(f"max_bandwidth_in: cannot shape {spec.target!r}: {exc}") from exc
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         """On the datapath thread: the MACs ports with spoofing off adopted (their first source),
@@ -1611,7 +1636,9 @@ class SwitchManager:
                         bool(policy.guards & GUARD_DHCP), bool(policy.guards & GUARD_ROUTER),
                         policy.mac_spoofing, policy.mac_limit,
                         format_mac(policy.mac) if policy.mac is not None else None, state["path"],
-                        policy.storm_limit)
+                        policy.storm_limit, policy.max_bandwidth, policy.bandwidth_burst,
+                        att.spec.max_bandwidth_in if att.spec is not None else 0,
+                        att.spec.min_bandwidth_weight if att.spec is not None else 0)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec

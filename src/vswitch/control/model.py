@@ -30,7 +30,7 @@ from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortPolicy, format_vlan_list, merge_vlan_ranges
-from vswitch.core.rates import STORM_LIMIT_MAX
+from vswitch.core.rates import BURST_MAX, RATE_MAX, STORM_LIMIT_MAX
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
 IFNAME_MAX = 15
@@ -201,6 +201,27 @@ def check_flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise FieldError(f"{clip(value)} is not true or false")
     return value
+
+
+_RATE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:bit/s|bit|bps|b/s)?", re.IGNORECASE)
+_RATE_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_rate(value: object) -> int:
+    """A bandwidth in bits per second: a whole number (bits per second), or text with an SI suffix —
+    ``100M``, ``1.5G``, ``800k``, ``100Mbit``, ``100mbps`` (decimal: M is 10**6, as for links) —, 0
+    for none. Rounded to a multiple of 8 (whole bytes, as Hyper-V's -MaximumBandwidth), a non-zero rate
+    to at least 8; at most `RATE_MAX` (400 Gbit/s). FieldError otherwise."""
+    if isinstance(value, bool):
+        raise FieldError(f"{clip(value)} is not a rate")
+    n = _whole(value)
+    if n is None and isinstance(value, str) and (m := _RATE_RE.fullmatch(value.strip())):
+        exact = float(m.group(1)) * _RATE_SCALE[m.group(2).lower()]
+        n = int(exact) if math.isfinite(exact) and exact == int(exact) else None
+    if n is None or not 0 <= n <= RATE_MAX:
+        raise FieldError(f"{clip(value)} is not a rate in bits per second (e.g. 100M, 1G; 0 for none; "
+                         f"at most {RATE_MAX // 10**9} Gbit/s)")
+    return 0 if n == 0 else max(8, (n + 4) // 8 * 8)
 
 
 def _name_checker(max_len: int) -> Check:
@@ -545,6 +566,9 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("native", "only a trunk port has a native VLAN")
     if v.get("mac") is not None and kind is not None and kind != PortKind.TAP:
         yield Problem("mac", f"only a tap port's MAC is vswitch's to set: {_MAC_OWNER[kind]}")
+    if v.get("max_bandwidth_in") and kind is not None and kind != PortKind.LINK:
+        yield Problem("max_bandwidth_in", f"only a link port's delivery is shaped (a qdisc on its link); a {kind} "
+                                          "port has no link of the switch's")
 
 
 PORT_FIELDS: dict[str, Check] = {
@@ -564,6 +588,10 @@ PORT_FIELDS: dict[str, Check] = {
     "mac_limit": _int_in(0, CAPACITY_MAX, "a MAC limit in MACs, 0 for none"),
     "port_mac": optional(check_unicast_mac),
     "storm_limit": _int_in(0, STORM_LIMIT_MAX, "a storm limit in frames per second, 0 for none"),
+    "max_bandwidth": parse_rate,
+    "bandwidth_burst": _int_in(0, BURST_MAX, "a burst in bytes, 0 for the default"),
+    "max_bandwidth_in": parse_rate,
+    "min_bandwidth_weight": _int_in(0, 100, "a minimum bandwidth weight"),
 }
 
 
@@ -647,6 +675,10 @@ class PortSpec(_Spec):
     mac_limit: int = 0                            # the most MACs it may own in the table; 0: no cap
     port_mac: str | None = None                   # spoofing off, no `mac`: the first source it sent, adopted
     storm_limit: int = 0                          # floods it may send per second (Hyper-V -StormLimit); 0: none
+    max_bandwidth: int = 0                        # bits/s it may send into the switch (-MaximumBandwidth); 0: none
+    bandwidth_burst: int = 0                      # that policer's bucket in bytes; 0: rates.police_burst
+    max_bandwidth_in: int = 0                     # bits/s the switch delivers to it (a shaper); 0: none
+    min_bandwidth_weight: int = 0                 # its share of a congested uplink (-MinimumBandwidthWeight)
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -672,7 +704,8 @@ def policy_for(spec: PortSpec) -> PortPolicy:
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
                              | (GUARD_ROUTER if spec.router_guard else 0),
                              "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit,
-                             "storm_limit": spec.storm_limit}
+                             "storm_limit": spec.storm_limit, "max_bandwidth": spec.max_bandwidth,
+                             "bandwidth_burst": spec.bandwidth_burst}
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
@@ -707,6 +740,10 @@ class PortInfo:
     #: why (a port kind the program cannot send to, or a setting the program does not run)
     datapath: str = "python"
     storm_limit: int = 0        # broadcast/multicast/unknown-unicast frames it may send per second; 0: none
+    max_bandwidth: int = 0      # bits per second it may send into the switch; 0: none
+    bandwidth_burst: int = 0    # that policer's burst in bytes; 0: the default (rates.police_burst)
+    max_bandwidth_in: int = 0   # bits per second the switch delivers to it; 0: none
+    min_bandwidth_weight: int = 0  # its weight on a congested uplink, 0-100; 0: none
 
 
 @dataclass
@@ -802,21 +839,29 @@ class PortSettings(_Change):
     mac_spoofing: bool | None = None
     mac_limit: int | None = None
     storm_limit: int | None = None
+    max_bandwidth: int | None = None
+    bandwidth_burst: int | None = None
+    max_bandwidth_in: int | None = None
+    min_bandwidth_weight: int | None = None
 
     what: ClassVar[str] = "port setting"
     options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
-                              "--router-guard, --mac-spoofing, --mac-limit or --storm-limit")
+                              "--router-guard, --mac-spoofing, --mac-limit, --storm-limit, --max-bandwidth, "
+                              "--burst, --max-bandwidth-in or --min-bandwidth-weight")
     fields: ClassVar[Mapping[str, Check]] = {k: optional(PORT_FIELDS[k]) for k in
                                              ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac",
                                               "dhcp_guard", "router_guard", "mac_spoofing", "mac_limit",
-                                              "storm_limit")}
+                                              "storm_limit", "max_bandwidth", "bandwidth_burst",
+                                              "max_bandwidth_in", "min_bandwidth_weight")}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field)."""
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit", "storm_limit")
+                                                                 "mac_limit", "storm_limit", "max_bandwidth",
+                                                                 "bandwidth_burst", "max_bandwidth_in",
+                                                                 "min_bandwidth_weight")
                                    if getattr(self, f) is not None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
             changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given

@@ -536,6 +536,34 @@ class Netlink:
             if not (missing_ok and exc.errno in (errno.ENOENT, errno.EINVAL)):
                 raise
 
+    # -- the egress shaper of a link port (port set --max-bandwidth-in) -----------------------
+
+    def shaper_rate(self, name: str) -> int | None:
+        """The rate (bits per second) of ``name``'s root ``tbf`` qdisc, or None when it has none."""
+        for msg in self._call(f"list qdiscs of {name}", self._ipr.get_qdiscs, self.link(name).index):
+            if msg["parent"] == 0xFFFFFFFF and msg.get("TCA_KIND") == "tbf":  # TC_H_ROOT
+                parms = msg.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS") or {}
+                rate64 = msg.get_nested("TCA_OPTIONS", "TCA_TBF_RATE64")
+                return int(rate64 if rate64 else parms.get("rate", 0)) * 8
+        return None
+
+    def set_shaper(self, name: str, rate_bps: int) -> None:
+        """Shape what leaves ``name`` to ``rate_bps`` bits per second: a root ``tbf`` qdisc (replacing
+        the root qdisc), its bucket 10 ms of the rate and at least 64 KiB + a frame (a GSO segment
+        fits whole), 50 ms of queue; 0 removes it (the link's default qdisc again)."""
+        index = self.link(name).index
+        if rate_bps == 0:
+            if self.shaper_rate(name) is not None:
+                try:
+                    self._call(f"delete the shaper of {name}", self._ipr.tc, "del", index=index, parent=0xFFFFFFFF)
+                except NetlinkFailure as exc:
+                    if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                        raise
+            return
+        burst = max(rate_bps // 8 // 100, 65536 + 1600)
+        self._call(f"shape {name} to {rate_bps} bit/s", self._ipr.tc, "replace", "tbf", index, 0x10000,
+                   rate=rate_bps // 8, burst=burst, latency=50_000)
+
     # -- sysctls, in this socket's namespace --------------------------------------------------
 
     def get_sysctl(self, path: str) -> str:
@@ -585,6 +613,9 @@ class NetlinkApi(Protocol):
     def ingress_filter_names(self, name: str) -> list[str]: ...
     def add_ingress_drop(self, name: str) -> None: ...
     def del_ingress(self, name: str, *, missing_ok: bool = False) -> None: ...
+
+    def shaper_rate(self, name: str) -> int | None: ...
+    def set_shaper(self, name: str, rate_bps: int) -> None: ...
 
     def get_sysctl(self, path: str) -> str: ...
     def set_sysctl(self, path: str, value: str) -> None: ...

@@ -6,7 +6,9 @@ native VLAN carried untagged). The default — access VLAN 1 — behaves as a pl
 `guards` holds the DHCP and router guards' bits (core/guards.py: GUARD_DHCP, GUARD_ROUTER; 0: none).
 `mac_spoofing` False locks the port to one source MAC, `mac` (None: the first source it sends, which
 `SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `storm_limit` caps
-the broadcast, multicast and unknown-unicast frames it may send per second (0: none; core/rates.py).
+the broadcast, multicast and unknown-unicast frames it may send per second (0: none; core/rates.py);
+`max_bandwidth` the bits per second it may send into the switch (0: none), policed with a bucket of
+`bandwidth_burst` bytes (0: `rates.police_burst`).
 docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
@@ -44,6 +46,8 @@ class PortPolicy:
     mac: bytes | None = None
     mac_limit: int = 0
     storm_limit: int = 0
+    max_bandwidth: int = 0
+    bandwidth_burst: int = 0
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

@@ -28,6 +28,7 @@ class Reason(enum.Enum):
     DROP_SPOOFED_MAC = "a source other than the port's MAC from a port with MAC spoofing off"
     DROP_MAC_LIMIT = "a new source from a port that owns as many MACs as its MAC limit"
     DROP_STORM_LIMIT = "a broadcast, multicast or unknown unicast over the port's storm limit (frames per second)"
+    DROP_MAX_BANDWIDTH = "a frame over the port's maximum bandwidth (what it may send into the switch)"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"

@@ -8,7 +8,8 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    → DROP_DHCP_GUARD, a router advertisement or redirect → DROP_ROUTER_GUARD; with MAC spoofing off,
    a source other than the port's MAC → DROP_SPOOFED_MAC (a port with no MAC yet adopts its first
    source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
-   (all before learning: a dropped frame is never learned)
+   (all before learning: a dropped frame is never learned); with a maximum bandwidth, a frame over
+   it → DROP_MAX_BANDWIDTH (core/rates.py: a policer per port, the clock `now`)
 3. learn the source (when the port learns); a source that is static on another port is counted
    (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
@@ -43,6 +44,7 @@ from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb,
 from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header, pop_vlan, push_vlan, set_vid
 from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO, format_mac
 from vswitch.core.policy import PortPolicy
+from vswitch.core.rates import format_rate
 from vswitch.core.reasons import Reason
 
 PortId = Hashable
@@ -116,6 +118,8 @@ class SwitchCore:
         self.clock_ns = clock_ns
         #: per port with a storm limit: its bucket (core/rates.py: the time it is full again, in ns)
         self._storm: dict[PortId, int] = {}
+        #: per port with a maximum bandwidth: its policer's bucket (the same form)
+        self._police: dict[PortId, int] = {}
         self.fdb = MacTable(ageing_s=ageing_s, max_entries=max_entries, events=self.events)
         self.policies: dict[PortId, PortPolicy] = {}
         self.counters: dict[PortId, PortCounters] = {}
@@ -154,6 +158,7 @@ class SwitchCore:
         self.counters.pop(port, None)
         self._oper_up.pop(port, None)
         self._storm.pop(port, None)
+        self._police.pop(port, None)
         self.fdb.flush(port=port, include_static=True)
         self._invalidate()
 
@@ -166,6 +171,8 @@ class SwitchCore:
         self.policies[port] = policy
         if old.storm_limit != policy.storm_limit:
             self._storm.pop(port, None)  # a new limit starts with a full bucket
+        if (old.max_bandwidth, old.bandwidth_burst) != (policy.max_bandwidth, policy.bandwidth_burst):
+            self._police.pop(port, None)
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
@@ -192,7 +199,8 @@ class SwitchCore:
         # Per-port ingress facts in one tuple: one dict lookup per frame instead of five. Flags as
         # bools: the interpreter's branch on True/False is the fast one (an int 0 goes through bool()).
         self._ingress = {p: (self.counters[p], pol.admin_up, pol.learning, pol.classify(None), pol,
-                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0 or pol.storm_limit > 0)
+                             pol.guards != 0 or not pol.mac_spoofing or pol.mac_limit > 0 or pol.storm_limit > 0
+                             or pol.max_bandwidth > 0)
                          for p, pol in self.policies.items()}
 
     def take_claims(self) -> list[tuple[PortId, bytes]]:
@@ -268,7 +276,7 @@ class SwitchCore:
                 _report_drop(report, buf, offset, f"{_tag_text(buf, offset)} not admitted on {pol.describe()}",
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
-        if screened:  # a guard, spoofing off, a MAC limit or a storm limit; the ports with none pay this test
+        if screened:  # a guard, spoofing off, a MAC limit, a storm limit or a bandwidth; others pay this test
             if pol.guards:
                 l3 = offset + (14 if tagstate == _IN_UNTAGGED else 18)
                 ethertype = (buf[l3 - 2] << 8) | buf[l3 - 1]
@@ -289,6 +297,13 @@ class SwitchCore:
                         _report_drop(report, buf, offset, self._source_text(in_port, pol, src, why), why,
                                      {"vlan": vlan})
                     return self._drop_in_vlan(why, vlan)
+            if pol.max_bandwidth and self._police_excess(in_port, pol, n, now, report):
+                c.drop(Reason.DROP_MAX_BANDWIDTH)
+                if report is not None:
+                    _report_drop(report, buf, offset, f"maximum bandwidth on port {in_port} — "
+                                 f"{format_rate(pol.max_bandwidth)} exceeded ({n} bytes)",
+                                 Reason.DROP_MAX_BANDWIDTH, {"vlan": vlan, "max_bandwidth": pol.max_bandwidth})
+                return self._drop_in_vlan(Reason.DROP_MAX_BANDWIDTH, vlan)
 
         table = fdb.by_vlan.get(vlan)
         if learning:
@@ -380,6 +395,18 @@ class SwitchCore:
             return True
         if report is None:
             self._storm[in_port] = tat
+        return False
+
+    def _police_excess(self, in_port: PortId, pol: PortPolicy, n: int, now: float,
+                       report: list[TraceStep] | None) -> bool:
+        """Whether a frame of `n` bytes from `in_port` at `now` is over its maximum bandwidth
+        (core/rates.py); takes its bytes when it is not (not while explaining)."""
+        cost, tolerance = rates.police_bucket(pol.max_bandwidth, pol.bandwidth_burst)
+        tat = rates.take_bytes(self._police.get(in_port, 0), round(now * self.clock_ns), n, cost, tolerance)
+        if tat is None:
+            return True
+        if report is None:
+            self._police[in_port] = tat
         return False
 
     def _storm_drop(self, c: PortCounters, in_port: PortId, pol: PortPolicy, buf: bytes, offset: int, vlan: int,

@@ -62,6 +62,7 @@ from vswitch.control.model import (
     VswitchError,
     to_jsonable,
 )
+from vswitch.core.rates import format_rate, police_burst
 from vswitch.frontends.console import console as _console
 from vswitch.frontends.demo import demo
 from vswitch.frontends.lab_cli import lab
@@ -479,12 +480,22 @@ _ON_OFF = click.Choice(["on", "off"])
 @click.option("--storm-limit", "storm_limit", type=int, default=None, metavar="PPS",
               help="Broadcast, multicast and unknown-unicast frames it may send per second; the excess is "
                    "dropped (0: no limit).")
+@click.option("--max-bandwidth", "max_bandwidth", default=None, metavar="RATE",
+              help="What it may send into the switch, bits per second (100M, 1G; 0: no limit): policed.")
+@click.option("--burst", "bandwidth_burst", type=int, default=None, metavar="BYTES",
+              help="The --max-bandwidth policer's bucket in bytes (0: 20 ms of the rate, at least 128 KiB).")
+@click.option("--max-bandwidth-in", "max_bandwidth_in", default=None, metavar="RATE",
+              help="What the switch delivers to it, bits per second (a link port; 0: no limit): shaped.")
+@click.option("--min-bandwidth-weight", "min_bandwidth_weight", type=int, default=None, metavar="0-100",
+              help="Its share of an External switch's congested uplink, relative to the other ports' (0: none).")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
              mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
-             mac_limit: int | None, storm_limit: int | None, as_json: bool) -> None:
+             mac_limit: int | None, storm_limit: int | None, max_bandwidth: str | None,
+             bandwidth_burst: int | None, max_bandwidth_in: str | None, min_bandwidth_weight: int | None,
+             as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -494,7 +505,9 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
                               "learning": flag(learning), "flooding": flag(flooding), "mac": mac,
                               "dhcp_guard": flag(dhcp_guard), "router_guard": flag(router_guard),
                               "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit,
-                              "storm_limit": storm_limit}
+                              "storm_limit": storm_limit, "max_bandwidth": max_bandwidth,
+                              "bandwidth_burst": bandwidth_burst, "max_bandwidth_in": max_bandwidth_in,
+                              "min_bandwidth_weight": min_bandwidth_weight}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -524,7 +537,10 @@ def _port_summary(p: PortInfo) -> str:
                if p.dhcp_guard or p.router_guard else "")
             + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
             + (f", mac limit {p.mac_limit}" if p.mac_limit else "")
-            + (f", storm limit {p.storm_limit} pps" if p.storm_limit else ""))
+            + (f", storm limit {p.storm_limit} pps" if p.storm_limit else "")
+            + (f", max bandwidth {format_rate(p.max_bandwidth)}" if p.max_bandwidth else "")
+            + (f", max bandwidth in {format_rate(p.max_bandwidth_in)}" if p.max_bandwidth_in else "")
+            + (f", min bandwidth weight {p.min_bandwidth_weight}" if p.min_bandwidth_weight else ""))
 
 
 @port.command("show")
@@ -548,6 +564,11 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             *([("port mac", p.port_mac or "its first source, when it sends")] if not p.mac_spoofing else []),
             ("mac limit", str(p.mac_limit) if p.mac_limit else "none"),
             ("storm limit", f"{p.storm_limit} pps" if p.storm_limit else "none"),
+            ("max bandwidth", (f"{format_rate(p.max_bandwidth)}, burst "
+                               f"{p.bandwidth_burst or police_burst(p.max_bandwidth):,} bytes") if p.max_bandwidth
+             else "none"),
+            ("max bandwidth in", format_rate(p.max_bandwidth_in) if p.max_bandwidth_in else "none"),
+            ("min bandwidth weight", str(p.min_bandwidth_weight) if p.min_bandwidth_weight else "none"),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
             ("datapath", p.datapath)]

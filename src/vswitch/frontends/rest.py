@@ -76,6 +76,7 @@ from vswitch.control.model import (
     AGEING_DEFAULT_S,
     AGEING_MAX_S,
     AGEING_MIN_S,
+    BURST_MAX,
     CAPACITY_DEFAULT,
     CAPACITY_MAX,
     CAPACITY_MIN,
@@ -86,6 +87,7 @@ from vswitch.control.model import (
     LOOPBACK,
     NAME_MAX,
     NAME_PATTERN,
+    RATE_MAX,
     RESERVED_PORT_NAMES,
     STORM_LIMIT_MAX,
     TRACE_PAYLOAD_MAX,
@@ -210,6 +212,15 @@ class PortCreate(BaseModel):
                                                            "vswitch sets it from the first source).")
     storm_limit: int = Field(0, ge=0, le=STORM_LIMIT_MAX, description="Broadcast, multicast and unknown-unicast "
                              "frames the port may send per second (Hyper-V -StormLimit); 0: no limit.")
+    max_bandwidth: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the port may send into the "
+                               "switch (Hyper-V -MaximumBandwidth; rounded to a multiple of 8); 0: no limit.")
+    bandwidth_burst: int = Field(0, ge=0, le=BURST_MAX, description="The max_bandwidth policer's bucket in bytes; "
+                                 "0: 20 ms of the rate, at least 128 KiB.")
+    max_bandwidth_in: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the switch delivers to the "
+                                  "port (a link port: a shaper on its link); 0: no limit.")
+    min_bandwidth_weight: int = Field(0, ge=0, le=100, description="The port's share of an External switch's "
+                                      "congested uplink, relative to the other ports' (Hyper-V "
+                                      "-MinimumBandwidthWeight); 0: none.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -269,6 +280,10 @@ _FIELDS: dict[str, Any] = {
     "max_entries": Annotated[int, Interval(ge=CAPACITY_MIN, le=CAPACITY_MAX)],
     "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
     "storm_limit": Annotated[int, Interval(ge=0, le=STORM_LIMIT_MAX)],
+    "max_bandwidth": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "bandwidth_burst": Annotated[int, Interval(ge=0, le=BURST_MAX)],
+    "max_bandwidth_in": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "min_bandwidth_weight": Annotated[int, Interval(ge=0, le=100)],
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
 }

@@ -12,7 +12,7 @@ import struct
 
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortPolicy, VlanMode
-from vswitch.core.rates import storm_bucket
+from vswitch.core.rates import police_bucket, storm_bucket
 from vswitch.core.reasons import Reason
 
 MAX_PORTS = 1024
@@ -31,6 +31,8 @@ PF_DHCP_GUARD = 0x100
 PF_ROUTER_GUARD = 0x200
 PF_MAC_LOCK = 0x400
 PF_STORM = 0x4000
+PF_POLICE = 0x8000
+RATE_COST_SHIFT = 16
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -39,7 +41,7 @@ CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
-PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQ")      # struct vs_port
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQQQ")    # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
@@ -55,6 +57,7 @@ COUNTERS = (
     "upcall", "upcall_port", "upcall_dest", "upcall_flood", "upcall_table_full",
     "flood_copies", "redirect_fail", "tag_fail", "upcall_fail", "downcall", "tx_frames", "tx_bytes",
     "drop_dhcp_guard", "drop_router_guard", "drop_spoofed_mac", "drop_mac_limit", "drop_storm_limit",
+    "drop_max_bandwidth",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -101,9 +104,10 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
              | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
-             | (PF_STORM if policy.storm_limit else 0))
+             | (PF_STORM if policy.storm_limit else 0) | (PF_POLICE if policy.max_bandwidth else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
     storm = storm_bucket(policy.storm_limit) if policy.storm_limit else (0, 0)
+    storm += police_bucket(policy.max_bandwidth, policy.bandwidth_burst) if policy.max_bandwidth else (0, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
                          mac, 0, *storm)

@@ -120,6 +120,7 @@ class SwitchProgram:
         self._slots[slot] = _Slot(port, policy or PortPolicy(), ifindex, kernel, upcall, True, host)
         self._slot_of[port] = slot
         self.tables.reset_storm(slot)
+        self.tables.reset_police(slot)
         self._write_port(slot)
         return slot
 
@@ -130,6 +131,8 @@ class SwitchProgram:
         self._write_port(self._slot_of[port])
         if old.storm_limit != policy.storm_limit:
             self.tables.reset_storm(self._slot_of[port])
+        if (old.max_bandwidth, old.bandwidth_burst) != (policy.max_bandwidth, policy.bandwidth_burst):
+            self.tables.reset_police(self._slot_of[port])
 
     def set_oper_up(self, port: PortId, up: bool) -> None:
         """Raises KeyError for an unknown port."""

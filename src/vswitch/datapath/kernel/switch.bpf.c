@@ -6,7 +6,8 @@
  * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
- * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down;
+ * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off;
+ * the maximum bandwidth's policer: police_excess, vswitch.core.rates), learn, decide (flood / known unicast / same port / egress down;
  * a flood over the port's storm limit: storm_excess, vswitch.core.rates),
  * egress tag edits per output port. The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
@@ -134,6 +135,15 @@ struct {
 	__type(key, __u32);                 /* slot */
 	__type(value, __u64);
 } vs_storm SEC(".maps");
+
+/* The maximum bandwidth's policers, one per slot, in the same form (the time the bucket is full
+ * again), zeroed by Python when the port's rate or burst changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, __u64);
+} vs_police SEC(".maps");
 
 /* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
  * so the flood (a global function, verified once on its own) can take it as an argument. */
@@ -674,23 +684,39 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
  * frame over the limit (only when other CPUs are taking this port's tokens at that moment). */
 #define VS_STORM_TRIES 4
 
-static __always_inline int storm_excess(__u32 slot, const struct vs_port *p, __u64 now)
+/* core.rates.take / take_bytes on the bucket `tat`: 1 when over (the bucket unchanged), else 0 with
+ * `cost` ns taken. The compare-and-swap above, for both buckets. */
+static __always_inline int bucket_excess(__u64 *tat, __u64 now, __u64 cost, __u64 tolerance)
 {
-	__u64 *tat = bpf_map_lookup_elem(&vs_storm, &slot);
 	__u64 old, start;
 	int i;
 
-	if (!tat)
-		return 0;
 	for (i = 0; i < VS_STORM_TRIES; i++) {
 		old = *(volatile __u64 *)tat;
 		start = old > now ? old : now;
-		if (start - now > p->storm_tolerance_ns)
+		if (start - now > tolerance)
 			return 1;
-		if (__sync_val_compare_and_swap(tat, old, start + p->storm_interval_ns) == old)
+		if (__sync_val_compare_and_swap(tat, old, start + cost) == old)
 			return 0;
 	}
 	return 1;
+}
+
+static __always_inline int storm_excess(__u32 slot, const struct vs_port *p, __u64 now)
+{
+	__u64 *tat = bpf_map_lookup_elem(&vs_storm, &slot);
+
+	return tat ? bucket_excess(tat, now, p->storm_interval_ns, p->storm_tolerance_ns) : 0;
+}
+
+/* The maximum bandwidth (core.rates.take_bytes): a frame of `len` bytes (as the core counts them,
+ * a metadata tag included) over the port's rate. */
+static __always_inline int police_excess(__u32 slot, const struct vs_port *p, __u64 now, __u32 len)
+{
+	__u64 *tat = bpf_map_lookup_elem(&vs_police, &slot);
+
+	return tat ? bucket_excess(tat, now, ((__u64)len * p->police_cost) >> VS_RATE_COST_SHIFT,
+				   p->police_tolerance_ns) : 0;
 }
 
 /* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
@@ -797,6 +823,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	    (src[0] != inp->mac[0] || src[1] != inp->mac[1] || src[2] != inp->mac[2] || src[3] != inp->mac[3] ||
 	     src[4] != inp->mac[4] || src[5] != inp->mac[5])) {
 		decided(skb, &eg, len, VS_C_DROP_SPOOFED_MAC);
+		return TC_ACT_SHOT;
+	}
+	if ((inp->flags & VS_PF_POLICE) && police_excess(eg.in_slot, inp, now, len)) {  /* others pay the test */
+		decided(skb, &eg, len, VS_C_DROP_MAX_BANDWIDTH);
 		return TC_ACT_SHOT;
 	}
 

@@ -28,6 +28,8 @@
 #define VS_PF_MAC_LOCK     0x400 /* MAC spoofing off: only vs_port.mac may be its source (layout.pack_port
 				  * sends a port with no MAC yet, or with a MAC limit, up to Python) */
 #define VS_PF_STORM        0x4000 /* a storm limit: its floods are metered by vs_storm (vswitch.core.rates) */
+#define VS_PF_POLICE       0x8000 /* a maximum bandwidth: its frames are policed by vs_police (core.rates) */
+#define VS_RATE_COST_SHIFT 16    /* core.rates.COST_SHIFT: a byte's cost in 1/65536 ns */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -41,6 +43,8 @@ struct vs_port {
 	__u16 pad2;
 	__u64 storm_interval_ns;    /* appended, VS_PF_STORM: one token per interval (core.rates.storm_bucket) */
 	__u64 storm_tolerance_ns;   /* how far ahead of now the bucket's time may be: (burst - 1) x interval */
+	__u64 police_cost;          /* appended, VS_PF_POLICE: a byte's cost, ns << VS_RATE_COST_SHIFT */
+	__u64 police_tolerance_ns;  /* the burst's worth of ns (core.rates.police_bucket) */
 };
 
 struct vs_fdb_key {
@@ -121,6 +125,7 @@ enum vs_counter {
 	VS_C_DROP_SPOOFED_MAC,      /* appended: Reason.DROP_SPOOFED_MAC */
 	VS_C_DROP_MAC_LIMIT,        /* Reason.DROP_MAC_LIMIT (Python's: a limited port is served there) */
 	VS_C_DROP_STORM_LIMIT,      /* appended: Reason.DROP_STORM_LIMIT */
+	VS_C_DROP_MAX_BANDWIDTH,    /* appended: Reason.DROP_MAX_BANDWIDTH */
 	VS_NR_COUNTERS
 };
 
