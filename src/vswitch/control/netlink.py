@@ -550,7 +550,7 @@ class Netlink:
     def set_shaper(self, name: str, rate_bps: int) -> None:
         """Shape what leaves ``name`` to ``rate_bps`` bits per second: a root ``tbf`` qdisc (replacing
         the root qdisc), its bucket 10 ms of the rate and at least 64 KiB + a frame (a GSO segment
-        fits whole), 50 ms of queue; 0 removes it (the link's default qdisc again)."""
+        fits whole), 100 ms of queue; 0 removes it (the link's default qdisc again)."""
         index = self.link(name).index
         if rate_bps == 0:
             if self.shaper_rate(name) is not None:
@@ -562,7 +562,7 @@ class Netlink:
             return
         burst = max(rate_bps // 8 // 100, 65536 + 1600)
         self._call(f"shape {name} to {rate_bps} bit/s", self._ipr.tc, "replace", "tbf", index, 0x10000,
-                   rate=rate_bps // 8, burst=burst, latency=50_000)
+                   rate=rate_bps // 8, burst=burst, latency=100_000)
 
     # -- sysctls, in this socket's namespace --------------------------------------------------
 

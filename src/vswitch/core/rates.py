@@ -56,10 +56,13 @@ BURST_MAX = 1 << 30
 
 
 def police_burst(rate_bps: int) -> int:
-    """The bytes an idle policer of `rate_bps` passes at once when no burst is given: 20 ms of the
-    rate, at least 128 KiB (two of the 64 KiB segments a TCP sender hands a veth or a TAP at once).
-    Deeper than the Python loop's 10 ms clock step, so its refills never overflow the bucket."""
-    return max(rate_bps // 8 // 50, 128 * 1024)
+    """The bytes an idle policer of `rate_bps` passes at once when no burst is given: a quarter of a
+    second of the rate, at least 128 KiB (two of the 64 KiB segments a TCP sender hands a veth or a
+    TAP at once). A policer drops, it cannot queue: TCP through one only holds the rate when the
+    bucket outlasts its bursts (measured through 100 Mbit/s on a veth: a 250 KB bucket, 20 ms, let
+    TCP reach 11 Mbit/s — each drop a lost 64 KiB segment and a retransmission timeout —, 2.5 MB 97,
+    3.1 MB 98-101; docs/port-features.md). Deeper than the Python loop's 10 ms clock step, too."""
+    return max(rate_bps // 32, 128 * 1024)
 
 
 def police_bucket(rate_bps: int, burst: int = 0) -> tuple[int, int]:

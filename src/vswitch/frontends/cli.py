@@ -483,7 +483,7 @@ _ON_OFF = click.Choice(["on", "off"])
 @click.option("--max-bandwidth", "max_bandwidth", default=None, metavar="RATE",
               help="What it may send into the switch, bits per second (100M, 1G; 0: no limit): policed.")
 @click.option("--burst", "bandwidth_burst", type=int, default=None, metavar="BYTES",
-              help="The --max-bandwidth policer's bucket in bytes (0: 20 ms of the rate, at least 128 KiB).")
+              help="The --max-bandwidth policer's bucket in bytes (0: 0.25 s of the rate, at least 128 KiB).")
 @click.option("--max-bandwidth-in", "max_bandwidth_in", default=None, metavar="RATE",
               help="What the switch delivers to it, bits per second (a link port; 0: no limit): shaped.")
 @click.option("--min-bandwidth-weight", "min_bandwidth_weight", type=int, default=None, metavar="0-100",

@@ -215,7 +215,7 @@ class PortCreate(BaseModel):
     max_bandwidth: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the port may send into the "
                                "switch (Hyper-V -MaximumBandwidth; rounded to a multiple of 8); 0: no limit.")
     bandwidth_burst: int = Field(0, ge=0, le=BURST_MAX, description="The max_bandwidth policer's bucket in bytes; "
-                                 "0: 20 ms of the rate, at least 128 KiB.")
+                                 "0: a quarter of a second of the rate, at least 128 KiB.")
     max_bandwidth_in: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the switch delivers to the "
                                   "port (a link port: a shaper on its link); 0: no limit.")
     min_bandwidth_weight: int = Field(0, ge=0, le=100, description="The port's share of an External switch's "
