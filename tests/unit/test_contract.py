@@ -296,6 +296,13 @@ def set_port(api: SwitchApi) -> None:
     assert api.get_port(SW, "a") == port
     port = api.set_port(SW, "a", PortSettings(storm_limit=0))
     assert port.storm_limit == 0
+    assert (port.max_bandwidth, port.bandwidth_burst, port.max_bandwidth_in, port.min_bandwidth_weight) == (0, 0, 0, 0)
+    port = api.set_port(SW, "a", PortSettings.parse({"max_bandwidth": "100M", "bandwidth_burst": 65_536,
+                                                     "min_bandwidth_weight": 20}))
+    assert (port.max_bandwidth, port.bandwidth_burst, port.min_bandwidth_weight) == (100_000_000, 65_536, 20)
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(max_bandwidth=0, bandwidth_burst=0, min_bandwidth_weight=0))
+    assert (port.max_bandwidth, port.bandwidth_burst, port.min_bandwidth_weight) == (0, 0, 0)
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
@@ -304,7 +311,10 @@ def set_port(api: SwitchApi) -> None:
                         ({"mac_spoofing": "off"}, "mac_spoofing: 'off' is not true or false"),
                         ({"mac_limit": -1}, "mac_limit: -1 is not a MAC limit"),
                         ({"storm_limit": -5}, "storm_limit: -5 is not a storm limit in frames per second"),
-                        ({"storm_limit": 10**8}, "storm_limit: 100000000 is not a storm limit")]:
+                        ({"storm_limit": 10**8}, "storm_limit: 100000000 is not a storm limit"),
+                        ({"max_bandwidth": -8}, "max_bandwidth: -8 is not a rate in bits per second"),
+                        ({"min_bandwidth_weight": 101}, "min_bandwidth_weight: 101 is not a minimum bandwidth weight"),
+                        ({"max_bandwidth_in": 10**8}, "max_bandwidth_in: only a link port's delivery is shaped")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(InvalidRequest, match="only a tap port's MAC .*memory port has no MAC"):

@@ -212,9 +212,7 @@ def parse_rate(value: object) -> int:
     ``100M``, ``1.5G``, ``800k``, ``100Mbit``, ``100mbps`` (decimal: M is 10**6, as for links) —, 0
     for none. Rounded to a multiple of 8 (whole bytes, as Hyper-V's -MaximumBandwidth), a non-zero rate
     to at least 8; at most `RATE_MAX` (400 Gbit/s). FieldError otherwise."""
-    if isinstance(value, bool):
-        raise FieldError(f"{clip(value)} is not a rate")
-    n = _whole(value)
+    n = None if isinstance(value, bool) else _whole(value)
     if n is None and isinstance(value, str) and (m := _RATE_RE.fullmatch(value.strip())):
         exact = float(m.group(1)) * _RATE_SCALE[m.group(2).lower()]
         n = int(exact) if math.isfinite(exact) and exact == int(exact) else None
