@@ -160,6 +160,8 @@ class _Switch:
     confirm_timer: threading.Timer | None = None
     #: `switch set` to External with a confirm timeout: what an unconfirmed switch goes back to
     revert_to: SwitchSpec | None = None
+    #: --min-bandwidth-weight: each weighted VM port's htb class on the uplink (skb->priority 1:minor)
+    uplink_classes: dict[str, int] = field(default_factory=dict)
 
 
 #: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
@@ -505,9 +507,9 @@ class SwitchManager:
         except StoreError as exc:  # replayed (idempotently) at the next start
             log.warning("switch %s: takeover snapshot stays for the next start: %s", name, exc)
 
-    @staticmethod
-    def _give_back(sw: _Switch, takeover: hostnic.Takeover) -> None:
+    def _give_back(self, sw: _Switch, takeover: hostnic.Takeover) -> None:
         sw.datapath.stop()  # stop bridging NIC and vNIC before the NIC's stack comes back
+        self._unshare_uplink(takeover.nic)
         takeover.restore()
 
     def _confirm_expired(self, sw: _Switch) -> None:
@@ -656,7 +658,11 @@ class SwitchManager:
                         self._move_datapath(sw, sw.spec)
                     raise
             sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
-            sw.spec = spec
+            old, sw.spec = sw.spec, spec
+            if moves:
+                sw.uplink_classes = {}  # the new datapath's ports have none yet
+            if reconnect or moves or old.uplink_bandwidth != spec.uplink_bandwidth:
+                self._share_uplink(sw, quiet=True)
             renamed = {"old_name": name} if spec.name != name else {}
             self.event_log.emit(spec.name, EventKind.SWITCH_SET, **_given(settings), **renamed)
             return self._info(sw)
@@ -924,6 +930,8 @@ class SwitchManager:
                 raise
             crashpoint("add-port.committed")
             sw.ports[spec.name] = _Attached(spec, port, "vm")
+            if spec.min_bandwidth_weight:
+                self._share_uplink(sw)
             if persist:
                 self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind),
                                     target=spec.target)
@@ -988,6 +996,8 @@ class SwitchManager:
             del sw.ports[port]
             if att.spec.max_bandwidth_in:
                 self._shape(att.spec, 0, quiet=True)  # the link as it was before the port
+            if att.spec.min_bandwidth_weight:
+                self._share_uplink(sw, quiet=True)
             try:
                 _discard_port(att.port)
                 crashpoint("remove-port.closed")
@@ -1025,7 +1035,7 @@ class SwitchManager:
             sw = self._get(switch)
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
-            policy = policy_for(spec)
+            policy = replace(policy_for(spec), uplink_class=sw.uplink_classes.get(port, 0))
             left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
                     if e.static and e.port == port and not policy.is_member(e.vlan)]
             if left:
@@ -1044,7 +1054,10 @@ class SwitchManager:
                     self._shape(att.spec, att.spec.max_bandwidth_in, quiet=True)
                 raise
             sw.datapath.set_policy(port, policy)
+            weighted = spec.min_bandwidth_weight != att.spec.min_bandwidth_weight
             att.spec = spec
+            if weighted:
+                self._share_uplink(sw)
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
 
@@ -1060,6 +1073,46 @@ class SwitchManager:
                 log.warning("port %s: the shaper of %s not changed: %s", spec.name, spec.target, exc)
                 return
             raise InvalidRequest(f"max_bandwidth_in: cannot shape {spec.target!r}: {exc}") from exc
+
+    def _share_uplink(self, sw: _Switch, *, quiet: bool = False) -> None:
+        """Share an External switch's uplink by its VM ports' --min-bandwidth-weight: an htb on the NIC
+        (`NetlinkApi.set_uplink_shares`) of `uplink_bandwidth`, a class ``1:minor`` per weighted port
+        guaranteed its weight's part (weight / (sum of weights + 1): the + 1 is everything unweighted —
+        the host, the other ports — in the default class), and each weighted port's frames marked for
+        its class (`PortPolicy.uplink_class`, skb->priority; datapaths: docs/port-features.md). No
+        weight, no capacity, or no uplink: no htb. InvalidRequest naming min_bandwidth_weight when the
+        kernel refuses (`quiet`: logged)."""
+        spec = sw.spec
+        weights = {n: a.spec.min_bandwidth_weight for n, a in sorted(sw.ports.items())
+                   if a.role == "vm" and a.spec is not None and a.spec.min_bandwidth_weight}
+        on = spec.type == SwitchType.EXTERNAL and spec.nic is not None and spec.uplink_bandwidth > 0 and weights
+        classes = {n: 0x10000 | (0x100 + i) for i, n in enumerate(weights)} if on else {}
+        total = sum(weights.values()) + 1
+        try:
+            if spec.nic is not None and (on or sw.uplink_classes):
+                with self._netlink() as nl:
+                    nl.set_uplink_shares(spec.nic, spec.uplink_bandwidth if on else 0,
+                                         {c & 0xFFFF: spec.uplink_bandwidth * weights[n] // total
+                                          for n, c in classes.items()})
+        except (NetlinkFailure, LinkNotFound) as exc:
+            if not quiet:
+                raise InvalidRequest(f"min_bandwidth_weight: cannot share the uplink {spec.nic!r}: {exc}") from exc
+            log.warning("switch %s: the uplink's shares not changed: %s", spec.name, exc)
+            return
+        for name, att in sw.ports.items():
+            if att.role == "vm" and att.spec is not None and classes.get(name, 0) != sw.uplink_classes.get(name, 0):
+                sw.datapath.set_policy(name, replace(policy_for(att.spec), uplink_class=classes.get(name, 0)))
+        sw.uplink_classes = classes
+        sw.datapath.set_uplink_classes(UPLINK_PORT if on else None, classes)
+
+    def _unshare_uplink(self, nic: str) -> None:
+        """The NIC without the weights' htb, as it is given back (nothing when it has none)."""
+        try:
+            with self._netlink() as nl:
+                if nl.link_exists(nic) and nl.uplink_shares(nic) is not None:
+                    nl.set_uplink_shares(nic, 0, {})
+        except (NetlinkFailure, LinkNotFound) as exc:
+            log.warning("NIC %s: the weights' htb stays: %s", nic, exc)
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         """On the datapath thread: the MACs ports with spoofing off adopted (their first source),
@@ -1652,7 +1705,8 @@ class SwitchManager:
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
             datapath=sw.datapath.label,
-            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0)
+            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0,
+            uplink_bandwidth=spec.uplink_bandwidth)
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:

@@ -501,6 +501,7 @@ SWITCH_FIELDS: dict[str, Check] = {
     "ageing_s": check_ageing,
     "max_entries": check_capacity,
     "datapath": _enum_checker(DatapathMode, "a datapath"),
+    "uplink_bandwidth": parse_rate,
 }
 
 
@@ -634,6 +635,7 @@ class SwitchSpec(_Spec):
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
     datapath: DatapathMode = DatapathMode.AUTO
+    uplink_bandwidth: int = 0       # External: the uplink's capacity the ports' weights share; 0: no sharing
 
     what: ClassVar[str] = "switch"
     fields: ClassVar[Mapping[str, Check]] = SWITCH_FIELDS
@@ -761,6 +763,8 @@ class SwitchInfo:
     datapath: str = "python"
     #: decisions the kernel fast path could not report to a watch (its event ring was full)
     watch_events_lost: int = 0
+    #: External: the uplink's capacity (bits/s) the ports' --min-bandwidth-weight share; 0: no sharing
+    uplink_bandwidth: int = 0
 
 
 @dataclass
@@ -939,12 +943,13 @@ class SwitchSettings(_Change):
     allow_management_os: bool | None = None
     confirm_timeout_s: float | None = None
     datapath: DatapathMode | None = None
+    uplink_bandwidth: int | None = None
 
     what: ClassVar[str] = "switch setting"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in (
-        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath")}
+        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath", "uplink_bandwidth")}
     options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC, "
-                              "--allow-management-os or --datapath")
+                              "--allow-management-os, --datapath or --uplink-bandwidth")
     rules = staticmethod(_switch_settings_rules)
 
     @property

@@ -8,7 +8,9 @@ native VLAN carried untagged). The default — access VLAN 1 — behaves as a pl
 `SwitchCore` adopts); `mac_limit` caps the MACs it may own in the table (0: no cap); `storm_limit` caps
 the broadcast, multicast and unknown-unicast frames it may send per second (0: none; core/rates.py);
 `max_bandwidth` the bits per second it may send into the switch (0: none), policed with a bucket of
-`bandwidth_burst` bytes (0: `rates.police_burst`).
+`bandwidth_burst` bytes (0: `rates.police_burst`). `uplink_class` is not the core's: the htb class
+(``1:minor`` as skb->priority) the datapath gives its frames for an External switch's uplink, so the
+uplink shares its capacity by the ports' weights (0: none; control/manager.py sets it).
 docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
@@ -48,6 +50,7 @@ class PortPolicy:
     storm_limit: int = 0
     max_bandwidth: int = 0
     bandwidth_burst: int = 0
+    uplink_class: int = 0
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

@@ -339,12 +339,16 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
 @click.option("--datapath", default=None, metavar="auto|kernel|python",
               help="Move the running switch: auto (the kernel fast path when it can), kernel (refused, saying "
                    "why, when the fast path cannot serve it) or python.")
+@click.option("--uplink-bandwidth", "uplink_bandwidth", default=None, metavar="RATE",
+              help="External: the uplink's capacity (100M, 1G) its ports share by --min-bandwidth-weight "
+                   "(0: no sharing).")
 @click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @json_option
 @pass_state
 def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
                internal: bool, private: bool, nic: str | None, allow_management_os: str | None,
-               confirm_timeout: float | None, datapath: str | None, dry_run: bool, as_json: bool) -> None:
+               confirm_timeout: float | None, datapath: str | None, uplink_bandwidth: str | None, dry_run: bool,
+               as_json: bool) -> None:
     """Rename a switch, change its MAC ageing time, table capacity, connection or datapath (stored;
     applied live; ports and their settings stay)."""
     chosen = [t for t, on in ((SwitchType.EXTERNAL, nic is not None), (SwitchType.INTERNAL, internal),
@@ -354,7 +358,7 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     mgmt = None if allow_management_os is None else allow_management_os == "on"
     fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries),
               ("type", chosen[0] if chosen else None), ("nic", nic), ("allow_management_os", mgmt),
-              ("confirm_timeout_s", confirm_timeout), ("datapath", datapath))
+              ("confirm_timeout_s", confirm_timeout), ("datapath", datapath), ("uplink_bandwidth", uplink_bandwidth))
     settings = SwitchSettings.parse({k: v for k, v in fields if v is not None})
     result = state.api.set_switch(name, settings, dry_run=dry_run)
     if dry_run:

@@ -181,6 +181,8 @@ class SwitchCreate(BaseModel):
         description="External only: undo the takeover unless confirmed within this many seconds.")
     ageing_s: int = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
     max_entries: int = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
+    uplink_bandwidth: int = Field(0, ge=0, le=RATE_MAX, description="External only: the uplink's capacity in "
+                                  "bits per second that the ports' min_bandwidth_weight share; 0: no sharing.")
     dry_run: bool = Field(False, description="Return the steps the creation would take; change nothing.")
 
 
@@ -281,6 +283,7 @@ _FIELDS: dict[str, Any] = {
     "mac_limit": Annotated[int, Interval(ge=0, le=CAPACITY_MAX)],
     "storm_limit": Annotated[int, Interval(ge=0, le=STORM_LIMIT_MAX)],
     "max_bandwidth": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "uplink_bandwidth": Annotated[int, Interval(ge=0, le=RATE_MAX)],
     "bandwidth_burst": Annotated[int, Interval(ge=0, le=BURST_MAX)],
     "max_bandwidth_in": Annotated[int, Interval(ge=0, le=RATE_MAX)],
     "min_bandwidth_weight": Annotated[int, Interval(ge=0, le=100)],

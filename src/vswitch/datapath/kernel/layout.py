@@ -41,7 +41,7 @@ CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
-PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQQQ")    # struct vs_port
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQQQII")  # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII")     # struct vs_config
@@ -110,8 +110,9 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
     storm += police_bucket(policy.max_bandwidth, policy.bandwidth_burst) if policy.max_bandwidth else (0, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
-                         mac, 0, *storm)
-    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0, *storm)
+                         mac, 0, *storm, policy.uplink_class, 0)
+    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0, *storm,
+                     policy.uplink_class, 0)
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,

@@ -759,6 +759,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		eg.observe = 1;
 	if (inp->flags & VS_PF_UPCALL)
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
+	if (inp->priority)      /* --min-bandwidth-weight: its class on the uplink's htb (a redirect keeps it) */
+		skb->priority = inp->priority;
 
 	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
 	len = skb->len + (skb->vlan_present ? 4 : 0);

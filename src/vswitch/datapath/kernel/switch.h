@@ -45,6 +45,8 @@ struct vs_port {
 	__u64 storm_tolerance_ns;   /* how far ahead of now the bucket's time may be: (burst - 1) x interval */
 	__u64 police_cost;          /* appended, VS_PF_POLICE: a byte's cost, ns << VS_RATE_COST_SHIFT */
 	__u64 police_tolerance_ns;  /* the burst's worth of ns (core.rates.police_bucket) */
+	__u32 priority;             /* appended: skb->priority its frames get (an htb class of the uplink), 0: kept */
+	__u32 pad3;
 };
 
 struct vs_fdb_key {
