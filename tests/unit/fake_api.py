@@ -112,6 +112,7 @@ class FakeApi:
             host_vnic=host_vnic_name(spec.name) if spec.has_host_vnic else None,
             state="awaiting-confirm" if spec.confirm_timeout_s else "up", ports=ports,
             ageing_s=spec.ageing_s, max_entries=spec.max_entries, confirm_deadline_s=spec.confirm_timeout_s,
+            uplink_bandwidth=spec.uplink_bandwidth,
         )
         self.switches[spec.name] = info
         self.fdb[spec.name] = []
@@ -200,7 +201,7 @@ class FakeApi:
         self._note("set_switch", name, settings, dry_run)
         info = self._get(name)
         old = SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
-                         ageing_s=info.ageing_s, max_entries=info.max_entries)
+                         ageing_s=info.ageing_s, max_entries=info.max_entries, uplink_bandwidth=info.uplink_bandwidth)
         spec = settings.apply(old)
         if spec.name != name and spec.name in self.switches:
             raise Conflict(f"switch {spec.name!r} already exists")
@@ -216,6 +217,7 @@ class FakeApi:
             self.fdb[spec.name] = self.fdb.pop(name)
             self.specs = {(spec.name if s == name else s, p): v for (s, p), v in self.specs.items()}
         info.name, info.ageing_s, info.max_entries = spec.name, spec.ageing_s, spec.max_entries
+        info.uplink_bandwidth = spec.uplink_bandwidth
         info.type, info.nic, info.allow_management_os = str(spec.type), spec.nic, spec.allow_management_os
         info.host_vnic = host_vnic_name(spec.name) if spec.has_host_vnic else None
         info.ports = [p for p in info.ports if p.role == "vm"] + self._own_ports(spec)

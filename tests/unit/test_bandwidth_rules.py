@@ -21,6 +21,7 @@ from vswitch.control.model import (
     PortKind,
     PortSettings,
     PortSpec,
+    SwitchSettings,
     SwitchSpec,
     SwitchType,
     parse_rate,
@@ -213,5 +214,49 @@ def test_a_link_ports_max_bandwidth_in_is_a_shaper_on_its_link(tmp_path: Path) -
         m.set_port("s", "vm", PortSettings(max_bandwidth_in=20_000_000))
         m.remove_port("s", "vm")
         assert kernel().shaper_rate("vmlink1") is None, "the link as it was before the port"
+    finally:
+        m.shutdown()
+
+
+def test_weights_share_an_external_uplink_on_memkernel(tmp_path: Path) -> None:
+    """An External switch with --uplink-bandwidth and weighted ports: an htb of a class per weighted
+    port (weight / (sum + 1) of the capacity) and the rest; each port's policy marks its frames for its
+    class; a weight of 0, or no capacity, takes the htb away; deleting the switch gives the NIC back
+    without it; a restart rebuilds it."""
+    kernel = MemKernel()
+    kernel.add_link("eth7", mac="52:54:00:12:34:57", up=True)
+    for name in ("va", "vb"):
+        kernel.add_link(name)
+
+    def manager() -> SwitchManager:
+        return SwitchManager(ConfigStore(tmp_path / "db"), netlink=kernel, port_kinds=kernel.port_kinds,
+                             port_socket_dir=str(tmp_path / "p"))
+
+    m = manager()
+    try:
+        m.create_switch(SwitchSpec("x", SwitchType.EXTERNAL, nic="eth7", allow_management_os=False))
+        m.add_port("x", PortSpec("a", PortKind.LINK, "va", min_bandwidth_weight=20))
+        m.add_port("x", PortSpec("b", PortKind.LINK, "vb", min_bandwidth_weight=80))
+        assert kernel().uplink_shares("eth7") is None, "no capacity yet: no sharing"
+        info = m.set_switch("x", SwitchSettings.parse({"uplink_bandwidth": "100M"}))
+        assert info.uplink_bandwidth == 100_000_000  # type: ignore[union-attr]
+        assert kernel().uplink_shares("eth7") == {0x100: 19_801_980, 0x101: 79_207_920, 0xFFFF: 1_000_000}
+        core = m.datapath("x").core
+        assert (core.policies["a"].uplink_class, core.policies["b"].uplink_class) == (0x10100, 0x10101)
+        m.set_port("x", "a", PortSettings(min_bandwidth_weight=0))
+        assert kernel().uplink_shares("eth7") == {0x100: 98_765_432, 0xFFFF: 1_234_568}
+        assert (core.policies["a"].uplink_class, core.policies["b"].uplink_class) == (0, 0x10100)
+        m.set_port("x", "a", PortSettings(min_bandwidth_weight=20))
+    finally:
+        m.shutdown()
+    m = manager()
+    try:
+        m.restore()
+        assert set(kernel().uplink_shares("eth7") or {}) == {0x100, 0x101, 0xFFFF}, "rebuilt at start"
+        m.set_switch("x", SwitchSettings(uplink_bandwidth=0))
+        assert kernel().uplink_shares("eth7") is None
+        m.set_switch("x", SwitchSettings(uplink_bandwidth=50_000_000))
+        m.delete_switch("x")
+        assert kernel().uplink_shares("eth7") is None, "the NIC given back without it"
     finally:
         m.shutdown()

@@ -152,6 +152,11 @@ def set_switch(api: SwitchApi) -> None:
     info = api.set_switch(SW, SwitchSettings(max_entries=100))
     assert (info.ageing_s, info.max_entries) == (60, 100), "what is not given stays"
     assert api.get_switch(SW).max_entries == 100
+    info = api.set_switch(SW, SwitchSettings.parse({"uplink_bandwidth": "1G"}))
+    assert (info.uplink_bandwidth, info.max_entries) == (1_000_000_000, 100)  # type: ignore[union-attr]
+    assert api.get_switch(SW).uplink_bandwidth == 1_000_000_000
+    with pytest.raises(InvalidRequest, match="uplink_bandwidth: 'fast' is not a rate"):
+        api.set_switch(SW, SwitchSettings.parse({"uplink_bandwidth": "fast"}))
     with pytest.raises(InvalidRequest, match="ageing"):
         api.set_switch(SW, SwitchSettings(ageing_s=1))
     with pytest.raises(InvalidRequest, match="nothing to change"):
