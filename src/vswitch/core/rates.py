@@ -14,6 +14,8 @@ Pure: no clock of its own (`now_ns` is a parameter), no I/O. Must not touch: fra
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 NS = 1_000_000_000
 
 #: the most frames per second a storm limit may be: 10 Mpps (an interval of 100 ns), more than a
@@ -27,6 +29,7 @@ def storm_burst(pps: int) -> int:
     return max(pps // 10, min(pps, 10))
 
 
+@lru_cache(maxsize=1024)  # per flood of a limited port: the constants of its limit, computed once
 def storm_bucket(pps: int) -> tuple[int, int]:
     """(interval_ns, tolerance_ns) of a storm limit of `pps` frames per second (> 0): one token per
     `interval_ns` (1e9 // pps: a limit that does not divide a second is rounded up by under one
@@ -65,6 +68,7 @@ def police_burst(rate_bps: int) -> int:
     return max(rate_bps // 32, 128 * 1024)
 
 
+@lru_cache(maxsize=1024)  # per frame of a policed port: the constants of its rate, computed once
 def police_bucket(rate_bps: int, burst: int = 0) -> tuple[int, int]:
     """(cost, tolerance_ns) of a policer of `rate_bps` (> 0) bits per second and `burst` bytes (0:
     `police_burst`): a frame of n bytes costs ``(n * cost) >> COST_SHIFT`` ns of the bucket; the
