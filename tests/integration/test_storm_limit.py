@@ -123,3 +123,10 @@ def test_a_flood_from_a_limited_port_reaches_each_port_at_most_at_the_limit(lab:
     if datapath == "kernel":
         assert lab.m.datapath(lab.sw).program.counters("flood")["drop_storm_limit"] > 0, \
             "the program's own stage dropped the excess"
+
+    def storm_events() -> list:
+        return [e for e in lab.m.events(lab.sw, limit=1000).events if e.kind == "rate-limited" and e.port == "flood"]
+    wait_until(lambda: storm_events(), what="the storm to be an event")
+    first = storm_events()[0]
+    assert first.reason == "storm limit" and first.count > 0, first
+    assert len(storm_events()) <= 3, "rate-limited: one event, then a summary per 10 s window"

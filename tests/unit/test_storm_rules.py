@@ -109,6 +109,21 @@ def test_the_clock_unit_is_the_callers() -> None:
         assert passed == 10 + 100 - 1 or passed == 10 + 100, (clock_ns, passed)
 
 
+def test_a_storm_is_one_event_then_a_summary_per_window() -> None:
+    sw = switch(10)
+    sw.events.drain()
+    for i in range(500):
+        sw.process("vm1", frame(BCAST, A), 0, 1.0 + i * 1e-3)
+    events = [e for e in sw.events.drain()[0] if e.kind == "rate-limited"]
+    assert [(e.port, e.reason, e.count) for e in events] == [("vm1", "storm limit", 1)]
+    sw.expire(12.0)
+    (summary,) = [e for e in sw.events.drain()[0] if e.kind == "rate-limited"]
+    assert (summary.reason, summary.window_s) == ("storm limit", pytest.approx(10.99)), "from the first drop"
+    assert summary.count == sw.counters["vm1"].snapshot()["drops"]["drop_storm_limit"] - 1
+    sw.trace("vm1", frame(BCAST, A), 12.0)
+    assert sw.events.drain() == ([], 0), "an explanation records nothing"
+
+
 def test_trace_tells_the_drop_and_takes_no_token() -> None:
     sw = switch(10)
     for _ in range(10):

@@ -1078,6 +1078,7 @@ class EventKind(enum.StrEnum):
     STATIC_REFUSED = core_events.STATIC_REFUSED
     PORT_UP = core_events.PORT_UP
     PORT_DOWN = core_events.PORT_DOWN
+    RATE_LIMITED = core_events.RATE_LIMITED
     SWITCH_CREATED = "switch-created"
     SWITCH_RESTORED = "switch-restored"
     SWITCH_SET = "switch-set"
@@ -1136,6 +1137,8 @@ class SwitchEvent:
             parts = [where or f"{self.count} MACs", f"{side} {self.port}" + (" (table full)" if side == "from" else "")]
         elif k in (EventKind.PORT_UP, EventKind.PORT_DOWN):
             parts = [f"{self.port} ({self.reason})"]
+        elif k == EventKind.RATE_LIMITED:
+            parts = [f"{self.reason} on {self.port}: {self.count} frame{'s' if self.count != 1 else ''} dropped"]
         elif k == EventKind.EVENTS_DROPPED:
             parts = [f"{self.count} lost before they reached the ring"]
         elif k == EventKind.FDB_ADD:

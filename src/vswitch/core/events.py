@@ -15,6 +15,9 @@ Invariants:
   are per port with a burst of `BULK_BURST`: a VM's few MACs show one by one, a network of 8,000
   MACs appearing behind the uplink at once is a few events and one "8,000 more" summary, so it does
   not push every other event out of the daemon's ring. Port up/down are per port, burst `PORT_BURST`.
+  A rate limit dropping frames (the storm limit, the maximum bandwidth) is per (port, limit) with a
+  burst of 1: a storm is one event when it starts and one summary per window while it lasts, its
+  `count` the frames dropped.
 - Bounded: at most ``capacity`` events wait for `drain` and at most ``max_keys`` keys are tracked;
   beyond either an event is dropped and counted in ``dropped`` (drained with the events, so the
   reader is told).
@@ -36,7 +39,8 @@ MAC_EVICTED = "mac-evicted"
 STATIC_REFUSED = "static-refused"
 PORT_UP = "port-up"
 PORT_DOWN = "port-down"
-KINDS = (MAC_LEARNED, MAC_MOVED, MAC_AGED, MAC_EVICTED, STATIC_REFUSED, PORT_UP, PORT_DOWN)
+RATE_LIMITED = "rate-limited"
+KINDS = (MAC_LEARNED, MAC_MOVED, MAC_AGED, MAC_EVICTED, STATIC_REFUSED, PORT_UP, PORT_DOWN, RATE_LIMITED)
 
 INTERVAL_S = 10.0
 BULK_BURST = 16
@@ -121,6 +125,10 @@ class EventRecorder:
         kind = PORT_UP if up else PORT_DOWN
         self._record((kind, port), PORT_BURST, False, kind, self.now, port, reason=reason)
 
+    def rate_limited(self, port: PortId, limit: str, now: float, n: int = 1) -> None:
+        """`n` frames from `port` dropped by a rate limit (`limit`: "storm limit", "max bandwidth")."""
+        self._record((RATE_LIMITED, port, limit), 1, False, RATE_LIMITED, now, port, reason=limit, n=n)
+
     # -- time and draining ------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         """End the windows that are over: each with folded occurrences gives its summary; a quiet one is forgotten."""
@@ -150,14 +158,14 @@ class EventRecorder:
     # -- internals ----------------------------------------------------------------------------------------
     def _record(self, key: tuple[object, ...], burst: int, per_mac: bool, kind: str, now: float, port: PortId,
                 mac: bytes | None = None, vlan: int | None = None, old_port: PortId = None,
-                reason: str | None = None) -> None:
+                reason: str | None = None, n: int = 1) -> None:
         if now > self.now:
             self.now = now
         w = self._windows.get(key)
         if w is not None and now - w.start >= self.interval_s:
             del self._windows[key]
             if w.folded:  # the window's summary, this occurrence folded in
-                w.folded += 1
+                w.folded += n
                 w.port, w.mac, w.vlan, w.old_port, w.reason = port, mac, vlan, old_port, reason
                 self._summarise(key, w, now)
                 return
@@ -169,9 +177,9 @@ class EventRecorder:
             w = self._windows[key] = _Window(kind, now, per_mac)
         if w.emitted < burst:
             w.emitted += 1
-            self._emit(CoreEvent(kind, now, port, mac, vlan, old_port, 1, None, reason))
+            self._emit(CoreEvent(kind, now, port, mac, vlan, old_port, n, None, reason))
             return
-        w.folded += 1
+        w.folded += n
         w.port, w.mac, w.vlan, w.old_port, w.reason = port, mac, vlan, old_port, reason
 
     def _summarise(self, key: tuple[object, ...], w: _Window, now: float) -> None:

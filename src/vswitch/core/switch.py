@@ -299,7 +299,9 @@ class SwitchCore:
                     return self._drop_in_vlan(why, vlan)
             if pol.max_bandwidth and self._police_excess(in_port, pol, n, now, report):
                 c.drop(Reason.DROP_MAX_BANDWIDTH)
-                if report is not None:
+                if report is None:
+                    self.events.rate_limited(in_port, "max bandwidth", now)
+                else:
                     _report_drop(report, buf, offset, f"maximum bandwidth on port {in_port} — "
                                  f"{format_rate(pol.max_bandwidth)} exceeded ({n} bytes)",
                                  Reason.DROP_MAX_BANDWIDTH, {"vlan": vlan, "max_bandwidth": pol.max_bandwidth})
@@ -325,7 +327,7 @@ class SwitchCore:
 
         if dst[0] & 1:
             if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
-                return self._storm_drop(c, in_port, pol, buf, offset, vlan, report)
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, now, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate,
                                      Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
@@ -335,7 +337,7 @@ class SwitchCore:
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
             if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
-                return self._storm_drop(c, in_port, pol, buf, offset, vlan, report)
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, now, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
             if report is not None:
@@ -410,9 +412,11 @@ class SwitchCore:
         return False
 
     def _storm_drop(self, c: PortCounters, in_port: PortId, pol: PortPolicy, buf: bytes, offset: int, vlan: int,
-                    report: list[TraceStep] | None) -> Decision:
+                    now: float, report: list[TraceStep] | None) -> Decision:
         c.drop(Reason.DROP_STORM_LIMIT)
-        if report is not None:
+        if report is None:
+            self.events.rate_limited(in_port, "storm limit", now)
+        else:
             report.append(TraceStep("decide", f"storm limit on port {in_port} — {pol.storm_limit} pps of "
                                     "broadcast/multicast/unknown unicast exceeded: dropped", Reason.DROP_STORM_LIMIT,
                                     {"vlan": vlan, "storm_limit": pol.storm_limit,

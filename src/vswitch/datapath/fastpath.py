@@ -281,6 +281,8 @@ class KernelDatapath(Datapath):
         self._down: dict[Hashable, int] = {}
         #: slot → port, for the upcall reader (every port with a slot)
         self._slot_pid: dict[int, Hashable] = {}
+        #: per port with a rate limit: its program's (drop_storm_limit, drop_max_bandwidth) at the last tick
+        self._limited_seen: dict[Hashable, tuple[int, int]] = {}
         self._upcall: UpcallChannel | None = None
         self._up_ps: PortState | None = None
         #: the core's MAC table is a full copy of the map since the last tick (the fair eviction of a
@@ -857,6 +859,8 @@ class KernelDatapath(Datapath):
     # -- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
         claimed = self.core.claims[:] if self.program is not None else []
+        if self.program is not None:
+            self._rate_limit_events()
         super()._tick()
         for pid in dict.fromkeys(claimed):  # adopted MACs: their slots leave the upcall path, locked
             if self.program is not None and pid in self.core.policies:
@@ -870,6 +874,27 @@ class KernelDatapath(Datapath):
         self._load_fdb()  # the core's copy, and with it the MAC events, at most one tick behind
         cap = self.core.fdb.max_entries
         self._evict_down_to(cap - headroom(cap))
+
+    def _rate_limit_events(self) -> None:
+        """The program's rate-limit drops since the last tick as the core's `rate_limited` events (the
+        core records its own as they happen): one read of the counters per tick per port that has a
+        storm limit or a maximum bandwidth, none for the others."""
+        assert self.program is not None
+        seen = self._limited_seen
+        for pid, pol in self.core.policies.items():
+            if not (pol.storm_limit or pol.max_bandwidth):
+                seen.pop(pid, None)
+                continue
+            try:
+                c = self.program.counters(pid)
+            except (KeyError, OSError):
+                continue
+            now = (c["drop_storm_limit"], c["drop_max_bandwidth"])
+            before = seen.get(pid, now)
+            seen[pid] = now
+            for limit, n in (("storm limit", now[0] - before[0]), ("max bandwidth", now[1] - before[1])):
+                if n > 0:
+                    self.core.events.rate_limited(pid, limit, self.now, n)
 
     # -- decision events ------------------------------------------------------------------------
     def events_lost(self) -> int:
