@@ -185,6 +185,16 @@ def test_cli_port_set_and_show() -> None:
     assert api.get_port("s", "vm1").max_bandwidth == 100_000_000, "a refused value changes nothing"
 
 
+def test_cli_switch_set_uplink_bandwidth() -> None:
+    api = FakeApi()
+    run = cli_on_one_port(api)
+    assert "uplink bandwidth 1 Gbit/s" in run("switch", "set", "s", "--uplink-bandwidth", "1G")
+    assert api.calls[-1][1][1].uplink_bandwidth == 1_000_000_000
+    assert "uplink bandwidth: 1 Gbit/s" in run("switch", "show", "s")
+    bad = run("switch", "set", "s", "--uplink-bandwidth", "lots", ok=False)
+    assert bad.exit_code != 0 and "uplink_bandwidth: 'lots' is not a rate" in bad.output, bad.output
+
+
 def test_a_link_ports_max_bandwidth_in_is_a_shaper_on_its_link(tmp_path: Path) -> None:
     kernel = MemKernel()
 

@@ -292,6 +292,9 @@ def switch_show(state: CliState, name: str, as_json: bool) -> None:
         return
     console = _console()
     console.print(_switch_table([info]))
+    if info.uplink_bandwidth:
+        console.print(f"uplink bandwidth: {format_rate(info.uplink_bandwidth)}, shared by the ports' "
+                      "--min-bandwidth-weight")
     if info.watch_events_lost:
         console.print(f"watch: {info.watch_events_lost} decisions not reported by the kernel fast path "
                       "(its event ring was full)")
@@ -372,7 +375,8 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     where = f" on {info.nic}" if info.nic else ""
     vnic = f", host vNIC {info.host_vnic}" if info.host_vnic else ", no host vNIC"
     click.echo(f"switch {info.name!r}: {info.type}{where}{vnic}; ageing {info.ageing_s} s, "
-               f"max entries {info.max_entries}; datapath: {info.datapath}")
+               f"max entries {info.max_entries}; datapath: {info.datapath}"
+               + (f"; uplink bandwidth {format_rate(info.uplink_bandwidth)}" if info.uplink_bandwidth else ""))
     if mgmt is False and info.type == SwitchType.EXTERNAL:
         click.echo(f"warning: the host no longer has an adapter on {info.nic}; it lost its addresses and routes "
                    f"there (`--allow-management-os on` gives them back)", err=True)
