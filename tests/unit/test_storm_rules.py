@@ -244,3 +244,11 @@ def test_set_live_on_memory_ports_and_counted_in_stats(tmp_path: Path) -> None:
         assert m.get_port("s", "vm").storm_limit == 10
     finally:
         m.shutdown()
+
+
+def test_the_event_in_words() -> None:
+    from vswitch.control.model import SwitchEvent
+    one = SwitchEvent(1, 0.0, "s", "rate-limited", port="vm1", reason="storm limit")
+    assert one.summary() == "rate limited  storm limit on vm1: 1 frame dropped"
+    many = SwitchEvent(2, 0.0, "s", "rate-limited", port="vm1", reason="max bandwidth", count=5000, window_s=10.0)
+    assert many.summary() == "rate limited  max bandwidth on vm1: 5000 frames dropped  (in 10 s)"

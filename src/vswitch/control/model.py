@@ -1150,7 +1150,8 @@ class SwitchEvent:
                      ", ".join(f"{key}={value}" for key, value in self.detail.items() if value is not None)]
         text = "  ".join([k.replace("-", " ")] + [p for p in parts if p])
         if self.window_s is not None:
-            folded = "" if k in _PER_PORT_SUMMARY and not self.mac else f"×{self.count} "
+            folded = "" if (k in _PER_PORT_SUMMARY and not self.mac) or k == EventKind.RATE_LIMITED \
+                else f"×{self.count} "
             text += f"  ({folded}in {self.window_s:.0f} s)"
         return text
 
