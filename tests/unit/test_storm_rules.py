@@ -16,7 +16,16 @@ from memkernel import MemKernel
 
 from guard_frames import eth
 from vswitch.control.manager import SwitchManager
-from vswitch.control.model import InvalidRequest, PortKind, PortSettings, PortSpec, SwitchSpec, SwitchType, policy_for
+from vswitch.control.model import (
+    InvalidRequest,
+    PortKind,
+    PortSettings,
+    PortSpec,
+    SwitchEvent,
+    SwitchSpec,
+    SwitchType,
+    policy_for,
+)
 from vswitch.control.store import ConfigStore
 from vswitch.core import rates
 from vswitch.core.policy import PortPolicy
@@ -247,7 +256,6 @@ def test_set_live_on_memory_ports_and_counted_in_stats(tmp_path: Path) -> None:
 
 
 def test_the_event_in_words() -> None:
-    from vswitch.control.model import SwitchEvent
     one = SwitchEvent(1, 0.0, "s", "rate-limited", port="vm1", reason="storm limit")
     assert one.summary() == "rate limited  storm limit on vm1: 1 frame dropped"
     many = SwitchEvent(2, 0.0, "s", "rate-limited", port="vm1", reason="max bandwidth", count=5000, window_s=10.0)
