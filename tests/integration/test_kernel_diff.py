@@ -17,6 +17,12 @@ the pool are theirs a tenth of the time, forged the rest (DROP_SPOOFED_MAC, neve
 Port mirroring: two sources (access, trunk) and two destinations (an access port in another VLAN,
 which gets every copy untagged; a trunk that does not flood and goes oper down and up): the copies
 are outputs after the forwarded ones, compared like them, and the mirrored/mirror_tx counters too.
+
+Two ports have a storm limit (1 and 2 frames per second, on the test clock: their floods are over
+it about as often as not, DROP_STORM_LIMIT); test_the_storm_limit_meters_floods_like_the_core
+floods one port at 10 kpps of the test clock against a limit of 1,000. Two ports have a maximum
+bandwidth (8 kbit/s with a 300-byte bucket, 1.6 kbit/s with 100 bytes and a storm limit: DROP_MAX_BANDWIDTH
+often); test_the_policer_meters_bytes_like_the_core sends 1,500-byte frames at 240 Mbit/s into 100.
 BPF_PROG_TEST_RUN keeps a tag in the bytes; test_kernel_veth.py covers the metadata tag of a real receive.
 """
 
@@ -80,6 +86,10 @@ POLICIES = {
     "a60-iso": PortPolicy.access(60, isolated=True),
     "a60": PortPolicy.access(60),
     "a10-iso-mdst": PortPolicy.access(10, isolated=True, port_mirroring=PortMirroring.DESTINATION),
+    "a10-storm": PortPolicy.access(10, storm_limit=1),
+    "t-storm": PortPolicy.trunk({10, 20, 30}, native=10, storm_limit=2),
+    "a20-police": PortPolicy.access(20, max_bandwidth=8_000, bandwidth_burst=300),
+    "t-police": PortPolicy.trunk({10, 20}, native=20, max_bandwidth=1_600, bandwidth_burst=100, storm_limit=3),
 }
 OPER_FLAPPING = "t-nonative"
 OPER_FLAPPING_MIRROR = "t-mdst"
@@ -124,12 +134,12 @@ def _verdict(reason: str, n_out: int) -> int:
 
 
 def _build(ports: dict[str, PortPolicy]) -> tuple[SwitchCore, SwitchProgram]:
-    core = SwitchCore(ageing_s=AGEING_S * NS, group_fwd_mask=GROUP_FWD_MASK)
+    core = SwitchCore(ageing_s=AGEING_S * NS, group_fwd_mask=GROUP_FWD_MASK, clock_ns=1)  # now: the test's ns
     prog = SwitchProgram(ageing_s=AGEING_S, group_fwd_mask=GROUP_FWD_MASK)
     for i, (name, policy) in enumerate(ports.items()):
         core.add_port(name, policy)
         prog.add_port(name, policy, ifindex=1000 + i)  # test mode sends nothing: any ifindex will do
-    for mac, vlan, port in STATICS:
+    for mac, vlan, port in (st for st in STATICS if st[2] in ports):
         core.fdb.add_static(mac, vlan, port)
         prog.add_static(mac, vlan, port)
     return core, prog
@@ -186,8 +196,12 @@ def _compare(core: SwitchCore, prog: SwitchProgram, n_frames: int, seed: int) ->
 
 
 def _counters_differ(core: SwitchCore, prog: SwitchProgram) -> list[str]:
+    return _counters_differ_for(core, prog, POLICIES)
+
+
+def _counters_differ_for(core: SwitchCore, prog: SwitchProgram, ports: dict[str, PortPolicy]) -> list[str]:
     out = []
-    for port in POLICIES:
+    for port in ports:
         snap = core.counters[port].snapshot()
         mine = prog.counters(port)
         want = {k: snap[k] for k in (*layout.PORT_COUNTER_FIELDS, "mirrored", "mirror_tx")}
@@ -341,3 +355,83 @@ def test_a_mirror_copy_for_a_port_only_python_serves_sends_the_frame_up() -> Non
         assert (r.reason, [prog.port_at(o.slot) for o in r.outputs]) == ("forward_learned", ["k1", "kmon"])
         assert r.outputs[1].head[12:16] == b"\x81\x00\x00\x0a", "the trunk destination's copy carries VLAN 10"
         assert (prog.counters("src")["mirrored"], prog.counters("kmon")["mirror_tx"]) == (1, 1)
+def test_the_storm_limit_meters_floods_like_the_core() -> None:
+    """A port limited to 1,000 pps sends 3,000 frames at 10 kpps of the test clock — broadcast,
+    multicast, unknown and known unicast mixed — on both sides: the same frames pass and drop, known
+    unicast is never dropped, the floods that pass are the bucket's burst plus 1,000 a second, and a
+    new limit starts with a full bucket on both."""
+    require_fastpath()
+    ports = {"storm": PortPolicy.access(10, storm_limit=1000), "a": PortPolicy.access(10),
+             "b": PortPolicy.access(10)}
+    core, prog = _build(ports)
+    rng = random.Random(7)
+    kinds = {"b": b"\xff" * 6, "m": bytes.fromhex("01005e000001"), "u": bytes((2, 0, 0, 0, 0xEC, 1)),
+             "k": POOL[5]}
+    with prog:
+        now = 1_000 * NS
+        for port, src in (("a", POOL[5]), ("storm", POOL[6])):  # POOL[5] is known, on port a
+            prog.set_test_clock(now)
+            frame = b"\xff" * 6 + src + b"\x08\x00" + bytes(46)
+            assert core.process(port, frame, 0, now).reason.label == prog.run(port, frame).reason
+        passed = {k: 0 for k in kinds}
+        sent = dict(passed)
+        mismatches = []
+        for i in range(3_000):
+            now += 100_000  # 10 kpps
+            kind = rng.choice("bbmuk")
+            frame = kinds[kind] + POOL[6] + b"\x08\x00" + bytes(46)
+            prog.set_test_clock(now)
+            want, got = core.process("storm", frame, 0, now).reason.label, prog.run("storm", frame).reason
+            if want != got:
+                mismatches.append(f"frame #{i} ({kind}) at {now}: program {got}, core {want}")
+            sent[kind] += 1
+            passed[kind] += got != "drop_storm_limit"
+            if i == 1_999:  # a new limit, a full bucket, on both sides
+                for side in (core, prog):
+                    side.set_policy("storm", PortPolicy.access(10, storm_limit=500))
+        assert not mismatches, "\n".join(mismatches[:20])
+        assert passed["k"] == sent["k"], "known unicast is never metered"
+        floods = sum(passed[k] for k in "bmu")
+        # at most: 0.2 s at 1,000 pps after a full bucket of 100, then 0.1 s at 500 pps after a full
+        # bucket of 50 (a few less: a token that comes while no flood does waits for the next)
+        assert 390 <= floods <= 100 + 200 + 50 + 50, (floods, passed, sent)
+        assert not _counters_differ_for(core, prog, ports)
+        assert prog.counters("storm")["drop_storm_limit"] == sum(sent[k] - passed[k] for k in "bmu")
+
+
+def test_the_policer_meters_bytes_like_the_core() -> None:
+    """A port with a maximum bandwidth of 100 Mbit/s (a 64 KiB bucket) sends 4,000 frames of 60 to
+    1,514 bytes at 20 kpps of the test clock (about 125 Mbit/s), unicast and broadcast: the same
+    frames pass and drop on both sides, and the bytes that pass are at most the bucket plus 100
+    Mbit/s of the time; a new rate starts with a full bucket on both."""
+    require_fastpath()
+    ports = {"vm": PortPolicy.access(10, max_bandwidth=100_000_000, bandwidth_burst=65_536),
+             "a": PortPolicy.access(10)}
+    core, prog = _build(ports)
+    rng = random.Random(11)
+    with prog:
+        now = 1_000 * NS
+        prog.set_test_clock(now)
+        hello = b"\xff" * 6 + POOL[5] + b"\x08\x00" + bytes(46)
+        assert core.process("a", hello, 0, now).reason.label == prog.run("a", hello).reason
+        passed = sent = 0
+        mismatches = []
+        for i in range(4_000):
+            now += 50_000  # 20 kpps
+            dst = POOL[5] if rng.random() < 0.8 else b"\xff" * 6
+            frame = dst + POOL[6] + b"\x08\x00" + bytes(rng.randrange(46, 1501))
+            prog.set_test_clock(now)
+            want, got = core.process("vm", frame, 0, now).reason.label, prog.run("vm", frame).reason
+            if want != got:
+                mismatches.append(f"frame #{i} ({len(frame)} bytes) at {now}: program {got}, core {want}")
+            if i < 2_000:
+                sent += len(frame)
+                passed += len(frame) if got != "drop_max_bandwidth" else 0
+            if i == 1_999:
+                for side in (core, prog):
+                    side.set_policy("vm", PortPolicy.access(10, max_bandwidth=50_000_000, bandwidth_burst=65_536))
+        assert not mismatches, "\n".join(mismatches[:20])
+        bound = 65_536 + 1_514 + 100_000_000 // 8 * 2_000 * 50_000 // NS
+        assert bound * 0.9 < passed <= bound < sent, (passed, bound, sent)
+        assert not _counters_differ_for(core, prog, ports)
+        assert prog.counters("vm")["drop_max_bandwidth"] > 0

@@ -127,6 +127,7 @@ class FakeApi:
             host_vnic=host_vnic_name(spec.name) if spec.has_host_vnic else None,
             state="awaiting-confirm" if spec.confirm_timeout_s else "up", ports=ports,
             ageing_s=spec.ageing_s, max_entries=spec.max_entries, confirm_deadline_s=spec.confirm_timeout_s,
+            uplink_bandwidth=spec.uplink_bandwidth,
         )
         self.switches[spec.name] = info
         self.fdb[spec.name] = []
@@ -173,7 +174,9 @@ class FakeApi:
                         admin_up=spec.admin_up, learning=spec.learning, flooding=spec.flooding,
                         dhcp_guard=spec.dhcp_guard, router_guard=spec.router_guard,
                         mac_spoofing=spec.mac_spoofing, mac_limit=spec.mac_limit,
-                        port_mirroring=spec.port_mirroring)
+                        port_mirroring=spec.port_mirroring, storm_limit=spec.storm_limit,
+                        max_bandwidth=spec.max_bandwidth, bandwidth_burst=spec.bandwidth_burst,
+                        max_bandwidth_in=spec.max_bandwidth_in, min_bandwidth_weight=spec.min_bandwidth_weight)
         _pvlan_info(port, spec)
         info.ports.append(port)
         self.specs[(switch, spec.name)] = spec
@@ -207,6 +210,9 @@ class FakeApi:
         info.mac = spec.mac
         info.dhcp_guard, info.router_guard = spec.dhcp_guard, spec.router_guard
         info.mac_spoofing, info.mac_limit = spec.mac_spoofing, spec.mac_limit
+        info.storm_limit = spec.storm_limit
+        info.max_bandwidth, info.bandwidth_burst = spec.max_bandwidth, spec.bandwidth_burst
+        info.max_bandwidth_in, info.min_bandwidth_weight = spec.max_bandwidth_in, spec.min_bandwidth_weight
         info.port_mac = None if spec.mac_spoofing else spec.mac or spec.port_mac
         info.port_mirroring = spec.port_mirroring
         _pvlan_info(info, spec)
@@ -221,7 +227,7 @@ class FakeApi:
         self._note("set_switch", name, settings, dry_run)
         info = self._get(name)
         old = SwitchSpec(name, SwitchType(info.type), info.nic, info.allow_management_os,
-                         ageing_s=info.ageing_s, max_entries=info.max_entries)
+                         ageing_s=info.ageing_s, max_entries=info.max_entries, uplink_bandwidth=info.uplink_bandwidth)
         spec = settings.apply(old)
         if spec.name != name and spec.name in self.switches:
             raise Conflict(f"switch {spec.name!r} already exists")
@@ -237,6 +243,7 @@ class FakeApi:
             self.fdb[spec.name] = self.fdb.pop(name)
             self.specs = {(spec.name if s == name else s, p): v for (s, p), v in self.specs.items()}
         info.name, info.ageing_s, info.max_entries = spec.name, spec.ageing_s, spec.max_entries
+        info.uplink_bandwidth = spec.uplink_bandwidth
         info.type, info.nic, info.allow_management_os = str(spec.type), spec.nic, spec.allow_management_os
         info.host_vnic = host_vnic_name(spec.name) if spec.has_host_vnic else None
         info.ports = [p for p in info.ports if p.role == "vm"] + self._own_ports(spec)

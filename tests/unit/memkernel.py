@@ -79,6 +79,8 @@ class _Link:
     persist: bool = False           # TAP: survives its last descriptor
     holder: object | None = None    # TAP: who holds its descriptor (a port, or another "process")
     speed_mbps: int | None = None   # what ethtool reports (None: nothing, as a virtual link)
+    shaper: int | None = None       # the rate of a root tbf qdisc (port set --max-bandwidth-in)
+    shares: dict[int, int] | None = None  # a root htb qdisc's classes (--min-bandwidth-weight)
 
     def info(self) -> LinkInfo:
         flags = (IFF_UP if self.up else 0) | (IFF_PROMISC if self.promisc else 0) | (
@@ -398,6 +400,25 @@ class MemNetlink:
                 return
             raise NetlinkFailure.refused(errno.EINVAL, what)
         link.ingress = None
+
+    # -- the egress shaper --------------------------------------------------------------------
+    def shaper_rate(self, name: str) -> int | None:
+        return self._get(name).shaper
+
+    def set_shaper(self, name: str, rate_bps: int) -> None:
+        link = self._get(name)
+        self.kernel._mutate(f"shape {name}")
+        link.shaper = rate_bps or None
+
+    def uplink_shares(self, name: str) -> dict[int, int] | None:
+        return self._get(name).shares
+
+    def set_uplink_shares(self, name: str, capacity_bps: int, shares: dict[int, int]) -> None:
+        link = self._get(name)
+        self.kernel._mutate(f"share {name}")
+        link.shaper = None
+        link.shares = ({**shares, 0xFFFF: max(capacity_bps - sum(shares.values()), capacity_bps // 100)}
+                       if capacity_bps else None)
 
     # -- sysctls ------------------------------------------------------------------------------
     def get_sysctl(self, path: str) -> str:

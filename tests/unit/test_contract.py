@@ -154,6 +154,11 @@ def set_switch(api: SwitchApi) -> None:
     info = api.set_switch(SW, SwitchSettings(max_entries=100))
     assert (info.ageing_s, info.max_entries) == (60, 100), "what is not given stays"
     assert api.get_switch(SW).max_entries == 100
+    info = api.set_switch(SW, SwitchSettings.parse({"uplink_bandwidth": "1G"}))
+    assert (info.uplink_bandwidth, info.max_entries) == (1_000_000_000, 100)  # type: ignore[union-attr]
+    assert api.get_switch(SW).uplink_bandwidth == 1_000_000_000
+    with pytest.raises(InvalidRequest, match="uplink_bandwidth: 'fast' is not a rate"):
+        api.set_switch(SW, SwitchSettings.parse({"uplink_bandwidth": "fast"}))
     with pytest.raises(InvalidRequest, match="ageing"):
         api.set_switch(SW, SwitchSettings(ageing_s=1))
     with pytest.raises(InvalidRequest, match="nothing to change"):
@@ -307,6 +312,19 @@ def set_port(api: SwitchApi) -> None:
         api.set_port(SW, "b", PortSettings(pvlan="community", primary=100, secondary=101))
     port = api.set_port(SW, "a", PortSettings(pvlan="none", isolated=False))
     assert (port.isolated, port.pvlan, port.vlan_mode) == (False, None, "access 1")
+    assert port.storm_limit == 0, "no storm limit unless set (Hyper-V's StormLimit 0)"
+    port = api.set_port(SW, "a", PortSettings(storm_limit=1000))
+    assert (port.storm_limit, port.mac_limit) == (1000, 0)
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(storm_limit=0))
+    assert port.storm_limit == 0
+    assert (port.max_bandwidth, port.bandwidth_burst, port.max_bandwidth_in, port.min_bandwidth_weight) == (0, 0, 0, 0)
+    port = api.set_port(SW, "a", PortSettings.parse({"max_bandwidth": "100M", "bandwidth_burst": 65_536,
+                                                     "min_bandwidth_weight": 20}))
+    assert (port.max_bandwidth, port.bandwidth_burst, port.min_bandwidth_weight) == (100_000_000, 65_536, 20)
+    assert api.get_port(SW, "a") == port
+    port = api.set_port(SW, "a", PortSettings(max_bandwidth=0, bandwidth_burst=0, min_bandwidth_weight=0))
+    assert (port.max_bandwidth, port.bandwidth_burst, port.min_bandwidth_weight) == (0, 0, 0)
     for bad, needle in [({"vlan": 3, "trunk": (4,)}, "not both"), ({"native": 3}, "native"),
                         ({}, "nothing to change"), ({"vlan": 5000}, "(?i)vlan"),
                         ({"mac": "01:00:5e:00:00:01"}, "group address"),
@@ -318,11 +336,17 @@ def set_port(api: SwitchApi) -> None:
                         ({"port_mirroring": True}, "port_mirroring: True is not a port mirroring mode"),
                         ({"isolated": "on"}, "isolated: 'on' is not true or false"),
                         ({"pvlan": "isolated", "primary": 100}, "secondary: an isolated private VLAN port needs"),
-                        ({"pvlan": "bogus"}, "pvlan: 'bogus' is not a private VLAN mode")]:
+                        ({"pvlan": "bogus"}, "pvlan: 'bogus' is not a private VLAN mode"),
+                        ({"storm_limit": -5}, "storm_limit: -5 is not a storm limit in frames per second"),
+                        ({"storm_limit": 10**8}, "storm_limit: 100000000 is not a storm limit"),
+                        ({"max_bandwidth": -8}, "max_bandwidth: -8 is not a rate in bits per second"),
+                        ({"min_bandwidth_weight": 101}, "min_bandwidth_weight: 101 is not a minimum bandwidth weight")]:
         with pytest.raises(InvalidRequest, match=needle):  # settings are valid by construction
             api.set_port(SW, "a", PortSettings(**bad))
     with pytest.raises(Conflict, match="only a tap port's MAC .*memory port has no MAC"):
         api.set_port(SW, "a", PortSettings(mac="52:54:00:00:00:09"))
+    with pytest.raises(Conflict, match="max_bandwidth_in: only a link port's delivery is shaped"):
+        api.set_port(SW, "a", PortSettings(max_bandwidth_in=10**8))
     with pytest.raises(NotFound):
         api.set_port(SW, "zz", PortSettings(vlan=2))
     api.fdb_add(SW, StaticEntry(MAC, "b"))

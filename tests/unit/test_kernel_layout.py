@@ -12,6 +12,7 @@ import pytest
 
 from vswitch.core.guards import MAX_EXT_HEADERS
 from vswitch.core.policy import PortPolicy
+from vswitch.core.rates import COST_SHIFT, police_bucket, storm_bucket
 from vswitch.core.reasons import Reason
 from vswitch.datapath.kernel import layout as L
 
@@ -53,6 +54,8 @@ def _struct_size(name: str) -> int:
     ("VS_PF_ROUTER_GUARD", L.PF_ROUTER_GUARD), ("VS_GUARD_EXT_MAX", L.GUARD_EXT_MAX),
     ("VS_GUARD_EXT_MAX", MAX_EXT_HEADERS), ("VS_PF_MAC_LOCK", L.PF_MAC_LOCK),
     ("VS_PF_ISOLATED", L.PF_ISOLATED), ("VS_PF_PVLAN", L.PF_PVLAN), ("VS_VLAN_IDS", L.VLAN_IDS),
+    ("VS_PF_STORM", L.PF_STORM), ("VS_PF_POLICE", L.PF_POLICE), ("VS_RATE_COST_SHIFT", L.RATE_COST_SHIFT),
+    ("VS_RATE_COST_SHIFT", COST_SHIFT),
 ])
 def test_defines_agree(c_name: str, value: int) -> None:
     assert _defines()[c_name] == value, f"switch.h {c_name} = {_defines()[c_name]}, layout.py says {value}"
@@ -85,7 +88,7 @@ def test_every_decision_reason_has_a_counter() -> None:
 def test_pack_port_trunk_bitmap() -> None:
     packed = L.pack_port(PortPolicy.trunk({10, 20, 4094}, native=5, flooding=False), ifindex=7, oper_up=True,
                          kernel=True)
-    ifindex, flags, access, native, _pad, *words, _mac, _pad2 = L.PORT.unpack(packed)
+    ifindex, flags, access, native, _pad, *words, _mac, _pad2, _si, _st, _pc, _pt, _pr, _p3 = L.PORT.unpack(packed)
     assert (ifindex, access, native) == (7, 0, 5)
     assert flags == L.PF_ADMIN_UP | L.PF_OPER_UP | L.PF_LEARN | L.PF_KERNEL | L.PF_TRUNK
     assert {w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1} == {10, 20, 4094}
@@ -99,10 +102,29 @@ def test_pack_port_source_rules() -> None:
     for name, pol in (("locked", PortPolicy.access(mac_spoofing=False, mac=mac)),
                       ("no mac yet", PortPolicy.access(mac_spoofing=False)),
                       ("limited", PortPolicy.access(mac_limit=4)), ("free", PortPolicy.access())):
-        *_, slot_mac, _pad2 = L.PORT.unpack(L.pack_port(pol, ifindex=7, oper_up=True, kernel=True))
+        slot_mac = L.PORT.unpack(L.pack_port(pol, ifindex=7, oper_up=True, kernel=True))[5 + L.VLAN_WORDS]
         flags_of[name] = (L.PORT.unpack(L.pack_port(pol, ifindex=7, oper_up=True, kernel=True))[1], slot_mac)
     assert flags_of["locked"][0] & L.PF_MAC_LOCK and flags_of["locked"][1] == mac
     assert not flags_of["locked"][0] & L.PF_UPCALL
     for name in ("no mac yet", "limited"):
         assert flags_of[name][0] & L.PF_UPCALL and not flags_of[name][0] & L.PF_MAC_LOCK, name
     assert not flags_of["free"][0] & (L.PF_UPCALL | L.PF_MAC_LOCK) and flags_of["free"][1] == bytes(6)
+
+
+def test_pack_port_storm_limit() -> None:
+    """A storm limit: VS_PF_STORM and the bucket of core.rates in the slot; the port stays in the program."""
+    row = L.PORT.unpack(L.pack_port(PortPolicy.access(storm_limit=1000), ifindex=7, oper_up=True, kernel=True))
+    assert row[1] & L.PF_STORM and not row[1] & L.PF_UPCALL
+    assert tuple(row[-6:-4]) == storm_bucket(1000) == (1_000_000, 99_000_000)
+    free = L.PORT.unpack(L.pack_port(PortPolicy.access(), ifindex=7, oper_up=True, kernel=True))
+    assert not free[1] & (L.PF_STORM | L.PF_POLICE) and tuple(free[-6:]) == (0, 0, 0, 0, 0, 0)
+
+
+def test_pack_port_max_bandwidth() -> None:
+    """A maximum bandwidth: VS_PF_POLICE and the policer of core.rates in the slot; the port stays in the program."""
+    row = L.PORT.unpack(L.pack_port(PortPolicy.access(max_bandwidth=100_000_000, bandwidth_burst=10_000), ifindex=7,
+                                    oper_up=True, kernel=True))
+    assert row[1] & L.PF_POLICE and not row[1] & (L.PF_UPCALL | L.PF_STORM)
+    assert tuple(row[-4:-2]) == police_bucket(100_000_000, 10_000) == (80 << COST_SHIFT, 800_000)
+    weighted = L.PORT.unpack(L.pack_port(PortPolicy.access(uplink_class=0x10101), ifindex=7, oper_up=True, kernel=True))
+    assert weighted[-2:] == (0x10101, 0), "its frames leave the uplink in htb class 1:101"

@@ -22,7 +22,8 @@ from vswitch.control.model import (
 from vswitch.frontends.cli import cli
 from vswitch.frontends.rest import make_app
 
-SWITCH_FIELDS = "name, type, nic, allow_management_os, confirm_timeout_s, ageing_s, max_entries, datapath"
+SWITCH_FIELDS = ("name, type, nic, allow_management_os, confirm_timeout_s, ageing_s, max_entries, datapath, "
+                 "uplink_bandwidth")
 
 #: (request body, the same request as `vswitch switch create` arguments or None, the message)
 BAD_SWITCHES: list[tuple[dict[str, Any], list[str] | None, str]] = [

@@ -45,6 +45,7 @@ from vswitch.control.model import (
     VswitchError,
 )
 from vswitch.core.policy import format_vlan_list
+from vswitch.core.rates import format_rate
 
 if TYPE_CHECKING:
     from vswitch.control.api import SwitchApi
@@ -115,6 +116,10 @@ def _port_words(p: PortSpec) -> str:
     flags += [f"port mirroring {p.port_mirroring}"] if p.port_mirroring != "none" else []
     flags += [f"{len(p.acls)} ACL rule{'' if len(p.acls) == 1 else 's'}"] if p.acls else []
     flags += ["isolated on"] if p.isolated else []
+    flags += [f"storm limit {p.storm_limit} pps"] if p.storm_limit else []
+    flags += [f"max bandwidth {format_rate(p.max_bandwidth)}"] if p.max_bandwidth else []
+    flags += [f"max bandwidth in {format_rate(p.max_bandwidth_in)}"] if p.max_bandwidth_in else []
+    flags += [f"min bandwidth weight {p.min_bandwidth_weight}"] if p.min_bandwidth_weight else []
     return ", ".join([f"{p.kind} {p.target}", _vlan_mode(p), *(["admin down"] if not p.admin_up else []), *flags])
 
 

@@ -114,7 +114,7 @@ from vswitch.control.model import (
     pvlan_conflicts,
     trace_payload,
 )
-from vswitch.control.netlink import Netlink, NetlinkApi, OpenNetlink
+from vswitch.control.netlink import LinkNotFound, Netlink, NetlinkApi, NetlinkFailure, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
 from vswitch.core.frame import push_vlan
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
@@ -165,6 +165,8 @@ class _Switch:
     confirm_timer: threading.Timer | None = None
     #: `switch set` to External with a confirm timeout: what an unconfirmed switch goes back to
     revert_to: SwitchSpec | None = None
+    #: --min-bandwidth-weight: each weighted VM port's htb class on the uplink (skb->priority 1:minor)
+    uplink_classes: dict[str, int] = field(default_factory=dict)
 
 
 #: link kinds that are never an uplink: TAP/TUN (VM NICs, host vNICs), bridges, tc's ifb
@@ -510,9 +512,9 @@ class SwitchManager:
         except StoreError as exc:  # replayed (idempotently) at the next start
             log.warning("switch %s: takeover snapshot stays for the next start: %s", name, exc)
 
-    @staticmethod
-    def _give_back(sw: _Switch, takeover: hostnic.Takeover) -> None:
+    def _give_back(self, sw: _Switch, takeover: hostnic.Takeover) -> None:
         sw.datapath.stop()  # stop bridging NIC and vNIC before the NIC's stack comes back
+        self._unshare_uplink(takeover.nic)
         takeover.restore()
 
     def _confirm_expired(self, sw: _Switch) -> None:
@@ -661,7 +663,11 @@ class SwitchManager:
                         self._move_datapath(sw, sw.spec)
                     raise
             sw.datapath.set_fdb_limits(spec.ageing_s, spec.max_entries)
-            sw.spec = spec
+            old, sw.spec = sw.spec, spec
+            if moves:
+                sw.uplink_classes = {}  # the new datapath's ports have none yet
+            if reconnect or moves or old.uplink_bandwidth != spec.uplink_bandwidth:
+                self._share_uplink(sw, quiet=True)
             renamed = {"old_name": name} if spec.name != name else {}
             self.event_log.emit(spec.name, EventKind.SWITCH_SET, **_given(settings), **renamed)
             return self._info(sw)
@@ -916,6 +922,8 @@ class SwitchManager:
             try:
                 sw.datapath.attach(spec.name, port, policy_for(spec), role="vm")
                 crashpoint("add-port.attached")
+                if spec.max_bandwidth_in:
+                    self._shape(spec, spec.max_bandwidth_in)
                 if store is not None:
                     with store.transaction():
                         store.save_port(switch, spec)
@@ -928,6 +936,8 @@ class SwitchManager:
                 raise
             crashpoint("add-port.committed")
             sw.ports[spec.name] = _Attached(spec, port, "vm")
+            if spec.min_bandwidth_weight:
+                self._share_uplink(sw)
             if persist:
                 self.event_log.emit(switch, EventKind.PORT_ADDED, port=spec.name, kind=str(spec.kind),
                                     target=spec.target)
@@ -990,6 +1000,10 @@ class SwitchManager:
             crashpoint("remove-port.intent")
             sw.datapath.detach(port)
             del sw.ports[port]
+            if att.spec.max_bandwidth_in:
+                self._shape(att.spec, 0, quiet=True)  # the link as it was before the port
+            if att.spec.min_bandwidth_weight:
+                self._share_uplink(sw, quiet=True)
             try:
                 _discard_port(att.port)
                 crashpoint("remove-port.closed")
@@ -1028,18 +1042,29 @@ class SwitchManager:
             att = self._vm_port(sw, switch, port, "its settings cannot be changed")
             spec = settings.apply(att.spec)
             self._check_pvlan(sw, spec)
-            policy = policy_for(spec)
+            policy = replace(policy_for(spec), uplink_class=sw.uplink_classes.get(port, 0))
             left = [f"{format_mac(e.mac)} in VLAN {e.vlan}" for e in sw.datapath.fdb_entries()
                     if e.static and e.port == port and not policy.is_member(e.vlan)]
             if left:
                 raise Conflict(f"port {port!r} has static entries outside its new VLANs ({', '.join(left[:4])}); "
                                f"delete them first (vswitch fdb del)")
-            if spec.mac != att.spec.mac and spec.mac is not None:
-                self._set_tap_mac(sw, att, spec)
-            elif self.store is not None:
-                self.store.save_port(switch, spec)
+            shaped = spec.max_bandwidth_in != att.spec.max_bandwidth_in
+            if shaped:
+                self._shape(spec, spec.max_bandwidth_in)  # first: a link that refuses changes nothing
+            try:
+                if spec.mac != att.spec.mac and spec.mac is not None:
+                    self._set_tap_mac(sw, att, spec)
+                elif self.store is not None:
+                    self.store.save_port(switch, spec)
+            except BaseException:
+                if shaped:
+                    self._shape(att.spec, att.spec.max_bandwidth_in, quiet=True)
+                raise
             sw.datapath.set_policy(port, policy)
+            weighted = spec.min_bandwidth_weight != att.spec.min_bandwidth_weight
             att.spec = spec
+            if weighted:
+                self._share_uplink(sw)
             self.event_log.emit(switch, EventKind.PORT_SET, port=port, **_given(settings))
             return self._port_info(sw, port)
 
@@ -1048,6 +1073,58 @@ class SwitchManager:
         problems = pvlan_conflicts(spec, (a.spec for a in sw.ports.values() if a.spec is not None))
         if problems:
             raise Conflict("; ".join(str(p) for p in problems))
+    def _shape(self, spec: PortSpec, rate_bps: int, *, quiet: bool = False) -> None:
+        """Shape what the switch delivers to link port `spec` to `rate_bps` (0: no shaper): a tbf
+        qdisc on its link's egress, which both datapaths send through (docs/port-features.md).
+        InvalidRequest naming max_bandwidth_in when the kernel refuses; `quiet`: logged instead."""
+        try:
+            with self._netlink() as nl:
+                nl.set_shaper(spec.target, rate_bps)
+        except (NetlinkFailure, LinkNotFound) as exc:
+            if quiet:
+                log.warning("port %s: the shaper of %s not changed: %s", spec.name, spec.target, exc)
+                return
+            raise InvalidRequest(f"max_bandwidth_in: cannot shape {spec.target!r}: {exc}") from exc
+
+    def _share_uplink(self, sw: _Switch, *, quiet: bool = False) -> None:
+        """Share an External switch's uplink by its VM ports' --min-bandwidth-weight: an htb on the NIC
+        (`NetlinkApi.set_uplink_shares`) of `uplink_bandwidth`, a class ``1:minor`` per weighted port
+        guaranteed its weight's part (weight / (sum of weights + 1): the + 1 is everything unweighted —
+        the host, the other ports — in the default class), and each weighted port's frames marked for
+        its class (`PortPolicy.uplink_class`, skb->priority; datapaths: docs/port-features.md). No
+        weight, no capacity, or no uplink: no htb. InvalidRequest naming min_bandwidth_weight when the
+        kernel refuses (`quiet`: logged)."""
+        spec = sw.spec
+        weights = {n: a.spec.min_bandwidth_weight for n, a in sorted(sw.ports.items())
+                   if a.role == "vm" and a.spec is not None and a.spec.min_bandwidth_weight}
+        on = spec.type == SwitchType.EXTERNAL and spec.nic is not None and spec.uplink_bandwidth > 0 and weights
+        classes = {n: 0x10000 | (0x100 + i) for i, n in enumerate(weights)} if on else {}
+        total = sum(weights.values()) + 1
+        try:
+            if spec.nic is not None and (on or sw.uplink_classes):
+                with self._netlink() as nl:
+                    nl.set_uplink_shares(spec.nic, spec.uplink_bandwidth if on else 0,
+                                         {c & 0xFFFF: spec.uplink_bandwidth * weights[n] // total
+                                          for n, c in classes.items()})
+        except (NetlinkFailure, LinkNotFound) as exc:
+            if not quiet:
+                raise InvalidRequest(f"min_bandwidth_weight: cannot share the uplink {spec.nic!r}: {exc}") from exc
+            log.warning("switch %s: the uplink's shares not changed: %s", spec.name, exc)
+            return
+        for name, att in sw.ports.items():
+            if att.role == "vm" and att.spec is not None and classes.get(name, 0) != sw.uplink_classes.get(name, 0):
+                sw.datapath.set_policy(name, replace(policy_for(att.spec), uplink_class=classes.get(name, 0)))
+        sw.uplink_classes = classes
+        sw.datapath.set_uplink_classes(UPLINK_PORT if on else None, classes)
+
+    def _unshare_uplink(self, nic: str) -> None:
+        """The NIC without the weights' htb, as it is given back (nothing when it has none)."""
+        try:
+            with self._netlink() as nl:
+                if nl.link_exists(nic) and nl.uplink_shares(nic) is not None:
+                    nl.set_uplink_shares(nic, 0, {})
+        except (NetlinkFailure, LinkNotFound) as exc:
+            log.warning("NIC %s: the weights' htb stays: %s", nic, exc)
 
     def _store_claims(self, sw: _Switch, claims: list[tuple[Hashable, bytes]]) -> None:
         """On the datapath thread: the MACs ports with spoofing off adopted (their first source), to
@@ -1710,7 +1787,11 @@ class SwitchManager:
                         port_mirroring=policy.port_mirroring.label,
                         acl_rules=len(att.spec.acls) if att.spec is not None else 0,
                         isolated=policy.isolated, pvlan=str(policy.pvlan) if policy.pvlan is not None else None,
-                        primary=policy.primary_vlan or None, secondary=sorted(policy.secondary_vlans))
+                        primary=policy.primary_vlan or None, secondary=sorted(policy.secondary_vlans),
+                        storm_limit=policy.storm_limit, max_bandwidth=policy.max_bandwidth,
+                        bandwidth_burst=policy.bandwidth_burst,
+                        max_bandwidth_in=att.spec.max_bandwidth_in if att.spec is not None else 0,
+                        min_bandwidth_weight=att.spec.min_bandwidth_weight if att.spec is not None else 0)
 
     def _info(self, sw: _Switch) -> SwitchInfo:
         spec = sw.spec
@@ -1724,7 +1805,8 @@ class SwitchManager:
             ports=[self._port_info(sw, n) for n in sw.ports], ageing_s=spec.ageing_s,
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
             datapath=sw.datapath.label,
-            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0)
+            watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0,
+            uplink_bandwidth=spec.uplink_bandwidth)
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:

@@ -31,6 +31,7 @@ from vswitch.core import events as core_events
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.mac import format_mac, parse_mac
 from vswitch.core.policy import PortMirroring, PortPolicy, PvlanMode, format_vlan_list, merge_vlan_ranges
+from vswitch.core.rates import BURST_MAX, RATE_MAX, STORM_LIMIT_MAX
 from vswitch.core.reasons import Reason
 
 #: Linux netdev names are at most 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -202,6 +203,25 @@ def check_flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise FieldError(f"{clip(value)} is not true or false")
     return value
+
+
+_RATE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:bit/s|bit|bps|b/s)?", re.IGNORECASE)
+_RATE_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_rate(value: object) -> int:
+    """A bandwidth in bits per second: a whole number (bits per second), or text with an SI suffix —
+    ``100M``, ``1.5G``, ``800k``, ``100Mbit``, ``100mbps`` (decimal: M is 10**6, as for links) —, 0
+    for none. Rounded to a multiple of 8 (whole bytes, as Hyper-V's -MaximumBandwidth), a non-zero rate
+    to at least 8; at most `RATE_MAX` (400 Gbit/s). FieldError otherwise."""
+    n = None if isinstance(value, bool) else _whole(value)
+    if n is None and isinstance(value, str) and (m := _RATE_RE.fullmatch(value.strip())):
+        exact = float(m.group(1)) * _RATE_SCALE[m.group(2).lower()]
+        n = int(exact) if math.isfinite(exact) and exact == int(exact) else None
+    if n is None or not 0 <= n <= RATE_MAX:
+        raise FieldError(f"{clip(value)} is not a rate in bits per second (e.g. 100M, 1G; 0 for none; "
+                         f"at most {RATE_MAX // 10**9} Gbit/s)")
+    return 0 if n == 0 else max(8, (n + 4) // 8 * 8)
 
 
 def _name_checker(max_len: int) -> Check:
@@ -495,6 +515,7 @@ SWITCH_FIELDS: dict[str, Check] = {
     "ageing_s": check_ageing,
     "max_entries": check_capacity,
     "datapath": _enum_checker(DatapathMode, "a datapath"),
+    "uplink_bandwidth": parse_rate,
 }
 
 
@@ -558,6 +579,9 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
         yield Problem("native", "only a trunk port has a native VLAN")
     if v.get("mac") is not None and kind is not None and kind != PortKind.TAP:
         yield Problem("mac", f"only a tap port's MAC is vswitch's to set: {_MAC_OWNER[kind]}")
+    if v.get("max_bandwidth_in") and kind is not None and kind != PortKind.LINK:
+        yield Problem("max_bandwidth_in", f"only a link port's delivery is shaped (a qdisc on its link); a {kind} "
+                                          "port has no link of the switch's")
     yield from _pvlan_rules(v)
 
 
@@ -677,6 +701,11 @@ PORT_FIELDS: dict[str, Check] = {
     "primary": optional(check_vlan),
     "secondary": optional(check_vlan),
     "secondary_list": optional(trunk_vlans),
+    "storm_limit": _int_in(0, STORM_LIMIT_MAX, "a storm limit in frames per second, 0 for none"),
+    "max_bandwidth": parse_rate,
+    "bandwidth_burst": _int_in(0, BURST_MAX, "a burst in bytes, 0 for the default"),
+    "max_bandwidth_in": parse_rate,
+    "min_bandwidth_weight": _int_in(0, 100, "a minimum bandwidth weight"),
 }
 
 
@@ -721,6 +750,7 @@ class SwitchSpec(_Spec):
     ageing_s: int = AGEING_DEFAULT_S
     max_entries: int = CAPACITY_DEFAULT
     datapath: DatapathMode = DatapathMode.AUTO
+    uplink_bandwidth: int = 0       # External: the uplink's capacity the ports' weights share; 0: no sharing
 
     what: ClassVar[str] = "switch"
     fields: ClassVar[Mapping[str, Check]] = SWITCH_FIELDS
@@ -766,6 +796,11 @@ class PortSpec(_Spec):
     primary: int | None = None                    # its primary VLAN
     secondary: int | None = None                  # isolated/community: its secondary VLAN
     secondary_list: tuple[int, ...] | None = None  # promiscuous: the secondaries it serves
+    storm_limit: int = 0                          # floods it may send per second (Hyper-V -StormLimit); 0: none
+    max_bandwidth: int = 0                        # bits/s it may send into the switch (-MaximumBandwidth); 0: none
+    bandwidth_burst: int = 0                      # that policer's bucket in bytes; 0: rates.police_burst
+    max_bandwidth_in: int = 0                     # bits/s the switch delivers to it (a shaper); 0: none
+    min_bandwidth_weight: int = 0                 # its share of a congested uplink (-MinimumBandwidthWeight)
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -796,7 +831,9 @@ def policy_for(spec: PortSpec) -> PortPolicy:
                              "guards": (GUARD_DHCP if spec.dhcp_guard else 0)
                              | (GUARD_ROUTER if spec.router_guard else 0),
                              "mac_spoofing": spec.mac_spoofing, "mac_limit": spec.mac_limit,
-                             "port_mirroring": PortMirroring[spec.port_mirroring.upper()], "isolated": spec.isolated}
+                             "port_mirroring": PortMirroring[spec.port_mirroring.upper()], "isolated": spec.isolated,
+                             "storm_limit": spec.storm_limit, "max_bandwidth": spec.max_bandwidth,
+                             "bandwidth_burst": spec.bandwidth_burst}
     own = spec.mac or spec.port_mac
     if not spec.mac_spoofing and own is not None:
         flags["mac"] = parse_mac(own)
@@ -841,6 +878,11 @@ class PortInfo:
     pvlan: str | None = None    # isolated | community | promiscuous: a private VLAN port (vlan_mode says it)
     primary: int | None = None  # its primary VLAN
     secondary: list[int] = field(default_factory=list)  # its secondary (promiscuous: the ones it serves)
+    storm_limit: int = 0        # broadcast/multicast/unknown-unicast frames it may send per second; 0: none
+    max_bandwidth: int = 0      # bits per second it may send into the switch; 0: none
+    bandwidth_burst: int = 0    # that policer's burst in bytes; 0: the default (rates.police_burst)
+    max_bandwidth_in: int = 0   # bits per second the switch delivers to it; 0: none
+    min_bandwidth_weight: int = 0  # its weight on a congested uplink, 0-100; 0: none
 
 
 @dataclass
@@ -860,6 +902,8 @@ class SwitchInfo:
     datapath: str = "python"
     #: decisions the kernel fast path could not report to a watch (its event ring was full)
     watch_events_lost: int = 0
+    #: External: the uplink's capacity (bits/s) the ports' --min-bandwidth-weight share; 0: no sharing
+    uplink_bandwidth: int = 0
 
 
 @dataclass
@@ -970,26 +1014,38 @@ class PortSettings(_Change):
     primary: int | None = None
     secondary: int | None = None
     secondary_list: tuple[int, ...] | None = None
+    storm_limit: int | None = None
+    max_bandwidth: int | None = None
+    bandwidth_burst: int | None = None
+    max_bandwidth_in: int | None = None
+    min_bandwidth_weight: int | None = None
 
     what: ClassVar[str] = "port setting"
     options: ClassVar[str] = ("--vlan, --trunk, --admin, --learning, --flooding, --mac, --dhcp-guard, "
-                              "--router-guard, --mac-spoofing, --mac-limit, --port-mirroring, --isolated or --pvlan")
+                              "--router-guard, --mac-spoofing, --mac-limit, --port-mirroring, --isolated, --pvlan, "
+                              "--storm-limit, --max-bandwidth, --burst, --max-bandwidth-in or --min-bandwidth-weight")
     fields: ClassVar[Mapping[str, Check]] = {
         **{k: optional(PORT_FIELDS[k]) for k in
            ("vlan", "trunk", "native", "admin_up", "learning", "flooding", "mac", "dhcp_guard", "router_guard",
-            "mac_spoofing", "mac_limit", "port_mirroring", "isolated", "primary", "secondary", "secondary_list")},
+            "mac_spoofing", "mac_limit", "port_mirroring", "isolated", "primary", "secondary", "secondary_list",
+            "storm_limit", "max_bandwidth", "bandwidth_burst", "max_bandwidth_in", "min_bandwidth_weight")},
         "pvlan": optional(_check_pvlan_setting)}
     rules = staticmethod(_port_settings_rules)
 
     def apply(self, spec: PortSpec) -> PortSpec:
         """`spec` with these settings, checked again as any port (InvalidRequest naming the field;
-        Conflict for a MAC on a port that is not a tap: the port's kind refuses it, which the REST
-        schema of the settings cannot know)."""
+        Conflict for a MAC on a port that is not a tap, or a delivery shaper on one that is not a
+        link: the port's kind refuses it, which the REST schema of the settings cannot know)."""
         if self.mac is not None and spec.kind != PortKind.TAP:
             raise Conflict(f"mac: only a tap port's MAC is vswitch's to set: {_MAC_OWNER[spec.kind]}")
+        if self.max_bandwidth_in and spec.kind != PortKind.LINK:
+            raise Conflict(f"max_bandwidth_in: only a link port's delivery is shaped (a qdisc on its link); a "
+                           f"{spec.kind} port has no link of the switch's")
         changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
                                                                  "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit", "port_mirroring", "isolated")
+                                                                 "mac_limit", "port_mirroring", "isolated",
+                                                                 "storm_limit", "max_bandwidth", "bandwidth_burst",
+                                                                 "max_bandwidth_in", "min_bandwidth_weight")
                                    if getattr(self, f) is not None}
         no_pvlan = {"pvlan": None, "primary": None, "secondary": None, "secondary_list": None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
@@ -1311,12 +1367,13 @@ class SwitchSettings(_Change):
     allow_management_os: bool | None = None
     confirm_timeout_s: float | None = None
     datapath: DatapathMode | None = None
+    uplink_bandwidth: int | None = None
 
     what: ClassVar[str] = "switch setting"
     fields: ClassVar[Mapping[str, Check]] = {k: optional(SWITCH_FIELDS[k]) for k in (
-        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath")}
+        "ageing_s", "max_entries", "name", *_CONNECTION_FIELDS, "datapath", "uplink_bandwidth")}
     options: ClassVar[str] = ("--name, --ageing, --max-entries, --internal, --private, --external NIC, "
-                              "--allow-management-os or --datapath")
+                              "--allow-management-os, --datapath or --uplink-bandwidth")
     rules = staticmethod(_switch_settings_rules)
 
     @property

@@ -536,6 +536,76 @@ class Netlink:
             if not (missing_ok and exc.errno in (errno.ENOENT, errno.EINVAL)):
                 raise
 
+    # -- the egress shaper of a link port (port set --max-bandwidth-in) -----------------------
+
+    def shaper_rate(self, name: str) -> int | None:
+        """The rate (bits per second) of ``name``'s root ``tbf`` qdisc, or None when it has none."""
+        for msg in self._call(f"list qdiscs of {name}", self._ipr.get_qdiscs, self.link(name).index):
+            if msg["parent"] == 0xFFFFFFFF and msg.get("TCA_KIND") == "tbf":  # TC_H_ROOT
+                parms = msg.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS") or {}
+                rate64 = msg.get_nested("TCA_OPTIONS", "TCA_TBF_RATE64")
+                return int(rate64 if rate64 else parms.get("rate", 0)) * 8
+        return None
+
+    def set_shaper(self, name: str, rate_bps: int) -> None:
+        """Shape what leaves ``name`` to ``rate_bps`` bits per second: a root ``tbf`` qdisc (replacing
+        the root qdisc), its bucket 10 ms of the rate and at least 64 KiB + a frame (a GSO segment
+        fits whole), 100 ms of queue; 0 removes it (the link's default qdisc again)."""
+        index = self.link(name).index
+        if rate_bps == 0:
+            if self.shaper_rate(name) is not None:
+                try:
+                    self._call(f"delete the shaper of {name}", self._ipr.tc, "del", index=index, parent=0xFFFFFFFF)
+                except NetlinkFailure as exc:
+                    if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                        raise
+            return
+        burst = max(rate_bps // 8 // 100, 65536 + 1600)
+        self._call(f"shape {name} to {rate_bps} bit/s", self._ipr.tc, "replace", "tbf", index, 0x10000,
+                   rate=rate_bps // 8, burst=burst, latency=100_000)
+
+    def uplink_shares(self, name: str) -> dict[int, int] | None:
+        """The classes (minor → guaranteed bits per second) of ``name``'s root htb qdisc made by
+        `set_uplink_shares` (1:1, the whole, left out), or None when it has no htb root."""
+        index = self.link(name).index
+        if not any(q["parent"] == 0xFFFFFFFF and q.get("TCA_KIND") == "htb"
+                   for q in self._call(f"list qdiscs of {name}", self._ipr.get_qdiscs, index)):
+            return None
+        out = {}
+        for c in self._call(f"list classes of {name}", self._ipr.get_classes, index):
+            if c["handle"] & 0xFFFF != 1:
+                parms = c.get_nested("TCA_OPTIONS", "TCA_HTB_PARMS") or {}
+                rate64 = c.get_nested("TCA_OPTIONS", "TCA_HTB_RATE64")
+                out[c["handle"] & 0xFFFF] = int(rate64 if rate64 else parms.get("rate", 0)) * 8
+        return out
+
+    def set_uplink_shares(self, name: str, capacity_bps: int, shares: dict[int, int]) -> None:
+        """Share what leaves ``name`` (an External switch's uplink) by weight: a root htb qdisc
+        ``1:`` of `capacity_bps`, class ``1:minor`` guaranteed ``shares[minor]`` bits per second and
+        allowed all of it, the rest (what no weighted port sends: the host, unweighted ports) in the
+        default class ``1:ffff``. A frame picks its class by ``skb->priority`` = ``1:minor`` (htb's own
+        rule, no filter). Rebuilt whole each time; ``capacity_bps`` 0 removes it."""
+        index = self.link(name).index
+        if self.uplink_shares(name) is not None or self.shaper_rate(name) is not None:
+            self._call(f"delete the root qdisc of {name}", self._ipr.tc, "del", index=index, parent=0xFFFFFFFF)
+        if not capacity_bps:
+            return
+        whole = capacity_bps // 8
+        burst = max(whole // 100, 65536 + 1600)  # 10 ms, and a GSO segment whole
+        self._call(f"share {name}'s {capacity_bps} bit/s by weight", self._ipr.tc, "add", "htb", index, 0x10000,
+                   default=0xFFFF)
+        try:
+            self._call(f"add the whole of {name}", self._ipr.tc, "add-class", "htb", index, 0x10001,
+                       parent=0x10000, rate=whole, ceil=whole, burst=burst, cburst=burst)
+            rest = max(capacity_bps - sum(shares.values()), capacity_bps // 100)
+            for minor, rate in [*shares.items(), (0xFFFF, rest)]:
+                self._call(f"add class 1:{minor:x} to {name}", self._ipr.tc, "add-class", "htb", index,
+                           0x10000 | minor, parent=0x10001, rate=max(rate // 8, 1), ceil=whole, burst=burst,
+                           cburst=burst)
+        except BaseException:
+            self._call(f"delete the root qdisc of {name}", self._ipr.tc, "del", index=index, parent=0xFFFFFFFF)
+            raise
+
     # -- sysctls, in this socket's namespace --------------------------------------------------
 
     def get_sysctl(self, path: str) -> str:
@@ -585,6 +655,11 @@ class NetlinkApi(Protocol):
     def ingress_filter_names(self, name: str) -> list[str]: ...
     def add_ingress_drop(self, name: str) -> None: ...
     def del_ingress(self, name: str, *, missing_ok: bool = False) -> None: ...
+
+    def shaper_rate(self, name: str) -> int | None: ...
+    def set_shaper(self, name: str, rate_bps: int) -> None: ...
+    def uplink_shares(self, name: str) -> dict[int, int] | None: ...
+    def set_uplink_shares(self, name: str, capacity_bps: int, shares: dict[int, int]) -> None: ...
 
     def get_sysctl(self, path: str) -> str: ...
     def set_sysctl(self, path: str, value: str) -> None: ...

@@ -16,8 +16,9 @@ Invariants:
   MACs appearing behind the uplink at once is a few events and one "8,000 more" summary, so it does
   not push every other event out of the daemon's ring. Port up/down are per port, burst `PORT_BURST`.
   A frame a port feature dropped is per (port, reason) with a burst of 1: a rogue DHCP server's first
-  offer is an event naming its source, an attack of 50,000 forged frames a second one event per 10 s
-  with the count (the kernel fast path reports its drops the same way, as counts, once a second).
+  offer is an event naming its source, an attack of 50,000 forged frames a second (or a storm over a
+  port's storm limit) one event per 10 s with the count (the kernel fast path reports its drops the
+  same way, as counts, once a second).
 - Bounded: at most ``capacity`` events wait for `drain` and at most ``max_keys`` keys are tracked;
   beyond either an event is dropped and counted in ``dropped`` (drained with the events, so the
   reader is told).

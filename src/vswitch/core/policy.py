@@ -9,7 +9,12 @@ native VLAN carried untagged). The default — access VLAN 1 — behaves as a pl
 makes it a mirroring source (what it sends and receives is copied) or destination (it gets the copies);
 `acl` its port ACLs and extended ACLs (core/acl.py; None: none). `isolated` is the Linux bridge's port
 flag (isolated ports never reach each other); `pvlan` makes it a private VLAN port (core/isolation.py:
-what it sends in and what it receives from). docs/port-features.md.
+what it sends in and what it receives from). `storm_limit` caps the broadcast, multicast and
+unknown-unicast frames it may send per second (0: none; core/rates.py); `max_bandwidth` the bits per
+second it may send into the switch (0: none), policed with a bucket of `bandwidth_burst` bytes (0:
+`rates.police_burst`). `uplink_class` is not the core's: the htb class (``1:minor`` as skb->priority)
+the datapath gives its frames for an External switch's uplink, so the uplink shares its capacity by
+the ports' weights (0: none; control/manager.py sets it). docs/port-features.md.
 A policy is built from a `PortSpec`, which checked its VLANs (control/model.py): no check here.
 Must not touch: the FDB, frames.
 """
@@ -80,18 +85,24 @@ class PortPolicy:
     #: isolated/community: its one secondary VLAN; promiscuous: the secondaries it receives from
     secondary_vlans: frozenset[int] = field(default_factory=frozenset)
 
+    storm_limit: int = 0
+    max_bandwidth: int = 0
+    bandwidth_burst: int = 0
+    uplink_class: int = 0
+
     def __post_init__(self) -> None:
         if type(self.port_mirroring) is not PortMirroring:  # SwitchCore tests it by identity
             object.__setattr__(self, "port_mirroring", PortMirroring(self.port_mirroring))
 
     @property
     def screened(self) -> bool:
-        """Whether any port feature screens this port's frames at ingress (a guard, spoofing off, a
-        MAC limit, ACLs on what it sends) or makes its decisions depend on it (a mirroring source):
-        `SwitchCore.process`'s one test for all of them (with ACLs on what any port receives, which
-        screen every port: `SwitchCore._invalidate`)."""
+        """Whether any port feature screens this port's frames (a guard, spoofing off, a MAC limit,
+        ACLs on what it sends, a storm limit, a maximum bandwidth) or makes its decisions depend on it
+        (a mirroring source): `SwitchCore.process`'s one test for all of them (with ACLs on what any
+        port receives and private VLANs, which screen more ports: `SwitchCore._invalidate`)."""
         return (self.guards != 0 or not self.mac_spoofing or self.mac_limit > 0
-                or self.port_mirroring is PortMirroring.SOURCE or (self.acl is not None and self.acl.has(DIR_OUT)))
+                or self.port_mirroring is PortMirroring.SOURCE or (self.acl is not None and self.acl.has(DIR_OUT))
+                or self.storm_limit > 0 or self.max_bandwidth > 0)
 
     @classmethod
     def access(cls, vlan: int = 1, **kw: Any) -> PortPolicy:

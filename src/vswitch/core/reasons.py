@@ -30,6 +30,8 @@ class Reason(enum.Enum):
     DROP_ACL = "an ACL of the port (in or out) denies it"
     DROP_ISOLATED = "the destination is isolated from the ingress port (both ports are isolated)"
     DROP_PRIVATE_VLAN = "private VLAN: the destination's port does not receive the frame's secondary VLAN"
+    DROP_STORM_LIMIT = "a broadcast, multicast or unknown unicast over the port's storm limit (frames per second)"
+    DROP_MAX_BANDWIDTH = "a frame over the port's maximum bandwidth (what it may send into the switch)"
     # Set by the datapath or a port back-end, not by the decision function:
     DROP_QUEUE_FULL = "egress queue full"
     DROP_LINK_DOWN = "egress link down"
@@ -59,4 +61,5 @@ class Reason(enum.Enum):
 #: rate-limited per port and reason), so an administrator hears of a rogue DHCP server or a VM
 #: forging MACs without reading counters
 PORT_FEATURE_DROPS = frozenset({Reason.DROP_DHCP_GUARD, Reason.DROP_ROUTER_GUARD, Reason.DROP_SPOOFED_MAC,
-                                Reason.DROP_MAC_LIMIT, Reason.DROP_ACL})
+                                Reason.DROP_MAC_LIMIT, Reason.DROP_ACL, Reason.DROP_STORM_LIMIT,
+                                Reason.DROP_MAX_BANDWIDTH})

@@ -10,14 +10,18 @@ The stages of one frame (`process`), each ending in a Reason when it stops the f
    source: `claims`); with a MAC limit, a new source while the port owns that many → DROP_MAC_LIMIT
    (all before learning: a dropped frame is never learned; each of these drops is also a
    rate-limited `frame-dropped` event); with ACLs (core/acl.py) on the port in its "out" direction
-   (from the VM), a frame they deny → DROP_ACL
+   (from the VM), a frame they deny → DROP_ACL; with a maximum bandwidth, a frame over it →
+   DROP_MAX_BANDWIDTH (core/rates.py: a policer per port, the clock `now`)
 3. learn the source (when the port learns) in the VLAN's learning domain (its own, or for a private
    VLAN's secondary its primary: core/isolation.py); a source that is static on another port is
    counted (`static_refused`) and recorded as an event, never learned or moved
 4. decide: broadcast/multicast → flood; known unicast → its port (DROP_SAME_PORT when that is the
    ingress port; DROP_ISOLATED when both ports are isolated; DROP_PRIVATE_VLAN when a private VLAN's
    destination does not receive the frame's VLAN); unknown → flood. Floods go to every other port
-   that is up, a member of the VLAN, floods and is not isolated from the ingress port.
+   that is up, a member of the VLAN, floods and is not isolated from the ingress port. A port with a
+   storm limit sends at most that many floods (broadcast, multicast, unknown unicast) per second:
+   the excess → DROP_STORM_LIMIT (core/rates.py: a token bucket per port on the clock `now`, in
+   `clock_ns` nanoseconds a unit).
 5. egress edits per output port: push / pop / rewrite the tag (`EDIT_*`), applied by `egress_frame`;
    an output port whose ACLs deny the frame in their "in" direction (to the VM) is left out (a known
    unicast left with no port → DROP_ACL). Only a switch with such a port pays for it: every port is
@@ -45,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswitch.core import guards as guard_rules
-from vswitch.core import isolation
+from vswitch.core import isolation, rates
 from vswitch.core.acl import DIR_IN, DIR_OUT, ConnTable, PortAcl, RuleCounters, Verdict, evaluate, read_packet
 from vswitch.core.counters import PortCounters
 from vswitch.core.events import EventRecorder
@@ -53,6 +57,7 @@ from vswitch.core.fdb import LEARN_MOVED, LEARN_NEW, LEARN_REFRESHED, DryRunFdb,
 from vswitch.core.frame import TPID_8021AD, TPID_8021Q, parse_header, pop_vlan, push_vlan, set_vid
 from vswitch.core.mac import BROADCAST, GROUP_FWD_RESTRICTED, RESERVED_PREFIX, ZERO, format_mac
 from vswitch.core.policy import PortMirroring, PortPolicy
+from vswitch.core.rates import format_rate
 from vswitch.core.reasons import Reason
 
 PortId = Hashable
@@ -135,8 +140,16 @@ _EDIT_NAMES = {EDIT_KEEP: "keep", EDIT_PUSH: "push", EDIT_POP: "pop", EDIT_RETAG
 class SwitchCore:
     """A learning switch over opaque port ids: policies, MAC table, counters and decisions."""
 
-    def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0) -> None:
+    def __init__(self, *, ageing_s: float = 300, max_entries: int = 8192, group_fwd_mask: int = 0,
+                 clock_ns: int = rates.NS) -> None:
+        """`clock_ns`: nanoseconds in one unit of the `now` given to `process` (seconds by default; a
+        test on the BPF program's nanosecond clock gives 1), for the rate limits."""
         self.events = EventRecorder()
+        self.clock_ns = clock_ns
+        #: per port with a storm limit: its bucket (core/rates.py: the time it is full again, in ns)
+        self._storm: dict[PortId, int] = {}
+        #: per port with a maximum bandwidth: its policer's bucket (the same form)
+        self._police: dict[PortId, int] = {}
         self.fdb = MacTable(ageing_s=ageing_s, max_entries=max_entries, events=self.events)
         self.policies: dict[PortId, PortPolicy] = {}
         self.counters: dict[PortId, PortCounters] = {}
@@ -192,6 +205,8 @@ class SwitchCore:
         self.policies.pop(port)
         self.counters.pop(port, None)
         self._oper_up.pop(port, None)
+        self._storm.pop(port, None)
+        self._police.pop(port, None)
         self.fdb.flush(port=port, include_static=True)
         self.acl_counters.keep(port, set())
         self.conns.drop_port(port)
@@ -211,6 +226,10 @@ class SwitchCore:
                 gone = {r.id for r in old.acl.rules} - ids
                 for k in [k for k, c in self.conns.flows.items() if k.port == port and c.rule in gone]:
                     del self.conns.flows[k]
+        if old.storm_limit != policy.storm_limit:
+            self._storm.pop(port, None)  # a new limit starts with a full bucket
+        if (old.max_bandwidth, old.bandwidth_burst) != (policy.max_bandwidth, policy.bandwidth_burst):
+            self._police.pop(port, None)
         if policy_change_flushes(old, policy):
             self.fdb.flush(port=port)
         if old.admin_up != policy.admin_up:
@@ -339,7 +358,7 @@ class SwitchCore:
                              Reason.DROP_VLAN_INGRESS, {"policy": pol.describe()})
             return _D_VLAN
         fid = vlan  # the learning domain
-        if screened:  # a guard, spoofing off, a MAC limit, ACLs, a private VLAN; the others pay this one test
+        if screened:  # a guard, spoofing off, a MAC limit, ACLs, a rate limit, a private VLAN; others pay this test
             if self._domain:
                 fid = self._domain.get(vlan, vlan)
             if pol.guards:
@@ -380,6 +399,15 @@ class SwitchCore:
                         _report_drop(report, buf, offset, acl_text(in_port, v), Reason.DROP_ACL,
                                      {"vlan": vlan, "acl": v.deny.id, "direction": "out"})
                     return self._drop_in_vlan(Reason.DROP_ACL, vlan)
+            if pol.max_bandwidth and self._police_excess(in_port, pol, n, now, report):
+                c.drop(Reason.DROP_MAX_BANDWIDTH)
+                if report is None:
+                    self.events.frame_dropped(in_port, Reason.DROP_MAX_BANDWIDTH.label, src, vlan, now)
+                else:
+                    _report_drop(report, buf, offset, f"maximum bandwidth on port {in_port} — "
+                                 f"{format_rate(pol.max_bandwidth)} exceeded ({n} bytes)",
+                                 Reason.DROP_MAX_BANDWIDTH, {"vlan": vlan, "max_bandwidth": pol.max_bandwidth})
+                return self._drop_in_vlan(Reason.DROP_MAX_BANDWIDTH, vlan)
 
         table = fdb.by_vlan.get(fid)
         if learning:
@@ -400,6 +428,8 @@ class SwitchCore:
             self._report_admitted(report, buf, offset, in_port, vlan, tagstate, learning, fdb, fid)
 
         if dst[0] & 1:
+            if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, now, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate,
                                      Reason.FLOOD_BROADCAST if dst == BROADCAST else Reason.FLOOD_MULTICAST)
@@ -412,6 +442,8 @@ class SwitchCore:
             return d
         e = table.get(dst) if table is not None else None
         if e is None or now - e.seen > fdb.ageing_s:  # static entries have seen=+inf
+            if screened and pol.storm_limit and self._storm_excess(in_port, pol, now, report):
+                return self._storm_drop(c, in_port, pol, buf, offset, vlan, now, report)
             c.floods += 1
             d = self._flood_decision(in_port, vlan, tagstate, Reason.FLOOD_UNKNOWN)
             if d.mirror is not None and report is None:
@@ -527,6 +559,44 @@ class SwitchCore:
                     f"{format_mac(pol.mac)}")
         return (f"MAC limit on port {in_port} — it owns {self.fdb.port_count(in_port)} MACs "
                 f"(limit {pol.mac_limit}) and {format_mac(src)} is not one of them")
+
+    # -- the storm limit ------------------------------------------------------------------------
+    def _storm_excess(self, in_port: PortId, pol: PortPolicy, now: float, report: list[TraceStep] | None) -> bool:
+        """Whether a flood from `in_port` at `now` is over its storm limit (core/rates.py); takes the
+        frame's token when it is not (not while explaining: an explanation reads the bucket)."""
+        interval, tolerance = rates.storm_bucket(pol.storm_limit)
+        now_ns = round(now * self.clock_ns)
+        tat = rates.take(self._storm.get(in_port, 0), now_ns, interval, tolerance)
+        if tat is None:
+            return True
+        if report is None:
+            self._storm[in_port] = tat
+        return False
+
+    def _police_excess(self, in_port: PortId, pol: PortPolicy, n: int, now: float,
+                       report: list[TraceStep] | None) -> bool:
+        """Whether a frame of `n` bytes from `in_port` at `now` is over its maximum bandwidth
+        (core/rates.py); takes its bytes when it is not (not while explaining)."""
+        cost, tolerance = rates.police_bucket(pol.max_bandwidth, pol.bandwidth_burst)
+        tat = rates.take_bytes(self._police.get(in_port, 0), round(now * self.clock_ns), n, cost, tolerance)
+        if tat is None:
+            return True
+        if report is None:
+            self._police[in_port] = tat
+        return False
+
+    def _storm_drop(self, c: PortCounters, in_port: PortId, pol: PortPolicy, buf: bytes, offset: int, vlan: int,
+                    now: float, report: list[TraceStep] | None) -> Decision:
+        c.drop(Reason.DROP_STORM_LIMIT)
+        if report is None:
+            self.events.frame_dropped(in_port, Reason.DROP_STORM_LIMIT.label, bytes(buf[offset + 6:offset + 12]),
+                                      vlan, now)
+        else:
+            report.append(TraceStep("decide", f"storm limit on port {in_port} — {pol.storm_limit} pps of "
+                                    "broadcast/multicast/unknown unicast exceeded: dropped", Reason.DROP_STORM_LIMIT,
+                                    {"vlan": vlan, "storm_limit": pol.storm_limit,
+                                     "dst": format_mac(bytes(buf[offset:offset + 6]))}))
+        return self._drop_in_vlan(Reason.DROP_STORM_LIMIT, vlan)
 
     # -- decision builders (cached) -----------------------------------------------------------
     def _edit_for(self, port: PortId, vlan: int, tagstate: int) -> int:

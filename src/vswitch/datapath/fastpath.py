@@ -911,7 +911,10 @@ class KernelDatapath(Datapath):
         for pid in self._down:
             if not self.core.policies[pid].screened:
                 continue
-            c = self.program.counters(pid)
+            try:
+                c = self.program.counters(pid)
+            except (KeyError, OSError):  # a port going, a map read failing: the next look catches up
+                continue
             for label in _FEATURE_DROP_LABELS:
                 n, before = c[label], seen.get((pid, label), 0)
                 if n != before:

@@ -53,7 +53,7 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -72,6 +72,10 @@ T = TypeVar("T")
 BATCH = 64
 QUEUE_FRAMES = 256
 TICK_S = 0.5
+#: the core's clock advances in steps of this (1/100 s): coarse, so the MAC table refreshes a busy
+#: entry at most 100 times a second, not once per frame; fine enough for the storm limit's bucket
+#: (a tenth of a second deep: core/rates.py), which a whole-second clock would starve
+CLOCK_STEP = 100
 REOPEN_EVERY_S = 2.0
 INTERNAL_ERROR_LOG_EVERY_S = 60.0
 _FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
@@ -158,6 +162,11 @@ class Datapath:
         #: who stores the MACs ports with spoofing off adopted ((port, MAC) pairs, SwitchCore.take_claims);
         #: called on the datapath thread at most once a tick
         self.on_claims: Callable[[list[tuple[Hashable, bytes]]], None] | None = None
+        #: --min-bandwidth-weight: the uplink's port id and each weighted in-port's skb priority there
+        #: (an htb class); empty: no weights, and a batch pays one test of it
+        self._uplink_pid: Hashable | None = None
+        self._uplink_prio: dict[Hashable, int] = {}
+        self._uplink_prio_now = 0
         self._error_logged_at = -INTERNAL_ERROR_LOG_EVERY_S
         self._errors_unlogged = 0
 
@@ -395,8 +404,8 @@ class Datapath:
 
     # -- the loop -----------------------------------------------------------------------------
     def _coarse_now(self) -> float:
-        # Whole seconds: the FDB refreshes an entry's LRU position only when `now` changes.
-        return float(int(self._clock()))
+        # Steps of 1/CLOCK_STEP s: the FDB refreshes an entry's LRU position only when `now` changes.
+        return int(self._clock() * CLOCK_STEP) / CLOCK_STEP
 
     def _run(self) -> None:
         poll = self._ep.poll
@@ -490,7 +499,33 @@ class Datapath:
         self._sync_fds(ps)
         return ready and not ps.failed
 
+    def set_uplink_classes(self, uplink: Hashable | None, classes: Mapping[Hashable, int]) -> None:
+        """Frames from the ports in `classes` leave port `uplink` with that skb priority (an htb class
+        of the uplink's qdisc: SwitchManager._share_uplink); None or empty: none do."""
+        def do() -> None:
+            self._uplink_pid = uplink
+            self._uplink_prio = dict(classes) if uplink is not None else {}
+            self._mark_uplink(None)
+        self.call(do)
+
+    def _mark_uplink(self, pid: Hashable | None) -> None:
+        """The uplink's socket priority for a batch from `pid` (set only when it changes: one
+        setsockopt per change of weighted sender, none per frame). A frame that waits in the uplink's
+        queue leaves with the priority of the batch that drains it."""
+        prio = self._uplink_prio.get(pid, 0)
+        if prio != self._uplink_prio_now:
+            ups = self._ports.get(self._uplink_pid)
+            set_priority = getattr(ups.port, "set_priority", None) if ups is not None else None
+            if set_priority is not None:
+                try:
+                    set_priority(prio)
+                except OSError:
+                    return
+            self._uplink_prio_now = prio
+
     def _read_batch(self, ps: PortState) -> None:
+        if self._uplink_prio:
+            self._mark_uplink(ps.pid)
         port = ps.port
         recv = port.recv
         process = self.core.process

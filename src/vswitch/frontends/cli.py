@@ -64,6 +64,7 @@ from vswitch.control.model import (
     to_jsonable,
 )
 from vswitch.core.policy import format_vlan_list
+from vswitch.core.rates import format_rate, police_burst
 from vswitch.frontends.console import console as _console
 from vswitch.frontends.demo import demo
 from vswitch.frontends.lab_cli import lab
@@ -293,6 +294,9 @@ def switch_show(state: CliState, name: str, as_json: bool) -> None:
         return
     console = _console()
     console.print(_switch_table([info]))
+    if info.uplink_bandwidth:
+        console.print(f"uplink bandwidth: {format_rate(info.uplink_bandwidth)}, shared by the ports' "
+                      "--min-bandwidth-weight")
     if info.watch_events_lost:
         console.print(f"watch: {info.watch_events_lost} decisions not reported by the kernel fast path "
                       "(its event ring was full)")
@@ -340,12 +344,16 @@ def switch_confirm(state: CliState, name: str, as_json: bool) -> None:
 @click.option("--datapath", default=None, metavar="auto|kernel|python",
               help="Move the running switch: auto (the kernel fast path when it can), kernel (refused, saying "
                    "why, when the fast path cannot serve it) or python.")
+@click.option("--uplink-bandwidth", "uplink_bandwidth", default=None, metavar="RATE",
+              help="External: the uplink's capacity (100M, 1G) its ports share by --min-bandwidth-weight "
+                   "(0: no sharing).")
 @click.option("--dry-run", is_flag=True, help="Print the steps it would take; change nothing.")
 @json_option
 @pass_state
 def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | None, max_entries: int | None,
                internal: bool, private: bool, nic: str | None, allow_management_os: str | None,
-               confirm_timeout: float | None, datapath: str | None, dry_run: bool, as_json: bool) -> None:
+               confirm_timeout: float | None, datapath: str | None, uplink_bandwidth: str | None, dry_run: bool,
+               as_json: bool) -> None:
     """Rename a switch, change its MAC ageing time, table capacity, connection or datapath (stored;
     applied live; ports and their settings stay)."""
     chosen = [t for t, on in ((SwitchType.EXTERNAL, nic is not None), (SwitchType.INTERNAL, internal),
@@ -355,7 +363,7 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     mgmt = None if allow_management_os is None else allow_management_os == "on"
     fields = (("name", new_name), ("ageing_s", ageing), ("max_entries", max_entries),
               ("type", chosen[0] if chosen else None), ("nic", nic), ("allow_management_os", mgmt),
-              ("confirm_timeout_s", confirm_timeout), ("datapath", datapath))
+              ("confirm_timeout_s", confirm_timeout), ("datapath", datapath), ("uplink_bandwidth", uplink_bandwidth))
     settings = SwitchSettings.parse({k: v for k, v in fields if v is not None})
     result = state.api.set_switch(name, settings, dry_run=dry_run)
     if dry_run:
@@ -369,7 +377,8 @@ def switch_set(state: CliState, name: str, new_name: str | None, ageing: int | N
     where = f" on {info.nic}" if info.nic else ""
     vnic = f", host vNIC {info.host_vnic}" if info.host_vnic else ", no host vNIC"
     click.echo(f"switch {info.name!r}: {info.type}{where}{vnic}; ageing {info.ageing_s} s, "
-               f"max entries {info.max_entries}; datapath: {info.datapath}")
+               f"max entries {info.max_entries}; datapath: {info.datapath}"
+               + (f"; uplink bandwidth {format_rate(info.uplink_bandwidth)}" if info.uplink_bandwidth else ""))
     if mgmt is False and info.type == SwitchType.EXTERNAL:
         click.echo(f"warning: the host no longer has an adapter on {info.nic}; it lost its addresses and routes "
                    f"there (`--allow-management-os on` gives them back)", err=True)
@@ -492,13 +501,26 @@ _ON_OFF = click.Choice(["on", "off"])
               help="With --pvlan isolated|community: its secondary VLAN.")
 @click.option("--secondary-list", "secondary_list", metavar="LIST", default=None,
               help="With --pvlan promiscuous: the secondary VLANs it serves, e.g. 101-103.")
+@click.option("--storm-limit", "storm_limit", type=int, default=None, metavar="PPS",
+              help="Broadcast, multicast and unknown-unicast frames it may send per second; the excess is "
+                   "dropped (0: no limit).")
+@click.option("--max-bandwidth", "max_bandwidth", default=None, metavar="RATE",
+              help="What it may send into the switch, bits per second (100M, 1G; 0: no limit): policed.")
+@click.option("--burst", "bandwidth_burst", type=int, default=None, metavar="BYTES",
+              help="The --max-bandwidth policer's bucket in bytes (0: 0.25 s of the rate, at least 128 KiB).")
+@click.option("--max-bandwidth-in", "max_bandwidth_in", default=None, metavar="RATE",
+              help="What the switch delivers to it, bits per second (a link port; 0: no limit): shaped.")
+@click.option("--min-bandwidth-weight", "min_bandwidth_weight", type=int, default=None, metavar="0-100",
+              help="Its share of an External switch's congested uplink, relative to the other ports' (0: none).")
 @json_option
 @pass_state
 def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
              native: int | None, admin: str | None, learning: str | None, flooding: str | None,
              mac: str | None, dhcp_guard: str | None, router_guard: str | None, mac_spoofing: str | None,
              mac_limit: int | None, port_mirroring: str | None, isolated: str | None, pvlan: str | None,
-             primary: int | None, secondary: int | None, secondary_list: str | None, as_json: bool) -> None:
+             primary: int | None, secondary: int | None, secondary_list: str | None, storm_limit: int | None,
+             max_bandwidth: str | None, bandwidth_burst: int | None, max_bandwidth_in: str | None,
+             min_bandwidth_weight: int | None, as_json: bool) -> None:
     """Change port PORT of SWITCH live (stored; the other ports keep forwarding)."""
     def flag(value: str | None) -> bool | None:
         return None if value is None else value == "on"
@@ -510,7 +532,10 @@ def port_set(state: CliState, switch_name: str, name: str, vlan: int | None, tru
                               "mac_spoofing": flag(mac_spoofing), "mac_limit": mac_limit,
                               "port_mirroring": port_mirroring,
                               "isolated": flag(isolated), "pvlan": pvlan, "primary": primary,
-                              "secondary": secondary, "secondary_list": secondary_list}
+                              "secondary": secondary, "secondary_list": secondary_list,
+                              "storm_limit": storm_limit, "max_bandwidth": max_bandwidth,
+                              "bandwidth_burst": bandwidth_burst, "max_bandwidth_in": max_bandwidth_in,
+                              "min_bandwidth_weight": min_bandwidth_weight}
     settings = PortSettings.parse({k: v for k, v in fields.items() if v is not None})
     info = state.api.set_port(switch_name, name, settings)
     if as_json:
@@ -541,7 +566,11 @@ def _port_summary(p: PortInfo) -> str:
             + ("" if p.mac_spoofing else f", mac spoofing off ({p.port_mac or 'its first source'})")
             + (f", mac limit {p.mac_limit}" if p.mac_limit else "")
             + (f", port mirroring {p.port_mirroring}" if p.port_mirroring != "none" else "")
-            + (", isolated" if p.isolated else ""))
+            + (", isolated" if p.isolated else "")
+            + (f", storm limit {p.storm_limit} pps" if p.storm_limit else "")
+            + (f", max bandwidth {format_rate(p.max_bandwidth)}" if p.max_bandwidth else "")
+            + (f", max bandwidth in {format_rate(p.max_bandwidth_in)}" if p.max_bandwidth_in else "")
+            + (f", min bandwidth weight {p.min_bandwidth_weight}" if p.min_bandwidth_weight else ""))
 
 
 @port.command("show")
@@ -568,6 +597,12 @@ def port_show(state: CliState, switch_name: str, name: str, as_json: bool) -> No
             ("isolated", _on(p.isolated)),
             *([("private vlan", f"{p.pvlan}, primary {p.primary}, secondary "
                                 f"{format_vlan_list(p.secondary)}")] if p.pvlan else []),
+            ("storm limit", f"{p.storm_limit} pps" if p.storm_limit else "none"),
+            ("max bandwidth", (f"{format_rate(p.max_bandwidth)}, burst "
+                               f"{p.bandwidth_burst or police_burst(p.max_bandwidth):,} bytes") if p.max_bandwidth
+             else "none"),
+            ("max bandwidth in", format_rate(p.max_bandwidth_in) if p.max_bandwidth_in else "none"),
+            ("min bandwidth weight", str(p.min_bandwidth_weight) if p.min_bandwidth_weight else "none"),
             *([("mac", p.mac or "the kernel's")] if p.kind == "tap" else []),
             ("up", "yes" if p.up else f"no: {p.details.get('down_reason', 'down')}"),
             ("datapath", p.datapath),

@@ -76,6 +76,7 @@ from vswitch.control.model import (
     AGEING_DEFAULT_S,
     AGEING_MAX_S,
     AGEING_MIN_S,
+    BURST_MAX,
     CAPACITY_DEFAULT,
     CAPACITY_MAX,
     CAPACITY_MIN,
@@ -86,7 +87,9 @@ from vswitch.control.model import (
     LOOPBACK,
     NAME_MAX,
     NAME_PATTERN,
+    RATE_MAX,
     RESERVED_PORT_NAMES,
+    STORM_LIMIT_MAX,
     TRACE_PAYLOAD_MAX,
     TRUNK_MAX_VLANS,
     VLAN_MAX,
@@ -172,7 +175,7 @@ _PVLAN_SPEC_SCHEMA = [
 
 def _port_schema(schema: dict[str, Any]) -> None:
     """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native); a MAC
-    for a tap port only."""
+    for a tap port only; a delivery shaper (max_bandwidth_in) for a link port only."""
     by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
     schema["allOf"] = [
         *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
@@ -182,6 +185,8 @@ def _port_schema(schema: dict[str, Any]) -> None:
          "else": {"properties": {"native": {"type": "null"}}}},
         {"if": {"properties": {"kind": {"not": {"const": "tap"}}}},
          "then": {"properties": {"mac": {"type": "null"}}}},
+        {"if": {"properties": {"kind": {"not": {"const": "link"}}}},
+         "then": {"properties": {"max_bandwidth_in": {"const": 0}}}},
         *_PVLAN_SPEC_SCHEMA,
     ]
 
@@ -200,6 +205,8 @@ class SwitchCreate(BaseModel):
         description="External only: undo the takeover unless confirmed within this many seconds.")
     ageing_s: int = Field(AGEING_DEFAULT_S, ge=AGEING_MIN_S, le=AGEING_MAX_S)
     max_entries: int = Field(CAPACITY_DEFAULT, ge=CAPACITY_MIN, le=CAPACITY_MAX)
+    uplink_bandwidth: int = Field(0, ge=0, le=RATE_MAX, description="External only: the uplink's capacity in "
+                                  "bits per second that the ports' min_bandwidth_weight share; 0: no sharing.")
     dry_run: bool = Field(False, description="Return the steps the creation would take; change nothing.")
 
 
@@ -242,6 +249,17 @@ class PortCreate(BaseModel):
     secondary: Vlan | None = Field(None, description="An isolated or community port's secondary VLAN.")
     secondary_list: list[Vlan] | None = Field(None, min_length=1, max_length=TRUNK_MAX_VLANS,
                                               description="A promiscuous port's secondary VLANs.")
+    storm_limit: int = Field(0, ge=0, le=STORM_LIMIT_MAX, description="Broadcast, multicast and unknown-unicast "
+                             "frames the port may send per second (Hyper-V -StormLimit); 0: no limit.")
+    max_bandwidth: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the port may send into the "
+                               "switch (Hyper-V -MaximumBandwidth; rounded to a multiple of 8); 0: no limit.")
+    bandwidth_burst: int = Field(0, ge=0, le=BURST_MAX, description="The max_bandwidth policer's bucket in bytes; "
+                                 "0: a quarter of a second of the rate, at least 128 KiB.")
+    max_bandwidth_in: int = Field(0, ge=0, le=RATE_MAX, description="Bits per second the switch delivers to the "
+                                  "port (a link port: a shaper on its link); 0: no limit.")
+    min_bandwidth_weight: int = Field(0, ge=0, le=100, description="The port's share of an External switch's "
+                                      "congested uplink, relative to the other ports' (Hyper-V "
+                                      "-MinimumBandwidthWeight); 0: none.")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:
@@ -305,6 +323,12 @@ _FIELDS: dict[str, Any] = {
     "secondary": Vlan,
     "secondary_list": Annotated[list[Vlan], Field(min_length=1, max_length=TRUNK_MAX_VLANS)],
     "pvlan": Literal["isolated", "community", "promiscuous", "none"],
+    "storm_limit": Annotated[int, Interval(ge=0, le=STORM_LIMIT_MAX)],
+    "max_bandwidth": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "uplink_bandwidth": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "bandwidth_burst": Annotated[int, Interval(ge=0, le=BURST_MAX)],
+    "max_bandwidth_in": Annotated[int, Interval(ge=0, le=RATE_MAX)],
+    "min_bandwidth_weight": Annotated[int, Interval(ge=0, le=100)],
     "nic": Annotated[str, Field(json_schema_extra=_NIC)],
     "confirm_timeout_s": Annotated[float, Field(gt=0, le=CONFIRM_TIMEOUT_MAX_S, allow_inf_nan=False)],
     "direction": Literal["in", "out", "both"],

@@ -239,6 +239,12 @@ class LinkPort(Port):
                         return insert_vlan(data, self.vnet_hdr_len, tpid, tci)
             return data
 
+    def set_priority(self, priority: int) -> None:
+        """The skb->priority of the frames written from now on (SO_PRIORITY): an htb class of the
+        link's qdisc (an External switch's uplink shared by weight), 0 for none."""
+        if self._sock is not None:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, priority)
+
     def write(self, buf: bytes | bytearray | memoryview) -> bool:
         """Send one frame on the link. False: socket buffer full. LinkDown: link down or gone.
         EgressDropped: the link's qdisc dropped it. FrameRejected: too short/too long/badly offloaded."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from vswitch.core.acl import DIR_IN
 from vswitch.core.guards import GUARD_DHCP, GUARD_ROUTER
 from vswitch.core.policy import PortMirroring, PortPolicy, VlanMode
+from vswitch.core.rates import police_bucket, storm_bucket
 from vswitch.core.reasons import Reason
 
 MAX_PORTS = 1024
@@ -36,6 +37,9 @@ PF_MIRROR_DST = 0x20000
 PF_ISOLATED = 0x800
 PF_PVLAN = 0x1000
 VLAN_IDS = 4096
+PF_STORM = 0x4000
+PF_POLICE = 0x8000
+RATE_COST_SHIFT = 16
 GUARD_EXT_MAX = 8
 
 FDB_STATIC = 0x01
@@ -44,7 +48,7 @@ CFG_EVENTS = 0x02
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
-PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sH")        # struct vs_port
+PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQQQII")  # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
 CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII{VLAN_IDS}H")  # struct vs_config
@@ -63,6 +67,7 @@ COUNTERS = (
     "mirrored", "mirror_tx",
     "drop_acl",
     "drop_isolated", "drop_private_vlan",
+    "drop_storm_limit", "drop_max_bandwidth",
 )
 NR_COUNTERS = len(COUNTERS)
 C = {name: i for i, name in enumerate(COUNTERS)}
@@ -122,15 +127,19 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
              | (PF_KERNEL if kernel else 0) | (PF_UPCALL if upcall else 0) | (PF_INGRESS if ingress else 0)
              | (PF_DHCP_GUARD if policy.guards & GUARD_DHCP else 0)
              | (PF_ROUTER_GUARD if policy.guards & GUARD_ROUTER else 0) | (PF_MAC_LOCK if locked else 0)
-             | _MIRROR_FLAGS[policy.port_mirroring] | (PF_ISOLATED if policy.isolated else 0))
+             | _MIRROR_FLAGS[policy.port_mirroring] | (PF_ISOLATED if policy.isolated else 0)
+             | (PF_STORM if policy.storm_limit else 0) | (PF_POLICE if policy.max_bandwidth else 0))
     mac = policy.mac if locked and policy.mac is not None else bytes(6)
+    storm = storm_bucket(policy.storm_limit) if policy.storm_limit else (0, 0)
+    storm += police_bucket(policy.max_bandwidth, policy.bandwidth_burst) if policy.max_bandwidth else (0, 0)
     if policy.pvlan is not None:  # it sends in access_vlan, receives the VLANs in `allowed`
         return PORT.pack(ifindex, flags | PF_PVLAN, policy.access_vlan, 0, 0, *vlan_bits(policy.egress_vlans()),
-                         mac, 0)
+                         mac, 0, *storm, policy.uplink_class, 0)
     if policy.mode == VlanMode.TRUNK:
         return PORT.pack(ifindex, flags | PF_TRUNK, 0, policy.native_vlan or 0, 0, *vlan_bits(policy.allowed_vlans),
-                         mac, 0)
-    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0)
+                         mac, 0, *storm, policy.uplink_class, 0)
+    return PORT.pack(ifindex, flags, policy.access_vlan, 0, 0, *vlan_bits(frozenset()), mac, 0, *storm,
+                     policy.uplink_class, 0)
 
 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,

@@ -120,13 +120,20 @@ class SwitchProgram:
             raise ValueError(f"the fast path has {L.MAX_PORTS} port slots, all taken")
         self._slots[slot] = _Slot(port, policy or PortPolicy(), ifindex, kernel, upcall, True, host)
         self._slot_of[port] = slot
+        self.tables.reset_storm(slot)
+        self.tables.reset_police(slot)
         self._write_port(slot)
         return slot
 
     def set_policy(self, port: PortId, policy: PortPolicy) -> None:
-        """Raises KeyError for an unknown port."""
-        self._slots[self._slot_of[port]].policy = policy
+        """Raises KeyError for an unknown port. A new storm limit starts with a full bucket."""
+        s = self._slots[self._slot_of[port]]
+        old, s.policy = s.policy, policy
         self._write_port(self._slot_of[port])
+        if old.storm_limit != policy.storm_limit:
+            self.tables.reset_storm(self._slot_of[port])
+        if (old.max_bandwidth, old.bandwidth_burst) != (policy.max_bandwidth, policy.bandwidth_burst):
+            self.tables.reset_police(self._slot_of[port])
 
     def set_oper_up(self, port: PortId, up: bool) -> None:
         """Raises KeyError for an unknown port."""

@@ -6,7 +6,9 @@
  * it; frames for the host go into its ingress, BPF_F_INGRESS, per slot VS_PF_INGRESS). One loaded
  * object per switch: its maps are that switch's tables. The stages
  * and their order are the core's, and so are the reasons: parse, ingress (admin down, reserved group,
- * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off), learn, decide (flood / known unicast / same port / egress down),
+ * bad source, VLAN admission, the DHCP and router guards: vs_guard, vswitch.core.guards; MAC spoofing off;
+ * the maximum bandwidth's policer: police_excess, vswitch.core.rates), learn, decide (flood / known unicast / same port / egress down;
+ * a flood over the port's storm limit: storm_excess, vswitch.core.rates),
  * egress tag edits per output port, port mirroring's copies after the outputs (vs_mirror_visit). The differential test (tests/integration/test_kernel_diff.py)
  * holds the two equal.
  *
@@ -123,6 +125,25 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, VS_FE_RING_BYTES);
 } vs_fdb_events SEC(".maps");
+
+/* The storm limit's buckets, one per slot (vswitch.core.rates): the time in ns at which the bucket is
+ * full again. Not in vs_ports: Python rewrites a slot whole, the program writes this word; Python
+ * zeroes it (a full bucket) when the port's limit changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, __u64);
+} vs_storm SEC(".maps");
+
+/* The maximum bandwidth's policers, one per slot, in the same form (the time the bucket is full
+ * again), zeroed by Python when the port's rate or burst changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VS_MAX_PORTS);
+	__type(key, __u32);                 /* slot */
+	__type(value, __u64);
+} vs_police SEC(".maps");
 
 /* The egress side of one frame: what its tag is now and what a tagged output gets. Scalars only,
  * so the flood (a global function, verified once on its own) can take it as an argument. */
@@ -742,6 +763,48 @@ static __always_inline int learn(const struct vs_config *cfg, __u32 in_slot, __u
 	return 0;
 }
 
+/* The storm limit (vswitch.core.rates.take): 1 when a flood from `slot` at `now` is over its limit, else
+ * 0 with the frame's token taken. The bucket is one 64-bit word shared by every CPU: a compare-and-swap
+ * takes the token, so two CPUs never take the same one and the limit is exact (each frame that passes
+ * moved the word by one interval); a CPU that loses the race VS_STORM_TRIES times in a row counts its
+ * frame over the limit (only when other CPUs are taking this port's tokens at that moment). */
+#define VS_STORM_TRIES 4
+
+/* core.rates.take / take_bytes on the bucket `tat`: 1 when over (the bucket unchanged), else 0 with
+ * `cost` ns taken. The compare-and-swap above, for both buckets. */
+static __always_inline int bucket_excess(__u64 *tat, __u64 now, __u64 cost, __u64 tolerance)
+{
+	__u64 old, start;
+	int i;
+
+	for (i = 0; i < VS_STORM_TRIES; i++) {
+		old = *(volatile __u64 *)tat;
+		start = old > now ? old : now;
+		if (start - now > tolerance)
+			return 1;
+		if (__sync_val_compare_and_swap(tat, old, start + cost) == old)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int storm_excess(__u32 slot, const struct vs_port *p, __u64 now)
+{
+	__u64 *tat = bpf_map_lookup_elem(&vs_storm, &slot);
+
+	return tat ? bucket_excess(tat, now, p->storm_interval_ns, p->storm_tolerance_ns) : 0;
+}
+
+/* The maximum bandwidth (core.rates.take_bytes): a frame of `len` bytes (as the core counts them,
+ * a metadata tag included) over the port's rate. */
+static __always_inline int police_excess(__u32 slot, const struct vs_port *p, __u64 now, __u32 len)
+{
+	__u64 *tat = bpf_map_lookup_elem(&vs_police, &slot);
+
+	return tat ? bucket_excess(tat, now, ((__u64)len * p->police_cost) >> VS_RATE_COST_SHIFT,
+				   p->police_tolerance_ns) : 0;
+}
+
 /* The switch, for a frame that came in on `ifindex`; the verdict (TC_ACT_OK: left to Python). */
 static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 {
@@ -784,6 +847,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		eg.isolated = 1;
 	if (inp->flags & VS_PF_UPCALL)
 		return upcall(skb, cfg, &eg, VS_C_UPCALL_PORT);
+	if (inp->priority)      /* --min-bandwidth-weight: its class on the uplink's htb (a redirect keeps it) */
+		skb->priority = inp->priority;
 
 	/* parse. The core sees a metadata tag back in the bytes (PACKET_AUXDATA): count it there too. */
 	len = skb->len + (skb->vlan_present ? 4 : 0);
@@ -850,6 +915,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 		decided(skb, &eg, len, VS_C_DROP_SPOOFED_MAC);
 		return TC_ACT_SHOT;
 	}
+	if ((inp->flags & VS_PF_POLICE) && police_excess(eg.in_slot, inp, now, len)) {  /* others pay the test */
+		decided(skb, &eg, len, VS_C_DROP_MAX_BANDWIDTH);
+		return TC_ACT_SHOT;
+	}
 
 	/* learn */
 	/* the learning domain: a private VLAN's VLANs are learned and looked up under its primary */
@@ -862,6 +931,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (dst[0] & 1) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		if ((inp->flags & VS_PF_STORM) && storm_excess(eg.in_slot, inp, now)) {  /* others pay the test */
+			decided(skb, &eg, len, VS_C_DROP_STORM_LIMIT);
+			return TC_ACT_SHOT;
+		}
 		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
 		if (eg.mirror && cfg->mirror_py)       /* a copy for a port only Python serves */
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
@@ -877,6 +950,10 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	if (!e || (!(e->flags & VS_FDB_STATIC) && now - e->seen_ns > cfg->ageing_ns)) {
 		if (vlan_bit(cfg->py_vlans, eg.vlan))
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);
+		if ((inp->flags & VS_PF_STORM) && storm_excess(eg.in_slot, inp, now)) {
+			decided(skb, &eg, len, VS_C_DROP_STORM_LIMIT);
+			return TC_ACT_SHOT;
+		}
 		eg.mirror = cfg->mirror_dests && mirrored(cfg, inp, vlan_bit(cfg->mirror_vlans, eg.vlan));
 		if (eg.mirror && cfg->mirror_py)
 			return upcall(skb, cfg, &eg, VS_C_UPCALL_FLOOD);

@@ -34,6 +34,9 @@
 #define VS_PF_PVLAN        0x1000 /* a private VLAN port: it sends in access_vlan and receives the VLANs of
 				   * vs_port.allowed (PortPolicy.egress_vlans) */
 #define VS_VLAN_IDS        4096  /* vs_config.domain: one entry per VLAN id */
+#define VS_PF_STORM        0x4000 /* a storm limit: its floods are metered by vs_storm (vswitch.core.rates) */
+#define VS_PF_POLICE       0x8000 /* a maximum bandwidth: its frames are policed by vs_police (core.rates) */
+#define VS_RATE_COST_SHIFT 16    /* core.rates.COST_SHIFT: a byte's cost in 1/65536 ns */
 #define VS_GUARD_EXT_MAX   8    /* IPv6 extension headers walked by the guards (core.guards.MAX_EXT_HEADERS) */
 
 struct vs_port {
@@ -45,6 +48,12 @@ struct vs_port {
 	__u64 allowed[VS_VLAN_WORDS]; /* trunk: allowed VLANs */
 	__u8  mac[6];               /* appended: the port's one MAC when VS_PF_MAC_LOCK */
 	__u16 pad2;
+	__u64 storm_interval_ns;    /* appended, VS_PF_STORM: one token per interval (core.rates.storm_bucket) */
+	__u64 storm_tolerance_ns;   /* how far ahead of now the bucket's time may be: (burst - 1) x interval */
+	__u64 police_cost;          /* appended, VS_PF_POLICE: a byte's cost, ns << VS_RATE_COST_SHIFT */
+	__u64 police_tolerance_ns;  /* the burst's worth of ns (core.rates.police_bucket) */
+	__u32 priority;             /* appended: skb->priority its frames get (an htb class of the uplink), 0: kept */
+	__u32 pad3;
 };
 
 struct vs_fdb_key {
@@ -137,6 +146,8 @@ enum vs_counter {
 	VS_C_DROP_ACL,              /* Reason.DROP_ACL (Python's: a port with ACLs is served there) */
 	VS_C_DROP_ISOLATED,         /* appended: Reason.DROP_ISOLATED */
 	VS_C_DROP_PRIVATE_VLAN,     /* Reason.DROP_PRIVATE_VLAN */
+	VS_C_DROP_STORM_LIMIT,      /* appended: Reason.DROP_STORM_LIMIT */
+	VS_C_DROP_MAX_BANDWIDTH,    /* appended: Reason.DROP_MAX_BANDWIDTH */
 	VS_NR_COUNTERS
 };
 

@@ -56,6 +56,8 @@ class SwitchTables:
         self.events = obj.map("vs_events")
         self.event_buf = obj.map("vs_event_buf")
         self.fdb_events = obj.map("vs_fdb_events")
+        self.storm = obj.map("vs_storm")
+        self.police = obj.map("vs_police")
         for m, size in ((self.ports, L.PORT.size), (self.config, L.CONFIG.size), (self.fdb, L.FDB_VAL.size),
                         (self.counters, L.COUNTER_ROW.size), (self.event_buf, L.EVENT.size)):
             if m.value_size != size:
@@ -79,6 +81,16 @@ class SwitchTables:
             self.slot_of.delete(L.U32.pack(ifindex))
         self.ports.update(L.U32.pack(slot), bytes(L.PORT.size))
         self.counters.update(L.U32.pack(slot), bytes(L.COUNTER_ROW.size))
+        self.reset_storm(slot)
+        self.reset_police(slot)
+
+    def reset_storm(self, slot: int) -> None:
+        """The slot's storm bucket full again (a new limit starts full, as SwitchCore.set_policy's)."""
+        self.storm.update(L.U32.pack(slot), L.U64.pack(0))
+
+    def reset_police(self, slot: int) -> None:
+        """The slot's policer full again (a new rate or burst, as SwitchCore.set_policy's)."""
+        self.police.update(L.U32.pack(slot), L.U64.pack(0))
 
     def write_config(self, packed: bytes) -> None:
         self.config.update(_ZERO, packed)
