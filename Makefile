@@ -18,6 +18,8 @@ test: SYSTEM_TOOLS += qemu-system-x86_64:qemu-system-x86
 test: SYSTEM_PACKAGES += busybox-static
 # the DHCP guard's test runs a real (rogue) DHCP server; dnsmasq-base is the binary without a service
 test: SYSTEM_PACKAGES += dnsmasq-base
+# GET /metrics is checked with Prometheus' own promtool (the server it comes with is not started)
+test: SYSTEM_TOOLS += promtool:prometheus
 
 .PHONY: test fuzz lint demo bench system-deps venv clean install uninstall bpf
 

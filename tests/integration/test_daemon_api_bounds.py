@@ -117,6 +117,31 @@ def test_roles_over_tcp(paths: tuple[Path, Path], daemons: list[Daemon], tmp_pat
     assert d.stop() == 0, d.output()
 
 
+@needs_manager
+def test_metrics_over_tcp_need_a_reader_token_unless_the_operator_makes_them_public(
+        paths: tuple[Path, Path], daemons: list[Daemon], tmp_path: Path) -> None:  # noqa: F811
+    state, sock = paths
+    tokens = _token_file(tmp_path, "admin:adm-secret-2\nreader:rd-secret-2\n")
+    port = free_port()
+    d = start(daemons, state, sock, "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens))
+    url = f"http://127.0.0.1:{port}"
+    with RestSwitchApi(url=url, token="adm-secret-2") as admin:
+        admin.create_switch(SwitchSpec("mets", SwitchType.PRIVATE))
+    assert httpx.get(f"{url}/metrics").status_code == 401
+    r = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer rd-secret-2"})
+    assert r.status_code == 200 and 'vswitch_fdb_capacity{switch="mets"}' in r.text, r.text
+    assert d.stop() == 0, d.output()
+    port = free_port()
+    d = start(daemons, state, sock, "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens), "--metrics-public")
+    url = f"http://127.0.0.1:{port}"
+    r = httpx.get(f"{url}/metrics")
+    assert r.status_code == 200 and 'vswitch_switch_info{datapath=' in r.text, r.text
+    assert httpx.get(f"{url}/switches").status_code == 401, "only /metrics is public"
+    with RestSwitchApi(url=url, token="adm-secret-2") as admin:
+        admin.delete_switch("mets")
+    assert d.stop() == 0, d.output()
+
+
 @pytest.mark.parametrize(("mode", "owner", "needle"), [
     (0o644, None, "mode 0644"), (0o640, None, "mode 0640"), (0o600, 65534, "owned by uid 65534")])
 def test_unsafe_token_file_is_refused(paths: tuple[Path, Path], tmp_path: Path,  # noqa: F811

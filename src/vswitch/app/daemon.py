@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", default=None,
                    help="tokens for --listen, one 'admin:TOKEN' or 'reader:TOKEN' per line (# comments; a "
                         "single bare token is admin); must be mode 0600 and owned by root")
+    p.add_argument("--metrics-public", action="store_true",
+                   help="serve GET /metrics on --listen without a token (for a Prometheus server that has "
+                        "none); every other path still needs one")
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve --listen over HTTPS with this certificate")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--allow-remote", action="store_true", help="allow --listen on a non-loopback address")
@@ -402,7 +405,8 @@ def run(args: argparse.Namespace) -> int:
         listeners.append((make_app(manager, watches=watches), unix_sock))
         log.info("serving on unix socket %s", args.socket)
         if tcp_sock is not None and tcp_addr is not None:
-            listeners.append((make_app(manager, tokens=tokens, watches=watches), tcp_sock))
+            listeners.append((make_app(manager, tokens=tokens, watches=watches, public_metrics=args.metrics_public),
+                              tcp_sock))
             roles = ", ".join(f"{sum(r is role for r in tokens.values())} {role}" for role in Role)
             log.info("serving on %s://%s:%d (bearer token required; tokens: %s)",
                      "https" if tls else "http", *tcp_addr, roles)

@@ -111,6 +111,7 @@ from vswitch.control.model import (
     to_jsonable,
 )
 from vswitch.core.policy import PvlanMode
+from vswitch.frontends.metrics import render as render_metrics
 from vswitch.frontends.tokens import READ_METHODS, Role
 
 log = logging.getLogger(__name__)
@@ -674,11 +675,13 @@ class BodyLimit:
 class BearerAuth:
     """ASGI middleware: every HTTP request except `PUBLIC_PATHS` needs ``Authorization: Bearer <token>``.
 
-    `tokens` maps each accepted token to its `Role`; a reader may only use `READ_METHODS`.
+    `tokens` maps each accepted token to its `Role`; a reader may only use `READ_METHODS`; `public`
+    the paths that need none (`PUBLIC_PATHS`, and /metrics when the operator asked).
     """
 
-    def __init__(self, app: ASGIApp, tokens: Mapping[str, Role]) -> None:
+    def __init__(self, app: ASGIApp, tokens: Mapping[str, Role], public: frozenset[str] = PUBLIC_PATHS) -> None:
         self.app = app
+        self._public = public
         # fixed-length digests, so comparing takes the same time whatever the token's length
         self._tokens = [(hashlib.sha256(t.encode()).digest(), Role(r)) for t, r in tokens.items()]
 
@@ -695,7 +698,7 @@ class BearerAuth:
         return role
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in PUBLIC_PATHS:
+        if scope["type"] == "http" and scope.get("path") not in self._public:
             role = self.role_of(dict(scope.get("headers") or []).get(b"authorization", b""))
             if role is None:
                 await _refuse(scope, receive, send, 401, "missing or wrong bearer token",
@@ -780,11 +783,14 @@ DOCS_ASSETS = "/docs/assets"
 
 
 def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, Role] | None = None,
-             watches: WatchPool | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+             watches: WatchPool | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+             public_metrics: bool = False) -> FastAPI:
     """A FastAPI app serving `api`.
 
     With `token` (an admin token) and/or `tokens` (token → role), all but /health require one of
-    them. `watches` is the daemon's shared `WatchPool` (a new one when None).
+    them (/metrics a reader's at least; none with `public_metrics`, when the operator asks: a
+    Prometheus server without a bearer token). `watches` is the daemon's shared `WatchPool` (a new
+    one when None).
     """
     accepted: dict[str, Role] = dict(tokens or {})
     if token:
@@ -821,6 +827,14 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         """Liveness: answers without a token, without a thread and without touching any switch."""
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["metrics"], response_class=Response, responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format (frontends/metrics.py)"}})
+    def metrics() -> Response:
+        """Per port rx/tx frames and bytes, drops by reason, floods, learned and moved; per switch MAC
+        table entries and capacity, datapath and takeover state (Prometheus text format)."""
+        body, content_type = render_metrics(api)
+        return Response(body, media_type=content_type)
+
     bodies: dict[tuple[str, str], type[BaseModel]] = {}
     for cmd in COMMANDS.values():
         model = _register(app, api, cmd, watch_pool)
@@ -834,7 +848,8 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    if accepted:
-        app.add_middleware(BearerAuth, tokens=accepted)  # outermost: refused before the body is read
+    if accepted:  # outermost: refused before the body is read
+        app.add_middleware(BearerAuth, tokens=accepted,
+                           public=PUBLIC_PATHS | {"/metrics"} if public_metrics else PUBLIC_PATHS)
     return app
 
