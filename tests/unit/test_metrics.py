@@ -71,6 +71,7 @@ def test_the_metrics_are_what_stats_and_the_mac_table_say(manager: SwitchManager
     assert got["vswitch_fdb_entries"][(("kind", "dynamic"), ("switch", "lan"))] == 1
     assert got["vswitch_fdb_entries"][(("kind", "static"), ("switch", "lan"))] == 1
     assert got["vswitch_fdb_capacity"][(("switch", "lan"),)] == 4096
+    assert got["vswitch_fdb_evictions_total"][(("switch", "lan"),)] == 0
     assert got["vswitch_switch_datapath_kernel"][(("switch", "lan"),)] == 0
     assert got["vswitch_switch_info"][(("datapath", "python"), ("state", "up"), ("switch", "lan"),
                                        ("type", "private"))] == 1
@@ -80,6 +81,19 @@ def test_the_metrics_are_what_stats_and_the_mac_table_say(manager: SwitchManager
                what="the next scrape to count the next frame (read at each scrape, nothing cached)")
     m.delete_switch("lan")
     assert "vswitch_port_rx_frames_total" not in scrape(client), "a deleted switch has no series"
+
+
+def test_evictions_from_a_full_table_are_counted(manager: SwitchManager) -> None:
+    m = manager
+    m.create_switch(SwitchSpec("lan", SwitchType.PRIVATE, max_entries=16))
+    for p in ("vm1", "vm2"):
+        m.add_port("lan", PortSpec(p, PortKind.MEMORY, p))
+    for i in range(20):  # 20 sources into a table of 16: 4 evicted
+        m.port_object("lan", "vm1").inject(frame(BROADCAST, bytes((2, 0, 0, 0, 1, i))))  # type: ignore[attr-defined]
+    wait_until(lambda: m.get_switch("lan").fdb_evictions == 4, what="4 evictions")
+    got = scrape(TestClient(make_app(m)))
+    assert got["vswitch_fdb_evictions_total"][(("switch", "lan"),)] == 4
+    assert got["vswitch_fdb_entries"][(("kind", "dynamic"), ("switch", "lan"))] == 16
 
 
 def test_a_reader_token_reads_the_metrics_and_none_is_needed_only_when_the_operator_asks() -> None:

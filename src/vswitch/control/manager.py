@@ -1806,7 +1806,7 @@ class SwitchManager:
             max_entries=spec.max_entries, confirm_deadline_s=deadline, watches=len(sw.datapath.frame_observers),
             datapath=sw.datapath.label,
             watch_events_lost=sw.datapath.events_lost() if isinstance(sw.datapath, KernelDatapath) else 0,
-            uplink_bandwidth=spec.uplink_bandwidth)
+            uplink_bandwidth=spec.uplink_bandwidth, fdb_evictions=sw.datapath.fdb_evictions())
 
 
 def _connection(spec: SwitchSpec) -> tuple[SwitchType, str | None, bool]:

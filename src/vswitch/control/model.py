@@ -904,6 +904,8 @@ class SwitchInfo:
     watch_events_lost: int = 0
     #: External: the uplink's capacity (bits/s) the ports' --min-bandwidth-weight share; 0: no sharing
     uplink_bandwidth: int = 0
+    #: dynamic MAC table entries evicted (the table full, or shrunk) since the switch started
+    fdb_evictions: int = 0
 
 
 @dataclass

@@ -361,6 +361,10 @@ class Datapath:
             return self.core.trace(pid, frame, self.now)
         return self.call(run)
 
+    def fdb_evictions(self) -> int:
+        """Dynamic entries the MAC table evicted (full, or shrunk) since the switch started."""
+        return self.call(lambda: self.core.fdb.evictions)
+
     def set_fdb_limits(self, ageing_s: float, max_entries: int) -> int:
         """New ageing time and capacity; returns how many learned entries a smaller capacity evicted."""
         return self.call(lambda: self.core.fdb.set_limits(ageing_s, max_entries))

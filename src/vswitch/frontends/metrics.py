@@ -59,6 +59,8 @@ class SwitchCollector:
                                     labels=[*switch_labels, "kind"])
         capacity = GaugeMetricFamily("vswitch_fdb_capacity", "Dynamic entries the MAC table may hold",
                                      labels=switch_labels)
+        evictions = CounterMetricFamily("vswitch_fdb_evictions", "Dynamic entries the MAC table evicted (full, "
+                                        "or shrunk), fairly from the port holding the most", labels=switch_labels)
         kernel = GaugeMetricFamily("vswitch_switch_datapath_kernel",
                                    "1 while the kernel fast path (tc-bpf) forwards the switch, 0 on the Python "
                                    "datapath", labels=switch_labels)
@@ -84,12 +86,13 @@ class SwitchCollector:
             entries.add_metric([sw.name, "dynamic"], len(fdb) - n_static)
             entries.add_metric([sw.name, "static"], n_static)
             capacity.add_metric([sw.name], sw.max_entries)
+            evictions.add_metric([sw.name], sw.fdb_evictions)
             on_kernel = sw.datapath.startswith("kernel")
             kernel.add_metric([sw.name], 1.0 if on_kernel else 0.0)
             info.add_metric([sw.name, sw.type, "kernel" if on_kernel else "python", sw.state], 1.0)
             confirm.add_metric([sw.name], 1.0 if sw.state == "awaiting-confirm" else 0.0)
         yield from counters.values()
-        yield from (drops, port_up, entries, capacity, kernel, info, confirm)
+        yield from (drops, port_up, entries, capacity, evictions, kernel, info, confirm)
 
 
 def render(api: SwitchApi) -> tuple[bytes, str]:
