@@ -991,6 +991,10 @@ def _check_pvlan_setting(value: object) -> str:
     return str(_enum_checker(PvlanMode, "a private VLAN mode or none")(value))
 
 
+#: the settings that make a port's VLAN mode (access, trunk or private VLAN), changed as a whole
+_VLAN_MODE_SETTINGS = frozenset({"vlan", "trunk", "native", "pvlan", "primary", "secondary", "secondary_list"})
+
+
 @dataclass(frozen=True)
 class PortSettings(_Change):
     """What `port set` changes on a live port; a field left None keeps that setting. Valid by
@@ -1043,12 +1047,9 @@ class PortSettings(_Change):
         if self.max_bandwidth_in and spec.kind != PortKind.LINK:
             raise Conflict(f"max_bandwidth_in: only a link port's delivery is shaped (a qdisc on its link); a "
                            f"{spec.kind} port has no link of the switch's")
-        changes: dict[str, Any] = {f: getattr(self, f) for f in ("admin_up", "learning", "flooding", "mac",
-                                                                 "dhcp_guard", "router_guard", "mac_spoofing",
-                                                                 "mac_limit", "port_mirroring", "isolated",
-                                                                 "storm_limit", "max_bandwidth", "bandwidth_burst",
-                                                                 "max_bandwidth_in", "min_bandwidth_weight")
-                                   if getattr(self, f) is not None}
+        # every setting but the VLAN mode's (set as a whole, below) is taken as given: one list, `fields`
+        changes: dict[str, Any] = {f: getattr(self, f) for f in self.fields
+                                   if f not in _VLAN_MODE_SETTINGS and getattr(self, f) is not None}
         no_pvlan = {"pvlan": None, "primary": None, "secondary": None, "secondary_list": None}
         if self.mac_spoofing or (self.mac is not None and self.mac != spec.mac):
             changes["port_mac"] = None  # an adopted MAC holds until spoofing is on or a MAC is given
