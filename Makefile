@@ -20,6 +20,8 @@ test: SYSTEM_PACKAGES += busybox-static
 test: SYSTEM_PACKAGES += dnsmasq-base
 # GET /metrics is checked with Prometheus' own promtool (the server it comes with is not started)
 test: SYSTEM_TOOLS += promtool:prometheus
+# the web UI is tested in a real browser: Debian's headless Chromium driven through its chromedriver
+test: SYSTEM_TOOLS += chromium:chromium chromedriver:chromium-driver
 
 .PHONY: test fuzz lint demo bench system-deps venv clean install uninstall bpf
 

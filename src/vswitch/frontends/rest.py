@@ -29,7 +29,8 @@ own threads, so it never occupies the threadpool the other endpoints run in, and
 (async, no thread at all) answers while any number of watches run. ``events`` (its long poll waits
 at most 30 s for the next event: ``vswitch events --follow``) runs on the same pool, for the same reason.
 
-Roles: with tokens, every path except ``/health`` needs ``Authorization: Bearer <token>`` (scheme
+Roles: with tokens, every path except ``/health`` and the web UI's static files under ``/ui``
+(frontends/webui.py: they hold no switch's state) needs ``Authorization: Bearer <token>`` (scheme
 case-insensitive, RFC 7235; 401 otherwise), compared in constant time against every token. An
 ``admin`` token may do everything, a ``reader`` token only GET/HEAD (403 on any other method).
 ``/health`` stays public: it says only that the daemon answers, which a TCP connect says anyway,
@@ -113,11 +114,17 @@ from vswitch.control.model import (
 from vswitch.core.policy import PvlanMode
 from vswitch.frontends.metrics import render as render_metrics
 from vswitch.frontends.tokens import READ_METHODS, Role
+from vswitch.frontends.webui import UI_PREFIX, register_ui
 
 log = logging.getLogger(__name__)
 
 #: Paths reachable without the bearer token.
 PUBLIC_PATHS = frozenset({"/health"})
+#: Path prefixes reachable without it: the web UI's static files (frontends/webui.py), which hold no
+#: state of any switch — the page asks for a token and sends it with every API call it makes.
+PUBLIC_PREFIXES = (UI_PREFIX,)
+#: Where BearerAuth leaves the caller's role in the request's state.
+ROLE_STATE = "role"
 #: Largest request body accepted (the biggest real one, a 4094-VLAN trunk list, is about 20 KB).
 MAX_BODY_BYTES = 1 << 20
 #: Watches one daemon runs at once (each holds a thread for up to 60 s).
@@ -697,8 +704,11 @@ class BearerAuth:
                 role = r
         return role
 
+    def _is_public(self, path: str) -> bool:
+        return path in self._public or any(path == p or path.startswith(p + "/") for p in PUBLIC_PREFIXES)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in self._public:
+        if scope["type"] == "http" and not self._is_public(scope.get("path", "")):
             role = self.role_of(dict(scope.get("headers") or []).get(b"authorization", b""))
             if role is None:
                 await _refuse(scope, receive, send, 401, "missing or wrong bearer token",
@@ -710,6 +720,7 @@ class BearerAuth:
                               f"this token's role is reader: it may only read (GET); "
                               f"{method} {clip(scope.get('path', ''), 80)} needs an admin token")
                 return
+            scope.setdefault("state", {})[ROLE_STATE] = role.value  # for GET /whoami
         await self.app(scope, receive, send)
 
 
@@ -834,6 +845,14 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         table entries and capacity, datapath and takeover state (Prometheus text format)."""
         body, content_type = render_metrics(api)
         return Response(body, media_type=content_type)
+
+    @app.get("/whoami", tags=["health"])
+    def whoami(request: Request) -> dict[str, str]:
+        """The role of the caller's token (``admin`` or ``reader``); every caller of an app without
+        tokens (the unix socket) is admin. The web UI asks, to show a reader no mutation controls."""
+        return {"role": getattr(request.state, ROLE_STATE, Role.ADMIN.value)}
+
+    register_ui(app)
 
     bodies: dict[tuple[str, str], type[BaseModel]] = {}
     for cmd in COMMANDS.values():
