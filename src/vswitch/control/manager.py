@@ -65,6 +65,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+from vswitch.control import capture as captures
 from vswitch.control import config_file, config_plan, hostnic, ownership
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
@@ -1399,6 +1400,33 @@ class SwitchManager:
         while raw:
             events.append(_event(switch, *raw.pop(), shared))
         return events
+
+    def capture(self, switch: str, port: str, direction: str = "both", count: int = captures.COUNT_DEFAULT,
+                seconds: float = captures.SECONDS_DEFAULT, max_bytes: int = captures.BYTES_DEFAULT,
+                filter: str | None = None) -> captures.Capture:
+        """Port `port`'s frames as pcapng chunks, each packet commented with the switch's decision (see
+        control/captures.py); iterate the answer (from one thread) and `close` it when done early.
+
+        Raises InvalidRequest (a parameter out of bounds or a filter that does not compile, named),
+        NotFound (unknown switch or port) — before any frame is observed."""
+        request = captures.CaptureRequest.parse(direction, count, seconds, max_bytes, filter)
+        with self._lock:
+            sw = self._get(switch)
+            if port not in sw.ports:
+                raise NotFound(f"switch {switch!r} has no port {port!r}")
+            dp, core = sw.datapath, sw.core
+        snaplen, note = captures.SNAPLEN_FULL, None
+        if isinstance(dp, KernelDatapath) and dp.program is not None:
+            from vswitch.datapath.kernel.layout import EV_HEAD
+            # the program's decision events carry a frame's first bytes only: every frame cut alike
+            snaplen, note = EV_HEAD, f"kernel fast path: the first {EV_HEAD} bytes of each frame"
+
+        def alive() -> bool:
+            with self._lock:
+                current = self._switches.get(switch)
+            return current is not None and current.datapath is dp and port in current.ports
+
+        return captures.Capture(switch, port, request, dp, alive, core.egress_edit, snaplen, note)
 
     def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
                wait_s: float = 0.0) -> EventsPage:

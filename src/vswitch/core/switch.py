@@ -607,6 +607,18 @@ class SwitchCore:
             return EDIT_KEEP if tagged_out else EDIT_POP
         return EDIT_RETAG if tagged_out else EDIT_POP
 
+    def egress_edit(self, port: PortId, vlan: int, buf: Buffer, offset: int = 0) -> int:
+        """The EDIT_* `port` applies to the frame `buf` (Ethernet header at `offset`, as it arrived)
+        forwarded in `vlan`: the rule `decide` puts into `Decision.edits`, for a decision made
+        elsewhere (the kernel fast path's events carry none; `vswitch capture` shows the frame as it
+        left). Raises KeyError for a port the switch does not have."""
+        b12, b13 = buf[offset + 12], buf[offset + 13]
+        if (b12 == 0x81 and b13 == 0x00) or (b12 == 0x88 and b13 == 0xA8):
+            tagstate = _IN_TAGGED if ((buf[offset + 14] & 0x0F) << 8) | buf[offset + 15] else _IN_PRIORITY
+        else:
+            tagstate = _IN_UNTAGGED
+        return self._edit_for(port, vlan, tagstate)
+
     def _edits(self, ports: tuple[PortId, ...], vlan: int, tagstate: int) -> tuple[int, ...] | None:
         edits = tuple(self._edit_for(p, vlan, tagstate) for p in ports)
         return edits if any(edits) else None

@@ -1,0 +1,267 @@
+"""`vswitch capture`: one port's frames as a pcapng stream, each packet carrying the switch's decision.
+
+Owns `CaptureRequest` (the parameters and their bounds, checked in one place: `CaptureRequest.parse`)
+and `Capture`, the running capture: a frame observer on the switch's datapath (`dp.frame_observers`,
+as `watch` uses) and the iterator of pcapng chunks (control/pcapng.py) the REST route streams and
+the in-process api returns.
+
+How a frame gets in: the observer runs on the datapath thread for every decided frame; it keeps
+those whose in-port is the port ("in") or whose output ports include it ("out") as one tuple in a
+bounded deque — a full deque drops the frame from the capture and counts it (`dropped`, written at
+the end as the ISB's isb_ifdrop), so a slow reader never slows the switch. Everything else — the
+egress tag edit, the filter (libpcap, control/pcapfilter.py), the comment, the encoding — happens on
+the thread iterating the capture.
+
+The frame "out" is the frame as the switch handed it to the port: the in-frame with the port's tag
+edit (core.switch.egress_frame, the function the datapath applies; on the kernel fast path, whose
+events carry no edits, the edit is the core's rule `SwitchCore.egress_edit`), before a GSO
+super-frame is cut up for a port without offloads.
+
+Kernel fast path: its decision events carry the frame's first `layout.EV_HEAD` (128) bytes and its
+length; a capture of a switch whose program is loaded writes every frame cut to 128 bytes (snaplen
+128 in the IDB, the original length in each EPB), so the file says what it lacks.
+
+Invariants: the observer is removed whatever ends the capture (count, seconds, bytes, the port or
+switch gone, the reader gone: `close`); the chunks are, in order, SHB + IDB (at once, so `wireshark
+-k -i -` starts), EPBs as frames arrive, an ISB last.
+Must not touch: the datapath's state beyond adding and removing its observer (on its thread, `dp.call`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vswitch.control import pcapng
+from vswitch.control.model import InvalidRequest, clip
+from vswitch.control.pcapfilter import PcapFilter
+from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, egress_frame
+from vswitch.datapath.fastpath import PYTHON_PATH
+
+DIRECTIONS = ("in", "out", "both")
+COUNT_DEFAULT, COUNT_MAX = 1000, 1_000_000
+SECONDS_DEFAULT, SECONDS_MAX = 60.0, 3600.0
+#: bytes of packet blocks a capture writes at most (about the file's size)
+BYTES_DEFAULT, BYTES_MAX = 64 * 2**20, 2**30
+FILTER_MAX_CHARS = 1000
+#: frames waiting between the datapath thread and the reader; beyond, dropped and counted
+QUEUE_FRAMES = 2048
+#: the snaplen of a capture of the Python datapath: the largest frame a vnet header lets in (64 KB GSO)
+SNAPLEN_FULL = 262144
+#: how often the reader looks for frames (and at its bounds): a capture's latency, not the switch's
+POLL_S = 0.05
+
+
+class CaptureApi(Protocol):
+    """What serves `capture`: `SwitchManager` in-process, `RestSwitchApi` over HTTP (a stream, so not
+    a command of the table: see frontends/capture_route.py)."""
+
+    def capture(self, switch: str, port: str, direction: str = "both", count: int = COUNT_DEFAULT,
+                seconds: float = SECONDS_DEFAULT, max_bytes: int = BYTES_DEFAULT,
+                filter: str | None = None) -> Iterator[bytes]:
+        """Port `port`'s frames as pcapng chunks (raises InvalidRequest, NotFound before the first)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRequest:
+    """A capture's parameters, valid (build with `parse`)."""
+
+    direction: str = "both"
+    count: int = COUNT_DEFAULT
+    seconds: float = SECONDS_DEFAULT
+    max_bytes: int = BYTES_DEFAULT
+    filter: str | None = None
+
+    @classmethod
+    def parse(cls, direction: object = "both", count: object = COUNT_DEFAULT, seconds: object = SECONDS_DEFAULT,
+              max_bytes: object = BYTES_DEFAULT, filter: object = None) -> CaptureRequest:
+        """The request, or InvalidRequest naming the first parameter out of its bounds."""
+        if direction not in DIRECTIONS:
+            raise InvalidRequest(f"capture direction must be in, out or both, got {clip(direction)}")
+        if not (isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= COUNT_MAX):
+            raise InvalidRequest(f"capture count must be 1-{COUNT_MAX} frames, got {clip(count)}")
+        if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
+                and 0 < seconds <= SECONDS_MAX):
+            raise InvalidRequest(f"capture seconds must be more than 0 and at most {SECONDS_MAX:.0f}, "
+                                 f"got {clip(seconds)}")
+        if not (isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and 1 <= max_bytes <= BYTES_MAX):
+            raise InvalidRequest(f"capture max_bytes must be 1-{BYTES_MAX} bytes, got {clip(max_bytes)}")
+        if filter is not None and not isinstance(filter, str):
+            raise InvalidRequest(f"capture filter must be a pcap filter expression, got {clip(filter)}")
+        if isinstance(filter, str) and len(filter) > FILTER_MAX_CHARS:
+            raise InvalidRequest(f"capture filter is {len(filter)} characters, at most {FILTER_MAX_CHARS}")
+        return cls(direction, count, float(seconds), max_bytes, filter.strip() or None if filter else None)
+
+
+def comment(direction: str, port: str, in_port: str, d: Decision, out_ports: list[str], *, mirror_copy: bool,
+            kernel: bool) -> str:
+    """A packet's comment: which way it crossed `port`, the VLAN, the decision's reason and where it went
+    (e.g. ``in vm1 vlan 1: FORWARD_LEARNED → vm2``, ``out vm2 vlan 1: FORWARD_LEARNED from vm1``)."""
+    where = f"{direction} {port}" + (f" vlan {d.vlan}" if d.vlan else "")
+    if direction == "in":
+        what = f"{d.reason.name} → {', '.join(out_ports)}" if out_ports else f"{d.reason.name} (dropped)"
+    else:
+        what = f"{d.reason.name} from {in_port}" + (" (mirror copy)" if mirror_copy else "")
+    return f"{where}: {what}" + (" [kernel fast path]" if kernel else "")
+
+
+class Capture:
+    """A running capture of port `port` of switch `switch` on datapath `dp`; iterate it for pcapng chunks.
+
+    `alive()` says whether the switch and port are still there (checked every poll); `egress_edit`
+    the core's `SwitchCore.egress_edit` (for decisions that carry no edits); `snaplen` the most
+    bytes kept of a frame. Construction compiles the filter (InvalidRequest) and installs the
+    observer; `close` (or the end of the iteration) removes it. Iterate it from one thread."""
+
+    def __init__(self, switch: str, port: str, request: CaptureRequest, dp: Any, alive: Callable[[], bool],
+                 egress_edit: Callable[[Hashable, int, bytes, int], int], snaplen: int = SNAPLEN_FULL,
+                 kernel_note: str | None = None) -> None:
+        self.switch, self.port, self.request = switch, port, request
+        self.snaplen = snaplen
+        self.dropped = 0
+        self._dp = dp
+        self._alive = alive
+        self._egress_edit = egress_edit
+        self._kernel_note = kernel_note
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._closed = threading.Event()
+        self._installed = False
+        self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
+        self._observe = self._observer()
+        try:
+            dp.call(lambda: dp.frame_observers.append(self._observe))
+        except BaseException:
+            self._free_filter()
+            raise
+        self._installed = True
+
+    def _observer(self) -> Callable[..., None]:
+        """The observer (on the datapath thread: a comparison, a length, one tuple)."""
+        port, q, want_in, want_out = self.port, self._queue, self.request.direction != "out", \
+            self.request.direction != "in"
+        limit = QUEUE_FRAMES
+
+        def observe(pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None = None,
+                    t: float | None = None, path: str = PYTHON_PATH) -> None:
+            if (want_in and pid == port) or (want_out and port in d.out_ports):
+                if len(q) >= limit:
+                    self.dropped += 1
+                    return
+                q.append((time.time() if t is None else t, pid, buf, hdr, d, length, path))
+        return observe
+
+    def close(self) -> None:
+        """End the capture (the reader is gone): the observer goes; idempotent, from any thread."""
+        self._closed.set()
+        self._remove()
+
+    def _remove(self) -> None:
+        if self._installed:
+            self._installed = False
+            dp, obs = self._dp, self._observe
+            try:
+                dp.call(lambda: obs in dp.frame_observers and dp.frame_observers.remove(obs))
+            except Exception:  # a datapath stopped meanwhile has no observers to keep
+                pass
+
+    def _free_filter(self) -> None:
+        if self._filter is not None:
+            self._filter.close()
+
+    def _record(self, t: float, pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None,
+                path: str) -> tuple[int, bytes, int, str, int] | None:
+        """(time in ns, captured bytes, original length, comment, epb flags) of one observed frame, or
+        None when the filter refuses it."""
+        port = self.port
+        kernel = path != PYTHON_PATH
+        frame = buf[hdr:] if hdr else buf
+        wire_len = len(frame) if length is None else length
+        outs = [str(p) for p in d.out_ports]
+        if pid == port and self.request.direction != "out":
+            direction, flags = "in", pcapng.INBOUND
+            mirror_copy = False
+        else:
+            direction, flags = "out", pcapng.OUTBOUND
+            i = d.out_ports.index(port)
+            mirror_copy = d.mirror is not None and i >= len(d.out_ports) - len(d.mirror.copies)
+            if d.edits is not None:
+                edit = d.edits[i]
+            elif kernel and len(frame) >= 14:
+                try:
+                    edit = self._egress_edit(port, d.vlan, frame, 0)
+                except KeyError:  # the port left meanwhile
+                    edit = EDIT_KEEP
+            else:
+                edit = EDIT_KEEP
+            if edit != EDIT_KEEP and len(frame) >= 14:
+                frame = bytes(egress_frame(frame, 0, edit, d.vlan))
+                wire_len += 4 if edit == EDIT_PUSH else -4 if edit == EDIT_POP else 0
+        data = bytes(frame[:self.snaplen])
+        if self._filter is not None and not self._filter.matches(data, wire_len):
+            return None
+        note = comment(direction, port, str(pid), d, outs, mirror_copy=mirror_copy, kernel=kernel)
+        return int(t * 1e9), data, wire_len, note, flags
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks()
+
+    def chunks(self) -> Iterator[bytes]:
+        """SHB + IDB at once, then the packet blocks of each poll as one chunk, then the ISB. Ends at
+        the request's count, seconds or max_bytes, when the switch or port goes, or at `close`."""
+        req = self.request
+        start = time.time()
+        end = time.monotonic() + req.seconds
+        desc = f"vswitch switch {self.switch} port {self.port}, direction {req.direction}"
+        if req.filter:
+            desc += f", filter {req.filter}"
+        if self._kernel_note:
+            desc += f"; {self._kernel_note}"
+        written = frames = 0
+        why = "seconds reached"
+        try:
+            yield (pcapng.section_header(f"vswitch capture {self.switch} {self.port}")
+                   + pcapng.interface_description(self.port, self.snaplen, desc))
+            q = self._queue
+            while True:
+                out: list[bytes] = []
+                while q and frames < req.count:
+                    rec = self._record(*q.popleft())
+                    if rec is None:
+                        continue
+                    t_ns, data, wire_len, note, flags = rec
+                    block = pcapng.enhanced_packet(0, t_ns, data, wire_len, comment=note, flags=flags)
+                    if written + len(block) > req.max_bytes:
+                        why = "max_bytes reached"
+                        break
+                    out.append(block)
+                    written += len(block)
+                    frames += 1
+                if out:
+                    yield b"".join(out)
+                if frames >= req.count:
+                    why = "count reached"
+                    break
+                if why == "max_bytes reached":
+                    break
+                if self._closed.wait(POLL_S):
+                    why = "reader gone"
+                    break
+                if time.monotonic() >= end:
+                    break
+                if not self._alive():
+                    why = "port or switch gone"
+                    break
+        finally:
+            self._remove()
+            self._free_filter()
+        now = time.time()
+        yield pcapng.interface_statistics(0, int(now * 1e9), dropped=self.dropped,
+                                          start_ns=int(start * 1e9),
+                                          comment=f"{frames} frames, {self.dropped} dropped (queue full); "
+                                                  f"ended: {why}")
