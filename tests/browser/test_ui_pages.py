@@ -80,6 +80,11 @@ def test_switches_and_ports_seen_in_the_browser_with_each_role(
 
     browser.get(f"{url}/ui/")  # type: ignore[attr-defined]
     _wait_for(browser, "form#login")  # no token yet: the page asks for one
+    browser.find_element(By.ID, "token").send_keys("not-a-token")  # type: ignore[attr-defined]
+    browser.find_element(By.CSS_SELECTOR, "form#login button").click()  # type: ignore[attr-defined]
+    WebDriverWait(browser, PAGE_TIMEOUT_S).until(
+        lambda d: "refused" in d.find_element(By.ID, "login").text)
+    browser.get_log("browser")  # type: ignore[attr-defined]  # that 401 is the one error expected
     browser.find_element(By.ID, "token").send_keys(reader)  # type: ignore[attr-defined]
     browser.find_element(By.CSS_SELECTOR, "form#login button").click()  # type: ignore[attr-defined]
     row = _wait_for(browser, f'table#switches tr[data-switch="{name}"]')

@@ -1405,7 +1405,7 @@ class SwitchManager:
                 seconds: float = captures.SECONDS_DEFAULT, max_bytes: int = captures.BYTES_DEFAULT,
                 filter: str | None = None) -> captures.Capture:
         """Port `port`'s frames as pcapng chunks, each packet commented with the switch's decision (see
-        control/captures.py); iterate the answer (from one thread) and `close` it when done early.
+        control/capture.py); iterate the answer (from one thread) and `close` it when done early.
 
         Raises InvalidRequest (a parameter out of bounds or a filter that does not compile, named),
         NotFound (unknown switch or port) — before any frame is observed."""

@@ -6,7 +6,7 @@ const Vs = (() => {
   const TOKEN_KEY = "vswitch.token";
   let role = "";
 
-  // A token given in the URL's fragment (#token=…, as `make demo` prints it) is kept for this tab
+  // A token given in the URL's fragment (a link …/ui/#token=T) is kept for this tab
   // and removed from the address bar, so it is neither bookmarked nor shown over a shoulder.
   function takeTokenFromUrl() {
     const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
@@ -38,26 +38,6 @@ const Vs = (() => {
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
     if (!r.ok) throw new ApiError(r.status, (data && data.error) || `${method} ${path}: HTTP ${r.status}`);
     return data;
-  }
-
-  // A streamed GET (server-sent events or lines): calls onLine for each line until the stream ends
-  // or `signal` aborts it. fetch, not EventSource: EventSource cannot send the bearer token.
-  async function stream(path, onLine, signal) {
-    const r = await fetch(path, {headers: headers(), signal});
-    if (!r.ok) throw new ApiError(r.status, `GET ${path}: HTTP ${r.status}`);
-    const reader = r.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, {stream: true});
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        onLine(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
-    }
   }
 
   function notice(message) {
@@ -123,7 +103,7 @@ const Vs = (() => {
     } catch (e) {
       if (e.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
-        loginView(view, token() ? "That token was refused." : undefined);
+        loginView(view, "That token was refused.");
         return;
       }
       throw e;
@@ -151,7 +131,7 @@ const Vs = (() => {
     route();
   }
 
-  return {api, stream, h, notice, route, start, ApiError, get role() { return role; }};
+  return {api, h, notice, route, start, ApiError, get role() { return role; }};
 })();
 
 Vs.start();
