@@ -134,6 +134,8 @@ const Vs = (() => {
       : document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      // through the CSSOM: the page's CSP refuses style="" attributes
+      else if (k === "style") Object.assign(el.style, v);
       else if (k === "value" && !svg) el.value = v;
       else if (k === "checked" && !svg) el.checked = !!v;
       else if (v !== false && v !== null && v !== undefined) el.setAttribute(k, v === true ? "" : v);
@@ -264,6 +266,8 @@ const Vs = (() => {
       } catch (e) {
         notice(e.message);
       }
+      // a count of finished renders: what changed is on the page once it moves (tests wait for it)
+      view.dataset.renders = String(Number(view.dataset.renders || 0) + 1);
       return;
     }
     notice(`no page at ${path}`);

@@ -231,7 +231,7 @@ const VsPicture = (() => {
     for (let i = first; i < last; i++) {
       const e = shown[i];
       rows.push(h("div", {class: "fdb-row", "data-mac": e.mac, "data-vlan": e.vlan, "data-port": e.port,
-        style: `top:${i * ROW_H}px`},
+        style: {top: `${i * ROW_H}px`}},
       h("span", {}, e.mac), h("span", {}, e.vlan), h("span", {}, e.port),
       h("span", {}, e.static ? "static" : `${Math.round(e.age_s)} s`),
       h("span", {}, e.static && isAdmin() ? h("button", {type: "button", class: "del-static", onclick: async () => {
