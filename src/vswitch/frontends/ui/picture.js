@@ -57,7 +57,9 @@ const VsPicture = (() => {
     const boxY = host ? 120 : 30;
     const boxH = 80;
     const rows = Math.ceil(vms.length / cols);
-    const height = boxY + boxH + 60 + rows * (CARD_H + 40);
+    // room for the VMs' rows, and for the uplink's NIC and the physical network beside the switch
+    const height = Math.max(boxY + boxH + 60 + rows * (CARD_H + 40),
+      uplink ? boxY + boxH / 2 + CARD_H / 2 + 100 : 0);
     const parts = [];
     parts.push(h(NS + "rect", {x: left, y: boxY, width: boxW, height: boxH, rx: 10, class: "switch-box",
       id: "switch-box"}));
