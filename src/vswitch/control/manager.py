@@ -1801,6 +1801,13 @@ class SwitchManager:
             # why, in words: a failed back-end's error, or a link that is down for now
             details["down_reason"] = (state["error"] or state["down_reason"]
                                       or ("link down" if state["link_down"] else "administratively down"))
+        if att.role == "host-vnic" and sw.vnic is not None:
+            # the host's addresses on its vNIC, for the picture's "management OS" box
+            try:
+                with self._netlink() as nl:
+                    details["addresses"] = [f"{a.address}/{a.prefixlen}" for a in nl.addresses(sw.vnic.ifname)]
+            except LookupError:
+                pass
         if att.spec is not None:
             kind, target = str(att.spec.kind), att.spec.target
         else:
