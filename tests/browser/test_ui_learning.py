@@ -12,6 +12,7 @@ from pathlib import Path
 import datapaths
 from conftest import Ui, console_errors, screenshot, wait_for, wait_until
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
+from vswitch.control.netlink import Netlink
 from vswitch.frontends.client import RestSwitchApi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -31,6 +32,8 @@ def test_the_picture_shows_floods_then_known_unicast_as_a_ping_passes(
             veth_pair(outer, inner)
             links.append(outer)
             move_and_address(inner, ns, cidr)
+            with Netlink() as nl:
+                nl.set_up(outer, True)
         with RestSwitchApi(url=ui.url, token=ui.admin) as api:
             api.create_switch(SwitchSpec(name, SwitchType.PRIVATE, datapath=datapath))
             api.add_port(name, PortSpec("a", PortKind.LINK, links[0]))

@@ -111,7 +111,7 @@ def test_a_switch_and_its_ports_made_and_changed_through_the_page(ui: Ui, browse
             ("02:00:00:00:aa:01", "vm1", 20, True)]
 
         # a refusal is shown in the form and changes nothing (its 409 is the one console error expected)
-        assert [e for e in console_errors(browser) if "/decisions" not in e] == []  # TEMP until the stream lands
+        assert console_errors(browser) == []
         form = _open(browser, "details#add-port-panel").find_element("css selector", "form")  # type: ignore[attr-defined]
         _fill(form, name="vm1", kind="qemu-stream", target=str(tmp_path / "other.sock"))
         _submit(form)
@@ -160,7 +160,7 @@ def test_a_switch_and_its_ports_made_and_changed_through_the_page(ui: Ui, browse
         wait_for(browser, "table#switches")
         with pytest.raises(NotFound):
             api.get_switch(renamed)
-    assert [e for e in console_errors(browser) if "/decisions" not in e] == []  # TEMP until the stream lands
+    assert console_errors(browser) == []
 
 
 def test_a_trace_is_drawn_as_numbered_hops(ui: Ui, browser: object) -> None:
@@ -260,7 +260,7 @@ def test_an_external_switch_is_made_on_trial_and_confirmed_through_the_page(
             delete.click()  # type: ignore[attr-defined]
             wait_for(browser, "table#switches")
             wait_until(browser, lambda d: nic in [n.name for n in api.list_nics()], "the NIC given back")
-        assert [e for e in console_errors(browser) if "/decisions" not in e] == []  # TEMP until the stream lands
+        assert console_errors(browser) == []
     finally:
         with RestSwitchApi(url=ui.url, token=ui.admin) as api:
             try:

@@ -85,7 +85,7 @@ def test_the_page_with_64_ports_and_8192_mac_entries(ui: Ui, browser: object) ->
     assert [r.get_attribute("data-mac") for r in browser.find_elements(  # type: ignore[attr-defined]
         "css selector", "#fdb-list .fdb-row")] == [mac]
     screenshot(browser, "switch-64-ports.png")
-    assert [e for e in console_errors(browser) if "/decisions" not in e] == []  # TEMP until the stream lands
+    assert console_errors(browser) == []
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / "ui-load.json").write_text(json.dumps(
         {"ports": PORTS, "fdb_entries": total, "load_s": round(load_s, 3),

@@ -112,6 +112,7 @@ from vswitch.control.model import (
     to_jsonable,
 )
 from vswitch.core.policy import PvlanMode
+from vswitch.frontends.decision_route import register_decisions
 from vswitch.frontends.metrics import render as render_metrics
 from vswitch.frontends.tokens import READ_METHODS, Role
 from vswitch.frontends.webui import UI_PREFIX, register_ui
@@ -774,6 +775,11 @@ class WatchPool:
         finally:
             self._waiting.discard(waiting)
 
+    @property
+    def stopping(self) -> bool:
+        """True once vswitchd is stopping (long-lived streams end then)."""
+        return self._stopping
+
     def stop(self) -> None:
         """Answer every open watch with 503 now (call on the event loop), so a stop does not wait for them.
 
@@ -853,6 +859,7 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         return {"role": getattr(request.state, ROLE_STATE, Role.ADMIN.value)}
 
     register_ui(app)
+    register_decisions(app, api, lambda: watch_pool.stopping)
 
     bodies: dict[tuple[str, str], type[BaseModel]] = {}
     for cmd in COMMANDS.values():
