@@ -65,7 +65,8 @@ const VsPicture = (() => {
       id: "switch-box"}));
     parts.push(text(left + boxW / 2, boxY + 32, `Switch ${sw.name} (${sw.type})`, "switch-title"));
     parts.push(text(left + boxW / 2, boxY + 54, `datapath: ${sw.datapath.split(":")[0]}`, "sub"));
-    anchors["@switch"] = {x: left + boxW / 2, y: boxY + boxH / 2};
+    // the switch's own hops (learn, decide) inside its box, left of its centred title
+    anchors["@switch"] = {x: left + 30, y: boxY + 40};
     if (host) {
       const hx = left + boxW / 2 - CARD_W / 2;
       const addresses = (host.details && host.details.addresses) || [];
@@ -112,7 +113,7 @@ const VsPicture = (() => {
       h("div", {class: "picture-wrap"}, draw(sw, ports)),
       h("div", {class: "decisions"}, h("h3", {}, "Decisions, live"), mode,
         h("p", {id: "decision-summary", class: "sub"}, "waiting for the decision stream…"),
-        h("ol", {id: "decisions"})));
+        h("ul", {id: "decisions"})));
   }
 
   function flash(name, kind) {
