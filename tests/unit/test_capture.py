@@ -97,3 +97,17 @@ def test_a_capture_ends_when_its_port_goes(manager: SwitchManager) -> None:
     m.remove_port("cap", "vm3")
     reader.join(timeout=30)
     assert not reader.is_alive() and m.datapath("cap").frame_observers == []
+
+
+def test_blocks_are_read_back_whole_and_the_statistics_with_them() -> None:
+    from vswitch.control import pcapng
+    stream = (pcapng.section_header("x") + pcapng.interface_description("p", 128)
+              + pcapng.enhanced_packet(0, 1, b"\1" * 61, 61, comment="c", flags=pcapng.INBOUND)
+              + pcapng.interface_statistics(0, 2, dropped=7, comment="3 frames"))
+    blocks, used = pcapng.split_blocks(stream[:-5])
+    assert used < len(stream) and [pcapng.block_type(b) for b in blocks] == \
+        [pcapng.SHB_TYPE, pcapng.IDB_TYPE, pcapng.EPB_TYPE], "the ISB still arriving is not a block yet"
+    blocks, used = pcapng.split_blocks(stream)
+    assert used == len(stream) and pcapng.statistics(blocks[-1]) == (7, "3 frames")
+    with pytest.raises(ValueError, match="total length 5"):
+        pcapng.split_blocks(b"\0\0\0\0\5\0\0\0")

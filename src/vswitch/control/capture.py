@@ -57,14 +57,14 @@ SNAPLEN_FULL = 262144
 POLL_S = 0.05
 
 
-class CaptureApi(Protocol):
-    """What serves `capture`: `SwitchManager` in-process, `RestSwitchApi` over HTTP (a stream, so not
-    a command of the table: see frontends/capture_route.py)."""
+class CaptureStream(Protocol):
+    """What `capture` answers: pcapng chunks to iterate (from one thread), and `close` to end early."""
 
-    def capture(self, switch: str, port: str, direction: str = "both", count: int = COUNT_DEFAULT,
-                seconds: float = SECONDS_DEFAULT, max_bytes: int = BYTES_DEFAULT,
-                filter: str | None = None) -> Iterator[bytes]:
-        """Port `port`'s frames as pcapng chunks (raises InvalidRequest, NotFound before the first)."""
+    def __iter__(self) -> Iterator[bytes]:
+        ...
+
+    def close(self) -> None:
+        """End the capture; idempotent."""
         ...
 
 
@@ -156,8 +156,14 @@ class Capture:
                 q.append((time.time() if t is None else t, pid, buf, hdr, d, length, path))
         return observe
 
+    def stop(self) -> None:
+        """Ask the iteration to end (within `POLL_S`; it then removes the observer itself and writes the
+        ISB). Never blocks, so an event loop may call it; idempotent, from any thread."""
+        self._closed.set()
+
     def close(self) -> None:
-        """End the capture (the reader is gone): the observer goes; idempotent, from any thread."""
+        """End the capture (the reader is gone): the observer goes; idempotent, from any thread (it
+        waits for the datapath thread: not from an event loop, use `stop` there)."""
         self._closed.set()
         self._remove()
 
