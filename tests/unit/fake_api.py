@@ -453,6 +453,9 @@ class FakeCapture:
             yield pcapng.enhanced_packet(0, i, f, len(f), comment=f"in {self.port}: FLOOD_BROADCAST", flags=1)
         yield pcapng.interface_statistics(0, 99, dropped=0)
 
+    def stop(self, why: str = "reader gone") -> None:
+        self.closed = True
+
     def close(self) -> None:
         self.closed = True
 

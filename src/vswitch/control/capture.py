@@ -63,6 +63,10 @@ class CaptureStream(Protocol):
     def __iter__(self) -> Iterator[bytes]:
         ...
 
+    def stop(self, why: str = "reader gone") -> None:
+        """Ask the capture to end, saying `why`, without waiting (an event loop may call it)."""
+        ...
+
     def close(self) -> None:
         """End the capture; idempotent."""
         ...
@@ -131,6 +135,7 @@ class Capture:
         self._kernel_note = kernel_note
         self._queue: deque[tuple[Any, ...]] = deque()
         self._closed = threading.Event()
+        self._why_stopped = "reader gone"
         self._installed = False
         self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
         self._observe = self._observer()
@@ -156,9 +161,10 @@ class Capture:
                 q.append((time.time() if t is None else t, pid, buf, hdr, d, length, path))
         return observe
 
-    def stop(self) -> None:
+    def stop(self, why: str = "reader gone") -> None:
         """Ask the iteration to end (within `POLL_S`; it then removes the observer itself and writes the
-        ISB). Never blocks, so an event loop may call it; idempotent, from any thread."""
+        ISB, whose comment says `why`). Never blocks, so an event loop may call it; from any thread."""
+        self._why_stopped = why
         self._closed.set()
 
     def close(self) -> None:
@@ -256,7 +262,7 @@ class Capture:
                 if why == "max_bytes reached":
                     break
                 if self._closed.wait(POLL_S):
-                    why = "reader gone"
+                    why = self._why_stopped
                     break
                 if time.monotonic() >= end:
                     break

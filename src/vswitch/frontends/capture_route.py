@@ -25,6 +25,7 @@ Must not touch: the manager's internals, the datapath (all through `api.capture`
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -37,6 +38,8 @@ from vswitch.control import capture as captures
 from vswitch.control.api import SwitchApi
 from vswitch.control.model import VswitchError
 from vswitch.frontends.rest import _ERRORS, PortName, SwitchName, TooManyWatches, WatchPool
+
+log = logging.getLogger(__name__)
 
 #: chunks on their way from the pool thread to the client; beyond, the capture's thread waits (and the
 #: capture's own bounded queue drops frames, counted)
@@ -74,10 +77,6 @@ class _Handoff:
             self._gone.set()
             return False
         return True
-
-    def end_from_loop(self) -> None:
-        """(event loop) No more chunks, whatever the thread still sends."""
-        self._queue.put_nowait(_END)
 
     async def get(self) -> bytes:
         """(event loop) The next chunk; `_END` at the end."""
@@ -165,12 +164,18 @@ def register_capture(app: FastAPI, api: SwitchApi, watch_pool: WatchPool) -> Non
             if handoff.is_gone:  # left while the capture was set up
                 cap.close()
                 return
+            # the start and the end are logged (tests wait for them: the reader gone ends the capture)
+            log.debug("capture of switch %s port %s started", name, port)
             chunks = iter(cap)
+            sent = 0
             try:
                 for chunk in chunks:
                     if not handoff.put(chunk):
                         break
+                    sent += len(chunk)
             finally:
+                log.debug("capture of switch %s port %s ended (%d bytes sent%s)", name, port, sent,
+                          ", the reader gone" if handoff.is_gone else "")
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()  # a generator's own end: observer removed, filter freed
@@ -180,7 +185,11 @@ def register_capture(app: FastAPI, api: SwitchApi, watch_pool: WatchPool) -> Non
         def stop() -> None:  # on the event loop: never waits
             handoff.gone()
             for cap in running:
-                getattr(cap, "stop", cap.close)()
+                cap.stop()
+
+        def stopping() -> None:  # the daemon stops: the capture ends, its last blocks still sent
+            for cap in running:
+                cap.stop("vswitchd stopping")
 
         job = asyncio.ensure_future(watch_pool.run(pump))
         first = asyncio.ensure_future(handoff.get())
@@ -202,10 +211,10 @@ def register_capture(app: FastAPI, api: SwitchApi, watch_pool: WatchPool) -> Non
             await first  # the thread ended normally: its chunks (and the end) are on their way
 
         def ended(done: asyncio.Future[Any]) -> None:
-            # the daemon stopping ends the pool's wait: end the capture and the stream with it
+            # the daemon stopping ends the pool's wait (Stopping): the thread then ends the capture, whose
+            # ISB and end arrive within a poll (a pump that failed has sent its end already)
             if done.cancelled() or done.exception() is not None:
-                stop()
-                handoff.end_from_loop()
+                stopping()
 
         job.add_done_callback(ended)
 

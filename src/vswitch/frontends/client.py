@@ -245,6 +245,10 @@ class CaptureDownload:
         finally:
             self.close()
 
+    def stop(self, why: str = "reader gone") -> None:
+        """As `close` (the daemon sees the client go; `why` is its own to say)."""
+        self.close()
+
     def close(self) -> None:
         """End the stream; idempotent."""
         self._response.close()
