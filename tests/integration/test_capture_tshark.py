@@ -230,3 +230,13 @@ def test_a_daemon_stopping_ends_a_capture_with_a_readable_file(lab: Lab) -> None
     assert "ended: vswitchd stopping" in summary and "0 dropped" in summary, summary
     got = tshark(path)
     assert [p["icmp.type"] for p in got if p["icmp.type"]] == ["8", "0"], "the ping, then the daemon's last block"
+
+
+@pytest.mark.parametrize("lab", ["python"], indirect=True)
+def test_a_filter_that_does_not_compile_is_refused_before_a_file_exists(lab: Lab) -> None:
+    path = lab.tmp / "never.pcapng"
+    cap = _capture(lab, "vm1", "--filter", "icmp and and", "-w", str(path))
+    _, err = cap.communicate(timeout=60)
+    assert cap.returncode == 1 and err.decode().startswith("Error: ") and "filter" in err.decode(), err.decode()
+    assert not path.exists(), "refused before the file was created"
+    assert f"capture of switch {lab.sw} port vm1 started" not in lab.daemon.output()

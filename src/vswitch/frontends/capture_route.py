@@ -174,13 +174,13 @@ def register_capture(app: FastAPI, api: SwitchApi, watch_pool: WatchPool) -> Non
                         break
                     sent += len(chunk)
             finally:
-                log.debug("capture of switch %s port %s ended (%d bytes sent%s)", name, port, sent,
-                          ", the reader gone" if handoff.is_gone else "")
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()  # a generator's own end: observer removed, filter freed
                 cap.close()
                 handoff.end()
+                log.debug("capture of switch %s port %s ended (%d bytes sent%s)", name, port, sent,
+                          ", the reader gone" if handoff.is_gone else "")
 
         def stop() -> None:  # on the event loop: never waits
             handoff.gone()
