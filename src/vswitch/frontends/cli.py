@@ -1052,10 +1052,11 @@ def capture(state: CliState, switch_name: str, port_name: str, direction: str, c
                 _quiet_stdout()
     except ValueError as e:  # the stream is not pcapng: not vswitchd's capture
         raise click.ClickException(f"the capture stream is not pcapng: {e}") from None
-    dropped = "unknown" if saved.dropped is None else saved.dropped
+    # the daemon counts its drops in the last block: a capture cut short never got it
+    dropped = ("dropped unknown" if saved.dropped is None
+               else f"{saved.dropped} dropped by a full capture queue (the reader too slow)")
     click.echo(f"{saved.frames} frame{'s' if saved.frames != 1 else ''} written to "
-               f"{'stdout' if to_stdout else output}, {dropped} dropped (the reader too slow)"
-               + (f"; ended: {ended}" if ended else ""), err=True)
+               f"{'stdout' if to_stdout else output}, {dropped}" + (f"; ended: {ended}" if ended else ""), err=True)
 
 
 def _quiet_stdout() -> None:
