@@ -57,6 +57,35 @@ SNAPLEN_FULL = 262144
 POLL_S = 0.05
 
 
+#: how long a frame read from the link waits for its decision before it is written without one
+MATCH_WAIT_S = 0.5
+#: the bytes a decision and a frame from the link are matched by: a kernel event's head (layout.EV_HEAD)
+#: less a tag, which one side may carry in the frame and the other in metadata
+MATCH_HEAD = 128 - 4
+
+
+def match_key(flags: int, frame: bytes, length: int) -> tuple[int, int, bytes]:
+    """What pairs a frame read from the link with the decision observed for it: its direction, its
+    length and its first bytes, both without an 802.1Q/802.1ad tag."""
+    if len(frame) >= 16 and frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+        frame, length = frame[:12] + frame[16:], length - 4
+    return flags, length, bytes(frame[:MATCH_HEAD])
+
+
+class WireTap(Protocol):
+    """Frames read from a port's link, both directions (ports/packet_tap.PacketTap)."""
+
+    dropped: int
+
+    def read(self, timeout: float) -> list[tuple[float, bool, bytes]]:
+        """(time, outgoing, frame) of what came within `timeout`."""
+        ...
+
+    def close(self) -> None:
+        """Stop reading; `dropped` is then final."""
+        ...
+
+
 class CaptureStream(Protocol):
     """What `capture` answers: pcapng chunks to iterate (from one thread), and `close` to end early."""
 
@@ -125,10 +154,15 @@ class Capture:
 
     def __init__(self, switch: str, port: str, request: CaptureRequest, dp: Any, alive: Callable[[], bool],
                  egress_edit: Callable[[Hashable, int, bytes, int], int], snaplen: int = SNAPLEN_FULL,
-                 kernel_note: str | None = None) -> None:
+                 kernel_note: str | None = None, wire: WireTap | None = None) -> None:
         self.switch, self.port, self.request = switch, port, request
         self.snaplen = snaplen
         self.dropped = 0
+        #: frames read from the port's link (ports/packet_tap.py); the observer then gives decisions only
+        self._wire = wire
+        self.decisions_lost = 0
+        self._pending: deque[tuple[float, bool, bytes]] = deque()
+        self._decisions: dict[tuple[int, int, bytes], deque[tuple[float, str]]] = {}
         self._dp = dp
         self._alive = alive
         self._egress_edit = egress_edit
@@ -137,12 +171,17 @@ class Capture:
         self._closed = threading.Event()
         self._why_stopped = "reader gone"
         self._installed = False
-        self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
+        try:
+            self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
+        except BaseException:
+            if wire is not None:
+                wire.close()
+            raise
         self._observe = self._observer()
         try:
             dp.call(lambda: dp.frame_observers.append(self._observe))
         except BaseException:
-            self._free_filter()
+            self._free()
             raise
         self._installed = True
 
@@ -150,13 +189,16 @@ class Capture:
         """The observer (on the datapath thread: a comparison, a length, one tuple)."""
         port, q, want_in, want_out = self.port, self._queue, self.request.direction != "out", \
             self.request.direction != "in"
-        limit = QUEUE_FRAMES
+        limit, wire = QUEUE_FRAMES, self._wire is not None
 
         def observe(pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None = None,
                     t: float | None = None, path: str = PYTHON_PATH) -> None:
             if (want_in and pid == port) or (want_out and port in d.out_ports):
                 if len(q) >= limit:
-                    self.dropped += 1
+                    if wire:  # a decision lost: its frame is still written, saying so
+                        self.decisions_lost += 1
+                    else:
+                        self.dropped += 1
                     return
                 q.append((time.time() if t is None else t, pid, buf, hdr, d, length, path))
         return observe
@@ -182,14 +224,25 @@ class Capture:
             except Exception:  # a datapath stopped meanwhile has no observers to keep
                 pass
 
-    def _free_filter(self) -> None:
+    def _free(self) -> None:
         if self._filter is not None:
             self._filter.close()
+        if self._wire is not None:
+            self._wire.close()
+            self.dropped += self._wire.dropped
 
     def _record(self, t: float, pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None,
                 path: str) -> tuple[int, bytes, int, str, int] | None:
         """(time in ns, captured bytes, original length, comment, epb flags) of one observed frame, or
         None when the filter refuses it."""
+        rec = self._describe(t, pid, buf, hdr, d, length, path)
+        if self._filter is not None and not self._filter.matches(rec[1], rec[2]):
+            return None
+        return rec
+
+    def _describe(self, t: float, pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None,
+                  path: str) -> tuple[int, bytes, int, str, int]:
+        """(time in ns, captured bytes, original length, comment, epb flags) of one observed frame."""
         port = self.port
         kernel = path != PYTHON_PATH
         frame = buf[hdr:] if hdr else buf
@@ -215,10 +268,58 @@ class Capture:
                 frame = bytes(egress_frame(frame, 0, edit, d.vlan))
                 wire_len += 4 if edit == EDIT_PUSH else -4 if edit == EDIT_POP else 0
         data = bytes(frame[:self.snaplen])
-        if self._filter is not None and not self._filter.matches(data, wire_len):
-            return None
         note = comment(direction, port, str(pid), d, outs, mirror_copy=mirror_copy, kernel=kernel)
         return int(t * 1e9), data, wire_len, note, flags
+
+    def _take(self, n: int) -> list[tuple[int, bytes, int, str, int]]:
+        """At most `n` records ready to write, in order, the filter applied."""
+        q, out = self._queue, []
+        if self._wire is None:
+            while q and len(out) < n:
+                rec = self._record(*q.popleft())
+                if rec is not None:
+                    out.append(rec)
+            return out
+        now = time.time()
+        decisions = self._decisions
+        while q:  # every decision observed: a key to find its frame by, and its comment
+            t_ns, data, wire_len, note, flags = self._describe(*q.popleft())
+            decisions.setdefault(match_key(flags, data, wire_len), deque()).append((now, note))
+        pending = self._pending
+        while pending and len(out) < n:
+            t, outgoing, frame = pending[0]
+            flags = pcapng.OUTBOUND if outgoing else pcapng.INBOUND
+            key = match_key(flags, frame, len(frame))
+            notes = decisions.get(key)
+            if notes:
+                note = notes.popleft()[1]
+                if not notes:
+                    del decisions[key]
+            elif now - t < MATCH_WAIT_S:
+                break  # its decision follows the frame (the program decides after the packet taps)
+            else:
+                note = f"{'out' if outgoing else 'in'} {self.port}: no decision seen (the switch's event lost)"
+            pending.popleft()
+            data = frame[:self.snaplen]
+            if self._filter is not None and not self._filter.matches(data, len(frame)):
+                continue
+            out.append((int(t * 1e9), data, len(frame), note, flags))
+        if len(decisions) > QUEUE_FRAMES:  # decisions whose frame the link socket never got
+            for key in [k for k, v in decisions.items() if now - v[-1][0] > 2 * MATCH_WAIT_S]:
+                del decisions[key]
+        return out
+
+    def _wait(self) -> bool:
+        """Wait a poll for frames (from the link in wire mode); True when asked to stop."""
+        if self._wire is None:
+            return self._closed.wait(POLL_S)
+        want_in, want_out = self.request.direction != "out", self.request.direction != "in"
+        for t, outgoing, frame in self._wire.read(POLL_S):
+            if (want_out if outgoing else want_in) and len(self._pending) < QUEUE_FRAMES:
+                self._pending.append((t, outgoing, frame))
+            elif want_out if outgoing else want_in:
+                self.dropped += 1
+        return self._closed.is_set()
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks()
@@ -239,14 +340,9 @@ class Capture:
         try:
             yield (pcapng.section_header(f"vswitch capture {self.switch} {self.port}")
                    + pcapng.interface_description(self.port, self.snaplen, desc))
-            q = self._queue
             while True:
                 out: list[bytes] = []
-                while q and frames < req.count:
-                    rec = self._record(*q.popleft())
-                    if rec is None:
-                        continue
-                    t_ns, data, wire_len, note, flags = rec
+                for t_ns, data, wire_len, note, flags in self._take(req.count - frames):
                     block = pcapng.enhanced_packet(0, t_ns, data, wire_len, comment=note, flags=flags)
                     if written + len(block) > req.max_bytes:
                         why = "max_bytes reached"
@@ -261,7 +357,7 @@ class Capture:
                     break
                 if why == "max_bytes reached":
                     break
-                if self._closed.wait(POLL_S):
+                if self._wait():
                     why = self._why_stopped
                     break
                 if time.monotonic() >= end:
@@ -271,7 +367,7 @@ class Capture:
                     break
         finally:
             self._remove()
-            self._free_filter()
+            self._free()
         now = time.time()
         yield pcapng.interface_statistics(0, int(now * 1e9), dropped=self.dropped,
                                           start_ns=int(start * 1e9),
