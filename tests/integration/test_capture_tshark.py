@@ -200,6 +200,8 @@ def test_qemu_port_to_a_pipe_only_the_direction_asked(lab: Lab) -> None:
         "direction out: the request vmq sent is not in it"
     assert (reply["eth.src"], reply["eth.dst"]) == (lab.mac["vm1"], lab.mac["vmq"])
     assert reply["frame.comment"].startswith("out vmq vlan 1: FORWARD_LEARNED from vm1"), reply["frame.comment"]
+    assert "[kernel fast path]" not in reply["frame.comment"], "up from the fast path: Python decided"
+    assert reply["frame.cap_len"] == reply["frame.len"] == str(FRAME_LEN), "whole, on both datapaths"
     assert "1 frame written to stdout" in summary, summary
 
 

@@ -17,9 +17,14 @@ edit (core.switch.egress_frame, the function the datapath applies; on the kernel
 events carry no edits, the edit is the core's rule `SwitchCore.egress_edit`), before a GSO
 super-frame is cut up for a port without offloads.
 
-Kernel fast path: its decision events carry the frame's first `layout.EV_HEAD` (128) bytes and its
-length; a capture of a switch whose program is loaded writes every frame cut to 128 bytes (snaplen
-128 in the IDB, the original length in each EPB), so the file says what it lacks.
+Kernel fast path: its decision events carry a frame's first `layout.EV_HEAD` (128) bytes and its
+length. A capture of a port the program serves (a link port) therefore reads the frames themselves
+from the port's link (`wire`: ports/packet_tap.py, an AF_PACKET socket that sees what arrives before
+tc ingress and what leaves) and takes only the decisions from the observer: each frame is paired
+with the decision of the same direction, length and first bytes (`match_key`), observed within
+`MATCH_WAIT_S`; one whose decision never came (the event ring was full) is written saying so. The
+frames of a port only Python serves are Python's, whole. A record that still carries a head only
+is written as what it is (captured length < original length in its EPB).
 
 Invariants: the observer is removed whatever ends the capture (count, seconds, bytes, the port or
 switch gone, the reader gone: `close`); the chunks are, in order, SHB + IDB (at once, so `wireshark

@@ -1410,7 +1410,7 @@ class SwitchManager:
         control/capture.py); iterate the answer (from one thread) and `close` it when done early.
 
         On the kernel fast path a link port's frames are read whole from its link (ports/packet_tap.py)
-        and paired with the program's decisions; other ports' frames are cut to the program's events.
+        and paired with the program's decisions.
 
         Raises InvalidRequest (a parameter out of bounds or a filter that does not compile, named),
         NotFound (unknown switch or port), Conflict (the link cannot be read) — before any frame is
@@ -1421,26 +1421,24 @@ class SwitchManager:
             if port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {port!r}")
             dp, core, port_obj = sw.datapath, sw.core, sw.ports[port].port
-        snaplen, note, wire = captures.SNAPLEN_FULL, None, None
-        if isinstance(dp, KernelDatapath) and dp.program is not None:
-            if isinstance(port_obj, LinkPort):
-                # whole frames from the link itself; the program's events give only the decisions
-                try:
-                    wire = PacketTap(port_obj.ifname)
-                except OSError as e:
-                    raise Conflict(f"cannot capture port {port!r}: link {port_obj.ifname}: {e.strerror}") from None
-                note = f"kernel fast path: frames read from link {port_obj.ifname}, decisions from the program"
-            else:
-                from vswitch.datapath.kernel.layout import EV_HEAD
-                # the program's decision events carry a frame's first bytes only: every frame cut alike
-                snaplen, note = EV_HEAD, f"kernel fast path: the first {EV_HEAD} bytes of each frame"
+        note, wire = None, None
+        if isinstance(dp, KernelDatapath) and dp.program is not None and isinstance(port_obj, LinkPort):
+            # the program's decision events carry a frame's first 128 bytes: the frames themselves are
+            # read whole from the link, the events give their decisions (the frames of a port only
+            # Python serves are Python's, whole, as on the Python datapath)
+            try:
+                wire = PacketTap(port_obj.ifname)
+            except OSError as e:
+                raise Conflict(f"cannot capture port {port!r}: link {port_obj.ifname}: {e.strerror}") from None
+            note = f"kernel fast path: frames read from link {port_obj.ifname}, decisions from the program"
 
         def alive() -> bool:
             with self._lock:
                 current = self._switches.get(switch)
             return current is not None and current.datapath is dp and port in current.ports
 
-        return captures.Capture(switch, port, request, dp, alive, core.egress_edit, snaplen, note, wire)
+        return captures.Capture(switch, port, request, dp, alive, core.egress_edit, captures.SNAPLEN_FULL, note,
+                                wire)
 
     def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
                wait_s: float = 0.0) -> EventsPage:
