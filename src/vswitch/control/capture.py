@@ -58,6 +58,10 @@ FILTER_MAX_CHARS = 1000
 QUEUE_FRAMES = 2048
 #: the snaplen of a capture of the Python datapath: the largest frame a vnet header lets in (64 KB GSO)
 SNAPLEN_FULL = 262144
+#: packet blocks per chunk at most (64 KB GSO frames: a few MB), so a chunk in flight stays small
+CHUNK_FRAMES = 32
+#: bytes of frames read from a link waiting for their decision; beyond, dropped and counted
+PENDING_BYTES = 16 * 2**20
 #: how often the reader looks for frames (and at its bounds): a capture's latency, not the switch's
 POLL_S = 0.05
 
@@ -167,6 +171,7 @@ class Capture:
         self._wire = wire
         self.decisions_lost = 0
         self._pending: deque[tuple[float, bool, bytes]] = deque()
+        self._pending_bytes = 0
         self._decisions: dict[tuple[int, int, bytes], deque[tuple[float, str]]] = {}
         self._dp = dp
         self._alive = alive
@@ -305,6 +310,7 @@ class Capture:
             else:
                 note = f"{'out' if outgoing else 'in'} {self.port}: no decision seen (the switch's event lost)"
             pending.popleft()
+            self._pending_bytes -= len(frame)
             data = frame[:self.snaplen]
             if self._filter is not None and not self._filter.matches(data, len(frame)):
                 continue
@@ -320,9 +326,12 @@ class Capture:
             return self._closed.wait(POLL_S)
         want_in, want_out = self.request.direction != "out", self.request.direction != "in"
         for t, outgoing, frame in self._wire.read(POLL_S):
-            if (want_out if outgoing else want_in) and len(self._pending) < QUEUE_FRAMES:
+            if not (want_out if outgoing else want_in):
+                continue
+            if len(self._pending) < QUEUE_FRAMES and self._pending_bytes + len(frame) <= PENDING_BYTES:
                 self._pending.append((t, outgoing, frame))
-            elif want_out if outgoing else want_in:
+                self._pending_bytes += len(frame)
+            else:
                 self.dropped += 1
         return self._closed.is_set()
 
@@ -347,7 +356,8 @@ class Capture:
                    + pcapng.interface_description(self.port, self.snaplen, desc))
             while True:
                 out: list[bytes] = []
-                for t_ns, data, wire_len, note, flags in self._take(req.count - frames):
+                taken = self._take(min(req.count - frames, CHUNK_FRAMES))
+                for t_ns, data, wire_len, note, flags in taken:
                     block = pcapng.enhanced_packet(0, t_ns, data, wire_len, comment=note, flags=flags)
                     if written + len(block) > req.max_bytes:
                         why = "max_bytes reached"
@@ -362,6 +372,8 @@ class Capture:
                     break
                 if why == "max_bytes reached":
                     break
+                if len(taken) == CHUNK_FRAMES and not self._closed.is_set():
+                    continue  # more may be ready: the next chunk before the next wait
                 if self._wait():
                     why = self._why_stopped
                     break

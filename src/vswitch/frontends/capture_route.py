@@ -41,9 +41,9 @@ from vswitch.frontends.rest import _ERRORS, PortName, SwitchName, TooManyWatches
 
 log = logging.getLogger(__name__)
 
-#: chunks on their way from the pool thread to the client; beyond, the capture's thread waits (and the
-#: capture's own bounded queue drops frames, counted)
-CHUNKS_AHEAD = 16
+#: chunks (each at most capture.CHUNK_FRAMES blocks) on their way from the pool thread to the client;
+#: beyond, the capture's thread waits (and the capture's own bounded queue drops frames, counted)
+CHUNKS_AHEAD = 4
 MEDIA_TYPE = "application/x-pcapng"
 ROUTE = "/switches/{name}/ports/{port}/capture"
 #: marks the end of the chunks in the handoff
