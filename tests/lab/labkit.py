@@ -29,16 +29,17 @@ def lab_name(tag: str) -> str:
 
 
 @contextmanager
-def running_lab(topology: Topology, tag: str, datapath: str | None = None) -> Iterator[Lab]:
+def running_lab(topology: Topology, tag: str, datapath: str | None = None, *, ui: bool = False) -> Iterator[Lab]:
     """`up` a lab and always take it down afterwards (an `up` that fails cleans up after itself).
 
     With `datapath` ("python" or "kernel", skipped where the kernel one cannot load) every switch runs on
     it (`lab up --datapath`), checked once the lab is up; without it each switch runs on its topology's.
+    With `ui`, each host's vswitchd serves its web UI on a free loopback port (`Lab.ui_link`).
     """
     if datapath is not None:
         datapaths.require(datapath)
         topology = topology.with_datapath(DatapathMode(datapath))
-    lab = up(topology, lab_name(tag + (datapath or "")[:1]), api_factory=api_factory)
+    lab = up(topology, lab_name(tag + (datapath or "")[:1]), api_factory=api_factory, ui_port=0 if ui else None)
     try:
         if datapath is not None:
             for sw in topology.switches:

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"unix socket to serve on (default {DEFAULT_SOCKET})")
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="also serve on TCP (needs --token-file; loopback only unless --allow-remote)")
+    p.add_argument("--listen-fd", metavar="FD", type=int, default=None,
+                   help="serve on this inherited, listening TCP socket instead of --listen (e.g. one a lab bound "
+                        "in another network namespace, so a browser there reaches this daemon); needs --token-file")
     p.add_argument("--token-file", default=None,
                    help="tokens for --listen, one 'admin:TOKEN' or 'reader:TOKEN' per line (# comments; a "
                         "single bare token is admin); must be mode 0600 and owned by root")
@@ -233,6 +236,25 @@ def bind_unix_socket(path: str) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def adopted_address(fd: int, allow_remote: bool) -> tuple[str, int]:
+    """The (host, port) of the inherited listening socket `fd` (``--listen-fd``); StartupError when it
+    is not a listening TCP socket, or not on loopback without `allow_remote`."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError as e:
+        raise StartupError(f"--listen-fd {fd}: not an open socket ({e.strerror})") from None
+    with sock:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            raise StartupError(f"--listen-fd {fd}: not a TCP socket")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise StartupError(f"--listen-fd {fd}: the socket is not listening")
+        host, port = sock.getsockname()[:2]
+    if not is_loopback(host) and not allow_remote:
+        raise StartupError(f"--listen-fd {fd} is bound to {host}, not a loopback address; add --allow-remote "
+                           "to expose the API beyond this host")
+    return host, port
 
 
 def bind_tcp_socket(host: str, port: int) -> socket.socket:
@@ -350,15 +372,15 @@ def run(args: argparse.Namespace) -> int:
         check_busy_poll_us(args.busy_poll_us)
     except FieldError as exc:
         raise StartupError(f"--busy-poll-us: {exc}") from None
-    if args.listen:
-        tcp_addr = parse_listen(args.listen)
+    if args.listen or args.listen_fd is not None:
+        tcp_addr = parse_listen(args.listen) if args.listen else adopted_address(args.listen_fd, args.allow_remote)
         tokens = read_tokens(args.token_file)
         if args.tls_cert:
             tls_context(args.tls_cert, args.tls_key)
             tls = (args.tls_cert, args.tls_key)
         elif not is_loopback(tcp_addr[0]):
             log.warning("--listen %s without --tls-cert: tokens and configuration cross the network in clear text",
-                        args.listen)
+                        args.listen or f"fd {args.listen_fd} ({tcp_addr[0]}:{tcp_addr[1]})")
 
     # Outside the serving loop, SIGTERM/SIGINT only note the request: a stop during start-up is honoured
     # once restore is done and one during shutdown is ignored, so neither leaves a switch half-made.
@@ -384,7 +406,11 @@ def run(args: argparse.Namespace) -> int:
     watches: Any = None  # the REST side is imported after restore (see the module docstring)
     try:
         tcp_sock: socket.socket | None = None
-        if tcp_addr is not None:
+        if args.listen_fd is not None:
+            tcp_sock = socket.socket(fileno=args.listen_fd)
+            tcp_sock.setblocking(False)
+            owned.append(tcp_sock)
+        elif tcp_addr is not None:
             tcp_sock = bind_tcp_socket(*tcp_addr)
             owned.append(tcp_sock)
         from vswitch.control.store import ConfigStore
@@ -437,13 +463,16 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of `vswitchd`."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.listen and not args.token_file:
+    if args.listen and args.listen_fd is not None:
+        parser.error("--listen and --listen-fd are two ways to give the TCP listener: give one")
+    listens = bool(args.listen) or args.listen_fd is not None
+    if listens and not args.token_file:
         parser.error("--listen needs --token-file (the TCP listener always requires a bearer token)")
-    if args.token_file and not args.listen:
+    if args.token_file and not listens:
         parser.error("--token-file only applies with --listen")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
-    if args.tls_cert and not args.listen:
+    if args.tls_cert and not listens:
         parser.error("--tls-cert only applies with --listen")
     if args.listen:
         try:

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from vswitch.control import capture as captures
-from vswitch.control import config_file, config_plan, hostnic, ownership
+from vswitch.control import config_file, config_plan, decision_stream, hostnic, ownership
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.crashpoint import crashpoint
@@ -199,6 +199,8 @@ class SwitchManager:
         self._netlink = netlink
         self._port_kinds = port_kinds
         self._switches: dict[str, _Switch] = {}
+        #: each switch's decision sampler and the datapath it observes (`open_decisions`)
+        self._samplers: dict[str, tuple[Any, decision_stream.DecisionSampler]] = {}
         self._lock = threading.RLock()
         self._takeover_fail_at = takeover_fail_at  # tests inject a failure into the NIC takeover
         #: what went wrong while restoring from the store (a switch that could not come back)
@@ -1403,6 +1405,61 @@ class SwitchManager:
             events.append(_event(switch, *raw.pop(), shared))
         return events
 
+    # -- the sampled decision stream (the web UI's live picture; control/decision_stream.py) -------
+    def open_decisions(self, switch: str) -> decision_stream.DecisionReader:
+        """A reader of `switch`'s sampled decisions; give it back with `close_decisions`. The switch's
+        one sampler (its frame observer) is added with its first reader. Raises NotFound."""
+        with self._lock:
+            dp = self._get(switch).datapath
+            entry = self._samplers.get(switch)
+            new = entry is None or entry[0] is not dp
+            if new:
+                entry = self._samplers[switch] = (dp, decision_stream.DecisionSampler())
+            sampler = entry[1]
+            sampler.readers += 1
+        if new:
+            dp.call(lambda: dp.frame_observers.append(sampler.observe))
+        reader = decision_stream.DecisionReader(sampler)
+        reader.switch, reader.datapath = switch, dp
+        return reader
+
+    def read_decisions(self, reader: decision_stream.DecisionReader) -> tuple[list[dict[str, Any]], str | None]:
+        """The decisions `reader` has not seen (as the stream's JSON objects), and why the stream ends
+        (the switch deleted, renamed or its datapath replaced) or None."""
+        shared: dict[Any, Any] = {}
+        events = []
+        for _seq, *sample in reader.take():
+            e = _event(reader.switch, *sample, shared)
+            events.append({"t": e.t, "in_port": e.in_port, "src": e.src, "dst": e.dst, "vlan": e.vlan,
+                           "reason": e.reason, "kind": decision_stream.KINDS[decision_stream.kind_of(sample[4])],
+                           "out_ports": e.out_ports,
+                           "path": "python" if e.path == PYTHON_PATH else "kernel"})
+        with self._lock:
+            current = self._switches.get(reader.switch)
+        if current is None:
+            return events, f"switch {reader.switch!r} was deleted or renamed"
+        if current.datapath is not reader.datapath:
+            return events, f"switch {reader.switch!r} moved to another datapath: open it again"
+        return events, None
+
+    def close_decisions(self, reader: decision_stream.DecisionReader) -> None:
+        """Give `reader` back; the last reader of a switch takes its sampler off the datapath."""
+        sampler, dp = reader.sampler, reader.datapath
+        with self._lock:
+            sampler.readers -= 1
+            last = sampler.readers == 0
+            entry = self._samplers.get(reader.switch)
+            if last and entry is not None and entry[1] is sampler:
+                del self._samplers[reader.switch]
+        if last:
+            def remove() -> None:
+                if sampler.observe in dp.frame_observers:
+                    dp.frame_observers.remove(sampler.observe)
+            try:
+                dp.call(remove)
+            except RuntimeError:
+                pass  # its datapath is stopped (the switch is gone): nothing observes any more
+
     def capture(self, switch: str, port: str, direction: str = "both", count: int = captures.COUNT_DEFAULT,
                 seconds: float = captures.SECONDS_DEFAULT, max_bytes: int = captures.BYTES_DEFAULT,
                 filter: str | None = None) -> captures.Capture:
@@ -1813,6 +1870,13 @@ class SwitchManager:
             # why, in words: a failed back-end's error, or a link that is down for now
             details["down_reason"] = (state["error"] or state["down_reason"]
                                       or ("link down" if state["link_down"] else "administratively down"))
+        if att.role == "host-vnic" and sw.vnic is not None:
+            # the host's addresses on its vNIC, for the picture's "management OS" box
+            try:
+                with self._netlink() as nl:
+                    details["addresses"] = [f"{a.address}/{a.prefixlen}" for a in nl.addresses(sw.vnic.ifname)]
+            except LookupError:
+                pass
         if att.spec is not None:
             kind, target = str(att.spec.kind), att.spec.target
         else:

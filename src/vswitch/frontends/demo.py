@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ NEEDS_ROOT = ("vswitch demo needs root: it creates network namespaces, veth cabl
               "(the physical switch), and runs vswitchd, which takes over a NIC. Nothing was changed. "
               "Run it as root: sudo make demo")
 TOPOLOGY = "one-nic"
+#: where the demo's web UI listens (loopback only), as in the README's examples of --listen
+UI_PORT = 8470
 STEPS = 7
 
 
@@ -65,8 +68,10 @@ def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
 class Demo:
     """The demo's script; `run()` returns the exit code."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, ui_port: int | None = UI_PORT, pause: bool = False) -> None:
         self.c = console
+        self.ui_port = ui_port
+        self.pause = pause
         self.step_no = 0
         self.lab: Any = None
         self.lab_name: str | None = None
@@ -125,7 +130,7 @@ class Demo:
         self.step("the physical network",
                   "A computer ('host') whose one physical NIC eth1 is cabled to a physical switch (a Linux bridge, "
                   "'psw') with a server behind it. Each box is a network namespace; each cable a veth pair.")
-        self.lab = build_network(topo)
+        self.lab = build_network(topo, ui_port=self.ui_port)
         self.lab_name = self.lab.name
         nodes = Table(title=f"lab {self.lab.name} ({TOPOLOGY})", title_justify="left")
         for col in ("node", "kind", "namespace", "address"):
@@ -149,6 +154,11 @@ class Demo:
         self.c.print(self.bindings_table("host", "host bindings AFTER the switch"))
         sw = self.lab.switches()[0]
         api = api_factory(sw.socket)
+        link = self.lab.ui_link(sw.node, sw.name)
+        if link:
+            self.c.print(f"\n[bold]Watch it in your browser[/] (the switch drawn live, its decisions as they happen, "
+                         f"a trace form):\n  [link={link}]{escape(link)}[/link]")
+            self.wait_for_enter("open it, then press Enter to go on")
 
         self.step("learning, observed",
                   "The switch forgets every MAC (fdb flush). The host's first echo request to the server is then "
@@ -185,6 +195,15 @@ class Demo:
         for e in api.fdb_show(sw.name):
             table.add_row(e.mac, str(e.vlan), e.port, f"{e.age_s:.0f}")
         self.c.print(table)
+        if link:
+            self.wait_for_enter("the lab stays up while you look (ping from a node: `vswitch lab exec`, or trace "
+                                "a frame on the page); press Enter to tear it down")
+
+    def wait_for_enter(self, what: str) -> None:
+        """With --pause (a terminal), wait for Enter; Ctrl-C still tears the lab down."""
+        if self.pause:
+            self.c.print(f"[bold yellow]▶ {escape(what)}[/]")
+            input()
 
     def warm_up(self, src: str, dst: str) -> None:
         """One plain ping so ARP is resolved before the learning story (its frames are not part of it)."""
@@ -253,9 +272,18 @@ class Demo:
 
 
 @click.command("demo")
-def demo() -> None:
-    """Run the one-nic story end to end (needs root): lab up, bindings, learning, observed paths, teardown."""
+@click.option("--ui-port", type=click.IntRange(0, 65535), default=UI_PORT, show_default=True,
+              help="Serve the web UI of the lab's vswitchd on 127.0.0.1:PORT (any free port when taken or 0).")
+@click.option("--no-ui", is_flag=True, help="No web UI (the story in the terminal only).")
+@click.option("--pause/--no-pause", default=None,
+              help="Wait for Enter after printing the UI's link and before tearing down (default: when stdin is a "
+                   "terminal and the UI is on).")
+def demo(ui_port: int, no_ui: bool, pause: bool | None) -> None:
+    """Run the one-nic story end to end (needs root): lab up, bindings, learning, observed paths, teardown;
+    with a link to watch it in the browser."""
     if os.geteuid() != 0:
         click.echo(NEEDS_ROOT, err=True)
         raise SystemExit(1)
-    raise SystemExit(Demo(console(piped_width=150)).run())
+    if pause is None:
+        pause = not no_ui and sys.stdin.isatty()
+    raise SystemExit(Demo(console(piped_width=150), ui_port=None if no_ui else ui_port, pause=pause).run())

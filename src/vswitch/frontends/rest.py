@@ -113,6 +113,7 @@ from vswitch.control.model import (
     to_jsonable,
 )
 from vswitch.core.policy import PvlanMode
+from vswitch.frontends.decision_route import register_decisions
 from vswitch.frontends.metrics import render as render_metrics
 from vswitch.frontends.tokens import READ_METHODS, Role
 from vswitch.frontends.webui import UI_PREFIX, register_ui
@@ -775,6 +776,11 @@ class WatchPool:
         finally:
             self._waiting.discard(waiting)
 
+    @property
+    def stopping(self) -> bool:
+        """True once vswitchd is stopping (long-lived streams end then)."""
+        return self._stopping
+
     def stop(self) -> None:
         """Answer every open watch with 503 now (call on the event loop), so a stop does not wait for them.
 
@@ -854,6 +860,7 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         return {"role": getattr(request.state, ROLE_STATE, Role.ADMIN.value)}
 
     register_ui(app)
+    register_decisions(app, api, lambda: watch_pool.stopping)
     from vswitch.frontends.capture_route import register_capture  # it builds on this module's names
 
     register_capture(app, api, watch_pool)  # a stream, beside the command table

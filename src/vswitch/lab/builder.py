@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -182,8 +183,13 @@ def _link_entry(topology: Topology, node: str, ns: str, ifname: str, peer_node: 
     return {"kind": "server-nic", "label": f"{ifname} of {node}"}
 
 
-def build_network(topology: Topology, name: str | None = None, *, source: str | None = None) -> Lab:
+def build_network(topology: Topology, name: str | None = None, *, source: str | None = None,
+                  ui_port: int | None = None) -> Lab:
     """Phase 1: namespaces, cables, physical switches, addresses and one vswitchd per host node.
+
+    `ui_port`: each host's vswitchd also serves its API and web UI on 127.0.0.1 of the caller's
+    namespace (the first host on `ui_port`, or any free port when it is taken or 0; the others on
+    any free port), with an admin token of the lab's own (`Lab.ui_link`).
 
     On failure everything made so far is undone and a LabError says which step failed and why.
     """
@@ -205,7 +211,7 @@ def build_network(topology: Topology, name: str | None = None, *, source: str | 
             steps.doing(f"create {lab_dir}")
             lab_dir.mkdir(mode=0o755)
             steps.did({"kind": "dir", "path": str(lab_dir)})
-            _build_network(topology, state, steps)
+            _build_network(topology, state, steps, ui_port)
             state["phase"] = "network"
             steps.save()
             steps.stack.pop_all()
@@ -219,7 +225,19 @@ def build_network(topology: Topology, name: str | None = None, *, source: str | 
     return Lab(name, state)
 
 
-def _build_network(topology: Topology, state: dict[str, Any], steps: _Steps) -> None:
+def _ui_listener(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1:`port` here (any free port when that one is taken)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def _build_network(topology: Topology, state: dict[str, Any], steps: _Steps, ui_port: int | None = None) -> None:
     nsmap: dict[str, str] = state["namespaces"]
     for node in topology.nodes.values():
         ns = nsmap[node.name]
@@ -261,8 +279,20 @@ def _build_network(topology: Topology, state: dict[str, Any], steps: _Steps) -> 
         lab_dir = Path(state["dir"])
         files = {"socket": str(lab_dir / f"{host.name}.sock"), "state_dir": str(lab_dir / host.name),
                  "log": str(lab_dir / f"{host.name}.log")}
-        pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"])
-        state["daemons"][host.name] = {"pid": pid, **files}
+        ui: dict[str, Any] = {}
+        if ui_port is None:
+            pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"])
+        else:
+            token = secrets.token_urlsafe(18)
+            token_file = lab_dir / f"{host.name}.tokens"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"admin:{token}\n")
+            with _ui_listener(ui_port if not started else 0) as listener:
+                pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"],
+                                    ui=(listener, str(token_file)))
+                ui = {"ui_url": f"http://127.0.0.1:{listener.getsockname()[1]}/ui/", "ui_token": token}
+        state["daemons"][host.name] = {"pid": pid, **files, **ui}
         steps.did({"kind": "daemon", "pid": pid, "socket": files["socket"], "node": host.name})
         started.append((host.name, pid, files))
     for node, pid, files in started:  # they start in parallel; wait for each in turn
@@ -381,9 +411,11 @@ def _start_guest(lab: Lab, att: Attachment, api: Any, steps: _Steps) -> None:
     g.detach()
 
 
-def up(topology: Topology, name: str | None = None, *, api_factory: ApiFactory, source: str | None = None) -> Lab:
-    """Both phases; on any failure everything made so far is undone and a LabError re-raised."""
-    lab = build_network(topology, name, source=source)
+def up(topology: Topology, name: str | None = None, *, api_factory: ApiFactory, source: str | None = None,
+       ui_port: int | None = None) -> Lab:
+    """Both phases (`ui_port` as in `build_network`); on any failure everything made so far is undone
+    and a LabError re-raised."""
+    lab = build_network(topology, name, source=source, ui_port=ui_port)
     try:
         return create_switches(lab, api_factory)
     except BaseException:

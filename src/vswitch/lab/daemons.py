@@ -32,15 +32,25 @@ class DaemonError(Exception):
     """A lab daemon did not start or stop; the message has the end of its log."""
 
 
-def start(ns: str, state_dir: str, socket_path: str, log_path: str) -> int:
-    """Start vswitchd in namespace `ns`, detached; return its PID (it may not answer yet)."""
+def start(ns: str, state_dir: str, socket_path: str, log_path: str,
+          ui: tuple[socket.socket, str] | None = None) -> int:
+    """Start vswitchd in namespace `ns`, detached; return its PID (it may not answer yet).
+
+    `ui`: a listening TCP socket and a token file; the daemon serves its API and web UI on that
+    socket. A socket stays in the namespace it was made in, so one bound here (the caller's
+    namespace) lets a browser here reach a daemon that lives in the lab's host namespace."""
     Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = ["ip", "netns", "exec", ns, sys.executable, "-m", DAEMON_MODULE,
             "--state-dir", state_dir, "--socket", socket_path]
+    fds: tuple[int, ...] = ()
+    if ui is not None:
+        listener, token_file = ui
+        fds = (listener.fileno(),)
+        argv += ["--listen-fd", str(listener.fileno()), "--token-file", token_file]
     with open(log_path, "ab") as log:
         # `ip netns exec` execs the program: the PID we get is vswitchd's own
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, pass_fds=fds)
     _children[proc.pid] = proc
     return proc.pid
 

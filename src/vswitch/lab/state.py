@@ -13,7 +13,7 @@ State file (``<LAB_ROOT>/<name>.json``, version 1)::
      "topology": Topology.to_dict(),
      "namespaces": {node: netns},
      "links": [{"node", "netns", "ifname", "kind", "label"}],     # made by the lab, in order
-     "daemons": {host node: {"pid", "socket", "state_dir", "log"}},
+     "daemons": {host node: {"pid", "socket", "state_dir", "log"[, "ui_url", "ui_token"]}},
      "switches": [{"name", "node", "type", "socket", "nic", "vnic"}],   # created switches only
      "undo": [{"kind": "dir|netns|link|daemon", ...}]}             # replayed in reverse by `down`
 
@@ -115,6 +115,16 @@ class Lab:
         except KeyError:
             raise LabError(f"lab {self.name!r} has no node {node!r} "
                            f"(nodes: {', '.join(self.state['namespaces'])})") from None
+
+    def ui_link(self, node: str, switch: str | None = None) -> str | None:
+        """The web UI of `node`'s vswitchd as a link that signs in (its admin token in the fragment, which
+        a browser never sends), at `switch`'s page if given; None when the lab was built without the UI."""
+        self.netns(node)
+        daemon = self.state["daemons"].get(node) or {}
+        if not daemon.get("ui_url"):
+            return None
+        page = f"&/switch/{switch}" if switch else ""
+        return f"{daemon['ui_url']}#token={daemon['ui_token']}{page}"
 
     def address(self, node: str) -> str:
         """The node's first IPv4 address (no prefix): its interfaces first, then its switches' vNICs."""
