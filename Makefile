@@ -22,6 +22,8 @@ test: SYSTEM_PACKAGES += dnsmasq-base
 test: SYSTEM_TOOLS += promtool:prometheus
 # the web UI is tested in a real browser: Debian's headless Chromium driven through its chromedriver
 test: SYSTEM_TOOLS += chromium:chromium chromedriver:chromium-driver
+# `vswitch capture`'s files are read back with Debian's tshark (frames, decision comments, direction)
+test: SYSTEM_TOOLS += tshark:tshark
 
 .PHONY: test fuzz lint demo bench system-deps venv clean install uninstall bpf
 

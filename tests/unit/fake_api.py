@@ -7,10 +7,12 @@ Conflict, change nothing on refusal) so the front ends can be tested for their o
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from vswitch.control import config_file, config_plan, ownership
+from vswitch.control import config_file, config_plan, ownership, pcapng
+from vswitch.control.capture import BYTES_DEFAULT, COUNT_DEFAULT, SECONDS_DEFAULT, CaptureRequest
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
 from vswitch.control.events import EventLog
@@ -85,6 +87,8 @@ class FakeApi:
         self.watch_gate: threading.Event | None = None
         #: the real ring (control/events.py), told of the changes below as the manager tells it
         self.event_log = EventLog()
+        #: the frames `capture` writes
+        self.capture_frames: list[bytes] = [b"\xff" * 6 + b"\x02" + b"\0" * 53]
 
     def _note(self, name: str, *args: Any) -> None:
         self.calls.append((name, args))
@@ -418,6 +422,16 @@ class FakeApi:
                 for i, p in enumerate(info.ports)][:limit]
 
 
+    def capture(self, switch: str, port: str, direction: str = "both", count: int = COUNT_DEFAULT,
+                seconds: float = SECONDS_DEFAULT, max_bytes: int = BYTES_DEFAULT,
+                filter: str | None = None) -> FakeCapture:
+        """A pcapng stream of `capture_frames` (each an EPB, inbound), ending at once; checked as the
+        manager checks (CaptureRequest.parse; the filter is not compiled: no libpcap in the fake)."""
+        self._note("capture", switch, port, direction, count, seconds, max_bytes, filter)
+        request = CaptureRequest.parse(direction, count, seconds, max_bytes, filter)
+        self._port(switch, port)
+        return FakeCapture(port, request, list(self.capture_frames))
+
     def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
                wait_s: float = 0.0) -> EventsPage:
         self._note("events", switch, since, limit, wait_s)
@@ -425,6 +439,25 @@ class FakeApi:
         if switch is not None and switch not in self.switches and not self.event_log.mentions(switch):
             raise NotFound(f"no switch named {switch!r}")
         return self.event_log.read(switch, since, limit, wait_s)
+
+
+class FakeCapture:
+    """What `FakeApi.capture` answers: SHB + IDB, one EPB per frame (up to the count), an ISB."""
+
+    def __init__(self, port: str, request: CaptureRequest, frames: list[bytes]) -> None:
+        self.port, self.request, self.frames, self.closed = port, request, frames, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield pcapng.section_header("fake") + pcapng.interface_description(self.port, 262144)
+        for i, f in enumerate(self.frames[:self.request.count]):
+            yield pcapng.enhanced_packet(0, i, f, len(f), comment=f"in {self.port}: FLOOD_BROADCAST", flags=1)
+        yield pcapng.interface_statistics(0, 99, dropped=0)
+
+    def stop(self, why: str = "reader gone") -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def _acl_info(port: str, r: AclRuleSpec) -> AclRuleInfo:

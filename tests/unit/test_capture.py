@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,81 @@ def test_a_capture_ends_when_its_port_goes(manager: SwitchManager) -> None:
     m.remove_port("cap", "vm3")
     reader.join(timeout=30)
     assert not reader.is_alive() and m.datapath("cap").frame_observers == []
+
+
+def test_blocks_are_read_back_whole_and_the_statistics_with_them() -> None:
+    from vswitch.control import pcapng
+    stream = (pcapng.section_header("x") + pcapng.interface_description("p", 128)
+              + pcapng.enhanced_packet(0, 1, b"\1" * 61, 61, comment="c", flags=pcapng.INBOUND)
+              + pcapng.interface_statistics(0, 2, dropped=7, comment="3 frames"))
+    blocks, used = pcapng.split_blocks(stream[:-5])
+    assert used < len(stream) and [pcapng.block_type(b) for b in blocks] == \
+        [pcapng.SHB_TYPE, pcapng.IDB_TYPE, pcapng.EPB_TYPE], "the ISB still arriving is not a block yet"
+    blocks, used = pcapng.split_blocks(stream)
+    assert used == len(stream) and pcapng.statistics(blocks[-1]) == (7, "3 frames")
+    with pytest.raises(ValueError, match="total length 5"):
+        pcapng.split_blocks(b"\0\0\0\0\5\0\0\0")
+
+
+class _Wire:
+    """The frames a test says the link carried (as ports/packet_tap.PacketTap hands them over)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, bool, bytes]] = []
+        self.dropped, self.closed = 3, False
+        self._lock = threading.Lock()
+
+    def carry(self, outgoing: bool, f: bytes) -> None:
+        with self._lock:
+            self.frames.append((time.time(), outgoing, f))
+
+    def read(self, timeout: float) -> list[tuple[float, bool, bytes]]:
+        with self._lock:
+            got, self.frames = self.frames, []
+        if not got:
+            threading.Event().wait(timeout)  # as the socket's poll: nothing came within it
+        return got
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_frames_read_from_the_link_get_the_decision_observed_for_them(manager: SwitchManager) -> None:
+    """The kernel fast path's capture of a link port: the frame from the link (whole), the decision
+    from the observer (whose record may carry only its head), paired by direction, length and head."""
+    from vswitch.control import capture as captures
+    from vswitch.core.switch import EDIT_KEEP
+
+    m = manager
+    wire = _Wire()
+    dp = m.datapath("cap")
+    cap = captures.Capture("cap", "vm1", captures.CaptureRequest.parse(count=2), dp, lambda: True,
+                           lambda *_: EDIT_KEEP, wire=wire)
+    out = bytearray()
+    reader = threading.Thread(target=lambda: [out.extend(c) for c in cap])
+    reader.start()
+    try:
+        lonely = frame("b", "a", ethertype=0x0806)  # on the link, but no decision will be observed for it
+        flooded = frame(BROADCAST, "a") + b"\x55" * 200  # longer than a kernel event's 128-byte head
+        wire.carry(False, lonely)
+        wire.carry(False, flooded)  # the packet taps see it before the switch decides
+        m.port_object("cap", "vm1").inject(flooded)  # type: ignore[attr-defined]
+        reader.join(timeout=30)
+    finally:
+        cap.close()
+        reader.join(timeout=30)
+    first, second = list(PcapNgReader(io.BytesIO(bytes(out))))
+    assert bytes(first) == lonely and first.comment == b"in vm1: no decision seen (the switch's event lost)"
+    assert bytes(second) == flooded, "the frame as the link carried it, whole"
+    assert second.comment.startswith(b"in vm1 vlan 1: FLOOD_BROADCAST \xe2\x86\x92 ")
+    assert wire.closed and cap.dropped == 3, "the link socket's drops are the capture's"
+
+
+def test_a_tag_on_one_side_only_still_pairs_a_frame_with_its_decision() -> None:
+    from vswitch.control.capture import match_key
+    from vswitch.control.pcapng import OUTBOUND
+
+    untagged = frame("b", "a") + b"\x01" * 300
+    tagged = frame("b", "a", vlan=10) + b"\x01" * 300
+    assert match_key(OUTBOUND, tagged, len(tagged)) == match_key(OUTBOUND, untagged[:128], len(untagged))
+    assert match_key(OUTBOUND, untagged, len(untagged)) != match_key(OUTBOUND, untagged, len(untagged) + 1)

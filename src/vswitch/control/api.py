@@ -7,13 +7,16 @@ and changes nothing.
 
 Each method is a command declared once (`control.commands`): its signature is the typed request,
 its return annotation the typed result, its `@command` the HTTP method and route. `COMMANDS` is
-that table; the REST server and client are generated from it (docs/adding-a-command.md).
+that table; the REST server and client are generated from it (docs/adding-a-command.md). One method
+is not a command: `capture` streams pcapng, not JSON; its route and client method are written by hand
+(frontends/capture_route.py, `RestSwitchApi.capture`).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from vswitch.control import capture as captures
 from vswitch.control.commands import Command, collect, command
 from vswitch.control.config_file import ConfigDocument
 from vswitch.control.config_plan import ConfigPlan
@@ -171,6 +174,19 @@ class SwitchApi(Protocol):
         At most `limit` events; with `wait_s` (at most 30 s), when there are none yet, wait for the next
         one (a long poll: `vswitch events --follow`). `missed` counts events that left the daemon's
         ring (the last 4096) before they were read."""
+        ...
+
+    # -- streamed: beside the table, not in it ----------------------------------------------------
+    def capture(self, switch: str, port: str, direction: str = "both", count: int = captures.COUNT_DEFAULT,
+                seconds: float = captures.SECONDS_DEFAULT, max_bytes: int = captures.BYTES_DEFAULT,
+                filter: str | None = None) -> captures.CaptureStream:
+        """Port `port`'s frames as pcapng chunks (control/capture.py: one interface block, each packet
+        commented with the switch's decision), bounded by `count` frames, `seconds` and `max_bytes`, only
+        those of `direction` (in, out, both) that libpcap `filter` accepts; iterate the answer from one
+        thread and `close` it to end early. Not a command of the table (`COMMANDS` holds JSON commands):
+        a stream, served by frontends/capture_route.py at ``GET /switches/{name}/ports/{port}/capture``
+        and spoken by `RestSwitchApi.capture`. Raises InvalidRequest (a parameter out of bounds, a filter
+        that does not compile), NotFound (unknown switch or port) before the first chunk."""
         ...
 
     # -- the host ---------------------------------------------------------------------------------

@@ -17,9 +17,14 @@ edit (core.switch.egress_frame, the function the datapath applies; on the kernel
 events carry no edits, the edit is the core's rule `SwitchCore.egress_edit`), before a GSO
 super-frame is cut up for a port without offloads.
 
-Kernel fast path: its decision events carry the frame's first `layout.EV_HEAD` (128) bytes and its
-length; a capture of a switch whose program is loaded writes every frame cut to 128 bytes (snaplen
-128 in the IDB, the original length in each EPB), so the file says what it lacks.
+Kernel fast path: its decision events carry a frame's first `layout.EV_HEAD` (128) bytes and its
+length. A capture of a port the program serves (a link port) therefore reads the frames themselves
+from the port's link (`wire`: ports/packet_tap.py, an AF_PACKET socket that sees what arrives before
+tc ingress and what leaves) and takes only the decisions from the observer: each frame is paired
+with the decision of the same direction, length and first bytes (`match_key`), observed within
+`MATCH_WAIT_S`; one whose decision never came (the event ring was full) is written saying so. The
+frames of a port only Python serves are Python's, whole. A record that still carries a head only
+is written as what it is (captured length < original length in its EPB).
 
 Invariants: the observer is removed whatever ends the capture (count, seconds, bytes, the port or
 switch gone, the reader gone: `close`); the chunks are, in order, SHB + IDB (at once, so `wireshark
@@ -53,18 +58,55 @@ FILTER_MAX_CHARS = 1000
 QUEUE_FRAMES = 2048
 #: the snaplen of a capture of the Python datapath: the largest frame a vnet header lets in (64 KB GSO)
 SNAPLEN_FULL = 262144
+#: packet blocks per chunk at most (64 KB GSO frames: a few MB), so a chunk in flight stays small
+CHUNK_FRAMES = 32
+#: bytes of frames read from a link waiting for their decision; beyond, dropped and counted
+PENDING_BYTES = 16 * 2**20
 #: how often the reader looks for frames (and at its bounds): a capture's latency, not the switch's
 POLL_S = 0.05
 
 
-class CaptureApi(Protocol):
-    """What serves `capture`: `SwitchManager` in-process, `RestSwitchApi` over HTTP (a stream, so not
-    a command of the table: see frontends/capture_route.py)."""
+#: how long a frame read from the link waits for its decision before it is written without one
+MATCH_WAIT_S = 0.5
+#: the bytes a decision and a frame from the link are matched by: a kernel event's head (layout.EV_HEAD)
+#: less a tag, which one side may carry in the frame and the other in metadata
+MATCH_HEAD = 128 - 4
 
-    def capture(self, switch: str, port: str, direction: str = "both", count: int = COUNT_DEFAULT,
-                seconds: float = SECONDS_DEFAULT, max_bytes: int = BYTES_DEFAULT,
-                filter: str | None = None) -> Iterator[bytes]:
-        """Port `port`'s frames as pcapng chunks (raises InvalidRequest, NotFound before the first)."""
+
+def match_key(flags: int, frame: bytes, length: int) -> tuple[int, int, bytes]:
+    """What pairs a frame read from the link with the decision observed for it: its direction, its
+    length and its first bytes, both without an 802.1Q/802.1ad tag."""
+    if len(frame) >= 16 and frame[12:14] in (b"\x81\x00", b"\x88\xa8"):
+        frame, length = frame[:12] + frame[16:], length - 4
+    return flags, length, bytes(frame[:MATCH_HEAD])
+
+
+class WireTap(Protocol):
+    """Frames read from a port's link, both directions (ports/packet_tap.PacketTap)."""
+
+    dropped: int
+
+    def read(self, timeout: float) -> list[tuple[float, bool, bytes]]:
+        """(time, outgoing, frame) of what came within `timeout`."""
+        ...
+
+    def close(self) -> None:
+        """Stop reading; `dropped` is then final."""
+        ...
+
+
+class CaptureStream(Protocol):
+    """What `capture` answers: pcapng chunks to iterate (from one thread), and `close` to end early."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        ...
+
+    def stop(self, why: str = "reader gone") -> None:
+        """Ask the capture to end, saying `why`, without waiting (an event loop may call it)."""
+        ...
+
+    def close(self) -> None:
+        """End the capture; idempotent."""
         ...
 
 
@@ -121,23 +163,35 @@ class Capture:
 
     def __init__(self, switch: str, port: str, request: CaptureRequest, dp: Any, alive: Callable[[], bool],
                  egress_edit: Callable[[Hashable, int, bytes, int], int], snaplen: int = SNAPLEN_FULL,
-                 kernel_note: str | None = None) -> None:
+                 kernel_note: str | None = None, wire: WireTap | None = None) -> None:
         self.switch, self.port, self.request = switch, port, request
         self.snaplen = snaplen
         self.dropped = 0
+        #: frames read from the port's link (ports/packet_tap.py); the observer then gives decisions only
+        self._wire = wire
+        self.decisions_lost = 0
+        self._pending: deque[tuple[float, bool, bytes]] = deque()
+        self._pending_bytes = 0
+        self._decisions: dict[tuple[int, int, bytes], deque[tuple[float, str]]] = {}
         self._dp = dp
         self._alive = alive
         self._egress_edit = egress_edit
         self._kernel_note = kernel_note
         self._queue: deque[tuple[Any, ...]] = deque()
         self._closed = threading.Event()
+        self._why_stopped = "reader gone"
         self._installed = False
-        self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
+        try:
+            self._filter = PcapFilter(request.filter, snaplen) if request.filter else None
+        except BaseException:
+            if wire is not None:
+                wire.close()
+            raise
         self._observe = self._observer()
         try:
             dp.call(lambda: dp.frame_observers.append(self._observe))
         except BaseException:
-            self._free_filter()
+            self._free()
             raise
         self._installed = True
 
@@ -145,19 +199,29 @@ class Capture:
         """The observer (on the datapath thread: a comparison, a length, one tuple)."""
         port, q, want_in, want_out = self.port, self._queue, self.request.direction != "out", \
             self.request.direction != "in"
-        limit = QUEUE_FRAMES
+        limit, wire = QUEUE_FRAMES, self._wire is not None
 
         def observe(pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None = None,
                     t: float | None = None, path: str = PYTHON_PATH) -> None:
             if (want_in and pid == port) or (want_out and port in d.out_ports):
                 if len(q) >= limit:
-                    self.dropped += 1
+                    if wire:  # a decision lost: its frame is still written, saying so
+                        self.decisions_lost += 1
+                    else:
+                        self.dropped += 1
                     return
                 q.append((time.time() if t is None else t, pid, buf, hdr, d, length, path))
         return observe
 
+    def stop(self, why: str = "reader gone") -> None:
+        """Ask the iteration to end (within `POLL_S`; it then removes the observer itself and writes the
+        ISB, whose comment says `why`). Never blocks, so an event loop may call it; from any thread."""
+        self._why_stopped = why
+        self._closed.set()
+
     def close(self) -> None:
-        """End the capture (the reader is gone): the observer goes; idempotent, from any thread."""
+        """End the capture (the reader is gone): the observer goes; idempotent, from any thread (it
+        waits for the datapath thread: not from an event loop, use `stop` there)."""
         self._closed.set()
         self._remove()
 
@@ -170,14 +234,25 @@ class Capture:
             except Exception:  # a datapath stopped meanwhile has no observers to keep
                 pass
 
-    def _free_filter(self) -> None:
+    def _free(self) -> None:
         if self._filter is not None:
             self._filter.close()
+        if self._wire is not None:
+            self._wire.close()
+            self.dropped += self._wire.dropped
 
     def _record(self, t: float, pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None,
                 path: str) -> tuple[int, bytes, int, str, int] | None:
         """(time in ns, captured bytes, original length, comment, epb flags) of one observed frame, or
         None when the filter refuses it."""
+        rec = self._describe(t, pid, buf, hdr, d, length, path)
+        if self._filter is not None and not self._filter.matches(rec[1], rec[2]):
+            return None
+        return rec
+
+    def _describe(self, t: float, pid: Any, buf: bytes, hdr: int, d: Decision, length: int | None,
+                  path: str) -> tuple[int, bytes, int, str, int]:
+        """(time in ns, captured bytes, original length, comment, epb flags) of one observed frame."""
         port = self.port
         kernel = path != PYTHON_PATH
         frame = buf[hdr:] if hdr else buf
@@ -203,10 +278,62 @@ class Capture:
                 frame = bytes(egress_frame(frame, 0, edit, d.vlan))
                 wire_len += 4 if edit == EDIT_PUSH else -4 if edit == EDIT_POP else 0
         data = bytes(frame[:self.snaplen])
-        if self._filter is not None and not self._filter.matches(data, wire_len):
-            return None
         note = comment(direction, port, str(pid), d, outs, mirror_copy=mirror_copy, kernel=kernel)
         return int(t * 1e9), data, wire_len, note, flags
+
+    def _take(self, n: int) -> list[tuple[int, bytes, int, str, int]]:
+        """At most `n` records ready to write, in order, the filter applied."""
+        q, out = self._queue, []
+        if self._wire is None:
+            while q and len(out) < n:
+                rec = self._record(*q.popleft())
+                if rec is not None:
+                    out.append(rec)
+            return out
+        now = time.time()
+        decisions = self._decisions
+        while q:  # every decision observed: a key to find its frame by, and its comment
+            t_ns, data, wire_len, note, flags = self._describe(*q.popleft())
+            decisions.setdefault(match_key(flags, data, wire_len), deque()).append((now, note))
+        pending = self._pending
+        while pending and len(out) < n:
+            t, outgoing, frame = pending[0]
+            flags = pcapng.OUTBOUND if outgoing else pcapng.INBOUND
+            key = match_key(flags, frame, len(frame))
+            notes = decisions.get(key)
+            if notes:
+                note = notes.popleft()[1]
+                if not notes:
+                    del decisions[key]
+            elif now - t < MATCH_WAIT_S:
+                break  # its decision follows the frame (the program decides after the packet taps)
+            else:
+                note = f"{'out' if outgoing else 'in'} {self.port}: no decision seen (the switch's event lost)"
+            pending.popleft()
+            self._pending_bytes -= len(frame)
+            data = frame[:self.snaplen]
+            if self._filter is not None and not self._filter.matches(data, len(frame)):
+                continue
+            out.append((int(t * 1e9), data, len(frame), note, flags))
+        if len(decisions) > QUEUE_FRAMES:  # decisions whose frame the link socket never got
+            for key in [k for k, v in decisions.items() if now - v[-1][0] > 2 * MATCH_WAIT_S]:
+                del decisions[key]
+        return out
+
+    def _wait(self) -> bool:
+        """Wait a poll for frames (from the link in wire mode); True when asked to stop."""
+        if self._wire is None:
+            return self._closed.wait(POLL_S)
+        want_in, want_out = self.request.direction != "out", self.request.direction != "in"
+        for t, outgoing, frame in self._wire.read(POLL_S):
+            if not (want_out if outgoing else want_in):
+                continue
+            if len(self._pending) < QUEUE_FRAMES and self._pending_bytes + len(frame) <= PENDING_BYTES:
+                self._pending.append((t, outgoing, frame))
+                self._pending_bytes += len(frame)
+            else:
+                self.dropped += 1
+        return self._closed.is_set()
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks()
@@ -227,14 +354,10 @@ class Capture:
         try:
             yield (pcapng.section_header(f"vswitch capture {self.switch} {self.port}")
                    + pcapng.interface_description(self.port, self.snaplen, desc))
-            q = self._queue
             while True:
                 out: list[bytes] = []
-                while q and frames < req.count:
-                    rec = self._record(*q.popleft())
-                    if rec is None:
-                        continue
-                    t_ns, data, wire_len, note, flags = rec
+                taken = self._take(min(req.count - frames, CHUNK_FRAMES))
+                for t_ns, data, wire_len, note, flags in taken:
                     block = pcapng.enhanced_packet(0, t_ns, data, wire_len, comment=note, flags=flags)
                     if written + len(block) > req.max_bytes:
                         why = "max_bytes reached"
@@ -249,8 +372,10 @@ class Capture:
                     break
                 if why == "max_bytes reached":
                     break
-                if self._closed.wait(POLL_S):
-                    why = "reader gone"
+                if len(taken) == CHUNK_FRAMES and not self._closed.is_set():
+                    continue  # more may be ready: the next chunk before the next wait
+                if self._wait():
+                    why = self._why_stopped
                     break
                 if time.monotonic() >= end:
                     break
@@ -259,7 +384,7 @@ class Capture:
                     break
         finally:
             self._remove()
-            self._free_filter()
+            self._free()
         now = time.time()
         yield pcapng.interface_statistics(0, int(now * 1e9), dropped=self.dropped,
                                           start_ns=int(start * 1e9),

@@ -133,6 +133,8 @@ from vswitch.datapath.fastpath import (
     remove_stale_fast_path,
 )
 from vswitch.ports import PORT_KINDS, Port, TapPort
+from vswitch.ports.link import LinkPort
+from vswitch.ports.packet_tap import PacketTap
 from vswitch.ports.qemu import socket_listener
 from vswitch.ports.tap import TapGone
 
@@ -1464,26 +1466,36 @@ class SwitchManager:
         """Port `port`'s frames as pcapng chunks, each packet commented with the switch's decision (see
         control/capture.py); iterate the answer (from one thread) and `close` it when done early.
 
+        On the kernel fast path a link port's frames are read whole from its link (ports/packet_tap.py)
+        and paired with the program's decisions.
+
         Raises InvalidRequest (a parameter out of bounds or a filter that does not compile, named),
-        NotFound (unknown switch or port) — before any frame is observed."""
+        NotFound (unknown switch or port), Conflict (the link cannot be read) — before any frame is
+        observed."""
         request = captures.CaptureRequest.parse(direction, count, seconds, max_bytes, filter)
         with self._lock:
             sw = self._get(switch)
             if port not in sw.ports:
                 raise NotFound(f"switch {switch!r} has no port {port!r}")
-            dp, core = sw.datapath, sw.core
-        snaplen, note = captures.SNAPLEN_FULL, None
-        if isinstance(dp, KernelDatapath) and dp.program is not None:
-            from vswitch.datapath.kernel.layout import EV_HEAD
-            # the program's decision events carry a frame's first bytes only: every frame cut alike
-            snaplen, note = EV_HEAD, f"kernel fast path: the first {EV_HEAD} bytes of each frame"
+            dp, core, port_obj = sw.datapath, sw.core, sw.ports[port].port
+        note, wire = None, None
+        if isinstance(dp, KernelDatapath) and dp.program is not None and isinstance(port_obj, LinkPort):
+            # the program's decision events carry a frame's first 128 bytes: the frames themselves are
+            # read whole from the link, the events give their decisions (the frames of a port only
+            # Python serves are Python's, whole, as on the Python datapath)
+            try:
+                wire = PacketTap(port_obj.ifname)
+            except OSError as e:
+                raise Conflict(f"cannot capture port {port!r}: link {port_obj.ifname}: {e.strerror}") from None
+            note = f"kernel fast path: frames read from link {port_obj.ifname}, decisions from the program"
 
         def alive() -> bool:
             with self._lock:
                 current = self._switches.get(switch)
             return current is not None and current.datapath is dp and port in current.ports
 
-        return captures.Capture(switch, port, request, dp, alive, core.egress_edit, snaplen, note)
+        return captures.Capture(switch, port, request, dp, alive, core.egress_edit, captures.SNAPLEN_FULL, note,
+                                wire)
 
     def events(self, switch: str | None = None, since: int = 0, limit: int = EVENTS_LIMIT_DEFAULT,
                wait_s: float = 0.0) -> EventsPage:

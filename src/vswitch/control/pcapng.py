@@ -100,3 +100,43 @@ def interface_statistics(interface: int, t_ns: int, *, dropped: int, start_ns: i
     opts.append(option(ISB_ENDTIME, struct.pack("<II", high, low)))
     opts.append(option(ISB_IFDROP, struct.pack("<Q", dropped)))
     return block(ISB_TYPE, struct.pack("<III", interface, high, low) + _options(opts))
+
+
+# ---- reading back what this module writes (the CLI counts what it saves) --------------------------
+
+def split_blocks(data: bytes | bytearray | memoryview) -> tuple[list[bytes], int]:
+    """The whole blocks at the start of `data` (little-endian, as written here) and the bytes they take;
+    what follows is a block still arriving. Raises ValueError on a length no block can have."""
+    blocks, at, view = [], 0, memoryview(data)
+    while len(view) - at >= 8:
+        (total,) = struct.unpack_from("<I", view, at + 4)
+        if total < 12 or total % 4:
+            raise ValueError(f"not a pcapng block at byte {at}: total length {total}")
+        if len(view) - at < total:
+            break
+        blocks.append(bytes(view[at:at + total]))
+        at += total
+    return blocks, at
+
+
+def block_type(blk: bytes) -> int:
+    """The type of a whole block (EPB_TYPE, ISB_TYPE, ...)."""
+    return int(struct.unpack_from("<I", blk)[0])
+
+
+def statistics(blk: bytes) -> tuple[int | None, str | None]:
+    """(isb_ifdrop, comment) of an ISB, each None when absent. Raises ValueError for another block."""
+    if block_type(blk) != ISB_TYPE:
+        raise ValueError(f"block type {block_type(blk):#x} is not an interface statistics block")
+    dropped, note, at, end = None, None, 8 + 12, len(blk) - 4
+    while at + 4 <= end:
+        code, length = struct.unpack_from("<HH", blk, at)
+        if code == OPT_ENDOFOPT:
+            break
+        value = blk[at + 4:at + 4 + length]
+        if code == ISB_IFDROP and length == 8:
+            (dropped,) = struct.unpack("<Q", value)
+        elif code == OPT_COMMENT:
+            note = value.decode(errors="replace")
+        at += 4 + length + (-length % 4)
+    return dropped, note

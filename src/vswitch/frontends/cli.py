@@ -1,5 +1,5 @@
-"""The `vswitch` command: switches, ports, fdb, config files, NICs, stats, trace and events, for humans
-(Rich tables) and scripts (--json).
+"""The `vswitch` command: switches, ports, fdb, config files, NICs, stats, trace, events and capture, for
+humans (Rich tables) and scripts (--json; capture writes pcapng).
 
 Owns argument parsing and presentation only. Every command turns its options into a model spec
 (`SwitchSpec.parse`/`PortSpec.parse`: the rules and their messages are control/model.py's) and calls
@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,7 +43,8 @@ from click.shell_completion import CompletionItem, get_completion_class
 from rich.table import Table
 
 import vswitch
-from vswitch.control import config_file
+from vswitch.control import capture as captures
+from vswitch.control import config_file, pcapng
 from vswitch.control.api import DEFAULT_SOCKET, SwitchApi
 from vswitch.control.model import (
     EVENTS_LIMIT_MAX,
@@ -972,6 +974,97 @@ def trace(state: CliState, switch_name: str, in_port: str, src: str, dst: str, v
         _print_json(result)
     else:
         _print_trace(result)
+
+
+# ---- capture ----------------------------------------------------------------------------------------
+
+class _Saved:
+    """What a capture wrote: whole pcapng blocks only (a block still arriving waits), so the file is
+    readable whenever the capture ends, Ctrl-C included; frames counted, the daemon's ISB read."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.frames, self.dropped, self.ended = out, 0, None, None
+        self._pending = bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        self._pending += chunk
+        blocks, used = pcapng.split_blocks(self._pending)
+        if not used:
+            return
+        self.out.write(self._pending[:used])
+        self.out.flush()  # per chunk: `-w - | wireshark -k -i -` shows frames as they pass
+        del self._pending[:used]
+        for block in blocks:
+            kind = pcapng.block_type(block)
+            if kind == pcapng.EPB_TYPE:
+                self.frames += 1
+            elif kind == pcapng.ISB_TYPE:
+                self.dropped, note = pcapng.statistics(block)
+                self.ended = (note or "").partition("ended: ")[2] or None
+
+
+@cli.command("capture")
+@click.argument("switch_name", metavar="SWITCH")
+@click.argument("port_name", metavar="PORT")
+@click.option("--direction", type=click.Choice(captures.DIRECTIONS), default="both", show_default=True,
+              help="Frames the port received (in), was sent (out), or both.")
+@click.option("--count", "-c", type=int, default=captures.COUNT_DEFAULT, show_default=True, metavar="N",
+              help=f"Stop after N frames (at most {captures.COUNT_MAX}).")
+@click.option("--seconds", type=float, default=captures.SECONDS_DEFAULT, show_default=True, metavar="S",
+              help=f"Stop after S seconds (at most {captures.SECONDS_MAX:.0f}).")
+@click.option("--max-bytes", "max_bytes", type=int, default=captures.BYTES_DEFAULT, show_default=True,
+              metavar="B", help="Stop before the packet blocks exceed B bytes.")
+@click.option("--filter", "filter_expr", metavar="EXPR", default=None,
+              help="Only frames this libpcap filter accepts (as tcpdump's), e.g. 'icmp or arp'.")
+@click.option("-w", "--write", "output", required=True, metavar="FILE|-",
+              help="Write pcapng to FILE, or to standard output with -.")
+@pass_state
+def capture(state: CliState, switch_name: str, port_name: str, direction: str, count: int, seconds: float,
+            max_bytes: int, filter_expr: str | None, output: str) -> None:
+    """Capture the frames crossing PORT of SWITCH as pcapng, each packet commented with the switch's
+    decision (e.g. "in vm1 vlan 1: FORWARD_LEARNED → vm2"); any port kind, QEMU sockets included.
+    Ends at --count, --seconds or --max-bytes, or at Ctrl-C (the file stays readable). A summary goes
+    to stderr, never into the pcapng.
+
+    \b
+    Live in Wireshark:  vswitch capture SW vm1 -w - | wireshark -k -i -
+    """
+    # refused (bad bounds, unknown port, filter that does not compile) before a file is created
+    stream = state.api.capture(switch_name, port_name, direction, count, seconds, max_bytes, filter_expr)
+    to_stdout = output == "-"
+    ended = None
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(stream.close)
+            try:
+                out = sys.stdout.buffer if to_stdout else stack.enter_context(open(output, "wb"))
+            except OSError as e:
+                raise click.ClickException(f"cannot write {output}: {e.strerror}") from None
+            saved = _Saved(out)
+            try:
+                for chunk in stream:
+                    saved.write(chunk)
+                ended = saved.ended
+            except KeyboardInterrupt:  # the way to end a capture early: not an error
+                ended = "interrupted"
+            except BrokenPipeError:  # the reader of -w - left (wireshark closed, `| head`)
+                ended = "the reader of the output left"
+                _quiet_stdout()
+    except ValueError as e:  # the stream is not pcapng: not vswitchd's capture
+        raise click.ClickException(f"the capture stream is not pcapng: {e}") from None
+    # the daemon counts its drops in the last block: a capture cut short never got it
+    dropped = ("dropped unknown" if saved.dropped is None
+               else f"{saved.dropped} dropped by a full capture queue (the reader too slow)")
+    click.echo(f"{saved.frames} frame{'s' if saved.frames != 1 else ''} written to "
+               f"{'stdout' if to_stdout else output}, {dropped}" + (f"; ended: {ended}" if ended else ""), err=True)
+
+
+def _quiet_stdout() -> None:
+    """Point fd 1 at /dev/null: the interpreter's last flush of a closed pipe would print a traceback."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
 
 
 # ---- events -----------------------------------------------------------------------------------------

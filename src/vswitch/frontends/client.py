@@ -7,6 +7,9 @@ model's records `SwitchInfo`, `PortInfo`, ..., nested ones too), and errors back
 `VswitchError` subclass with the server's own message (400 InvalidRequest, 404 NotFound,
 409 Conflict, anything else a VswitchError carrying that status).
 
+`capture` is the one method written by hand: its answer is a pcapng stream (`CaptureDownload`), not
+JSON (frontends/capture_route.py serves it).
+
 Invariants: a caller cannot tell this from an in-process `SwitchManager` except by the
 `DaemonUnreachable` error ("cannot reach vswitchd at PATH: ... (is it running?)") when nothing
 answers. Unknown keys in answers are ignored, so a newer daemon does not break an older client.
@@ -21,17 +24,21 @@ import inspect
 import ssl
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from vswitch.control import capture as captures
 from vswitch.control.api import COMMANDS, DEFAULT_SOCKET, SwitchApi
 from vswitch.control.commands import Command
 from vswitch.control.model import Conflict, InvalidRequest, NotFound, VswitchError, to_jsonable
 
 #: Creating an external switch moves addresses and routes; give it time.
 DEFAULT_TIMEOUT_S = 60.0
+#: a capture's stream may be silent for its whole `seconds`; beyond them by this much, the daemon is stuck
+CAPTURE_SLACK_S = 30.0
 
 
 class DaemonUnreachable(VswitchError):
@@ -136,9 +143,10 @@ class RestSwitchApi:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """`request` sent; DaemonUnreachable (saying why) when nothing or no one trusted answers."""
         try:
-            response = self._client.request(method, path, json=json, params=params)
+            return self._client.send(request, stream=stream)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError, PermissionError) as e:
             if "CERTIFICATE_VERIFY_FAILED" in str(e):
                 raise DaemonUnreachable(f"vswitchd at {self.where} has a TLS certificate this client does not "
@@ -148,19 +156,51 @@ class RestSwitchApi:
             raise DaemonUnreachable(f"vswitchd at {self.where} did not answer in time: {e}") from None
         except httpx.HTTPError as e:
             raise DaemonUnreachable(f"talking to vswitchd at {self.where} failed: {e}") from None
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._send(self._client.build_request(method, path, json=json, params=params))
         if response.is_success:
             if response.status_code == 204 or not response.content:
                 return None
             return response.json()
+        raise self._refusal(response)
+
+    def _refusal(self, response: httpx.Response) -> VswitchError:
+        """The `VswitchError` subclass of a refused request's status, with the server's message."""
         message = _error_message(response)
         if response.status_code == 401:
-            raise AuthenticationFailed(f"vswitchd at {self.where} refused the request: {message}")
+            return AuthenticationFailed(f"vswitchd at {self.where} refused the request: {message}")
         cls = _BY_STATUS.get(response.status_code)
         if cls is not None:
-            raise cls(message)
+            return cls(message)
         err = VswitchError(message)
         err.status = response.status_code
-        raise err
+        return err
+
+    # ---- beside the command table: a stream ---------------------------------------------------
+
+    def capture(self, switch: str, port: str, direction: str = "both", count: int = captures.COUNT_DEFAULT,
+                seconds: float = captures.SECONDS_DEFAULT, max_bytes: int = captures.BYTES_DEFAULT,
+                filter: str | None = None) -> CaptureDownload:
+        """`SwitchApi.capture` over HTTP: ``GET /switches/{name}/ports/{port}/capture`` (not in the command
+        table: its answer is pcapng, streamed), the chunks as they arrive. Raises what the daemon refused
+        with (InvalidRequest, NotFound, 429/503 as VswitchError with that status) or DaemonUnreachable
+        before the first chunk."""
+        params = {"direction": direction, "count": count, "seconds": seconds, "max_bytes": max_bytes}
+        if filter is not None:
+            params["filter"] = filter
+        # the stream is quiet while no frame crosses the port: wait as long as the capture may last
+        timeout = httpx.Timeout(self._client.timeout.connect, read=float(seconds) + CAPTURE_SLACK_S)
+        request = self._client.build_request("GET", f"/switches/{_seg(switch)}/ports/{_seg(port)}/capture",
+                                             params=params, timeout=timeout)
+        response = self._send(request, stream=True)
+        if not response.is_success:
+            try:
+                response.read()
+            finally:
+                response.close()
+            raise self._refusal(response)
+        return CaptureDownload(response, self.where)
 
     # ---- SwitchApi: every method of the command table is dispatched by `_run` (set below) -----
 
@@ -186,6 +226,37 @@ class RestSwitchApi:
         if cmd.result_key is not None:
             data = data[cmd.result_key] if isinstance(data, dict) else data
         return _decode(cmd.result, data)
+
+
+class CaptureDownload:
+    """A capture's pcapng as it streams from vswitchd: iterate it (once) for the chunks as they arrive;
+    `close` ends the capture (the daemon sees the client go). Raises DaemonUnreachable when the stream
+    breaks (the daemon killed, the connection lost) — what came before is whole."""
+
+    def __init__(self, response: httpx.Response, where: str) -> None:
+        self._response, self._where = response, where
+        self.filename = _attachment_name(response.headers.get("content-disposition", ""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.iter_bytes()
+        except httpx.HTTPError as e:
+            raise DaemonUnreachable(f"the capture stream from vswitchd at {self._where} broke: {e}") from None
+        finally:
+            self.close()
+
+    def stop(self, why: str = "reader gone") -> None:
+        """As `close` (the daemon sees the client go; `why` is its own to say)."""
+        self.close()
+
+    def close(self) -> None:
+        """End the stream; idempotent."""
+        self._response.close()
+
+
+def _attachment_name(disposition: str) -> str | None:
+    _, sep, rest = disposition.partition('filename="')
+    return rest.split('"', 1)[0] if sep else None
 
 
 def _dispatch(cmd: Command) -> Any:

@@ -27,7 +27,8 @@ counted as it streams; never read whole); lists are capped by the model; ``watch
 most 60 s and 10,000 events, at most `WatchPool.size` at once per daemon (429 beyond), on the pool's
 own threads, so it never occupies the threadpool the other endpoints run in, and ``/health``
 (async, no thread at all) answers while any number of watches run. ``events`` (its long poll waits
-at most 30 s for the next event: ``vswitch events --follow``) runs on the same pool, for the same reason.
+at most 30 s for the next event: ``vswitch events --follow``) runs on the same pool, for the same reason; so does a
+pcapng ``capture``, the one route beside the table (frontends/capture_route.py).
 
 Roles: with tokens, every path except ``/health`` and the web UI's static files under ``/ui``
 (frontends/webui.py: they hold no switch's state) needs ``Authorization: Bearer <token>`` (scheme
@@ -860,6 +861,9 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
 
     register_ui(app)
     register_decisions(app, api, lambda: watch_pool.stopping)
+    from vswitch.frontends.capture_route import register_capture  # it builds on this module's names
+
+    register_capture(app, api, watch_pool)  # a stream, beside the command table
 
     bodies: dict[tuple[str, str], type[BaseModel]] = {}
     for cmd in COMMANDS.values():
