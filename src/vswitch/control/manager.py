@@ -1425,7 +1425,7 @@ class SwitchManager:
 
     def read_decisions(self, reader: decision_stream.DecisionReader) -> tuple[list[dict[str, Any]], str | None]:
         """The decisions `reader` has not seen (as the stream's JSON objects), and why the stream ends
-        (the switch deleted, renamed or its datapath replaced) or None."""
+        (the switch deleted, renamed or its datapath replaced) or None. Never blocks (it takes no lock)."""
         shared: dict[Any, Any] = {}
         events = []
         for _seq, *sample in reader.take():
@@ -1434,8 +1434,9 @@ class SwitchManager:
                            "reason": e.reason, "kind": decision_stream.KINDS[decision_stream.kind_of(sample[4])],
                            "out_ports": e.out_ports,
                            "path": "python" if e.path == PYTHON_PATH else "kernel"})
-        with self._lock:
-            current = self._switches.get(reader.switch)
+        # no manager lock: this runs on the REST event loop, which must never wait for a switch being
+        # made (a dict read is atomic; a change seen one poll late ends the stream one poll late)
+        current = self._switches.get(reader.switch)
         if current is None:
             return events, f"switch {reader.switch!r} was deleted or renamed"
         if current.datapath is not reader.datapath:

@@ -86,7 +86,11 @@ def register_decisions(app: FastAPI, api: Any, stopping: Any) -> None:
                     await asyncio.sleep(POLL_S)
             finally:
                 open_streams[0] -= 1
-                api.close_decisions(reader)
+                # on a thread: closing waits for the datapath (and the manager's lock); the loop must not
+                try:
+                    asyncio.get_running_loop().run_in_executor(None, api.close_decisions, reader)
+                except RuntimeError:  # no loop any more (finalised at shutdown): nothing else waits
+                    api.close_decisions(reader)
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
