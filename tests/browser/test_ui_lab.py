@@ -3,12 +3,13 @@ vswitchd serving the web UI (as `make demo` prints it), the External switch draw
 and uplink, the host's real `ping` to the server seen as decisions on the picture (the first echo
 flooded while the switch acts as a hub, then known unicast), and a trace drawn as numbered hops."""
 
+# ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from conftest import console_errors, screenshot, wait_for, wait_until
+from browserkit import browser, console_errors, daemons, paths, screenshot, ui, wait_for, wait_until  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import labkit  # noqa: E402

@@ -3,14 +3,16 @@ link ports), the real `ping` between them, and the page's picture receiving the 
 from the sampled stream — the first ARP request flooded ("acting as a hub"), then known unicast to
 one port — with the ports' counters moving. Both datapaths."""
 
+# ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
 
 import sys
 import uuid
 from pathlib import Path
 
+from browserkit import Ui, browser, console_errors, daemons, paths, screenshot, ui, wait_for, wait_until  # noqa: F401 (fixtures)
+
 import datapaths
-from conftest import Ui, console_errors, screenshot, wait_for, wait_until
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
 from vswitch.control.netlink import Netlink
 from vswitch.frontends.client import RestSwitchApi

@@ -3,6 +3,7 @@ ports created, changed and removed through the page are what the API then report
 switch's trial connection counts down and is confirmed; a reader is shown no control that changes
 anything, and the API refuses it (403) when it tries anyway."""
 
+# ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from browserkit import Ui, browser, console_errors, daemons, paths, screenshot, ui, wait_for, wait_until  # noqa: F401 (fixtures)
 
-from conftest import Ui, console_errors, screenshot, wait_for, wait_until
 from vswitch.control.model import NotFound, PortKind, PortSpec, StaticEntry, SwitchSpec, SwitchType
 from vswitch.frontends.client import RestSwitchApi
 
@@ -65,8 +66,17 @@ def _submit_and_render(driver: object, form: object) -> None:
 
 
 def _switch_page(driver: object, ui: Ui, name: str) -> None:
-    wait_until(driver, lambda d: d.current_url.endswith(f"#/switch/{name}")
-               and d.find_elements("css selector", "table#ports"), f"switch {name}'s page")
+    def shown(d: object) -> bool:
+        return bool(d.current_url.endswith(f"#/switch/{name}")  # type: ignore[attr-defined]
+                    and d.find_elements("css selector", "table#ports"))  # type: ignore[attr-defined]
+    try:
+        wait_until(driver, shown, f"switch {name}'s page")
+    except Exception:
+        # say what the page said (a refusal in a form, a notice) rather than only that it timed out
+        said = driver.execute_script(  # type: ignore[attr-defined]
+            "return [...document.querySelectorAll('#notice, .form-error')].map(e => e.textContent).join(' | ')")
+        where = driver.current_url  # type: ignore[attr-defined]
+        raise AssertionError(f"switch {name}'s page not shown; the page says: {said!r}; at {where}") from None
 
 
 def test_a_switch_and_its_ports_made_and_changed_through_the_page(ui: Ui, browser: object, tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """The web UI in a real browser (issue 14, item 6): signing in with each role, the switches and a
 switch's ports as the API has them, a token given in the link, no console errors."""
 
+# ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
 
 import uuid
 
-from conftest import PAGE_TIMEOUT_S, Ui, console_errors, screenshot, wait_for
+from browserkit import PAGE_TIMEOUT_S, Ui, browser, console_errors, daemons, paths, screenshot, ui, wait_for  # noqa: F401 (fixtures)
+
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
 from vswitch.frontends.client import RestSwitchApi
 

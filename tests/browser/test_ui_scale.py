@@ -3,6 +3,7 @@ from real frames on a TAP port. The MAC table stays a screenful of rows in the D
 filters and scrolls to its last entry; the load time is measured and written to
 build/figures/ui-load.json (a figure for the closing note, not an assertion: machines are noisy)."""
 
+# ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import Ui, console_errors, screenshot, wait_for, wait_until
+from browserkit import Ui, browser, console_errors, daemons, paths, screenshot, ui, wait_for, wait_until  # noqa: F401 (fixtures)
+
 from vswitch.control.model import PortKind, PortSpec, StaticEntry, SwitchSpec, SwitchType
 from vswitch.frontends.client import RestSwitchApi
 

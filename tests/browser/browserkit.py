@@ -1,4 +1,6 @@
-"""Browser tests' fixtures: Debian's headless Chromium (selenium through Debian's chromedriver) and
+"""Browser tests' fixtures and helpers (imported by each test module: a conftest.py here would take
+the module name `conftest` from tests/conftest.py, whose helpers other tests import): Debian's
+headless Chromium (selenium through Debian's chromedriver) and
 a real vswitchd on loopback TCP with an admin and a reader token. Tests assert on the DOM, never on
 pixels, and save screenshots under build/screenshots/."""
 
@@ -19,7 +21,8 @@ from test_daemon_socket import Daemon, daemons, free_port, paths, start  # noqa:
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-PAGE_TIMEOUT_S = 20.0
+#: generous: the suite runs the browser beside other tests on 2 cores
+PAGE_TIMEOUT_S = 60.0
 
 
 def _skip_reason() -> str | None:
