@@ -139,7 +139,7 @@ def test_a_switch_and_its_ports_made_and_changed_through_the_page(ui: Ui, browse
         renamed = name + "r"
         form = _open(browser, "details#switch-settings").find_element("css selector", "form#rename-switch")  # type: ignore[attr-defined]
         _fill(form, name=renamed)
-        _submit(form)
+        _submit_and_render(browser, form)
         _switch_page(browser, ui, renamed)
         assert [p.name for p in api.list_ports(renamed) if p.role == "vm"] == ["vm1", "vm2"]
 

@@ -103,19 +103,28 @@ const Vs = (() => {
     return ctl;
   }
 
-  // fn() now and every `ms` while the view lasts and the tab is visible; a failure is shown once.
+  // fn() now and every `ms` while the view lasts and the tab is visible; a failure is shown.
+  // Stopping it resolves once a call in flight is done, so `leave()` can wait for it.
   function every(ms, fn) {
     let stopped = false;
     let timer = null;
+    let running = Promise.resolve();
     const tick = async () => {
       if (stopped) return;
       if (!document.hidden) {
-        try { await fn(); } catch (e) { if (!stopped) notice(e.message); }
+        running = Promise.resolve(fn()).catch((e) => { if (!stopped) notice(e.message); });
+        await running;
       }
       if (!stopped) timer = setTimeout(tick, ms);
     };
-    leaving.push(() => { stopped = true; clearTimeout(timer); });
+    leaving.push(() => { stopped = true; clearTimeout(timer); return running; });
     return tick();
+  }
+
+  // Stop what the current view started (its polls and streams) and wait for its calls in flight:
+  // before a change that ends the view's object (a rename, a delete), so no poll asks for what is gone.
+  async function leave() {
+    await Promise.all(leaving.splice(0).map((stop) => stop()));
   }
 
   function onLeave(fn) { leaving.push(fn); }
@@ -233,8 +242,16 @@ const Vs = (() => {
 
   function route(pattern, view) { routes.push([pattern, view]); }
 
-  async function render() {
-    for (const stop of leaving.splice(0)) stop();
+  // one render at a time, in the order asked: a render still fetching must never draw over a later
+  // one (an old list of ports over the one a change just made)
+  let rendering = Promise.resolve();
+  function render() {
+    rendering = rendering.then(draw, draw);
+    return rendering;
+  }
+
+  async function draw() {
+    await leave();
     takeTokenFromUrl();
     const view = document.getElementById("view");
     notice("");
@@ -285,6 +302,6 @@ const Vs = (() => {
   // every view module is loaded (scripts at the end of the body) before this fires
   document.addEventListener("DOMContentLoaded", start);
 
-  return {api, h, form, dangerButton, download, stream, every, onLeave, notice, route, render, isAdmin,
+  return {api, h, form, dangerButton, download, stream, every, onLeave, leave, notice, route, render, isAdmin,
     ApiError, get role() { return role; }};
 })();

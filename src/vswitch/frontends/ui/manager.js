@@ -128,7 +128,10 @@ const VsManager = (() => {
       else Vs.render();
     };
     const rename = form("rename-switch", [{name: "name", label: "New name", value: sw.name}], "Rename",
-      (v) => patch({name: v.name}));
+      async (v) => {
+        await Vs.leave();  // the page's polls ask for the old name: stop them first
+        await patch({name: v.name});
+      });
     const connection = form("switch-connection", connectionFields(nics, sw), "Change connection type",
       (v) => patch(connectionBody(v)));
     const table = form("switch-table", [
@@ -140,6 +143,7 @@ const VsManager = (() => {
       options: [["auto", "auto — the kernel fast path where it can"], ["kernel", "kernel (tc-bpf)"],
         ["python", "python"]]}], "Move", (v) => patch(v));
     const del = dangerButton("Delete switch", `Really delete ${sw.name}? (click again)`, async () => {
+      await Vs.leave();
       await api(path, {method: "DELETE"});
       notice(`deleted switch ${sw.name}`, "ok");
       location.hash = "#/";
