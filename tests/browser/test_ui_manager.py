@@ -85,7 +85,8 @@ def test_a_switch_and_its_ports_made_and_changed_through_the_page(ui: Ui, browse
     browser.get(f"{ui.url}/ui/#token={ui.admin}")  # type: ignore[attr-defined]
     create = wait_for(browser, "form#create-switch")
     _fill(create, name=name, type="private")
-    _submit(create)
+    # waited until that render has finished, not only until its table shows: the next step counts renders
+    _submit_and_render(browser, create)
     _switch_page(browser, ui, name)
     with RestSwitchApi(url=ui.url, token=ui.reader) as api:
         assert api.get_switch(name).type == "private"
@@ -247,7 +248,7 @@ def test_an_external_switch_is_made_on_trial_and_confirmed_through_the_page(
         assert nic in [o.get_attribute("value") for o in create.find_elements(  # type: ignore[attr-defined]
             "css selector", "select[name=nic] option")]
         _fill(create, name=name, type="external", nic=nic, allow_management_os=True, confirm_timeout_s=120)
-        _submit(create)
+        _submit_and_render(browser, create)
         _switch_page(browser, ui, name)
         countdown = wait_for(browser, f'.confirm[data-confirm="{name}"] .countdown')
         with RestSwitchApi(url=ui.url, token=ui.reader) as api:
