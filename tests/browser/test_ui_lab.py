@@ -1,7 +1,9 @@
 """A lab's switch in the browser (issue 14, items 2, 3 and 6): the built-in one-nic lab with its
 vswitchd serving the web UI (as `make demo` prints it), the External switch drawn with its host vNIC
 and uplink, the host's real `ping` to the server seen as decisions on the picture (the first echo
-flooded while the switch acts as a hub, then known unicast), and a trace drawn as numbered hops."""
+flooded while the switch acts as a hub, then known unicast), a trace drawn as numbered hops, and the
+lab's page: `lab trace`'s observed path (request and reply, hops 1–12) drawn across the lab, with
+the flood's copy that vm1 received and did not ask for."""
 
 # ruff: noqa: F811  (the fixtures `browser`, `ui`, `paths`, `daemons` are imported, then requested by name)
 from __future__ import annotations
@@ -14,6 +16,7 @@ from browserkit import browser, console_errors, daemons, paths, screenshot, ui, 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import labkit  # noqa: E402
 
+from vswitch.frontends.lab_trace_cli import run_trace  # noqa: E402
 from vswitch.lab import builtin_topology  # noqa: E402
 
 
@@ -53,4 +56,34 @@ def test_a_labs_switch_page_shows_the_ping_and_a_trace(browser: object) -> None:
         wait_until(browser, lambda d: d.find_elements("css selector", '#trace-overlay g.hop[data-stage="egress"]'),
                    "the egress hop drawn")
         screenshot(browser, "lab-trace.png")
+        assert console_errors(browser) == []
+
+        # `lab trace` as a user runs it (it records the result for the lab's page), the MAC table
+        # forgotten first so that the first echo is flooded
+        labkit.flush(lab, sw.name)
+        result = run_trace(lab.name, "host", "server", 2)
+        assert result["received"] == 2, result.get("ping_error")
+        browser.find_element("css selector", "#lab-link").click()  # type: ignore[attr-defined]
+        wait_for(browser, 'svg#lab-picture g.lab-node[data-node="server"]')
+        wait_for(browser, 'svg#lab-picture g.lab-switch[data-switch="ext"]')
+        title = wait_for(browser, "#lab-trace-title")
+        assert title.get_attribute("data-seq") == "1", title.text  # type: ignore[attr-defined]
+        hops = browser.find_elements("css selector", "#lab-hops li")  # type: ignore[attr-defined]
+        expected = result["echoes"][0]["hops"]
+        assert [h.get_attribute("data-n") for h in hops] == [str(h["n"]) for h in expected]
+        messages = [h.get_attribute("data-message") for h in hops]
+        assert "request" in messages and "reply" in messages and len(hops) >= 12, messages
+        copies = browser.find_elements("css selector", '#lab-hops li[data-copy="unasked"]')  # type: ignore[attr-defined]
+        assert copies and "vm1" in copies[0].text, [h.text for h in hops]
+        drawn = browser.find_elements("css selector", "#lab-overlay g.hop")  # type: ignore[attr-defined]
+        assert len(drawn) == len(expected), "every observed hop is drawn on the lab"
+        assert browser.find_elements("css selector", '#lab-overlay g.hop[data-copy="unasked"]')  # type: ignore[attr-defined]
+        assert browser.find_elements("css selector", 'polyline[data-message="reply"]')  # type: ignore[attr-defined]
+        screenshot(browser, "lab-observed-path.png")
+
+        # a second trace, run while the page is open, appears on it without a reload
+        run_trace(lab.name, "vm1", "server", 1)
+        wait_until(browser, lambda d: d.execute_script(
+            "const t = document.querySelector('#lab-trace-title'); return t && t.dataset.from;") == "vm1",
+            "the new trace shown")
         assert console_errors(browser) == []

@@ -3,7 +3,9 @@ that lets the page load nothing from elsewhere; GET /whoami tells the page its c
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from fake_api import FakeApi
 from fastapi.testclient import TestClient
@@ -45,14 +47,32 @@ def test_the_api_still_needs_a_token_and_whoami_says_the_role() -> None:
     assert client.get("/whoami").status_code == 401
     for token, role in TOKENS.items():
         r = client.get("/whoami", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200 and r.json() == {"role": role.value}
+        assert r.status_code == 200 and r.json() == {"role": role.value, "lab": False}
 
 
 def test_without_tokens_every_caller_is_admin() -> None:
-    assert TestClient(make_app(FakeApi())).get("/whoami").json() == {"role": "admin"}
+    assert TestClient(make_app(FakeApi())).get("/whoami").json() == {"role": "admin", "lab": False}
 
 
 def test_the_scripts_use_no_inline_code_the_policy_would_block() -> None:
     page = (UI_DIR / "index.html").read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)", page), "an inline script: CSP script-src 'self' blocks it"
     assert not re.search(r"<[^>]+\son[a-z]+=", page), "an inline handler: CSP blocks it"
+
+
+def test_a_labs_daemon_serves_the_labs_view_to_a_reader_and_says_it_has_one(tmp_path: Path) -> None:
+    view = tmp_path / "view.json"
+    client = TestClient(make_app(FakeApi(), tokens=TOKENS, lab_view=view))
+    reader = {"Authorization": "Bearer rd-ui"}
+    assert client.get("/lab").status_code == 401, "the lab's view needs a token like the rest of the API"
+    assert client.get("/whoami", headers=reader).json() == {"role": "reader", "lab": True}
+    r = client.get("/lab", headers=reader)
+    assert r.status_code == 404 and "not written its view" in r.json()["error"]
+    view.write_text(json.dumps({"name": "l1", "traces": []}))
+    r = client.get("/lab", headers=reader)
+    assert r.status_code == 200 and r.json() == {"name": "l1", "traces": []}
+
+
+def test_a_daemon_that_is_no_labs_has_no_lab_page() -> None:
+    r = TestClient(make_app(FakeApi())).get("/lab")
+    assert r.status_code == 404 and "vswitch lab up" in r.json()["error"]

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve --listen over HTTPS with this certificate")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--allow-remote", action="store_true", help="allow --listen on a non-loopback address")
+    p.add_argument("--lab-view", default=None, metavar="FILE",
+                   help="a lab's view file (vswitch lab up gives it): served at GET /lab for the web UI's lab "
+                        "page, which draws the lab and its last `lab trace`")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
     p.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
                    help="after forwarding, keep polling ports for US microseconds before sleeping: "
@@ -428,10 +431,12 @@ def run(args: argparse.Namespace) -> int:
         from vswitch.frontends.rest import WatchPool, make_app
 
         watches = WatchPool()
-        listeners.append((make_app(manager, watches=watches), unix_sock))
+        lab_view = Path(args.lab_view) if args.lab_view else None
+        listeners.append((make_app(manager, watches=watches, lab_view=lab_view), unix_sock))
         log.info("serving on unix socket %s", args.socket)
         if tcp_sock is not None and tcp_addr is not None:
-            listeners.append((make_app(manager, tokens=tokens, watches=watches, public_metrics=args.metrics_public),
+            listeners.append((make_app(manager, tokens=tokens, watches=watches, public_metrics=args.metrics_public,
+                                        lab_view=lab_view),
                               tcp_sock))
             roles = ", ".join(f"{sum(r is role for r in tokens.values())} {role}" for role in Role)
             log.info("serving on %s://%s:%d (bearer token required; tokens: %s)",

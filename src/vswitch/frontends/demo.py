@@ -182,6 +182,12 @@ class Demo:
             self.c.print("→ note: the first echo was not flooded this time (the switch already knew the server, "
                          "e.g. from other traffic); the path above is what was observed.")
 
+        lab_link = self.lab.ui_link(sw.node, lab_page=True)
+        if lab_link:
+            self.c.print(f"\n[bold]The observed path drawn on the lab[/] (request and reply numbered, the flood's "
+                         f"copies nobody asked for marked):\n  [link={lab_link}]{escape(lab_link)}[/link]")
+            self.wait_for_enter("look at it, then press Enter to go on")
+
         self.step("a VM's path to the server",
                   "vm1's pings enter the switch on its port, leave through the uplink and eth1, cross the physical "
                   "switch to the server, and the replies come back the same way.")
@@ -216,11 +222,12 @@ class Demo:
 
     def trace(self, src: str, dst: str, count: int) -> dict[str, Any]:
         from vswitch.frontends.client import RestSwitchApi
-        from vswitch.frontends.lab_trace_cli import print_trace
+        from vswitch.frontends.lab_trace_cli import print_trace, record
         from vswitch.lab.trace import trace
 
         self.c.print(f"[dim]$ vswitch lab trace {self.lab.name} --from {src} --to {dst} --count {count}[/]")
         result = trace(self.lab, src, dst, count=count, api_for=lambda s: RestSwitchApi(socket_path=s))
+        record(self.lab, result)
         print_trace(result, self.c)
         if result["received"] == 0:
             raise DemoFailed(f"no echo reply from {dst} to {src}")

@@ -85,15 +85,26 @@ def print_trace(result: Mapping[str, Any], console: Console | None = None) -> No
 
 
 def run_trace(lab_name: str, src: str, dst: str, count: int) -> dict[str, Any]:
-    """Load running lab `lab_name` and trace `count` pings from `src` to `dst` (click errors on refusal)."""
+    """Load running lab `lab_name`, trace `count` pings from `src` to `dst` (click errors on refusal) and
+    show the result on the lab's web UI page."""
     from vswitch.lab import Lab, LabError
     from vswitch.lab.trace import TraceError, trace
 
     try:
         lab = Lab.load(lab_name)
-        return trace(lab, src, dst, count=count, api_for=lambda s: RestSwitchApi(socket_path=s))
+        result = trace(lab, src, dst, count=count, api_for=lambda s: RestSwitchApi(socket_path=s))
     except (LabError, TraceError) as exc:
         raise click.ClickException(str(exc)) from None
+    record(lab, result)
+    return result
+
+
+def record(lab: Any, result: dict[str, Any]) -> None:
+    """Put `result` on the lab's web UI page (`Lab.record_trace`); a failure to is said, not fatal."""
+    try:
+        lab.record_trace(result)
+    except OSError as exc:
+        click.echo(f"vswitch: the trace is not shown on the lab's web UI page: {exc}", err=True)
 
 
 @click.command("trace")

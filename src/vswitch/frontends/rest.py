@@ -54,6 +54,7 @@ import hmac
 import inspect
 import json
 import logging
+import pathlib
 import threading
 import types
 import typing
@@ -802,13 +803,13 @@ DOCS_ASSETS = "/docs/assets"
 
 def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, Role] | None = None,
              watches: WatchPool | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-             public_metrics: bool = False) -> FastAPI:
+             public_metrics: bool = False, lab_view: pathlib.Path | None = None) -> FastAPI:
     """A FastAPI app serving `api`.
 
     With `token` (an admin token) and/or `tokens` (token → role), all but /health require one of
     them (/metrics a reader's at least; none with `public_metrics`, when the operator asks: a
     Prometheus server without a bearer token). `watches` is the daemon's shared `WatchPool` (a new
-    one when None).
+    one when None). `lab_view`: a lab's view file, served at GET /lab (`webui.register_ui`).
     """
     accepted: dict[str, Role] = dict(tokens or {})
     if token:
@@ -854,12 +855,13 @@ def make_app(api: SwitchApi, token: str | None = None, *, tokens: Mapping[str, R
         return Response(body, media_type=content_type)
 
     @app.get("/whoami", tags=["health"])
-    def whoami(request: Request) -> dict[str, str]:
-        """The role of the caller's token (``admin`` or ``reader``); every caller of an app without
-        tokens (the unix socket) is admin. The web UI asks, to show a reader no mutation controls."""
-        return {"role": getattr(request.state, ROLE_STATE, Role.ADMIN.value)}
+    def whoami(request: Request) -> dict[str, Any]:
+        """The role of the caller's token (``admin`` or ``reader``; every caller of an app without
+        tokens, the unix socket, is admin) and whether this daemon serves a lab (``GET /lab``). The
+        web UI asks, to show a reader no mutation controls and a lab's daemon a link to the lab."""
+        return {"role": getattr(request.state, ROLE_STATE, Role.ADMIN.value), "lab": lab_view is not None}
 
-    register_ui(app)
+    register_ui(app, lab_view)
     register_decisions(app, api, lambda: watch_pool.stopping)
     from vswitch.frontends.capture_route import register_capture  # it builds on this module's names
 

@@ -52,6 +52,7 @@ from vswitch.lab.state import (
     lab_root,
     read_state,
     state_path,
+    view_path,
     write_state,
 )
 from vswitch.lab.topology import Attachment, Topology
@@ -281,7 +282,8 @@ def _build_network(topology: Topology, state: dict[str, Any], steps: _Steps, ui_
                  "log": str(lab_dir / f"{host.name}.log")}
         ui: dict[str, Any] = {}
         if ui_port is None:
-            pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"])
+            pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"],
+                                lab_view=str(view_path(lab_dir)))
         else:
             token = secrets.token_urlsafe(18)
             token_file = lab_dir / f"{host.name}.tokens"
@@ -290,7 +292,7 @@ def _build_network(topology: Topology, state: dict[str, Any], steps: _Steps, ui_
                 f.write(f"admin:{token}\n")
             with _ui_listener(ui_port if not started else 0) as listener:
                 pid = daemons.start(nsmap[host.name], files["state_dir"], files["socket"], files["log"],
-                                    ui=(listener, str(token_file)))
+                                    ui=(listener, str(token_file)), lab_view=str(view_path(lab_dir)))
                 ui = {"ui_url": f"http://127.0.0.1:{listener.getsockname()[1]}/ui/", "ui_token": token}
         state["daemons"][host.name] = {"pid": pid, **files, **ui}
         steps.did({"kind": "daemon", "pid": pid, "socket": files["socket"], "node": host.name})
@@ -361,6 +363,7 @@ def create_switches(lab: Lab, api_factory: ApiFactory) -> Lab:
                 steps.save()
             state["phase"] = "up"
             steps.save()
+            lab.publish_view()  # in the lab's directory: removed with it
             steps.stack.pop_all()
     except Exception as e:
         state["switches"] = []

@@ -33,15 +33,18 @@ class DaemonError(Exception):
 
 
 def start(ns: str, state_dir: str, socket_path: str, log_path: str,
-          ui: tuple[socket.socket, str] | None = None) -> int:
+          ui: tuple[socket.socket, str] | None = None, lab_view: str | None = None) -> int:
     """Start vswitchd in namespace `ns`, detached; return its PID (it may not answer yet).
 
     `ui`: a listening TCP socket and a token file; the daemon serves its API and web UI on that
     socket. A socket stays in the namespace it was made in, so one bound here (the caller's
-    namespace) lets a browser here reach a daemon that lives in the lab's host namespace."""
+    namespace) lets a browser here reach a daemon that lives in the lab's host namespace.
+    `lab_view`: the lab's view file, served at GET /lab for the web UI's lab page."""
     Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = ["ip", "netns", "exec", ns, sys.executable, "-m", DAEMON_MODULE,
             "--state-dir", state_dir, "--socket", socket_path]
+    if lab_view is not None:
+        argv += ["--lab-view", lab_view]
     fds: tuple[int, ...] = ()
     if ui is not None:
         listener, token_file = ui

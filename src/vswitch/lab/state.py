@@ -17,7 +17,12 @@ State file (``<LAB_ROOT>/<name>.json``, version 1)::
      "switches": [{"name", "node", "type", "socket", "nic", "vnic"}],   # created switches only
      "undo": [{"kind": "dir|netns|link|daemon", ...}]}             # replayed in reverse by `down`
 
-Invariants: the file is replaced atomically (write + rename); `Lab` never changes the kernel.
+The lab's view (``<dir>/view.json``): what the web UI's lab page draws, served verbatim by the lab's
+daemons at ``GET /lab`` (``vswitchd --lab-view``): the topology, the links and switches made, and the
+last `lab trace` result (`Lab.record_trace`), so a browser shows the observed path that a terminal
+printed. It holds no token, PID or namespace name.
+
+Invariants: both files are replaced atomically (write + rename); `Lab` never changes the kernel.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from vswitch.lab.model import CapturePoint, LabError, LabSwitch
 from vswitch.lab.topology import Topology
 
 STATE_VERSION = 1
+#: `lab trace` results the web UI's lab page offers (the newest ones)
+VIEW_TRACES = 8
 #: where lab state lives; VSWITCH_LAB_ROOT overrides it (tests, non-standard /run)
 LAB_ROOT = Path(os.environ.get("VSWITCH_LAB_ROOT", "/run/vswitch/labs"))
 
@@ -60,10 +67,18 @@ def read_state(name: str) -> dict[str, Any]:
 
 def write_state(state: dict[str, Any]) -> None:
     """Replace the state file of ``state['name']`` atomically."""
-    path = state_path(state["name"])
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    _replace_json(state_path(state["name"]), state)
+
+
+def _replace_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def view_path(lab_dir: str | Path) -> Path:
+    """Where the lab's view for the web UI lives (given to its daemons as ``--lab-view``)."""
+    return Path(lab_dir) / "view.json"
 
 
 def lab_names() -> list[str]:
@@ -116,14 +131,15 @@ class Lab:
             raise LabError(f"lab {self.name!r} has no node {node!r} "
                            f"(nodes: {', '.join(self.state['namespaces'])})") from None
 
-    def ui_link(self, node: str, switch: str | None = None) -> str | None:
+    def ui_link(self, node: str, switch: str | None = None, *, lab_page: bool = False) -> str | None:
         """The web UI of `node`'s vswitchd as a link that signs in (its admin token in the fragment, which
-        a browser never sends), at `switch`'s page if given; None when the lab was built without the UI."""
+        a browser never sends), at `switch`'s page if given, or at the lab's page (its topology and the
+        observed paths of `lab trace`); None when the lab was built without the UI."""
         self.netns(node)
         daemon = self.state["daemons"].get(node) or {}
         if not daemon.get("ui_url"):
             return None
-        page = f"&/switch/{switch}" if switch else ""
+        page = "&/lab" if lab_page else f"&/switch/{switch}" if switch else ""
         return f"{daemon['ui_url']}#token={daemon['ui_token']}{page}"
 
     def address(self, node: str) -> str:
@@ -226,6 +242,34 @@ class Lab:
                 role = "unused (no addresses, no switch)"
             out.append({**f, "role": role})
         return out
+
+    # -- the web UI's view --
+    def view(self, traces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What the web UI's lab page draws: topology, links and switches made, and `traces` (`lab trace`
+        results, oldest first)."""
+        return {"name": self.name, "topology": self.state["topology"],
+                "links": [{k: lk[k] for k in ("node", "ifname", "kind", "label")}
+                          for lk in self.state.get("links", [])],
+                "switches": [{k: s.get(k) for k in ("name", "node", "type", "nic", "vnic")}
+                             for s in self.state.get("switches", [])],
+                "traces": traces or []}
+
+    def publish_view(self, traces: list[dict[str, Any]] | None = None) -> None:
+        """Write the view where the lab's daemons serve it; OSError when the lab's directory cannot be written."""
+        _replace_json(view_path(self.state["dir"]), self.view(traces))
+
+    def record_trace(self, result: dict[str, Any]) -> None:
+        """Add `result` (of `vswitch.lab.trace.trace`) to the web UI's lab page, which keeps the last
+        `VIEW_TRACES`; a lab whose directory is gone (taken down meanwhile) is left alone. OSError when
+        the view cannot be written."""
+        path = view_path(self.state["dir"])
+        if not path.parent.is_dir():
+            return
+        try:
+            traces = json.loads(path.read_text()).get("traces", [])
+        except (FileNotFoundError, ValueError):
+            traces = []
+        self.publish_view([*traces, result][-VIEW_TRACES:])
 
     def summary_dict(self) -> dict[str, Any]:
         """What `lab list --json` shows of this lab."""

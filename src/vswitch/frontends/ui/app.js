@@ -7,6 +7,7 @@
 const Vs = (() => {
   const TOKEN_KEY = "vswitch.token";
   let role = "";
+  let lab = false;
   const routes = [];
   // what the current view started (timers, streams): stopped when the view changes
   let leaving = [];
@@ -259,7 +260,7 @@ const Vs = (() => {
     // not reach that): without one, ask, rather than be refused
     if (!token()) { loginView(view); return; }
     try {
-      role = (await api("/whoami")).role;
+      ({role, lab} = await api("/whoami"));
     } catch (e) {
       if (e.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
@@ -274,6 +275,7 @@ const Vs = (() => {
     who.dataset.role = role;
     document.body.dataset.role = role;
     document.getElementById("logout").hidden = !token();
+    document.getElementById("lab-link").hidden = !lab;  // a lab's daemon: its page draws the lab
     const path = location.hash.replace(/^#/, "") || "/";
     for (const [pattern, show] of routes) {
       const m = path.match(pattern);
