@@ -152,3 +152,22 @@ def test_a_missing_namespace_is_the_same_error(netns: Callable[[str], str]) -> N
     real = _outcome(lambda: Netlink(missing))
     fake = _outcome(lambda: MemKernel()(missing))
     assert fake == real and real[0] == "LinkNotFound"
+
+
+def test_a_link_deleted_between_its_lookup_and_its_get_is_not_found(netns: Callable[[str], str]) -> None:
+    """`nic list` walks the links while tests and users delete them: a link that goes between
+    the name lookup and the get is LinkNotFound (skipped by the listing), not an internal error."""
+    ns = netns("memk")
+    with Netlink(ns) as nl:
+        nl.create_veth("va", "pa")
+        lookup = nl._ipr.link_lookup
+
+        def lookup_then_delete(**kwargs: Any) -> list[int]:
+            found = lookup(**kwargs)
+            nl._ipr.link_lookup = lookup
+            nl.delete_link("va")  # the race, made certain: the link goes right after its lookup
+            return found
+
+        nl._ipr.link_lookup = lookup_then_delete
+        with pytest.raises(LinkNotFound):
+            nl.link("va")

@@ -308,7 +308,12 @@ class Netlink:
         found = self._ipr.link_lookup(ifname=name)
         if not found:
             raise LinkNotFound.link(name, self.netns)
-        return _link_info(self._call(f"get link {name}", self._ipr.get_links, found[0])[0])
+        try:
+            return _link_info(self._ipr.get_links(found[0])[0])
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:  # deleted between the lookup and the get
+                raise LinkNotFound.link(name, self.netns) from exc
+            raise NetlinkFailure.refused(exc.code, f"get link {name}") from exc
 
     def link_exists(self, name: str) -> bool:
         return bool(self._ipr.link_lookup(ifname=name))
