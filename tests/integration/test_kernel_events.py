@@ -10,6 +10,7 @@ deciding (the verdicts do not change). Real receives (metadata tags) are test_ke
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -17,7 +18,7 @@ from kernel_fastpath import require_fastpath
 from test_kernel_diff import NS, POLICIES, _build, _random_frame
 
 from vswitch.datapath.kernel import layout
-from vswitch.datapath.kernel.events import KERNEL_PATH, DecisionFeed
+from vswitch.datapath.kernel.events import KERNEL_PATH, SAMPLE_GAP_NS, DecisionFeed
 
 pytestmark = pytest.mark.root
 
@@ -102,3 +103,56 @@ def test_a_full_ring_loses_events_counted_and_never_changes_a_decision() -> None
             assert read + lost == n and len(seen.calls) == read
         finally:
             feed.close()
+
+
+def test_a_sample_is_chosen_in_the_program_and_a_watch_gets_every_decision_meanwhile() -> None:
+    """Only samplers (the web UI's stream): the program reports the first decision after each
+    SAMPLE_GAP_S on its CPU and makes no event for the others; an observer (a watch) added gets
+    every decision, and with it gone the program samples again."""
+    require_fastpath()
+    _, prog = _build(POLICIES)
+    frame = b"\xff" * 6 + bytes((2, 0, 0, 0, 0xEB, 4)) + b"\x08\x00" + bytes(46)
+    sampled, watched = _Seen(), _Seen()
+    observers: list = []
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # the gate is per CPU: every test run on the same one
+    try:
+        with prog:
+            now = 1_000 * NS
+            prog.set_test_clock(now)
+            feed = DecisionFeed(prog, observers, [sampled], every=False)
+            try:
+                step = SAMPLE_GAP_NS // 20
+                for i in range(1000):  # 50 gaps' worth of frames, 20 a gap
+                    prog.set_test_clock(now + i * step)
+                    assert prog.run("a10", frame).reason == "flood_broadcast"
+                while feed.drain():
+                    pass
+                assert len(sampled.calls) == 50, f"{len(sampled.calls)} samples of 1000 frames over 50 gaps"
+                assert feed.lost == 0, "the frames not sampled made no event at all"
+                assert {c[6] for c in sampled.calls} == {KERNEL_PATH}
+
+                observers.append(watched)
+                feed.set_every(True)
+                now += 1000 * step
+                for i in range(100):
+                    prog.set_test_clock(now + i)
+                    prog.run("a10", frame)
+                while feed.drain():
+                    pass
+                assert len(watched.calls) == 100, "a watch gets every decision"
+
+                observers.remove(watched)
+                feed.set_every(False)
+                sampled.calls.clear()
+                now += SAMPLE_GAP_NS
+                for i in range(100):
+                    prog.set_test_clock(now + i)
+                    prog.run("a10", frame)
+                while feed.drain():
+                    pass
+                assert len(watched.calls) == 100 and len(sampled.calls) == 1, "sampled again"
+            finally:
+                feed.close()
+    finally:
+        os.sched_setaffinity(0, cpus)

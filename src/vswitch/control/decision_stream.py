@@ -1,29 +1,34 @@
 """The sampled stream of a switch's decisions (what the web UI's picture draws live, issue 14 item 2).
 
-Owns the sampler (one frame observer per switch, however many pages read it) and a reader's view
+Owns the sampler (one frame sampler per switch, however many pages read it) and a reader's view
 of it (`DecisionReader`: its own cursor, what it missed, once-a-second summaries).
 
 Invariants:
-- on the datapath thread, per frame: one counter increment by kind and a token-bucket test; only a
-  sampled frame (at most `SAMPLE_RATE` a second per switch) costs a slice and a tuple; the samples
-  wait in a bounded ring (`RING`), never in an unbounded queue;
-- a reader never blocks the sampler: it reads the ring with its own cursor; what was overwritten
-  before it read it is counted as missed for that reader alone;
-- with no reader, the switch has no observer at all (the manager removes it with the last one).
-Must not touch: the manager's switches (it is given the datapath's observer list through the manager).
+- the sample is chosen where frames are decided, before anything is copied: the datapath hands a
+  sampler at most one frame per `SAMPLE_GAP_S` per reader of frames (Datapath.add_sampler; the
+  kernel fast path gates in its program, so a frame not sampled makes no event); the sampler's token
+  bucket keeps the sum of those at `SAMPLE_RATE` a second;
+- the summaries' counts of every frame come from the switch's counters (which count every frame
+  anyway), never from a per-frame call;
+- the samples wait in a bounded ring (`RING`), never in an unbounded queue; a reader never blocks
+  the sampler: it reads the ring with its own cursor; what was overwritten before it read it is
+  counted as missed for that reader alone;
+- with no reader, the switch has no sampler at all (the manager removes it with the last one).
+Must not touch: the manager's switches (it is given the datapath's sampler list through the manager).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from vswitch.core.reasons import Reason
+from vswitch.datapath.loop import SAMPLE_GAP_S
 
 #: sampled decisions per second per switch, at most (a page draws a few dozen a second at best)
-SAMPLE_RATE = 50
+SAMPLE_RATE = round(1 / SAMPLE_GAP_S)
 #: samples kept for readers (two seconds at the sampling rate)
 RING = 2 * SAMPLE_RATE
 #: a summary of every frame (not only the sampled ones) this often
@@ -40,26 +45,40 @@ def kind_of(reason: Reason) -> int:
     return KIND_DROP if reason.is_drop else KIND_FLOOD if reason.is_flood else KIND_UNICAST
 
 
-class DecisionSampler:
-    """A switch's one frame observer for its decision stream (call `observe` from the datapath).
+def totals(port_counters: Iterable[Mapping[str, Any]]) -> list[int]:
+    """Every frame the switch decided, by kind, from its ports' counters (`PortCounters.snapshot`):
+    floods as counted on the in-ports, drops of every reason, and known unicast the rest of what the
+    ports received (a flood that failed on one output counts as a flood and a drop: never below 0)."""
+    frames = flood = drop = 0
+    for c in port_counters:
+        frames += c["rx_frames"]
+        flood += c["floods"]
+        drop += sum(c["drops"].values())
+    return [flood, max(0, frames - flood - drop), drop]
 
-    `counts[kind]` counts every frame decided; `ring` holds ``(seq, t, pid, head, length, reason, vlan,
-    out_ports, path)`` of at most `rate` frames a second (a token bucket of `rate` tokens)."""
+
+class DecisionSampler:
+    """A switch's one frame sampler for its decision stream (`observe` is given to the datapath's
+    `add_sampler`, which calls it for a sampled frame only).
+
+    `ring` holds ``(seq, t, pid, head, length, reason, vlan, out_ports, path)`` of at most `rate`
+    frames a second (a token bucket of `rate` tokens: the datapath's gate is per reader of frames).
+    `totals`/`totals_at`: the switch's counts by kind and when they were read (the manager caches
+    them here for every reader)."""
 
     def __init__(self, rate: int = SAMPLE_RATE, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.clock = clock
-        self.counts = [0, 0, 0]
         self.ring: deque[tuple[Any, ...]] = deque(maxlen=RING)
         self.seq = 0
         self._tokens = float(rate)
         self._last = clock()
         self.readers = 0
+        self.totals: list[int] | None = None
+        self.totals_at = float("-inf")
 
     def observe(self, pid: Any, buf: bytes, hdr: int, d: Any, length: int | None = None, t: float | None = None,
                 path: str = "python") -> None:
-        reason = d.reason
-        self.counts[KIND_DROP if reason.is_drop else KIND_FLOOD if reason.is_flood else KIND_UNICAST] += 1
         now = self.clock()
         tokens = self._tokens + (now - self._last) * self.rate
         self._last = now
@@ -69,7 +88,7 @@ class DecisionSampler:
         self._tokens = min(tokens, float(self.rate)) - 1.0
         self.seq += 1
         self.ring.append((self.seq, time.time() if t is None else t, pid, buf[hdr:hdr + SAMPLE_BYTES],
-                          len(buf) - hdr if length is None else length, reason, d.vlan, d.out_ports, path))
+                          len(buf) - hdr if length is None else length, d.reason, d.vlan, d.out_ports, path))
 
 
 class DecisionReader:
@@ -85,7 +104,7 @@ class DecisionReader:
         self.datapath: Any = None
         self.clock = clock
         self._seen = sampler.seq
-        self._counts = list(sampler.counts)
+        self._counts: list[int] | None = None
         self._since = clock()
         self._sampled = 0
         self.missed = 0
@@ -100,14 +119,21 @@ class DecisionReader:
         self._sampled += len(fresh)
         return fresh
 
-    def summary(self) -> dict[str, Any] | None:
-        """Every frame decided since the last summary, by kind; None until `SUMMARY_S` has passed."""
+    def summary_due(self) -> bool:
+        """Whether `SUMMARY_S` has passed since the last summary (or, before the first, since opening)."""
+        return self.clock() - self._since >= SUMMARY_S
+
+    def start(self, counts: list[int]) -> None:
+        """The switch's counts by kind when the reader opened: the first summary counts from there."""
+        self._counts = list(counts)
+
+    def summary(self, counts: list[int]) -> dict[str, Any]:
+        """Every frame decided since the last summary, by kind, given the switch's counts by kind now
+        (`totals`); a counter that went back (a port removed, the switch's counters reset) counts 0."""
         now = self.clock()
-        if now - self._since < SUMMARY_S:
-            return None
-        counts = list(self.sampler.counts)
-        by_kind = {k: counts[i] - self._counts[i] for i, k in enumerate(KINDS)}
+        before = self._counts if self._counts is not None else counts
+        by_kind = {k: max(0, counts[i] - before[i]) for i, k in enumerate(KINDS)}
         out = {"t": time.time(), "interval_s": round(now - self._since, 2), "frames": sum(by_kind.values()),
                "sampled": self._sampled, "dropped_for_you": self.missed, "by_kind": by_kind}
-        self._counts, self._since, self._sampled, self.missed = counts, now, 0, 0
+        self._counts, self._since, self._sampled, self.missed = list(counts), now, 0, 0
         return out

@@ -1418,10 +1418,30 @@ class SwitchManager:
             sampler = entry[1]
             sampler.readers += 1
         if new:
-            dp.call(lambda: dp.frame_observers.append(sampler.observe))
+            dp.call(lambda: dp.add_sampler(sampler.observe))
         reader = decision_stream.DecisionReader(sampler)
         reader.switch, reader.datapath = switch, dp
+        reader.start(self._decision_totals(sampler, dp))
         return reader
+
+    def _decision_totals(self, sampler: decision_stream.DecisionSampler, dp: Datapath) -> list[int]:
+        """The switch's frames by kind from its counters, read at most twice a second for all of
+        its readers (a read is a call on the datapath thread)."""
+        now = time.monotonic()
+        if sampler.totals is None or now - sampler.totals_at >= decision_stream.SUMMARY_S / 2:
+            sampler.totals = decision_stream.totals(dp.port_counters().values())
+            sampler.totals_at = now
+        return sampler.totals
+
+    def decision_summary(self, reader: decision_stream.DecisionReader) -> dict[str, Any] | None:
+        """`reader`'s summary of every frame decided since its last one (from the switch's counters),
+        or None when the switch's datapath is stopped (the stream is ending). Waits for the datapath
+        thread: call it off the REST event loop."""
+        try:
+            counts = self._decision_totals(reader.sampler, reader.datapath)
+        except (RuntimeError, TimeoutError):  # the datapath stopped (the switch deleted, vswitchd stopping)
+            return None
+        return reader.summary(counts)
 
     def read_decisions(self, reader: decision_stream.DecisionReader) -> tuple[list[dict[str, Any]], str | None]:
         """The decisions `reader` has not seen (as the stream's JSON objects), and why the stream ends
@@ -1453,11 +1473,8 @@ class SwitchManager:
             if last and entry is not None and entry[1] is sampler:
                 del self._samplers[reader.switch]
         if last:
-            def remove() -> None:
-                if sampler.observe in dp.frame_observers:
-                    dp.frame_observers.remove(sampler.observe)
             try:
-                dp.call(remove)
+                dp.call(lambda: dp.remove_sampler(sampler.observe))
             except RuntimeError:
                 pass  # its datapath is stopped (the switch is gone): nothing observes any more
 

@@ -96,7 +96,7 @@ from typing import Any
 from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import PORT_FEATURE_DROPS, Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
-from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
+from vswitch.datapath.loop import BATCH, SAMPLE_GAP_S, Datapath, FdbRow, LinkWatcher, PortState
 from vswitch.datapath.upcall import CAUSE_PORT, CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
@@ -768,6 +768,8 @@ class KernelDatapath(Datapath):
             return
         read, process, deliver = ch.read, self.core.process, self._deliver
         slot_pid, counters, observers, now = self._slot_pid, self.core.counters, self.frame_observers, self.now
+        samplers = self.frame_samplers
+        sample = bool(samplers) and now >= self._sample_at
         for _ in range(BATCH):
             try:
                 got = read()
@@ -809,6 +811,10 @@ class KernelDatapath(Datapath):
                     c.learned, c.moved, c.static_refused = learned, moved, refused
                 if observers:
                     for obs in observers:
+                        obs(pid, buf, UPCALL_HDR, d)
+                if sample:
+                    sample, self._sample_at = False, now + SAMPLE_GAP_S
+                    for obs in samplers:
                         obs(pid, buf, UPCALL_HDR, d)
                 if d.out_ports:
                     deliver(d, buf, UPCALL_HDR)
@@ -931,19 +937,41 @@ class KernelDatapath(Datapath):
         return self.call(read)
 
     def _start_events(self) -> bool:
-        """On the datapath thread: the program's decision events to the observers, read from the
-        loop's epoll set. False (logged) when the ring cannot be read: the caller moves to Python."""
+        """On the datapath thread: the program's decision events to the observers and samplers, read
+        from the loop's epoll set. False (logged) when the ring cannot be read: the caller moves to Python."""
         if self._feed is not None:
             return True
         from vswitch.datapath.kernel.events import DecisionFeed
         try:
-            feed = DecisionFeed(self.program, self._observers)
+            feed = DecisionFeed(self.program, self._observers, self.frame_samplers, every=bool(self._observers))
         except OSError as exc:
             log.warning("switch %s: the fast path's decision events cannot be read: %s", self.name, exc)
             return False
         self._feed = feed
         self._loop_feed(feed)
         return True
+
+    def _sync_events(self) -> None:
+        """On the datapath thread: the program's decision events as its readers need them — each
+        decision while a frame observer watches, a sample (gated in the program, before the event
+        exists) while only samplers read, none without either. An observer whose events cannot be
+        read moves the switch to Python (`_watch_on_python`); a sampler alone then goes without."""
+        if self.program is None:
+            return
+        if not (self._observers or self.frame_samplers):
+            self._stop_events()
+        elif self._start_events():
+            self._feed.set_every(bool(self._observers))
+        elif self._observers:
+            self._watch_on_python()
+
+    def add_sampler(self, obs: Callable[..., None]) -> None:
+        super().add_sampler(obs)
+        self._sync_events()
+
+    def remove_sampler(self, obs: Callable[..., None]) -> None:
+        super().remove_sampler(obs)
+        self._sync_events()
 
     def _watch_on_python(self) -> None:
         """The fallback when the program's events cannot be read: Python decides while watched."""
@@ -992,7 +1020,6 @@ class KernelDatapath(Datapath):
             new.close()
             raise
         old.hand_over_links()
-        watched = self._feed is not None
         self._stop_events()
         self._close_fdb_feed()
         self.program = new
@@ -1000,8 +1027,7 @@ class KernelDatapath(Datapath):
         self._slot_pid = {new.slot(pid): pid for pid in self._ports}
         self._down = {pid: new.slot(pid) for pid in self._down}
         self._open_fdb_feed(new)
-        if watched and not self._start_events():
-            self._watch_on_python()
+        self._sync_events()
 
     # -- moving to Python and back ----------------------------------------------------------------
     def _back_to_kernel(self) -> None:
@@ -1066,8 +1092,7 @@ class KernelDatapath(Datapath):
             self.core.fdb.flush(port=pid)
         self._relabel()
         log.info("switch %s is back on the kernel datapath", self.name)
-        if self._observers and not self._start_events():
-            self._watch_on_python()
+        self._sync_events()
         return None
 
     # -- moving to Python -------------------------------------------------------------------------
@@ -1149,7 +1174,8 @@ class _MapMirror:
 
 class _Observers(list):  # type: ignore[type-arg]
     """The frame observers of a KernelDatapath: adding the first one (on the datapath thread, as the
-    manager's `watch` does) turns on the program's decision events, removing the last turns them off.
+    manager's `watch` does) turns on the program's decision events for every frame, removing the last
+    turns them off (or back to a sample, for the samplers: `_sync_events`).
     When the events cannot be read, the switch moves to the Python datapath instead (as before the
     events existed) and comes back with the last observer."""
 
@@ -1159,14 +1185,12 @@ class _Observers(list):  # type: ignore[type-arg]
 
     def append(self, obs: Any) -> None:
         super().append(obs)
-        dp = self._dp
-        if dp.program is not None and not dp._start_events():
-            dp._watch_on_python()
+        self._dp._sync_events()
 
     def remove(self, obs: Any) -> None:
         super().remove(obs)
         if not self:
-            self._dp._stop_events()
+            self._dp._sync_events()  # off, or sampled for the samplers left
             if self._dp._moved_for_watch:
                 self._dp._moved_for_watch = False
                 self._dp._back_to_kernel()

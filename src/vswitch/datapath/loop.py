@@ -78,6 +78,9 @@ TICK_S = 0.5
 CLOCK_STEP = 100
 REOPEN_EVERY_S = 2.0
 INTERNAL_ERROR_LOG_EVERY_S = 60.0
+#: the frame samplers get at most one frame per this many seconds (per reader of frames: the Python
+#: loop, each CPU of the kernel fast path): the web UI's picture needs a few dozen a second
+SAMPLE_GAP_S = 0.02
 _FRAME_ERRNOS = {errno.EINVAL, errno.EMSGSIZE}  # this frame is refused; the port is fine
 
 
@@ -156,6 +159,10 @@ class Datapath:
         self.now = self._coarse_now()
         #: observers of every forwarded frame (lab trace); called on the datapath thread
         self.frame_observers: list[Callable[[Hashable, bytes, int, Decision], None]] = []
+        #: observers of a sample of the frames (the web UI's decision stream): at most one frame per
+        #: SAMPLE_GAP_S reaches them, chosen before anything is copied; change with add/remove_sampler
+        self.frame_samplers: list[Callable[..., None]] = []
+        self._sample_at = 0.0
         self.link_watch = link_watch
         #: who gets the core's events (events, how many were dropped); called on the datapath thread
         self.on_events: Callable[[list[CoreEvent], int], None] | None = None
@@ -332,6 +339,16 @@ class Datapath:
     def fdb_flush(self) -> int:
         """Forget every learned entry (statics stay); returns how many went."""
         return self.call(self.core.fdb.flush)
+
+    def add_sampler(self, obs: Callable[..., None]) -> None:
+        """On the datapath thread (through `call`): `obs` gets a sample of the frames decided, called as
+        a frame observer is, at most one per SAMPLE_GAP_S (a frame not sampled pays one test)."""
+        self.frame_samplers.append(obs)
+
+    def remove_sampler(self, obs: Callable[..., None]) -> None:
+        """On the datapath thread: `obs` gets no more samples (it is not one: nothing changes)."""
+        if obs in self.frame_samplers:
+            self.frame_samplers.remove(obs)
 
     def port_counters(self) -> dict[Hashable, dict[str, Any]]:
         """Every port's counters (``PortCounters.snapshot``: drops by reason label), by port id."""
@@ -540,6 +557,8 @@ class Datapath:
         hdr = ps.hdr_len
         now = self.now
         observers = self.frame_observers
+        samplers = self.frame_samplers
+        sample = bool(samplers) and now >= self._sample_at  # one frame of this batch, at most
         for _ in range(BATCH):
             try:
                 buf = recv()
@@ -560,6 +579,10 @@ class Datapath:
                 d = process(pid, buf, hdr, now)
                 if observers:
                     for obs in observers:
+                        obs(pid, buf, hdr, d)
+                if sample:
+                    sample, self._sample_at = False, now + SAMPLE_GAP_S
+                    for obs in samplers:
                         obs(pid, buf, hdr, d)
                 out = d.out_ports
                 if out:

@@ -4,9 +4,9 @@ live picture; control/decision_stream.py samples them).
 Events, each ``event: NAME`` and one ``data:`` line of JSON:
 - ``decision``: ``{"t", "in_port", "src", "dst", "vlan", "reason", "kind": "flood"|"unicast"|"drop",
   "out_ports", "path": "python"|"kernel"}`` — at most `SAMPLE_RATE` a second per switch;
-- ``summary``: once a second, every frame decided (not only the sampled ones) ``{"t", "interval_s",
-  "frames", "sampled", "dropped_for_you", "by_kind": {"flood", "unicast", "drop"}}`` — also the
-  stream's heartbeat;
+- ``summary``: once a second, every frame decided (not only the sampled ones: from the switch's
+  counters) ``{"t", "interval_s", "frames", "sampled", "dropped_for_you", "by_kind": {"flood",
+  "unicast", "drop"}}`` — also the stream's heartbeat;
 - ``end``: ``{"reason"}`` before the stream closes (the switch deleted or renamed, vswitchd stopping).
 
 Bounded: at most `MAX_STREAMS` streams per daemon (429 beyond). A stream holds no thread: it is an
@@ -75,9 +75,10 @@ def register_decisions(app: FastAPI, api: Any, stopping: Any) -> None:
                     batch, ended = api.read_decisions(reader)
                     for event in batch:
                         yield _sse("decision", event)
-                    summary = reader.summary()
-                    if summary is not None:
-                        yield _sse("summary", summary)
+                    if reader.summary_due():  # the counters are read on the datapath thread: not on the loop
+                        summary = await run_in_threadpool(api.decision_summary, reader)
+                        if summary is not None:
+                            yield _sse("summary", summary)
                     if ended is None and stopping():
                         ended = "vswitchd is stopping"
                     if ended is not None:

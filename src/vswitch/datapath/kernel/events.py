@@ -37,11 +37,13 @@ from vswitch.core.reasons import Reason
 from vswitch.core.switch import Decision
 from vswitch.datapath.kernel import layout as L
 from vswitch.datapath.kernel.libbpf import RingBuffer
+from vswitch.datapath.loop import SAMPLE_GAP_S
 
 #: what the fast path tells an observer besides the Python datapath's four arguments
 KERNEL_PATH = "kernel fast path"
 #: records handed over per `drain` (per wake-up of the datapath loop)
 DRAIN_LIMIT = 256
+SAMPLE_GAP_NS = int(SAMPLE_GAP_S * 1e9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +130,31 @@ class _RingFeed:
 
 class DecisionFeed(_RingFeed):
     """A switch program's decision events handed to `observers` (the datapath's list, read at each
-    record) as ``obs(pid, head, 0, decision, length=n, t=wall_clock_s, path=KERNEL_PATH)``.
+    record) as ``obs(pid, head, 0, decision, length=n, t=wall_clock_s, path=KERNEL_PATH)``, and to
+    `samplers` the same way, at most one event per `SAMPLE_GAP_S`.
 
-    `program` is the SwitchProgram (its events are turned on here and off by `close`). Raises
-    BpfError when the ring cannot be opened (events stay off)."""
+    `every`: the program reports each decision (an observer watches), or only a sample — at most one
+    per SAMPLE_GAP_S per CPU, gated in the program before the event exists, so a switch read by the
+    web UI's samplers alone pays no event per frame (`set_every` changes it). `program` is the
+    SwitchProgram (its events are turned on here and off by `close`). Raises BpfError when the ring
+    cannot be opened (events stay off)."""
 
-    def __init__(self, program: Any, observers: Sequence[Callable[..., None]]) -> None:
+    def __init__(self, program: Any, observers: Sequence[Callable[..., None]],
+                 samplers: Sequence[Callable[..., None]] = (), *, every: bool = True) -> None:
         self._program = program
         self._observers = observers
+        self._samplers = samplers
         self._t_offset = 0.0
+        self._sample_at_ns = 0
+        self._every: bool | None = None
         super().__init__(program.open_events(self._record), program.tables.events_lost)
-        program.set_events(True)
+        self.set_every(every)
+
+    def set_every(self, every: bool) -> None:
+        """Each decision reported (True) or a sample of them (False)."""
+        if every != self._every:
+            self._program.set_events(True, sample_gap_ns=0 if every else SAMPLE_GAP_NS)
+            self._every = every
 
     def drain(self, limit: int = DRAIN_LIMIT) -> int:
         # CLOCK_MONOTONIC (the program's clock) → wall clock, as the observers and captures count time
@@ -157,6 +173,11 @@ class DecisionFeed(_RingFeed):
         t = self._t_offset + ev.ktime_ns / 1e9
         for obs in self._observers:
             obs(pid, ev.head, 0, d, length=ev.length, t=t, path=KERNEL_PATH)
+        # sampled by the program (each CPU's gate) unless every decision is reported: then here
+        if self._samplers and (not self._every or ev.ktime_ns >= self._sample_at_ns):
+            self._sample_at_ns = ev.ktime_ns + SAMPLE_GAP_NS
+            for obs in self._samplers:
+                obs(pid, ev.head, 0, d, length=ev.length, t=t, path=KERNEL_PATH)
 
     def _before_close(self) -> None:
         self._program.set_events(False)

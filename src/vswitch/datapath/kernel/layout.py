@@ -45,13 +45,14 @@ GUARD_EXT_MAX = 8
 FDB_STATIC = 0x01
 CFG_TEST = 0x01
 CFG_EVENTS = 0x02
+CFG_SAMPLE = 0x04
 
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
 PORT = struct.Struct(f"<IIHHI{VLAN_WORDS}Q6sHQQQQII")  # struct vs_port
 FDB_KEY = struct.Struct("<6sH")                        # struct vs_fdb_key
 FDB_VAL = struct.Struct("<IIQ")                        # struct vs_fdb_val
-CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII{VLAN_IDS}H")  # struct vs_config
+CONFIG = struct.Struct(f"<QQQIIII{VLAN_WORDS}QII{VLAN_WORDS}QII{VLAN_IDS}HQ")  # struct vs_config
 ST_ADDED, ST_REMOVED, ST_EVENTS_LOST, ST_FDB_EVENTS_LOST, NR_STATE = 0, 1, 2, 3, 4   # vs_state keys
 TEST_RUN = struct.Struct("<IIII")                      # struct vs_test_run
 
@@ -145,17 +146,19 @@ def pack_port(policy: PortPolicy, *, ifindex: int, oper_up: bool, kernel: bool, 
 def pack_config(*, ageing_ns: int, refresh_ns: int, max_dynamic: int, group_fwd_mask: int, n_slots: int,
                 py_vlans: frozenset[int] = frozenset(), test_now_ns: int | None = None, events: bool = False,
                 upcall_ifindex: int = 0, mirror_vlans: frozenset[int] = frozenset(), mirror_dests: int = 0,
-                mirror_py: int = 0, domains: Mapping[int, int] | None = None) -> bytes:
+                mirror_py: int = 0, domains: Mapping[int, int] | None = None, sample_gap_ns: int = 0) -> bytes:
     """`struct vs_config`; `n_slots` is the highest slot in use + 1; `test_now_ns` (not None) turns
     on test mode with that clock; `events` the decision events (vs_events); `upcall_ifindex` the
     upcall TAP (0: frames that go up are left to the stack). Port mirroring: `mirror_vlans` the
     VLANs with a source up and flooding, `mirror_dests` the destinations up, `mirror_py` how many of
     them only Python serves. `domains` the private VLANs' learning domains
-    (isolation.learning_domains: secondary → primary), each primary its own too."""
-    flags = (CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
+    (isolation.learning_domains: secondary → primary), each primary its own too. `sample_gap_ns`
+    (with `events` off): the decision events sampled, at most one per that many ns per CPU."""
+    flags = ((CFG_TEST if test_now_ns is not None else 0) | (CFG_EVENTS if events else 0)
+             | (CFG_SAMPLE if sample_gap_ns and not events else 0))
     return CONFIG.pack(ageing_ns, refresh_ns, test_now_ns or 0, max_dynamic, group_fwd_mask, flags, n_slots,
                        *vlan_bits(py_vlans), upcall_ifindex, 0, *vlan_bits(mirror_vlans), mirror_dests, mirror_py,
-                       *domain_table(domains or {}))
+                       *domain_table(domains or {}), sample_gap_ns)
 
 
 def domain_table(domains: Mapping[int, int]) -> list[int]:

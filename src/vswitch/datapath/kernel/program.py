@@ -97,6 +97,7 @@ class SwitchProgram:
         self._group_fwd_mask = group_fwd_mask
         self._test_now_ns: int | None = None
         self._events = False
+        self._sample_gap_ns = 0
         self._slots: dict[int, _Slot] = {}
         self._slot_of: dict[PortId, int] = {}
         self._attached: dict[PortId, _Attached] = {}
@@ -219,16 +220,18 @@ class SwitchProgram:
                                                max_dynamic=self._max_entries, group_fwd_mask=self._group_fwd_mask,
                                                n_slots=max(self._slots, default=-1) + 1,
                                                py_vlans=frozenset(py_vlans), test_now_ns=self._test_now_ns,
-                                               events=self._events,
+                                               events=self._events, sample_gap_ns=self._sample_gap_ns,
                                                upcall_ifindex=self._upcall_ifindex,
                                                mirror_vlans=frozenset(mirror_vlans), mirror_dests=mirror_dests,
                                                mirror_py=mirror_py,
                                                domains=learning_domains(s.policy for s in self._slots.values())))
 
     # -- decision events ----------------------------------------------------------------------
-    def set_events(self, on: bool) -> None:
-        """Report (or stop reporting) each decision in the `vs_events` ring (events.py reads it)."""
-        self._events = on
+    def set_events(self, on: bool, *, sample_gap_ns: int = 0) -> None:
+        """Report (or stop reporting) decisions in the `vs_events` ring (events.py reads it): each one,
+        or with `sample_gap_ns` at most one per that many ns per CPU (a sampled stream's)."""
+        self._events = on and not sample_gap_ns
+        self._sample_gap_ns = sample_gap_ns if on else 0
         self._write_config()
 
     def open_events(self, on_record: Callable[[bytes], None]) -> RingBuffer:
@@ -245,7 +248,7 @@ class SwitchProgram:
         """The kernel ids of the program and of its maps (what `close` must leave unloaded)."""
         maps = (self.tables.fdb, self.tables.ports, self.tables.slot_of, self.tables.config, self.tables.state,
                 self.tables.counters, self.tables.test_run, self.tables.test_out, self.tables.events,
-                self.tables.event_buf, self.tables.fdb_events)
+                self.tables.event_buf, self.tables.fdb_events, self.tables.sample_at)
         return object_id(self.prog_fd), frozenset(object_id(m.fd) for m in maps)
 
     def program_ids(self) -> frozenset[int]:

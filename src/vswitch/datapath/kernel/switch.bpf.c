@@ -33,7 +33,9 @@
  * Decision events (vs_config.flags VS_CFG_EVENTS, set while someone watches the switch): each frame
  * decided here is also one struct vs_event in the vs_events ring buffer (ev_begin, ev_out, ev_emit);
  * a full ring never waits, the event is counted in vs_state[VS_ST_EVENTS_LOST]. An upcall is not
- * reported: Python decides that frame and reports it. MAC table events (vs_fdb_events, always on):
+ * reported: Python decides that frame and reports it. Sampled events (VS_CFG_SAMPLE, while only the
+ * web UI's sampled stream reads the switch): at most one decision per vs_config.sample_gap_ns per CPU,
+ * gated before the event is built (sample_due). MAC table events (vs_fdb_events, always on):
  * each learn and move, so Python's copy and its `events` follow the program as it learns.
  *
  * Limits: VS_MAX_PORTS (1024) slots, the largest flood. The flood and its per-slot step are global
@@ -120,6 +122,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vs_event);     /* the event of the frame being decided on this CPU */
 } vs_event_buf SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);               /* VS_CFG_SAMPLE: this CPU reports no decision before this time */
+} vs_sample_at SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -320,6 +329,19 @@ static __always_inline void ev_out(__u32 slot)
 
 	if (ev)
 		ev->outs[(slot >> 6) & (VS_EV_OUT_WORDS - 1)] |= 1ULL << (slot & 63);
+}
+
+/* VS_CFG_SAMPLE: whether this frame's decision is reported — the first after sample_gap_ns on this
+ * CPU. The gate is before the event exists: a frame not sampled pays this one lookup and compare. */
+static __always_inline __u32 sample_due(const struct vs_config *cfg, __u64 now)
+{
+	__u32 zero = 0;
+	__u64 *at = bpf_map_lookup_elem(&vs_sample_at, &zero);
+
+	if (!at || now < *at)
+		return 0;
+	*at = now + cfg->sample_gap_ns;
+	return 1;
 }
 
 /* Put the decision's event in the ring; a full ring never waits: the event is counted lost. */
@@ -843,6 +865,8 @@ static __always_inline int vs_switch(struct __sk_buff *skb, __u32 ifindex)
 	}
 	if (cfg->flags & VS_CFG_EVENTS)
 		eg.observe = 1;
+	else if (cfg->flags & VS_CFG_SAMPLE)
+		eg.observe = sample_due(cfg, now);
 	if (inp->flags & VS_PF_ISOLATED)
 		eg.isolated = 1;
 	if (inp->flags & VS_PF_UPCALL)

@@ -72,6 +72,8 @@ struct vs_fdb_val {
 /* vs_config.flags */
 #define VS_CFG_TEST     0x01    /* record outputs into vs_test_* instead of sending; use test_now_ns */
 #define VS_CFG_EVENTS   0x02    /* report each decision in vs_events (someone watches this switch) */
+#define VS_CFG_SAMPLE   0x04    /* report a decision in vs_events at most once per sample_gap_ns per CPU
+				 * (only a sampled stream reads the switch: the web UI's picture) */
 
 struct vs_config {
 	__u64 ageing_ns;
@@ -92,6 +94,7 @@ struct vs_config {
 	__u32 mirror_py;
 	__u16 domain[VS_VLAN_IDS];  /* appended: a private VLAN's primary for the primary and each of its
 				     * secondaries (their one learning domain, core/isolation.py); 0: a VLAN of none */
+	__u64 sample_gap_ns;        /* appended, VS_CFG_SAMPLE: the least time between two reported decisions */
 };
 
 /* vs_state: two counters whose difference is the number of dynamic entries in vs_fdb. Each has one

@@ -55,6 +55,7 @@ class SwitchTables:
         self.test_out = obj.map("vs_test_out")
         self.events = obj.map("vs_events")
         self.event_buf = obj.map("vs_event_buf")
+        self.sample_at = obj.map("vs_sample_at")
         self.fdb_events = obj.map("vs_fdb_events")
         self.storm = obj.map("vs_storm")
         self.police = obj.map("vs_police")
