@@ -27,6 +27,7 @@ from fakeqemu import FakeQemu
 from switchlab import delete_link, move_and_address, veth_pair
 from test_daemon_socket import Daemon, daemons, free_port, needs_manager, paths, start  # noqa: F401
 
+import interruptible
 import netns as ns_helpers
 from datapaths import DATAPATHS, assert_runs_on, require
 from vswitch.control.model import PortKind, PortSpec, SwitchSpec, SwitchType
@@ -116,9 +117,9 @@ def lab(request: pytest.FixtureRequest, netns, daemons, paths, tmp_path: Path) -
 
 def _capture(lab: Lab, port: str, *args: str, stdout: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     """`vswitch capture` as a process, through the TCP listener with the reader's token."""
-    return subprocess.Popen([sys.executable, "-m", "vswitch.frontends.cli", "--url", lab.url, "--token-file",
-                             lab.token_file, "capture", lab.sw, port, *args],
-                            stdout=stdout, stderr=subprocess.PIPE)
+    return interruptible.popen([sys.executable, "-m", "vswitch.frontends.cli", "--url", lab.url, "--token-file",
+                                lab.token_file, "capture", lab.sw, port, *args],
+                               stdout=stdout, stderr=subprocess.PIPE)
 
 
 def _started(lab: Lab, port: str, n: int = 1) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from switchlab import VENV_BIN, Daemon, address_in, delete_link, veth_pair
 
+import interruptible
 import netns as ns_helpers
 from vswitch.control.netlink import Netlink
 from waiting import GENEROUS_S
@@ -48,15 +49,9 @@ class Follower:
     """`vswitch events SW --follow --json` as a process; its lines parsed on a reader thread."""
 
     def __init__(self, d: Daemon, switch: str) -> None:
-        # SIGINT at its default in the child, as from a terminal (a test run in the background of a
-        # non-interactive shell inherits it ignored, and an ignored signal stays ignored across exec)
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            self.proc = subprocess.Popen([str(VENV_BIN / "vswitch"), "--socket", d.socket, "events", switch,
-                                          "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        self.proc = interruptible.popen([str(VENV_BIN / "vswitch"), "--socket", d.socket, "events", switch,
+                                         "--follow", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()

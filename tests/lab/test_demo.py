@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import interruptible
+
 pytestmark = pytest.mark.root
 
 VSWITCH = str(Path(sys.executable).parent / "vswitch")
@@ -84,15 +86,8 @@ def test_demo_without_root_explains_and_does_nothing() -> None:
 
 
 def test_demo_interrupted_midway_still_tears_everything_down() -> None:
-    # The demo must start with SIGINT at its default, as from a terminal: a test run started in the
-    # background of a non-interactive shell (`nohup … &`, a CI runner) inherits SIGINT ignored, and an
-    # ignored disposition survives exec, so the demo would never see the Ctrl-C.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # reset to SIG_DFL in the child
-    try:
-        proc = subprocess.Popen([VSWITCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    proc = interruptible.popen([VSWITCH, "demo"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out: list[str] = []
     try:
         assert proc.stdout is not None
