@@ -3,13 +3,14 @@ of connection, a rename), then restart.
 
 For each operation the test first runs it once with ``VSWITCH_CRASHPOINTS_LOG`` to learn its steps
 (every intent, link, netlink step of the takeover, store commit: see vswitch.control.crashpoint),
-then, for each step, starts a fresh `vswitchd` with ``VSWITCH_CRASH_AT=<step>`` — it SIGKILLs itself
-there — restarts it on the same state directory and checks what the user relies on:
+then, for each step, arms a `vswitchd` with no switch (``VSWITCH_CRASH_AT_FILE`` holding the step) —
+it SIGKILLs itself there —, restarts it on the same state directory and checks what the user relies
+on (the restarted daemon, its switches deleted, is the next step's):
 - the configuration is the acknowledged one: the old state before the change's commit, the new one
   from its commit on — never a half;
 - the host reaches the server (through the switch when it exists, through its NIC when not);
-- once the switch is deleted and the daemon stopped, nothing is left behind: the host namespace's
-  links, addresses, routes and qdiscs are as before, no socket file remains.
+- once the switch is deleted, nothing is left behind: the host namespace's links, addresses, routes
+  and qdiscs are as before, no socket file remains; and none once the last daemon has stopped.
 
 Topology: the one of test_external_switch (host ns with a veth "NIC" → Linux bridge → server).
 
@@ -30,6 +31,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from switchlab import Daemon
@@ -155,65 +157,74 @@ def _steps_of(lab_host: str, op: Op) -> list[str]:
     return steps
 
 
-def _crash_and_check(lab, op: Op, step: str, baseline: dict[str, list[str]], sock: str) -> None:  # noqa: F811
-    d = Daemon(lab.host, env={"VSWITCH_CRASH_AT": step}).start()
-    d2 = None
-    try:
-        with d.api() as api:
-            for call in op.setup:
-                call(api)
-            with contextlib.suppress(DaemonUnreachable):
-                op.action(api)
-        assert d.proc is not None
-        d.proc.wait(timeout=30)
-        assert d.proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), \
-            f"vswitchd did not die at {step} (rc {d.proc.returncode}):\n{d.log()}"
-        d.stop()
+def _crash_and_check(lab, op: Op, step: str, baseline: dict[str, list[str]], sock: str, d: Daemon,  # noqa: F811
+                     arm: str) -> Daemon:
+    """Kill `d` (a daemon with no switch, armed through the file `arm`) at `step` of `op`, restart it
+    on its state and check; the restarted daemon, its switches deleted and disarmed, is the next
+    step's `d` (one start per step: a start is most of a step's time)."""
+    Path(arm).write_text(step)
+    with d.api() as api:
+        for call in op.setup:
+            call(api)
+        with contextlib.suppress(DaemonUnreachable):
+            op.action(api)
+    assert d.proc is not None
+    d.proc.wait(timeout=30)
+    assert d.proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), \
+        f"vswitchd did not die at {step} (rc {d.proc.returncode}):\n{d.log()}"
+    d.stop()
 
-        d2 = Daemon(lab.host, state_dir=d.state_dir).start()
-        switches = _switches(d2)
-        where = f"after a kill at {step} of {op.name} {op.switch} and a restart"
-        if op.change is not None:
-            # finished at restart once its one kernel step (renaming the link) was done
-            new_state = step.startswith(f"{op.name}.committed") or step.startswith("rename-switch.vnic")
-            want = op.change[1] if new_state else op.change[0]
-            got = [s.type for s in switches.values()] if op.name == "set-switch" else list(switches)
-            assert got == [want], f"{where}: {got}, want {want}\n{d2.log()}"
-        elif op.name == "confirm-switch":
-            want = "up" if step.startswith("confirm-switch.stored") else "awaiting-confirm"
-            assert switches[op.switch].state == want, f"{where}: {switches[op.switch].state}, want {want}\n{d2.log()}"
-        elif op.port is None:
-            assert (op.switch in switches) == op.exists_after(step), f"{where}: {list(switches)}\n{d2.log()}"
-        else:
-            ports = [p.name for p in switches[op.switch].ports]
-            assert (op.port in ports) == op.exists_after(step), f"{where}: ports {ports}\n{d2.log()}"
-        assert "could not" not in d2.log(), f"{where}, vswitchd reported a problem:\n{d2.log()}"
-        assert ns_helpers.ping(lab.host, lab.server_ip, count=1, deadline=5), \
-            f"{where}, the host must reach the server\n{d2.log()}"
-        with d2.api() as api:
-            for name in switches:
-                api.delete_switch(name)
-        assert d2.stop() == 0
-        d2 = None
-        assert _host_state(lab.host) == baseline, f"{where}, something was left behind"
-        assert not os.path.exists(sock), f"{where}, the port's socket file {sock} was left behind"
-    finally:
-        d.cleanup()
-        if d2 is not None:
-            d2.cleanup()
+    Path(arm).write_text("")
+    d2 = Daemon(lab.host, state_dir=d.state_dir, env={"VSWITCH_CRASH_AT_FILE": arm}).start()
+    switches = _switches(d2)
+    where = f"after a kill at {step} of {op.name} {op.switch} and a restart"
+    if op.change is not None:
+        # finished at restart once its one kernel step (renaming the link) was done
+        new_state = step.startswith(f"{op.name}.committed") or step.startswith("rename-switch.vnic")
+        want = op.change[1] if new_state else op.change[0]
+        got = [s.type for s in switches.values()] if op.name == "set-switch" else list(switches)
+        assert got == [want], f"{where}: {got}, want {want}\n{d2.log()}"
+    elif op.name == "confirm-switch":
+        want = "up" if step.startswith("confirm-switch.stored") else "awaiting-confirm"
+        assert switches[op.switch].state == want, f"{where}: {switches[op.switch].state}, want {want}\n{d2.log()}"
+    elif op.port is None:
+        assert (op.switch in switches) == op.exists_after(step), f"{where}: {list(switches)}\n{d2.log()}"
+    else:
+        ports = [p.name for p in switches[op.switch].ports]
+        assert (op.port in ports) == op.exists_after(step), f"{where}: ports {ports}\n{d2.log()}"
+    assert "could not" not in d2.log(), f"{where}, vswitchd reported a problem:\n{d2.log()}"
+    assert ns_helpers.ping(lab.host, lab.server_ip, count=1, deadline=5), \
+        f"{where}, the host must reach the server\n{d2.log()}"
+    with d2.api() as api:
+        for name in switches:
+            api.delete_switch(name)
+    assert _host_state(lab.host) == baseline, f"{where}, something was left behind once the switch was deleted"
+    assert not os.path.exists(sock), f"{where}, the port's socket file {sock} was left behind"
+    return d2
 
 
-# ~25 kill points of an External create, two daemon starts each: under 60 s on an idle machine, but
-# several minutes when the machine is shared; the default 300 s would fail it for the machine's speed
+# ~25 kill points of an External create, one daemon start each: under 40 s on an idle machine, but
+# minutes when the machine is shared; the default 300 s would fail it for the machine's speed
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("which", OPS)
-def test_kill_at_every_step_leaves_the_old_or_the_new_state_and_nothing_behind(lab, which):  # noqa: F811
+def test_kill_at_every_step_leaves_the_old_or_the_new_state_and_nothing_behind(lab, which, tmp_path):  # noqa: F811
     baseline = _host_state(lab.host)
     sock = os.path.join(tempfile.gettempdir(), f"{ns_helpers.unique_name('ck')}.sock")
     op = _ops(lab.nic, sock)[which]
     steps = _steps_of(lab.host, op)
-    for step in steps:
-        _crash_and_check(lab, op, step, baseline, sock)
+    arm = str(tmp_path / "crash-at")
+    Path(arm).write_text("")
+    # a Daemon's temporary directory holds the state directory every restart goes on with: keep each
+    kept = [Daemon(lab.host, env={"VSWITCH_CRASH_AT_FILE": arm}).start()]
+    try:
+        for step in steps:
+            kept.append(_crash_and_check(lab, op, step, baseline, sock, kept[-1], arm))
+        assert kept[-1].stop() == 0, f"vswitchd did not stop cleanly after the last restart:\n{kept[-1].log()}"
+        assert _host_state(lab.host) == baseline, "something was left behind once vswitchd stopped"
+        assert not os.path.exists(sock)
+    finally:
+        for d in reversed(kept):
+            d.cleanup()
     print(f"{which}: killed and restarted at {len(steps)} steps:", *steps)
 
 

@@ -200,10 +200,23 @@ def test_unreachable_daemon_is_a_clean_error(tmp_path: Any) -> None:
 
 
 def test_group_is_extensible() -> None:
-    assert {"switch", "port", "fdb", "stats", "trace", "lab", "demo", "completion"} <= set(cli.commands)
-    lab = cli.commands["lab"]
+    ctx = click.Context(cli)
+    assert {"switch", "port", "fdb", "stats", "trace", "lab", "demo", "completion"} <= set(cli.list_commands(ctx))
+    lab = cli.get_command(ctx, "lab")
     assert isinstance(lab, click.Group) and "trace" in lab.commands, "lab trace is registered, not discovered"
     assert callable(cli.add_command)
+
+
+def test_a_command_that_is_not_the_labs_does_not_import_them() -> None:
+    """The lab and the demo (namespaces, guests, netlink) load only when they run: every other
+    command starts without them."""
+    code = ("import sys\nfrom vswitch.frontends.cli import main\n"
+            "sys.argv = ['vswitch', '--socket', '/nonexistent/vswitchd.sock', 'switch', 'list']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "lazy = ('vswitch.lab', 'pyroute2', 'vswitch.frontends.demo')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(lazy)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
 
 
 def test_version_comes_from_the_package_metadata(api: FakeApi) -> None:

@@ -46,7 +46,7 @@ from vswitch.control import pcapng
 from vswitch.control.model import InvalidRequest, clip
 from vswitch.control.pcapfilter import PcapFilter
 from vswitch.core.switch import EDIT_KEEP, EDIT_POP, EDIT_PUSH, Decision, egress_frame
-from vswitch.datapath.fastpath import PYTHON_PATH
+from vswitch.datapath.loop import PYTHON_PATH
 
 DIRECTIONS = ("in", "out", "both")
 COUNT_DEFAULT, COUNT_MAX = 1000, 1_000_000

@@ -124,7 +124,6 @@ from vswitch.core.policy import format_vlan_list
 from vswitch.core.switch import SwitchCore
 from vswitch.datapath import Datapath
 from vswitch.datapath.fastpath import (
-    PYTHON_PATH,
     FastPathRefused,
     KernelDatapath,
     PythonDatapath,
@@ -132,6 +131,7 @@ from vswitch.datapath.fastpath import (
     make_datapath,
     remove_stale_fast_path,
 )
+from vswitch.datapath.loop import PYTHON_PATH
 from vswitch.ports import PORT_KINDS, Port, TapPort
 from vswitch.ports.link import LinkPort
 from vswitch.ports.packet_tap import PacketTap

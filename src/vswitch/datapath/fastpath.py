@@ -105,8 +105,6 @@ from vswitch.ports.tap import TapPort
 log = logging.getLogger(__name__)
 
 KERNEL_LABEL = "kernel (tc-bpf)"
-#: who decided a frame, as a frame observer is told (the kernel fast path's is events.KERNEL_PATH)
-PYTHON_PATH = "python"
 #: the MAC map is loaded with room for at least this many dynamic entries (not preallocated, but its
 #: hash buckets are: ~16 bytes each), so most cap increases need no reload
 FDB_ROOM_MIN = 65536

@@ -78,6 +78,8 @@ TICK_S = 0.5
 CLOCK_STEP = 100
 REOPEN_EVERY_S = 2.0
 INTERNAL_ERROR_LOG_EVERY_S = 60.0
+#: who decided a frame, as a frame observer is told (the kernel fast path's is events.KERNEL_PATH)
+PYTHON_PATH = "python"
 #: the frame samplers get at most one frame per this many seconds (per reader of frames: the Python
 #: loop, each CPU of the kernel fast path): the web UI's picture needs a few dozen a second
 SAMPLE_GAP_S = 0.02

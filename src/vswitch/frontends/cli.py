@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import json
 import os
 import stat
@@ -68,8 +69,6 @@ from vswitch.control.model import (
 from vswitch.core.policy import format_vlan_list
 from vswitch.core.rates import format_rate, police_burst
 from vswitch.frontends.console import console as _console
-from vswitch.frontends.demo import demo
-from vswitch.frontends.lab_cli import lab
 
 PROG = "vswitch"
 #: the environment variable click's completion scripts set when they ask `vswitch` for candidates
@@ -121,8 +120,25 @@ class CliState:
         return self._api
 
 
+#: commands whose modules are imported only when they run (or `--help` lists them): the lab and the
+#: demo bring namespaces, guests and netlink, which every other command does without
+LAZY_COMMANDS = {"lab": ("vswitch.frontends.lab_cli", "lab"), "demo": ("vswitch.frontends.demo", "demo")}
+
+
 class VswitchGroup(click.Group):
-    """A click group that turns `VswitchError` into ``Error: message`` on stderr and exit code 1."""
+    """A click group that turns `VswitchError` into ``Error: message`` on stderr and exit code 1,
+    with `LAZY_COMMANDS` among its commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(LAZY_COMMANDS if ctx.parent is None else ())})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and ctx.parent is None and cmd_name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -1129,8 +1145,6 @@ def events(state: CliState, switch_name: str | None, follow: bool, since: int, a
 
 # ---- lab, demo, completion -------------------------------------------------------------------------
 
-cli.add_command(lab)
-cli.add_command(demo)
 
 
 @cli.command("completion")
