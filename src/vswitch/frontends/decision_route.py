@@ -32,8 +32,9 @@ from vswitch.control.model import VswitchError
 
 #: streams open at once per daemon (each is a page of the web UI, typically)
 MAX_STREAMS = 16
-#: how often a stream looks for new samples (the picture's animation needs no finer grain)
-POLL_S = 0.1
+#: how often a stream looks for new samples: the picture's flashes need no finer grain, and each
+#: look wakes the REST loop, which then takes the GIL from a Python datapath's thread
+POLL_S = 0.2
 
 
 class TooManyStreams(VswitchError):
@@ -73,17 +74,19 @@ def register_decisions(app: FastAPI, api: Any, stopping: Any) -> None:
                 yield b": decisions of switch " + name.encode() + b"\n\n"
                 while True:
                     batch, ended = api.read_decisions(reader)
-                    for event in batch:
-                        yield _sse("decision", event)
+                    # a poll's events in one write: a write per event was most of what a page cost
+                    chunk = [_sse("decision", event) for event in batch]
                     if reader.summary_due():  # the counters are read on the datapath thread: not on the loop
                         summary = await run_in_threadpool(api.decision_summary, reader)
                         if summary is not None:
-                            yield _sse("summary", summary)
+                            chunk.append(_sse("summary", summary))
                     if ended is None and stopping():
                         ended = "vswitchd is stopping"
                     if ended is not None:
-                        yield _sse("end", {"reason": ended})
+                        yield b"".join(chunk) + _sse("end", {"reason": ended})
                         return
+                    if chunk:
+                        yield b"".join(chunk)
                     await asyncio.sleep(POLL_S)
             finally:
                 open_streams[0] -= 1
