@@ -18,6 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_daemon_socket import Daemon, daemons, free_port, paths, start  # noqa: E402,F401
 
+from vswitch.frontends.client import RestSwitchApi  # noqa: E402
+
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
@@ -46,7 +48,10 @@ class Ui:
 
 
 @pytest.fixture
-def ui(paths: tuple[Path, Path], daemons: list[Daemon], tmp_path: Path) -> Ui:  # noqa: F811
+def ui(paths: tuple[Path, Path], daemons: list[Daemon], tmp_path: Path) -> Iterator[Ui]:  # noqa: F811
+    """A vswitchd with a TCP listener and an admin's and a reader's token. Every switch a test left
+    is deleted before the daemon stops: a stopping daemon keeps its TAPs and host vNICs (the VMs'
+    and the host's), which would stay in the root namespace after the test."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -57,7 +62,14 @@ def ui(paths: tuple[Path, Path], daemons: list[Daemon], tmp_path: Path) -> Ui:  
     tokens.chmod(0o600)
     port = free_port()
     d = start(daemons, state, sock, "--listen", f"127.0.0.1:{port}", "--token-file", str(tokens))
-    return Ui(f"http://127.0.0.1:{port}", admin, reader, d)
+    ui = Ui(f"http://127.0.0.1:{port}", admin, reader, d)
+    try:
+        yield ui
+    finally:
+        if d.proc.poll() is None:
+            with RestSwitchApi(url=ui.url, token=admin) as api:
+                for sw in api.list_switches():
+                    api.delete_switch(sw.name)
 
 
 @pytest.fixture
@@ -85,19 +97,40 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 def wait_for(driver: object, css: str, timeout: float = PAGE_TIMEOUT_S) -> object:
-    """The first element matching `css` once it is in the page (TimeoutException after `timeout`)."""
+    """The first element matching `css` once it is in the page (AssertionError saying what the page
+    says after `timeout`)."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    try:
+        return WebDriverWait(driver, timeout).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+    except TimeoutException:
+        raise AssertionError(f"waited {timeout:.0f} s for {css}; {page_says(driver)}") from None
 
 
 def wait_until(driver: object, predicate, what: str, timeout: float = PAGE_TIMEOUT_S) -> object:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(predicate, message=f"waited {timeout:.0f} s for {what}")
+    try:
+        return WebDriverWait(driver, timeout).until(predicate)
+    except TimeoutException:
+        raise AssertionError(f"waited {timeout:.0f} s for {what}; {page_says(driver)}") from None
+
+
+def page_says(driver: object) -> str:
+    """What a page that did not get where a test waited says: where it is, its notices and form
+    errors, its console's errors (a failed request names its route there)."""
+    try:
+        said = driver.execute_script(  # type: ignore[attr-defined]
+            "return [...document.querySelectorAll('#notice, .form-error, .error')]"
+            ".map(e => e.textContent.trim()).filter(Boolean).join(' | ')")
+        return f"the page at {driver.current_url} says {said!r}; console errors: {console_errors(driver)}"  # type: ignore[attr-defined]
+    except Exception as exc:  # the browser itself is gone: say that instead
+        return f"the page could not be read ({exc!r})"
 
 
 def console_errors(driver: object) -> list[str]:

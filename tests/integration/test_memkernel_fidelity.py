@@ -171,3 +171,26 @@ def test_a_link_deleted_between_its_lookup_and_its_get_is_not_found(netns: Calla
         nl._ipr.link_lookup = lookup_then_delete
         with pytest.raises(LinkNotFound):
             nl.link("va")
+
+
+def test_a_dump_the_kernel_marks_interrupted_is_asked_again(netns: Callable[[str], str]) -> None:
+    """A link made or deleted while the kernel dumps the table marks the dump interrupted
+    (NLM_F_DUMP_INTR): the listing is asked again, not answered with an internal error."""
+    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+
+    ns = netns("memk")
+    with Netlink(ns) as nl:
+        nl.create_veth("va", "pa")
+        dump, interrupted = nl._ipr.get_links, [2]
+
+        def sometimes_interrupted(*args: Any, **kwargs: Any) -> Any:
+            if interrupted[0]:
+                interrupted[0] -= 1
+                raise NetlinkDumpInterrupted()
+            return dump(*args, **kwargs)
+
+        nl._ipr.get_links = sometimes_interrupted
+        assert {"va", "pa"} <= {link.name for link in nl.links()} and interrupted == [0]
+        interrupted[0] = 99
+        with pytest.raises(NetlinkFailure, match="kept changing"):
+            nl.links()

@@ -101,8 +101,7 @@ def test_a_tap_whose_namespace_is_gone_comes_back_down_not_as_a_new_tap(lab):
     assert not a.up, a
     # the namespace is torn down asynchronously after `ip netns del`: the restart may find it gone, or
     # still there without the TAP (under load); either way the port says why it is down
-    reason = a.details.get("down_reason", "")
-    assert "is gone" in reason or f"TAP {setup.if_a} is no longer in" in reason, a.details
+    assert _gone_reason(setup, a.details.get("down_reason", "")), a.details
     assert _link(setup.ns_s, setup.if_a) is None, "the TAP must not be re-created in vswitchd's namespace"
     assert _ports(setup)["b"].up
     assert _link(setup.ns_b, setup.if_b) is not None
@@ -113,12 +112,21 @@ def test_a_tap_whose_namespace_is_gone_comes_back_down_not_as_a_new_tap(lab):
     assert _link(setup.ns_b, setup.if_b) is None, "removing a port removes its TAP, in whatever namespace it is"
 
 
+def _gone_reason(setup, reason: str) -> bool:
+    """Whether `reason` says why port a is down once its namespace was deleted (gone, or still being
+    torn down without the TAP)."""
+    return "is gone" in reason or f"TAP {setup.if_a} is no longer in" in reason
+
+
 def test_a_tap_that_vanishes_with_its_namespace_is_not_recreated_in_ours(lab):
     setup = rt.build(lab, "tap")
     rt.wait_netns_noted(setup)
     subprocess.run(["ip", "netns", "del", setup.ns_a], check=True)
-    # the datapath sees the TAP's descriptor fail and retries opening it every few seconds
-    a = _wait_port(setup, "a", lambda p: "is gone" in p.details.get("down_reason", ""), "'namespace is gone'")
+    # the datapath sees the TAP's descriptor fail and retries opening it every few seconds; the
+    # namespace is torn down asynchronously after `ip netns del`, so a retry may find it gone or still
+    # there without the TAP (under load, for a while): either way the port says why it is down
+    a = _wait_port(setup, "a", lambda p: _gone_reason(setup, p.details.get("down_reason", "")),
+                   "'namespace is gone' or 'TAP … is no longer in namespace …'")
     assert not a.up
     assert _link(setup.ns_s, setup.if_a) is None, "the TAP must not be re-created in vswitchd's namespace"
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 from pyroute2.ethtool.ioctl import NotSupportedError
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 
 from vswitch.ports.netns import run_in
 
@@ -58,6 +58,8 @@ RTPROT_RA = 9
 IFAPROT_KERNEL_RA = 2  # SLAAC: the kernel makes these again from router advertisements
 IFAPROT_KERNEL_LL = 3
 IFA_F_TEMPORARY = 0x01
+#: a dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed meanwhile) is asked again this often
+DUMP_ATTEMPTS = 5
 # Address flags a caller may ask for; the rest (secondary, tentative, permanent...) the kernel owns.
 IFA_F_SETTABLE = 0x02 | 0x10 | 0x100 | 0x200 | 0x400  # nodad homeaddress mngtmpaddr noprefixroute autojoin
 RTNH_F_ONLINK = 0x4
@@ -291,10 +293,18 @@ class Netlink:
         self.close()
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except NetlinkError as exc:
-            raise NetlinkFailure.refused(exc.code, what) from exc
+        for attempt in range(DUMP_ATTEMPTS):
+            try:
+                return fn(*args, **kwargs)
+            except NetlinkDumpInterrupted as exc:
+                # the table changed while the kernel dumped it (links come and go on a busy host):
+                # a dump is a read, so dump again
+                if attempt == DUMP_ATTEMPTS - 1:
+                    raise NetlinkFailure(errno.EAGAIN, f"{what}: the kernel's table kept changing while it "
+                                         f"was listed ({DUMP_ATTEMPTS} tries)") from exc
+            except NetlinkError as exc:
+                raise NetlinkFailure.refused(exc.code, what) from exc
+        raise AssertionError("unreachable")
 
     # -- links --------------------------------------------------------------------------------
 
