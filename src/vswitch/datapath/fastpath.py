@@ -96,7 +96,7 @@ from typing import Any
 from vswitch.core.policy import PortMirroring, PortPolicy
 from vswitch.core.reasons import PORT_FEATURE_DROPS, Reason
 from vswitch.core.switch import Decision, SwitchCore, TraceStep, policy_change_flushes
-from vswitch.datapath.loop import BATCH, SAMPLE_GAP_S, Datapath, FdbRow, LinkWatcher, PortState
+from vswitch.datapath.loop import BATCH, Datapath, FdbRow, LinkWatcher, PortState
 from vswitch.datapath.upcall import CAUSE_PORT, CAUSE_TABLE_FULL, UPCALL_HDR, UpcallChannel
 from vswitch.ports.base import ETH_HLEN, LinkDown, Port, ignore_rx_drop, link_mtu, over_mtu
 from vswitch.ports.link import LinkPort
@@ -766,8 +766,7 @@ class KernelDatapath(Datapath):
             return
         read, process, deliver = ch.read, self.core.process, self._deliver
         slot_pid, counters, observers, now = self._slot_pid, self.core.counters, self.frame_observers, self.now
-        samplers = self.frame_samplers
-        sample = bool(samplers) and now >= self._sample_at
+        sample = self._sample_due(now)
         for _ in range(BATCH):
             try:
                 got = read()
@@ -811,9 +810,8 @@ class KernelDatapath(Datapath):
                     for obs in observers:
                         obs(pid, buf, UPCALL_HDR, d)
                 if sample:
-                    sample, self._sample_at = False, now + SAMPLE_GAP_S
-                    for obs in samplers:
-                        obs(pid, buf, UPCALL_HDR, d)
+                    sample = False
+                    self._give_sample(pid, buf, UPCALL_HDR, d, now)
                 if d.out_ports:
                     deliver(d, buf, UPCALL_HDR)
             except Exception as exc:  # one frame, not the switch

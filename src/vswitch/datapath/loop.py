@@ -352,6 +352,16 @@ class Datapath:
         if obs in self.frame_samplers:
             self.frame_samplers.remove(obs)
 
+    def _sample_due(self, now: float) -> bool:
+        """Whether a frame of the batch about to be read goes to the samplers (at most one a batch)."""
+        return bool(self.frame_samplers) and now >= self._sample_at
+
+    def _give_sample(self, pid: Hashable, buf: bytes, hdr: int, d: Decision, now: float) -> None:
+        """The batch's one sampled frame to the samplers; the next one SAMPLE_GAP_S later."""
+        self._sample_at = now + SAMPLE_GAP_S
+        for obs in self.frame_samplers:
+            obs(pid, buf, hdr, d)
+
     def port_counters(self) -> dict[Hashable, dict[str, Any]]:
         """Every port's counters (``PortCounters.snapshot``: drops by reason label), by port id."""
         return self.call(lambda: {pid: c.snapshot() for pid, c in self.core.counters.items()})
@@ -559,8 +569,7 @@ class Datapath:
         hdr = ps.hdr_len
         now = self.now
         observers = self.frame_observers
-        samplers = self.frame_samplers
-        sample = bool(samplers) and now >= self._sample_at  # one frame of this batch, at most
+        sample = self._sample_due(now)
         for _ in range(BATCH):
             try:
                 buf = recv()
@@ -583,9 +592,8 @@ class Datapath:
                     for obs in observers:
                         obs(pid, buf, hdr, d)
                 if sample:
-                    sample, self._sample_at = False, now + SAMPLE_GAP_S
-                    for obs in samplers:
-                        obs(pid, buf, hdr, d)
+                    sample = False
+                    self._give_sample(pid, buf, hdr, d, now)
                 out = d.out_ports
                 if out:
                     # Known unicast to a port of the same format, untouched: what `_deliver` would do,

@@ -1143,9 +1143,7 @@ def events(state: CliState, switch_name: str | None, follow: bool, since: int, a
         return
 
 
-# ---- lab, demo, completion -------------------------------------------------------------------------
-
-
+# ---- completion (lab and demo: LAZY_COMMANDS) -----------------------------------------------------
 
 @cli.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
