@@ -140,9 +140,14 @@ def test_fdb_show_and_flush(api: FakeApi) -> None:
     out = ok(api, "fdb", "show", "s")
     assert "02:00:00:00:00:01" in out and "12.3" in out and "static" in out and "learned" in out
     data = as_json(api, "fdb", "show", "s")
-    assert data[0] == {"mac": "02:00:00:00:00:01", "vlan": 1, "port": "vm1", "age_s": 12.34, "static": False}
-    assert set(data[1]) == {"mac", "vlan", "port", "age_s", "static"}
-    assert "flushed 1 learned entry" in ok(api, "fdb", "flush", "s")
+    assert data[0] == {"mac": "02:00:00:00:00:01", "vlan": 1, "port": "vm1", "age_s": 12.34, "static": False,
+                       "remote": None}
+    assert set(data[1]) == {"mac", "vlan", "port", "age_s", "static", "remote"}
+    assert "vtep" not in out  # no tunnel port: no column for one
+    api.fdb["s"].append(FdbEntryInfo("02:00:00:00:00:03", 1, "vx", 1.0, False, "10.9.0.2"))
+    out = ok(api, "fdb", "show", "s")
+    assert "vtep" in out and "10.9.0.2" in out
+    assert "flushed 2 learned entries" in ok(api, "fdb", "flush", "s")
     assert as_json(api, "fdb", "flush", "s") == {"removed": 0}
 
 
@@ -352,7 +357,7 @@ def test_fdb_add_del(api: FakeApi) -> None:
     out = ok(api, "fdb", "add", "s", "02:00:00:00:00:AA", "--port", "vm1")
     assert "static entry 02:00:00:00:00:aa (VLAN 1)" in out
     assert as_json(api, "fdb", "show", "s") == [{"mac": "02:00:00:00:00:aa", "vlan": 1, "port": "vm1",
-                                                 "age_s": 0.0, "static": True}]
+                                                 "age_s": 0.0, "static": True, "remote": None}]
     assert "static" in ok(api, "fdb", "show", "s")
     assert "removed static entry" in ok(api, "fdb", "del", "s", "02:00:00:00:00:aa")
     result = run(api, "fdb", "del", "s", "02:00:00:00:00:aa")

@@ -92,7 +92,7 @@ def read_frames(client: socket.socket, count: int, timeout: float = 5.0) -> list
 
 
 def test_registry_names_every_kind() -> None:
-    assert set(PORT_KINDS) == {"tap", "link", "qemu-stream", "qemu-dgram", "memory"}
+    assert set(PORT_KINDS) == {"tap", "link", "qemu-stream", "qemu-dgram", "vxlan", "memory"}
     assert all(cls.kind == k for k, cls in PORT_KINDS.items())
 
 

@@ -142,7 +142,8 @@ def test_fdb_stats_trace(client: TestClient, api: FakeApi) -> None:
     api.fdb["s"] = [FdbEntryInfo("02:00:00:00:00:01", 1, "a", 1.5, False),
                     FdbEntryInfo("02:00:00:00:00:02", 1, "a", 0.0, True)]
     fdb = client.get("/switches/s/fdb").json()
-    assert fdb[0] == {"mac": "02:00:00:00:00:01", "vlan": 1, "port": "a", "age_s": 1.5, "static": False}
+    assert fdb[0] == {"mac": "02:00:00:00:00:01", "vlan": 1, "port": "a", "age_s": 1.5, "static": False,
+                      "remote": None}
     assert client.post("/switches/s/fdb/flush").json() == {"removed": 1}
     stats = client.get("/switches/s/stats").json()
     assert stats[0]["port"] == "a" and stats[0]["drops"] == {"DROP_SAME_PORT": 2}
@@ -307,7 +308,7 @@ def test_the_new_verbs_routes_statuses_and_shapes(client: TestClient, api: FakeA
         assert r.status_code == 400 and needle in r.json()["error"], (body, r.text)
     r = client.post("/switches/s/fdb", json={"mac": "02:00:00:00:00:0A", "port": "vm", "vlan": 3})
     assert r.status_code == 201 and r.json() == {"mac": "02:00:00:00:00:0a", "vlan": 3, "port": "vm",
-                                                 "age_s": 0.0, "static": True}
+                                                 "age_s": 0.0, "static": True, "remote": None}
     assert client.delete("/switches/s/fdb/02:00:00:00:00:0a", params={"vlan": 3}).status_code == 204
     assert client.delete("/switches/s/fdb/02:00:00:00:00:0a").status_code == 404
     r = client.patch("/switches/s", json={"ageing_s": 60})

@@ -68,4 +68,7 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
         # an ACL rule's rules between its fields (a remote MAC or a remote IP; ports only with tcp/udp)
         # and what an IP prefix is cannot be stated in JSON Schema either: the model's messages state them
         checks.remove(positive_data_acceptance)
+    if case.operation.path.endswith("/ports") and isinstance(case.body, dict) and case.body.get("kind") == "vxlan":
+        # what a VTEP address is (unicast, the remotes' family) cannot be stated in JSON Schema either
+        checks.remove(positive_data_acceptance)
     case.call_and_validate(checks=checks)

@@ -107,9 +107,10 @@ BAD_PORTS: list[tuple[dict[str, Any], list[str] | None, str]] = [
      "trunk: a trunk port needs at least one allowed VLAN"),
     ({"name": "p", "kind": "tap", "target": "tap0", "vlan": "10"}, None, "vlan: '10' is not a VLAN ID (1-4094)"),
     ({"name": "p", "kind": "nic", "target": "tap0"}, None,
-     "kind: 'nic' is not a port kind (tap, link, qemu-stream, qemu-dgram, memory)"),
+     "kind: 'nic' is not a port kind (tap, link, qemu-stream, qemu-dgram, vxlan, memory)"),
     ({"name": "p", "kind": "tap"}, None, "target: required"),
-    ({"name": "p", "kind": "tap", "target": ""}, None, "target: must be an interface name or socket path, got ''"),
+    ({"name": "p", "kind": "tap", "target": ""}, None,
+     "target: must be an interface name, a socket path or remote VTEP addresses, got ''"),
 ]
 
 

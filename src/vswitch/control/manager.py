@@ -114,6 +114,7 @@ from vswitch.control.model import (
     policy_for,
     pvlan_conflicts,
     trace_payload,
+    vxlan_remotes,
 )
 from vswitch.control.netlink import LinkNotFound, Netlink, NetlinkApi, NetlinkFailure, OpenNetlink
 from vswitch.control.store import ConfigStore, Intent, StoreError
@@ -921,7 +922,9 @@ class SwitchManager:
                 sw.datapath.open_port(port)
             except OSError as exc:
                 self._end_intent_quietly(intent)
-                raise InvalidRequest(f"cannot open {spec.kind} port {spec.name!r} on {spec.target!r}: "
+                where = (f"UDP port {spec.udp_port} ({spec.target})" if spec.kind == PortKind.VXLAN
+                         else repr(spec.target))
+                raise InvalidRequest(f"cannot open {spec.kind} port {spec.name!r} on {where}: "
                                      f"{exc.strerror or exc}") from exc
             crashpoint("add-port.opened")
             try:
@@ -994,6 +997,9 @@ class SwitchManager:
             where = facts["netns"] if facts and facts.get("ifname") == spec.target else None
             self._track_tap_netns()
             return cls(spec.name, spec.target, persist=True, netns=where, mac=spec.mac)  # type: ignore[call-arg]
+        if spec.kind == PortKind.VXLAN:
+            return cls(spec.name, vxlan_remotes(spec.target), spec.vni, local=spec.local_ip,  # type: ignore[call-arg]
+                       dstport=spec.udp_port)
         return cls(spec.name, spec.target)  # type: ignore[call-arg]
 
     def remove_port(self, switch: str, port: str) -> None:
@@ -1200,9 +1206,17 @@ class SwitchManager:
 
     # -- tables and counters --------------------------------------------------------------------
     def fdb_show(self, switch: str) -> list[FdbEntryInfo]:
-        rows = self.datapath(switch).fdb_entries()
-        return sorted((FdbEntryInfo(format_mac(r.mac), r.vlan, str(r.port), r.age_s, r.static) for r in rows),
-                      key=lambda e: (e.vlan, e.port, e.mac))
+        """The MAC table, each entry with where behind its port the MAC is (a VXLAN port's VTEP)."""
+        with self._lock:
+            sw = self._get(switch)
+            ports = {name: att.port for name, att in sw.ports.items()}
+        rows = sw.datapath.fdb_entries()
+
+        def remote(r: Any) -> str | None:
+            port = ports.get(r.port)
+            return None if port is None else port.where(r.mac)
+        return sorted((FdbEntryInfo(format_mac(r.mac), r.vlan, str(r.port), r.age_s, r.static, remote(r))
+                       for r in rows), key=lambda e: (e.vlan, e.port, e.mac))
 
     def fdb_flush(self, switch: str) -> int:
         removed = self.datapath(switch).fdb_flush()

@@ -18,6 +18,7 @@ Must not touch: sockets, netlink, the datapath.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -147,6 +148,7 @@ class PortKind(enum.StrEnum):
     LINK = "link"
     QEMU_STREAM = "qemu-stream"
     QEMU_DGRAM = "qemu-dgram"
+    VXLAN = "vxlan"
     MEMORY = "memory"
 
 
@@ -298,7 +300,7 @@ def check_confirm_timeout(t: object) -> float:
 def check_target(target: object) -> str:
     """The part of a port target's rules that holds for every kind; the kind's own in `_port_rules`."""
     if not isinstance(target, str) or not target:
-        raise FieldError(f"must be an interface name or socket path, got {clip(target)}")
+        raise FieldError(f"must be an interface name, a socket path or remote VTEP addresses, got {clip(target)}")
     return target
 
 
@@ -411,7 +413,53 @@ def check_port_target(kind: PortKind, target: str) -> str:
         return target
     if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM):
         return normalise_socket_path(target)
+    if kind == PortKind.VXLAN:
+        return ",".join(vxlan_remotes(target))
     return target
+
+
+#: the most remote VTEPs one VXLAN port replicates a flood to (one datagram each, in Python)
+VXLAN_REMOTES_MAX = 256
+VNI_MIN, VNI_MAX = 1, (1 << 24) - 1
+VXLAN_DSTPORT_DEFAULT = 4789
+
+
+def _tunnel_address(text: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise FieldError(f"{clip(text)} is not an IPv4 or IPv6 address ({what})") from None
+    if ip.is_multicast or ip.is_unspecified or (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255")):
+        raise FieldError(f"{ip} is not a unicast address ({what}; a multicast underlay is not supported: "
+                         "list the remote VTEPs)")
+    return ip
+
+
+def vxlan_remotes(target: str) -> list[str]:
+    """The remote VTEPs of a VXLAN port's target ``IP[,IP…]``: each a unicast address, all of one
+    family, each once (in the order given); FieldError naming what is wrong."""
+    items = [t for t in target.split(",") if t.strip()]
+    if not items:
+        raise FieldError("a VXLAN port needs at least one remote VTEP address (IP[,IP…])")
+    if len(items) > VXLAN_REMOTES_MAX:
+        raise FieldError(f"{len(items)} remote VTEPs; a VXLAN port replicates to at most {VXLAN_REMOTES_MAX}")
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        try:
+            ip = _tunnel_address(item, "a remote VTEP")
+        except FieldError as exc:
+            raise FieldError(str(exc), f"[{i}]") from None
+        seen.setdefault(str(ip), ip.version)
+    if len(set(seen.values())) > 1:
+        raise FieldError("the remote VTEPs mix IPv4 and IPv6; one VXLAN port speaks one family")
+    return list(seen)
+
+
+def check_tunnel_ip(value: object) -> str:
+    """A VXLAN port's local address: one unicast IP, normalised."""
+    if not isinstance(value, str):
+        raise FieldError(f"{clip(value)} is not an IP address")
+    return str(_tunnel_address(value, "the local VTEP address"))
 
 
 def host_vnic_name(switch: str) -> str:
@@ -560,6 +608,7 @@ _MAC_OWNER = {
                    "own TAP): set the MAC there",
     PortKind.QEMU_STREAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
     PortKind.QEMU_DGRAM: "a QEMU guest chooses its own MAC (-device ...,mac=)",
+    PortKind.VXLAN: "a VXLAN port carries the frames of the MACs behind its remote VTEPs",
     PortKind.MEMORY: "a memory port has no MAC of its own",
 }
 
@@ -582,7 +631,29 @@ def _port_rules(v: dict[str, Any]) -> Iterator[Problem]:
     if v.get("max_bandwidth_in") and kind is not None and kind != PortKind.LINK:
         yield Problem("max_bandwidth_in", f"only a link port's delivery is shaped (a qdisc on its link); a {kind} "
                                           "port has no link of the switch's")
+    yield from _vxlan_rules(v)
     yield from _pvlan_rules(v)
+
+
+#: the fields only a VXLAN port has
+VXLAN_FIELDS = ("vni", "local_ip", "dstport")
+
+
+def _vxlan_rules(v: dict[str, Any]) -> Iterator[Problem]:
+    """A VXLAN port has its VNI (and optionally its local address and UDP port); no other port has any."""
+    kind = v.get("kind")
+    if kind == PortKind.VXLAN:
+        if "vni" in v and v["vni"] is None:
+            yield Problem("vni", "a VXLAN port needs its VNI (1-16777215)")
+        local, target = v.get("local_ip"), v.get("target")
+        if local is not None and target:
+            if ipaddress.ip_address(local).version != ipaddress.ip_address(target.split(",")[0]).version:
+                yield Problem("local_ip", f"{local} is not of the remote VTEPs' family ({target.split(',')[0]})")
+        return
+    if kind is not None:
+        for k in VXLAN_FIELDS:
+            if v.get(k) is not None:
+                yield Problem(k, "only a VXLAN port has it")
 
 
 def _pvlan_rules(v: dict[str, Any]) -> Iterator[Problem]:
@@ -706,6 +777,9 @@ PORT_FIELDS: dict[str, Check] = {
     "bandwidth_burst": _int_in(0, BURST_MAX, "a burst in bytes, 0 for the default"),
     "max_bandwidth_in": parse_rate,
     "min_bandwidth_weight": _int_in(0, 100, "a minimum bandwidth weight"),
+    "vni": optional(_int_in(VNI_MIN, VNI_MAX, "a VXLAN network identifier")),
+    "local_ip": optional(check_tunnel_ip),
+    "dstport": optional(_int_in(1, 65535, "a UDP port")),
 }
 
 
@@ -801,6 +875,9 @@ class PortSpec(_Spec):
     bandwidth_burst: int = 0                      # that policer's bucket in bytes; 0: rates.police_burst
     max_bandwidth_in: int = 0                     # bits/s the switch delivers to it (a shaper); 0: none
     min_bandwidth_weight: int = 0                 # its share of a congested uplink (-MinimumBandwidthWeight)
+    vni: int | None = None                        # a VXLAN port: its VNI (the target: its remote VTEPs)
+    local_ip: str | None = None                   # a VXLAN port: the address it sends from; None: any
+    dstport: int | None = None                    # a VXLAN port: its UDP port; None: 4789
 
     what: ClassVar[str] = "port"
     fields: ClassVar[Mapping[str, Check]] = PORT_FIELDS
@@ -820,7 +897,15 @@ class PortSpec(_Spec):
             del d["acls"]  # a port without ACLs reads (and is stored, and exported) as before
         d["pvlan"] = str(self.pvlan) if self.pvlan is not None else None
         d["secondary_list"] = format_vlan_list(self.secondary_list) if self.secondary_list is not None else None
+        if self.kind != PortKind.VXLAN:
+            for k in VXLAN_FIELDS:
+                del d[k]  # the other ports read (and are stored, and exported) as before
         return d
+
+    @property
+    def udp_port(self) -> int:
+        """A VXLAN port's UDP port (4789 unless given)."""
+        return VXLAN_DSTPORT_DEFAULT if self.dstport is None else self.dstport
 
 
 def policy_for(spec: PortSpec) -> PortPolicy:
@@ -915,6 +1000,8 @@ class FdbEntryInfo:
     port: str
     age_s: float
     static: bool
+    #: where behind the port the MAC is: a VXLAN port's remote VTEP; None for every other port
+    remote: str | None = None
 
 
 @dataclass

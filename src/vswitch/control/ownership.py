@@ -9,6 +9,8 @@ Owns the rule, and nothing else:
 - ``vs-*`` names belong to host vNICs (`host_vnic_name`), present or left by a crashed run, and are
   never a port's link nor an External switch's NIC (the loopback device is neither: the spec
   refuses it, control/model.py);
+- a VXLAN port holds its UDP port (on any local address): two VXLAN ports cannot share one, since
+  datagrams are not told apart by VNI across ports (yet): give the second another `dstport`;
 - reserved paths (vswitchd's API socket, its state directory) and anything under them are never a
   port's socket.
 
@@ -27,6 +29,7 @@ from vswitch.control.model import Conflict, PortKind, PortSpec, host_vnic_name
 LINK = "link"
 PATH = "path"
 MEMORY = "memory"
+UDP = "udp"
 #: Every host vNIC name starts so (see `host_vnic_name`).
 VNIC_PREFIX = host_vnic_name("")
 #: What a qemu-dgram port's peer path adds to its own (ports/qemu.py: QEMU binds ``<path>.qemu``).
@@ -59,11 +62,15 @@ def port_targets(spec: PortSpec) -> list[Target]:
         return [(PATH, spec.target)]
     if kind == PortKind.QEMU_DGRAM:
         return [(PATH, spec.target), (PATH, spec.target + DGRAM_PEER_SUFFIX)]
+    if kind == PortKind.VXLAN:
+        return [(UDP, str(spec.udp_port))]
     return [(MEMORY, spec.target)]
 
 
 def _describe(target: Target) -> str:
     kind, key = target
+    if kind == UDP:
+        return f"UDP port {key}"
     return {LINK: "interface", PATH: "socket path", MEMORY: "memory port id"}[kind] + f" {key!r}"
 
 

@@ -42,6 +42,11 @@ class Reason(enum.Enum):
     DROP_RUNT = "received frame shorter than an Ethernet header (14 bytes)"
     DROP_BAD_LENGTH = "stream length prefix out of range (the connection is closed)"
     DROP_TRUNCATED = "frame cut short (stream ended mid-frame, or larger than the receive buffer)"
+    # Counted by a VXLAN port on receive (ports/vxlan.py), the datagram never reaching the core:
+    DROP_VXLAN_UNKNOWN_VTEP = "VXLAN datagram from an address that is not one of the port's remote VTEPs"
+    DROP_VXLAN_VNI = "VXLAN datagram of another VNI than the port's"
+    DROP_VXLAN_FLAGS = "VXLAN header without the VNI flag, or with a reserved bit set"
+    DROP_VXLAN_TRUNCATED = "UDP datagram shorter than a VXLAN header (8 bytes)"
 
     @property
     def is_drop(self) -> bool:

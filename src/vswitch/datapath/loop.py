@@ -652,7 +652,7 @@ class Datapath:
     def _send_adapted(self, ps: PortState, frame: bytes | bytearray | memoryview, in_hdr: int) -> None:
         """Send `frame` (in the ingress port's format, `in_hdr`) converted to `ps`'s format."""
         try:
-            segments = adapt(frame, in_hdr, ps.hdr_len)
+            segments = adapt(frame, in_hdr, ps.hdr_len, ps.port.mtu)
         except OffloadError:
             c = self.core.counters.get(ps.pid)
             if c is not None:

@@ -413,7 +413,7 @@ def port() -> None:
 
 
 _PORT_KINDS = (("tap", PortKind.TAP), ("link", PortKind.LINK), ("qemu_stream", PortKind.QEMU_STREAM),
-               ("qemu_dgram", PortKind.QEMU_DGRAM), ("memory", PortKind.MEMORY))
+               ("qemu_dgram", PortKind.QEMU_DGRAM), ("vxlan", PortKind.VXLAN), ("memory", PortKind.MEMORY))
 
 
 @port.command("add")
@@ -425,27 +425,35 @@ _PORT_KINDS = (("tap", PortKind.TAP), ("link", PortKind.LINK), ("qemu_stream", P
               "a plain NAME puts it in vswitchd's port socket directory.")
 @click.option("--qemu-dgram", metavar="PATH", help="A unix datagram socket for `qemu -netdev dgram` (rootless); "
               "a plain NAME puts it in vswitchd's port socket directory.")
+@click.option("--vxlan", metavar="REMOTE[,REMOTE…]", help="A VXLAN tunnel (RFC 7348) to these remote VTEPs' "
+              "addresses, with --vni; floods go to each of them.")
 @click.option("--memory", metavar="ID", hidden=True, help="An in-memory port (tests).")
+@click.option("--vni", type=int, metavar="N", default=None, help="--vxlan: the VXLAN network identifier.")
+@click.option("--local", "local_ip", metavar="IP", default=None,
+              help="--vxlan: the local address to send from and receive on (default: any).")
+@click.option("--dstport", type=int, metavar="PORT", default=None, help="--vxlan: the UDP port (default 4789).")
 @click.option("--vlan", type=int, metavar="N", default=None, help="Access port in VLAN N (default 1).")
 @click.option("--trunk", metavar="LIST", default=None, help="Trunk port carrying these VLANs, e.g. 10,20,30-32.")
 @click.option("--native", type=int, metavar="N", default=None, help="Trunk only: the untagged VLAN.")
 @json_option
 @pass_state
 def port_add(state: CliState, switch_name: str, name: str, vlan: int | None, trunk: str | None,
-             native: int | None, as_json: bool, **targets: str | None) -> None:
-    """Add port PORT to SWITCH: exactly one of --tap, --link, --qemu-stream, --qemu-dgram."""
+             native: int | None, vni: int | None, local_ip: str | None, dstport: int | None, as_json: bool,
+             **targets: str | None) -> None:
+    """Add port PORT to SWITCH: exactly one of --tap, --link, --qemu-stream, --qemu-dgram, --vxlan."""
     chosen = [(kind, targets[opt]) for opt, kind in _PORT_KINDS if targets[opt] is not None]
     if len(chosen) != 1:
         raise click.UsageError("choose exactly one of --tap IFNAME, --link IFNAME, --qemu-stream PATH, "
-                               "--qemu-dgram PATH")
+                               "--qemu-dgram PATH, --vxlan REMOTE[,REMOTE…]")
     kind, target = chosen[0]
     if kind in (PortKind.QEMU_STREAM, PortKind.QEMU_DGRAM) and target and "/" in target:
         # relative to where the command runs, not the daemon; joined, not normalised, so that the
         # daemon refuses a '..' instead of us guessing. A plain name goes as is: vswitchd places it.
         target = os.path.join(os.getcwd(), target)
     # the VLAN rules (access or trunk, the list's syntax) are the model's, with its messages
+    tunnel = {"vni": vni, "local_ip": local_ip, "dstport": dstport}  # the model refuses them on other kinds
     spec = PortSpec.parse({"name": name, "kind": kind, "target": target, "vlan": vlan, "trunk": trunk,
-                           "native": native})
+                           "native": native, **{k: v for k, v in tunnel.items() if v is not None}})
     info = state.api.add_port(switch_name, spec)
     if as_json:
         _print_json(info)
@@ -653,8 +661,12 @@ def fdb_show(state: CliState, switch_name: str, as_json: bool) -> None:
     for col, justify in (("mac", "left"), ("vlan", "right"), ("port", "left"), ("age s", "right"),
                          ("type", "left")):
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    tunnels = any(e.remote for e in entries)
+    if tunnels:  # a VXLAN port's entries say behind which VTEP
+        table.add_column("vtep", no_wrap=True)
     for e in entries:
-        table.add_row(e.mac, str(e.vlan), e.port, f"{e.age_s:.1f}", "static" if e.static else "learned")
+        row = [e.mac, str(e.vlan), e.port, f"{e.age_s:.1f}", "static" if e.static else "learned"]
+        table.add_row(*row, *((e.remote or "",) if tunnels else ()))
     _console().print(table)
 
 

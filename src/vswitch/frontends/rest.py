@@ -97,6 +97,10 @@ from vswitch.control.model import (
     TRUNK_MAX_VLANS,
     VLAN_MAX,
     VLAN_MIN,
+    VNI_MAX,
+    VNI_MIN,
+    VXLAN_FIELDS,
+    VXLAN_REMOTES_MAX,
     WATCH_MAX_EVENTS,
     WATCH_MAX_S,
     FieldError,
@@ -138,6 +142,8 @@ _NAME = {"pattern": NAME_PATTERN, "maxLength": NAME_MAX}
 _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
 _NIC = {**_IFNAME, "not": {"const": LOOPBACK}}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
+#: a VXLAN port's remote VTEPs: IP addresses, comma-separated (model.vxlan_remotes checks each)
+_VTEPS = {"type": "string", "maxLength": 1000}
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
 MAC_TEXT_MAX = 32
@@ -185,12 +191,16 @@ _PVLAN_SPEC_SCHEMA = [
 
 
 def _port_schema(schema: dict[str, Any]) -> None:
-    """The target is an interface name or a socket path by kind; access (vlan) or trunk (+native); a MAC
+    """The target is an interface name, a socket path or VTEP addresses by kind (a VXLAN port has a VNI, no
+    other port its fields); access (vlan) or trunk (+native); a MAC
     for a tap port only; a delivery shaper (max_bandwidth_in) for a link port only."""
-    by_kind = [("tap", _NIC), ("link", _NIC), ("qemu-stream", _SOCKET_PATH), ("qemu-dgram", _SOCKET_PATH)]
+    by_kind = [(["tap", "link"], _NIC), (["qemu-stream", "qemu-dgram"], _SOCKET_PATH), (["vxlan"], _VTEPS)]
     schema["allOf"] = [
-        *({"if": {"properties": {"kind": {"const": kind}}}, "then": {"properties": {"target": target}}}
-          for kind, target in by_kind),
+        {"anyOf": [*({"properties": {"kind": {"enum": kinds}, "target": target}} for kinds, target in by_kind),
+                   {"properties": {"kind": {"const": "memory"}}}]},
+        {"if": {"properties": {"kind": {"const": "vxlan"}}},
+         "then": {"required": ["vni"], "properties": {"vni": {"type": "integer"}}},
+         "else": {"properties": {k: {"type": "null"} for k in VXLAN_FIELDS}}},
         {"if": {"properties": {"trunk": {"type": "array"}}, "required": ["trunk"]},
          "then": {"properties": {"vlan": {"type": "null"}}},
          "else": {"properties": {"native": {"type": "null"}}}},
@@ -229,7 +239,8 @@ class PortCreate(BaseModel):
     name: str = Field(json_schema_extra={**_NAME, "not": {"enum": sorted(RESERVED_PORT_NAMES)}})
     kind: Annotated[PortKind, Field(strict=False)]
     target: str = Field(min_length=1,
-                        description="Interface name (tap, link) or absolute socket path (qemu-*).")
+                        description="Interface name (tap, link), absolute socket path (qemu-*) or the "
+                                    "remote VTEPs' addresses, comma-separated (vxlan).")
     vlan: Vlan | None = Field(None, description="Access VLAN (default 1).")
     trunk: list[Vlan] | None = Field(None, min_length=1, max_length=TRUNK_MAX_VLANS,
                                      description="Allowed VLANs of a trunk port (each counted once).")
@@ -271,6 +282,11 @@ class PortCreate(BaseModel):
     min_bandwidth_weight: int = Field(0, ge=0, le=100, description="The port's share of an External switch's "
                                       "congested uplink, relative to the other ports' (Hyper-V "
                                       "-MinimumBandwidthWeight); 0: none.")
+    vni: int | None = Field(None, ge=VNI_MIN, le=VNI_MAX, description="A VXLAN port: its VXLAN network "
+                            "identifier (the target: its remote VTEPs' addresses, comma-separated).")
+    local_ip: str | None = Field(None, description="A VXLAN port: the local address it sends from and "
+                                 "receives on; none: any.")
+    dstport: int | None = Field(None, ge=1, le=65535, description="A VXLAN port: its UDP port (default 4789).")
 
 
 def _document_bodies(schema: dict[str, Any], bodies: dict[tuple[str, str], type[BaseModel]]) -> None:

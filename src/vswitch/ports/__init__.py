@@ -1,6 +1,6 @@
 """vswitch.ports: I/O back-ends that move frames between the switch and its endpoints.
 
-One module per kind (``tap``, ``link``, ``qemu``, ``memory``), the contract in ``base``, per-frame
+One module per kind (``tap``, ``link``, ``qemu``, ``vxlan``, ``memory``), the contract in ``base``, per-frame
 errors in ``errors`` and the pure vnet-header conversions in ``offload``. ``PORT_KINDS`` maps the
 kind names used in port specs to their classes; it is the one registry of kinds.
 """
@@ -14,12 +14,14 @@ from vswitch.ports.memory import MemoryPort
 from vswitch.ports.offload import adapt, parse_vnet_hdr, shift_csum_start
 from vswitch.ports.qemu import QemuDgramPort, QemuStreamPort
 from vswitch.ports.tap import TapPort
+from vswitch.ports.vxlan import VxlanPort
 
 PORT_KINDS: dict[str, type[Port]] = {
     "tap": TapPort,
     "link": LinkPort,
     "qemu-stream": QemuStreamPort,
     "qemu-dgram": QemuDgramPort,
+    "vxlan": VxlanPort,
     "memory": MemoryPort,
 }
 
@@ -37,6 +39,7 @@ __all__ = [
     "QemuDgramPort",
     "QemuStreamPort",
     "TapPort",
+    "VxlanPort",
     "adapt",
     "parse_vnet_hdr",
     "shift_csum_start",

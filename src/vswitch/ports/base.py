@@ -141,6 +141,11 @@ class Port(abc.ABC):
     def write(self, buf: bytes | bytearray | memoryview) -> bool:
         """Send one frame in this port's format. False: would block, try later. LinkDown: down for now."""
 
+    def where(self, mac: bytes) -> str | None:
+        """Where behind this port `mac` was last seen, when the port can say (a VXLAN port: the
+        remote VTEP); None. Called from the control plane's thread: a read, never a change."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts for `port show`: the kind, the endpoint, and e.g. the QEMU argument to use."""
         return {"kind": self.kind, "name": self.name, "vnet_hdr_len": self.vnet_hdr_len}

@@ -164,13 +164,17 @@ def complete_checksum(frame: Buffer, csum_start: int, csum_offset: int) -> bytes
     return bytes(out)
 
 
-def adapt(buf: Buffer, in_hdr_len: int, out_hdr_len: int) -> list[Buffer]:
-    """Frame(s) for an egress port whose vnet header length is ``out_hdr_len``.
+def adapt(buf: Buffer, in_hdr_len: int, out_hdr_len: int, mtu: int = 0) -> list[Buffer]:
+    """Frame(s) for an egress port whose vnet header length is ``out_hdr_len`` (and whose L3 MTU is
+    ``mtu``, 0: any).
 
     ``buf`` is in the ingress format (a vnet header of ``in_hdr_len`` bytes, 0/10/12, then the
     Ethernet frame). Same format: ``[buf]``. No header → header: a zero header is prepended
     ("no offload, checksum already complete"). Header → no header: the partial checksum is
-    completed and GSO super-frames are segmented in software. Raises :class:`OffloadError` for a
+    completed and GSO super-frames are segmented in software; a TCP super-frame into segments that
+fit ``mtu`` even when its ``gso_size`` came from a larger MTU (a VM on a 1500-byte link sending into
+a tunnel of 1450: TCP takes smaller segments as they come, where a drop would stall the stream;
+UDP's datagram boundaries are the application's and stay). Raises :class:`OffloadError` for a
     frame that cannot be converted (drop it).
     """
     if in_hdr_len == out_hdr_len:
@@ -192,7 +196,7 @@ def adapt(buf: Buffer, in_hdr_len: int, out_hdr_len: int) -> list[Buffer]:
             return [complete_checksum(frame, csum_start, csum_offset)]
         return [frame]
     if gso in (GSO_TCPV4, GSO_TCPV6):
-        return segment_tcp(frame, flags, gso_size, csum_start)
+        return segment_tcp(frame, flags, gso_size, csum_start, mtu)
     if gso == GSO_UDP_L4:
         return segment_udp(frame, flags, gso_size, csum_start)
     raise OffloadError(f"unsupported GSO type {gso_type} (UFO needs IP fragmentation)")
@@ -237,8 +241,9 @@ class _L3:
             _U16.pack_into(hdr, l3 + 4, self.l4 - l3 - 40 + l4_len)
 
 
-def segment_tcp(frame: memoryview, flags: int, gso_size: int, csum_start: int) -> list[Buffer]:
-    """Split a TCP super-frame (no vnet header) into segments of at most ``gso_size`` payload bytes."""
+def segment_tcp(frame: memoryview, flags: int, gso_size: int, csum_start: int, mtu: int = 0) -> list[Buffer]:
+    """Split a TCP super-frame (no vnet header) into segments of at most ``gso_size`` payload bytes,
+    and no longer than ``mtu`` from the L3 header on (0: no such bound)."""
     if gso_size <= 0:
         raise OffloadError("GSO frame with gso_size 0")
     net = _L3(frame, flags, csum_start, _PROTO_TCP)
@@ -249,6 +254,10 @@ def segment_tcp(frame: memoryview, flags: int, gso_size: int, csum_start: int) -
     data_off = l4 + thl
     if thl < 20 or len(frame) < data_off:
         raise OffloadError("bad TCP header length")
+    if mtu and data_off - net.l3 + gso_size > mtu:
+        gso_size = mtu - (data_off - net.l3)
+        if gso_size <= 0:
+            raise OffloadError(f"TCP headers of {data_off - net.l3} bytes leave no payload in an MTU of {mtu}")
     hdr = bytearray(frame[:data_off])
     seq0 = _U32.unpack_from(hdr, l4 + 4)[0]
     tcp_flags = hdr[l4 + 13]
