@@ -257,3 +257,23 @@ def _timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_tcp_segments_fit_a_smaller_egress_mtu(v6: bool) -> None:
+    """A super-frame cut for a 1500-byte link, sent into a 1450-byte tunnel: each segment fits the
+    tunnel (TCP takes smaller segments as they come), none is longer than its gso_size."""
+    buf, data = gso_frame(v6=v6, payload_len=20000, mss=1448)
+    segs = offload.adapt(buf, 10, 0, 1450)
+    l3_hdrs = (40 if v6 else 20) + 20
+    check_segments(segs, data, 1450 - l3_hdrs, v6=v6, tcp_flags="PA")
+    assert max(len(s) for s in segs) == 14 + 1450
+    # a larger MTU than the frame needs changes nothing
+    assert [bytes(s) for s in offload.adapt(buf, 10, 0, 9000)] == [bytes(s) for s in offload.adapt(buf, 10, 0)]
+
+
+def test_udp_datagrams_keep_their_size_whatever_the_mtu() -> None:
+    """UDP's datagram boundaries are the application's: never re-cut (what does not fit is dropped
+    as oversize by the datapath, and counted)."""
+    buf, data = gso_frame(payload_len=6000, mss=1472, udp=True)
+    assert [len(s) for s in offload.adapt(buf, 10, 0, 1450)] == [len(s) for s in offload.adapt(buf, 10, 0)]

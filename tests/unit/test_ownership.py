@@ -113,3 +113,14 @@ def test_reserved_paths(path: str, refused: bool) -> None:
 def test_plain_names_resolve_under_the_port_socket_dir() -> None:
     assert ownership.resolve_socket_name("vm2", "/run/vswitch/ports") == "/run/vswitch/ports/vm2.sock"
     assert ownership.resolve_socket_name("/srv/vm2.sock", "/run/vswitch/ports") == "/srv/vm2.sock"
+
+
+def test_a_vxlan_port_holds_its_udp_port() -> None:
+    """Two VXLAN ports on one UDP port would share datagrams they cannot tell apart: refused, naming
+    the owner; another --dstport is free."""
+    idx = ownership.OwnerIndex()
+    idx.add_port("A", PortSpec("vx", PortKind.VXLAN, "10.0.0.2", vni=100))
+    other = PortSpec("vy", PortKind.VXLAN, "10.0.0.3", vni=200, local_ip="10.0.0.1")
+    with pytest.raises(Conflict, match="UDP port 4789 is already vxlan port 'vx' of switch 'A'"):
+        idx.refuse_taken(ownership.port_targets(other), "vy")
+    idx.refuse_taken(ownership.port_targets(PortSpec("vy", PortKind.VXLAN, "10.0.0.3", vni=200, dstport=4790)), "vy")

@@ -143,7 +143,7 @@ _IFNAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": IFNAME_MAX}
 _NIC = {**_IFNAME, "not": {"const": LOOPBACK}}
 #: an absolute path of plain segments (none is "." or ".."), short enough for a unix socket address
 #: a VXLAN port's remote VTEPs: IP addresses, comma-separated (model.vxlan_remotes checks each)
-_VTEPS = {"type": "string", "maxLength": 1000}
+_VTEPS = {"type": "string", "minLength": 1, "maxLength": 40 * VXLAN_REMOTES_MAX}
 _SOCKET_PATH = {"type": "string", "pattern": r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", "maxLength": 100}
 _MAC = r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$|^[0-9A-Fa-f]{12}$"
 MAC_TEXT_MAX = 32
