@@ -10,9 +10,10 @@ const VsManager = (() => {
   const PORT_KINDS = [["tap", "tap — a TAP device vswitch creates (a VM's NIC)"],
     ["link", "link — an existing link (a veth end, a TAP QEMU opened)"],
     ["qemu-stream", "qemu-stream — QEMU -netdev stream (unix socket)"],
-    ["qemu-dgram", "qemu-dgram — QEMU -netdev dgram (unix socket)"]];
+    ["qemu-dgram", "qemu-dgram — QEMU -netdev dgram (unix socket)"],
+    ["vxlan", "vxlan — a VXLAN tunnel to remote VTEPs (UDP 4789)"]];
   const TARGET_LABEL = {tap: "TAP device name", link: "link name", "qemu-stream": "socket path",
-    "qemu-dgram": "socket path"};
+    "qemu-dgram": "socket path", vxlan: "remote VTEP addresses (IP,IP…)"};
 
   function nicLabel(n) {
     const facts = [n.kind, n.up ? "up" : "down", ...(n.addresses || [])];
@@ -268,8 +269,10 @@ const VsManager = (() => {
       {name: "kind", label: "Kind", type: "select", value: "tap", options: PORT_KINDS,
         onchange: (v, inputs) => {
           inputs.target.closest("label").querySelector("span").textContent = TARGET_LABEL[v];
+          inputs.vni.closest("label").hidden = v !== "vxlan";
         }},
       {name: "target", label: TARGET_LABEL.tap, placeholder: "vm1-tap or /run/vswitch/ports/vm1.sock"},
+      {name: "vni", label: "VXLAN network identifier (VNI)", type: "number", hidden: true},
       {name: "vlan", label: "Access VLAN (default 1)", type: "number"},
       {name: "trunk", label: "or trunk VLANs", placeholder: "10,20-30"},
     ], "Add port", async (v) => {
