@@ -183,6 +183,9 @@ def test_a_trace_is_drawn_as_numbered_hops(ui: Ui, browser: object) -> None:
         api.add_port(name, PortSpec("vm3", PortKind.MEMORY, "vm3"))
         expected = api.trace(name, "vm1", "02:00:00:00:00:01", "ff:ff:ff:ff:ff:ff")
     browser.get(f"{ui.url}/ui/#token={ui.reader}")  # type: ignore[attr-defined]
+    # the list drawn first: the token taken from the URL changes the hash and draws it, and a switch
+    # page asked for before that was drawn twice, the panel found in the first one gone (CI saw it)
+    wait_for(browser, f'tr[data-switch="{name}"]')
     browser.execute_script(f"location.hash = '#/switch/{name}'")  # type: ignore[attr-defined]
     form = _open(browser, "details#trace-panel").find_element("css selector", "form")  # type: ignore[attr-defined]
     _fill(form, in_port="vm1", src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")

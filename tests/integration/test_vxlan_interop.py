@@ -13,6 +13,7 @@ without a trace.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -176,3 +177,17 @@ def test_other_vnis_strangers_and_bad_headers_are_dropped_by_name(overlay: Overl
     fdb = json.loads(o.d.cli("fdb", "show", o.sw, "--json").stdout)
     assert "02:00:00:00:00:99" not in {e["mac"] for e in fdb}, "a refused datagram's frame reached the switch"
     assert ns_helpers.ping(o.vm, o.b_ip, count=1), "VNI 100 still works"
+
+
+def test_the_tunnel_comes_back_after_vswitchd_is_killed(overlay: Overlay) -> None:
+    """SIGKILL, then a new vswitchd on the same state: the VXLAN port is re-created from the store
+    (its VNI, remotes and local address) and the overlay works again."""
+    o = overlay
+    assert ns_helpers.ping(o.vm, o.b_ip, count=1)
+    o.d.stop(signal.SIGKILL)
+    o.d.start()
+    port = json.loads(o.d.cli("port", "show", o.sw, "vx", "--json").stdout)
+    assert (port["kind"], port["target"], port["details"]["vni"], port["details"]["local"]) == \
+        ("vxlan", o.vtep_b, VNI, o.vtep_a)
+    assert ns_helpers.ping(o.vm, o.b_ip, count=3), "the overlay did not come back after the restart"
+    ns_helpers.tcp_transfer(o.vm, o.b, o.b_ip, 2_000_000)

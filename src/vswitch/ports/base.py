@@ -86,6 +86,16 @@ def link_mtu(sock: socket.socket | None, ifname: str, default: int) -> int:
             s.close()
 
 
+def grow_socket_buffers(sock: socket.socket, nbytes: int) -> None:
+    """Ask for `nbytes` of send and receive buffer on a socket port's socket; a refusal is not fatal
+    (the defaults work, with more drops under bursts)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, nbytes)
+        except OSError:
+            pass
+
+
 def ignore_rx_drop(reason: Reason) -> None:
     """``count_rx_drop`` of a port no datapath has attached: nobody counts."""
 

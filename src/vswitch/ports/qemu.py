@@ -37,7 +37,7 @@ import struct
 from typing import Any, NoReturn
 
 from vswitch.core.reasons import Reason
-from vswitch.ports.base import MAX_MTU, LinkDown, Port, over_mtu
+from vswitch.ports.base import MAX_MTU, LinkDown, Port, grow_socket_buffers, over_mtu
 from vswitch.ports.errors import FrameRejected
 
 #: Largest length QEMU accepts in a stream frame header (NET_BUFSIZE-ish: 64 KiB + VLAN headers).
@@ -138,12 +138,7 @@ def _bind_unix(path: str, kind: int) -> tuple[socket.socket, tuple[int, int] | N
 
 
 def _grow_buffers(sock: socket.socket) -> None:
-    """Ask for _SOCK_BUF_BYTES of send and receive buffer; a refusal is not fatal (the defaults work)."""
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-        except OSError:
-            pass
+    grow_socket_buffers(sock, _SOCK_BUF_BYTES)
 
 
 def _unlink_quietly(path: str, identity: tuple[int, int] | None) -> None:

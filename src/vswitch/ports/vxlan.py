@@ -26,7 +26,8 @@ Invariants:
 - Send: a frame to a unicast MAC seen behind one VTEP goes to that VTEP only; anything else (a
   broadcast, a multicast, a MAC not seen yet) goes to every remote (head-end replication). A copy
   the kernel cannot take right now is counted (``tx_replica_drops``), never retried: the others
-  already went, and a retry of the whole frame would duplicate them.
+  already went, and a retry of the whole frame would duplicate them. A known unicast the underlay's
+  queue drops is the datapath's ``drop_queue_full`` (EgressDropped), as on any port.
 - The VTEP table holds at most ``MAX_REMOTE_MACS`` entries; past that the oldest learned goes
   first (it comes back with its next frame). It is read by ``where`` from other threads: one dict
   lookup, atomic under the GIL.
@@ -40,11 +41,11 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from vswitch.core.reasons import Reason
-from vswitch.ports.base import MAX_FRAME_BYTES, LinkDown, Port
-from vswitch.ports.errors import FrameRejected
+from vswitch.ports.base import MAX_FRAME_BYTES, LinkDown, Port, grow_socket_buffers
+from vswitch.ports.errors import EgressDropped, FrameRejected
 
 #: IANA's VXLAN port, the kernel's and Open vSwitch's default
 DEFAULT_DSTPORT = 4789
@@ -120,11 +121,7 @@ class VxlanPort(Port):
             if self.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((self.local or ("::" if self.family == socket.AF_INET6 else "0.0.0.0"), self.dstport))
-            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF_BYTES)
-                except OSError:
-                    pass
+            grow_socket_buffers(sock, _SOCK_BUF_BYTES)
         except BaseException:
             sock.close()
             raise
@@ -226,24 +223,25 @@ class VxlanPort(Port):
             except OSError as e:
                 self._send_failed(e, len(buf))
             return True
-        sent = unreachable = 0
+        unreachable = 0
         for addr in self._addrs:
             try:
                 sock.sendmsg(parts, (), 0, addr)
-                sent += 1
             except (BlockingIOError, InterruptedError):
                 self.tx_replica_drops += 1
             except OSError as e:
-                if e.errno not in _UNREACHABLE:
+                if e.errno == errno.ENOBUFS:
+                    self.tx_replica_drops += 1
+                elif e.errno in _UNREACHABLE:
+                    self.tx_unreachable += 1
+                    unreachable += 1
+                else:
                     self._send_failed(e, len(buf))
-                    continue
-                self.tx_unreachable += 1
-                unreachable += 1
         if unreachable == len(self._addrs):
             raise LinkDown(errno.EHOSTUNREACH, f"no route to any VTEP ({', '.join(self.remotes[:4])})")
         return True
 
-    def _send_failed(self, e: OSError, n: int) -> None:
+    def _send_failed(self, e: OSError, n: int) -> NoReturn:
         code = e.errno
         if code in _UNREACHABLE:
             self.tx_unreachable += 1
@@ -252,8 +250,7 @@ class VxlanPort(Port):
             self.mtu = self.overlay_mtu()  # the path MTU went down: the datapath checks the new one next time
             raise FrameRejected(code, f"frame of {n} bytes does not fit a datagram to the VTEP") from None
         if code == errno.ENOBUFS:
-            self.tx_replica_drops += 1
-            return
+            raise EgressDropped(code, "the underlay's transmit queue dropped the datagram") from None
         raise e
 
     # -- what the switch shows ----------------------------------------------------------------
